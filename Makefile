@@ -1,0 +1,48 @@
+# Two commands on a fresh machine (Python 3.11 + make): `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: help setup run test test-slow lint format demo-data clean
+
+help:
+	@echo "make run        set up .venv and run the workflow on the bundled demo data"
+	@echo "make test       set up .venv and run the test suite"
+	@echo "make test-slow  also run the slow (marked) checks"
+	@echo "make lint       ruff check and format check"
+	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
+	@echo "make clean      remove results/ and workflow state (keeps .venv)"
+
+# The virtual environment is (re)built when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo-data: $(STAMP)
+	$(BIN)/allianceanalysis simulate data/demo/sessions.csv --preset demo --truth data/demo/truth.json
+
+clean:
+	rm -rf results/*/ .snakemake

@@ -1,0 +1,17 @@
+# allianceanalysis workflow: session exports -> validated data -> models, figures, tables.
+# Run from anywhere:
+#   snakemake --snakefile path/to/Snakefile --directory WORKDIR --configfile my.yaml --cores N
+# Without --configfile, the bundled config/config.yaml (the synthetic demo data) is used.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,215 @@
+"""The ``allianceanalysis`` command line.
+
+Commands
+--------
+``allianceanalysis validate PATH [--config FILE --dataset NAME]``
+    Check a session file against the data contract; print every problem (file, row, column,
+    value, rule) or a summary. Writes nothing. Exit status 0 when the file is valid, 1 when
+    any problem is found (also rows that ``on_invalid_rows: exclude`` would drop), 2 for a
+    usage error.
+``allianceanalysis simulate OUT [--preset demo | --clients N ...] [--truth FILE]``
+    Write a simulated dataset (CSV, Parquet or Excel by OUT's extension) and, optionally, its
+    true parameters as JSON.
+``allianceanalysis instruments``
+    List the instrument registry.
+
+Errors in the user's input are printed as plain sentences, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__
+from .config import DatasetSpec, load_config
+from .errors import AllianceError, format_problems
+from .instruments import INSTRUMENTS, instrument_table
+
+__all__ = ["main", "report_user_errors"]
+
+log = logging.getLogger("allianceanalysis")
+
+
+@contextmanager
+def report_user_errors(log_file: str | Path | None = None, context: str = "") -> Iterator[None]:
+    """Turn :class:`~allianceanalysis.errors.AllianceError` into a message and exit status 1.
+
+    Used by the command line and by the workflow's scripts. When ``log_file`` is given, the
+    package's log (counts only, never data) goes there too, and so does the error message;
+    ``context`` (e.g. ``"dataset 'clinic'"``) starts the message.
+    """
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    except AllianceError as exc:
+        message = f"{context}: {exc}" if context else str(exc)
+        log.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .io import check_dataset
+
+    path = Path(args.path)
+    if args.config:
+        config = load_config(args.config)
+        if args.dataset is None:
+            if len(config["datasets"]) != 1:
+                names = ", ".join(config["datasets"])
+                print(f"error: --dataset is needed to choose one of: {names}", file=sys.stderr)
+                return 2
+            args.dataset = next(iter(config["datasets"]))
+        spec = replace(DatasetSpec.from_config(config, args.dataset), path=path)
+    else:
+        spec = DatasetSpec(name=path.stem, path=path)
+    if args.outcome or args.alliance:
+        spec = replace(
+            spec, outcome=args.outcome or spec.outcome, alliance=args.alliance or spec.alliance
+        )
+    result = check_dataset(spec)
+    if len(result.problems):
+        print(format_problems(str(path), result.problems, args.max_problems), file=sys.stderr)
+        return 1
+    s = result.summary
+    opts = s["read_options"]
+    read = ", ".join(f"{k} {v!r}" for k, v in opts.items())
+    print(
+        f"{path}: valid. {s['rows']['read']} rows read, {s['rows']['used']} used; "
+        f"{s['counts']['clients']} clients, {s['counts']['therapists']} therapists."
+    )
+    print(
+        f"  outcome: {s['outcome']['name']} ({s['outcome']['from']}); "
+        f"alliance: {s['alliance']['name']} ({s['alliance']['from']})."
+    )
+    print(f"  read as {s['format']}: {read}")
+    if s["columns"]["extra"]:
+        print(f"  extra columns kept: {', '.join(s['columns']['extra'])}")
+    for warning in s["warnings"]:
+        print(f"  warning: {warning['rule']} ({warning['count']})")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulate import DEMO_SEED, PRESETS, simulate_study, with_items
+
+    changes = dict(PRESETS[args.preset]) if args.preset else {}
+    for option, parameter in (
+        ("clients", "n_clients"),
+        ("therapists", "n_therapists"),
+        ("sites", "n_sites"),
+        ("feedback", "feedback"),
+        ("outcome", "outcome"),
+        ("alliance", "alliance"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            changes[parameter] = value
+    seed = args.seed if args.seed is not None else DEMO_SEED
+    try:
+        study = simulate_study(seed=seed, **changes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sessions = with_items(study.sessions, seed) if args.items else study.sessions
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        sessions.to_parquet(out, index=False)
+    elif suffix == ".xlsx":
+        sessions.to_excel(out, index=False)
+    else:
+        sessions.to_csv(
+            out, index=False, float_format="%g", date_format="%Y-%m-%d", lineterminator="\n"
+        )
+    if args.truth:
+        Path(args.truth).write_text(json.dumps(study.truth(), indent=2) + "\n")
+    print(
+        f"{out}: {len(sessions)} sessions of {study.parameters.n_clients} simulated clients "
+        f"(seed {seed})"
+    )
+    return 0
+
+
+def _instruments(_: argparse.Namespace) -> int:
+    rows = instrument_table()
+    headers = list(rows[0])
+    widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in headers]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(headers, widths, strict=True)))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="allianceanalysis",
+        description="Process-outcome analytics for psychotherapy alliance and outcome data.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser(
+        "validate", help="check a session file against the data contract (writes nothing)"
+    )
+    validate.add_argument("path", help="CSV, Parquet or Excel file")
+    validate.add_argument("--config", help="workflow config with the dataset's mapping")
+    validate.add_argument("--dataset", help="dataset name in the config (its path is ignored)")
+    validate.add_argument("--outcome", choices=list(INSTRUMENTS), help="outcome instrument")
+    validate.add_argument("--alliance", choices=list(INSTRUMENTS), help="alliance instrument")
+    validate.add_argument(
+        "--max-problems", type=int, default=20, help="problems shown in full (default 20)"
+    )
+    validate.set_defaults(func=_validate)
+
+    simulate = commands.add_parser("simulate", help="write a simulated dataset")
+    simulate.add_argument("out", help="output file: .csv, .parquet or .xlsx")
+    simulate.add_argument("--preset", choices=["demo"], help="a named parameter set")
+    simulate.add_argument("--clients", type=int, help="number of clients")
+    simulate.add_argument("--therapists", type=int, help="number of therapists")
+    simulate.add_argument("--sites", type=int, help="number of sites")
+    simulate.add_argument("--seed", type=int, help="random seed (default: the demo seed)")
+    simulate.add_argument(
+        "--feedback", choices=["none", "client", "therapist", "date"], help="feedback design"
+    )
+    simulate.add_argument("--outcome", choices=list(INSTRUMENTS), help="outcome instrument")
+    simulate.add_argument("--alliance", choices=list(INSTRUMENTS), help="alliance instrument")
+    simulate.add_argument(
+        "--items", action="store_true", help="write item columns instead of totals"
+    )
+    simulate.add_argument("--truth", help="also write the true parameters to this JSON file")
+    simulate.set_defaults(func=_simulate)
+
+    instruments = commands.add_parser("instruments", help="list the instrument registry")
+    instruments.set_defaults(func=_instruments)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    with report_user_errors():
+        return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Errors a user can act on.
+
+Every error raised for bad input or bad configuration derives from :class:`AllianceError`.
+The command line and the workflow print such errors as plain text, without a traceback, and
+exit non-zero; anything else is a bug in the package and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["PROBLEM_COLUMNS", "AllianceError", "ConfigError", "DataError", "format_problems"]
+
+PROBLEM_COLUMNS = ["row", "column", "value", "rule"]
+"""Columns of a problem table: the file's row as a person sees it (header = row 1; empty for a
+problem with the whole file), the column as named in the file, the offending value as text
+(empty when it is not shown), and the rule in plain words."""
+
+_MAX_VALUE_CHARS = 40
+
+
+class AllianceError(Exception):
+    """An error in the user's input or configuration, explained in plain words."""
+
+
+class ConfigError(AllianceError):
+    """The configuration file is missing, unreadable or breaks the schema."""
+
+    def __init__(self, messages: list[str] | str, source: str = "config") -> None:
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        self.source = source
+        lines = [f"{source}: {m}" for m in self.messages]
+        super().__init__("\n".join(lines))
+
+
+class DataError(AllianceError):
+    """A data file breaks the session data contract.
+
+    Parameters
+    ----------
+    file : str
+        The file as the user named it.
+    problems : pandas.DataFrame
+        One row per problem, columns :data:`PROBLEM_COLUMNS`.
+    max_shown : int
+        Problems shown in full in the message; the rest are counted by column and rule.
+    """
+
+    def __init__(self, file: str, problems: pd.DataFrame, max_shown: int = 20) -> None:
+        self.file = file
+        self.problems = problems.reset_index(drop=True)
+        super().__init__(format_problems(file, self.problems, max_shown))
+
+    @classmethod
+    def single(cls, file: str, rule: str, column: str = "", row: int | None = None) -> DataError:
+        """A problem with the whole file (or one place in it)."""
+        frame = pd.DataFrame(
+            {"row": [row], "column": [column], "value": [""], "rule": [rule]}
+        ).astype({"row": "Int64"})
+        return cls(file, frame)
+
+
+def _show_value(value: object) -> str:
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > _MAX_VALUE_CHARS:
+        text = text[: _MAX_VALUE_CHARS - 1] + "…"
+    return text
+
+
+def _describe(row: pd.Series) -> str:
+    where = "whole file" if pd.isna(row["row"]) else f"row {int(row['row'])}"
+    if row["column"]:
+        where += f", column '{row['column']}'"
+    value = row["value"]
+    if value is not None and not (isinstance(value, float) and pd.isna(value)) and value != "":
+        return f"{where}: value '{_show_value(value)}': {row['rule']}"
+    return f"{where}: {row['rule']}"
+
+
+def format_problems(file: str, problems: pd.DataFrame, max_shown: int = 20) -> str:
+    """Render a problem table as the message a user reads.
+
+    The first ``max_shown`` problems are listed in full (file-wide problems first, then by
+    row); the rest are summarised as counts per column and rule.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> p = pd.DataFrame({"row": [3], "column": ["ors"], "value": ["45"],
+    ...                   "rule": ["must be between 0 and 40"]})
+    >>> print(format_problems("s.csv", p))
+    s.csv: 1 problem found; nothing was written.
+      row 3, column 'ors': value '45': must be between 0 and 40
+    """
+    n = len(problems)
+    ordered = problems.assign(_file_wide=problems["row"].isna()).sort_values(
+        ["_file_wide", "row"], ascending=[False, True], kind="stable"
+    )
+    lines = [f"{file}: {n} problem{'s' if n != 1 else ''} found; nothing was written."]
+    lines += ["  " + _describe(r) for _, r in ordered.head(max_shown).iterrows()]
+    rest = ordered.iloc[max_shown:]
+    if len(rest):
+        counts = rest.groupby(["column", "rule"], sort=False).size().sort_values(ascending=False)
+        lines.append(f"  … and {len(rest)} more:")
+        lines += [
+            f"    {count} × column '{column}': {rule}" if column else f"    {count} × {rule}"
+            for (column, rule), count in counts.items()
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,748 @@
+"""Validating a session file against the data contract (pandera), with row accounting.
+
+:func:`check_dataset` reads, maps and validates a file and returns every problem it found;
+:func:`load_dataset` does the same and applies the dataset's ``on_invalid_rows`` policy:
+``fail`` (the default) raises :class:`~allianceanalysis.errors.DataError` listing the problems,
+``exclude`` drops the offending rows and returns them with their reasons. Problems with the
+file as a whole (not a table, missing or identifying columns, an empty score column) always
+raise.
+
+Each problem names the file, the row as a person sees it in the file, the column as the file
+names it, the offending value, and the rule in plain words. Rows are accounted for:
+``rows read = rows used + rows excluded``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
+from ..config import DatasetSpec
+from ..errors import PROBLEM_COLUMNS, DataError
+from ..instruments import INSTRUMENTS, Instrument
+from .mapping import END_STATUSES, ColumnPlan, plan_columns
+from .privacy import identifier_value_reasons
+from .read import RawTable, read_raw
+
+__all__ = ["DATE_FORMATS", "DATE_RANGE", "ValidationResult", "check_dataset", "load_dataset"]
+
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+    "%d-%m-%Y",
+    "%Y/%m/%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%d.%m.%Y %H:%M",
+)
+"""Session-date formats tried when a dataset sets no ``read.date_format``."""
+DATE_RANGE = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-12-31"))
+"""Session dates outside this range are refused as impossible."""
+_DETECTION_SAMPLE = 20_000
+_TEXT_COLUMNS = ("client_id", "therapist_id", "site_id", "episode_id", "condition")
+
+
+@dataclass
+class ValidationResult:
+    """What validation produced for one dataset.
+
+    Attributes
+    ----------
+    sessions : pandas.DataFrame
+        The analysable rows in the contract's columns (plus extra columns and ``source_row``,
+        the row in the file).
+    problems : pandas.DataFrame
+        Every row-level problem found (columns ``row, column, value, rule``).
+    excluded : pandas.DataFrame
+        The rows set aside, with ``row`` and ``reasons`` and their original cells
+        (``raw_line`` for rows that could not be split into fields).
+    summary : dict
+        Row accounting, detected read options, columns, counts and warnings.
+    """
+
+    sessions: pd.DataFrame
+    problems: pd.DataFrame
+    excluded: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty_problems() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": pd.Series(dtype="Int64"),
+            "column": pd.Series(dtype="str"),
+            "value": pd.Series(dtype="str"),
+            "rule": pd.Series(dtype="str"),
+        }
+    )
+
+
+class _Problems:
+    """Collects row-level problems as frames (vectorised; no Python object per problem)."""
+
+    def __init__(self, file_row: np.ndarray) -> None:
+        self.file_row = file_row
+        self.frames: list[pd.DataFrame] = []
+
+    def add(self, mask: np.ndarray | pd.Series, column: str, values: pd.Series, rule: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        shown = values[mask].astype("str").fillna("").to_numpy()
+        self.frames.append(
+            pd.DataFrame(
+                {"row": self.file_row[mask], "column": column, "value": shown, "rule": rule}
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.frames:
+            return _empty_problems()
+        out = pd.concat(self.frames, ignore_index=True)
+        return out.astype({"row": "Int64", "column": "str", "value": "str", "rule": "str"})
+
+
+def _format_cell(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip()
+    if value is None or (not isinstance(value, pd.Timestamp) and pd.isna(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def as_text(series: pd.Series, na_values: tuple[str, ...]) -> pd.Series:
+    """A column as stripped text; cells in ``na_values`` (after stripping) become missing.
+
+    Whole-valued floats (how Excel and Parquet often store codes) are written without ``.0``.
+
+    Examples
+    --------
+    >>> as_text(pd.Series([" C1 ", "NA", ""]), ("", "NA")).tolist()
+    ['C1', nan, nan]
+    >>> as_text(pd.Series([101.0, None]), ("",)).tolist()
+    ['101', nan]
+    """
+    if is_bool_dtype(series):
+        text = series.astype("str")
+    elif is_numeric_dtype(series):
+        finite = series.dropna()
+        if series.dtype.kind == "f" and bool((finite == np.floor(finite)).all()):
+            series = series.astype("Int64")
+        text = series.astype("str")
+    elif is_datetime64_any_dtype(series):
+        text = series.dt.strftime("%Y-%m-%d %H:%M:%S").str.removesuffix(" 00:00:00")
+    elif isinstance(series.dtype, pd.StringDtype):
+        text = series.str.strip()
+    else:
+        text = series.map(_format_cell).astype("str")
+    return text.mask(text.isin(na_values)).astype("str")
+
+
+def _detect_decimal(texts: list[pd.Series], sep: str | None) -> str:
+    """``","`` when numbers are written like ``3,5`` (never with a point) in a file whose
+    delimiter is not a comma; ``"."`` otherwise."""
+    if sep == ",":
+        return "."
+    comma = point = False
+    for text in texts:
+        sample = text.dropna().head(_DETECTION_SAMPLE)
+        comma = comma or bool(sample.str.fullmatch(r"[-+]?\d*,\d+").any())
+        point = point or bool(sample.str.fullmatch(r"[-+]?\d*\.\d+").any())
+    return "," if comma and not point else "."
+
+
+def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, np.ndarray]:
+    """Numbers from text; the mask marks present cells that are not finite numbers."""
+    candidate = text if decimal == "." else text.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(candidate, errors="coerce").astype("float64")
+    numbers = numbers.where(np.isfinite(numbers))
+    bad = (text.notna() & numbers.isna()).to_numpy(dtype=bool)
+    return numbers, bad
+
+
+def _choose_date_format(text: pd.Series, file: str, column: str) -> str:
+    sample = pd.Series(text.dropna().unique()[:_DETECTION_SAMPLE], dtype="str")
+    parsed = {f: pd.to_datetime(sample, format=f, errors="coerce") for f in DATE_FORMATS}
+    counts = {f: int(p.notna().sum()) for f, p in parsed.items()}
+    best = max(DATE_FORMATS, key=lambda f: counts[f])
+    if counts[best] == 0:
+        return DATE_FORMATS[0]
+    rivals = [
+        f
+        for f in DATE_FORMATS
+        if f != best and counts[f] == counts[best] and not parsed[f].equals(parsed[best])
+    ]
+    if rivals:
+        example = sample[parsed[best].notna() & parsed[rivals[0]].notna()].iloc[0]
+        raise DataError.single(
+            file,
+            f"session dates such as '{example}' read both as {best} and as {rivals[0]}; set "
+            'read.date_format for this dataset (e.g. "%d/%m/%Y")',
+            column,
+        )
+    return best
+
+
+def _parse_dates(
+    text: pd.Series, date_format: str | None, file: str, column: str
+) -> tuple[pd.Series, np.ndarray, np.ndarray, str]:
+    fmt = date_format or _choose_date_format(text, file, column)
+    dates = pd.to_datetime(text, format=fmt, errors="coerce").astype("datetime64[ns]")
+    invalid = (text.notna() & dates.isna()).to_numpy(dtype=bool)
+    outside = (dates.notna() & ((dates < DATE_RANGE[0]) | (dates > DATE_RANGE[1]))).to_numpy(
+        dtype=bool
+    )
+    return dates.where(~outside), invalid, outside, fmt
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _score_schema(inst: Instrument, label: str, low: float, high: float) -> pa.Column:
+    checks = [pa.Check.in_range(low, high, error=f"{label} must be between {low:g} and {high:g}")]
+    if inst.integer:
+        checks.append(
+            pa.Check(
+                lambda s: s.isna() | (s == np.floor(s)), error=f"{label} must be a whole number"
+            )
+        )
+    return pa.Column(nullable=True, checks=checks, required=False)
+
+
+REQUIRED_RULE = "is required and must not be blank"
+
+
+def _row_schema(
+    keys: list[str], frame_columns: list[str], inst_items: dict[str, tuple[str, ...]]
+) -> pa.DataFrameSchema:
+    """The pandera schema of the typed session frame."""
+    columns: dict[str, pa.Column] = {
+        "client_id": pa.Column(nullable=False),
+        "therapist_id": pa.Column(nullable=False),
+        "session": pa.Column(
+            nullable=False,
+            checks=[
+                pa.Check(
+                    lambda s: s == np.floor(s),
+                    error="the session number must be a whole number",
+                ),
+                pa.Check.ge(1, error="the session number must be at least 1"),
+            ],
+        ),
+        "end_status": pa.Column(
+            nullable=True,
+            required=False,
+            checks=pa.Check.isin(
+                END_STATUSES,
+                error="end_status must be one of planned, dropout, ongoing (map other labels "
+                "with recode: end_status:)",
+            ),
+        ),
+    }
+    for key in keys:
+        inst = INSTRUMENTS[key]
+        columns[key] = _score_schema(
+            inst, f"the {inst.short} total", inst.total_min, inst.total_max
+        )
+        for item_column in inst_items.get(key, ()):
+            columns[item_column] = _score_schema(
+                inst, f"each {inst.short} item", inst.item_min, inst.item_max
+            )
+    unique = ["client_id", "episode_id", "session"] if "episode_id" in frame_columns else None
+    return pa.DataFrameSchema(
+        columns,
+        unique=unique or ["client_id", "session"],
+        report_duplicates="all",
+        strict=False,
+        name="sessions",
+    )
+
+
+def _pandera_problems(
+    frame: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    names: dict[str, str],
+    texts: dict[str, pd.Series],
+    file_row: np.ndarray,
+) -> pd.DataFrame:
+    try:
+        schema.validate(frame, lazy=True)
+        return _empty_problems()
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    cases = cases[cases["index"].notna()]
+    index = cases["index"].astype("int64").to_numpy()
+    column = cases["column"].astype("str").to_numpy()
+    rule = cases["check"].astype("str").to_numpy()
+    is_unique = rule == "multiple_fields_uniqueness"
+    rule = np.where(rule == "not_nullable", REQUIRED_RULE, rule)
+    out = pd.DataFrame({"index": index, "contract": column, "rule": rule})
+    dup_rows = np.unique(index[is_unique])
+    out = out[~is_unique]
+    out["value"] = [
+        "" if pd.isna(v) else str(v)
+        for v in (texts[c].iloc[i] for c, i in zip(out["contract"], out["index"], strict=True))
+    ]
+    out["column"] = out["contract"].map(names)
+    # a value that is present but failed conversion was already reported as such
+    out = out[~((out["rule"] == REQUIRED_RULE) & (out["value"] != ""))]
+    frames = [out]
+    if len(dup_rows):
+        key = schema.unique
+        keyed = frame.iloc[dup_rows][key].astype("str").assign(_row=file_row[dup_rows])
+        rows_of = keyed.groupby(key, sort=False)["_row"].transform(
+            lambda r: ", ".join(str(x) for x in r.head(5)) + (" …" if len(r) > 5 else "")
+        )
+        session = frame["session"].iloc[dup_rows]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "index": dup_rows,
+                    "column": " + ".join(names.get(k, k) for k in key),
+                    "value": session.map(lambda s: f"session {s:g}").to_numpy(),
+                    "rule": "the same client and session appear in more than one row (rows "
+                    + rows_of.to_numpy()
+                    + ")",
+                }
+            )
+        )
+    problems = pd.concat(frames, ignore_index=True)
+    problems["row"] = file_row[problems["index"].to_numpy(dtype="int64")]
+    return problems[PROBLEM_COLUMNS].astype(
+        {"row": "Int64", "column": "str", "value": "str", "rule": "str"}
+    )
+
+
+def _sum_items(
+    item_values: pd.DataFrame, inst: Instrument, prorate: bool
+) -> tuple[pd.Series, pd.Series]:
+    """Totals from items: missing when any item is missing, unless prorating applies."""
+    answered = item_values.notna().sum(axis=1)
+    total = item_values.sum(axis=1, min_count=inst.item_count)
+    prorated = pd.Series(False, index=item_values.index)
+    if prorate and inst.prorate_max_missing:
+        allowed = (answered < inst.item_count) & (
+            answered >= inst.item_count - inst.prorate_max_missing
+        )
+        total = total.where(~allowed, item_values.mean(axis=1) * inst.item_count)
+        prorated = allowed
+    return total, prorated
+
+
+@dataclass
+class _Typed:
+    frame: pd.DataFrame
+    texts: dict[str, pd.Series]
+    names: dict[str, str]
+    options: dict[str, Any]
+    prorated: dict[str, int]
+    file_problems: list[dict]
+
+
+def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _Problems) -> _Typed:
+    """Convert the mapped columns to their types, recording conversion problems."""
+    file = str(spec.path)
+    na = spec.read.na_values
+    frame = pd.DataFrame(index=pd.RangeIndex(len(raw.frame)))
+    texts: dict[str, pd.Series] = {}
+    names: dict[str, str] = {}
+    file_problems: list[dict] = []
+    for contract, column in plan.source.items():
+        texts[contract] = as_text(raw.frame[column], na)
+        names[contract] = column
+    for key, columns in plan.items.items():
+        for canonical, column in zip(INSTRUMENTS[key].item_columns, columns, strict=True):
+            texts[canonical] = as_text(raw.frame[column], na)
+            names[canonical] = column
+
+    for contract in _TEXT_COLUMNS:
+        if contract in texts:
+            frame[contract] = texts[contract]
+    for contract in ("end_status", "condition"):
+        if contract in texts:
+            recoded = texts[contract].replace(spec.recode.get(contract, {}))
+            if contract == "end_status":
+                recoded = recoded.str.lower()
+            frame[contract] = recoded.astype("str")
+
+    numeric = [c for c in texts if c == "session" or c in INSTRUMENTS or c in _item_names(plan)]
+    decimal = spec.read.decimal or _detect_decimal(
+        [texts[c] for c in numeric if texts[c].dtype == "str"], raw.options.get("sep")
+    )
+    for contract in numeric:
+        source = raw.frame[names[contract]]
+        if is_numeric_dtype(source) and not is_bool_dtype(source):
+            values = source.astype("float64").reset_index(drop=True)
+            bad = ~np.isfinite(values.fillna(0.0)).to_numpy()
+            values = values.where(~bad)
+        else:
+            values, bad = _parse_numbers(texts[contract], decimal)
+        problems.add(bad, names[contract], texts[contract], "is not a number")
+        frame[contract] = values
+
+    prorated: dict[str, int] = {}
+    for key, columns in plan.items.items():
+        inst = INSTRUMENTS[key]
+        item_values = frame[list(inst.item_columns)]
+        total, was_prorated = _sum_items(item_values, inst, spec.prorate)
+        prorated[key] = int(was_prorated.sum())
+        if key in frame:
+            both = frame[key].notna() & total.notna()
+            differs = both & ((frame[key] - total).abs() > 1e-6)
+            problems.add(
+                differs, names[key], texts[key], "the total differs from the sum of its items"
+            )
+            frame[key] = frame[key].fillna(total)
+        else:
+            frame[key] = total
+            texts[key] = total.astype("str")
+            names[key] = f"{key} (sum of {', '.join(columns)})"
+
+    options: dict[str, Any] = {**raw.options, "decimal": decimal}
+    if "session_date" in texts:
+        dates, invalid, outside, fmt = _parse_dates(
+            texts["session_date"], spec.read.date_format, file, names["session_date"]
+        )
+        problems.add(
+            invalid,
+            names["session_date"],
+            texts["session_date"],
+            f"is not a valid date in the format {fmt}",
+        )
+        problems.add(
+            outside,
+            names["session_date"],
+            texts["session_date"],
+            f"is outside the plausible range {DATE_RANGE[0]:%Y-%m-%d} to {DATE_RANGE[1]:%Y-%m-%d}",
+        )
+        frame["session_date"] = dates
+        options["date_format"] = fmt
+
+    for role, key in (("outcome", spec.outcome), ("alliance", spec.alliance)):
+        sources = (
+            [texts[key]]
+            if key in plan.source
+            else [texts[c] for c in INSTRUMENTS[key].item_columns]
+        )
+        if all(s.isna().all() for s in sources) and len(frame):
+            file_problems.append(
+                {
+                    "row": pd.NA,
+                    "column": names[key],
+                    "value": "",
+                    "rule": f"the {role} score column has no values at all",
+                }
+            )
+    return _Typed(frame, texts, names, options, prorated, file_problems)
+
+
+def _item_names(plan: ColumnPlan) -> set[str]:
+    return {c for key in plan.items for c in INSTRUMENTS[key].item_columns}
+
+
+def _privacy_problems(raw: RawTable, plan: ColumnPlan, typed: _Typed, spec: DatasetSpec) -> list:
+    allowed = set(spec.allow_identifier_columns)
+    problems = []
+    candidates = {names: typed.texts[c] for c, names in typed.names.items() if c in _TEXT_COLUMNS}
+    for column in plan.extras:
+        series = raw.frame[column]
+        if not (is_numeric_dtype(series) or is_datetime64_any_dtype(series)):
+            candidates[column] = as_text(series, spec.read.na_values)
+    for column, text in candidates.items():
+        if column in allowed:
+            continue
+        free_text = column in plan.extras or column == typed.names.get("condition")
+        for reason, mask in identifier_value_reasons(text, free_text=free_text):
+            mask = mask.to_numpy(dtype=bool)
+            problems.append(
+                {
+                    "row": pd.NA,
+                    "column": column,
+                    "value": "",
+                    "rule": f"contains what look like {reason} ({_rows(int(mask.sum()))}, first at "
+                    f"row {raw.file_row[mask][0]}; values not shown); remove them, or list the "
+                    "column under allow_identifier_columns if it holds no personal data",
+                }
+            )
+    return problems
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _backwards_dates(frame: pd.DataFrame, file_row: np.ndarray) -> dict[str, Any] | None:
+    if "session_date" not in frame:
+        return None
+    keys = ["client_id", "episode_id"] if "episode_id" in frame else ["client_id"]
+    ordered = frame[[*keys, "session", "session_date"]].assign(_row=file_row)
+    ordered = ordered.sort_values([*keys, "session"], kind="stable")
+    same_case = (ordered[keys] == ordered[keys].shift()).all(axis=1)
+    earlier = ordered["session_date"] < ordered["session_date"].shift()
+    flagged = ordered.loc[same_case & earlier, "_row"]
+    if flagged.empty:
+        return None
+    return {
+        "rule": "session dates go backwards while session numbers rise (check the dates)",
+        "count": len(flagged),
+        "rows": [int(r) for r in flagged.head(10)],
+    }
+
+
+def _excluded_frame(raw: RawTable, problems: pd.DataFrame, kept: np.ndarray) -> pd.DataFrame:
+    reasons = (
+        problems.assign(
+            reason=np.where(
+                problems["column"] == "",
+                problems["rule"],
+                problems["column"] + ": " + problems["rule"],
+            )
+        )
+        .groupby("row", sort=True)["reason"]
+        .agg(lambda r: "; ".join(dict.fromkeys(r)))
+    )
+    cells = raw.frame.loc[~kept].astype("str")
+    cells.insert(0, "row", raw.file_row[~kept])
+    cells.insert(1, "reasons", cells["row"].map(reasons))
+    ragged = pd.DataFrame(
+        {
+            "row": raw.ragged["row"],
+            "reasons": "the row has "
+            + raw.ragged["fields"].astype("str")
+            + " fields; the header has "
+            + raw.ragged["expected"].astype("str"),
+            "raw_line": raw.ragged["text"],
+        }
+    )
+    out = pd.concat([cells, ragged], ignore_index=True) if len(ragged) else cells
+    if "raw_line" not in out:
+        out["raw_line"] = pd.Series(dtype="str")
+    return out.sort_values("row", kind="stable").reset_index(drop=True)
+
+
+def check_dataset(spec: DatasetSpec) -> ValidationResult:
+    """Read, map and validate one dataset, returning every row-level problem found.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+        The dataset: path, read options, mapping, instruments, policies.
+
+    Returns
+    -------
+    ValidationResult
+        ``sessions`` holds the rows without problems; ``problems`` and ``excluded`` the rest.
+        The ``on_invalid_rows`` policy is not applied here (see :func:`load_dataset`).
+
+    Raises
+    ------
+    DataError
+        For problems with the file as a whole: unreadable or not a table, empty, header
+        only, bad or missing columns, identifying columns or values, an empty score column,
+        ambiguous dates.
+
+    Examples
+    --------
+    >>> from allianceanalysis.config import DatasetSpec
+    >>> result = check_dataset(DatasetSpec(name="demo", path=Path("data/demo/sessions.csv")))
+    >>> result.summary["rows"]["read"] == result.summary["rows"]["used"]
+    True
+    """
+    file = str(spec.path)
+    raw = read_raw(spec.path, spec.read, spec.format)
+    if raw.frame.empty and raw.ragged.empty:
+        raise DataError.single(file, "the file has a header but no data rows")
+    plan = plan_columns(raw, spec)
+    if "source_row" in plan.extras:
+        raise DataError.single(file, "the column name 'source_row' is reserved; rename it")
+    collector = _Problems(raw.file_row)
+    typed = _typed_frame(raw, plan, spec, collector)
+    file_problems = typed.file_problems + _privacy_problems(raw, plan, typed, spec)
+    if file_problems:
+        raise DataError(file, pd.DataFrame(file_problems).astype({"row": "Int64"}))
+
+    keys = plan.instruments()
+    schema = _row_schema(keys, list(typed.frame.columns), plan.items)
+    found = [
+        collector.frame(),
+        _pandera_problems(typed.frame, schema, typed.names, typed.texts, raw.file_row),
+    ]
+    row_problems = pd.concat([p for p in found if len(p)] or [_empty_problems()], ignore_index=True)
+    ragged = pd.DataFrame(
+        {
+            "row": raw.ragged["row"],
+            "column": "",
+            "value": "",
+            "rule": "the row has "
+            + raw.ragged["fields"].astype("str")
+            + " fields; the header has "
+            + raw.ragged["expected"].astype("str")
+            + " (a stray delimiter or an unclosed quote?)",
+        }
+    )
+    if len(ragged):
+        row_problems = pd.concat([row_problems, ragged.astype(row_problems.dtypes)])
+    row_problems = row_problems.sort_values("row", kind="stable").reset_index(drop=True)
+
+    kept = ~np.isin(raw.file_row, row_problems["row"].to_numpy(dtype="int64"))
+    sessions = _assemble(typed.frame, raw, plan, kept)
+    summary = _summary(spec, raw, plan, typed, row_problems, sessions, kept)
+    return ValidationResult(
+        sessions=sessions,
+        problems=row_problems,
+        excluded=_excluded_frame(raw, row_problems, kept),
+        summary=summary,
+    )
+
+
+def _assemble(
+    frame: pd.DataFrame, raw: RawTable, plan: ColumnPlan, kept: np.ndarray
+) -> pd.DataFrame:
+    order = [
+        "client_id",
+        "therapist_id",
+        "site_id",
+        "episode_id",
+        "session",
+        "session_date",
+        "end_status",
+        "condition",
+    ]
+    columns = [c for c in order if c in frame]
+    for key in plan.instruments():
+        columns.append(key)
+        if key in plan.items:
+            columns.extend(INSTRUMENTS[key].item_columns)
+    sessions = frame.loc[kept, columns].copy()
+    sessions["session"] = sessions["session"].astype("int64")
+    for column in plan.extras:
+        extra = raw.frame.loc[kept, column]
+        if not (is_numeric_dtype(extra) or is_datetime64_any_dtype(extra)):
+            extra = as_text(extra, ())
+        sessions[column] = extra
+    sessions["source_row"] = raw.file_row[kept]
+    return sessions.reset_index(drop=True)
+
+
+def _summary(
+    spec: DatasetSpec,
+    raw: RawTable,
+    plan: ColumnPlan,
+    typed: _Typed,
+    problems: pd.DataFrame,
+    sessions: pd.DataFrame,
+    kept: np.ndarray,
+) -> dict[str, Any]:
+    rows_read = len(raw.frame) + len(raw.ragged)
+    excluded = int((~kept).sum()) + len(raw.ragged)
+    by_rule = (
+        problems.drop_duplicates(["row", "column", "rule"])
+        .groupby(["column", "rule"], sort=False)
+        .size()
+        .sort_values(ascending=False)
+    )
+    warnings = [{"rule": w, "count": 1, "rows": []} for w in plan.warnings]
+    backwards = _backwards_dates(typed.frame.loc[kept], raw.file_row[kept])
+    if backwards:
+        warnings.append(backwards)
+    keys = plan.instruments()
+    summary = {
+        "dataset": spec.name,
+        "file": str(spec.path),
+        "file_sha256": _file_sha256(spec.path),
+        "format": raw.format,
+        "read_options": typed.options,
+        "on_invalid_rows": spec.on_invalid_rows,
+        "outcome": _role(spec.outcome, plan),
+        "alliance": _role(spec.alliance, plan),
+        "rows": {
+            "read": rows_read,
+            "used": len(sessions),
+            "excluded": excluded,
+            "blank_rows_ignored": raw.blank_rows,
+        },
+        "excluded_by_rule": [
+            {"column": c, "rule": r, "rows": int(n)} for (c, r), n in by_rule.items()
+        ],
+        "counts": {
+            "clients": int(sessions["client_id"].nunique()),
+            "therapists": int(sessions["therapist_id"].nunique()),
+            "sites": int(sessions["site_id"].nunique()) if "site_id" in sessions else None,
+            "sessions": len(sessions),
+        },
+        "missing_scores": {k: int(sessions[k].isna().sum()) for k in keys},
+        "prorated_totals": {k: n for k, n in typed.prorated.items() if n},
+        "columns": {
+            "mapped": {c: s for c, s in plan.source.items() if c != s},
+            "items": {k: list(v) for k, v in plan.items.items()},
+            "extra": plan.extras,
+        },
+        "warnings": warnings,
+    }
+    if summary["rows"]["read"] != summary["rows"]["used"] + summary["rows"]["excluded"]:
+        raise RuntimeError("row accounting does not add up; this is a bug")  # pragma: no cover
+    return summary
+
+
+def _role(key: str, plan: ColumnPlan) -> dict[str, Any]:
+    inst = INSTRUMENTS[key]
+    return {
+        "instrument": key,
+        "name": inst.name,
+        "direction": inst.direction,
+        "from": "items" if key in plan.items and key not in plan.source else "total",
+    }
+
+
+def load_dataset(spec: DatasetSpec) -> ValidationResult:
+    """Validate a dataset and apply its ``on_invalid_rows`` policy.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+        The dataset.
+
+    Returns
+    -------
+    ValidationResult
+        With ``on_invalid_rows: exclude``, the rows with problems are in ``excluded`` and
+        counted in the summary; ``sessions`` holds the rest.
+
+    Raises
+    ------
+    DataError
+        For any file-level problem, and for any row-level problem under ``fail``.
+
+    Examples
+    --------
+    >>> from allianceanalysis.config import DatasetSpec
+    >>> data = load_dataset(DatasetSpec(name="demo", path=Path("data/demo/sessions.csv")))
+    >>> list(data.sessions.columns[:3])
+    ['client_id', 'therapist_id', 'site_id']
+    """
+    result = check_dataset(spec)
+    if len(result.problems) and spec.on_invalid_rows == "fail":
+        raise DataError(str(spec.path), result.problems)
+    return result

@@ -1,0 +1,107 @@
+"""The bad-input corpus: every refusal names file, row, column, value and rule.
+
+Each file in ``corpus/bad`` is described in ``corpus/bad/cases.yaml``; the test asserts the
+content of each expected problem, not just that validation failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from allianceanalysis.errors import DataError
+from allianceanalysis.io import check_dataset, load_dataset
+
+from .helpers import CORPUS, spec_for
+
+CASES = yaml.safe_load((CORPUS / "bad" / "cases.yaml").read_text())
+
+
+def _matches(problem: dict, expected: dict) -> bool:
+    row_ok = (expected["row"] is None and problem["row"] is None) or (
+        problem["row"] == expected["row"]
+    )
+    value_ok = "value" not in expected or problem["value"] == str(expected["value"])
+    return (
+        row_ok
+        and problem["column"] == expected["column"]
+        and value_ok
+        and expected["rule"] in problem["rule"]
+    )
+
+
+def _problems(frame) -> list[dict]:
+    return [
+        {**r, "row": None if r["row"] is None or r["row"] != r["row"] else int(r["row"])}
+        for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    ]
+
+
+def test_every_corpus_file_has_a_case() -> None:
+    files = {p.name for p in (CORPUS / "bad").iterdir() if p.name != "cases.yaml"}
+    assert files == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_file_is_refused_with_a_precise_message(name: str) -> None:
+    case = CASES[name]
+    path = CORPUS / "bad" / name
+    with pytest.raises(DataError) as info:
+        load_dataset(spec_for(path, **case.get("spec", {})))
+    error = info.value
+    found = _problems(error.problems)
+    for expected in case["expect"]:
+        assert any(_matches(p, expected) for p in found), (expected, found)
+    message = str(error)
+    assert message.startswith(str(path))
+    for expected in case["expect"]:
+        assert expected["rule"] in message
+        if expected.get("column"):
+            assert f"column '{expected['column']}'" in message
+        if expected["row"] is not None:
+            assert f"row {expected['row']}" in message
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c["level"] == "file"))
+def test_file_level_problem_stops_even_when_excluding_rows(name: str) -> None:
+    case = CASES[name]
+    spec = spec_for(CORPUS / "bad" / name, on_invalid_rows="exclude", **case.get("spec", {}))
+    with pytest.raises(DataError):
+        load_dataset(spec)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c["level"] == "row"))
+def test_row_level_problem_is_excluded_with_its_reason(name: str) -> None:
+    case = CASES[name]
+    spec = spec_for(CORPUS / "bad" / name, on_invalid_rows="exclude", **case.get("spec", {}))
+    result = load_dataset(spec)
+    excluded_rows = set(result.excluded["row"])
+    assert {e["row"] for e in case["expect"]} <= excluded_rows
+    for expected in case["expect"]:
+        reasons = result.excluded.loc[result.excluded["row"] == expected["row"], "reasons"]
+        assert expected["rule"] in reasons.iloc[0]
+    rows = result.summary["rows"]
+    assert rows["read"] == rows["used"] + rows["excluded"]
+    assert rows["excluded"] == len(result.excluded)
+    assert not set(result.sessions["source_row"]) & excluded_rows
+
+
+def test_messages_never_show_identifying_values(tmp_path: Path) -> None:
+    path = CORPUS / "bad" / "email_in_notes.csv"
+    with pytest.raises(DataError) as info:
+        check_dataset(spec_for(path))
+    assert "jo.bloggs" not in str(info.value)
+
+
+def test_problem_list_is_capped_with_counts_of_the_rest(write_file) -> None:
+    rows = "".join(f"C{i},T1,1,99,38\n" for i in range(30))
+    path = write_file("many.csv", "client_id,therapist_id,session,ors,srs\n" + rows)
+    with pytest.raises(DataError) as info:
+        load_dataset(spec_for(path))
+    message = str(info.value)
+    assert "30 problems found" in message
+    assert message.count("value '99'") == 20
+    assert "… and 10 more:" in message
+    assert "10 × column 'ors': the ORS total must be between 0 and 40" in message

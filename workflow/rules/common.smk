@@ -1,0 +1,45 @@
+# Configuration and helpers shared by the rules. The configuration is checked against
+# workflow/schemas/config.schema.yaml by the package (plain-words errors, defaults filled in).
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
+
+try:
+    config.update(
+        validate_config(config, ", ".join(map(str, workflow.configfiles)) or "--config")
+        if config
+        else load_config(Path(workflow.basedir) / "config" / "config.yaml")
+    )
+except ConfigError as exc:
+    raise WorkflowError(f"invalid configuration:\n{exc}") from None
+
+DATASETS = list(config["datasets"])
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+def dataset_path(wildcards):
+    """The dataset's session file (absolute or relative to the working directory)."""
+    return config["datasets"][wildcards.dataset]["path"]
+
+
+def dataset_spec(wildcards):
+    """The dataset's configuration entry with its instruments resolved (a change reruns it)."""
+    return dataset_entry(config, wildcards.dataset)
+
+
+def all_outputs():
+    """Every file the workflow produces for every configured dataset."""
+    return expand(
+        [
+            "results/{dataset}/validated/sessions.parquet",
+            "results/{dataset}/validation/summary.json",
+            "results/{dataset}/validation/row_accounting.csv",
+            "results/{dataset}/validation/excluded_rows.csv",
+        ],
+        dataset=DATASETS,
+    )

@@ -1,0 +1,22 @@
+# Read, map and validate each dataset; write the analysable sessions (Parquet) and the
+# validation files (summary, row accounting, excluded rows).
+
+
+rule ingest:
+    input:
+        data=dataset_path,
+    output:
+        sessions="results/{dataset}/validated/sessions.parquet",
+        summary="results/{dataset}/validation/summary.json",
+        accounting="results/{dataset}/validation/row_accounting.csv",
+        excluded="results/{dataset}/validation/excluded_rows.csv",
+    params:
+        spec=dataset_spec,
+    log:
+        "results/{dataset}/logs/ingest.log",
+    benchmark:
+        "results/{dataset}/logs/ingest.benchmark.tsv"
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/ingest.py"
