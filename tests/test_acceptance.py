@@ -36,8 +36,14 @@ def test_missing_alliance_on_some_sessions_is_counted_not_refused() -> None:
 
 def test_optional_columns_may_be_absent() -> None:
     sessions = load("no_optional_columns.csv").sessions
-    assert set(sessions.columns) == {"client_id", "therapist_id", "session", "ors", "srs",
-                                     "source_row"}  # fmt: skip
+    assert set(sessions.columns) == {
+        "client_id",
+        "therapist_id",
+        "session",
+        "ors",
+        "srs",
+        "source_row",
+    }
 
 
 def test_extra_columns_are_kept_and_reported() -> None:
@@ -133,7 +139,10 @@ def test_end_status_is_normalised_to_lower_case_without_spaces() -> None:
 
 def test_end_status_labels_can_be_recoded() -> None:
     result = load_dataset(
-        spec_for(CORPUS / "bad" / "end_status_unknown.csv", recode={"end_status": {"finished": "planned"}})
+        spec_for(
+            CORPUS / "bad" / "end_status_unknown.csv",
+            recode={"end_status": {"finished": "planned"}},
+        )
     )
     assert result.sessions["end_status"].tolist() == ["planned"]
 

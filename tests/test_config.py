@@ -121,9 +121,11 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_dataset_inherits_the_global_instruments_unless_it_overrides_them() -> None:
     config = validate_config(
-        {"outcome": "phq9", "datasets": {"a": {"path": "a.csv"},
-                                         "b": {"path": "b.csv", "outcome": "core10"}}}
-    )  # fmt: skip
+        {
+            "outcome": "phq9",
+            "datasets": {"a": {"path": "a.csv"}, "b": {"path": "b.csv", "outcome": "core10"}},
+        }
+    )
     assert DatasetSpec.from_config(config, "a").outcome == "phq9"
     assert DatasetSpec.from_config(config, "b").outcome == "core10"
 
@@ -135,7 +137,7 @@ def test_schema_instrument_lists_match_the_registry() -> None:
     item_keys = dataset["items"]["propertyNames"]["enum"]
     assert item_keys == [k for k, inst in INSTRUMENTS.items() if inst.sums_items]
     column_keys = dataset["columns"]["propertyNames"]["enum"]
-    assert column_keys[-len(INSTRUMENTS):] == list(INSTRUMENTS)
+    assert column_keys[-len(INSTRUMENTS) :] == list(INSTRUMENTS)
 
 
 def test_workflow_schema_is_the_package_schema() -> None:

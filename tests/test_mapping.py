@@ -123,8 +123,15 @@ def test_parquet_file_is_read_with_its_types(study, tmp_path: Path) -> None:
 
 
 def test_parquet_with_an_out_of_range_score_names_its_row(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"client_id": ["C1", "C2"], "therapist_id": ["T1", "T1"],
-                          "session": [1, 1], "ors": [20.0, 55.0], "srs": [38.0, 38.0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "client_id": ["C1", "C2"],
+            "therapist_id": ["T1", "T1"],
+            "session": [1, 1],
+            "ors": [20.0, 55.0],
+            "srs": [38.0, 38.0],
+        }
+    )
     path = tmp_path / "s.parquet"
     frame.to_parquet(path)
     with pytest.raises(DataError) as info:
@@ -139,12 +146,21 @@ def test_excel_file_is_read_and_rows_numbered_as_in_the_sheet(study, tmp_path: P
     assert result.summary["format"] == "excel"
     assert result.sessions["source_row"].tolist() == list(range(2, 32))
     np.testing.assert_allclose(result.sessions["ors"], study.sessions["ors"].head(30))
-    assert result.sessions["session_date"].tolist() == study.sessions["session_date"].head(30).tolist()
+    assert (
+        result.sessions["session_date"].tolist() == study.sessions["session_date"].head(30).tolist()
+    )
 
 
 def test_excel_with_a_bad_value_names_the_sheet_row(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"client_id": ["C1", "C2"], "therapist_id": ["T1", "T1"],
-                          "session": [1, "two"], "ors": [20.0, 21.0], "srs": [38.0, 38.0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "client_id": ["C1", "C2"],
+            "therapist_id": ["T1", "T1"],
+            "session": [1, "two"],
+            "ors": [20.0, 21.0],
+            "srs": [38.0, 38.0],
+        }
+    )
     path = tmp_path / "s.xlsx"
     frame.to_excel(path, index=False)
     with pytest.raises(DataError) as info:

@@ -42,9 +42,21 @@ def test_identifying_column_names_are_recognised(name: str, reason: str) -> None
 
 @pytest.mark.parametrize(
     "name",
-    ["client_id", "therapist_id", "session_date", "site_id", "Site name", "Client Code",
-     "Session No", "Clinician", "end_status", "referral_source", "NHS Trust", "Scale name"],
-)  # fmt: skip
+    [
+        "client_id",
+        "therapist_id",
+        "session_date",
+        "site_id",
+        "Site name",
+        "Client Code",
+        "Session No",
+        "Clinician",
+        "end_status",
+        "referral_source",
+        "NHS Trust",
+        "Scale name",
+    ],
+)
 def test_ordinary_column_names_are_not_flagged(name: str) -> None:
     assert identifier_name_reason(name) is None
 
@@ -82,9 +94,14 @@ def test_long_numeric_ids_are_not_taken_for_phone_numbers() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["ring 07700 900123", "tel +44 7700 900123", "(020) 7946 0958 after 5", "555-123-4567",
-     "07700900123"],
-)  # fmt: skip
+    [
+        "ring 07700 900123",
+        "tel +44 7700 900123",
+        "(020) 7946 0958 after 5",
+        "555-123-4567",
+        "07700900123",
+    ],
+)
 def test_phone_numbers_in_free_text_are_found(text: str) -> None:
     reasons = identifier_value_reasons(pd.Series([text], dtype="str"), free_text=True)
     assert [r for r, _ in reasons] == ["phone numbers"]

@@ -62,7 +62,7 @@ Examples
 >>> study = simulate_study(n_clients=50, n_therapists=5, seed=1)
 >>> list(study.sessions.columns)[:5]
 ['client_id', 'therapist_id', 'site_id', 'session', 'session_date']
->>> study.sessions["srs"].max() <= 40
+>>> bool(study.sessions["srs"].max() <= 40)
 True
 """
 

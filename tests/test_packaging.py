@@ -1,0 +1,63 @@
+"""Set-up promises: pinned dependencies in sync, code style, the two commands documented."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from .helpers import ROOT
+
+# PyPI name -> conda-forge name where they differ
+CONDA_NAMES: dict[str, str] = {}
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*)$", requirement.strip())
+    assert match, requirement
+    return match.group(1).lower(), match.group(2).replace(" ", "")
+
+
+def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = dict(_split(r) for r in project["dependencies"])
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert environment["channels"] == ["conda-forge"]
+    conda = dict(
+        _split(d)
+        for d in environment["dependencies"]
+        if isinstance(d, str) and d != "pip" and not d.startswith("python")
+    )
+    expected = {CONDA_NAMES.get(name, name): spec for name, spec in runtime.items()}
+    assert conda == expected
+    python = next(d for d in environment["dependencies"] if str(d).startswith("python"))
+    assert python.replace(" ", "") == "python" + project["requires-python"]
+
+
+def test_environment_yml_installs_the_package_itself() -> None:
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert pip == ["-e ."]
+
+
+def test_readme_shows_the_two_commands_on_its_first_screen() -> None:
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:30])
+    assert "make run" in first_screen and "make test" in first_screen
+
+
+def test_ci_runs_make_test() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_code_is_ruff_clean() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    check = subprocess.run([str(ruff), "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [str(ruff), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout

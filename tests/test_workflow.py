@@ -1,0 +1,145 @@
+"""The Snakemake workflow: runs anywhere, reruns nothing, fails cleanly, accounts for rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .helpers import CORPUS, DEMO, ROOT
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+OUTPUTS = (
+    "validated/sessions.parquet",
+    "validation/summary.json",
+    "validation/row_accounting.csv",
+    "validation/excluded_rows.csv",
+)
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "1",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_config(workdir: Path, datasets: dict) -> Path:
+    lines = ["datasets:"]
+    for name, options in datasets.items():
+        lines.append(f"  {name}:")
+        lines += [f"    {key}: {value}" for key, value in options.items()]
+    path = workdir / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("work")
+    shutil.copy(DEMO, workdir / "demo.csv")
+    config = write_config(workdir, {"demo": {"path": "demo.csv"}})
+    done = snakemake(workdir, "--configfile", str(config))
+    assert done.returncode == 0, done.stderr
+    return workdir
+
+
+def test_workflow_writes_every_output_under_the_working_directory(demo_run: Path) -> None:
+    for output in OUTPUTS:
+        assert (demo_run / "results" / "demo" / output).is_file()
+    assert not (ROOT / "results" / "demo" / "nonexistent").exists()
+
+
+def test_validated_sessions_hold_every_demo_row(demo_run: Path) -> None:
+    sessions = pd.read_parquet(demo_run / "results/demo/validated/sessions.parquet")
+    assert len(sessions) == len(pd.read_csv(DEMO))
+    summary = json.loads((demo_run / "results/demo/validation/summary.json").read_text())
+    assert summary["rows"] == {
+        "read": len(sessions),
+        "used": len(sessions),
+        "excluded": 0,
+        "blank_rows_ignored": 0,
+    }
+
+
+def test_rerun_with_nothing_changed_does_nothing(demo_run: Path) -> None:
+    done = snakemake(demo_run, "--configfile", str(demo_run / "config.yaml"))
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_adding_a_dataset_plans_only_its_jobs(demo_run: Path) -> None:
+    shutil.copy(DEMO, demo_run / "second.csv")
+    config = write_config(
+        demo_run, {"demo": {"path": "demo.csv"}, "second": {"path": "second.csv"}}
+    )
+    done = snakemake(demo_run, "--configfile", str(config), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    planned = done.stdout + done.stderr
+    assert "dataset=second" in planned
+    assert "dataset=demo" not in planned
+
+
+def test_log_holds_counts_and_no_data(demo_run: Path) -> None:
+    log = (demo_run / "results/demo/logs/ingest.log").read_text()
+    assert "rows read" in log
+    first_client = pd.read_csv(DEMO)["client_id"].iloc[0]
+    assert first_client not in log
+
+
+def test_failed_dataset_names_itself_and_leaves_no_outputs(tmp_path: Path) -> None:
+    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
+    config = write_config(tmp_path, {"clinic": {"path": "bad.csv"}})
+    done = snakemake(tmp_path, "--configfile", str(config))
+    assert done.returncode != 0
+    assert "dataset 'clinic': bad.csv: 2 problems found" in done.stderr
+    assert "row 3, column 'ors': value '41'" in done.stderr
+    for output in OUTPUTS:
+        assert not (tmp_path / "results" / "clinic" / output).exists()
+
+
+def test_exclude_policy_writes_excluded_rows_and_accounts_for_them(tmp_path: Path) -> None:
+    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
+    config = write_config(tmp_path, {"clinic": {"path": "bad.csv", "on_invalid_rows": "exclude"}})
+    done = snakemake(tmp_path, "--configfile", str(config))
+    assert done.returncode == 0, done.stderr
+    results = tmp_path / "results" / "clinic"
+    excluded = pd.read_csv(results / "validation/excluded_rows.csv")
+    assert excluded["row"].tolist() == [3, 4]
+    assert "the ORS total must be between 0 and 40" in excluded["reasons"].iloc[0]
+    accounting = pd.read_csv(results / "validation/row_accounting.csv").set_index("stage")
+    assert accounting.loc["read", "rows"] == 3
+    assert accounting.loc["used", "rows"] + accounting.loc["excluded", "rows"] == 3
+    assert len(pd.read_parquet(results / "validated/sessions.parquet")) == 1
+
+
+def test_invalid_config_is_reported_in_plain_words(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"demo": {"path": "demo.csv", "on_invalid_row": "fail"}})
+    done = snakemake(tmp_path, "--configfile", str(config))
+    assert done.returncode != 0
+    assert "unknown key 'datasets.demo.on_invalid_row' (did you mean 'on_invalid_rows'?)" in (
+        done.stderr
+    )
+
+
+def test_missing_input_file_is_named(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"demo": {"path": "nowhere.csv"}})
+    done = snakemake(tmp_path, "--configfile", str(config))
+    assert done.returncode != 0
+    assert "nowhere.csv" in done.stderr
