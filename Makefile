@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: help setup run test test-slow lint format demo-data clean
+.PHONY: help setup run test test-slow lint format demo-data bench-ingest clean
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -13,12 +13,12 @@ help:
 	@echo "make test-slow  also run the slow (marked) checks"
 	@echo "make lint       ruff check and format check"
 	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
+	@echo "make bench-ingest  benchmark simulation and ingest (benchmarks/results/ingest.csv)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
 # The virtual environment is (re)built when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -43,6 +43,9 @@ format: $(STAMP)
 
 demo-data: $(STAMP)
 	$(BIN)/allianceanalysis simulate data/demo/sessions.csv --preset demo --truth data/demo/truth.json
+
+bench-ingest: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000
 
 clean:
 	rm -rf results/*/ .snakemake

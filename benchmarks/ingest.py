@@ -2,7 +2,8 @@
 
 Each step runs in a fresh process so that its peak memory (max RSS) is its own. Steps:
 
-- ``simulate``: :func:`allianceanalysis.simulate.simulate_study` for the tier's clients;
+- ``simulate``: :func:`allianceanalysis.simulate.simulate_study` for the tier's clients (then,
+  untimed, written to the CSV the other steps read);
 - ``pandas.read_csv``: pandas' C reader on the same CSV (a peer: reading, nothing checked);
 - ``pyarrow.csv``: pyarrow's multi-threaded reader (the peer our reader is built on);
 - ``check_dataset``: our read + map + validate (pandera) + privacy scan + row accounting.
@@ -30,7 +31,6 @@ STEPS = {
         "from allianceanalysis.simulate import simulate_study\n"
         "s = simulate_study(n_clients={clients}, n_therapists=max(20, {clients} // 100),"
         " n_sites=10, seed=1).sessions\n"
-        "s.to_csv(r'{csv}', index=False, float_format='%g', date_format='%Y-%m-%d')\n"
         "rows = len(s)\n"
     ),
     "pandas.read_csv": "import pandas as pd\nrows = len(pd.read_csv(r'{csv}'))\n",
@@ -42,11 +42,13 @@ STEPS = {
         "rows = check_dataset(DatasetSpec(name='b', path=Path(r'{csv}'))).summary['rows']['used']\n"
     ),
 }
+WRITE_CSV = "s.to_csv(r'{csv}', index=False, float_format='%g', date_format='%Y-%m-%d')\n"
 TIMED = (
     "import resource, time, json\n"
     "t0 = time.perf_counter()\n"
     "{body}"
     "elapsed = time.perf_counter() - t0\n"
+    "{after}"
     "print(json.dumps({{'seconds': elapsed, 'rows': rows,"
     " 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))\n"
 )
@@ -54,8 +56,12 @@ TIMED = (
 
 def run_step(step: str, clients: int, csv: Path) -> dict:
     body = STEPS[step].format(clients=clients, csv=csv)
+    after = WRITE_CSV.format(csv=csv) if step == "simulate" else ""
     done = subprocess.run(
-        [sys.executable, "-c", TIMED.format(body=body)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", TIMED.format(body=body, after=after)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -6,6 +6,8 @@ import pytest
 
 from allianceanalysis.instruments import INSTRUMENTS, get_instrument, instrument_table
 
+from .helpers import ROOT
+
 REQUIRED = {"ors", "srs", "wai_sr", "phq9", "gad7", "core10", "oq45"}
 
 
@@ -77,3 +79,10 @@ def test_unknown_instrument_lists_the_known_ones() -> None:
 
 def test_table_has_one_row_per_instrument() -> None:
     assert [r["key"] for r in instrument_table()] == list(INSTRUMENTS)
+
+
+def test_documentation_table_equals_the_registry() -> None:
+    rows = instrument_table()
+    table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    table += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+    assert "\n".join(table) in (ROOT / "docs" / "instruments.md").read_text()

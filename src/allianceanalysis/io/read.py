@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from openpyxl.utils.exceptions import InvalidFileException
@@ -283,17 +284,18 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             f"could not be read as {encoding} CSV with delimiter {sep!r} "
             f"({str(exc).splitlines()[0][:160]}); set read.encoding / read.sep for this dataset",
         ) from None
-    frame = table.to_pandas()
-    frame.columns = list(range(n_columns))
     skipped = np.array([r[0] for r in ragged], dtype="int64")
-    records = np.setdiff1d(np.arange(1, len(frame) + len(skipped) + 1), skipped)
-    frame = frame.iloc[1:].reset_index(drop=True)  # the first record is the header
-    file_row = records[1:]
-    is_blank = (frame == "").all(axis=1).to_numpy() if n_columns else np.zeros(0, bool)
-    blank_rows = int(is_blank.sum())
+    records = np.arange(1, table.num_rows + len(skipped) + 1)
+    if len(skipped):
+        records = records[~np.isin(records, skipped)]
+    table, file_row = table.slice(1), records[1:]  # the first record is the header
+    blank = np.ones(table.num_rows, dtype=bool)
+    for column in table.columns:
+        blank &= pc.equal(column, "").to_numpy(zero_copy_only=False)
+    blank_rows = int(blank.sum())
     if blank_rows:
-        frame = frame.loc[~is_blank].reset_index(drop=True)
-        file_row = file_row[~is_blank]
+        table, file_row = table.filter(pa.array(~blank)), file_row[~blank]
+    frame = table.to_pandas()
     ragged_frame = pd.DataFrame(
         {
             "row": pd.Series([r[0] for r in ragged], dtype="int64"),
