@@ -264,6 +264,23 @@ def test_final_outcome_depends_on_intake_and_alliance_components(gain_study) -> 
         assert fit.params[term] == pytest.approx(value, abs=4 * fit.bse[term]), term
 
 
+def test_early_alliance_effect_on_final_outcome_is_recovered(gain_study) -> None:
+    p, s = gain_study
+    clients = s.groupby("client_id").agg(
+        intake=("ors", "first"), final=("ors", "last"), therapist=("therapist_id", "first")
+    )
+    clients["early"] = s[s["session"] == 3].set_index("client_id")["srs"]
+    clients["early_dev"] = within(clients, "early", "therapist")
+    clients["intake_dev"] = within(clients, "intake", "therapist")
+    clients["final_dev"] = within(clients, "final", "therapist")
+    fit = smf.ols("final_dev ~ intake_dev + early_dev", clients).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(clients["therapist"])[0]}
+    )
+    rounding = 1 + ROUNDING_VAR / (p.alliance_sd_client**2 + p.alliance_sd_session**2)
+    expected = p.implied()["early_alliance_slope_within"] / rounding
+    assert fit.params["early_dev"] == pytest.approx(expected, abs=4 * fit.bse["early_dev"])
+
+
 def test_between_therapist_alliance_effect_exceeds_the_within_effect(gain_study) -> None:
     p, s = gain_study
     assert p.alliance_effect_between > p.alliance_effect_within

@@ -205,6 +205,37 @@ class SimulationParameters:
         """A copy with some parameters changed."""
         return dataclasses.replace(self, **changes)
 
+    def implied(self) -> dict[str, float]:
+        """Quantities implied by the parameters.
+
+        ``alliance_icc_therapist``: therapists' share of the variance of one alliance rating
+        (before clipping; without formation, rupture and improvement terms).
+        ``alliance_reliability``: the share of that variance that is stable client and therapist
+        level (the generalizability of a single session's rating).
+        ``early_alliance_slope_within``: the expected gain in final outcome per point of one
+        session's alliance rating, within therapist and given intake: the early-alliance
+        effect as a regression on a single rating sees it, ``alliance_effect_within``
+        attenuated by that rating's client-level reliability. Exact when the ceiling,
+        ruptures, formation growth and improvement feedback play no part.
+        ``outcome_scale`` / ``alliance_scale``: instrument points per ORS / SRS point (negative
+        when lower is better).
+
+        Examples
+        --------
+        >>> round(SimulationParameters().implied()["alliance_reliability"], 2)
+        0.76
+        """
+        var_t, var_c = self.alliance_sd_therapist**2, self.alliance_sd_client**2
+        var_s = self.alliance_sd_session**2
+        total = var_t + var_c + var_s
+        return {
+            "alliance_icc_therapist": var_t / total,
+            "alliance_reliability": (var_t + var_c) / total,
+            "early_alliance_slope_within": self.alliance_effect_within * var_c / (var_c + var_s),
+            "outcome_scale": _scale(get_instrument(self.outcome)),
+            "alliance_scale": _scale(get_instrument(self.alliance)),
+        }
+
 
 def _check_parameters(p: SimulationParameters) -> None:
     problems = []
@@ -291,25 +322,12 @@ class SimulatedStudy:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def truth(self) -> dict[str, Any]:
-        """The parameters plus quantities implied by them, as plain values.
-
-        ``alliance_icc_therapist``: therapists' share of the variance of one alliance rating
-        (before clipping; without formation, rupture and improvement terms).
-        ``alliance_reliability``: the share of that variance that is stable client and therapist
-        level (the generalizability of a single session's rating).
-        ``outcome_scale`` / ``alliance_scale``: instrument points per ORS / SRS point (negative
-        when lower is better).
-        """
-        p = self.parameters
-        var_t, var_c = p.alliance_sd_therapist**2, p.alliance_sd_client**2
-        total = var_t + var_c + p.alliance_sd_session**2
+        """The parameters, the seed and the quantities they imply
+        (:meth:`SimulationParameters.implied`), as plain values."""
         return {
-            **dataclasses.asdict(p),
+            **dataclasses.asdict(self.parameters),
             "seed": self.seed,
-            "alliance_icc_therapist": var_t / total,
-            "alliance_reliability": (var_t + var_c) / total,
-            "outcome_scale": _scale(get_instrument(p.outcome)),
-            "alliance_scale": _scale(get_instrument(p.alliance)),
+            **self.parameters.implied(),
         }
 
 
