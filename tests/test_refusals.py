@@ -77,10 +77,12 @@ def test_row_level_problem_is_excluded_with_its_reason(name: str) -> None:
     case = CASES[name]
     spec = spec_for(CORPUS / "bad" / name, on_invalid_rows="exclude", **case.get("spec", {}))
     result = load_dataset(spec)
-    excluded_rows = set(result.excluded["row"])
+    excluded_rows = set(result.excluded["source_row"])
     assert {e["row"] for e in case["expect"]} <= excluded_rows
     for expected in case["expect"]:
-        reasons = result.excluded.loc[result.excluded["row"] == expected["row"], "reasons"]
+        reasons = result.excluded.loc[
+            result.excluded["source_row"] == expected["row"], "exclusion_reasons"
+        ]
         assert expected["rule"] in reasons.iloc[0]
     rows = result.summary["rows"]
     assert rows["read"] == rows["used"] + rows["excluded"]
@@ -105,3 +107,30 @@ def test_problem_list_is_capped_with_counts_of_the_rest(write_file) -> None:
     assert message.count("value '99'") == 20
     assert "… and 10 more:" in message
     assert "10 × column 'ors': the ORS total must be between 0 and 40" in message
+
+
+def test_reserved_column_name_is_refused(write_file) -> None:
+    path = write_file("x.csv", "client_id,therapist_id,session,ors,srs,raw_line\nC1,T1,1,20,38,x\n")
+    with pytest.raises(DataError, match="column 'raw_line': this column name is reserved"):
+        load_dataset(spec_for(path))
+
+
+def test_file_columns_named_like_ours_do_not_clash_in_the_excluded_rows(write_file) -> None:
+    path = write_file(
+        "x.csv", "client_id,therapist_id,session,ors,srs,row,reasons\nC1,T1,1,99,38,1,a\n"
+    )
+    result = load_dataset(spec_for(path, on_invalid_rows="exclude"))
+    assert list(result.excluded.columns[:2]) == ["source_row", "exclusion_reasons"]
+    assert result.excluded["row"].tolist() == ["1"]
+
+
+def test_duplicates_within_an_episode_name_the_episode(write_file) -> None:
+    path = write_file(
+        "x.csv",
+        "client_id,episode_id,therapist_id,session,ors,srs\nC1,E1,T1,1,20,38\nC1,E1,T1,1,21,38\n",
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset(spec_for(path))
+    assert "the same client and episode and session appear in more than one row (rows 2, 3)" in (
+        str(info.value)
+    )

@@ -121,8 +121,8 @@ def test_exclude_policy_writes_excluded_rows_and_accounts_for_them(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     results = tmp_path / "results" / "clinic"
     excluded = pd.read_csv(results / "validation/excluded_rows.csv")
-    assert excluded["row"].tolist() == [3, 4]
-    assert "the ORS total must be between 0 and 40" in excluded["reasons"].iloc[0]
+    assert excluded["source_row"].tolist() == [3, 4]
+    assert "the ORS total must be between 0 and 40" in excluded["exclusion_reasons"].iloc[0]
     accounting = pd.read_csv(results / "validation/row_accounting.csv").set_index("stage")
     assert accounting.loc["read", "rows"] == 3
     assert accounting.loc["used", "rows"] + accounting.loc["excluded", "rows"] == 3

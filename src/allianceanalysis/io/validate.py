@@ -69,8 +69,8 @@ class ValidationResult:
     problems : pandas.DataFrame
         Every row-level problem found (columns ``row, column, value, rule``).
     excluded : pandas.DataFrame
-        The rows set aside, with ``row`` and ``reasons`` and their original cells
-        (``raw_line`` for rows that could not be split into fields).
+        The rows set aside: ``source_row``, ``exclusion_reasons``, their original cells, and
+        ``raw_line`` for rows that could not be split into fields.
     summary : dict
         Row accounting, detected read options, columns, counts and warnings.
     """
@@ -81,15 +81,11 @@ class ValidationResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+PROBLEM_DTYPES = {"row": "Int64", "column": "str", "value": "str", "rule": "str"}
+
+
 def _empty_problems() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "row": pd.Series(dtype="Int64"),
-            "column": pd.Series(dtype="str"),
-            "value": pd.Series(dtype="str"),
-            "rule": pd.Series(dtype="str"),
-        }
-    )
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in PROBLEM_DTYPES.items()})
 
 
 class _Problems:
@@ -113,8 +109,7 @@ class _Problems:
     def frame(self) -> pd.DataFrame:
         if not self.frames:
             return _empty_problems()
-        out = pd.concat(self.frames, ignore_index=True)
-        return out.astype({"row": "Int64", "column": "str", "value": "str", "rule": "str"})
+        return pd.concat(self.frames, ignore_index=True).astype(PROBLEM_DTYPES)
 
 
 def _format_cell(value: object) -> object:
@@ -309,7 +304,8 @@ def _pandera_problems(
         return _empty_problems()
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
-    cases = cases[cases["index"].notna()]
+    if cases["index"].isna().any():  # pragma: no cover - columns are checked before pandera
+        raise RuntimeError(f"unexpected schema failure: {cases[cases['index'].isna()]}")
     index = cases["index"].astype("int64").to_numpy()
     column = cases["column"].astype("str").to_numpy()
     rule = cases["check"].astype("str").to_numpy()
@@ -318,10 +314,10 @@ def _pandera_problems(
     out = pd.DataFrame({"index": index, "contract": column, "rule": rule})
     dup_rows = np.unique(index[is_unique])
     out = out[~is_unique]
-    out["value"] = [
-        "" if pd.isna(v) else str(v)
-        for v in (texts[c].iloc[i] for c, i in zip(out["contract"], out["index"], strict=True))
-    ]
+    out["value"] = ""
+    for contract, group in out.groupby("contract").groups.items():
+        shown = texts[contract].iloc[out.loc[group, "index"].to_numpy()]
+        out.loc[group, "value"] = shown.fillna("").to_numpy()
     out["column"] = out["contract"].map(names)
     # a value that is present but failed conversion was already reported as such
     out = out[~((out["rule"] == REQUIRED_RULE) & (out["value"] != ""))]
@@ -340,17 +336,14 @@ def _pandera_problems(
                     "index": dup_rows,
                     "column": " + ".join(names.get(k, k) for k in key),
                     "value": session.map(lambda s: f"session {s:g}").to_numpy(),
-                    "rule": "the same client and session appear in more than one row (rows "
-                    + rows_of.to_numpy()
-                    + ")",
+                    "rule": f"the same {' and '.join(k.removesuffix('_id') for k in key)} appear "
+                    "in more than one row (rows " + rows_of.to_numpy() + ")",
                 }
             )
         )
     problems = pd.concat(frames, ignore_index=True)
     problems["row"] = file_row[problems["index"].to_numpy(dtype="int64")]
-    return problems[PROBLEM_COLUMNS].astype(
-        {"row": "Int64", "column": "str", "value": "str", "rule": "str"}
-    )
+    return problems[PROBLEM_COLUMNS].astype(PROBLEM_DTYPES)
 
 
 def _sum_items(
@@ -529,35 +522,41 @@ def _backwards_dates(frame: pd.DataFrame, file_row: np.ndarray) -> dict[str, Any
     }
 
 
+RESERVED_COLUMNS = ("source_row", "exclusion_reasons", "raw_line")
+"""Column names the package adds to its outputs; a file may not use them."""
+
+
+def _ragged_problems(raw: RawTable) -> pd.DataFrame:
+    rule = (
+        "the row has "
+        + raw.ragged["fields"].astype("str")
+        + " fields; the header has "
+        + raw.ragged["expected"].astype("str")
+        + " (a stray delimiter or an unclosed quote?)"
+    )
+    return pd.DataFrame({"row": raw.ragged["row"], "column": "", "value": "", "rule": rule}).astype(
+        PROBLEM_DTYPES
+    )
+
+
 def _excluded_frame(raw: RawTable, problems: pd.DataFrame, kept: np.ndarray) -> pd.DataFrame:
+    """Excluded rows: ``source_row``, ``exclusion_reasons``, the original cells, ``raw_line``."""
+    labelled = np.where(
+        problems["column"] == "", problems["rule"], problems["column"] + ": " + problems["rule"]
+    )
     reasons = (
-        problems.assign(
-            reason=np.where(
-                problems["column"] == "",
-                problems["rule"],
-                problems["column"] + ": " + problems["rule"],
-            )
-        )
-        .groupby("row", sort=True)["reason"]
+        pd.Series(labelled, index=problems["row"].to_numpy())
+        .groupby(level=0, sort=True)
         .agg(lambda r: "; ".join(dict.fromkeys(r)))
     )
     cells = raw.frame.loc[~kept].astype("str")
-    cells.insert(0, "row", raw.file_row[~kept])
-    cells.insert(1, "reasons", cells["row"].map(reasons))
-    ragged = pd.DataFrame(
-        {
-            "row": raw.ragged["row"],
-            "reasons": "the row has "
-            + raw.ragged["fields"].astype("str")
-            + " fields; the header has "
-            + raw.ragged["expected"].astype("str"),
-            "raw_line": raw.ragged["text"],
-        }
-    )
+    cells.insert(0, "source_row", raw.file_row[~kept])
+    ragged = pd.DataFrame({"source_row": raw.ragged["row"], "raw_line": raw.ragged["text"]})
     out = pd.concat([cells, ragged], ignore_index=True) if len(ragged) else cells
+    out.insert(1, "exclusion_reasons", out["source_row"].map(reasons))
     if "raw_line" not in out:
         out["raw_line"] = pd.Series(dtype="str")
-    return out.sort_values("row", kind="stable").reset_index(drop=True)
+    return out.sort_values("source_row", kind="stable").reset_index(drop=True)
 
 
 def check_dataset(spec: DatasetSpec) -> ValidationResult:
@@ -593,8 +592,11 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
     if raw.frame.empty and raw.ragged.empty:
         raise DataError.single(file, "the file has a header but no data rows")
     plan = plan_columns(raw, spec)
-    if "source_row" in plan.extras:
-        raise DataError.single(file, "the column name 'source_row' is reserved; rename it")
+    reserved = [c for c in plan.extras if c in RESERVED_COLUMNS]
+    if reserved:
+        raise DataError.single(
+            file, "this column name is reserved for the package's outputs; rename it", reserved[0]
+        )
     collector = _Problems(raw.file_row)
     typed = _typed_frame(raw, plan, spec, collector)
     file_problems = typed.file_problems + _privacy_problems(raw, plan, typed, spec)
@@ -608,20 +610,8 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
         _pandera_problems(typed.frame, schema, typed.names, typed.texts, raw.file_row),
     ]
     row_problems = pd.concat([p for p in found if len(p)] or [_empty_problems()], ignore_index=True)
-    ragged = pd.DataFrame(
-        {
-            "row": raw.ragged["row"],
-            "column": "",
-            "value": "",
-            "rule": "the row has "
-            + raw.ragged["fields"].astype("str")
-            + " fields; the header has "
-            + raw.ragged["expected"].astype("str")
-            + " (a stray delimiter or an unclosed quote?)",
-        }
-    )
-    if len(ragged):
-        row_problems = pd.concat([row_problems, ragged.astype(row_problems.dtypes)])
+    if len(raw.ragged):
+        row_problems = pd.concat([row_problems, _ragged_problems(raw)], ignore_index=True)
     row_problems = row_problems.sort_values("row", kind="stable").reset_index(drop=True)
 
     kept = ~np.isin(raw.file_row, row_problems["row"].to_numpy(dtype="int64"))
