@@ -462,3 +462,37 @@ def test_defaults_reproduce_the_literature_targets() -> None:
     finished = ends[ends != "ongoing"]
     assert 0.15 <= (finished == "dropout").mean() <= 0.35
     assert 5 <= s.groupby("client_id").size().mean() <= 8
+
+
+@pytest.mark.slow
+def test_early_alliance_slope_is_unbiased_and_covered_across_seeds() -> None:
+    """1,000 replicates of 2,000 clients: the mean estimate sits within Monte Carlo error of the
+    truth and 95% confidence intervals cover it 93-97% of the time (MC SE of coverage 0.7%)."""
+    p = SimulationParameters(
+        **CLEAN,
+        **UNBOUNDED_OUTCOME,
+        n_clients=2000,
+        n_therapists=50,
+        measurement_sd=1.0,
+        state_effect=0.0,
+    )
+    rounding = 1 + ROUNDING_VAR / (p.alliance_sd_client**2 + p.alliance_sd_session**2)
+    truth = p.implied()["early_alliance_slope_within"] / rounding
+    estimates, covered = [], []
+    for seed in range(1000):
+        s = complete(simulate_study(p, seed=seed).sessions)
+        clients = s.groupby("client_id").agg(
+            intake=("ors", "first"), final=("ors", "last"), therapist=("therapist_id", "first")
+        )
+        clients["early"] = s[s["session"] == 3].set_index("client_id")["srs"]
+        x = np.column_stack([within(clients, c, "therapist") for c in ("intake", "early")])
+        y = within(clients, "final", "therapist").to_numpy()
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        df = len(y) - clients["therapist"].nunique() - 2
+        sigma2 = ((y - x @ beta) ** 2).sum() / df
+        se = np.sqrt(sigma2 * np.linalg.inv(x.T @ x)[1, 1])
+        estimates.append(beta[1])
+        covered.append(abs(beta[1] - truth) <= 1.96 * se)
+    estimates = np.array(estimates)
+    assert estimates.mean() == pytest.approx(truth, abs=4 * estimates.std() / np.sqrt(1000))
+    assert 0.93 <= np.mean(covered) <= 0.97
