@@ -143,3 +143,12 @@ def test_missing_input_file_is_named(tmp_path: Path) -> None:
     done = snakemake(tmp_path, "--configfile", str(config))
     assert done.returncode != 0
     assert "nowhere.csv" in done.stderr
+
+
+def test_failed_dataset_log_holds_counts_and_rows_but_no_values(tmp_path: Path) -> None:
+    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
+    config = write_config(tmp_path, {"clinic": {"path": "bad.csv"}})
+    assert snakemake(tmp_path, "--configfile", str(config)).returncode != 0
+    log = (tmp_path / "results/clinic/logs/ingest.log").read_text()
+    assert "1 × column 'ors': the ORS total must be between 0 and 40 (rows 3)" in log
+    assert "'41'" not in log

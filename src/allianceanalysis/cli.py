@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DatasetSpec, load_config
-from .errors import AllianceError, format_problems
+from .errors import AllianceError, DataError, format_problems
 from .instruments import INSTRUMENTS, instrument_table
 
 __all__ = ["main", "report_user_errors"]
@@ -42,8 +42,9 @@ def report_user_errors(log_file: str | Path | None = None, context: str = "") ->
     """Turn :class:`~allianceanalysis.errors.AllianceError` into a message and exit status 1.
 
     Used by the command line and by the workflow's scripts. When ``log_file`` is given, the
-    package's log (counts only, never data) goes there too, and so does the error message;
-    ``context`` (e.g. ``"dataset 'clinic'"``) starts the message.
+    package's log goes there too, with the error as counts and row numbers only (the values a
+    data error quotes go to standard error, never to a log file); ``context`` (e.g.
+    ``"dataset 'clinic'"``) starts the message.
     """
     handlers: list[logging.Handler] = []
     if log_file is not None:
@@ -56,9 +57,10 @@ def report_user_errors(log_file: str | Path | None = None, context: str = "") ->
     try:
         yield
     except AllianceError as exc:
-        message = f"{context}: {exc}" if context else str(exc)
-        log.error("%s", message)
-        print(f"error: {message}", file=sys.stderr)
+        prefix = f"{context}: " if context else ""
+        logged = exc.without_values() if isinstance(exc, DataError) else str(exc)
+        log.error("%s%s", prefix, logged)
+        print(f"error: {prefix}{exc}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
         for handler in handlers:

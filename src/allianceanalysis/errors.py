@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["PROBLEM_COLUMNS", "AllianceError", "ConfigError", "DataError", "format_problems"]
+__all__ = [
+    "PROBLEM_COLUMNS",
+    "AllianceError",
+    "ConfigError",
+    "DataError",
+    "format_problem_counts",
+    "format_problems",
+]
 
 PROBLEM_COLUMNS = ["row", "column", "value", "rule"]
 """Columns of a problem table: the file's row as a person sees it (header = row 1; empty for a
@@ -50,6 +57,10 @@ class DataError(AllianceError):
         self.file = file
         self.problems = problems.reset_index(drop=True)
         super().__init__(format_problems(file, self.problems, max_shown))
+
+    def without_values(self) -> str:
+        """The message with counts and row numbers only, no values: for log files."""
+        return format_problem_counts(self.file, self.problems)
 
     @classmethod
     def single(cls, file: str, rule: str, column: str = "", row: int | None = None) -> DataError:
@@ -107,4 +118,26 @@ def format_problems(file: str, problems: pd.DataFrame, max_shown: int = 20) -> s
             f"    {count} × column '{column}': {rule}" if column else f"    {count} × {rule}"
             for (column, rule), count in counts.items()
         ]
+    return "\n".join(lines)
+
+
+def format_problem_counts(file: str, problems: pd.DataFrame, max_rows: int = 5) -> str:
+    """Render a problem table as counts per column and rule, with the first rows but no values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> p = pd.DataFrame({"row": [3, 7], "column": ["ors", "ors"], "value": ["45", "41"],
+    ...                   "rule": ["must be between 0 and 40"] * 2})
+    >>> print(format_problem_counts("s.csv", p))
+    s.csv: 2 problems found; nothing was written.
+      2 × column 'ors': must be between 0 and 40 (rows 3, 7)
+    """
+    n = len(problems)
+    lines = [f"{file}: {n} problem{'s' if n != 1 else ''} found; nothing was written."]
+    for (column, rule), group in problems.groupby(["column", "rule"], sort=False):
+        rows = [str(int(r)) for r in group["row"].dropna().head(max_rows)]
+        where = f" (rows {', '.join(rows)}{' …' if group['row'].notna().sum() > max_rows else ''})"
+        label = f"column '{column}': {rule}" if column else rule
+        lines.append(f"  {len(group)} × {label}{where if rows else ''}")
     return "\n".join(lines)
