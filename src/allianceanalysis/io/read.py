@@ -244,6 +244,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
         raise DataError.single(name, "the first row (the header) is empty", row=1)
     n_columns = len(header)
     names = [f"f{i}" for i in range(n_columns)]
+    native_utf8 = codecs.lookup(encoding).name == "utf-8"  # pyarrow decodes UTF-8 itself
     ragged: list[tuple[int | None, int, int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -256,7 +257,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             path,
             read_options=pacsv.ReadOptions(
                 column_names=names,
-                encoding="utf8" if encoding in ("utf-8", "utf_8") else encoding,
+                encoding="utf8" if native_utf8 else encoding,
                 use_threads=use_threads,
             ),
             parse_options=pacsv.ParseOptions(
@@ -285,6 +286,8 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             f"({str(exc).splitlines()[0][:160]}); set read.encoding / read.sep for this dataset",
         ) from None
     skipped = np.array([r[0] for r in ragged], dtype="int64")
+    if 1 in skipped:
+        raise DataError.single(name, "the header row could not be split into columns", row=1)
     records = np.arange(1, table.num_rows + len(skipped) + 1)
     if len(skipped):
         records = records[~np.isin(records, skipped)]
