@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import copy
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +29,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .instruments import INSTRUMENTS
 
 __all__ = [
@@ -100,32 +99,21 @@ def _where(path: list[Any]) -> str:
     return ".".join(str(p) for p in path) if path else "(top level)"
 
 
-def _allowed_keys(schema: dict[str, Any], root: dict[str, Any]) -> list[str]:
-    schema = _resolve(schema, root)
-    names = schema.get("propertyNames", {})
-    return list(schema.get("properties", {})) or list(names.get("enum", []))
-
-
 def _explain(error: jsonschema.ValidationError, root: dict[str, Any]) -> list[str]:
     path = list(error.absolute_path)
     where = _where(path)
     validator = error.validator
     if validator == "additionalProperties":
-        allowed = _allowed_keys(error.schema, root)
-        messages = []
-        for key in sorted(set(error.instance) - set(allowed)):
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            messages.append(
-                f"unknown key '{_where([*path, key])}'{suggestion}; allowed here: "
-                + ", ".join(allowed)
-            )
-        return messages
+        allowed = list(_resolve(error.schema, root).get("properties", {}))
+        return [
+            f"unknown key '{_where([*path, key])}'{did_you_mean(str(key), allowed)}; "
+            "allowed here: " + ", ".join(allowed)
+            for key in sorted(set(error.instance) - set(allowed))
+        ]
     if "propertyNames" in error.schema_path:
         if validator == "enum":
             allowed = [str(v) for v in error.validator_value]
-            hint = difflib.get_close_matches(str(error.instance), allowed, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            suggestion = did_you_mean(str(error.instance), allowed)
             return [
                 f"'{error.instance}' is not allowed under '{where}'{suggestion}; allowed: "
                 + ", ".join(allowed)

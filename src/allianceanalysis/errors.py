@@ -7,6 +7,9 @@ exit non-zero; anything else is a bug in the package and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 import pandas as pd
 
 __all__ = [
@@ -14,6 +17,7 @@ __all__ = [
     "AllianceError",
     "ConfigError",
     "DataError",
+    "did_you_mean",
     "format_problem_counts",
     "format_problems",
 ]
@@ -24,6 +28,18 @@ problem with the whole file), the column as named in the file, the offending val
 (empty when it is not shown), and the rule in plain words."""
 
 _MAX_VALUE_CHARS = 40
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string.
+
+    Examples
+    --------
+    >>> did_you_mean("colums", ["path", "columns"])
+    " (did you mean 'columns'?)"
+    """
+    hint = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 class AllianceError(Exception):

@@ -11,14 +11,13 @@ column names); any failure stops with every such problem listed.
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..config import DatasetSpec
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from ..instruments import INSTRUMENTS
 from .privacy import identifier_name_reason
 from .read import RawTable
@@ -68,11 +67,6 @@ class ColumnPlan:
 
 def _problem(rule: str, column: str = "") -> dict[str, object]:
     return {"row": pd.NA, "column": column, "value": "", "rule": rule}
-
-
-def _close(name: str, header: list[str]) -> str:
-    hint = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def _required_hint(key: str) -> str:
@@ -151,7 +145,7 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
             problems.append(
                 _problem(
                     f"the config maps {contract} to this column, but the file has no such "
-                    f"column{_close(column, header)}",
+                    f"column{did_you_mean(column, header)}",
                     column,
                 )
             )
@@ -178,7 +172,7 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
                 problems.append(
                     _problem(
                         f"the config lists this column among the {inst.name} items, but the "
-                        f"file has no such column{_close(column, header)}",
+                        f"file has no such column{did_you_mean(column, header)}",
                         column,
                     )
                 )
@@ -207,7 +201,7 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
         if contract not in source:
             problems.append(
                 _problem(
-                    f"the required column '{contract}' is missing{_close(contract, header)}; "
+                    f"the required column '{contract}' is missing{did_you_mean(contract, header)}; "
                     "add it or map the file's column to it under columns:",
                     contract,
                 )
