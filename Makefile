@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: help setup run test test-slow lint format demo-data bench-ingest clean
+.PHONY: help setup run test test-slow lint format demo-data reference bench-ingest clean
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-slow  also run the slow (marked) checks"
 	@echo "make lint       ruff check and format check"
 	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
+	@echo "make reference  recompute the R (lme4) reference values in tests/reference/ (needs R)"
 	@echo "make bench-ingest  benchmark simulation and ingest (benchmarks/results/ingest.csv)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
@@ -43,6 +44,9 @@ format: $(STAMP)
 
 demo-data: $(STAMP)
 	$(BIN)/allianceanalysis simulate data/demo/sessions.csv --preset demo --truth data/demo/truth.json
+
+reference:
+	Rscript tests/reference/lme4_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000

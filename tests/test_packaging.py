@@ -22,9 +22,8 @@ def _split(requirement: str) -> tuple[str, str]:
     return match.group(1).lower(), match.group(2).replace(" ", "")
 
 
-def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    runtime = dict(_split(r) for r in project["dependencies"])
+def _environment() -> tuple[dict[str, str], list[str]]:
+    """Conda dependencies (name -> version spec) and the pip section of environment.yml."""
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert environment["channels"] == ["conda-forge"]
     conda = dict(
@@ -32,16 +31,25 @@ def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
         for d in environment["dependencies"]
         if isinstance(d, str) and d != "pip" and not d.startswith("python")
     )
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    return conda, pip
+
+
+def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = dict(_split(r) for r in project["dependencies"])
+    conda, pip = _environment()
+    from_pip = dict(_split(r) for r in pip if not r.startswith("-e"))
     expected = {CONDA_NAMES.get(name, name): spec for name, spec in runtime.items()}
-    assert conda == expected
+    assert {**conda, **from_pip} == expected
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     python = next(d for d in environment["dependencies"] if str(d).startswith("python"))
     assert python.replace(" ", "") == "python" + project["requires-python"]
 
 
 def test_environment_yml_installs_the_package_itself() -> None:
-    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
-    assert pip == ["-e ."]
+    _, pip = _environment()
+    assert pip[-1] == "-e ."
 
 
 def test_readme_shows_the_two_commands_on_its_first_screen() -> None:

@@ -1,0 +1,230 @@
+"""Derived variables: the client-level and session-level tables the models are fitted to.
+
+Definitions (exact; ``docs/models.md``). The outcome and alliance columns are the dataset's
+instruments (default ``ors`` and ``srs``); ``k`` is the early session (default 3). A *case* is a
+client, or a client's episode when the data have ``episode_id``.
+
+Client level (:func:`client_table`), one row per case:
+
+- ``outcome_intake``: outcome at session 1;
+- ``alliance_early``: alliance at session ``k`` exactly;
+- ``outcome_early``: outcome at session ``k``; ``early_change`` = ``outcome_early`` −
+  ``outcome_intake`` (early symptom change up to the alliance session);
+- ``outcome_final``: outcome at the highest-numbered session after ``k`` with an observed
+  outcome; ``session_final`` is that session's number;
+- ``eligible``: intake, early alliance and final outcome all observed; otherwise ``exclusion``
+  names the first missing piece, in that order;
+- ``alliance_therapist_mean``: mean ``alliance_early`` over the therapist's *eligible* cases;
+  ``alliance_client_dev`` = ``alliance_early`` − ``alliance_therapist_mean`` (Baldwin, Wampold
+  & Imel, 2007);
+- ``sessions_attended``, ``end_status`` (the last non-missing value of the case), ``dropout``
+  (see :func:`dropout_indicator`).
+
+Session level (:func:`session_pairs`), one row per pair of consecutive attended sessions of a
+case (ordered by ``session``; a gap in the numbering is allowed), kept when the outcome is
+observed at both and the alliance at the first:
+
+- ``session``: the earlier session's number; ``alliance``, ``outcome``: at the earlier session;
+  ``outcome_next``: the outcome at the later one;
+- ``alliance_client_mean`` / ``outcome_client_mean``: the case's mean over all its sessions where
+  that score is observed; ``alliance_within`` = ``alliance`` − ``alliance_client_mean``;
+  ``outcome_within`` = ``outcome`` − ``outcome_client_mean`` (Falkenström et al., 2013).
+
+Both are computed with vectorised group operations (no loop over clients).
+
+References
+----------
+Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the alliance-outcome
+correlation. Journal of Consulting and Clinical Psychology, 75(6), 842-852.
+
+Falkenström, F., Granström, F., & Holmqvist, R. (2013). Therapeutic alliance predicts
+symptomatic improvement session by session. Journal of Counseling Psychology, 60(3), 317-328.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "EXCLUSION_REASONS",
+    "case_keys",
+    "client_table",
+    "dropout_indicator",
+    "session_pairs",
+    "session_table",
+]
+
+EXCLUSION_REASONS = (
+    "no outcome at session 1",
+    "no alliance at the early session",
+    "no outcome after the early session",
+)
+"""Why a case is not eligible for the client-level models, in the order they are checked."""
+
+
+def case_keys(sessions: pd.DataFrame) -> list[str]:
+    """The columns that identify a case: ``client_id`` (and ``episode_id`` when present)."""
+    return ["client_id", "episode_id"] if "episode_id" in sessions else ["client_id"]
+
+
+def _at_session(sessions: pd.DataFrame, keys: list[str], session: int, column: str) -> pd.Series:
+    rows = sessions.loc[sessions["session"] == session, [*keys, column]]
+    return rows.set_index(keys)[column]
+
+
+def dropout_indicator(cases: pd.DataFrame) -> pd.Series:
+    """1 for an unplanned ending, 0 for a planned one, missing for ongoing or unknown.
+
+    Uses ``end_status``. When a dataset has no ``end_status`` at all, the documented rule is:
+    a case that attended fewer than 3 sessions is taken as a dropout, others as planned
+    endings (a proxy used in routine-outcome studies when discharge codes are absent; see
+    ``docs/models.md``). Needs ``sessions_attended`` and, when present, ``end_status``.
+    """
+    if "end_status" in cases:
+        status = cases["end_status"]
+        return status.map({"dropout": 1.0, "planned": 0.0}).astype("float64")
+    return (cases["sessions_attended"] < 3).astype("float64")
+
+
+def client_table(
+    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs", early_session: int = 3
+) -> pd.DataFrame:
+    """One row per case with the client-level variables of the model catalogue.
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions (the session data contract).
+    outcome, alliance : str
+        The score columns.
+    early_session : int
+        ``k``, the session whose alliance rating is the early alliance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: the case keys, ``therapist_id`` (and ``site_id``), ``sessions_attended``,
+        ``end_status`` (when present), ``dropout``, ``outcome_intake``, ``alliance_early``,
+        ``outcome_early``, ``early_change``, ``outcome_final``, ``session_final``, ``eligible``,
+        ``exclusion``, ``alliance_therapist_mean``, ``alliance_client_dev``.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 4, "therapist_id": ["t"] * 4,
+    ...                   "session": [1, 2, 3, 4], "ors": [20.0, 22.0, 25.0, 30.0],
+    ...                   "srs": [35.0, 36.0, 37.0, 38.0]})
+    >>> client_table(s)[["outcome_intake", "alliance_early", "outcome_final", "early_change"]]
+       outcome_intake  alliance_early  outcome_final  early_change
+    0            20.0            37.0           30.0           5.0
+    """
+    if early_session < 1:
+        raise ValueError("early_session must be at least 1")
+    keys = case_keys(sessions)
+    ordered = sessions.sort_values([*keys, "session"], kind="stable")
+    grouped = ordered.groupby(keys, sort=True)
+    cases = grouped.agg(
+        therapist_id=("therapist_id", "first"), sessions_attended=("session", "size")
+    )
+    for optional in ("site_id", "end_status"):
+        if optional in ordered:
+            cases[optional] = grouped[optional].last()
+    cases["dropout"] = dropout_indicator(cases)
+    cases["outcome_intake"] = _at_session(ordered, keys, 1, outcome)
+    cases["alliance_early"] = _at_session(ordered, keys, early_session, alliance)
+    cases["outcome_early"] = _at_session(ordered, keys, early_session, outcome)
+    cases["early_change"] = cases["outcome_early"] - cases["outcome_intake"]
+    later = ordered[(ordered["session"] > early_session) & ordered[outcome].notna()]
+    last = later.groupby(keys, sort=True).last()
+    cases["outcome_final"] = last[outcome]
+    cases["session_final"] = last["session"].astype("Int64")
+
+    missing = [
+        cases["outcome_intake"].isna(),
+        cases["alliance_early"].isna(),
+        cases["outcome_final"].isna(),
+    ]
+    cases["exclusion"] = np.select(missing, EXCLUSION_REASONS, default="")
+    cases["eligible"] = cases["exclusion"] == ""
+    eligible_early = cases["alliance_early"].where(cases["eligible"])
+    cases["alliance_therapist_mean"] = eligible_early.groupby(cases["therapist_id"]).transform(
+        "mean"
+    )
+    cases["alliance_client_dev"] = eligible_early - cases["alliance_therapist_mean"]
+    cases["alliance_therapist_mean"] = cases["alliance_therapist_mean"].where(cases["eligible"])
+    return cases.reset_index()
+
+
+def session_table(
+    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+) -> pd.DataFrame:
+    """One row per attended session with the case means and within-case deviations.
+
+    ``alliance_client_mean`` / ``outcome_client_mean`` are the case's means over all its
+    sessions where that score is observed; ``alliance_within`` and ``outcome_within`` are the
+    session's deviations from them (missing where the session's score is missing). The
+    ``growth`` and ``rm_corr`` analyses use this table; :func:`session_pairs` builds on it.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a", "a"], "therapist_id": ["t", "t"],
+    ...                   "session": [1, 2], "ors": [20.0, 24.0], "srs": [30.0, None]})
+    >>> session_table(s)[["session", "alliance_client_mean", "outcome_within"]]
+       session  alliance_client_mean  outcome_within
+    0        1                  30.0            -2.0
+    1        2                  30.0             2.0
+    """
+    keys = case_keys(sessions)
+    ordered = sessions.sort_values([*keys, "session"], kind="stable").reset_index(drop=True)
+    grouped = ordered.groupby(keys, sort=False)
+    frame = ordered[[*keys, "therapist_id", "session"]].copy()
+    frame["alliance"] = ordered[alliance]
+    frame["outcome"] = ordered[outcome]
+    frame["alliance_client_mean"] = grouped[alliance].transform("mean")
+    frame["outcome_client_mean"] = grouped[outcome].transform("mean")
+    frame["alliance_within"] = frame["alliance"] - frame["alliance_client_mean"]
+    frame["outcome_within"] = frame["outcome"] - frame["outcome_client_mean"]
+    return frame
+
+
+def session_pairs(
+    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+) -> pd.DataFrame:
+    """One row per pair of consecutive attended sessions with the session-level variables.
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions.
+    outcome, alliance : str
+        The score columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`session_table` for the earlier session, plus ``session_next``
+        and ``outcome_next``.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 3, "therapist_id": ["t"] * 3,
+    ...                   "session": [1, 2, 4], "ors": [20.0, 24.0, 28.0],
+    ...                   "srs": [30.0, 34.0, None]})
+    >>> session_pairs(s)[["session", "session_next", "outcome_next", "alliance_within"]]
+       session  session_next  outcome_next  alliance_within
+    0        1             2          24.0             -2.0
+    1        2             4          28.0              2.0
+    """
+    frame = session_table(sessions, outcome, alliance)
+    grouped = frame.groupby(case_keys(sessions), sort=False)
+    frame["session_next"] = grouped["session"].shift(-1)
+    frame["outcome_next"] = grouped["outcome"].shift(-1)
+    keep = (
+        frame["session_next"].notna()
+        & frame["outcome"].notna()
+        & frame["outcome_next"].notna()
+        & frame["alliance"].notna()
+    )
+    pairs = frame[keep].copy()
+    pairs["session_next"] = pairs["session_next"].astype("int64")
+    return pairs.reset_index(drop=True)

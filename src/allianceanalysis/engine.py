@@ -1,0 +1,406 @@
+"""The engine: fitting the catalogue's linear mixed models by REML, one interface, two backends.
+
+Every linear mixed model of the catalogue goes through :func:`fit_lmm`, which takes an lme4
+formula and returns a :class:`MixedFit` (fixed effects with standard errors, Satterthwaite
+degrees of freedom, p-values and confidence intervals; variance components; the REML
+log-likelihood; convergence and singularity in plain words), so the backend can be swapped
+without touching the analyses.
+
+Backends
+--------
+``"mixedlm"`` (default)
+    The ``mixedlm`` package (a Rust implementation of lme4's algorithms, pinned). Measured on
+    simulated data of 2,000 clients: equal to lme4 1.1-31 to a relative 1e-7 in fixed effects
+    and 1e-12 in the REML log-likelihood, 50-170 times faster than statsmodels; its
+    Satterthwaite degrees of freedom equal lmerTest's. Inference: t statistics with
+    Satterthwaite degrees of freedom, as lmerTest reports them (Kuznetsova, Brockhoff &
+    Christensen, 2017); 95% intervals ``estimate ± t(0.975, df) · SE``.
+``"statsmodels"``
+    statsmodels' MixedLM, kept as an independent cross-check on small data (it slows down
+    sharply with many groups, and nested models need dense per-group design matrices). Several
+    optimisers are tried and the best REML likelihood kept (MixedLM can stop at a worse optimum
+    with random slopes). Inference: Wald z (no Satterthwaite degrees of freedom); its standard
+    errors of fixed effects come from its joint Hessian and differ from lme4's by a few percent
+    (estimates, variance components and likelihoods agree).
+
+Formulas (the shapes the catalogue uses)
+----------------------------------------
+``y ~ x1 + x2 + (1 | g)``, ``y ~ x1 + (1 | g1/g2)`` (``g2`` nested in ``g1``) and
+``y ~ x1 + (1 + x | g)`` (correlated random intercept and slope). Rows with a missing value in
+any variable of the formula are dropped (complete cases).
+
+Examples
+--------
+>>> from allianceanalysis.simulate import simulate_study
+>>> from allianceanalysis.derive import client_table
+>>> clients = client_table(simulate_study(n_clients=200, n_therapists=10, seed=1).sessions)
+>>> fit = fit_lmm("outcome_final ~ outcome_intake + (1 | therapist_id)", clients)
+>>> list(fit.coefficients.index), sorted(fit.variances)
+(['Intercept', 'outcome_intake'], ['var_residual', 'var_therapist'])
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+__all__ = ["BACKENDS", "Formula", "MixedFit", "fit_lmm", "group_label", "profile_interval"]
+
+BACKENDS = ("mixedlm", "statsmodels")
+_GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": "site"}
+_RANDOM = re.compile(r"\(\s*(1(?:\s*\+\s*(?P<slope>\w+))?)\s*\|\s*(?P<groups>[\w/]+)\s*\)")
+
+
+def group_label(column: str) -> str:
+    """Short name of a grouping column in term names: ``therapist_id`` -> ``therapist``."""
+    return _GROUP_LABELS.get(column, column)
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A parsed catalogue formula.
+
+    Attributes
+    ----------
+    response : str
+    fixed : tuple of str
+        Fixed-effect variables (an intercept is always included).
+    groups : tuple of str
+        Grouping columns, outermost first (two for a nested model).
+    slope : str or None
+        Variable with a random slope (within the single grouping factor).
+    """
+
+    response: str
+    fixed: tuple[str, ...]
+    groups: tuple[str, ...]
+    slope: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Formula:
+        """Parse ``y ~ a + b + (1 | g)`` and the other supported shapes.
+
+        Examples
+        --------
+        >>> Formula.parse("y ~ a + (1 + t | g)")
+        Formula(response='y', fixed=('a',), groups=('g',), slope='t')
+        """
+        response, _, rhs = text.partition("~")
+        randoms = list(_RANDOM.finditer(rhs))
+        if not response.strip() or len(randoms) != 1:
+            raise ValueError(f"unsupported formula {text!r}: need 'y ~ x + (1 | g)' shapes")
+        random = randoms[0]
+        fixed_part = _RANDOM.sub("", rhs)
+        fixed = tuple(t.strip() for t in fixed_part.split("+") if t.strip() not in ("", "1"))
+        groups = tuple(random.group("groups").split("/"))
+        slope = random.group("slope")
+        if len(groups) > 2 or (slope and len(groups) > 1):
+            raise ValueError(f"unsupported random-effects structure in {text!r}")
+        return cls(response.strip(), fixed, groups, slope)
+
+    @property
+    def variables(self) -> list[str]:
+        """Every column the model uses."""
+        extra = [self.slope] if self.slope and self.slope not in self.fixed else []
+        return [self.response, *self.fixed, *extra, *self.groups]
+
+    def lme4(self) -> str:
+        """The formula in lme4 notation."""
+        fixed = " + ".join(self.fixed) if self.fixed else "1"
+        random = f"1 + {self.slope}" if self.slope else "1"
+        return f"{self.response} ~ {fixed} + ({random} | {'/'.join(self.groups)})"
+
+
+@dataclass
+class MixedFit:
+    """A fitted linear mixed model, backend-independent.
+
+    Attributes
+    ----------
+    formula : Formula
+    coefficients : pandas.DataFrame
+        Index: term (``Intercept`` and the fixed variables); columns ``estimate``,
+        ``std_error``, ``df``, ``statistic``, ``p_value``, ``ci_low``, ``ci_high``.
+    variances : dict
+        ``var_<group>`` for each random intercept, ``var_residual``; with a random slope also
+        ``var_<group>_<slope>`` and ``cor_<group>_<slope>``.
+    loglik : float
+        REML log-likelihood.
+    n_obs : int
+        Rows used (complete cases).
+    n_groups : dict
+        Levels of each grouping factor (a nested factor counts its combinations).
+    converged, singular : bool
+    messages : tuple of str
+        Convergence and singularity problems in plain words (empty when there are none).
+    backend : str
+    ci_method : str
+        How p-values and intervals were computed.
+    theta : numpy.ndarray
+        Relative covariance parameters (lme4's theta).
+    deviance : callable or None
+        The REML criterion as a function of theta, with the fixed effects and the residual
+        variance profiled out (for profile-likelihood intervals).
+    fixed_prediction_variance : float
+        Sample variance (n - 1) of the fixed-effect predictions, for Nakagawa's R².
+    """
+
+    formula: Formula
+    coefficients: pd.DataFrame
+    variances: dict[str, float]
+    loglik: float
+    n_obs: int
+    n_groups: dict[str, int]
+    converged: bool
+    singular: bool
+    messages: tuple[str, ...]
+    backend: str
+    ci_method: str
+    theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    deviance: Callable[[np.ndarray], float] | None = None
+    fixed_prediction_variance: float = float("nan")
+
+    @property
+    def random_variance(self) -> float:
+        """Sum of the random-intercept variances (for Nakagawa's R² of intercept models)."""
+        return sum(
+            v
+            for k, v in self.variances.items()
+            if k.startswith("var_") and k != "var_residual" and k.count("_") == 1
+        )
+
+
+def _complete_cases(formula: Formula, data: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in formula.variables if c not in data]
+    if missing:
+        raise KeyError(f"the data have no column {missing[0]!r} for {formula.lme4()}")
+    frame = data[formula.variables].dropna().reset_index(drop=True)
+    for group in formula.groups:
+        frame[group] = frame[group].astype("str")
+    return frame
+
+
+def _inference(
+    estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray, terms: list[str]
+) -> pd.DataFrame:
+    statistic = estimate / std_error
+    finite = np.isfinite(df)
+    p_t = 2 * stats.t.sf(np.abs(statistic), np.where(finite, df, 1.0))
+    p_z = 2 * stats.norm.sf(np.abs(statistic))
+    p_value = np.where(finite, p_t, p_z)
+    quantile = np.where(
+        finite, stats.t.ppf(0.975, np.where(finite, df, 1.0)), stats.norm.ppf(0.975)
+    )
+    return pd.DataFrame(
+        {
+            "estimate": estimate,
+            "std_error": std_error,
+            "df": df,
+            "statistic": statistic,
+            "p_value": p_value,
+            "ci_low": estimate - quantile * std_error,
+            "ci_high": estimate + quantile * std_error,
+        },
+        index=pd.Index(terms, name="term"),
+    )
+
+
+def _fixed_prediction_variance(formula: Formula, frame: pd.DataFrame, beta: pd.Series) -> float:
+    prediction = np.full(len(frame), beta["Intercept"])
+    for term in formula.fixed:
+        prediction = prediction + beta[term] * frame[term].to_numpy(dtype=float)
+    return float(np.var(prediction, ddof=1)) if len(frame) > 1 else float("nan")
+
+
+def _plain(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+    import mixedlm
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = mixedlm.lmer(formula.lme4(), frame, REML=True)
+        tidy = model.tidy(ddf_method="Satterthwaite").set_index("term")
+    fixef = pd.Series(model.fixef()).rename({"(Intercept)": "Intercept"})
+    terms = list(fixef.index)
+    std_error = np.sqrt(np.diag(np.asarray(model.vcov(), dtype=float)))
+    df = tidy.rename(index={"(Intercept)": "Intercept"}).loc[terms, "df"].to_numpy(dtype=float)
+    coefficients = _inference(fixef.to_numpy(dtype=float), std_error, df, terms)
+
+    varcorr = model.VarCorr()
+    variances: dict[str, float] = {}
+    n_groups: dict[str, int] = {}
+    levels = model.ngrps()
+    for name, group in varcorr.groups.items():
+        label = group_label(name.split(":")[-1])
+        variances[f"var_{label}"] = float(group.variance["(Intercept)"])
+        n_groups[label] = int(levels[name])
+        if formula.slope:
+            variances[f"var_{label}_{formula.slope}"] = float(group.variance[formula.slope])
+            variances[f"cor_{label}_{formula.slope}"] = float(np.asarray(group.corr)[0, 1])
+    variances["var_residual"] = float(varcorr.residual)
+
+    singular = bool(model.isSingular())
+    converged = bool(model.converged)
+    messages = [
+        _plain(w.message)
+        for w in caught
+        if not issubclass(w.category, DeprecationWarning) and "singular" not in str(w.message)
+    ]
+    if not converged:
+        messages.insert(0, f"the optimiser did not converge ({_plain(model.message)})")
+    if singular:
+        messages.append(
+            "singular fit: a variance component is estimated at (or next to) zero or a "
+            "correlation at ±1; the model is over-specified for these data"
+        )
+    return MixedFit(
+        formula=formula,
+        coefficients=coefficients,
+        variances=variances,
+        loglik=float(model.logLik().value),
+        n_obs=int(model.nobs()),
+        n_groups=n_groups,
+        converged=converged,
+        singular=singular,
+        messages=tuple(dict.fromkeys(messages)),
+        backend="mixedlm",
+        ci_method="satterthwaite_t",
+        theta=np.asarray(model.theta, dtype=float),
+        deviance=model.as_function(),
+        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, fixef),
+    )
+
+
+def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+    import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    fixed = " + ".join(formula.fixed) if formula.fixed else "1"
+    options: dict = {"groups": frame[formula.groups[0]], "re_formula": "1"}
+    if formula.slope:
+        options["re_formula"] = f"~{formula.slope}"
+    if len(formula.groups) == 2:
+        options["vc_formula"] = {formula.groups[1]: f"0 + C({formula.groups[1]})"}
+    model = smf.mixedlm(f"{formula.response} ~ {fixed}", frame, **options)
+    candidates = []
+    for method in ("lbfgs", "bfgs", "powell"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = model.fit(reml=True, method=method)
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+        if np.isfinite(result.llf):
+            problems = [
+                _plain(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)
+            ]
+            candidates.append((bool(result.converged), result.llf, result, problems))
+    if not candidates:
+        raise RuntimeError(f"statsmodels could not fit {formula.lme4()}")
+    # the best REML likelihood among converged fits (any fit when none converged)
+    _, _, best, best_messages = max(candidates, key=lambda c: (c[0], c[1]))
+    terms = list(best.fe_params.index)
+    estimate = best.fe_params.to_numpy(dtype=float)
+    std_error = best.bse_fe.to_numpy(dtype=float)
+    coefficients = _inference(estimate, std_error, np.full(len(terms), np.inf), terms)
+    outer = group_label(formula.groups[0])
+    cov_re = np.asarray(best.cov_re, dtype=float)
+    variances = {f"var_{outer}": float(cov_re[0, 0])}
+    n_groups = {outer: int(frame[formula.groups[0]].nunique())}
+    if formula.slope:
+        variances[f"var_{outer}_{formula.slope}"] = float(cov_re[1, 1])
+        variances[f"cor_{outer}_{formula.slope}"] = float(
+            cov_re[0, 1] / np.sqrt(cov_re[0, 0] * cov_re[1, 1])
+        )
+    if len(formula.groups) == 2:
+        inner = group_label(formula.groups[1])
+        variances[f"var_{inner}"] = float(np.asarray(best.vcomp)[0])
+        n_groups[inner] = int(frame[list(formula.groups)].drop_duplicates().shape[0])
+    variances["var_residual"] = float(best.scale)
+    converged = bool(best.converged) and not best_messages
+    messages = list(best_messages)
+    if not bool(best.converged):
+        messages.insert(0, "the optimiser did not converge")
+    beta = best.fe_params
+    return MixedFit(
+        formula=formula,
+        coefficients=coefficients,
+        variances=variances,
+        loglik=float(best.llf),
+        n_obs=len(frame),
+        n_groups=n_groups,
+        converged=converged,
+        singular=any(v < 1e-8 for k, v in variances.items() if k.startswith("var_")),
+        messages=tuple(messages),
+        backend="statsmodels",
+        ci_method="wald_z",
+        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
+    )
+
+
+def fit_lmm(formula: str, data: pd.DataFrame, backend: str = "mixedlm") -> MixedFit:
+    """Fit a linear mixed model by REML.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 notation, one of the supported shapes (module docstring).
+    data : pandas.DataFrame
+        The model's variables; rows with a missing value are dropped.
+    backend : {"mixedlm", "statsmodels"}
+
+    Returns
+    -------
+    MixedFit
+
+    Raises
+    ------
+    ValueError
+        For an unsupported formula or backend, or too few complete rows to fit.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    parsed = Formula.parse(formula)
+    frame = _complete_cases(parsed, data)
+    if len(frame) <= len(parsed.fixed) + 2 or frame[parsed.groups[0]].nunique() < 2:
+        raise ValueError(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
+    fit = _fit_mixedlm if backend == "mixedlm" else _fit_statsmodels
+    return fit(parsed, frame)
+
+
+def profile_interval(fit: MixedFit, level: float = 0.95) -> tuple[float, float]:
+    """Profile-likelihood interval for theta of a single random-intercept model.
+
+    The REML criterion d(theta) has the fixed effects and the residual variance profiled
+    out, so {theta : d(theta) - d(theta_hat) <= chi2(level, 1)} is the profile-likelihood
+    interval for theta, and for any monotone function of it, such as the intraclass correlation
+    theta² / (1 + theta²).
+
+    Returns
+    -------
+    tuple of float
+        ``(theta_low, theta_high)``; the lower end is 0 when the criterion at 0 is within the
+        cut-off.
+    """
+    if fit.deviance is None or fit.theta.size != 1:
+        raise ValueError("profile intervals need a single random intercept (mixedlm backend)")
+    theta_hat = float(fit.theta[0])
+    cutoff = float(fit.deviance(fit.theta)) + stats.chi2.ppf(level, 1)
+
+    def excess(theta: float) -> float:
+        return float(fit.deviance(np.array([theta]))) - cutoff
+
+    low = 0.0 if excess(0.0) <= 0 else optimize.brentq(excess, 0.0, theta_hat)
+    high = max(theta_hat, 1e-3) * 2
+    while excess(high) < 0:
+        high *= 2
+    return low, optimize.brentq(excess, theta_hat, high)

@@ -1,0 +1,753 @@
+"""The model catalogue: the alliance-outcome analyses, defined exactly, as tidy tables.
+
+Every analysis returns a DataFrame with the columns :data:`TIDY_COLUMNS`, one row per term
+(like R's ``broom``): ``model, term, estimate, std_error, ci_low, ci_high, p_value, n_obs,
+n_groups, converged`` and ``df``, ``ci_method``, ``message``. Linear mixed models are fitted by
+REML through :func:`allianceanalysis.engine.fit_lmm`; their fixed effects carry
+Satterthwaite t inference (lmerTest's), variance components are rows ``var_therapist``,
+``var_client``, ``var_residual`` (estimates only), and ``loglik_reml`` is the REML
+log-likelihood. A model that did not converge or is singular says so in ``converged`` and
+``message``, in plain words. ``docs/models.md`` lists each model in lme4 notation with its
+reference; :data:`CATALOGUE` maps the names to the functions.
+
+Examples
+--------
+>>> from allianceanalysis.simulate import simulate_study
+>>> from allianceanalysis.derive import client_table
+>>> clients = client_table(simulate_study(n_clients=300, n_therapists=15, seed=2).sessions)
+>>> table = alliance_outcome(clients, bootstrap=200, seed=1)
+>>> table.loc[table["term"] == "alliance_early", "model"].item()
+'alliance_outcome'
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .derive import client_table, session_pairs, session_table
+from .engine import MixedFit, fit_lmm, group_label, profile_interval
+
+__all__ = [
+    "CATALOGUE",
+    "TIDY_COLUMNS",
+    "alliance_disaggregated",
+    "alliance_icc",
+    "alliance_next_session",
+    "alliance_next_session_nested",
+    "alliance_outcome",
+    "dropout",
+    "early_alliance",
+    "growth",
+    "partial_correlation",
+    "repeated_measures_correlation",
+    "rm_corr",
+    "run_model",
+    "therapist_icc",
+]
+
+log = logging.getLogger("allianceanalysis")
+
+TIDY_COLUMNS = [
+    "model",
+    "term",
+    "estimate",
+    "std_error",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_obs",
+    "n_groups",
+    "converged",
+    "df",
+    "ci_method",
+    "message",
+]
+DEFAULT_BOOTSTRAP = 2000
+DEFAULT_SEED = 20261125
+
+
+def _row(model: str, term: str, estimate: float, **values: object) -> dict[str, object]:
+    row = dict.fromkeys(TIDY_COLUMNS, np.nan)
+    row.update(model=model, term=term, estimate=estimate, ci_method="none", message="")
+    row.update(values)
+    return row
+
+
+def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    return frame.astype({"n_obs": "Int64", "n_groups": "Int64", "converged": "boolean"})
+
+
+def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
+    """Rows for a mixed model's fixed effects, variance components and log-likelihood."""
+    outer = group_label(fit.formula.groups[0])
+    common = {
+        "n_obs": fit.n_obs,
+        "converged": fit.converged,
+        "message": "; ".join(fit.messages),
+    }
+    rows = [
+        _row(
+            model,
+            term,
+            c.estimate,
+            std_error=c.std_error,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            p_value=c.p_value,
+            df=c.df,
+            ci_method=fit.ci_method,
+            n_groups=fit.n_groups[outer],
+            **common,
+        )
+        for term, c in fit.coefficients.iterrows()
+    ]
+    for term, value in fit.variances.items():
+        label = term.split("_")[1]
+        rows.append(_row(model, term, value, n_groups=fit.n_groups.get(label), **common))
+    rows.append(_row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
+    if fit.messages:
+        log.warning("%s: %s", model, "; ".join(fit.messages))
+    return rows
+
+
+def _fisher_interval(r: float, se: float) -> tuple[float, float]:
+    z = np.arctanh(np.clip(r, -0.999999999, 0.999999999))
+    crit = stats.norm.ppf(0.975)
+    return float(np.tanh(z - crit * se)), float(np.tanh(z + crit * se))
+
+
+def _square_interval(low: float, high: float) -> tuple[float, float]:
+    if low >= 0:
+        return low**2, high**2
+    if high <= 0:
+        return high**2, low**2
+    return 0.0, max(low**2, high**2)
+
+
+_SUMS = ("n", "x", "y", "z", "xx", "yy", "zz", "xy", "xz", "yz")
+
+
+def _partial_r_from_sums(s: np.ndarray) -> np.ndarray:
+    """Partial correlation of x and y given z from (stacked) sums in the order ``_SUMS``."""
+    n, x, y, z, xx, yy, zz, xy, xz, yz = (s[..., i] for i in range(len(_SUMS)))
+
+    def cov(ab: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return ab - a * b / n
+
+    vx, vy, vz = cov(xx, x, x), cov(yy, y, y), cov(zz, z, z)
+    rxy = cov(xy, x, y) / np.sqrt(vx * vy)
+    rxz = cov(xz, x, z) / np.sqrt(vx * vz)
+    ryz = cov(yz, y, z) / np.sqrt(vy * vz)
+    return (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+
+
+def _cluster_bootstrap_partial_r(
+    data: pd.DataFrame, x: str, y: str, covar: str, cluster: str, replicates: int, seed: int
+) -> np.ndarray:
+    """Partial r in ``replicates`` resamples of whole clusters (vectorised via per-cluster sums).
+
+    Each replicate draws as many clusters as there are, with replacement; its sums are the
+    draw counts times the per-cluster sums, so no replicate touches the rows again.
+    """
+    values = {
+        "x": data[x].to_numpy(float),
+        "y": data[y].to_numpy(float),
+        "z": data[covar].to_numpy(float),
+    }
+    codes, _ = pd.factorize(data[cluster])
+    columns = [np.ones(len(data))]
+    columns += [values[k] for k in ("x", "y", "z")]
+    columns += [values[a] * values[b] for a, b in ("xx", "yy", "zz", "xy", "xz", "yz")]
+    per_cluster = np.zeros((codes.max() + 1, len(_SUMS)))
+    np.add.at(per_cluster, codes, np.column_stack(columns))
+    rng = np.random.default_rng(seed)
+    n_clusters = per_cluster.shape[0]
+    estimates = []
+    for start in range(0, replicates, 250):
+        size = min(250, replicates - start)
+        counts = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            estimates.append(_partial_r_from_sums(counts @ per_cluster))
+    return np.concatenate(estimates)
+
+
+def partial_correlation(
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    covar: str,
+    *,
+    model: str = "partial_correlation",
+    cluster: str | None = None,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
+    """Partial correlation of ``x`` and ``y`` controlling ``covar``, and its square.
+
+    Rows ``partial_r`` (95% CI by Fisher's z with SE 1/sqrt(n - 4), p-value from t with n - 3
+    df, as pingouin's ``partial_corr``) and ``r2_alliance`` (its square: the share of outcome
+    variance the alliance explains; CI from the squared bounds). With ``cluster``, also
+    ``partial_r_bootstrap`` and ``r2_alliance_bootstrap``: the same estimates with percentile
+    intervals from a cluster bootstrap (whole clusters resampled; ``bootstrap`` replicates,
+    seeded).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+    x, y, covar : str
+        Columns (rows with any missing are dropped).
+    model : str
+        Model name written in the table.
+    cluster : str, optional
+        Column of the clusters to resample (therapists).
+    bootstrap : int
+        Bootstrap replicates.
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy rows.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=500); x = z + rng.normal(size=500); y = z + x + rng.normal(size=500)
+    >>> t = partial_correlation(pd.DataFrame({"x": x, "y": y, "z": z}), "x", "y", "z")
+    >>> round(t.loc[t["term"] == "partial_r", "estimate"].item(), 2)
+    0.67
+    """
+    columns = [x, y, covar, *([cluster] if cluster else [])]
+    frame = data[columns].dropna()
+    n = len(frame)
+    sums = np.array(
+        [n, *(frame[c].sum() for c in (x, y, covar))]
+        + [
+            (frame[a] * frame[b]).sum()
+            for a, b in ((x, x), (y, y), (covar, covar), (x, y), (x, covar), (y, covar))
+        ]
+    )
+    r = float(_partial_r_from_sums(sums))
+    t = r * np.sqrt((n - 3) / (1 - r**2))
+    p_value = float(2 * stats.t.sf(abs(t), n - 3))
+    low, high = _fisher_interval(r, 1 / np.sqrt(n - 4))
+    groups = frame[cluster].nunique() if cluster else pd.NA
+    common = {"n_obs": n, "n_groups": groups, "converged": True, "p_value": p_value}
+    rows = [
+        _row(
+            model,
+            "partial_r",
+            r,
+            ci_low=low,
+            ci_high=high,
+            df=n - 3,
+            ci_method="fisher_z",
+            **common,
+        ),
+        _row(
+            model,
+            "r2_alliance",
+            r**2,
+            ci_low=_square_interval(low, high)[0],
+            ci_high=_square_interval(low, high)[1],
+            ci_method="fisher_z",
+            **common,
+        ),
+    ]
+    if cluster:
+        boot = _cluster_bootstrap_partial_r(frame, x, y, covar, cluster, bootstrap, seed)
+        boot = boot[np.isfinite(boot)]
+        message = f"{len(boot)} cluster-bootstrap replicates (seed {seed})"
+        rows += [
+            _row(
+                model,
+                "partial_r_bootstrap",
+                r,
+                ci_low=np.quantile(boot, 0.025),
+                ci_high=np.quantile(boot, 0.975),
+                ci_method="cluster_bootstrap_percentile",
+                message=message,
+                **common,
+            ),
+            _row(
+                model,
+                "r2_alliance_bootstrap",
+                r**2,
+                ci_low=np.quantile(boot**2, 0.025),
+                ci_high=np.quantile(boot**2, 0.975),
+                ci_method="cluster_bootstrap_percentile",
+                message=message,
+                **common,
+            ),
+        ]
+    return _frame(rows)
+
+
+def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
+    """Marginal and conditional R² of a random-intercept model (Nakagawa & Schielzeth, 2013)."""
+    vf, vr, ve = fit.fixed_prediction_variance, fit.random_variance, fit.variances["var_residual"]
+    total = vf + vr + ve
+    common = {
+        "n_obs": fit.n_obs,
+        "converged": fit.converged,
+        "n_groups": fit.n_groups[group_label(fit.formula.groups[0])],
+    }
+    return [
+        _row(model, "r2_marginal", vf / total, **common),
+        _row(model, "r2_conditional", (vf + vr) / total, **common),
+    ]
+
+
+def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
+    return clients[clients["eligible"]] if "eligible" in clients else clients
+
+
+def alliance_outcome(
+    clients: pd.DataFrame,
+    *,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    backend: str = "mixedlm",
+) -> pd.DataFrame:
+    """Early alliance and final outcome: ``outcome_final ~ outcome_intake + alliance_early +
+    (1 | therapist_id)``.
+
+    Adds the partial correlation of early alliance with final outcome controlling intake
+    (``partial_r``, with Fisher-z and therapist-cluster-bootstrap intervals), its square
+    ``r2_alliance`` (the share of outcome variance the alliance explains: the literature's
+    "about 10%" is .28² ≈ .08; Flückiger et al., 2018), and Nakagawa's marginal and
+    conditional R² of the model.
+
+    Parameters
+    ----------
+    clients : pandas.DataFrame
+        From :func:`allianceanalysis.derive.client_table` (eligible cases are used).
+    bootstrap, seed : int
+        Cluster-bootstrap replicates and their seed.
+    backend : str
+        Engine backend.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy rows of model ``alliance_outcome``.
+
+    References
+    ----------
+    Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance in adult
+    psychotherapy: A meta-analytic synthesis. Psychotherapy, 55(4), 316-340.
+    Nakagawa, S., & Schielzeth, H. (2013). A general and simple method for obtaining R² from
+    generalized linear mixed-effects models. Methods in Ecology and Evolution, 4(2), 133-142.
+    """
+    model = "alliance_outcome"
+    data = _eligible(clients)
+    fit = fit_lmm(
+        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)", data, backend
+    )
+    correlation = partial_correlation(
+        data,
+        "alliance_early",
+        "outcome_final",
+        "outcome_intake",
+        model=model,
+        cluster="therapist_id",
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    return pd.concat(
+        [_frame(tidy_fit(model, fit) + _nakagawa_rows(model, fit)), correlation],
+        ignore_index=True,
+    )
+
+
+def early_alliance(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    *,
+    sessions_k: tuple[int, ...] = (1, 2, 3, 4, 5),
+    backend: str = "mixedlm",
+) -> pd.DataFrame:
+    """Does early alliance predict outcome beyond early improvement? One model per k.
+
+    ``outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)``
+    with the client table derived for k = 1..5 (model names ``early_alliance_k1`` ...). At
+    k = 1 the early change is zero by definition and is left out. Answers the standard
+    critique that the alliance merely reflects early symptom change (DeRubeis & Feeley, 1990;
+    Flückiger et al., 2020).
+
+    References
+    ----------
+    DeRubeis, R. J., & Feeley, M. (1990). Determinants of change in cognitive therapy for
+    depression. Cognitive Therapy and Research, 14(5), 469-482.
+    Flückiger, C., et al. (2020). The reciprocal relationship between alliance and early
+    treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
+    """
+    frames = []
+    for k in sessions_k:
+        clients = _eligible(client_table(sessions, outcome, alliance, early_session=k))
+        change = " + early_change" if k > 1 else ""
+        formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
+        frames.append(_frame(tidy_fit(f"early_alliance_k{k}", fit_lmm(formula, clients, backend))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def alliance_disaggregated(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """Therapist and client parts of the alliance (Baldwin, Wampold & Imel, 2007).
+
+    ``outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev +
+    (1 | therapist_id)``, plus the row ``between_minus_within`` (the contextual effect: the
+    between-therapist minus the within-therapist slope). It is estimated, with its own
+    Satterthwaite degrees of freedom, as the ``alliance_therapist_mean`` coefficient of the
+    equivalent model with ``alliance_early`` in place of ``alliance_client_dev`` (same
+    likelihood; Raudenbush & Bryk, 2002, ch. 5).
+
+    References
+    ----------
+    Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the alliance-outcome
+    correlation. Journal of Consulting and Clinical Psychology, 75(6), 842-852.
+    """
+    model = "alliance_disaggregated"
+    data = _eligible(clients)
+    fit = fit_lmm(
+        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
+        " + (1 | therapist_id)",
+        data,
+        backend,
+    )
+    contextual = fit_lmm(
+        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_early"
+        " + (1 | therapist_id)",
+        data,
+        backend,
+    )
+    c = contextual.coefficients.loc["alliance_therapist_mean"]
+    rows = tidy_fit(model, fit)
+    rows.append(
+        _row(
+            model,
+            "between_minus_within",
+            c.estimate,
+            std_error=c.std_error,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            p_value=c.p_value,
+            df=c.df,
+            ci_method=contextual.ci_method,
+            n_obs=contextual.n_obs,
+            n_groups=contextual.n_groups["therapist"],
+            converged=contextual.converged,
+            message="; ".join(contextual.messages),
+        )
+    )
+    return _frame(rows)
+
+
+def _icc(model: str, formula: str, data: pd.DataFrame, backend: str) -> pd.DataFrame:
+    fit = fit_lmm(formula, data, backend)
+    var_t, var_e = fit.variances["var_therapist"], fit.variances["var_residual"]
+    rows = tidy_fit(model, fit)
+    values: dict[str, object] = {
+        "n_obs": fit.n_obs,
+        "n_groups": fit.n_groups["therapist"],
+        "converged": fit.converged,
+    }
+    if fit.deviance is not None:
+        low, high = profile_interval(fit)
+        values.update(
+            ci_low=low**2 / (1 + low**2),
+            ci_high=high**2 / (1 + high**2),
+            ci_method="profile_likelihood",
+        )
+    rows.append(_row(model, "icc", var_t / (var_t + var_e), **values))
+    return _frame(rows)
+
+
+def therapist_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """Therapist effects on outcome: ``outcome_final ~ outcome_intake + (1 | therapist_id)``.
+
+    Row ``icc`` = var_therapist / (var_therapist + var_residual), the therapists' share of
+    the outcome variance left after intake, with a profile-likelihood interval (the ICC is a
+    monotone function of lme4's theta; see :func:`allianceanalysis.engine.profile_interval`).
+    Counselling-centre studies find about 2-8% (Johns et al., 2019).
+
+    References
+    ----------
+    Johns, R. G., Barkham, M., Kellett, S., & Saxon, D. (2019). A systematic review of
+    therapist effects. Clinical Psychology Review, 67, 78-93.
+    """
+    formula = "outcome_final ~ outcome_intake + (1 | therapist_id)"
+    return _icc("therapist_icc", formula, _eligible(clients), backend)
+
+
+def alliance_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """Therapist differences in early alliance: ``alliance_early ~ 1 + (1 | therapist_id)``.
+
+    Fitted to every case with an early alliance rating (eligible for outcome or not); row
+    ``icc`` as in :func:`therapist_icc`. Therapists differ more than clients in the alliances
+    they build (Baldwin et al., 2007; Del Re et al., 2012).
+    """
+    data = clients.dropna(subset=["alliance_early"])
+    return _icc("alliance_icc", "alliance_early ~ 1 + (1 | therapist_id)", data, backend)
+
+
+NEXT_SESSION_FIXED = (
+    "outcome_next ~ outcome_within + alliance_within + alliance_client_mean + session"
+)
+
+
+def alliance_next_session(pairs: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """Session-by-session: state and trait alliance and next-session outcome.
+
+    ``outcome_next ~ outcome_within + alliance_within + alliance_client_mean + session +
+    (1 | client_id)`` on :func:`allianceanalysis.derive.session_pairs`. ``alliance_within``
+    is the client's state (session) alliance, ``alliance_client_mean`` the trait. Beware
+    Nickell bias of the person-centred lagged outcome (about -(1 + rho)/(T - 1)) and
+    person-specific trends (Falkenström et al., 2013, 2017; Zilcha-Mano, 2014).
+
+    References
+    ----------
+    Falkenström, F., Granström, F., & Holmqvist, R. (2013). Therapeutic alliance predicts
+    symptomatic improvement session by session. Journal of Counseling Psychology, 60(3),
+    317-328.
+    """
+    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, backend)
+    return _frame(tidy_fit("alliance_next_session", fit))
+
+
+def alliance_next_session_nested(pairs: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """As :func:`alliance_next_session` with clients nested in therapists:
+    ``(1 | therapist_id/client_id)``."""
+    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", pairs, backend)
+    return _frame(tidy_fit("alliance_next_session_nested", fit))
+
+
+def repeated_measures_correlation(
+    data: pd.DataFrame, x: str, y: str, subject: str
+) -> tuple[float, int, float, tuple[float, float], int, int]:
+    """Repeated-measures correlation in O(N) by demeaning within subject.
+
+    The same r as the ANCOVA with subject as a factor (Bakdash & Marusich, 2017) and as
+    :func:`pingouin.rm_corr`, without its dense observations-by-subjects design matrix.
+
+    Returns
+    -------
+    tuple
+        ``(r, dof, p_value, (ci_low, ci_high), n_obs, n_subjects)`` with dof = N - k - 1, the
+        p-value of t = r sqrt(dof / (1 - r²)), and a Fisher-z interval with SE 1/sqrt(dof - 1)
+        (pingouin's).
+    """
+    frame = data[[x, y, subject]].dropna()
+    groups = frame.groupby(subject, sort=False)
+    xw = frame[x] - groups[x].transform("mean")
+    yw = frame[y] - groups[y].transform("mean")
+    r = float((xw * yw).sum() / np.sqrt((xw**2).sum() * (yw**2).sum()))
+    n, k = len(frame), groups.ngroups
+    dof = n - k - 1
+    t = r * np.sqrt(dof / (1 - r**2))
+    p_value = float(2 * stats.t.sf(abs(t), dof))
+    return r, dof, p_value, _fisher_interval(r, 1 / np.sqrt(dof - 1)), n, k
+
+
+def rm_corr(table: pd.DataFrame) -> pd.DataFrame:
+    """Within-client association of alliance and outcome at the same session.
+
+    Repeated-measures correlation (Bakdash & Marusich, 2017) of ``alliance`` and ``outcome``
+    over sessions where both are observed, clients as subjects; term ``r``.
+
+    References
+    ----------
+    Bakdash, J. Z., & Marusich, L. R. (2017). Repeated measures correlation. Frontiers in
+    Psychology, 8, 456.
+    """
+    r, dof, p_value, (low, high), n, k = repeated_measures_correlation(
+        table, "alliance", "outcome", "client_id"
+    )
+    return _frame(
+        [
+            _row(
+                "rm_corr",
+                "r",
+                r,
+                ci_low=low,
+                ci_high=high,
+                p_value=p_value,
+                df=dof,
+                n_obs=n,
+                n_groups=k,
+                converged=True,
+                ci_method="fisher_z",
+            )
+        ]
+    )
+
+
+def growth(table: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+    """Outcome trajectories with state and trait alliance and a random slope of session.
+
+    ``outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)``
+    on :func:`allianceanalysis.derive.session_table` (sessions with both scores). Extra rows
+    ``var_client_session`` and ``cor_client_session`` describe the random slope.
+
+    References
+    ----------
+    Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis. Oxford
+    University Press.
+    """
+    data = table.dropna(subset=["outcome", "alliance"])
+    formula = (
+        "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"
+    )
+    return _frame(tidy_fit("growth", fit_lmm(formula, data, backend)))
+
+
+def dropout(clients: pd.DataFrame) -> pd.DataFrame:
+    """Unplanned ending and early alliance: logistic regression with therapist-clustered SEs.
+
+    ``dropout ~ alliance_early`` (``glm(family = binomial)``), on cases with a known ending
+    and an early alliance rating; standard errors clustered by therapist (CR1, as
+    ``sandwich::vcovCL`` type HC1); Wald z intervals. Row ``odds_ratio_alliance_early`` is the
+    odds ratio per alliance point. Note the sample: only cases that reached the early session
+    (Sharf, Primavera & Diener, 2010).
+
+    References
+    ----------
+    Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
+    meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
+    """
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    model = "dropout"
+    data = clients.dropna(subset=["dropout", "alliance_early"])
+    if data["dropout"].nunique() < 2 or data["therapist_id"].nunique() < 2:
+        message = "too few cases with a known ending, or only one kind of ending, to fit"
+        return _frame(
+            [
+                _row(
+                    model,
+                    "alliance_early",
+                    np.nan,
+                    converged=False,
+                    message=message,
+                    n_obs=len(data),
+                )
+            ]
+        )
+    exog = sm.add_constant(data[["alliance_early"]].astype(float)).rename(
+        columns={"const": "Intercept"}
+    )
+    groups = pd.factorize(data["therapist_id"])[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sm.Logit(data["dropout"].astype(float), exog).fit(
+            disp=0, cov_type="cluster", cov_kwds={"groups": groups}
+        )
+    problems = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
+    ]
+    converged = bool(result.mle_retvals.get("converged", False)) and not problems
+    common = {
+        "n_obs": len(data),
+        "n_groups": data["therapist_id"].nunique(),
+        "converged": converged,
+        "message": "; ".join(problems),
+    }
+    ci = result.conf_int()
+    rows = [
+        _row(
+            model,
+            term,
+            result.params[term],
+            std_error=result.bse[term],
+            ci_low=ci.loc[term, 0],
+            ci_high=ci.loc[term, 1],
+            p_value=result.pvalues[term],
+            ci_method="wald_z_cluster",
+            **common,
+        )
+        for term in exog.columns
+    ]
+    rows.append(
+        _row(
+            model,
+            "odds_ratio_alliance_early",
+            np.exp(result.params["alliance_early"]),
+            ci_low=np.exp(ci.loc["alliance_early", 0]),
+            ci_high=np.exp(ci.loc["alliance_early", 1]),
+            p_value=result.pvalues["alliance_early"],
+            ci_method="wald_z_cluster",
+            **common,
+        )
+    )
+    return _frame(rows)
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A model of the catalogue: its function and the table it is fitted to."""
+
+    function: Callable[..., pd.DataFrame]
+    data: str  # "clients", "pairs", "sessions_table" or "sessions"
+
+
+CATALOGUE: dict[str, CatalogueEntry] = {
+    "alliance_outcome": CatalogueEntry(alliance_outcome, "clients"),
+    "early_alliance": CatalogueEntry(early_alliance, "sessions"),
+    "alliance_disaggregated": CatalogueEntry(alliance_disaggregated, "clients"),
+    "therapist_icc": CatalogueEntry(therapist_icc, "clients"),
+    "alliance_icc": CatalogueEntry(alliance_icc, "clients"),
+    "alliance_next_session": CatalogueEntry(alliance_next_session, "pairs"),
+    "alliance_next_session_nested": CatalogueEntry(alliance_next_session_nested, "pairs"),
+    "rm_corr": CatalogueEntry(rm_corr, "sessions_table"),
+    "growth": CatalogueEntry(growth, "sessions_table"),
+    "dropout": CatalogueEntry(dropout, "clients"),
+}
+"""The catalogue: table names (``results/<dataset>/tables/<name>.csv``) and their functions."""
+
+
+def run_model(
+    name: str,
+    sessions: pd.DataFrame,
+    *,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    early_session: int = 3,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    backend: str = "mixedlm",
+) -> pd.DataFrame:
+    """Derive the model's table from validated sessions and fit catalogue model ``name``.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=200, n_therapists=10, seed=4).sessions
+    >>> run_model("rm_corr", s)["term"].tolist()
+    ['r']
+    """
+    entry = CATALOGUE[name]
+    if entry.data == "clients":
+        data = client_table(sessions, outcome, alliance, early_session)
+    elif entry.data == "pairs":
+        data = session_pairs(sessions, outcome, alliance)
+    elif entry.data == "sessions_table":
+        data = session_table(sessions, outcome, alliance)
+    else:
+        return entry.function(sessions, outcome, alliance, backend=backend)
+    options: dict[str, object] = {}
+    if name == "alliance_outcome":
+        options.update(bootstrap=bootstrap, seed=seed)
+    if name not in ("rm_corr", "dropout"):
+        options["backend"] = backend
+    return entry.function(data, **options)

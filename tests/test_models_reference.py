@@ -1,0 +1,87 @@
+"""The model catalogue equals R's lme4 / lmerTest / sandwich on the same data.
+
+Reference values: ``tests/reference/lme4_<dataset>.csv``, made by
+``tests/reference/lme4_reference.R`` (``make reference``), which derives every variable in R
+from the sessions in ``tests/reference/data/``. Tolerances (relative, as the model issue
+states): fixed effects, their standard errors and intervals, correlations and the REML
+log-likelihood 1e-4; variance components and the ICC 1e-3 (1e-6 absolute for components at
+zero); Satterthwaite degrees of freedom and p-values 1e-3 (p-values are steep functions of
+the statistic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allianceanalysis.config import DatasetSpec
+from allianceanalysis.io import load_dataset
+from allianceanalysis.models import CATALOGUE, run_model
+
+from .helpers import ROOT
+
+REFERENCE = ROOT / "tests" / "reference"
+DATASETS = {"ors_srs": ("ors", "srs"), "phq9_wai": ("phq9", "wai_sr")}
+VARIANCE_TERMS = ("var_", "icc")
+
+
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def compared(request: pytest.FixtureRequest) -> tuple[str, pd.DataFrame]:
+    name = request.param
+    outcome, alliance = DATASETS[name]
+    spec = DatasetSpec(
+        name=name, path=REFERENCE / "data" / f"{name}.csv", outcome=outcome, alliance=alliance
+    )
+    sessions = load_dataset(spec).sessions
+    ours = pd.concat(
+        [
+            run_model(m, sessions, outcome=outcome, alliance=alliance, bootstrap=20)
+            for m in CATALOGUE
+        ]
+    )
+    reference = pd.read_csv(REFERENCE / f"lme4_{name}.csv")
+    merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
+    return name, merged
+
+
+def _tolerance(term: str, column: str) -> dict[str, float]:
+    if column in ("df", "p_value"):
+        return {"rtol": 1e-3, "atol": 1e-12}
+    if term.startswith(VARIANCE_TERMS):
+        return {"rtol": 1e-3, "atol": 1e-6}
+    return {"rtol": 1e-4, "atol": 1e-10}
+
+
+def test_every_reference_row_is_produced(compared) -> None:
+    _, merged = compared
+    missing = merged[merged["estimate"].isna() & merged["estimate_r"].notna()]
+    assert missing.empty, missing[["model", "term"]].values.tolist()
+
+
+@pytest.mark.parametrize("column", ["estimate", "std_error", "ci_low", "ci_high", "df", "p_value"])
+def test_catalogue_matches_lme4(compared, column: str) -> None:
+    name, merged = compared
+    present = merged[merged[f"{column}_r"].notna()]
+    failures = []
+    for _, row in present.iterrows():
+        tolerance = _tolerance(row["term"], column)
+        if not np.isclose(row[column], row[f"{column}_r"], **tolerance):
+            failures.append((row["model"], row["term"], row[column], row[f"{column}_r"]))
+    assert not failures, f"{name} {column}: {failures}"
+
+
+def test_singular_fits_are_flagged_where_lme4_finds_them(compared) -> None:
+    _, merged = compared
+    singular = merged[(merged["term"] == "var_therapist") & (merged["estimate_r"] == 0)]
+    for model in singular["model"]:
+        rows = merged[merged["model"] == model]
+        assert rows["message"].str.contains("singular fit").all(), model
+
+
+def test_reference_files_list_every_catalogue_model() -> None:
+    for name in DATASETS:
+        models = set(pd.read_csv(REFERENCE / f"lme4_{name}.csv")["model"])
+        expected = {m for m in CATALOGUE if m != "early_alliance"}
+        expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
+        assert models == expected
