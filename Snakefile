@@ -9,6 +9,8 @@ min_version("9.0")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/derive.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:

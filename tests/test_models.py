@@ -246,3 +246,13 @@ def test_dropout_odds_ratio_is_the_exponentiated_slope(clients) -> None:
     assert table.loc["odds_ratio_alliance_early", "estimate"] == pytest.approx(
         np.exp(table.loc["alliance_early", "estimate"])
     )
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_model_on_too_little_data_says_so_instead_of_failing(study, name: str) -> None:
+    tiny = study[study["client_id"].isin(["C001", "C002"])]
+    table = run_model(name, tiny, bootstrap=20)
+    assert list(table.columns) == TIDY_COLUMNS
+    if table["term"].eq("not_fitted").any():
+        assert not table["converged"].any()
+        assert "too few" in table["message"].iloc[0]

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from allianceanalysis.models import CATALOGUE, TIDY_COLUMNS
+
 from .helpers import CORPUS, DEMO, ROOT
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -31,7 +33,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
             "--directory",
             str(workdir),
             "--cores",
-            "1",
+            "2",
             *args,
         ],
         capture_output=True,
@@ -64,6 +66,25 @@ def test_workflow_writes_every_output_under_the_working_directory(demo_run: Path
     for output in OUTPUTS:
         assert (demo_run / "results" / "demo" / output).is_file()
     assert not (ROOT / "results" / "demo" / "nonexistent").exists()
+
+
+def test_every_catalogue_model_has_its_table_and_all_are_in_models_csv(demo_run: Path) -> None:
+    tables = demo_run / "results" / "demo" / "tables"
+    for name in CATALOGUE:
+        assert (tables / f"{name}.csv").is_file(), name
+    combined = pd.read_csv(tables / "models.csv")
+    assert list(combined.columns) == TIDY_COLUMNS
+    expected = {m for m in CATALOGUE if m != "early_alliance"}
+    expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
+    assert set(combined["model"]) == expected
+
+
+def test_derived_accounting_adds_up(demo_run: Path) -> None:
+    accounting = pd.read_csv(demo_run / "results/demo/derived/accounting.csv")
+    count = accounting.groupby("stage")["count"].sum()
+    assert count["cases"] == count["eligible"] + count["excluded"]
+    clients = pd.read_parquet(demo_run / "results/demo/derived/clients.parquet")
+    assert count["cases"] == len(clients) == pd.read_csv(DEMO)["client_id"].nunique()
 
 
 def test_validated_sessions_hold_every_demo_row(demo_run: Path) -> None:
@@ -117,7 +138,8 @@ def test_failed_dataset_names_itself_and_leaves_no_outputs(tmp_path: Path) -> No
 def test_exclude_policy_writes_excluded_rows_and_accounts_for_them(tmp_path: Path) -> None:
     shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
     config = write_config(tmp_path, {"clinic": {"path": "bad.csv", "on_invalid_rows": "exclude"}})
-    done = snakemake(tmp_path, "--configfile", str(config))
+    targets = [f"results/clinic/{output}" for output in OUTPUTS]
+    done = snakemake(tmp_path, *targets, "--configfile", str(config))
     assert done.returncode == 0, done.stderr
     results = tmp_path / "results" / "clinic"
     excluded = pd.read_csv(results / "validation/excluded_rows.csv")

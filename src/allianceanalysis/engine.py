@@ -50,7 +50,20 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-__all__ = ["BACKENDS", "Formula", "MixedFit", "fit_lmm", "group_label", "profile_interval"]
+__all__ = [
+    "BACKENDS",
+    "Formula",
+    "InsufficientDataError",
+    "MixedFit",
+    "fit_lmm",
+    "group_label",
+    "profile_interval",
+]
+
+
+class InsufficientDataError(ValueError):
+    """Too few complete rows or groups to fit a model."""
+
 
 BACKENDS = ("mixedlm", "statsmodels")
 _GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": "site"}
@@ -222,6 +235,20 @@ def _plain(message: str) -> str:
     return " ".join(str(message).split())
 
 
+def _singular_message(variances: dict[str, float]) -> str:
+    residual = variances["var_residual"]
+    at_zero = [
+        k.removeprefix("var_").replace("_", " slope of ")
+        for k, v in variances.items()
+        if k.startswith("var_") and k != "var_residual" and v <= 1e-6 * residual
+    ]
+    at_one = [k for k, v in variances.items() if k.startswith("cor_") and abs(v) > 0.999]
+    parts = [f"the {name} variance is estimated at zero" for name in at_zero]
+    parts += [f"the correlation {name.removeprefix('cor_')} is estimated at ±1" for name in at_one]
+    detail = " and ".join(parts) or "a variance component is estimated at its boundary"
+    return f"singular fit: {detail}; the data do not support that part of the model"
+
+
 def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
     import mixedlm
 
@@ -258,10 +285,7 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
     if not converged:
         messages.insert(0, f"the optimiser did not converge ({_plain(model.message)})")
     if singular:
-        messages.append(
-            "singular fit: a variance component is estimated at (or next to) zero or a "
-            "correlation at ±1; the model is over-specified for these data"
-        )
+        messages.append(_singular_message(variances))
     return MixedFit(
         formula=formula,
         coefficients=coefficients,
@@ -372,7 +396,9 @@ def fit_lmm(formula: str, data: pd.DataFrame, backend: str = "mixedlm") -> Mixed
     parsed = Formula.parse(formula)
     frame = _complete_cases(parsed, data)
     if len(frame) <= len(parsed.fixed) + 2 or frame[parsed.groups[0]].nunique() < 2:
-        raise ValueError(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
+        raise InsufficientDataError(
+            f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}"
+        )
     fit = _fit_mixedlm if backend == "mixedlm" else _fit_statsmodels
     return fit(parsed, frame)
 

@@ -22,7 +22,6 @@ Examples
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from .derive import client_table, session_pairs, session_table
-from .engine import MixedFit, fit_lmm, group_label, profile_interval
+from .engine import InsufficientDataError, MixedFit, fit_lmm, group_label, profile_interval
 
 __all__ = [
     "CATALOGUE",
@@ -44,6 +43,7 @@ __all__ = [
     "alliance_outcome",
     "dropout",
     "early_alliance",
+    "fit_model",
     "growth",
     "partial_correlation",
     "repeated_measures_correlation",
@@ -51,8 +51,6 @@ __all__ = [
     "run_model",
     "therapist_icc",
 ]
-
-log = logging.getLogger("allianceanalysis")
 
 TIDY_COLUMNS = [
     "model",
@@ -113,8 +111,6 @@ def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
         label = term.split("_")[1]
         rows.append(_row(model, term, value, n_groups=fit.n_groups.get(label), **common))
     rows.append(_row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
-    if fit.messages:
-        log.warning("%s: %s", model, "; ".join(fit.messages))
     return rows
 
 
@@ -228,6 +224,8 @@ def partial_correlation(
     columns = [x, y, covar, *([cluster] if cluster else [])]
     frame = data[columns].dropna()
     n = len(frame)
+    if n < 5:
+        raise InsufficientDataError(f"too few complete rows ({n}) for a partial correlation")
     sums = np.array(
         [n, *(frame[c].sum() for c in (x, y, covar))]
         + [
@@ -552,6 +550,11 @@ def repeated_measures_correlation(
     r = float((xw * yw).sum() / np.sqrt((xw**2).sum() * (yw**2).sum()))
     n, k = len(frame), groups.ngroups
     dof = n - k - 1
+    if dof < 3:
+        raise InsufficientDataError(
+            f"too few repeated observations ({n} rows of {k} subjects) for a repeated-measures "
+            "correlation"
+        )
     t = r * np.sqrt(dof / (1 - r**2))
     p_value = float(2 * stats.t.sf(abs(t), dof))
     return r, dof, p_value, _fisher_interval(r, 1 / np.sqrt(dof - 1)), n, k
@@ -716,6 +719,36 @@ CATALOGUE: dict[str, CatalogueEntry] = {
 """The catalogue: table names (``results/<dataset>/tables/<name>.csv``) and their functions."""
 
 
+def fit_model(
+    name: str,
+    data: pd.DataFrame,
+    *,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    engine: str = "mixedlm",
+) -> pd.DataFrame:
+    """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which).
+
+    ``outcome`` and ``alliance`` are used by the models fitted to validated sessions
+    (``early_alliance``); ``bootstrap`` and ``seed`` by ``alliance_outcome``; ``engine`` by
+    the linear mixed models.
+    """
+    entry = CATALOGUE[name]
+    try:
+        if entry.data == "sessions":
+            return entry.function(data, outcome, alliance, backend=engine)
+        options: dict[str, object] = {}
+        if name == "alliance_outcome":
+            options.update(bootstrap=bootstrap, seed=seed)
+        if name not in ("rm_corr", "dropout"):
+            options["backend"] = engine
+        return entry.function(data, **options)
+    except InsufficientDataError as exc:
+        return _frame([_row(name, "not_fitted", np.nan, converged=False, message=str(exc))])
+
+
 def run_model(
     name: str,
     sessions: pd.DataFrame,
@@ -725,7 +758,7 @@ def run_model(
     early_session: int = 3,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    backend: str = "mixedlm",
+    engine: str = "mixedlm",
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 
@@ -736,18 +769,19 @@ def run_model(
     >>> run_model("rm_corr", s)["term"].tolist()
     ['r']
     """
-    entry = CATALOGUE[name]
-    if entry.data == "clients":
-        data = client_table(sessions, outcome, alliance, early_session)
-    elif entry.data == "pairs":
-        data = session_pairs(sessions, outcome, alliance)
-    elif entry.data == "sessions_table":
-        data = session_table(sessions, outcome, alliance)
-    else:
-        return entry.function(sessions, outcome, alliance, backend=backend)
-    options: dict[str, object] = {}
-    if name == "alliance_outcome":
-        options.update(bootstrap=bootstrap, seed=seed)
-    if name not in ("rm_corr", "dropout"):
-        options["backend"] = backend
-    return entry.function(data, **options)
+    kind = CATALOGUE[name].data
+    derived = {
+        "clients": lambda: client_table(sessions, outcome, alliance, early_session),
+        "pairs": lambda: session_pairs(sessions, outcome, alliance),
+        "sessions_table": lambda: session_table(sessions, outcome, alliance),
+        "sessions": lambda: sessions,
+    }[kind]()
+    return fit_model(
+        name,
+        derived,
+        outcome=outcome,
+        alliance=alliance,
+        bootstrap=bootstrap,
+        seed=seed,
+        engine=engine,
+    )

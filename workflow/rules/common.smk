@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
+from allianceanalysis.models import CATALOGUE
 
 try:
     config.update(
@@ -16,10 +17,12 @@ except ConfigError as exc:
     raise WorkflowError(f"invalid configuration:\n{exc}") from None
 
 DATASETS = list(config["datasets"])
+MODELS = list(CATALOGUE)
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    model="|".join(MODELS),
 
 
 def dataset_path(wildcards):
@@ -32,6 +35,22 @@ def dataset_spec(wildcards):
     return dataset_entry(config, wildcards.dataset)
 
 
+def dataset_instruments(wildcards):
+    """The dataset's outcome and alliance instruments."""
+    entry = dataset_entry(config, wildcards.dataset)
+    return {"outcome": entry["outcome"], "alliance": entry["alliance"]}
+
+
+def model_options(wildcards):
+    """Everything a model job depends on besides its input files (a change reruns it)."""
+    return {
+        **dataset_instruments(wildcards),
+        "bootstrap": config["bootstrap"],
+        "seed": config["seed"],
+        "engine": config["engine"],
+    }
+
+
 def all_outputs():
     """Every file the workflow produces for every configured dataset."""
     return expand(
@@ -40,6 +59,8 @@ def all_outputs():
             "results/{dataset}/validation/summary.json",
             "results/{dataset}/validation/row_accounting.csv",
             "results/{dataset}/validation/excluded_rows.csv",
+            "results/{dataset}/derived/accounting.csv",
+            "results/{dataset}/tables/models.csv",
         ],
         dataset=DATASETS,
     )

@@ -1,0 +1,23 @@
+# Client-level and session-level tables (docs/models.md, "Derived variables") and the
+# accounting of the cases they keep and exclude.
+
+
+rule derive:
+    input:
+        sessions="results/{dataset}/validated/sessions.parquet",
+    output:
+        clients="results/{dataset}/derived/clients.parquet",
+        sessions="results/{dataset}/derived/sessions.parquet",
+        pairs="results/{dataset}/derived/pairs.parquet",
+        accounting="results/{dataset}/derived/accounting.csv",
+    params:
+        instruments=dataset_instruments,
+        early_session=config["early_session"],
+    log:
+        "results/{dataset}/logs/derive.log",
+    benchmark:
+        "results/{dataset}/logs/derive.benchmark.tsv"
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/derive.py"
