@@ -25,6 +25,8 @@ from allianceanalysis.models import (
 )
 from allianceanalysis.simulate import simulate_study
 
+from .helpers import ROOT
+
 
 @pytest.fixture(scope="module")
 def study() -> pd.DataFrame:
@@ -256,3 +258,9 @@ def test_model_on_too_little_data_says_so_instead_of_failing(study, name: str) -
     if table["term"].eq("not_fitted").any():
         assert not table["converged"].any()
         assert "too few" in table["message"].iloc[0]
+
+
+def test_every_catalogue_model_is_documented_under_its_name() -> None:
+    text = (ROOT / "docs" / "models.md").read_text()
+    for name in CATALOGUE:
+        assert f"`{name}`" in text and f"### `{name}`" in text.replace(" and `", "\n### `"), name

@@ -31,41 +31,7 @@ from allianceanalysis.simulate import (
     with_items,
 )
 
-from .helpers import DEMO
-
-CLEAN = dict(
-    alliance_mean=20.0,
-    alliance_growth=0.0,
-    improvement_to_alliance=0.0,
-    alliance_ar=0.0,
-    rupture_rate=0.0,
-    missing_alliance=0.0,
-    missing_outcome=0.0,
-    dropout_base=1e-12,
-    dropout_alliance=0.0,
-    planned_sessions_mean=8,
-    planned_sessions_size=None,
-    max_sessions=8,
-    caseload_shape=1e6,
-    start_date="2000-01-01",
-    end_date="2030-12-31",
-)
-UNBOUNDED_OUTCOME = dict(
-    intake_mean=20.0, intake_sd=4.0, gain_mean=3.0, gain_sd_client=2.0, change_sessions=1e-9
-)  # outcomes stay far from 0 and 40, and all change happens by session 2
-ROUNDING_VAR = 0.1**2 / 12  # variance added by recording scores to one decimal
-
-
-def complete(sessions: pd.DataFrame, n: int = 8) -> pd.DataFrame:
-    """Sessions of clients who attended all ``n`` sessions (the rest were cut by the data
-    extraction date, which is unrelated to any score)."""
-    counts = sessions.groupby("client_id")["session"].transform("size")
-    return sessions[counts == n].sort_values(["client_id", "session"], kind="stable")
-
-
-def within(frame: pd.DataFrame, column: str, by: str = "client_id") -> pd.Series:
-    return frame[column] - frame.groupby(by)[column].transform("mean")
-
+from .helpers import CLEAN, DEMO, ROUNDING_VAR, UNBOUNDED_OUTCOME, complete, within
 
 # -- design and determinism ----------------------------------------------------------------
 
