@@ -11,6 +11,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/derive.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

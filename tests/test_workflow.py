@@ -79,6 +79,12 @@ def test_every_catalogue_model_has_its_table_and_all_are_in_models_csv(demo_run:
     assert set(combined["model"]) == expected
 
 
+def test_early_alliance_figure_is_drawn(demo_run: Path) -> None:
+    figures = demo_run / "results" / "demo" / "figures"
+    assert (figures / "early_alliance_by_k.png").stat().st_size > 10_000
+    assert (figures / "early_alliance_by_k.svg").read_text().startswith("<?xml")
+
+
 def test_derived_accounting_adds_up(demo_run: Path) -> None:
     accounting = pd.read_csv(demo_run / "results/demo/derived/accounting.csv")
     count = accounting.groupby("stage")["count"].sum()

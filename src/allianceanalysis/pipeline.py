@@ -15,10 +15,18 @@ import pandas as pd
 
 from ._files import atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
+from .figures import early_alliance_by_k, save_figure
+from .instruments import get_instrument
 from .models import CATALOGUE, fit_model
-from .tables import combine_model_tables
+from .tables import combine_model_tables, read_model_table
 
-__all__ = ["client_accounting", "derive_step", "model_step", "models_table_step"]
+__all__ = [
+    "client_accounting",
+    "derive_step",
+    "early_alliance_figure_step",
+    "model_step",
+    "models_table_step",
+]
 
 log = logging.getLogger("allianceanalysis")
 
@@ -90,8 +98,12 @@ def derive_step(
         _write_csv(accounting, a)
     log.info(
         "%d cases, %d eligible (k = %d); %d sessions with both scores; %d session pairs",
-        len(clients), int(clients["eligible"].sum()), early_session, len(table), len(pairs),
-    )  # fmt: skip
+        len(clients),
+        int(clients["eligible"].sum()),
+        early_session,
+        len(table),
+        len(pairs),
+    )
 
 
 def model_step(
@@ -123,3 +135,15 @@ def models_table_step(tables: Iterable[str | Path], output: str | Path) -> None:
     combined = combine_model_tables(tables)
     with atomic_outputs(output) as (path,):
         _write_csv(combined, path)
+
+
+def early_alliance_figure_step(
+    table: str | Path, outputs: Iterable[str | Path], *, outcome: str, alliance: str
+) -> None:
+    """Rule ``figure_early_alliance``: the early-alliance coefficient against k."""
+    figure = early_alliance_by_k(
+        read_model_table(table),
+        alliance=get_instrument(alliance).short,
+        outcome=get_instrument(outcome).short,
+    )
+    save_figure(figure, outputs)

@@ -61,6 +61,7 @@ def all_outputs():
             "results/{dataset}/validation/excluded_rows.csv",
             "results/{dataset}/derived/accounting.csv",
             "results/{dataset}/tables/models.csv",
+            "results/{dataset}/figures/early_alliance_by_k.png",
         ],
         dataset=DATASETS,
     )
