@@ -83,33 +83,36 @@ def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     return frame.astype({"n_obs": "Int64", "n_groups": "Int64", "converged": "boolean"})
 
 
+def _fit_common(fit: MixedFit) -> dict[str, object]:
+    return {"n_obs": fit.n_obs, "converged": fit.converged, "message": "; ".join(fit.messages)}
+
+
+def _coefficient_row(model: str, term: str, fit: MixedFit, coefficient: str) -> dict[str, object]:
+    """A fixed-effect row named ``term`` from ``fit``'s coefficient ``coefficient``."""
+    c = fit.coefficients.loc[coefficient]
+    return _row(
+        model,
+        term,
+        c.estimate,
+        std_error=c.std_error,
+        ci_low=c.ci_low,
+        ci_high=c.ci_high,
+        p_value=c.p_value,
+        df=c.df,
+        ci_method=fit.ci_method,
+        n_groups=fit.n_groups[group_label(fit.formula.groups[0])],
+        **_fit_common(fit),
+    )
+
+
 def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
     """Rows for a mixed model's fixed effects, variance components and log-likelihood."""
-    outer = group_label(fit.formula.groups[0])
-    common = {
-        "n_obs": fit.n_obs,
-        "converged": fit.converged,
-        "message": "; ".join(fit.messages),
-    }
-    rows = [
-        _row(
-            model,
-            term,
-            c.estimate,
-            std_error=c.std_error,
-            ci_low=c.ci_low,
-            ci_high=c.ci_high,
-            p_value=c.p_value,
-            df=c.df,
-            ci_method=fit.ci_method,
-            n_groups=fit.n_groups[outer],
-            **common,
-        )
-        for term, c in fit.coefficients.iterrows()
-    ]
+    common = _fit_common(fit)
+    rows = [_coefficient_row(model, term, fit, term) for term in fit.coefficients.index]
     for term, value in fit.variances.items():
         label = term.split("_")[1]
         rows.append(_row(model, term, value, n_groups=fit.n_groups.get(label), **common))
+    outer = group_label(fit.formula.groups[0])
     rows.append(_row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
     return rows
 
@@ -427,24 +430,9 @@ def alliance_disaggregated(clients: pd.DataFrame, *, backend: str = "mixedlm") -
         data,
         backend,
     )
-    c = contextual.coefficients.loc["alliance_therapist_mean"]
     rows = tidy_fit(model, fit)
     rows.append(
-        _row(
-            model,
-            "between_minus_within",
-            c.estimate,
-            std_error=c.std_error,
-            ci_low=c.ci_low,
-            ci_high=c.ci_high,
-            p_value=c.p_value,
-            df=c.df,
-            ci_method=contextual.ci_method,
-            n_obs=contextual.n_obs,
-            n_groups=contextual.n_groups["therapist"],
-            converged=contextual.converged,
-            message="; ".join(contextual.messages),
-        )
+        _coefficient_row(model, "between_minus_within", contextual, "alliance_therapist_mean")
     )
     return _frame(rows)
 
