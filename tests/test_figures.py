@@ -1,39 +1,92 @@
-"""Figures are drawn from the tidy tables and saved reproducibly."""
+"""Figures are drawn from the tidy and derived tables, labelled, and saved reproducibly."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from allianceanalysis.figures import early_alliance_by_k, save_figure
+from allianceanalysis import figures
+from allianceanalysis.derive import client_table, session_table
+from allianceanalysis.instruments import get_instrument
+from allianceanalysis.models import CATALOGUE, run_model
+from allianceanalysis.simulate import simulate_study
 
-ROWS = pd.DataFrame(
-    {
-        "model": [f"early_alliance_k{k}" for k in range(1, 6)] + ["early_alliance_k3"],
-        "term": ["alliance_early"] * 5 + ["outcome_intake"],
-        "estimate": [0.5, 0.4, 0.3, 0.2, 0.1, 0.9],
-        "ci_low": [0.3, 0.2, 0.1, 0.0, -0.1, 0.8],
-        "ci_high": [0.7, 0.6, 0.5, 0.4, 0.3, 1.0],
-        "n_obs": [300, 280, 260, 240, 220, 260],
-    }
-)
+ORS, SRS = get_instrument("ors"), get_instrument("srs")
 
 
-def test_one_point_per_k_with_its_interval() -> None:
-    figure = early_alliance_by_k(ROWS, alliance="WAI-SR", outcome="PHQ-9")
-    axis = figure.axes[0]
-    line = axis.containers[0].lines[0]
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    sessions = simulate_study(n_clients=400, n_therapists=16, seed=61).sessions
+    models = pd.concat([run_model(m, sessions, bootstrap=50) for m in CATALOGUE])
+    return {"table": session_table(sessions), "clients": client_table(sessions), "models": models}
+
+
+def test_trajectories_have_one_panel_per_site_with_n(tables) -> None:
+    figure = figures.outcome_trajectories(tables["table"], ORS, by="site_id")
+    assert len(figure.axes) == tables["table"]["site_id"].nunique()
+    assert all(" clients" in axis.get_title() for axis in figure.axes)
+    assert figure.axes[0].get_ylabel() == "ORS (0-40, higher is better)"
+
+
+def test_session_means_are_drawn_only_where_enough_clients_contribute(tables) -> None:
+    table = tables["table"]
+    counts = table.dropna(subset=["outcome"]).groupby("session").size()
+    mean_line = figures.outcome_trajectories(table, ORS).axes[0].lines[-1]
+    assert counts.loc[list(mean_line.get_xdata())].min() >= figures.MIN_CLIENTS_FOR_MEAN
+
+
+def test_alliance_figure_shows_the_ceiling_and_the_cut_off(tables) -> None:
+    figure = figures.alliance_over_sessions(tables["table"], tables["clients"], SRS, 3)
+    labels = [
+        t.get_text()
+        for axis in figure.axes
+        if axis.get_legend()
+        for t in axis.get_legend().get_texts()
+    ]
+    assert "% at 40" in labels
+    assert any(label.startswith("cut-off 36") for label in labels)
+
+
+def test_scatter_title_quotes_the_partial_r_of_the_model_table(tables) -> None:
+    row = tables["models"].query("model == 'alliance_outcome' and term == 'partial_r'").iloc[0]
+    title = (
+        figures.alliance_outcome_scatter(tables["clients"], tables["models"], ORS, SRS)
+        .axes[0]
+        .get_title()
+    )
+    assert title.startswith(f"Partial r = {figures.apa_r(row['estimate'])}, 95% CI")
+
+
+def test_early_alliance_figure_has_one_point_per_k(tables) -> None:
+    figure = figures.early_alliance_by_k(tables["models"], alliance="SRS", outcome="ORS")
+    line = figure.axes[0].containers[0].lines[0]
     assert list(line.get_xdata()) == [1, 2, 3, 4, 5]
-    assert list(line.get_ydata()) == [0.5, 0.4, 0.3, 0.2, 0.1]
-    assert "PHQ-9 points per WAI-SR point" in axis.get_ylabel()
-    assert [t.get_text() for t in axis.texts] == [f"n={n}" for n in (300, 280, 260, 240, 220)]
+    assert "ORS points per SRS point" in figure.axes[0].get_ylabel()
 
 
-def test_saved_figures_are_identical_for_identical_tables(tmp_path: Path) -> None:
+def test_disaggregation_shows_between_within_and_difference(tables) -> None:
+    axis = figures.alliance_disaggregation(tables["models"]).axes[0]
+    ticks = [t.get_text() for t in axis.get_yticklabels()]
+    assert ticks == [
+        "Between therapists\n(therapist mean)",
+        "Within therapists\n(client deviation)",
+        "Difference\n(between - within)",
+    ]
+
+
+def test_caterpillar_shows_pseudonymous_codes_only(tables) -> None:
+    axis = figures.therapist_caterpillar(tables["models"]).axes[0]
+    ticks = {t.get_text() for t in axis.get_yticklabels()}
+    assert all(code.startswith("TH") for code in ticks)
+    assert not ticks & set(tables["clients"]["therapist_id"])
+
+
+def test_saved_figures_are_identical_for_identical_tables(tables, tmp_path: Path) -> None:
     first = [tmp_path / "a.png", tmp_path / "a.svg"]
     second = [tmp_path / "b.png", tmp_path / "b.svg"]
-    save_figure(early_alliance_by_k(ROWS), first)
-    save_figure(early_alliance_by_k(ROWS), second)
+    figures.save_figure(figures.therapist_caterpillar(tables["models"]), first)
+    figures.save_figure(figures.therapist_caterpillar(tables["models"]), second)
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.suffix

@@ -158,7 +158,8 @@ def client_table(
 def session_table(
     sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
 ) -> pd.DataFrame:
-    """One row per attended session with the case means and within-case deviations.
+    """One row per attended session with the case means and within-case deviations (and
+    ``site_id`` when the data have it).
 
     ``alliance_client_mean`` / ``outcome_client_mean`` are the case's means over all its
     sessions where that score is observed; ``alliance_within`` and ``outcome_within`` are the
@@ -177,7 +178,8 @@ def session_table(
     keys = case_keys(sessions)
     ordered = sessions.sort_values([*keys, "session"], kind="stable").reset_index(drop=True)
     grouped = ordered.groupby(keys, sort=False)
-    frame = ordered[[*keys, "therapist_id", "session"]].copy()
+    carried = [c for c in ("site_id",) if c in ordered]
+    frame = ordered[[*keys, "therapist_id", *carried, "session"]].copy()
     frame["alliance"] = ordered[alliance]
     frame["outcome"] = ordered[outcome]
     frame["alliance_client_mean"] = grouped[alliance].transform("mean")

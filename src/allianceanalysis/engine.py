@@ -163,6 +163,10 @@ class MixedFit:
         variance profiled out (for profile-likelihood intervals).
     fixed_prediction_variance : float
         Sample variance (n - 1) of the fixed-effect predictions, for Nakagawa's R².
+    random_effects : pandas.DataFrame or None
+        For a single random intercept: one row per group level (index), with the predicted
+        effect (``estimate``, the BLUP) and its conditional variance (``cond_var``, lme4's
+        ``ranef(condVar = TRUE)``), and ``n_obs``, the level's rows.
     """
 
     formula: Formula
@@ -179,6 +183,7 @@ class MixedFit:
     theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
     deviance: Callable[[np.ndarray], float] | None = None
     fixed_prediction_variance: float = float("nan")
+    random_effects: pd.DataFrame | None = None
 
     @property
     def random_variance(self) -> float:
@@ -302,6 +307,24 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         theta=np.asarray(model.theta, dtype=float),
         deviance=model.as_function(),
         fixed_prediction_variance=_fixed_prediction_variance(formula, frame, fixef),
+        random_effects=_random_intercepts(model, formula, frame),
+    )
+
+
+def _random_intercepts(model: object, formula: Formula, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """BLUPs and conditional variances of a single random intercept (levels sorted, as lme4)."""
+    if len(formula.groups) != 1 or formula.slope:
+        return None
+    group = formula.groups[0]
+    effects = model.ranef(condVar=True)
+    counts = frame.groupby(group).size().sort_index()
+    return pd.DataFrame(
+        {
+            "estimate": effects.values[group]["(Intercept)"],
+            "cond_var": effects.condVar[group]["(Intercept)"],
+            "n_obs": counts.to_numpy(),
+        },
+        index=pd.Index(counts.index, name=group),
     )
 
 

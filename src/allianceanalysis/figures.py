@@ -1,10 +1,18 @@
-"""Figures, drawn from the tidy model tables (never by refitting).
+"""Figures, drawn from the derived tables and the tidy model tables (never by refitting).
 
 Every figure uses a colour-blind-safe palette (seaborn's ``colorblind``), labels its axes with
-their units, and states n. :func:`save_figure` writes PNG (for reports) and SVG or PDF (for
-papers) without time stamps, so identical tables give identical files. Figures are built as
-plain :class:`~matplotlib.figure.Figure` objects (no pyplot state), so they display in a
-notebook and leave its plotting backend alone.
+their units, and states n. Figures are plain :class:`~matplotlib.figure.Figure` objects (no
+pyplot state), so they display in a notebook and leave its plotting backend alone.
+:func:`save_figure` writes PNG (for reports) and SVG or PDF (for papers) without time stamps,
+so identical tables give identical files. Therapists appear only under pseudonymous codes.
+
+Examples
+--------
+>>> rows = pd.DataFrame({"model": ["therapist_effects"] * 2, "term": ["TH1", "TH2"],
+...                      "estimate": [0.5, -0.5], "ci_low": [-0.5, -1.5],
+...                      "ci_high": [1.5, 0.5], "n_obs": [12, 30]})
+>>> therapist_caterpillar(rows).axes[0].get_ylabel()
+'Therapist (pseudonymous code)'
 """
 
 from __future__ import annotations
@@ -13,17 +21,221 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._files import atomic_outputs
+from .instruments import Instrument
 
-__all__ = ["early_alliance_by_k", "save_figure"]
+__all__ = [
+    "FIGURES",
+    "alliance_disaggregation",
+    "alliance_outcome_scatter",
+    "alliance_over_sessions",
+    "apa_r",
+    "early_alliance_by_k",
+    "outcome_trajectories",
+    "save_figure",
+    "therapist_caterpillar",
+]
 
 PALETTE = sns.color_palette("colorblind")
 SVG_SALT = "allianceanalysis"
 """Fixed seed of matplotlib's SVG element ids, so identical figures give identical files."""
+MAX_SESSION_SHOWN = 20
+"""Trajectories are drawn up to this session (few clients attend more)."""
+MIN_CLIENTS_FOR_MEAN = 10
+"""Session means (and bands) are drawn only where at least this many clients contribute."""
+FIGURES = (
+    "outcome_trajectories",
+    "alliance_over_sessions",
+    "alliance_outcome_scatter",
+    "early_alliance_by_k",
+    "alliance_disaggregation",
+    "therapist_caterpillar",
+)
+"""Per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``)."""
+
+
+def apa_r(value: float) -> str:
+    """A correlation as APA style writes it: two decimals, no leading zero.
+
+    Examples
+    --------
+    >>> apa_r(0.2834), apa_r(-0.05)
+    ('.28', '-.05')
+    """
+    text = f"{value:.2f}"
+    return text.replace("0.", ".", 1)
+
+
+def _scale_label(inst: Instrument) -> str:
+    return f"{inst.short} ({inst.total_min:g}-{inst.total_max:g}, {inst.direction})"
+
+
+def _rows(models: pd.DataFrame, model: str) -> pd.DataFrame:
+    return models[models["model"] == model].set_index("term")
+
+
+def _band(data: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Mean and 95% band of ``value`` per ``by``, where at least
+    :data:`MIN_CLIENTS_FOR_MEAN` values contribute."""
+    stats = data.groupby(by)[value].agg(["mean", "std", "count"])
+    stats = stats[stats["count"] >= MIN_CLIENTS_FOR_MEAN]
+    half = 1.96 * stats["std"] / np.sqrt(stats["count"])
+    return stats.assign(low=stats["mean"] - half, high=stats["mean"] + half)
+
+
+def _integer_sessions(axis: object) -> None:
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def outcome_trajectories(
+    table: pd.DataFrame,
+    outcome: Instrument,
+    *,
+    by: str | None = None,
+    sample: int = 30,
+    seed: int = 0,
+) -> Figure:
+    """Outcome over sessions: a sample of clients' lines, the mean and its 95% band.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`allianceanalysis.derive.session_table` (``outcome`` by ``session``).
+    outcome : Instrument
+        The outcome instrument (axis label).
+    by : str, optional
+        Column to draw one panel per value of (e.g. ``site_id``).
+    sample : int
+        Clients drawn as thin lines per panel (a seeded sample; no line is labelled).
+    seed : int
+    """
+    data = table.dropna(subset=["outcome"])
+    data = data[data["session"] <= MAX_SESSION_SHOWN]
+    groups = sorted(data[by].dropna().unique()) if by and by in data else [None]
+    figure = Figure(figsize=(4.2 * len(groups), 4), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(groups), sharey=True, squeeze=False)[0])
+    rng = np.random.default_rng(seed)
+    for axis, group in zip(axes, groups, strict=True):
+        part = data if group is None else data[data[by] == group]
+        clients = part["client_id"].unique()
+        chosen = rng.choice(clients, size=min(sample, len(clients)), replace=False)
+        for _, client in part[part["client_id"].isin(chosen)].groupby("client_id"):
+            axis.plot(client["session"], client["outcome"], color="0.75", linewidth=0.6)
+        band = _band(part, "session", "outcome")
+        axis.fill_between(
+            band.index, band["low"], band["high"], color=PALETTE[0], alpha=0.25, linewidth=0
+        )
+        axis.plot(band.index, band["mean"], color=PALETTE[0], linewidth=2, label="mean (95% CI)")
+        title = f"n = {len(clients)} clients"
+        axis.set_title(title if group is None else f"{group}: {title}", fontsize=10)
+        axis.set_xlabel("Session")
+        _integer_sessions(axis)
+        axis.set_ylim(outcome.total_min, outcome.total_max)
+    axes[0].set_ylabel(_scale_label(outcome))
+    axes[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle(
+        "Outcome trajectories (grey: a random sample of clients; mean where "
+        f"n ≥ {MIN_CLIENTS_FOR_MEAN})",
+        fontsize=11,
+    )
+    return figure
+
+
+def alliance_over_sessions(
+    table: pd.DataFrame, clients: pd.DataFrame, alliance: Instrument, early_session: int
+) -> Figure:
+    """Alliance by session (with the share of ratings at the scale's maximum: the ceiling) and
+    the distribution of the early alliance rating, with the instrument's cut-off."""
+    data = table.dropna(subset=["alliance"])
+    data = data[data["session"] <= MAX_SESSION_SHOWN]
+    figure = Figure(figsize=(9, 4), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    band = _band(data, "session", "alliance")
+    left.fill_between(
+        band.index, band["low"], band["high"], color=PALETTE[2], alpha=0.25, linewidth=0
+    )
+    left.plot(band.index, band["mean"], color=PALETTE[2], linewidth=2, label="mean (95% CI)")
+    left.set_xlabel("Session")
+    _integer_sessions(left)
+    left.set_ylabel(_scale_label(alliance))
+    left.set_title(f"Alliance by session (n = {data['client_id'].nunique()} clients)", fontsize=10)
+    ceiling = data.groupby("session")["alliance"].apply(lambda a: (a >= alliance.total_max).mean())
+    ceiling = ceiling.loc[band.index]
+    twin = left.twinx()
+    twin.bar(
+        ceiling.index,
+        ceiling.to_numpy() * 100,
+        color=PALETTE[7],
+        alpha=0.35,
+        width=0.6,
+        label=f"% at {alliance.total_max:g}",
+    )
+    twin.set_ylabel(f"% of ratings at the maximum ({alliance.total_max:g})")
+    twin.set_ylim(0, 100)
+    left.set_zorder(twin.get_zorder() + 1)
+    left.patch.set_visible(False)
+    handles = left.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    left.legend(handles=handles, loc="lower right", fontsize=8)
+
+    early = clients["alliance_early"].dropna()
+    right.hist(
+        early,
+        bins=np.linspace(alliance.total_min, alliance.total_max, 21),
+        color=PALETTE[2],
+        edgecolor="white",
+    )
+    if alliance.cutoff is not None:
+        share = (early < alliance.cutoff).mean() * 100
+        right.axvline(
+            alliance.cutoff,
+            color=PALETTE[3],
+            linestyle="--",
+            label=f"cut-off {alliance.cutoff:g} ({share:.0f}% below)",
+        )
+        right.legend(fontsize=8, loc="upper left")
+    right.set_xlabel(f"{_scale_label(alliance)} at session {early_session}")
+    right.set_ylabel("Clients")
+    right.set_title(f"Early alliance (n = {len(early)})", fontsize=10)
+    return figure
+
+
+def alliance_outcome_scatter(
+    clients: pd.DataFrame, models: pd.DataFrame, outcome: Instrument, alliance: Instrument
+) -> Figure:
+    """Early alliance against final outcome adjusted for intake, with the fitted partial slope.
+
+    The y axis is the final outcome minus its regression on intake, plus its mean (an added-
+    variable plot), so the line's slope is the partial slope and the title quotes the partial
+    correlation from the ``alliance_outcome`` table.
+    """
+    data = clients[clients["eligible"]]
+    x, y, z = (
+        data[c].to_numpy(float) for c in ("alliance_early", "outcome_final", "outcome_intake")
+    )
+    design = np.column_stack([np.ones(len(z)), z])
+    adjusted = y - design @ np.linalg.lstsq(design, y, rcond=None)[0] + y.mean()
+    x_resid = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
+    slope = float(x_resid @ (adjusted - adjusted.mean()) / (x_resid @ x_resid))
+    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    axis = figure.subplots()
+    axis.scatter(x, adjusted, s=10, alpha=0.5, color=PALETTE[0], edgecolor="none")
+    grid = np.linspace(x.min(), x.max(), 50)
+    axis.plot(grid, adjusted.mean() + slope * (grid - x.mean()), color=PALETTE[3], linewidth=2)
+    row = _rows(models, "alliance_outcome").loc["partial_r"]
+    axis.set_title(
+        f"Partial r = {apa_r(row['estimate'])}, 95% CI [{apa_r(row['ci_low'])}, "
+        f"{apa_r(row['ci_high'])}], n = {int(row['n_obs'])}",
+        fontsize=10,
+    )
+    axis.set_xlabel(f"Early alliance: {_scale_label(alliance)}")
+    axis.set_ylabel(f"Final {outcome.short}, adjusted for intake")
+    return figure
 
 
 def early_alliance_by_k(
@@ -38,10 +250,6 @@ def early_alliance_by_k(
     alliance, outcome : str
         Instrument names for the axis labels.
 
-    Returns
-    -------
-    matplotlib.figure.Figure
-
     Examples
     --------
     >>> rows = pd.DataFrame({"model": [f"early_alliance_k{k}" for k in (1, 2)],
@@ -55,7 +263,7 @@ def early_alliance_by_k(
     ].copy()
     rows["k"] = rows["model"].str.extract(r"(\d+)$")[0].astype(int)
     rows = rows.sort_values("k")
-    figure = Figure(figsize=(6, 4), layout="constrained")  # no pyplot: no global state
+    figure = Figure(figsize=(6, 4), layout="constrained")
     axis = figure.subplots()
     axis.axhline(0, color="0.6", linewidth=0.8)
     axis.errorbar(
@@ -82,6 +290,60 @@ def early_alliance_by_k(
     axis.set_title(
         "Early alliance and final outcome\n(controlling intake and, from k = 2, early change)",
         fontsize=11,
+    )
+    return figure
+
+
+def alliance_disaggregation(
+    models: pd.DataFrame, outcome: str = "ORS", alliance: str = "SRS"
+) -> Figure:
+    """Between- and within-therapist alliance slopes and their difference (Baldwin et al., 2007)."""
+    rows = _rows(models, "alliance_disaggregated")
+    terms = {
+        "alliance_therapist_mean": "Between therapists\n(therapist mean)",
+        "alliance_client_dev": "Within therapists\n(client deviation)",
+        "between_minus_within": "Difference\n(between - within)",
+    }
+    shown = rows.loc[list(terms)]
+    figure = Figure(figsize=(6, 3.5), layout="constrained")
+    axis = figure.subplots()
+    positions = np.arange(len(terms))[::-1]
+    axis.axvline(0, color="0.6", linewidth=0.8)
+    axis.errorbar(
+        shown["estimate"],
+        positions,
+        xerr=[shown["estimate"] - shown["ci_low"], shown["ci_high"] - shown["estimate"]],
+        fmt="o",
+        color=PALETTE[0],
+        capsize=4,
+    )
+    axis.set_yticks(positions, list(terms.values()))
+    axis.set_xlabel(f"Final {outcome} points per {alliance} point (95% CI)")
+    n_obs = int(shown["n_obs"].iloc[0])
+    n_groups = int(shown["n_groups"].iloc[0])
+    axis.set_title(
+        f"Therapist and client parts of the alliance\n(n = {n_obs} clients, {n_groups} therapists)",
+        fontsize=10,
+    )
+    return figure
+
+
+def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
+    """Shrunken therapist effects (BLUPs) with 95% intervals, by pseudonymous code, sorted."""
+    rows = models[models["model"] == "therapist_effects"].sort_values("estimate")
+    figure = Figure(figsize=(6, max(3.0, 0.18 * len(rows) + 1.5)), layout="constrained")
+    axis = figure.subplots()
+    positions = np.arange(len(rows))
+    axis.axvline(0, color="0.6", linewidth=0.8)
+    excludes_zero = (rows["ci_low"] > 0) | (rows["ci_high"] < 0)
+    colours = [PALETTE[3] if flag else PALETTE[0] for flag in excludes_zero]
+    axis.hlines(positions, rows["ci_low"], rows["ci_high"], colors=colours, linewidth=1.5)
+    axis.scatter(rows["estimate"], positions, color=colours, s=14, zorder=3)
+    axis.set_yticks(positions, rows["term"], fontsize=7)
+    axis.set_ylabel("Therapist (pseudonymous code)")
+    axis.set_xlabel(f"Effect on final {outcome} beyond intake (points, 95% interval)")
+    axis.set_title(
+        f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
     )
     return figure
 

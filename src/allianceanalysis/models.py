@@ -49,6 +49,8 @@ __all__ = [
     "repeated_measures_correlation",
     "rm_corr",
     "run_model",
+    "therapist_codes",
+    "therapist_effects",
     "therapist_icc",
 ]
 
@@ -474,6 +476,71 @@ def therapist_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.Data
     return _icc("therapist_icc", formula, _eligible(clients), backend)
 
 
+def therapist_effects(
+    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, backend: str = "mixedlm"
+) -> pd.DataFrame:
+    """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
+
+    The predicted random intercepts (BLUPs) of :func:`therapist_icc`'s model, one row per
+    therapist: ``term`` is a pseudonymous code (``TH01`` …, assigned by a permutation seeded
+    with ``seed``, so it cannot be read back to the service's own IDs without the private key
+    in ``derived/therapist_codes.csv``); ``estimate`` the effect in outcome points (positive
+    = better than expected when higher is better); ``std_error`` the square root of its
+    conditional variance; 95% intervals ± 1.96 SE; ``n_obs`` the therapist's clients. Shrinkage
+    pulls therapists with few clients towards zero, which is why league tables of raw means
+    mislead (Goldstein & Spiegelhalter, 1996).
+
+    References
+    ----------
+    Goldstein, H., & Spiegelhalter, D. J. (1996). League tables and their limitations.
+    Journal of the Royal Statistical Society A, 159(3), 385-443.
+    """
+    model = "therapist_effects"
+    fit = fit_lmm(
+        "outcome_final ~ outcome_intake + (1 | therapist_id)", _eligible(clients), backend
+    )
+    effects = fit.random_effects
+    if effects is None:
+        raise ValueError("therapist effects need the mixedlm backend")
+    codes = therapist_codes(effects.index, seed)
+    se = np.sqrt(effects["cond_var"].to_numpy())
+    crit = stats.norm.ppf(0.975)
+    rows = [
+        _row(
+            model,
+            codes[therapist],
+            row.estimate,
+            std_error=s,
+            ci_low=row.estimate - crit * s,
+            ci_high=row.estimate + crit * s,
+            n_obs=int(row.n_obs),
+            converged=fit.converged,
+            ci_method="conditional_variance",
+            message="; ".join(fit.messages),
+        )
+        for (therapist, row), s in zip(effects.iterrows(), se, strict=True)
+    ]
+    return _frame(rows).sort_values("term", kind="stable").reset_index(drop=True)
+
+
+def therapist_codes(therapists: pd.Index | list[str], seed: int = DEFAULT_SEED) -> dict[str, str]:
+    """Pseudonymous codes ``TH01`` … for therapist IDs, by a seeded permutation.
+
+    Examples
+    --------
+    >>> codes = therapist_codes(["ann", "bob", "cy"], seed=1)
+    >>> sorted(codes.values())
+    ['TH1', 'TH2', 'TH3']
+    """
+    ids = sorted(map(str, therapists))
+    width = len(str(len(ids)))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {
+        therapist: f"TH{position + 1:0{width}d}"
+        for therapist, position in zip(ids, order, strict=True)
+    }
+
+
 def alliance_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
     """Therapist differences in early alliance: ``alliance_early ~ 1 + (1 | therapist_id)``.
 
@@ -697,6 +764,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "early_alliance": CatalogueEntry(early_alliance, "sessions"),
     "alliance_disaggregated": CatalogueEntry(alliance_disaggregated, "clients"),
     "therapist_icc": CatalogueEntry(therapist_icc, "clients"),
+    "therapist_effects": CatalogueEntry(therapist_effects, "clients"),
     "alliance_icc": CatalogueEntry(alliance_icc, "clients"),
     "alliance_next_session": CatalogueEntry(alliance_next_session, "pairs"),
     "alliance_next_session_nested": CatalogueEntry(alliance_next_session_nested, "pairs"),
@@ -730,6 +798,8 @@ def fit_model(
         options: dict[str, object] = {}
         if name == "alliance_outcome":
             options.update(bootstrap=bootstrap, seed=seed)
+        if name == "therapist_effects":
+            options.update(seed=seed)
         if name not in ("rm_corr", "dropout"):
             options["backend"] = engine
         return entry.function(data, **options)

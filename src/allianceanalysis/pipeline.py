@@ -13,19 +13,18 @@ from typing import Any
 
 import pandas as pd
 
+from . import figures
 from ._files import atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
-from .figures import early_alliance_by_k, save_figure
 from .instruments import get_instrument
-from .models import CATALOGUE, fit_model
-from .tables import combine_model_tables, read_model_table
+from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
+from .tables import read_model_table
 
 __all__ = [
     "client_accounting",
     "derive_step",
-    "early_alliance_figure_step",
-    "model_step",
-    "models_table_step",
+    "figures_step",
+    "models_step",
 ]
 
 log = logging.getLogger("allianceanalysis")
@@ -106,14 +105,21 @@ def derive_step(
     )
 
 
-def model_step(
-    name: str, inputs: Mapping[str, str | Path], output: str | Path, options: Mapping[str, Any]
+def models_step(
+    inputs: Mapping[str, str | Path],
+    *,
+    tables: Iterable[str | Path],
+    combined: str | Path,
+    codes: str | Path,
+    options: Mapping[str, Any],
 ) -> None:
-    """Rule ``model``: fit catalogue model ``name`` to the derived tables; write its table.
+    """Rule ``models``: fit every catalogue model; write each table, all of them together,
+    and the private key of the therapists' pseudonymous codes.
 
-    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived) and ``validated``
-    (the validated sessions, for the per-k models); ``options`` holds ``outcome``,
-    ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
+    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived) and
+    ``validated`` (the validated sessions, for the per-k models); ``tables`` lists one path per
+    catalogue model, named ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``,
+    ``bootstrap``, ``seed`` and ``engine``.
     """
     data = {
         "clients": pd.read_parquet(inputs["clients"]),
@@ -121,29 +127,60 @@ def model_step(
         "pairs": pd.read_parquet(inputs["pairs"]),
         "sessions": pd.read_parquet(inputs["validated"]),
     }
-    table = fit_model(name, data[CATALOGUE[name].data], **options)
-    with atomic_outputs(output) as (path,):
-        _write_csv(table, path)
-    problems = table.loc[table["message"].fillna("") != "", ["model", "message"]].drop_duplicates()
-    for _, row in problems.iterrows():
-        log.warning("%s: %s", row["model"], row["message"])
-    log.info("%s: %d rows", name, len(table))
-
-
-def models_table_step(tables: Iterable[str | Path], output: str | Path) -> None:
-    """Rule ``models_table``: every model table of a dataset in ``tables/models.csv``."""
-    combined = combine_model_tables(tables)
-    with atomic_outputs(output) as (path,):
-        _write_csv(combined, path)
-
-
-def early_alliance_figure_step(
-    table: str | Path, outputs: Iterable[str | Path], *, outcome: str, alliance: str
-) -> None:
-    """Rule ``figure_early_alliance``: the early-alliance coefficient against k."""
-    figure = early_alliance_by_k(
-        read_model_table(table),
-        alliance=get_instrument(alliance).short,
-        outcome=get_instrument(outcome).short,
+    paths = {Path(p).stem: Path(p) for p in tables}
+    results = {name: fit_model(name, data[CATALOGUE[name].data], **options) for name in paths}
+    key = therapist_codes(
+        data["clients"]["therapist_id"].unique(), options.get("seed", DEFAULT_SEED)
     )
-    save_figure(figure, outputs)
+    key_frame = pd.DataFrame({"therapist_id": list(key), "code": list(key.values())})
+    with atomic_outputs(*paths.values(), combined, codes) as temps:
+        for table, temp in zip(results.values(), temps[: len(results)], strict=True):
+            _write_csv(table, temp)
+        _write_csv(pd.concat(results.values(), ignore_index=True), temps[-2])
+        _write_csv(key_frame, temps[-1])
+    for name, table in results.items():
+        problems = table.loc[table["message"].fillna("") != "", ["model", "message"]]
+        for _, row in problems.drop_duplicates().iterrows():
+            log.warning("%s: %s", row["model"], row["message"])
+        log.info("%s: %d rows", name, len(table))
+
+
+def figures_step(
+    inputs: Mapping[str, str | Path],
+    outputs: Iterable[str | Path],
+    *,
+    outcome: str,
+    alliance: str,
+    early_session: int,
+    seed: int = DEFAULT_SEED,
+) -> None:
+    """Rule ``figures``: every per-dataset figure (:data:`~allianceanalysis.figures.FIGURES`).
+
+    ``inputs`` names ``sessions`` and ``clients`` (derived) and ``models`` (the tidy table of
+    all models); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
+    """
+    table = pd.read_parquet(inputs["sessions"])
+    clients = pd.read_parquet(inputs["clients"])
+    models = read_model_table(inputs["models"])
+    out, ally = get_instrument(outcome), get_instrument(alliance)
+    by = "site_id" if "site_id" in table and table["site_id"].nunique() > 1 else None
+    drawers = {
+        "outcome_trajectories": lambda: figures.outcome_trajectories(table, out, by=by, seed=seed),
+        "alliance_over_sessions": lambda: figures.alliance_over_sessions(
+            table, clients, ally, early_session
+        ),
+        "alliance_outcome_scatter": lambda: figures.alliance_outcome_scatter(
+            clients, models, out, ally
+        ),
+        "early_alliance_by_k": lambda: figures.early_alliance_by_k(models, ally.short, out.short),
+        "alliance_disaggregation": lambda: figures.alliance_disaggregation(
+            models, out.short, ally.short
+        ),
+        "therapist_caterpillar": lambda: figures.therapist_caterpillar(models, out.short),
+    }
+    paths: dict[str, list[Path]] = {}
+    for path in map(Path, outputs):
+        paths.setdefault(path.stem, []).append(path)
+    for name, targets in paths.items():
+        figures.save_figure(drawers[name](), targets)
+    log.info("%d figures", len(paths))

@@ -164,6 +164,11 @@ catalogue <- function(s) {
   f <- outcome_final ~ outcome_intake + (1 | therapist_id)
   m <- lmer(f, eligible, REML = TRUE)
   out$therapist_icc <- rbind(lmm_rows("therapist_icc", m), icc_row("therapist_icc", m, eligible, f))
+  re <- ranef(m, condVar = TRUE)$therapist_id
+  cv <- attr(re, "postVar")[1, 1, ]
+  est <- re[, "(Intercept)"]
+  out$therapist_effects <- row("therapist_effects", rownames(re), est, sqrt(cv), NA, NA,
+                               est - qnorm(0.975) * sqrt(cv), est + qnorm(0.975) * sqrt(cv))
   early <- k3[!is.na(k3$alliance_early), ]
   f <- alliance_early ~ 1 + (1 | therapist_id)
   m <- lmer(f, early, REML = TRUE)

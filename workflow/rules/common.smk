@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
+from allianceanalysis.figures import FIGURES
 from allianceanalysis.models import CATALOGUE
 
 try:
@@ -22,7 +23,6 @@ MODELS = list(CATALOGUE)
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    model="|".join(MODELS),
 
 
 def dataset_path(wildcards):
@@ -61,7 +61,7 @@ def all_outputs():
             "results/{dataset}/validation/excluded_rows.csv",
             "results/{dataset}/derived/accounting.csv",
             "results/{dataset}/tables/models.csv",
-            "results/{dataset}/figures/early_alliance_by_k.png",
+            "results/{dataset}/figures/therapist_caterpillar.png",
         ],
         dataset=DATASETS,
     )

@@ -1,15 +1,20 @@
-# Figures, drawn from the model tables.
+# Figures of one dataset, drawn from its derived tables and model tables.
 
 
-rule figure_early_alliance:
+rule figures:
     input:
-        "results/{dataset}/tables/early_alliance.csv",
+        sessions="results/{dataset}/derived/sessions.parquet",
+        clients="results/{dataset}/derived/clients.parquet",
+        models="results/{dataset}/tables/models.csv",
     output:
-        png="results/{dataset}/figures/early_alliance_by_k.png",
-        svg="results/{dataset}/figures/early_alliance_by_k.svg",
+        expand("results/{{dataset}}/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "svg")),
     params:
         instruments=dataset_instruments,
+        early_session=config["early_session"],
+        seed=config["seed"],
     log:
-        "results/{dataset}/logs/figure_early_alliance.log",
+        "results/{dataset}/logs/figures.log",
+    benchmark:
+        "results/{dataset}/logs/figures.benchmark.tsv"
     script:
-        "../scripts/figure_early_alliance.py"
+        "../scripts/figures.py"
