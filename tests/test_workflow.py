@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -180,3 +181,21 @@ def test_failed_dataset_log_holds_counts_and_rows_but_no_values(tmp_path: Path) 
     log = (tmp_path / "results/clinic/logs/ingest.log").read_text()
     assert "1 × column 'ors': the ORS total must be between 0 and 40 (rows 3)" in log
     assert "'41'" not in log
+
+
+def test_apa_tables_exist_in_three_formats(demo_run: Path) -> None:
+    apa = demo_run / "results" / "demo" / "tables" / "apa"
+    for name in CATALOGUE:
+        for ext in ("md", "tex", "html"):
+            assert (apa / f"{name}.{ext}").stat().st_size > 100, (name, ext)
+
+
+def test_provenance_records_versions_config_and_checksums(demo_run: Path) -> None:
+    record = json.loads((demo_run / "results" / "demo" / "provenance.json").read_text())
+    assert record["package"]["name"] == "allianceanalysis"
+    assert record["dependencies"]["mixedlm"] == "1.3.0"
+    assert record["config"]["dataset"]["path"] == "demo.csv"
+    assert record["seed"] == 20261125
+    expected = hashlib.sha256(DEMO.read_bytes()).hexdigest()
+    assert record["inputs"][0]["sha256"] == expected
+    assert {Path(o["path"]).name for o in record["outputs"]} == {"sessions.parquet", "models.csv"}

@@ -753,25 +753,44 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class CatalogueEntry:
-    """A model of the catalogue: its function and the table it is fitted to."""
+    """A model of the catalogue: its function, the table it is fitted to, its formula."""
 
     function: Callable[..., pd.DataFrame]
     data: str  # "clients", "pairs", "sessions_table" or "sessions"
+    formula: str
 
 
 CATALOGUE: dict[str, CatalogueEntry] = {
-    "alliance_outcome": CatalogueEntry(alliance_outcome, "clients"),
-    "early_alliance": CatalogueEntry(early_alliance, "sessions"),
-    "alliance_disaggregated": CatalogueEntry(alliance_disaggregated, "clients"),
-    "therapist_icc": CatalogueEntry(therapist_icc, "clients"),
-    "therapist_effects": CatalogueEntry(therapist_effects, "clients"),
-    "alliance_icc": CatalogueEntry(alliance_icc, "clients"),
-    "alliance_next_session": CatalogueEntry(alliance_next_session, "pairs"),
-    "alliance_next_session_nested": CatalogueEntry(alliance_next_session_nested, "pairs"),
-    "rm_corr": CatalogueEntry(rm_corr, "sessions_table"),
-    "growth": CatalogueEntry(growth, "sessions_table"),
-    "dropout": CatalogueEntry(dropout, "clients"),
-}
+    "alliance_outcome": CatalogueEntry(
+        alliance_outcome, "clients",
+        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"),
+    "early_alliance": CatalogueEntry(
+        early_alliance, "sessions",
+        "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
+        " (early_change from k = 2)"),
+    "alliance_disaggregated": CatalogueEntry(
+        alliance_disaggregated, "clients",
+        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
+        " + (1 | therapist_id)"),
+    "therapist_icc": CatalogueEntry(
+        therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
+    "therapist_effects": CatalogueEntry(
+        therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
+    "alliance_icc": CatalogueEntry(
+        alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)"),
+    "alliance_next_session": CatalogueEntry(
+        alliance_next_session, "pairs", f"{NEXT_SESSION_FIXED} + (1 | client_id)"),
+    "alliance_next_session_nested": CatalogueEntry(
+        alliance_next_session_nested, "pairs",
+        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)"),
+    "rm_corr": CatalogueEntry(
+        rm_corr, "sessions_table", "repeated-measures correlation of alliance and outcome"),
+    "growth": CatalogueEntry(
+        growth, "sessions_table",
+        "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"),
+    "dropout": CatalogueEntry(
+        dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)"),
+}  # fmt: skip
 """The catalogue: table names (``results/<dataset>/tables/<name>.csv``) and their functions."""
 
 

@@ -6,6 +6,7 @@ Snakemake. Outputs are written all together or not at all.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,13 +19,16 @@ from ._files import atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
 from .instruments import get_instrument
 from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
-from .tables import read_model_table
+from .provenance import provenance
+from .tables import ApaTable, apa_table, read_model_table
 
 __all__ = [
+    "apa_tables_step",
     "client_accounting",
     "derive_step",
     "figures_step",
     "models_step",
+    "provenance_step",
 ]
 
 log = logging.getLogger("allianceanalysis")
@@ -184,3 +188,36 @@ def figures_step(
     for name, targets in paths.items():
         figures.save_figure(drawers[name](), targets)
     log.info("%d figures", len(paths))
+
+
+def apa_tables_step(models: str | Path, outputs: Iterable[str | Path]) -> None:
+    """Rule ``apa_tables``: each model table as APA-style Markdown, LaTeX and HTML.
+
+    ``outputs`` lists ``<model>.<md|tex|html>`` paths, ``<model>`` a catalogue name; the
+    ``early_alliance`` files hold the tables of every k in turn.
+    """
+    table = read_model_table(models)
+    paths = [Path(p) for p in outputs]
+    with atomic_outputs(*paths) as temps:
+        for path, temp in zip(paths, temps, strict=True):
+            name = path.stem
+            family = sorted(
+                m for m in table["model"].unique() if m == name or m.startswith(f"{name}_k")
+            )
+            tables = [apa_table(table, m, CATALOGUE[name].formula) for m in family]
+            render = {".md": ApaTable.markdown, ".tex": ApaTable.latex, ".html": ApaTable.html}
+            temp.write_text("\n".join(render[path.suffix](t) for t in tables), encoding="utf-8")
+    log.info("%d APA tables", len(paths))
+
+
+def provenance_step(
+    dataset: str,
+    config: Mapping[str, Any],
+    inputs: Iterable[str | Path],
+    outputs: Iterable[str | Path],
+    output: str | Path,
+) -> None:
+    """Rule ``provenance``: ``results/<dataset>/provenance.json``."""
+    record = provenance(dataset, config, list(inputs), list(outputs))
+    with atomic_outputs(output) as (path,):
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")

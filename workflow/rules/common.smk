@@ -51,6 +51,12 @@ def model_options(wildcards):
     }
 
 
+def dataset_settings(wildcards):
+    """The global settings and the dataset's own entry (what its results depend on)."""
+    settings = {key: value for key, value in config.items() if key != "datasets"}
+    return {**settings, "dataset": dataset_entry(config, wildcards.dataset)}
+
+
 def all_outputs():
     """Every file the workflow produces for every configured dataset."""
     return expand(
@@ -62,6 +68,8 @@ def all_outputs():
             "results/{dataset}/derived/accounting.csv",
             "results/{dataset}/tables/models.csv",
             "results/{dataset}/figures/therapist_caterpillar.png",
+            "results/{dataset}/tables/apa/alliance_outcome.html",
+            "results/{dataset}/provenance.json",
         ],
         dataset=DATASETS,
     )

@@ -1,0 +1,18 @@
+# What exactly produced a dataset's results: versions, configuration, checksums, seed, time.
+
+
+rule provenance:
+    input:
+        data=dataset_path,
+        outputs=[
+            "results/{dataset}/validated/sessions.parquet",
+            "results/{dataset}/tables/models.csv",
+        ],
+    output:
+        "results/{dataset}/provenance.json",
+    params:
+        settings=dataset_settings,
+    log:
+        "results/{dataset}/logs/provenance.log",
+    script:
+        "../scripts/provenance.py"

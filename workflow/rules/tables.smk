@@ -1,0 +1,12 @@
+# APA-style versions of every model table (Markdown for the report, LaTeX and HTML for papers).
+
+
+rule apa_tables:
+    input:
+        "results/{dataset}/tables/models.csv",
+    output:
+        expand("results/{{dataset}}/tables/apa/{model}.{ext}", model=MODELS, ext=("md", "tex", "html")),
+    log:
+        "results/{dataset}/logs/apa_tables.log",
+    script:
+        "../scripts/apa_tables.py"
