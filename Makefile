@@ -44,9 +44,12 @@ format: $(STAMP)
 
 demo-data: $(STAMP)
 	$(BIN)/allianceanalysis simulate data/demo/sessions.csv --preset demo --truth data/demo/truth.json
+	$(BIN)/allianceanalysis simulate data/demo/clinic_b.csv --preset demo-clinic-b --seed 20261126 \
+		--clinic-export --truth data/demo/clinic_b_truth.json
 
 reference:
 	Rscript tests/reference/lme4_reference.R
+	Rscript tests/reference/metafor_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000

@@ -14,6 +14,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/pooled.smk"
 
 
 rule all:

@@ -24,7 +24,7 @@ def messages(config: dict) -> list[str]:
 
 def test_bundled_config_is_valid() -> None:
     config = load_config(ROOT / "config" / "config.yaml")
-    assert list(config["datasets"]) == ["demo"]
+    assert list(config["datasets"]) == ["demo", "clinic_b"]
 
 
 def test_defaults_are_filled_in_from_the_schema() -> None:

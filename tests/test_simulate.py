@@ -56,6 +56,22 @@ def test_demo_data_is_reproduced_by_its_recorded_command(tmp_path: Path) -> None
         [str(executable), "simulate", str(out), "--preset", "demo"], check=True, capture_output=True
     )
     assert filecmp.cmp(out, DEMO, shallow=False), "regenerate with `make demo-data`"
+    clinic = tmp_path / "clinic_b.csv"
+    subprocess.run(
+        [
+            str(executable),
+            "simulate",
+            str(clinic),
+            "--preset",
+            "demo-clinic-b",
+            "--seed",
+            "20261126",
+            "--clinic-export",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert filecmp.cmp(clinic, DEMO.with_name("clinic_b.csv"), shallow=False)
 
 
 def test_hierarchy_is_sites_therapists_clients_sessions() -> None:

@@ -55,10 +55,11 @@ def write_config(workdir: Path, datasets: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled configuration (two demo services) run in a separate working directory."""
     workdir = tmp_path_factory.mktemp("work")
-    shutil.copy(DEMO, workdir / "demo.csv")
-    config = write_config(workdir, {"demo": {"path": "demo.csv"}})
-    done = snakemake(workdir, "--configfile", str(config))
+    shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
+    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
+    done = snakemake(workdir, "--configfile", str(workdir / "config.yaml"))
     assert done.returncode == 0, done.stderr
     return workdir
 
@@ -112,16 +113,16 @@ def test_rerun_with_nothing_changed_does_nothing(demo_run: Path) -> None:
     assert "Nothing to be done" in done.stdout + done.stderr
 
 
-def test_adding_a_dataset_plans_only_its_jobs(demo_run: Path) -> None:
+def test_adding_a_dataset_plans_only_its_jobs_and_the_pooling(demo_run: Path) -> None:
     shutil.copy(DEMO, demo_run / "second.csv")
-    config = write_config(
-        demo_run, {"demo": {"path": "demo.csv"}, "second": {"path": "second.csv"}}
-    )
-    done = snakemake(demo_run, "--configfile", str(config), "--dry-run")
+    config = (demo_run / "config.yaml").read_text() + "  second:\n    path: second.csv\n"
+    (demo_run / "extended.yaml").write_text(config)
+    done = snakemake(demo_run, "--configfile", str(demo_run / "extended.yaml"), "--dry-run")
     assert done.returncode == 0, done.stderr
     planned = done.stdout + done.stderr
     assert "dataset=second" in planned
-    assert "dataset=demo" not in planned
+    assert "dataset=demo" not in planned and "dataset=clinic_b" not in planned
+    assert "rule pooled_datasets" in planned
 
 
 def test_log_holds_counts_and_no_data(demo_run: Path) -> None:
@@ -194,8 +195,23 @@ def test_provenance_records_versions_config_and_checksums(demo_run: Path) -> Non
     record = json.loads((demo_run / "results" / "demo" / "provenance.json").read_text())
     assert record["package"]["name"] == "allianceanalysis"
     assert record["dependencies"]["mixedlm"] == "1.3.0"
-    assert record["config"]["dataset"]["path"] == "demo.csv"
+    assert record["config"]["dataset"]["path"] == "data/demo/sessions.csv"
     assert record["seed"] == 20261125
     expected = hashlib.sha256(DEMO.read_bytes()).hexdigest()
     assert record["inputs"][0]["sha256"] == expected
     assert {Path(o["path"]).name for o in record["outputs"]} == {"sessions.parquet", "models.csv"}
+
+
+def test_mapped_clinic_export_is_analysed_like_the_canonical_demo(demo_run: Path) -> None:
+    summary = json.loads((demo_run / "results/clinic_b/validation/summary.json").read_text())
+    assert summary["rows"]["excluded"] == 0
+    assert summary["columns"]["mapped"]["client_id"] == "Client Code"
+    assert summary["read_options"]["date_format"] == "%d/%m/%Y"
+    assert (demo_run / "results/clinic_b/tables/models.csv").is_file()
+
+
+def test_two_datasets_are_pooled_with_a_forest_plot(demo_run: Path) -> None:
+    pooled = pd.read_csv(demo_run / "results/_pooled/tables/pooled_datasets.csv")
+    assert {"study:demo", "study:clinic_b", "pooled_r", "tau2", "i2", "q"} <= set(pooled["term"])
+    assert (pooled["model"] == "one_stage").any()
+    assert (demo_run / "results/_pooled/figures/forest_datasets.png").stat().st_size > 10_000

@@ -111,7 +111,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulate import DEMO_SEED, PRESETS, simulate_study, with_items
+    from .simulate import DEMO_SEED, PRESETS, simulate_study, with_items, write_clinic_export
 
     changes = dict(PRESETS[args.preset]) if args.preset else {}
     for option, parameter in (
@@ -135,7 +135,9 @@ def _simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
-    if suffix == ".parquet":
+    if args.clinic_export:
+        write_clinic_export(study.sessions, out, seed)
+    elif suffix == ".parquet":
         sessions.to_parquet(out, index=False)
     elif suffix == ".xlsx":
         sessions.to_excel(out, index=False)
@@ -185,7 +187,9 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser("simulate", help="write a simulated dataset")
     simulate.add_argument("out", help="output file: .csv, .parquet or .xlsx")
-    simulate.add_argument("--preset", choices=["demo"], help="a named parameter set")
+    simulate.add_argument(
+        "--preset", choices=["demo", "demo-clinic-b"], help="a named parameter set"
+    )
     simulate.add_argument("--clients", type=int, help="number of clients")
     simulate.add_argument("--therapists", type=int, help="number of therapists")
     simulate.add_argument("--sites", type=int, help="number of sites")
@@ -197,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--alliance", choices=list(INSTRUMENTS), help="alliance instrument")
     simulate.add_argument(
         "--items", action="store_true", help="write item columns instead of totals"
+    )
+    simulate.add_argument(
+        "--clinic-export",
+        action="store_true",
+        help="write items under a clinic's own column names, ';', decimal commas, dd/mm/yyyy",
     )
     simulate.add_argument("--truth", help="also write the true parameters to this JSON file")
     simulate.set_defaults(func=_simulate)

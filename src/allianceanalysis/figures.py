@@ -38,6 +38,7 @@ __all__ = [
     "apa_r",
     "early_alliance_by_k",
     "outcome_trajectories",
+    "pooled_forest",
     "save_figure",
     "therapist_caterpillar",
 ]
@@ -345,6 +346,69 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
     )
+    return figure
+
+
+def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
+    """Forest plot of a pooled analysis (:func:`allianceanalysis.pooled.pooled_table`).
+
+    Each study's partial r with its 95% CI (marker area proportional to n), the pooled r as a
+    diamond spanning its Hartung-Knapp interval, the prediction interval as a thin line, and the
+    literature's anchor, r = .278 (Flückiger et al., 2018), as a dashed reference line.
+    """
+    from .pooled import LITERATURE_R
+
+    rows = table.set_index("term")
+    studies = rows[rows.index.str.startswith("study:")]
+    names = [term.removeprefix("study:") for term in studies.index]
+    has_pool = "pooled_r" in rows.index
+    labels = names + (["Pooled (95% CI)"] if has_pool else [])
+    positions = np.arange(len(labels))[::-1].astype(float)
+    figure = Figure(figsize=(6.5, 1.2 + 0.45 * len(labels)), layout="constrained")
+    axis = figure.subplots()
+    axis.axvline(0, color="0.6", linewidth=0.8)
+    axis.plot(
+        [LITERATURE_R] * 2,
+        [-0.8, len(labels) - 0.2],
+        color=PALETTE[3],
+        linestyle="--",
+        linewidth=1,
+        label=f"Flückiger et al. (2018): r = {apa_r(LITERATURE_R)}",
+    )
+    sizes = 30 + 170 * studies["n_obs"] / studies["n_obs"].max()
+    axis.hlines(positions[: len(names)], studies["ci_low"], studies["ci_high"], color=PALETTE[0])
+    axis.scatter(
+        studies["estimate"],
+        positions[: len(names)],
+        s=sizes,
+        marker="s",
+        color=PALETTE[0],
+        zorder=3,
+    )
+    title = f"{study_label}: partial r of early alliance with final outcome"
+    if has_pool:
+        pooled, prediction = rows.loc["pooled_r"], rows.loc["prediction_interval"]
+        y = positions[-1]
+        axis.fill(
+            [pooled["ci_low"], pooled["estimate"], pooled["ci_high"], pooled["estimate"]],
+            [y, y + 0.25, y, y - 0.25],
+            color=PALETTE[1],
+            zorder=3,
+        )
+        axis.hlines(
+            y,
+            prediction["ci_low"],
+            prediction["ci_high"],
+            color=PALETTE[1],
+            linewidth=1,
+            label="prediction interval",
+        )
+        i2, tau2 = rows.loc["i2", "estimate"], rows.loc["tau2", "estimate"]
+        title += f"\nk = {int(pooled['n_groups'])}, I² = {i2:.0f}%, τ² = {tau2:.3f} (z scale)"
+    axis.set_yticks(positions, labels)
+    axis.set_xlabel("Partial r, controlling intake (95% CI)")
+    axis.set_title(title, fontsize=10)
+    figure.legend(fontsize=8, loc="outside lower center", ncols=2, frameon=False)
     return figure
 
 

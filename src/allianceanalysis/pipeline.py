@@ -19,6 +19,7 @@ from ._files import atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
 from .instruments import get_instrument
 from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
+from .pooled import one_stage, pooled_table
 from .provenance import provenance
 from .tables import ApaTable, apa_table, read_model_table
 
@@ -28,6 +29,7 @@ __all__ = [
     "derive_step",
     "figures_step",
     "models_step",
+    "pooled_step",
     "provenance_step",
 ]
 
@@ -221,3 +223,35 @@ def provenance_step(
     record = provenance(dataset, config, list(inputs), list(outputs))
     with atomic_outputs(output) as (path,):
         path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def pooled_step(
+    clients: Mapping[str, str | Path],
+    table: str | Path,
+    figures_out: Iterable[str | Path],
+    *,
+    by_site: bool,
+    label: str,
+) -> None:
+    """Rules ``pooled_sites`` and ``pooled_datasets``: the two-stage pooled correlation (and
+    the one-stage model when there are at least two studies), its table and forest plot.
+
+    ``clients`` maps a dataset name to its client table; with ``by_site`` the one dataset's
+    sites are the studies, otherwise the datasets are.
+    """
+    frames = {name: pd.read_parquet(path) for name, path in clients.items()}
+    if by_site:
+        (only,) = frames.values()
+        key = only["site_id"] if "site_id" in only else pd.Series("all", index=only.index)
+        studies = {str(site): part for site, part in only.groupby(key.fillna("unknown"))}
+        model = "pooled_sites"
+    else:
+        studies, model = frames, "pooled_datasets"
+    result = pooled_table(studies, model)
+    if len(studies) >= 2:
+        result = pd.concat([result, one_stage(studies)], ignore_index=True)
+    figure = figures.pooled_forest(result, label)
+    with atomic_outputs(table) as (path,):
+        _write_csv(result, path)
+    figures.save_figure(figure, figures_out)
+    log.info("%s: %d studies", model, len(studies))

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -86,6 +87,7 @@ __all__ = [
     "simulate_study",
     "split_items",
     "with_items",
+    "write_clinic_export",
 ]
 
 FeedbackDesign = Literal["none", "client", "therapist", "date"]
@@ -284,8 +286,10 @@ def _check_parameters(p: SimulationParameters) -> None:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"n_clients": 300, "n_therapists": 20, "n_sites": 3},
+    "demo-clinic-b": {"n_clients": 240, "n_therapists": 12, "n_sites": 2},
 }
-"""Named parameter sets; ``demo`` made ``data/demo/sessions.csv`` (seed :data:`DEMO_SEED`)."""
+"""Named parameter sets: ``demo`` made ``data/demo/sessions.csv`` (seed :data:`DEMO_SEED`),
+``demo-clinic-b`` made ``data/demo/clinic_b.csv`` (seed :data:`DEMO_SEED` + 1, clinic export)."""
 DEMO_SEED = 20261125
 
 
@@ -712,3 +716,44 @@ def with_items(sessions: pd.DataFrame, seed: int) -> pd.DataFrame:
         for offset, column in enumerate(inst.item_columns):
             out.insert(position + offset, column, values[:, offset])
     return out
+
+
+CLINIC_EXPORT_COLUMNS = {
+    "client_id": "Client Code",
+    "therapist_id": "Clinician",
+    "site_id": "Service",
+    "session": "Session No",
+    "session_date": "Appointment Date",
+    "end_status": "Discharge",
+    "ors_individually": "ORS Individually",
+    "ors_interpersonally": "ORS Interpersonally",
+    "ors_socially": "ORS Socially",
+    "ors_overall": "ORS Overall",
+    "srs_relationship": "SRS Relationship",
+    "srs_goals_and_topics": "SRS Goals and Topics",
+    "srs_approach_or_method": "SRS Approach or Method",
+    "srs_overall": "SRS Overall",
+}
+"""How :func:`write_clinic_export` names the columns (the mapping a config must undo)."""
+CLINIC_DISCHARGE_LABELS = {"planned": "Completed", "dropout": "Did not return", "ongoing": "Open"}
+
+
+def write_clinic_export(sessions: pd.DataFrame, path: str | Path, seed: int) -> None:
+    """Write ORS/SRS sessions the way a clinic's system might export them.
+
+    Item columns instead of totals, the clinic's own column names (:data:`CLINIC_EXPORT_COLUMNS`)
+    and discharge labels, ``;`` as delimiter, decimal commas and day-first dates: the demo of a
+    dataset that a config maps onto the contract (``config/two_datasets.yaml``).
+    """
+    export = with_items(sessions, seed)
+    export["end_status"] = export["end_status"].map(CLINIC_DISCHARGE_LABELS)
+    export = export.rename(columns=CLINIC_EXPORT_COLUMNS)
+    export.to_csv(
+        path,
+        sep=";",
+        decimal=",",
+        index=False,
+        date_format="%d/%m/%Y",
+        float_format="%g",
+        lineterminator="\n",
+    )

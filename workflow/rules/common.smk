@@ -58,8 +58,10 @@ def dataset_settings(wildcards):
 
 
 def all_outputs():
-    """Every file the workflow produces for every configured dataset."""
-    return expand(
+    """Every file the workflow produces for every configured dataset (and the pooled
+    analysis across datasets when there are two or more)."""
+    pooled = ["results/_pooled/tables/pooled_datasets.csv"] if len(DATASETS) >= 2 else []
+    return pooled + expand(
         [
             "results/{dataset}/validated/sessions.parquet",
             "results/{dataset}/validation/summary.json",
@@ -70,6 +72,7 @@ def all_outputs():
             "results/{dataset}/figures/therapist_caterpillar.png",
             "results/{dataset}/tables/apa/alliance_outcome.html",
             "results/{dataset}/provenance.json",
+            "results/{dataset}/tables/pooled_sites.csv",
         ],
         dataset=DATASETS,
     )

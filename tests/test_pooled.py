@@ -1,0 +1,101 @@
+"""Pooled analysis: equal to R's metafor (two-stage) and lme4 (one-stage) on the same data.
+
+Reference values: ``tests/reference/metafor_<analysis>.csv`` from
+``tests/reference/metafor_reference.R`` (``make reference``). Tolerances: relative 1e-6 for
+the meta-analysis (the same closed forms, REML tau² optimised to 1e-12), 1e-4 for the
+one-stage mixed model (as the catalogue's fixed effects).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allianceanalysis.config import DatasetSpec
+from allianceanalysis.derive import client_table
+from allianceanalysis.figures import pooled_forest
+from allianceanalysis.io import load_dataset
+from allianceanalysis.pooled import LITERATURE_R, one_stage, pooled_table, random_effects
+
+from .helpers import ROOT
+
+REFERENCE = ROOT / "tests" / "reference"
+DATASETS = {"ors_srs": ("ors", "srs"), "phq9_wai": ("phq9", "wai_sr")}
+
+
+def clients(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    outcome, alliance = DATASETS[name]
+    spec = DatasetSpec(
+        name=name, path=REFERENCE / "data" / f"{name}.csv", outcome=outcome, alliance=alliance
+    )
+    sessions = load_dataset(spec).sessions
+    table = client_table(sessions, outcome, alliance)
+    site = sessions.drop_duplicates("client_id").set_index("client_id")["site_id"]
+    return table.assign(site_id=table["client_id"].map(site)), sessions
+
+
+def by_site(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {site: part for site, part in table.groupby("site_id")}
+
+
+def compare(ours: pd.DataFrame, reference_file: Path) -> None:
+    reference = pd.read_csv(reference_file)
+    merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
+    assert merged["estimate"].notna().all(), merged.loc[merged["estimate"].isna(), "term"]
+    for column in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
+        present = merged[merged[f"{column}_r"].notna()]
+        rtol = 1e-4 if (present["model"] == "one_stage").any() else 1e-6
+        for _, row in present.iterrows():
+            tol = 1e-4 if row["model"] == "one_stage" else rtol
+            assert np.isclose(row[column], row[f"{column}_r"], rtol=tol, atol=1e-10), (
+                row["model"],
+                row["term"],
+                column,
+                row[column],
+                row[f"{column}_r"],
+            )
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_pooling_sites_equals_metafor_and_lme4(name: str) -> None:
+    table, _ = clients(name)
+    sites = by_site(table)
+    ours = pd.concat([pooled_table(sites, "pooled_sites"), one_stage(sites)])
+    compare(ours, REFERENCE / f"metafor_{name}_sites.csv")
+
+
+def test_pooling_datasets_equals_metafor_and_lme4() -> None:
+    studies = {name: clients(name)[0] for name in sorted(DATASETS)}
+    ours = pd.concat([pooled_table(studies, "pooled_datasets"), one_stage(studies)])
+    compare(ours, REFERENCE / "metafor_datasets.csv")
+
+
+def test_homogeneous_studies_have_zero_tau2_and_hk_interval() -> None:
+    result = random_effects(np.array([0.3, 0.3, 0.3]), np.array([0.01, 0.02, 0.03]))
+    assert result.tau2 == 0.0
+    assert result.i2 == 0.0
+    assert result.ci_low == result.ci_high == pytest.approx(0.3)
+
+
+def test_one_study_cannot_be_pooled() -> None:
+    with pytest.raises(ValueError, match="at least two studies"):
+        random_effects(np.array([0.3]), np.array([0.01]))
+
+
+def test_pooled_table_with_one_study_lists_it_without_pooling() -> None:
+    table, _ = clients("ors_srs")
+    rows = pooled_table({"only": table}, "pooled_sites")
+    assert rows["term"].tolist() == ["study:only"]
+
+
+def test_forest_plot_marks_the_literature_anchor() -> None:
+    table, _ = clients("ors_srs")
+    figure = pooled_forest(pooled_table(by_site(table), "pooled_sites"), "Sites")
+    axis = figure.axes[0]
+    anchors = [line for line in axis.lines if list(line.get_xdata()) == [LITERATURE_R] * 2]
+    assert anchors, "no reference line at r = .278"
+    labels = [t.get_text() for t in axis.get_yticklabels()]
+    assert labels[0] == "S1" and labels[-1] == "Pooled (95% CI)"

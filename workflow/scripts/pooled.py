@@ -1,0 +1,18 @@
+"""Rules pooled_sites and pooled_datasets: the pooled alliance-outcome correlation."""
+
+from pathlib import Path
+
+from allianceanalysis.cli import report_user_errors
+from allianceanalysis.pipeline import pooled_step
+
+by_site = snakemake.rule == "pooled_sites"
+paths = list(snakemake.input)
+clients = {Path(p).parent.parent.name: p for p in paths}
+with report_user_errors(snakemake.log[0]):
+    pooled_step(
+        clients,
+        snakemake.output.table,
+        snakemake.output.figures,
+        by_site=by_site,
+        label="Sites" if by_site else "Datasets",
+    )
