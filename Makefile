@@ -5,12 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: help setup run test test-slow lint format demo-data reference bench-ingest clean
+.PHONY: help setup run test test-slow test-browser check-report lint format demo-data reference \
+	bench-ingest clean
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
 	@echo "make test       set up .venv and run the test suite"
-	@echo "make test-slow  also run the slow (marked) checks"
+	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
+	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
+	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
 	@echo "make lint       ruff check and format check"
 	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
 	@echo "make reference  recompute the R (lme4) reference values in tests/reference/ (needs R)"
@@ -27,12 +30,20 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow"
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m "browser"
+
+check-report: run
+	$(BIN)/python tests/report_check.py results/report.html results/report_screenshots \
+		$$($(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

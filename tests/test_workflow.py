@@ -215,3 +215,21 @@ def test_two_datasets_are_pooled_with_a_forest_plot(demo_run: Path) -> None:
     assert {"study:demo", "study:clinic_b", "pooled_r", "tau2", "i2", "q"} <= set(pooled["term"])
     assert (pooled["model"] == "one_stage").any()
     assert (demo_run / "results/_pooled/figures/forest_datasets.png").stat().st_size > 10_000
+
+
+def test_workflow_is_lint_clean() -> None:
+    done = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--lint",
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import report as report_item  # "report(" opening a line is Snakemake syntax
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
 from allianceanalysis.figures import FIGURES
@@ -18,6 +19,9 @@ except ConfigError as exc:
     raise WorkflowError(f"invalid configuration:\n{exc}") from None
 
 DATASETS = list(config["datasets"])
+# With --use-conda, every rule runs in the conda environment named here, created once from the
+# repository's environment.yml (`conda env create -f environment.yml`; docs/cluster.md).
+CONDA_ENV = "allianceanalysis"
 MODELS = list(CATALOGUE)
 
 
@@ -55,6 +59,50 @@ def dataset_settings(wildcards):
     """The global settings and the dataset's own entry (what its results depend on)."""
     settings = {key: value for key, value in config.items() if key != "datasets"}
     return {**settings, "dataset": dataset_entry(config, wildcards.dataset)}
+
+
+FIGURE_TITLES = {
+    "outcome_trajectories": "Outcome trajectories",
+    "alliance_over_sessions": "Alliance over sessions",
+    "alliance_outcome_scatter": "Early alliance and final outcome",
+    "early_alliance_by_k": "Early alliance by session k",
+    "alliance_disaggregation": "Therapist and client parts of the alliance",
+    "therapist_caterpillar": "Therapist effects",
+}
+
+
+def figure_outputs():
+    """Each figure as PNG (in the report, with its caption) and SVG (for papers)."""
+    outputs = []
+    for name in FIGURES:
+        outputs.append(
+            report_item(
+                f"results/{{dataset}}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="{dataset}",
+                subcategory="Figures",
+                labels={"figure": FIGURE_TITLES[name]},
+            )
+        )
+        outputs.append(f"results/{{dataset}}/figures/{name}.svg")
+    return outputs
+
+
+def apa_outputs():
+    """Each model table in APA style: HTML (in the report), Markdown and LaTeX."""
+    outputs = []
+    for name in MODELS:
+        outputs.append(
+            report_item(
+                f"results/{{dataset}}/tables/apa/{name}.html",
+                caption="../report/apa_table.rst",
+                category="{dataset}",
+                subcategory="Tables (APA style)",
+                labels={"table": name},
+            )
+        )
+        outputs += [f"results/{{dataset}}/tables/apa/{name}.{ext}" for ext in ("md", "tex")]
+    return outputs
 
 
 def all_outputs():

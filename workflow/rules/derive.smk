@@ -9,10 +9,18 @@ rule derive:
         clients="results/{dataset}/derived/clients.parquet",
         sessions="results/{dataset}/derived/sessions.parquet",
         pairs="results/{dataset}/derived/pairs.parquet",
-        accounting="results/{dataset}/derived/accounting.csv",
+        accounting=report(
+            "results/{dataset}/derived/accounting.csv",
+            caption="../report/accounting.rst",
+            category="{dataset}",
+            subcategory="Data",
+            labels={"table": "clients accounted for"},
+        ),
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/derive.log",
     benchmark:

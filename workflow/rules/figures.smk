@@ -7,11 +7,13 @@ rule figures:
         clients="results/{dataset}/derived/clients.parquet",
         models="results/{dataset}/tables/models.csv",
     output:
-        expand("results/{{dataset}}/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "svg")),
+        figure_outputs(),
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
         seed=config["seed"],
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/figures.log",
     benchmark:

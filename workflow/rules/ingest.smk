@@ -8,10 +8,18 @@ rule ingest:
     output:
         sessions="results/{dataset}/validated/sessions.parquet",
         summary="results/{dataset}/validation/summary.json",
-        accounting="results/{dataset}/validation/row_accounting.csv",
+        accounting=report(
+            "results/{dataset}/validation/row_accounting.csv",
+            caption="../report/validation_summary.rst",
+            category="{dataset}",
+            subcategory="Data",
+            labels={"table": "rows accounted for"},
+        ),
         excluded="results/{dataset}/validation/excluded_rows.csv",
     params:
         spec=dataset_spec,
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/ingest.log",
     benchmark:

@@ -10,10 +10,18 @@ rule models:
         validated="results/{dataset}/validated/sessions.parquet",
     output:
         tables=expand("results/{{dataset}}/tables/{model}.csv", model=MODELS),
-        combined="results/{dataset}/tables/models.csv",
+        combined=report(
+            "results/{dataset}/tables/models.csv",
+            caption="../report/models_table.rst",
+            category="{dataset}",
+            subcategory="Tables",
+            labels={"table": "all models (tidy)"},
+        ),
         codes="results/{dataset}/derived/therapist_codes.csv",
     params:
         options=model_options,
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/models.log",
     benchmark:

@@ -6,8 +6,25 @@ rule pooled_sites:
     input:
         clients="results/{dataset}/derived/clients.parquet",
     output:
-        table="results/{dataset}/tables/pooled_sites.csv",
-        figures=expand("results/{{dataset}}/figures/forest_sites.{ext}", ext=("png", "svg")),
+        table=report(
+            "results/{dataset}/tables/pooled_sites.csv",
+            caption="../report/pooled_table.rst",
+            category="{dataset}",
+            subcategory="Pooled across sites",
+            labels={"table": "pooled across sites"},
+        ),
+        figures=[
+            report(
+                "results/{dataset}/figures/forest_sites.png",
+                caption="../report/forest_sites.rst",
+                category="{dataset}",
+                subcategory="Pooled across sites",
+                labels={"figure": "forest plot"},
+            ),
+            "results/{dataset}/figures/forest_sites.svg",
+        ],
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/pooled_sites.log",
     script:
@@ -18,8 +35,23 @@ rule pooled_datasets:
     input:
         clients=expand("results/{dataset}/derived/clients.parquet", dataset=DATASETS),
     output:
-        table="results/_pooled/tables/pooled_datasets.csv",
-        figures=expand("results/_pooled/figures/forest_datasets.{ext}", ext=("png", "svg")),
+        table=report(
+            "results/_pooled/tables/pooled_datasets.csv",
+            caption="../report/pooled_table.rst",
+            category="Pooled across datasets",
+            labels={"table": "pooled across datasets"},
+        ),
+        figures=[
+            report(
+                "results/_pooled/figures/forest_datasets.png",
+                caption="../report/forest_datasets.rst",
+                category="Pooled across datasets",
+                labels={"figure": "forest plot"},
+            ),
+            "results/_pooled/figures/forest_datasets.svg",
+        ],
+    conda:
+        CONDA_ENV
     log:
         "results/_pooled/logs/pooled_datasets.log",
     script:

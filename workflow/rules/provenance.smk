@@ -12,6 +12,8 @@ rule provenance:
         "results/{dataset}/provenance.json",
     params:
         settings=dataset_settings,
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/provenance.log",
     script:

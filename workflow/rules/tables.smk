@@ -5,7 +5,9 @@ rule apa_tables:
     input:
         "results/{dataset}/tables/models.csv",
     output:
-        expand("results/{{dataset}}/tables/apa/{model}.{ext}", model=MODELS, ext=("md", "tex", "html")),
+        apa_outputs(),
+    conda:
+        CONDA_ENV
     log:
         "results/{dataset}/logs/apa_tables.log",
     script:

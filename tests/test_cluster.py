@@ -1,0 +1,57 @@
+"""The SLURM profile parses and plans the same jobs as a local run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .helpers import ROOT
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+
+
+def planned_jobs(workdir: Path, *extra: str) -> dict[str, int]:
+    done = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--dry-run",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout + done.stderr
+    stats = text[text.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_profile_uses_the_slurm_executor_with_resources() -> None:
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"slurm_account", "slurm_partition", "runtime", "mem_mb"} <= set(
+        profile["default-resources"]
+    )
+
+
+def test_dry_run_with_the_slurm_profile_plans_the_same_jobs(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "data" / "demo", tmp_path / "data" / "demo")
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config.yaml")
+    local = planned_jobs(tmp_path, "--cores", "2")
+    cluster = planned_jobs(tmp_path, "--profile", str(PROFILE))
+    assert cluster == local
+    assert local["ingest"] == local["models"] == 2
+    assert local["pooled_datasets"] == 1
