@@ -39,7 +39,7 @@ def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = dict(_split(r) for r in project["dependencies"])
     conda, pip = _environment()
-    from_pip = dict(_split(r) for r in pip if not r.startswith("-e"))
+    from_pip = dict(_split(r) for r in pip)
     expected = {CONDA_NAMES.get(name, name): spec for name, spec in runtime.items()}
     assert {**conda, **from_pip} == expected
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -47,9 +47,10 @@ def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
     assert python.replace(" ", "") == "python" + project["requires-python"]
 
 
-def test_environment_yml_installs_the_package_itself() -> None:
-    _, pip = _environment()
-    assert pip[-1] == "-e ."
+def test_rules_use_the_environment_file_as_their_conda_environment() -> None:
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'CONDA_ENV = "../../environment.yml"' in common
+    assert (ROOT / "workflow" / "rules" / "../../environment.yml").resolve().is_file()
 
 
 def test_readme_shows_the_two_commands_on_its_first_screen() -> None:

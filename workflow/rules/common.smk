@@ -1,6 +1,16 @@
 # Configuration and helpers shared by the rules. The configuration is checked against
 # workflow/schemas/config.schema.yaml by the package (plain-words errors, defaults filled in).
+import os
+import sys
 from pathlib import Path
+
+# The workflow runs the package from its own source tree (the same code an editable install
+# uses), here and in every job, so a job's conda environment needs only the dependencies.
+PACKAGE_SOURCE = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, PACKAGE_SOURCE)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_SOURCE, os.environ.get("PYTHONPATH")]))
+)
 
 from snakemake.exceptions import WorkflowError
 from snakemake.io import report as report_item  # "report(" opening a line is Snakemake syntax
@@ -19,9 +29,9 @@ except ConfigError as exc:
     raise WorkflowError(f"invalid configuration:\n{exc}") from None
 
 DATASETS = list(config["datasets"])
-# With --use-conda, every rule runs in the conda environment named here, created once from the
-# repository's environment.yml (`conda env create -f environment.yml`; docs/cluster.md).
-CONDA_ENV = "allianceanalysis"
+# With --use-conda, every rule runs in a conda environment made from the repository's
+# environment.yml (relative to workflow/rules/; docs/cluster.md).
+CONDA_ENV = "../../environment.yml"
 MODELS = list(CATALOGUE)
 
 
