@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: help setup run test test-slow test-browser check-report lint format demo-data reference \
+.PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
 	bench-ingest clean
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
 	@echo "make test       set up .venv and run the test suite"
+	@echo "make report     build results/report.html from the finished workflow"
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
 	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
 	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
@@ -30,6 +31,9 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
+	$(MAKE) --no-print-directory report
+
+report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 test: $(STAMP)

@@ -90,7 +90,16 @@ _CI_METHODS = {
     "conditional_variance": "conditional variances of the predicted effects",
 }
 _HTML = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
-    """<table class="apa">
+    """<style>
+table.apa { border-collapse: collapse; font-family: "Times New Roman", serif; }
+table.apa caption { text-align: left; padding-bottom: 0.4em; }
+table.apa thead th { border-top: 1px solid black; border-bottom: 1px solid black; }
+table.apa tbody tr:last-child td { border-bottom: 1px solid black; }
+table.apa th, table.apa td { padding: 0.15em 0.8em; text-align: right; }
+table.apa th:first-child, table.apa td:first-child { text-align: left; }
+p.apa-note { font-family: "Times New Roman", serif; max-width: 48em; }
+</style>
+<table class="apa">
 <caption><strong>Table</strong><br><em>{{ title }}</em></caption>
 <thead><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>

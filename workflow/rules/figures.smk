@@ -18,5 +18,7 @@ rule figures:
         "results/{dataset}/logs/figures.log",
     benchmark:
         "results/{dataset}/logs/figures.benchmark.tsv"
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/figures.py"

@@ -27,6 +27,10 @@ rule pooled_sites:
         CONDA_ENV
     log:
         "results/{dataset}/logs/pooled_sites.log",
+    benchmark:
+        "results/{dataset}/logs/pooled_sites.benchmark.tsv"
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/pooled.py"
 
@@ -54,5 +58,9 @@ rule pooled_datasets:
         CONDA_ENV
     log:
         "results/_pooled/logs/pooled_datasets.log",
+    benchmark:
+        "results/_pooled/logs/pooled_datasets.benchmark.tsv"
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/pooled.py"

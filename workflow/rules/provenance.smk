@@ -16,5 +16,9 @@ rule provenance:
         CONDA_ENV
     log:
         "results/{dataset}/logs/provenance.log",
+    benchmark:
+        "results/{dataset}/logs/provenance.benchmark.tsv"
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/provenance.py"

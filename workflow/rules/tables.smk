@@ -10,5 +10,9 @@ rule apa_tables:
         CONDA_ENV
     log:
         "results/{dataset}/logs/apa_tables.log",
+    benchmark:
+        "results/{dataset}/logs/apa_tables.benchmark.tsv"
+    resources:
+        mem_mb=2000,
     script:
         "../scripts/apa_tables.py"

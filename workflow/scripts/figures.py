@@ -3,7 +3,7 @@
 from allianceanalysis.cli import report_user_errors
 from allianceanalysis.pipeline import figures_step
 
-with report_user_errors(snakemake.log[0]):
+with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcards.dataset}'"):
     figures_step(
         dict(snakemake.input.items()),
         list(snakemake.output),

@@ -8,7 +8,8 @@ from allianceanalysis.pipeline import pooled_step
 by_site = snakemake.rule == "pooled_sites"
 paths = list(snakemake.input)
 clients = {Path(p).parent.parent.name: p for p in paths}
-with report_user_errors(snakemake.log[0]):
+context = f"dataset '{snakemake.wildcards.dataset}'" if by_site else "pooled datasets"
+with report_user_errors(snakemake.log[0], context=context):
     pooled_step(
         clients,
         snakemake.output.table,
