@@ -12,7 +12,7 @@ import yaml
 from allianceanalysis.config import DatasetSpec, validate_config
 from allianceanalysis.errors import DataError
 from allianceanalysis.io import load_dataset
-from allianceanalysis.simulate import simulate_study, with_items
+from allianceanalysis.simulate import simulate_study, write_clinic_export
 
 from .helpers import spec_for
 
@@ -27,20 +27,6 @@ datasets:
       ors: ["ORS Individually", "ORS Interpersonally", "ORS Socially", "ORS Overall"]
       srs: ["SRS Relationship", "SRS Goals and Topics", "SRS Approach or Method", "SRS Overall"]
 """
-RENAME = {
-    "client_id": "Client Code",
-    "therapist_id": "Clinician",
-    "session": "Session No",
-    "session_date": "Appointment Date",
-    "ors_individually": "ORS Individually",
-    "ors_interpersonally": "ORS Interpersonally",
-    "ors_socially": "ORS Socially",
-    "ors_overall": "ORS Overall",
-    "srs_relationship": "SRS Relationship",
-    "srs_goals_and_topics": "SRS Goals and Topics",
-    "srs_approach_or_method": "SRS Approach or Method",
-    "srs_overall": "SRS Overall",
-}
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +36,8 @@ def study():
 
 def clinic_export(study, folder: Path) -> Path:
     """The study written as a clinic's export: renamed columns, items, ';', decimal comma."""
-    export = with_items(study.sessions, seed=11).rename(columns=RENAME)
     path = folder / "clinic.csv"
-    export.to_csv(path, sep=";", decimal=",", index=False, date_format="%d/%m/%Y")
+    write_clinic_export(study.sessions, path, seed=11)
     return path
 
 

@@ -6,21 +6,8 @@
 # Writes tests/reference/lme4_<dataset>.csv with columns
 #   model, term, estimate, std_error, df, p_value, ci_low, ci_high
 # Software used is written to tests/reference/versions.txt.
-suppressPackageStartupMessages({
-  library(lme4)
-  library(lmerTest)
-  library(sandwich)
-})
-
-# lme4's default optimiser can stop early at a boundary (seen in the one-stage model of
-# metafor_reference.R: REML deviance 1814.9 against 1813.5); every model is fitted with three
-# optimisers and the best REML criterion kept, as lme4's allFit() advises.
-best_lmer <- function(formula, data) {
-  fits <- lapply(c("nloptwrap", "bobyqa", "Nelder_Mead"), function(o)
-    suppressMessages(suppressWarnings(
-      lmerTest::lmer(formula, data, REML = TRUE, control = lmerControl(optimizer = o)))))
-  fits[[which.min(sapply(fits, function(m) deviance(m, REML = TRUE)))]]
-}
+source("tests/reference/common.R")
+suppressPackageStartupMessages(library(sandwich))
 
 datasets <- list(
   ors_srs = list(file = "tests/reference/data/ors_srs.csv", outcome = "ors", alliance = "srs"),
@@ -77,11 +64,6 @@ session_pairs <- function(st) {
 }
 
 # -- tidy rows ----------------------------------------------------------------------------------
-row <- function(model, term, estimate, std_error = NA, df = NA, p_value = NA,
-                ci_low = NA, ci_high = NA) {
-  data.frame(model = model, term = term, estimate = estimate, std_error = std_error, df = df,
-             p_value = p_value, ci_low = ci_low, ci_high = ci_high)
-}
 
 group_label <- function(g) sub("_id$", "", sub(":.*", "", g))  # lme4 names a nested factor inner:outer
 
