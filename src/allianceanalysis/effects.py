@@ -1,0 +1,455 @@
+"""Change indices and key performance indicators (KPIs) of a service, per reporting year.
+
+Everything here works per the instrument registry, for any outcome scale (ORS as PHQ-9):
+"improvement" is a change in the better direction of the scale.
+
+Definitions (printed in the annual report's appendix)
+------------------------------------------------------
+- **Reporting year** (:func:`reporting_year`): years start in ``start_month`` (4 = April, the UK
+  financial year, labelled "2024/25"; 1 = calendar years, labelled "2024"). A client belongs to
+  the year in which their episode **ended**: the date of their last attended session, for
+  episodes that ended (``end_status`` planned or dropout). Ongoing episodes (no end status)
+  count in activity but not in outcomes. A dataset without an ``end_status`` column is taken
+  as a file of ended episodes, with the derivation's dropout rule (fewer than 3 sessions,
+  :func:`~allianceanalysis.derive.dropout_indicator`). Without session dates, all data form
+  one period, "all".
+- **Finished** (:func:`client_outcomes`): the episode ended, with at least two attended sessions
+  and an outcome score at the first and at a later session ("paired scores"); pre = the first
+  score, post = the last. This follows NHS Talking Therapies' "finished a course of treatment"
+  (at least two attended treatment sessions).
+- **Reliable improvement / deterioration**: an improvement (deterioration) of at least the
+  instrument's reliable-change threshold in points (Jacobson & Truax, 1991; thresholds and
+  their sources in the registry).
+- **Clinical at start / recovery**: at start in the clinical range by the instrument's cut-off
+  rule; recovered = clinical at start and not clinical at the end (clinically significant
+  change, Jacobson & Truax criterion c as operationalised by the cut-off); rates among the
+  clients who were clinical at start. **Reliable recovery** = recovery with reliable
+  improvement.
+- **NHS Talking Therapies** (:func:`nhs_talking_therapies`), when a dataset has both PHQ-9 and
+  GAD-7: caseness = PHQ-9 ≥ 10 or GAD-7 ≥ 8; recovery = at caseness at the first score and at
+  neither at the last, among finished referrals at caseness; reliable improvement = a reliable
+  decrease (PHQ-9 ≥ 6, GAD-7 ≥ 4 points) on at least one measure and no reliable increase on
+  the other, among all finished; reliable deterioration = the mirror image; reliable recovery =
+  recovery and reliable improvement.
+- **Cohen's d** (pre-SD standardiser): mean improvement / SD of the pre scores, with the CI of
+  Becker (1988): var(d) = 2(1 - r)/n + d²/(2n), r the pre-post correlation.
+
+References
+----------
+Becker, B. J. (1988). Synthesizing standardized mean-change measures. British Journal of
+Mathematical and Statistical Psychology, 41(2), 257-278.
+Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to defining
+meaningful change in psychotherapy research. Journal of Consulting and Clinical Psychology,
+59(1), 12-19.
+Spiegelhalter, D. J. (2005). Funnel plots for comparing institutional performance. Statistics
+in Medicine, 24(8), 1185-1202.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from .derive import case_keys, dropout_indicator
+from .instruments import Instrument, get_instrument
+
+__all__ = [
+    "FUNNEL_LIMITS",
+    "activity",
+    "client_outcomes",
+    "cohens_d",
+    "difference_of_proportions",
+    "funnel",
+    "in_clinical_range",
+    "nhs_talking_therapies",
+    "outcome_kpis",
+    "proportion",
+    "reporting_year",
+    "session_bands",
+]
+
+SESSION_BANDS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, None))
+"""Bands of sessions per client in the activity table (1, 2, 3-5, 6-10, 11 or more)."""
+
+FUNNEL_LIMITS = (0.95, 0.998)
+"""Control limits of funnel plots: 95% and 99.8% (about 2 and 3 SD; Spiegelhalter, 2005)."""
+
+
+def reporting_year(dates: pd.Series, start_month: int = 4) -> pd.Series:
+    """The reporting year of each date: ``"2024/25"`` style, or ``"2024"`` when years start in
+    January; missing for missing dates.
+
+    Examples
+    --------
+    >>> reporting_year(pd.Series(pd.to_datetime(["2025-03-31", "2025-04-01"]))).tolist()
+    ['2024/25', '2025/26']
+    >>> reporting_year(pd.Series(pd.to_datetime(["2025-03-31"])), start_month=1).tolist()
+    ['2025']
+    """
+    if not 1 <= start_month <= 12:
+        raise ValueError("start_month must be 1 to 12")
+    first = dates.dt.year - (dates.dt.month < start_month).astype(int)
+    if start_month == 1:
+        labels = first.astype("Int64").astype("str")
+    else:
+        labels = (
+            first.astype("Int64").astype("str")
+            + "/"
+            + ((first + 1) % 100).astype("Int64").astype("str").str.zfill(2)
+        )
+    return labels.where(dates.notna())
+
+
+def in_clinical_range(scores: pd.Series, inst: Instrument) -> pd.Series:
+    """Whether each score is in the instrument's clinical range (missing stays missing).
+
+    Examples
+    --------
+    >>> in_clinical_range(pd.Series([24.9, 25.0]), get_instrument("ors")).tolist()
+    [True, False]
+    >>> in_clinical_range(pd.Series([9, 10]), get_instrument("phq9")).tolist()
+    [False, True]
+    """
+    if inst.cutoff is None:
+        return pd.Series(pd.NA, index=scores.index, dtype="boolean")
+    flag = scores < inst.cutoff if inst.cutoff_rule == "below" else scores >= inst.cutoff
+    return flag.astype("boolean").mask(scores.isna())
+
+
+def client_outcomes(sessions: pd.DataFrame, outcome: str, *, start_month: int = 4) -> pd.DataFrame:
+    """One row per case: pre and post scores, change, change categories, reporting year.
+
+    Columns: case keys, ``therapist_id``, ``site_id`` (when present), ``sessions``,
+    ``end_status``, ``dropout`` (1 unplanned, 0 planned, missing while ongoing), ``ended``,
+    ``end_date``, ``year`` (of the ending; ``"all"`` without dates),
+    ``pre``, ``post``, ``finished``, ``improvement`` (positive = better),
+    ``reliable_improvement``, ``reliable_deterioration``, ``clinical_start``, ``clinical_end``,
+    ``recovered``, ``reliable_recovery`` (the categories are missing where not defined).
+    """
+    inst = get_instrument(outcome)
+    keys = case_keys(sessions)
+    ordered = sessions.sort_values([*keys, "session"], kind="stable")
+    grouped = ordered.groupby(keys, sort=True)
+    cases = grouped.agg(therapist_id=("therapist_id", "first"), sessions=("session", "size"))
+    for optional in ("site_id", "end_status"):
+        if optional in ordered:
+            cases[optional] = grouped[optional].last()
+    cases["dropout"] = dropout_indicator(cases.rename(columns={"sessions": "sessions_attended"}))
+    cases["ended"] = cases["dropout"].notna()
+    if "session_date" in ordered:
+        cases["end_date"] = grouped["session_date"].max()
+        cases["year"] = reporting_year(cases["end_date"], start_month).where(cases["ended"])
+    else:
+        cases["end_date"] = pd.NaT
+        cases["year"] = pd.Series("all", index=cases.index).where(cases["ended"])
+    scored = ordered.dropna(subset=[outcome])
+    first = scored.groupby(keys).first()
+    last = scored.groupby(keys).last()
+    cases["pre"] = first[outcome]
+    cases["post"] = last[outcome].where(last["session"] > first["session"])
+    cases["finished"] = cases["ended"] & (cases["sessions"] >= 2) & cases["post"].notna()
+    sign = 1.0 if inst.higher_is_better else -1.0
+    improvement = sign * (cases["post"] - cases["pre"])
+    cases["improvement"] = improvement.where(cases["finished"])
+    finished = cases["finished"]
+    if inst.reliable_change is not None:
+        cases["reliable_improvement"] = (improvement >= inst.reliable_change).where(finished)
+        cases["reliable_deterioration"] = (improvement <= -inst.reliable_change).where(finished)
+    cases["clinical_start"] = in_clinical_range(cases["pre"], inst).where(finished)
+    cases["clinical_end"] = in_clinical_range(cases["post"], inst).where(finished)
+    at_start = cases["clinical_start"].fillna(False).astype(bool)
+    cases["recovered"] = (~cases["clinical_end"].fillna(True).astype(bool)).where(
+        finished & at_start
+    )
+    if "reliable_improvement" in cases:
+        cases["reliable_recovery"] = (
+            cases["recovered"].fillna(False).astype(bool)
+            & cases["reliable_improvement"].fillna(False).astype(bool)
+        ).where(finished & at_start)
+    return cases.reset_index()
+
+
+def proportion(successes: int, n: int) -> tuple[float, float, float]:
+    """A proportion with its 95% Wilson interval (NaN for n = 0).
+
+    Examples
+    --------
+    >>> tuple(round(x, 3) for x in proportion(30, 100))
+    (0.3, 0.219, 0.396)
+    """
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    return successes / n, float(low), float(high)
+
+
+def difference_of_proportions(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float, float]:
+    """p1 - p0 with Newcombe's hybrid-score 95% interval (Newcombe, 1998)."""
+    if min(n1, n0) == 0:
+        return float("nan"), float("nan"), float("nan")
+    low, high = confint_proportions_2indep(x1, n1, x0, n0, method="newcomb", compare="diff")
+    return x1 / n1 - x0 / n0, float(low), float(high)
+
+
+def cohens_d(pre: pd.Series, post: pd.Series, higher_is_better: bool) -> tuple[float, float, float]:
+    """Pre-post Cohen's d with the pre-SD standardiser and Becker's (1988) 95% interval.
+
+    Positive = improvement. Returns ``(d, ci_low, ci_high)``.
+    """
+    pair = pd.DataFrame({"pre": pre, "post": post}).dropna()
+    n = len(pair)
+    if n < 3:
+        return float("nan"), float("nan"), float("nan")
+    sign = 1.0 if higher_is_better else -1.0
+    d = sign * (pair["post"] - pair["pre"]).mean() / pair["pre"].std(ddof=1)
+    r = pair["pre"].corr(pair["post"])
+    se = np.sqrt(2 * (1 - r) / n + d**2 / (2 * n))
+    crit = stats.norm.ppf(0.975)
+    return float(d), float(d - crit * se), float(d + crit * se)
+
+
+KPI_COLUMNS = [
+    "year",
+    "group",
+    "kpi",
+    "numerator",
+    "denominator",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "unit",
+]
+
+
+def _rate_row(year: str, group: str, kpi: str, flags: pd.Series) -> dict[str, object]:
+    flags = flags.dropna().astype(bool)
+    estimate, low, high = proportion(int(flags.sum()), len(flags))
+    return {
+        "year": year,
+        "group": group,
+        "kpi": kpi,
+        "numerator": int(flags.sum()),
+        "denominator": len(flags),
+        "estimate": estimate,
+        "ci_low": low,
+        "ci_high": high,
+        "unit": "proportion",
+    }
+
+
+def outcome_kpis(
+    outcomes: pd.DataFrame, outcome: str, year: str, group: str = "all"
+) -> pd.DataFrame:
+    """The outcome KPIs of one year (and group) from :func:`client_outcomes` rows.
+
+    Rows (``kpi``): ``finished`` (count), ``mean_improvement`` (points, t interval),
+    ``cohens_d``, ``reliable_improvement``, ``reliable_deterioration``, ``clinical_start``,
+    ``recovery``, ``reliable_recovery`` (proportions with Wilson intervals; numerator and
+    denominator kept for disclosure control).
+    """
+    inst = get_instrument(outcome)
+    rows = outcomes[outcomes["finished"]]
+    n = len(rows)
+    result: list[dict[str, object]] = [
+        {
+            "year": year,
+            "group": group,
+            "kpi": "finished",
+            "numerator": n,
+            "denominator": np.nan,
+            "estimate": n,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "unit": "clients",
+        }
+    ]
+    mean = rows["improvement"].mean() if n else np.nan
+    half = (
+        stats.t.ppf(0.975, n - 1) * rows["improvement"].std(ddof=1) / np.sqrt(n)
+        if n > 1
+        else np.nan
+    )
+    result.append(
+        {
+            "year": year,
+            "group": group,
+            "kpi": "mean_improvement",
+            "numerator": np.nan,
+            "denominator": n,
+            "estimate": mean,
+            "ci_low": mean - half,
+            "ci_high": mean + half,
+            "unit": f"{inst.short} points",
+        }
+    )
+    d, low, high = cohens_d(rows["pre"], rows["post"], inst.higher_is_better)
+    result.append(
+        {
+            "year": year,
+            "group": group,
+            "kpi": "cohens_d",
+            "numerator": np.nan,
+            "denominator": n,
+            "estimate": d,
+            "ci_low": low,
+            "ci_high": high,
+            "unit": "SD of intake",
+        }
+    )
+    for kpi, column, base in (
+        ("reliable_improvement", "reliable_improvement", rows),
+        ("reliable_deterioration", "reliable_deterioration", rows),
+        ("clinical_start", "clinical_start", rows),
+        ("recovery", "recovered", rows[rows["clinical_start"].fillna(False).astype(bool)]),
+        (
+            "reliable_recovery",
+            "reliable_recovery",
+            rows[rows["clinical_start"].fillna(False).astype(bool)],
+        ),
+    ):
+        if column in base:
+            result.append(_rate_row(year, group, kpi, base[column]))
+    return pd.DataFrame(result, columns=KPI_COLUMNS)
+
+
+def nhs_talking_therapies(sessions: pd.DataFrame, *, start_month: int = 4) -> pd.DataFrame | None:
+    """The NHS Talking Therapies recovery metrics per reporting year, when the data have both
+    PHQ-9 and GAD-7 (``None`` otherwise). Definitions: module docstring.
+
+    Rows (``kpi``): ``nhs_finished``, ``nhs_caseness_start``, ``nhs_recovery``,
+    ``nhs_reliable_improvement``, ``nhs_reliable_deterioration``, ``nhs_reliable_recovery``.
+    """
+    if not {"phq9", "gad7"} <= set(sessions.columns):
+        return None
+    phq = client_outcomes(sessions, "phq9", start_month=start_month)
+    gad = client_outcomes(sessions, "gad7", start_month=start_month)
+    keys = case_keys(sessions)
+    both = phq.merge(gad[[*keys, "pre", "post", "finished"]], on=keys, suffixes=("_phq", "_gad"))
+    finished = both[both["finished_phq"] & both["finished_gad"]]
+    phq_change = finished["post_phq"] - finished["pre_phq"]
+    gad_change = finished["post_gad"] - finished["pre_gad"]
+    phq_rc, gad_rc = get_instrument("phq9").reliable_change, get_instrument("gad7").reliable_change
+    improved = ((phq_change <= -phq_rc) & ~(gad_change >= gad_rc)) | (
+        (gad_change <= -gad_rc) & ~(phq_change >= phq_rc)
+    )
+    deteriorated = ((phq_change >= phq_rc) & ~(gad_change <= -gad_rc)) | (
+        (gad_change >= gad_rc) & ~(phq_change <= -phq_rc)
+    )
+    case_start = (finished["pre_phq"] >= 10) | (finished["pre_gad"] >= 8)
+    case_end = (finished["post_phq"] >= 10) | (finished["post_gad"] >= 8)
+    recovered = case_start & ~case_end
+    rows = []
+    for year, index in finished.groupby("year").groups.items():
+        rows.append(
+            {
+                "year": year,
+                "group": "all",
+                "kpi": "nhs_finished",
+                "numerator": len(index),
+                "denominator": np.nan,
+                "estimate": len(index),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "unit": "referrals",
+            }
+        )
+        at_case = case_start.loc[index]
+        rows.append(_rate_row(year, "all", "nhs_caseness_start", at_case))
+        rows.append(_rate_row(year, "all", "nhs_recovery", recovered.loc[index][at_case]))
+        rows.append(_rate_row(year, "all", "nhs_reliable_improvement", improved.loc[index]))
+        rows.append(_rate_row(year, "all", "nhs_reliable_deterioration", deteriorated.loc[index]))
+        rows.append(
+            _rate_row(
+                year, "all", "nhs_reliable_recovery", (recovered & improved).loc[index][at_case]
+            )
+        )
+    return pd.DataFrame(rows, columns=KPI_COLUMNS)
+
+
+def activity(
+    sessions: pd.DataFrame, outcomes: pd.DataFrame, year: str, start_month: int, group: str = "all"
+) -> pd.DataFrame:
+    """Activity KPIs of one year: clients seen and sessions attended in the year (by session
+    date), and, among episodes ending in the year, sessions per client (median, quartiles),
+    finished clients and the completeness of paired data."""
+    if "session_date" in sessions and year != "all":
+        in_year = reporting_year(sessions["session_date"], start_month) == year
+        seen = sessions[in_year.fillna(False)]
+    else:
+        seen = sessions
+    ended = outcomes[outcomes["ended"] & (outcomes["year"] == year)]
+    two_plus = ended[ended["sessions"] >= 2]
+    quartiles = (
+        ended["sessions"].quantile([0.25, 0.5, 0.75])
+        if len(ended)
+        else pd.Series([np.nan] * 3, index=[0.25, 0.5, 0.75])
+    )
+    rows = [
+        {"kpi": "clients_seen", "numerator": seen["client_id"].nunique(), "unit": "clients"},
+        {"kpi": "sessions_attended", "numerator": len(seen), "unit": "sessions"},
+        {"kpi": "episodes_ended", "numerator": len(ended), "unit": "clients"},
+        {
+            "kpi": "sessions_per_client_median",
+            "numerator": np.nan,
+            "denominator": len(ended),
+            "estimate": quartiles[0.5],
+            "ci_low": quartiles[0.25],
+            "ci_high": quartiles[0.75],
+            "unit": "sessions",
+        },
+    ]
+    for row in rows[:3]:
+        row.update(denominator=np.nan, estimate=row["numerator"], ci_low=np.nan, ci_high=np.nan)
+    complete = _rate_row(year, group, "paired_data_completeness", two_plus["finished"])
+    table = pd.DataFrame(rows).assign(year=year, group=group)
+    return pd.concat([table, pd.DataFrame([complete])], ignore_index=True)[KPI_COLUMNS]
+
+
+def funnel(flags: pd.DataFrame, unit: str, value: str) -> pd.DataFrame:
+    """Per-unit rates with the funnel plot's control limits (Spiegelhalter, 2005).
+
+    Parameters
+    ----------
+    flags : pandas.DataFrame
+        One row per client: ``unit`` (e.g. a therapist code) and a boolean ``value``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unit, n, events, rate`` and, for each limit in :data:`FUNNEL_LIMITS`, the lower and
+        upper limits at that unit's n around the overall rate (normal approximation), plus
+        ``outside_95`` / ``outside_998`` flags.
+    """
+    data = flags.dropna(subset=[value])
+    overall = data[value].astype(bool).mean()
+    table = data.groupby(unit)[value].agg(n="size", events=lambda v: int(v.astype(bool).sum()))
+    table["rate"] = table["events"] / table["n"]
+    for level in FUNNEL_LIMITS:
+        z = stats.norm.ppf(0.5 + level / 2)
+        half = z * np.sqrt(overall * (1 - overall) / table["n"])
+        tag = str(level).replace("0.", "").replace(".", "")
+        table[f"low_{tag}"] = (overall - half).clip(lower=0)
+        table[f"high_{tag}"] = (overall + half).clip(upper=1)
+        table[f"outside_{tag}"] = (table["rate"] < table[f"low_{tag}"]) | (
+            table["rate"] > table[f"high_{tag}"]
+        )
+    table.attrs["overall"] = overall
+    return table.reset_index()
+
+
+def session_bands(sessions_per_client: pd.Series) -> pd.Series:
+    """Clients per band of sessions attended (:data:`SESSION_BANDS`), every band listed.
+
+    Examples
+    --------
+    >>> session_bands(pd.Series([1, 2, 2, 4, 12])).tolist()
+    [1, 2, 1, 0, 1]
+    """
+    counts = {}
+    for low, high in SESSION_BANDS:
+        label = str(low) if low == high else (f"{low}-{high}" if high else f"{low} or more")
+        upper = np.inf if high is None else high
+        counts[label] = int(sessions_per_client.between(low, upper).sum())
+    return pd.Series(counts, name="clients")
