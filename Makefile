@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
+DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
 	bench-ingest clean
@@ -11,7 +12,7 @@ CORES ?= 2
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
 	@echo "make test       set up .venv and run the test suite"
-	@echo "make report     build results/report.html from the finished workflow"
+	@echo "make report     annual reports (results/<dataset>/annual_report/) and results/report.html"
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
 	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
 	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
@@ -34,6 +35,7 @@ run: $(STAMP)
 	$(MAKE) --no-print-directory report
 
 report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs $(addprefix results/,$(addsuffix /annual_report,$(DATASETS)))
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 test: $(STAMP)
@@ -46,8 +48,7 @@ test-browser: $(STAMP)
 	$(BIN)/python -m pytest -m "browser"
 
 check-report: run
-	$(BIN)/python tests/report_check.py results/report.html results/report_screenshots \
-		$$($(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
+	$(BIN)/python tests/report_check.py results/report.html results/report_screenshots $(DATASETS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

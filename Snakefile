@@ -18,6 +18,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/pooled.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

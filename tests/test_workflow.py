@@ -125,6 +125,19 @@ def test_adding_a_dataset_plans_only_its_jobs_and_the_pooling(demo_run: Path) ->
     assert "rule pooled_datasets" in planned
 
 
+def test_demo_gives_a_two_year_annual_report_out_of_the_box(demo_run: Path) -> None:
+    for dataset in ("demo", "clinic_b"):
+        folder = demo_run / "results" / dataset / "annual_report"
+        written = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        assert written == [  # Snakemake adds .snakemake_timestamp to a directory output
+            "2024-25.html", "2024-25.pdf", "2024-25_kpis.csv",
+            "2025-26.html", "2025-26.pdf", "2025-26_kpis.csv",
+        ]  # fmt: skip
+        kpis = pd.read_csv(folder / "2025-26_kpis.csv", dtype=str)
+        assert list(kpis.columns) == ["year", "kpi", "label", "value", "ci", "n", "unit"]
+        assert (folder / "2025-26.pdf").read_bytes().startswith(b"%PDF")
+
+
 def test_log_holds_counts_and_no_data(demo_run: Path) -> None:
     log = (demo_run / "results/demo/logs/ingest.log").read_text()
     assert "rows read" in log

@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -477,7 +477,11 @@ def therapist_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.Data
 
 
 def therapist_effects(
-    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, backend: str = "mixedlm"
+    clients: pd.DataFrame,
+    *,
+    seed: int = DEFAULT_SEED,
+    backend: str = "mixedlm",
+    codes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
 
@@ -488,7 +492,8 @@ def therapist_effects(
     = better than expected when higher is better); ``std_error`` the square root of its
     conditional variance; 95% intervals ± 1.96 SE; ``n_obs`` the therapist's clients. Shrinkage
     pulls therapists with few clients towards zero, which is why league tables of raw means
-    mislead (Goldstein & Spiegelhalter, 1996).
+    mislead (Goldstein & Spiegelhalter, 1996). ``codes`` maps therapist IDs to the codes to
+    use instead (e.g. the codes of the whole dataset when fitting one year of it).
 
     References
     ----------
@@ -502,7 +507,7 @@ def therapist_effects(
     effects = fit.random_effects
     if effects is None:
         raise ValueError("therapist effects need the mixedlm backend")
-    codes = therapist_codes(effects.index, seed)
+    codes = codes if codes is not None else therapist_codes(effects.index, seed)
     se = np.sqrt(effects["cond_var"].to_numpy())
     crit = stats.norm.ppf(0.975)
     rows = [

@@ -15,15 +15,26 @@ from typing import Any
 import pandas as pd
 
 from . import figures
-from ._files import atomic_outputs
+from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
+from .disclosure import DisclosurePolicy
 from .instruments import get_instrument
 from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
 from .pooled import one_stage, pooled_table
-from .provenance import provenance
+from .provenance import provenance, software_versions
+from .report import (
+    ReportSettings,
+    ReportTables,
+    annual_reports,
+    render_html,
+    render_pdf,
+    report_tables,
+    year_file_name,
+)
 from .tables import ApaTable, apa_table, read_model_table
 
 __all__ = [
+    "annual_report_step",
     "apa_tables_step",
     "client_accounting",
     "derive_step",
@@ -31,6 +42,8 @@ __all__ = [
     "models_step",
     "pooled_step",
     "provenance_step",
+    "report_settings",
+    "report_tables_step",
 ]
 
 log = logging.getLogger("allianceanalysis")
@@ -255,3 +268,63 @@ def pooled_step(
         _write_csv(result, path)
     figures.save_figure(figure, figures_out)
     log.info("%s: %d studies", model, len(studies))
+
+
+def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings:
+    """The annual report's settings from the workflow's: ``outcome``, ``alliance``,
+    ``early_session``, ``bootstrap``, ``seed`` and the ``annual_report`` block
+    (``year_start_month``, ``suppress_below``, ``round_to``)."""
+    block = settings.get("annual_report", {})
+    policy = DisclosurePolicy(block.get("suppress_below", 5), block.get("round_to", 1))
+    return ReportSettings(
+        dataset=dataset,
+        outcome=settings["outcome"],
+        alliance=settings["alliance"],
+        early_session=settings["early_session"],
+        year_start_month=block.get("year_start_month", 4),
+        policy=policy,
+        bootstrap=settings["bootstrap"],
+        seed=settings["seed"],
+    )
+
+
+def report_tables_step(
+    sessions: str | Path, outputs: Mapping[str, str | Path], settings: ReportSettings
+) -> None:
+    """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
+    (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication)."""
+    tables = report_tables(pd.read_parquet(sessions), settings)
+    names = ReportTables.names()
+    with atomic_outputs(*(outputs[n] for n in names)) as temps:
+        tables.write(dict(zip(names, temps, strict=True)))
+    log.info("report tables: %d reporting years", len(tables.years))
+
+
+def annual_report_step(
+    tables: Mapping[str, str | Path],
+    summary: str | Path,
+    output: str | Path,
+    settings: ReportSettings,
+) -> None:
+    """Rule ``annual_report``: per reporting year ``<year>.html``, ``<year>.pdf`` and the
+    published KPI table ``<year>_kpis.csv`` in ``output`` (a directory written all at once).
+
+    ``tables`` names the files of :class:`~allianceanalysis.report.ReportTables`; ``summary``
+    is the validation summary (rows read, used, excluded) for the appendix. Nothing is
+    refitted: the report is built from the tables.
+    """
+    facts = json.loads(Path(summary).read_text(encoding="utf-8"))
+    appendix = {
+        "rows": facts["rows"],
+        "source": Path(facts["file"]).name,
+        "software": software_versions(),
+    }
+    reports = annual_reports(ReportTables.read(tables), settings, appendix=appendix)
+    with atomic_directory(output) as folder:
+        for year, context in reports.items():
+            stem = year_file_name(year)
+            html = render_html(context)
+            (folder / f"{stem}.html").write_text(html, encoding="utf-8")
+            (folder / f"{stem}.pdf").write_bytes(render_pdf(html))
+            _write_csv(context["kpis"], folder / f"{stem}_kpis.csv")
+    log.info("annual reports: %s", ", ".join(reports) or "no reporting year with ended episodes")

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEPENDENCIES", "file_record", "provenance"]
+__all__ = ["DEPENDENCIES", "file_record", "provenance", "software_versions"]
 
 DEPENDENCIES = (
     "numpy",
@@ -33,6 +33,7 @@ DEPENDENCIES = (
     "jsonschema",
     "pyyaml",
     "openpyxl",
+    "weasyprint",
 )
 """Distributions whose versions are recorded."""
 
@@ -61,6 +62,12 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+def software_versions() -> dict[str, str | None]:
+    """The versions of this package and of its dependencies (``None``: not installed)."""
+    return {"allianceanalysis": _version("allianceanalysis"),
+            **{name: _version(name) for name in DEPENDENCIES}}  # fmt: skip
 
 
 def provenance(

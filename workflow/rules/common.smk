@@ -18,6 +18,7 @@ from snakemake.io import report as report_item  # "report(" opening a line is Sn
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
 from allianceanalysis.figures import FIGURES
 from allianceanalysis.models import CATALOGUE
+from allianceanalysis.report import ReportTables
 
 try:
     config.update(
@@ -69,6 +70,22 @@ def dataset_settings(wildcards):
     """The global settings and the dataset's own entry (what its results depend on)."""
     settings = {key: value for key, value in config.items() if key != "datasets"}
     return {**settings, "dataset": dataset_entry(config, wildcards.dataset)}
+
+
+def report_options(wildcards):
+    """Everything a dataset's annual report depends on besides its input files."""
+    return {
+        **model_options(wildcards),
+        "early_session": config["early_session"],
+        "annual_report": config["annual_report"],
+    }
+
+
+def report_table_outputs():
+    """The internal tables of the annual report, by name."""
+    return {
+        name: f"results/{{dataset}}/report_tables/{name}.csv" for name in ReportTables.names()
+    }
 
 
 FIGURE_TITLES = {
@@ -131,6 +148,7 @@ def all_outputs():
             "results/{dataset}/tables/apa/alliance_outcome.html",
             "results/{dataset}/provenance.json",
             "results/{dataset}/tables/pooled_sites.csv",
+            "results/{dataset}/annual_report",
         ],
         dataset=DATASETS,
     )
