@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from allianceanalysis.effects import (
+    SeverityNorms,
     activity,
     client_outcomes,
     cohens_d,
@@ -21,6 +22,7 @@ from allianceanalysis.effects import (
     outcome_kpis,
     proportion,
     reporting_year,
+    severity_adjusted_effect_size,
 )
 
 
@@ -212,3 +214,50 @@ def test_funnel_limits_are_binomial_around_the_overall_rate() -> None:
     assert table.loc["u1", "low_95"] == pytest.approx(0.5 - half)
     assert table.loc["u1", "high_95"] == pytest.approx(0.5 + half)
     assert table["outside_998"].all()  # 100% and 0% are far outside 3 SD
+
+
+# Severity-adjusted effect size (Seidel, Miller & Chow, 2014) with made-up reference norms:
+# predicted improvement = 20 - 0.6 * intake; reference mean improvement 8, reference SD 6.
+NORMS = SeverityNorms(intercept=20, slope=-0.6, mean_improvement=8, sd=6, source="test norms")
+SAES_CASES = {
+    "a": {"scores": [15, 27]},  # +12, predicted 11: residual +1 -> (8 + 1) / 6 = 1.5
+    "b": {"scores": [20, 26]},  # +6, predicted 8: residual -2 -> 1.0
+    "c": {"scores": [10, 24]},  # +14, predicted 14: residual 0 -> 1.3333
+    "d": {"scores": [30, 36]},  # not in the clinical range (ORS < 25) at start: left out
+}
+
+
+def test_severity_adjusted_effect_size_matches_a_hand_computed_case() -> None:
+    # mean 1.277778; SD of (1.5, 1.0, 1.3333) = 0.254588; t(0.975, 2) = 4.302653
+    outcomes = client_outcomes(sessions_of(SAES_CASES), "ors")
+    saes, low, high, n = severity_adjusted_effect_size(outcomes, NORMS)
+    assert n == 3
+    assert (saes, low, high) == pytest.approx((1.277778, 0.645347, 1.910208), abs=1e-5)
+
+
+def test_severity_adjusted_effect_size_is_a_kpi_only_with_norms() -> None:
+    outcomes = client_outcomes(sessions_of(SAES_CASES), "ors")
+    assert "severity_adjusted_es" not in set(outcome_kpis(outcomes, "ors", "2025/26")["kpi"])
+    kpis = outcome_kpis(outcomes, "ors", "2025/26", norms=NORMS).set_index("kpi")
+    assert kpis.loc["severity_adjusted_es", "denominator"] == 3
+    assert kpis.loc["severity_adjusted_es", "estimate"] == pytest.approx(1.277778, abs=1e-5)
+
+
+@pytest.mark.parametrize("better_than_norms", [0.0, 2.0])
+def test_severity_adjusted_effect_size_recovers_a_known_service_effect(better_than_norms) -> None:
+    # A service whose clients improve as the reference population does, plus a fixed number of
+    # points: the SAES is (reference mean improvement + those points) / reference SD.
+    rng = np.random.default_rng(7)
+    intake = rng.normal(18, 5, 20_000)
+    improvement = 20 - 0.6 * intake + better_than_norms + rng.normal(0, 4, intake.size)
+    clinical = intake < 25
+    reference_mean = 20 - 0.6 * 18  # the population mean improvement (intake mean 18) ...
+    reference_mean -= 0.6 * (intake[clinical].mean() - 18)  # ... among the clinical range
+    norms = SeverityNorms(20, -0.6, reference_mean, 5.0, "simulated population")
+    rows = pd.DataFrame({"finished": True, "clinical_start": clinical, "pre": intake,
+                         "improvement": improvement})  # fmt: skip
+    saes, low, high, n = severity_adjusted_effect_size(rows, norms)
+    truth = (reference_mean + better_than_norms) / 5.0
+    se = (high - low) / (2 * 1.96)
+    assert abs(saes - truth) < 4 * se
+    assert n == clinical.sum()

@@ -33,11 +33,19 @@ Definitions (printed in the annual report's appendix)
   recovery and reliable improvement.
 - **Cohen's d** (pre-SD standardiser): mean improvement / SD of the pre scores, with the CI of
   Becker (1988): var(d) = 2(1 - r)/n + d²/(2n), r the pre-post correlation.
+- **Severity-adjusted effect size** (:func:`severity_adjusted_effect_size`; Seidel, Miller &
+  Chow, 2014), only where reference norms for the instrument are supplied
+  (:class:`SeverityNorms`): among finished clients in the clinical range at start,
+  (reference mean improvement + the client's improvement beyond what the reference regression
+  predicts from their intake) / reference SD; the service's value is the mean, with a t
+  interval.
 
 References
 ----------
 Becker, B. J. (1988). Synthesizing standardized mean-change measures. British Journal of
 Mathematical and Statistical Psychology, 41(2), 257-278.
+Seidel, J. A., Miller, S. D., & Chow, D. L. (2014). Effect size calculations for the
+clinician: Methods and comparability. Psychotherapy Research, 24(4), 470-484.
 Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to defining
 meaningful change in psychotherapy research. Journal of Consulting and Clinical Psychology,
 59(1), 12-19.
@@ -46,6 +54,8 @@ in Medicine, 24(8), 1185-1202.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -57,17 +67,22 @@ from .instruments import Instrument, get_instrument
 
 __all__ = [
     "FUNNEL_LIMITS",
+    "SeverityNorms",
     "activity",
     "client_outcomes",
     "cohens_d",
     "difference_of_proportions",
     "funnel",
     "in_clinical_range",
+    "mean_interval",
     "nhs_talking_therapies",
     "outcome_kpis",
     "proportion",
+    "rate_row",
     "reporting_year",
     "session_bands",
+    "sessions_in_year",
+    "severity_adjusted_effect_size",
 ]
 
 SESSION_BANDS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, None))
@@ -210,6 +225,68 @@ def cohens_d(pre: pd.Series, post: pd.Series, higher_is_better: bool) -> tuple[f
     return float(d), float(d - crit * se), float(d + crit * se)
 
 
+@dataclass(frozen=True)
+class SeverityNorms:
+    """Reference norms of an outcome instrument for the severity-adjusted effect size.
+
+    From a large reference sample of clients who started in the clinical range (Seidel,
+    Miller & Chow, 2014): the linear regression of improvement (positive = better, in points)
+    on the intake score, ``predicted = intercept + slope * intake``; the sample's
+    ``mean_improvement``; and ``sd``, the standard deviation of its intake scores. No
+    instrument ships with norms: the published reference samples (ACORN, the ORS/SRS
+    platforms) do not publish their coefficients, so a service supplies its licensed norms in
+    the configuration (``annual_report.severity_norms``) with their ``source``.
+    """
+
+    intercept: float
+    slope: float
+    mean_improvement: float
+    sd: float
+    source: str
+
+    def __post_init__(self) -> None:
+        if not self.sd > 0:
+            raise ValueError("the reference SD must be positive")
+
+
+def severity_adjusted_effect_size(
+    outcomes: pd.DataFrame, norms: SeverityNorms
+) -> tuple[float, float, float, int]:
+    """The severity-adjusted effect size (SAES) of finished clients in the clinical range.
+
+    Parameters
+    ----------
+    outcomes : pandas.DataFrame
+        :func:`client_outcomes` rows (``finished``, ``clinical_start``, ``pre``,
+        ``improvement``).
+    norms : SeverityNorms
+        The instrument's reference norms.
+
+    Returns
+    -------
+    tuple
+        ``(saes, ci_low, ci_high, n)``: the mean of the clients' values with its 95% t interval
+        (NaN with fewer than 2 clients) and the number of clients.
+
+    References
+    ----------
+    Seidel, J. A., Miller, S. D., & Chow, D. L. (2014). Effect size calculations for the
+    clinician: Methods and comparability. Psychotherapy Research, 24(4), 470-484.
+
+    Examples
+    --------
+    >>> norms = SeverityNorms(intercept=20, slope=-0.6, mean_improvement=8, sd=6, source="x")
+    >>> rows = pd.DataFrame({"finished": [True, True], "clinical_start": [True, True],
+    ...                      "pre": [15.0, 20.0], "improvement": [12.0, 6.0]})
+    >>> round(severity_adjusted_effect_size(rows, norms)[0], 4)  # residuals +1 and -2
+    1.25
+    """
+    base = outcomes[outcomes["finished"] & outcomes["clinical_start"].fillna(False).astype(bool)]
+    predicted = norms.intercept + norms.slope * base["pre"]
+    values = (norms.mean_improvement + base["improvement"] - predicted) / norms.sd
+    return (*mean_interval(values), len(values))
+
+
 KPI_COLUMNS = [
     "year",
     "group",
@@ -223,91 +300,85 @@ KPI_COLUMNS = [
 ]
 
 
+def mean_interval(values: pd.Series) -> tuple[float, float, float]:
+    """A mean with its 95% t interval (NaN interval with fewer than 2 values).
+
+    Examples
+    --------
+    >>> tuple(round(x, 4) for x in mean_interval(pd.Series([1.0, 2.0, 3.0])))
+    (2.0, -0.4841, 4.4841)
+    """
+    values = values.dropna()
+    n = len(values)
+    mean = float(values.mean()) if n else float("nan")
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def _estimate_row(
+    year: str,
+    group: str,
+    kpi: str,
+    estimate: tuple[float, float, float],
+    unit: str,
+    *,
+    numerator: float = np.nan,
+    denominator: float = np.nan,
+) -> dict[str, object]:
+    value, low, high = estimate
+    return {"year": year, "group": group, "kpi": kpi, "numerator": numerator,
+            "denominator": denominator, "estimate": value, "ci_low": low, "ci_high": high,
+            "unit": unit}  # fmt: skip
+
+
+def rate_row(year: str, kpi: str, events: int, n: int, group: str = "all") -> dict[str, object]:
+    """A KPI row (:data:`KPI_COLUMNS`) for ``events`` of ``n`` with its Wilson interval."""
+    return _estimate_row(year, group, kpi, proportion(events, n), "proportion",
+                         numerator=events, denominator=n)  # fmt: skip
+
+
 def _rate_row(year: str, group: str, kpi: str, flags: pd.Series) -> dict[str, object]:
     flags = flags.dropna().astype(bool)
-    estimate, low, high = proportion(int(flags.sum()), len(flags))
-    return {
-        "year": year,
-        "group": group,
-        "kpi": kpi,
-        "numerator": int(flags.sum()),
-        "denominator": len(flags),
-        "estimate": estimate,
-        "ci_low": low,
-        "ci_high": high,
-        "unit": "proportion",
-    }
+    return rate_row(year, kpi, int(flags.sum()), len(flags), group)
 
 
 def outcome_kpis(
-    outcomes: pd.DataFrame, outcome: str, year: str, group: str = "all"
+    outcomes: pd.DataFrame,
+    outcome: str,
+    year: str,
+    group: str = "all",
+    norms: SeverityNorms | None = None,
 ) -> pd.DataFrame:
     """The outcome KPIs of one year (and group) from :func:`client_outcomes` rows.
 
     Rows (``kpi``): ``finished`` (count), ``mean_improvement`` (points, t interval),
-    ``cohens_d``, ``reliable_improvement``, ``reliable_deterioration``, ``clinical_start``,
-    ``recovery``, ``reliable_recovery`` (proportions with Wilson intervals; numerator and
-    denominator kept for disclosure control).
+    ``cohens_d``, ``severity_adjusted_es`` (with ``norms`` only), ``reliable_improvement``,
+    ``reliable_deterioration``, ``clinical_start``, ``recovery``, ``reliable_recovery``
+    (proportions with Wilson intervals; numerator and denominator kept for disclosure control).
     """
     inst = get_instrument(outcome)
     rows = outcomes[outcomes["finished"]]
     n = len(rows)
-    result: list[dict[str, object]] = [
-        {
-            "year": year,
-            "group": group,
-            "kpi": "finished",
-            "numerator": n,
-            "denominator": np.nan,
-            "estimate": n,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "unit": "clients",
-        }
-    ]
-    mean = rows["improvement"].mean() if n else np.nan
-    half = (
-        stats.t.ppf(0.975, n - 1) * rows["improvement"].std(ddof=1) / np.sqrt(n)
-        if n > 1
-        else np.nan
-    )
-    result.append(
-        {
-            "year": year,
-            "group": group,
-            "kpi": "mean_improvement",
-            "numerator": np.nan,
-            "denominator": n,
-            "estimate": mean,
-            "ci_low": mean - half,
-            "ci_high": mean + half,
-            "unit": f"{inst.short} points",
-        }
-    )
-    d, low, high = cohens_d(rows["pre"], rows["post"], inst.higher_is_better)
-    result.append(
-        {
-            "year": year,
-            "group": group,
-            "kpi": "cohens_d",
-            "numerator": np.nan,
-            "denominator": n,
-            "estimate": d,
-            "ci_low": low,
-            "ci_high": high,
-            "unit": "SD of intake",
-        }
-    )
+    result = [
+        _estimate_row(year, group, "finished", (n, np.nan, np.nan), "clients", numerator=n),
+        _estimate_row(year, group, "mean_improvement", mean_interval(rows["improvement"]),
+                      f"{inst.short} points", denominator=n),
+        _estimate_row(year, group, "cohens_d", cohens_d(rows["pre"], rows["post"],
+                      inst.higher_is_better), "SD of intake", denominator=n),
+    ]  # fmt: skip
+    if norms is not None:
+        *saes, clients = severity_adjusted_effect_size(rows, norms)
+        result.append(_estimate_row(year, group, "severity_adjusted_es", tuple(saes),
+                                    "reference SD", denominator=clients))  # fmt: skip
+    at_start = rows[rows["clinical_start"].fillna(False).astype(bool)]
     for kpi, column, base in (
         ("reliable_improvement", "reliable_improvement", rows),
         ("reliable_deterioration", "reliable_deterioration", rows),
         ("clinical_start", "clinical_start", rows),
-        ("recovery", "recovered", rows[rows["clinical_start"].fillna(False).astype(bool)]),
-        (
-            "reliable_recovery",
-            "reliable_recovery",
-            rows[rows["clinical_start"].fillna(False).astype(bool)],
-        ),
+        ("recovery", "recovered", at_start),
+        ("reliable_recovery", "reliable_recovery", at_start),
     ):
         if column in base:
             result.append(_rate_row(year, group, kpi, base[column]))
@@ -342,19 +413,9 @@ def nhs_talking_therapies(sessions: pd.DataFrame, *, start_month: int = 4) -> pd
     recovered = case_start & ~case_end
     rows = []
     for year, index in finished.groupby("year").groups.items():
-        rows.append(
-            {
-                "year": year,
-                "group": "all",
-                "kpi": "nhs_finished",
-                "numerator": len(index),
-                "denominator": np.nan,
-                "estimate": len(index),
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "unit": "referrals",
-            }
-        )
+        count = (len(index), np.nan, np.nan)
+        rows.append(_estimate_row(year, "all", "nhs_finished", count, "referrals",
+                                  numerator=len(index)))  # fmt: skip
         at_case = case_start.loc[index]
         rows.append(_rate_row(year, "all", "nhs_caseness_start", at_case))
         rows.append(_rate_row(year, "all", "nhs_recovery", recovered.loc[index][at_case]))
@@ -368,17 +429,21 @@ def nhs_talking_therapies(sessions: pd.DataFrame, *, start_month: int = 4) -> pd
     return pd.DataFrame(rows, columns=KPI_COLUMNS)
 
 
+def sessions_in_year(sessions: pd.DataFrame, year: str, start_month: int) -> pd.DataFrame:
+    """The sessions dated in a reporting year (all sessions when there are no dates or the
+    period is ``"all"``)."""
+    if "session_date" not in sessions or year == "all":
+        return sessions
+    return sessions[(reporting_year(sessions["session_date"], start_month) == year).fillna(False)]
+
+
 def activity(
     sessions: pd.DataFrame, outcomes: pd.DataFrame, year: str, start_month: int, group: str = "all"
 ) -> pd.DataFrame:
     """Activity KPIs of one year: clients seen and sessions attended in the year (by session
     date), and, among episodes ending in the year, sessions per client (median, quartiles),
     finished clients and the completeness of paired data."""
-    if "session_date" in sessions and year != "all":
-        in_year = reporting_year(sessions["session_date"], start_month) == year
-        seen = sessions[in_year.fillna(False)]
-    else:
-        seen = sessions
+    seen = sessions_in_year(sessions, year, start_month)
     ended = outcomes[outcomes["ended"] & (outcomes["year"] == year)]
     two_plus = ended[ended["sessions"] >= 2]
     quartiles = (
