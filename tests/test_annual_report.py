@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,11 +12,12 @@ import pypdfium2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.sync_api import sync_playwright
 
 from allianceanalysis import report
 from allianceanalysis.disclosure import SUPPRESSED, DisclosurePolicy
 from allianceanalysis.instruments import get_instrument
-from allianceanalysis.pipeline import annual_report_step
+from allianceanalysis.pipeline import annual_report_step, report_settings
 from allianceanalysis.report import (
     Publisher,
     ReportSettings,
@@ -26,6 +28,8 @@ from allianceanalysis.report import (
     report_tables,
 )
 from allianceanalysis.simulate import simulate_study
+
+from .report_check import ARGS, CHROMIUM
 
 SETTINGS = ReportSettings(dataset="test service", bootstrap=200)
 APPENDIX = {"rows": {"read": 10, "used": 10, "excluded": 0}, "source": "sessions.csv",
@@ -158,6 +162,10 @@ def _published_counts(context: dict) -> list[tuple[str, int]]:
         if row.unit == "proportion" and row.value.endswith("%") and n is not None:
             events = round(float(row.value[:-1]) / 100 * n)
             counts += [(f"{row.kpi} events", events), (f"{row.kpi} non-events", n - events)]
+    counts += [(label, v) for label, cell in context["validation_rows"] for v in _numbers(cell)]
+    if context["year_over_year"] is not None:  # each year's published values (not the change)
+        rows = context["year_over_year"].rows
+        counts += [("year over year", v) for row in rows for c in row[2:4] for v in _numbers(c)]
     return counts
 
 
@@ -175,15 +183,19 @@ policies = st.sampled_from([DisclosurePolicy(), DisclosurePolicy(8, 5), Disclosu
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_services, policies)
-def test_no_published_count_is_small_or_recoverable_in_any_report(service, policy) -> None:
+@given(small_services, policies, st.lists(st.integers(0, 9), max_size=3))
+def test_no_published_count_is_small_or_recoverable_in_any_report(service, policy, rules) -> None:
     sessions = simulate_study(**service).sessions
     config = ReportSettings(dataset="s", bootstrap=100, policy=policy)
     tables = report_tables(sessions, config)
-    for year, context in annual_reports(tables, config).items():
+    excluded = [{"column": "ors", "rule": f"rule {i}", "rows": n} for i, n in enumerate(rules)]
+    rows = {"read": len(sessions) + sum(rules), "used": len(sessions), "excluded": sum(rules)}
+    appendix = {"rows": rows, "excluded_by_rule": excluded}
+    for year, context in annual_reports(tables, config, appendix=appendix).items():
         for where, count in _published_counts(context):
             assert not policy.is_small(count), (year, where, count)
-        system = Publisher(tables.of_year(year), policy, get_instrument("srs"), year).system
+        part = tables.of_year(year)
+        system = Publisher(part, policy, get_instrument("srs"), year, validation=appendix).system
         for total, members in system.equations:
             hidden = [c for c in (total, *members) if not system.visible(c)]
             assert len(hidden) != 1, (year, total, members)
@@ -220,10 +232,109 @@ def test_annual_report_step_writes_each_year_from_the_tables(tables, tmp_path) -
     paths["kpis"].parent.mkdir()
     tables.write(paths)
     summary = tmp_path / "summary.json"
-    summary.write_text(json.dumps({"file": "/secret/path/sessions.csv", "rows": APPENDIX["rows"]}))
+    facts = {"file": "/secret/path/sessions.csv", "rows": APPENDIX["rows"], "excluded_by_rule": []}
+    summary.write_text(json.dumps(facts))
     annual_report_step(paths, summary, tmp_path / "annual_report", SETTINGS)
     written = sorted(p.name for p in (tmp_path / "annual_report").iterdir())
     assert written == ["2024-25.html", "2024-25.pdf", "2024-25_kpis.csv", "2025-26.html",
                        "2025-26.pdf", "2025-26_kpis.csv"]  # fmt: skip
     page = (tmp_path / "annual_report" / "2025-26.html").read_text()
     assert "/secret/path" not in page and "sessions.csv" in page
+
+
+def test_validation_row_counts_in_the_appendix_are_protected_too(tables) -> None:
+    rows = {"read": 400, "used": 397, "excluded": 3}
+    rules = [{"column": "ors", "rule": "must be between 0 and 40", "rows": 3}]
+    appendix = {**APPENDIX, "rows": rows, "excluded_by_rule": rules}
+    context = annual_reports(tables, SETTINGS, appendix=appendix)["2025/26"]
+    shown = dict(context["validation_rows"])
+    assert shown["Rows read"] == "400"
+    assert shown["Rows used"] == shown["Rows excluded"] == SUPPRESSED  # 397 would reveal the 3
+    assert shown["\u2003column ors: must be between 0 and 40"] == SUPPRESSED
+
+
+def test_severity_adjusted_effect_size_is_reported_with_configured_norms(study) -> None:
+    norms = {"intercept": 14.0, "slope": -0.45, "mean_improvement": 7.0, "sd": 6.5,
+             "source": "Example Norms Service (2026)"}  # fmt: skip
+    workflow = {"outcome": "ors", "alliance": "srs", "early_session": 3, "bootstrap": 100,
+                "seed": 1, "annual_report": {"severity_norms": {"ors": norms}}}  # fmt: skip
+    config = report_settings("with norms", workflow)
+    tables = report_tables(study, config)
+    context = annual_reports(tables, config)["2025/26"]
+    saes = context["kpis"].set_index("kpi").loc["severity_adjusted_es"]
+    clinical = tables.of_year("2025/26")["kpis"].set_index("kpi").loc["clinical_start"]
+    assert int(saes["n"]) == clinical["numerator"]  # clients in the clinical range at start
+    assert re.fullmatch(r"-?\d+\.\d\d", saes["value"])
+    page = render_html(context)
+    assert "Example Norms Service (2026)" in page and "not reported" not in page
+
+
+def test_without_norms_the_report_says_why_there_is_no_severity_adjusted_effect_size(html) -> None:
+    assert "Severity-adjusted effect size: not reported" in html
+
+
+CHROMIUM_ABSENT = "Chromium is not installed here (apt-get install chromium; .ci/run installs it)"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=CHROMIUM_ABSENT)
+@pytest.mark.parametrize(("media", "width"), [("screen", 1280), ("screen", 400), ("print", 794)])
+def test_html_renders_in_headless_chromium(
+    html: str, tmp_path: Path, media: str, width: int
+) -> None:
+    page_file = tmp_path / "report.html"
+    page_file.write_text(html, encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.emulate_media(media=media)
+        page.goto(page_file.as_uri())
+        images = page.eval_on_selector_all(
+            "img",
+            "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])",
+        )
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        visible = page.eval_on_selector_all(
+            "section", "els => els.map(e => [e.id, e.getBoundingClientRect().height])"
+        )
+        page.screenshot(path=str(tmp_path / f"report_{media}_{width}.png"), full_page=True)
+        browser.close()
+    assert len(images) == 3
+    assert all(done and natural > 300 and 0 < shown <= width for done, natural, shown in images)
+    assert overflow <= 0, "the page scrolls sideways"
+    assert all(height > 20 for _, height in visible), visible
+    assert (tmp_path / f"report_{media}_{width}.png").stat().st_size > 20_000
+
+
+def _year_part(kpis: list[tuple[str, int, int | None]], accounting: list[tuple[str, int]],
+               bands: list[int]):  # fmt: skip
+    """One year's report tables with the given KPIs ``(kpi, numerator, denominator)`` (no
+    denominator: a count), outcome accounting rows, clients by band of sessions (1, 2, 3-5)
+    and nothing else."""
+    rows = [{"year": "y", "group": "all", "kpi": kpi, "numerator": k,
+             "denominator": np.nan if n is None else n, "estimate": k if n is None else k / n,
+             "ci_low": np.nan, "ci_high": np.nan, "unit": "clients" if n is None else "proportion"}
+            for kpi, k, n in kpis]  # fmt: skip
+    empty = {name: pd.DataFrame(columns=columns) for name, columns in {
+        "sites": ["year", "site_id", *report.SITE_COLUMNS],
+        "endings": ["year", "early_alliance", "dropout", "planned"],
+        "alliance_bins": ["year", "bin_low", "bin_high", "sessions"],
+        "funnel": ["year", "therapist", "n", "events", "rate", "overall"]}.items()}  # fmt: skip
+    table = pd.DataFrame(accounting, columns=["reason", "count"]).assign(analysis="outcomes")
+    clients = pd.DataFrame({"year": "y", "band": ["1", "2", "3-5"], "clients": bands})
+    return {"kpis": pd.DataFrame(rows), "accounting": table, "session_bands": clients, **empty}
+
+
+def test_when_ended_and_finished_differ_by_a_small_count_the_outcome_base_stays() -> None:
+    part = _year_part(
+        [("episodes_ended", 97, None), ("finished", 94, None),
+         ("paired_data_completeness", 94, 95), ("reliable_improvement", 40, 94),
+         ("unplanned_endings", 20, 97)],
+        [("episodes ended", 97), ("finished (included)", 94),
+         ("excluded: fewer than two sessions", 2),
+         ("excluded: no outcome score at a later session", 1)],
+        [2, 10, 85],
+    )  # fmt: skip
+    publisher = Publisher(part, DisclosurePolicy(), get_instrument("srs"), "y")
+    # 97 - 94 = 3 clients who ended without finishing: one of the two counts must go
+    assert publisher.shows("finished") and publisher.shows("reliable_improvement")
+    assert not publisher.shows("episodes_ended") and not publisher.shows("unplanned_endings")

@@ -138,6 +138,9 @@ def test_schema_instrument_lists_match_the_registry() -> None:
     assert item_keys == [k for k, inst in INSTRUMENTS.items() if inst.sums_items]
     column_keys = dataset["columns"]["propertyNames"]["enum"]
     assert column_keys[-len(INSTRUMENTS) :] == list(INSTRUMENTS)
+    norms = schema["properties"]["annual_report"]["properties"]["severity_norms"]
+    outcomes = [k for k, inst in INSTRUMENTS.items() if inst.construct == "outcome"]
+    assert norms["propertyNames"]["enum"] == outcomes
 
 
 def test_workflow_schema_is_the_package_schema() -> None:

@@ -18,6 +18,7 @@ from . import figures
 from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
 from .disclosure import DisclosurePolicy
+from .effects import SeverityNorms
 from .instruments import get_instrument
 from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
 from .pooled import one_stage, pooled_table
@@ -273,9 +274,11 @@ def pooled_step(
 def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings:
     """The annual report's settings from the workflow's: ``outcome``, ``alliance``,
     ``early_session``, ``bootstrap``, ``seed`` and the ``annual_report`` block
-    (``year_start_month``, ``suppress_below``, ``round_to``)."""
+    (``year_start_month``, ``suppress_below``, ``round_to``, and ``severity_norms`` by
+    instrument, of which the outcome's are used)."""
     block = settings.get("annual_report", {})
     policy = DisclosurePolicy(block.get("suppress_below", 5), block.get("round_to", 1))
+    norms = block.get("severity_norms", {}).get(settings["outcome"])
     return ReportSettings(
         dataset=dataset,
         outcome=settings["outcome"],
@@ -285,6 +288,7 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
         policy=policy,
         bootstrap=settings["bootstrap"],
         seed=settings["seed"],
+        severity_norms=SeverityNorms(**norms) if norms else None,
     )
 
 
@@ -316,6 +320,7 @@ def annual_report_step(
     facts = json.loads(Path(summary).read_text(encoding="utf-8"))
     appendix = {
         "rows": facts["rows"],
+        "excluded_by_rule": facts["excluded_by_rule"],
         "source": Path(facts["file"]).name,
         "software": software_versions(),
     }

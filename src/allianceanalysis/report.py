@@ -48,14 +48,16 @@ from .disclosure import SUPPRESSED, CountSystem, DisclosurePolicy, Protected
 from .effects import (
     FUNNEL_LIMITS,
     KPI_COLUMNS,
+    SeverityNorms,
     activity,
     client_outcomes,
     difference_of_proportions,
     funnel,
     nhs_talking_therapies,
     outcome_kpis,
-    proportion,
+    rate_row,
     session_bands,
+    sessions_in_year,
 )
 from .engine import InsufficientDataError
 from .errors import ConfigError
@@ -87,6 +89,7 @@ KPI_LABELS = {
     "finished": "Clients who finished (two or more sessions, paired scores)",
     "mean_improvement": "Mean improvement",
     "cohens_d": "Cohen's d (pre-SD standardiser)",
+    "severity_adjusted_es": "Severity-adjusted effect size (clinical range at start)",
     "reliable_improvement": "Reliable improvement",
     "reliable_deterioration": "Reliable deterioration",
     "clinical_start": "In the clinical range at start",
@@ -116,6 +119,7 @@ KPI_SECTIONS = {
     "outcomes": [
         "mean_improvement",
         "cohens_d",
+        "severity_adjusted_es",
         "reliable_improvement",
         "reliable_deterioration",
         "clinical_start",
@@ -152,6 +156,7 @@ class ReportSettings:
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     bootstrap: int = DEFAULT_BOOTSTRAP
     seed: int = DEFAULT_SEED
+    severity_norms: SeverityNorms | None = None
 
 
 @dataclass
@@ -163,7 +168,8 @@ class ReportTables:
     kpis : :data:`~allianceanalysis.effects.KPI_COLUMNS`, every year.
     accounting : ``year, analysis, reason, count``: cases in and out of each analysis.
     session_bands : ``year, band, clients``: sessions per client among episodes ended.
-    sites : ``year, site_id, ended, finished, reliable_improvement``.
+    sites : ``year, site_id, clients_seen, sessions_attended`` (by session date),
+        ``ended, finished, reliable_improvement`` (episodes ended in the year).
     endings : ``year, early_alliance, dropout, planned``.
     funnel : ``year, therapist, n, events, rate, overall`` and the control limits.
     alliance_bins : ``year, bin_low, bin_high, sessions``.
@@ -213,21 +219,6 @@ def year_file_name(year: str) -> str:
     return year.replace("/", "-")
 
 
-def _kpi_row(year: str, kpi: str, events: int, n: int) -> dict[str, object]:
-    estimate, low, high = proportion(events, n)
-    return {
-        "year": year,
-        "group": "all",
-        "kpi": kpi,
-        "numerator": events,
-        "denominator": n,
-        "estimate": estimate,
-        "ci_low": low,
-        "ci_high": high,
-        "unit": "proportion",
-    }
-
-
 def _alliance_kpis(year_sessions: pd.DataFrame, alliance: Instrument, year: str) -> list[dict]:
     data = year_sessions.dropna(subset=[alliance.key])
     if alliance.cutoff is None:
@@ -235,8 +226,8 @@ def _alliance_kpis(year_sessions: pd.DataFrame, alliance: Instrument, year: str)
     below = data[alliance.key] < alliance.cutoff
     by_client = below.groupby([data[k] for k in case_keys(data)]).any()
     return [
-        _kpi_row(year, "alliance_sessions_below_cutoff", int(below.sum()), len(below)),
-        _kpi_row(year, "alliance_clients_below_cutoff", int(by_client.sum()), len(by_client)),
+        rate_row(year, "alliance_sessions_below_cutoff", int(below.sum()), len(below)),
+        rate_row(year, "alliance_clients_below_cutoff", int(by_client.sum()), len(by_client)),
     ]
 
 
@@ -259,13 +250,23 @@ def _accounting(in_year: pd.DataFrame, year_clients: pd.DataFrame, year: str) ->
     return pd.DataFrame(rows, columns=["analysis", "reason", "count"]).assign(year=year)
 
 
-def _sites(in_year: pd.DataFrame, year: str) -> pd.DataFrame:
+SITE_COLUMNS = {
+    "clients_seen": ("Clients seen", "clients_seen", "count"),
+    "sessions_attended": ("Sessions attended", "sessions_attended", "count"),
+    "ended": ("Episodes ended", "episodes_ended", "count"),
+    "finished": ("Finished", "finished", "count"),
+    "reliable_improvement": ("Reliable improvement", "reliable_improvement", "events"),
+}
+"""The columns of the table by site: heading, and the KPI cell their total equals."""
+
+
+def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame:
+    """Counts by site: clients and sessions by the session's site and date, episodes by the
+    site of their last session."""
     if "site_id" not in in_year:
-        return pd.DataFrame(
-            columns=["year", "site_id", "ended", "finished", "reliable_improvement"]
-        )
+        return pd.DataFrame(columns=["year", "site_id", *SITE_COLUMNS])
     improved = in_year["reliable_improvement"].astype("boolean").fillna(False).astype(int)
-    counts = (
+    episodes = (
         in_year.assign(improved=improved)
         .groupby("site_id")
         .agg(
@@ -273,10 +274,12 @@ def _sites(in_year: pd.DataFrame, year: str) -> pd.DataFrame:
             finished=("finished", "sum"),
             reliable_improvement=("improved", "sum"),
         )
-        .astype(int)
-        .reset_index()
     )
-    return counts.assign(year=year)
+    by_session = seen.groupby("site_id").agg(
+        clients_seen=("client_id", "nunique"), sessions_attended=("session", "size")
+    )
+    counts = by_session.join(episodes, how="outer").fillna(0).astype(int)[list(SITE_COLUMNS)]
+    return counts.reset_index().assign(year=year)
 
 
 def _endings(year_clients: pd.DataFrame, alliance: Instrument, year: str) -> pd.DataFrame:
@@ -374,11 +377,11 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
         dropout = in_year["dropout"]
         extra = [
             *_alliance_kpis(year_sessions, alliance, year),
-            _kpi_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
+            rate_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
         ]
         parts["kpis"] += [
             activity(sessions, outcomes, year, settings.year_start_month),
-            outcome_kpis(in_year, settings.outcome, year),
+            outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
             pd.DataFrame(extra, columns=KPI_COLUMNS),
         ]
         parts["accounting"].append(_accounting(in_year, year_clients, year))
@@ -386,7 +389,8 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
         parts["session_bands"].append(
             pd.DataFrame({"year": year, "band": bands.index, "clients": bands.to_numpy()})
         )
-        parts["sites"].append(_sites(in_year, year))
+        seen = sessions_in_year(sessions, year, settings.year_start_month)
+        parts["sites"].append(_sites(in_year, seen, year))
         parts["endings"].append(_endings(year_clients, alliance, year))
         finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
         if len(finished):
@@ -412,9 +416,12 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
     )
 
 
-COUNT_PRIORITY, RATE_PRIORITY = 3, 2
+OUTCOME_BASE_PRIORITY, COUNT_PRIORITY, RATE_PRIORITY = 4, 3, 2
 """Secondary suppression hides the cells of breakdown tables, figures and totals (priority 0
-and 1) before the parts of a KPI rate (2) and before a headline count (3)."""
+and 1) before the parts of a KPI rate (2), before a headline count (3), and the clients who
+finished (the base of every outcome KPI: hiding it hides them all) last. When the episodes
+ended and the clients who finished differ by a small count, one of the two must go: it is
+then the episodes ended (which hides the dropout rate and the median sessions with it)."""
 
 
 def _key(kpi: str, part: str) -> tuple[str, str, str]:
@@ -439,6 +446,9 @@ class Publisher:
     policy : DisclosurePolicy
     alliance : Instrument
     year : str
+    validation : mapping, optional
+        The validation summary's ``rows`` (read, used, excluded) and ``excluded_by_rule``,
+        published in the data-quality appendix.
     """
 
     def __init__(
@@ -447,9 +457,11 @@ class Publisher:
         policy: DisclosurePolicy,
         alliance: Instrument,
         year: str,
+        validation: Mapping[str, Any] | None = None,
     ) -> None:
         self.policy, self.year = policy, year
         self.system = CountSystem(policy)
+        self.counted_rows: dict[str, str] = {}
         self.kpis = part["kpis"].set_index("kpi")
         self._register_kpis()
         self.bands = (
@@ -467,6 +479,7 @@ class Publisher:
         self.endings = self._register_endings(part["endings"], alliance)
         self.bins = self._register_bins(part["alliance_bins"], alliance)
         self.funnel = self._register_funnel(part["funnel"])
+        self.validation = self._register_validation(validation or {})
         self.system.solve()
 
     @property
@@ -493,8 +506,9 @@ class Publisher:
                                      priority=RATE_PRIORITY)  # fmt: skip
                 self.system.equation(_key(kpi, "n"), [_key(kpi, "events"), _key(kpi, "non_events")])
             elif pd.notna(row["numerator"]):
+                priority = OUTCOME_BASE_PRIORITY if kpi == "finished" else COUNT_PRIORITY
                 self.system.cell(_key(kpi, "count"), row["numerator"], table=name, row=label,
-                                 priority=COUNT_PRIORITY)  # fmt: skip
+                                 priority=priority)  # fmt: skip
             elif pd.notna(row["denominator"]):
                 self.system.cell(_key(kpi, "n"), row["denominator"], table=name, row=label,
                                  column="n", priority=RATE_PRIORITY)  # fmt: skip
@@ -510,7 +524,7 @@ class Publisher:
         ):
             self._same(finished, _key(kpi, "n"))
         self._same(finished, _key("paired_data_completeness", "events"))
-        for kpi in ("recovery", "reliable_recovery"):
+        for kpi in ("recovery", "reliable_recovery", "severity_adjusted_es"):
             self._same(_key("clinical_start", "events"), _key(kpi, "n"))
         for kpi in ("nhs_caseness_start", "nhs_reliable_improvement", "nhs_reliable_deterioration"):
             self._same(_key("nhs_finished", "count"), _key(kpi, "n"))
@@ -538,21 +552,14 @@ class Publisher:
         return tables
 
     def _register_sites(self, sites: pd.DataFrame) -> pd.DataFrame:
-        counts = sites.set_index("site_id")[["ended", "finished", "reliable_improvement"]]
-        self._register(counts, "sites", f"Episodes by site ({self.year})", column_totals=True)
-        for j, target in enumerate(
-            (
-                _key("episodes_ended", "count"),
-                _key("finished", "count"),
-                _key("reliable_improvement", "events"),
-            )
-        ):
-            if (
-                target in self.system.values
-                and counts.iloc[:, j].sum() == self.system.values[target]
-            ):
+        counts = sites.set_index("site_id")[list(SITE_COLUMNS)]
+        self._register(counts, "sites", f"Activity by site ({self.year})", column_totals=True)
+        for j, (_, kpi, part) in enumerate(SITE_COLUMNS.values()):
+            target = _key(kpi, part)
+            total = self.system.values.get(target)
+            if total == counts.iloc[:, j].sum():  # not so when a client was seen at two sites
                 self._same(("sites", "total", j), target)
-        counts.columns = ["Episodes ended", "Finished", "Reliable improvement"]
+        counts.columns = [heading for heading, _, _ in SITE_COLUMNS.values()]
         return counts
 
     def _register_endings(self, endings: pd.DataFrame, alliance: Instrument) -> pd.DataFrame:
@@ -574,7 +581,10 @@ class Publisher:
 
     def _register_bins(self, bins: pd.DataFrame, alliance: Instrument) -> pd.DataFrame:
         counts = bins.set_index("bin_low")[["sessions"]]
-        self._register(counts, "bins", f"Alliance ratings figure ({self.year})", column_totals=True)
+        ranges = [f"{low:g}\u2013{high:g}" for low, high in zip(bins["bin_low"], bins["bin_high"],
+                                                              strict=True)]  # fmt: skip
+        self._register(counts.set_axis(ranges), "bins", f"Alliance ratings figure ({self.year})",
+                       column_totals=True)  # fmt: skip
         below = _key("alliance_sessions_below_cutoff", "n")
         self._same(("bins", "total", 0), below)
         if alliance.cutoff is not None and alliance.cutoff in set(bins["bin_high"]):
@@ -588,6 +598,7 @@ class Publisher:
 
     def _register_funnel(self, table: pd.DataFrame) -> pd.DataFrame:
         name = f"Funnel plot ({self.year})"
+        self.counted_rows[name] = "therapists (codes withheld)"
         for row in table.itertuples():
             keys = [("therapist", row.therapist, part) for part in ("n", "events", "non_events")]
             for key, value in zip(keys, (row.n, row.events, row.n - row.events), strict=True):
@@ -603,6 +614,32 @@ class Publisher:
                 self.system.equation(target, members)
         return table
 
+    def _register_validation(self, validation: Mapping[str, Any]) -> list[tuple[str, tuple]]:
+        """Rows read, used and excluded at validation (``read = used + excluded``) and the
+        rows excluded by each rule (a row breaking two rules counts under both, so the rules
+        add up to the excluded rows only when none does)."""
+        if "rows" not in validation:
+            return []
+        name = "Rows at validation (whole file)"
+        rows = validation["rows"]
+        labels = [("Rows read", ("validation", "read")), ("Rows used", ("validation", "used")),
+                  ("Rows excluded", ("validation", "excluded"))]  # fmt: skip
+        for (label, key), part in zip(labels, ("read", "used", "excluded"), strict=True):
+            self.system.cell(key, rows[part], table=name, row=label, priority=1)
+        self.system.equation(labels[0][1], [labels[1][1], labels[2][1]])
+        rules = []
+        for i, entry in enumerate(validation.get("excluded_by_rule", [])):
+            label = f"\u2003column {entry['column']}: {entry['rule']}"
+            key = self.system.cell(("validation", "rule", i), entry["rows"], table=name, row=label)
+            rules.append((label, key))
+        if rules and sum(self.system.values[k] for _, k in rules) == rows["excluded"]:
+            self.system.equation(labels[2][1], [k for _, k in rules])
+        return labels + rules
+
+    def validation_rows(self) -> list[tuple[str, str]]:
+        """The validation's row counts as published: ``(label, count)`` pairs."""
+        return [(label, self.system.text(key)) for label, key in self.validation]
+
     def shows(self, kpi: str) -> bool:
         """Whether a KPI's value is published this year."""
         row = self.kpis.loc[kpi]
@@ -616,15 +653,19 @@ class Publisher:
         rows = []
         for kpi, row in self.kpis.iterrows():
             n = self.system.text(_key(kpi, "n")) if _key(kpi, "n") in self.system.values else ""
-            if not self.shows(kpi):
-                value = ci = SUPPRESSED
-            elif row["unit"] != "proportion" and pd.notna(row["numerator"]):
-                value, ci = self.system.text(_key(kpi, "count")), ""
-            else:
-                value, ci = _estimate_text(row, kpi)
+            value, ci = self.published(kpi)
             rows.append({"year": self.year, "kpi": kpi, "label": KPI_LABELS.get(kpi, kpi),
                          "value": value, "ci": ci, "n": n, "unit": row["unit"]})  # fmt: skip
         return pd.DataFrame(rows, columns=["year", "kpi", "label", "value", "ci", "n", "unit"])
+
+    def published(self, kpi: str) -> tuple[str, str]:
+        """A KPI's value and interval as published (``*`` where suppressed)."""
+        row = self.kpis.loc[kpi]
+        if not self.shows(kpi):
+            return SUPPRESSED, SUPPRESSED
+        if row["unit"] != "proportion" and pd.notna(row["numerator"]):
+            return self.system.text(_key(kpi, "count")), ""
+        return _estimate_text(row, kpi)
 
     def protected(self, prefix: str, counts: pd.DataFrame, **totals: bool) -> Protected:
         """A registered count table as published."""
@@ -632,15 +673,16 @@ class Publisher:
 
 
 def _estimate_text(row: pd.Series, kpi: str) -> tuple[str, str]:
-    """A rate (as %) or mean and its interval as text; empty when not estimable."""
+    """A rate (as %) or mean and its 95% interval as text (a median: its interquartile range);
+    empty when not estimable."""
     if pd.isna(row["estimate"]):
         return "", ""
     if row["unit"] == "proportion":
         return f"{100 * row['estimate']:.1f}%", (
             f"[{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]")  # fmt: skip
-    places = 0 if kpi == "sessions_per_client_median" else 2
-    return f"{row['estimate']:.{places}f}", (
-        f"[{row['ci_low']:.{places}f}, {row['ci_high']:.{places}f}]")  # fmt: skip
+    if kpi == "sessions_per_client_median":
+        return f"{row['estimate']:g}", f"IQR {row['ci_low']:g}\u2013{row['ci_high']:g}"
+    return f"{row['estimate']:.2f}", f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
 
 def _png(figure: Figure) -> str:
@@ -742,10 +784,12 @@ def _site_table(publisher: Publisher) -> ApaTable | None:
         return None
     protected = publisher.protected("sites", counts, column_totals=True)
     return ApaTable(
-        f"Episodes by site ({publisher.year})",
+        f"Activity by site ({publisher.year})",
         ["Site", *counts.columns],
         _count_rows(protected, counts.index),
-        SUPPRESSION_NOTE.format(below=publisher.policy.suppress_below),
+        "Clients seen and sessions attended: sessions dated in the year, by the site of the "
+        "session; episodes: those ended in the year, by the site of their last session. "
+        + SUPPRESSION_NOTE.format(below=publisher.policy.suppress_below),
     )
 
 
@@ -872,6 +916,7 @@ YEAR_OVER_YEAR = (
     "finished",
     "mean_improvement",
     "cohens_d",
+    "severity_adjusted_es",
     "reliable_improvement",
     "reliable_deterioration",
     "recovery",
@@ -895,7 +940,7 @@ def _change(this: pd.Series, before: pd.Series, policy: DisclosurePolicy) -> lis
         return [
             f"{100 * before['estimate']:.1f}%",
             f"{100 * this['estimate']:.1f}%",
-            f"{100 * d:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]",
+            f"{100 * d:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}]",
         ]
     if pd.isna(this["numerator"]):
         crit = stats.norm.ppf(0.975)
@@ -932,25 +977,35 @@ def _year_over_year(publishers: Mapping[str, Publisher], year: str) -> ApaTable 
                     ]
                 )
             else:
-                rows.append([label, before, SUPPRESSED, SUPPRESSED, SUPPRESSED])
+                shown = [then.published(kpi)[0], this_year.published(kpi)[0]]
+                rows.append([label, before, *shown, SUPPRESSED])
     return ApaTable(
         f"Year over year ({year})",
         ["KPI", "Compared with", "Then", year, "Change [95% CI]"],
         rows,
-        "Rates: difference in percentage points with Newcombe's interval; means and "
+        "Rates: difference in percentage points (pp) with Newcombe's interval; means and "
         "effect sizes: difference with a normal-approximation interval; counts: "
-        f"difference only. {SUPPRESSED}: suppressed in either year.",
+        f"difference only. {SUPPRESSED}: suppressed (a change: suppressed in either year).",
     )
 
 
-def summarise_log(log: list[dict[str, str]]) -> list[dict[str, str]]:
+def summarise_log(
+    log: list[dict[str, str]], counted: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
     """The suppression log for the appendix: one line per table and reason, listing its cells.
+
+    ``counted`` names tables whose rows are counted, not named (table -> what a row is): the
+    funnel plot's rows are therapists, and naming the codes with small caseloads would single
+    them out.
 
     Examples
     --------
-    >>> summarise_log([{"table": "t", "row": "a", "column": "n", "reason": "small"},
-    ...                {"table": "t", "row": "a", "column": "events", "reason": "small"}])
+    >>> log = [{"table": "t", "row": "a", "column": "n", "reason": "small"},
+    ...        {"table": "t", "row": "a", "column": "events", "reason": "small"}]
+    >>> summarise_log(log)
     [{'table': 't', 'reason': 'small', 'cells': 'a: n, events'}]
+    >>> summarise_log(log, counted={"t": "therapists"})[0]["cells"]
+    '1 therapists'
     """
     grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
     for entry in log:
@@ -958,8 +1013,11 @@ def summarise_log(log: list[dict[str, str]]) -> list[dict[str, str]]:
         rows.setdefault(entry["row"], []).extend([entry["column"]] if entry["column"] else [])
     summary = []
     for (table, reason), rows in grouped.items():
-        cells = [f"{row}: {', '.join(cols)}" if cols else row for row, cols in rows.items()]
-        summary.append({"table": table, "reason": reason, "cells": "; ".join(cells)})
+        if counted and table in counted:
+            text = f"{len(rows)} {counted[table]}"
+        else:
+            text = "; ".join(f"{row}: {', '.join(c)}" if c else row for row, c in rows.items())
+        summary.append({"table": table, "reason": reason, "cells": text})
     return summary
 
 
@@ -981,7 +1039,8 @@ def annual_reports(
     settings : ReportSettings
     appendix : mapping, optional
         Facts for the methods appendix: ``rows`` (the validation's row accounting:
-        read / used / excluded), ``software`` (package versions), ``source`` (input file name).
+        read / used / excluded) and ``excluded_by_rule`` (both published through disclosure
+        control), ``software`` (package versions), ``source`` (input file name).
 
     Returns
     -------
@@ -991,8 +1050,10 @@ def annual_reports(
     """
     outcome, alliance = get_instrument(settings.outcome), get_instrument(settings.alliance)
     parts = {year: tables.of_year(year) for year in tables.years}
+    facts = dict(appendix or {})
     publishers = {
-        year: Publisher(part, settings.policy, alliance, year) for year, part in parts.items()
+        year: Publisher(part, settings.policy, alliance, year, validation=facts)
+        for year, part in parts.items()
     }
     reports = {}
     for year, publisher in publishers.items():
@@ -1035,9 +1096,10 @@ def annual_reports(
             "caterpillar_counts": caterpillar_counts,
             "year_over_year": _year_over_year(publishers, year),
             "accounting_table": _accounting_table(publisher),
-            "appendix": dict(appendix or {}),
+            "appendix": facts,
+            "validation_rows": publisher.validation_rows(),
             "instruments": [outcome, alliance, *nhs_instruments],
-            "suppression_log": summarise_log(publisher.log),
+            "suppression_log": summarise_log(publisher.log, counted=publisher.counted_rows),
         }
     return reports
 
