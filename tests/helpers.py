@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from allianceanalysis.config import DatasetSpec
+from allianceanalysis.disclosure import CountSystem
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -53,3 +54,32 @@ def complete(sessions: pd.DataFrame, n: int = 8) -> pd.DataFrame:
 def within(frame: pd.DataFrame, column: str, by: str = "client_id") -> pd.Series:
     """Deviation of ``column`` from its mean within ``by``."""
     return frame[column] - frame.groupby(by)[column].transform("mean")
+
+
+def worked_out(system: CountSystem) -> set:
+    """Every cell of a solved :class:`CountSystem` a reader can know: the published ones and
+    any that follow from them by subtraction (an equation with one unknown), repeatedly. Written
+    independently of the solver, to check it."""
+    known = {key for key in system.values if system.visible(key)}
+    changed = True
+    while changed:
+        changed = False
+        for total, members in system.equations:
+            unknown = [c for c in (total, *members) if c not in known]
+            if len(unknown) == 1:
+                known.add(unknown[0])
+                changed = True
+    return known
+
+
+def assert_nothing_small_can_be_worked_out(system: CountSystem, context: object = "") -> None:
+    """No cell a reader can know, and no sum of unknown members of an equation whose total is
+    known, is a count in the suppressed range."""
+    known = worked_out(system)
+    small = system.policy.is_small
+    for key in known:
+        assert not small(system.values[key]), (context, key, system.values[key])
+    for total, members in system.equations:
+        if total in known:
+            rest = sum(system.values[m] for m in members if m not in known)
+            assert not small(rest), (context, total, members)

@@ -16,6 +16,8 @@ from allianceanalysis.disclosure import (
     protect_rate,
 )
 
+from .helpers import assert_nothing_small_can_be_worked_out
+
 POLICIES = st.sampled_from([DisclosurePolicy(), DisclosurePolicy(8, 5), DisclosurePolicy(3)])
 
 
@@ -115,10 +117,16 @@ def linked_systems(draw):
     leaves = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
     cuts = [sorted(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))) for _ in range(2)]
     cuts[1] = draw(st.permutations(cuts[1]))
-    return leaves, cuts, draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+    return (
+        leaves,
+        cuts,
+        draw(st.integers(0, n - 1)),
+        draw(st.integers(0, n - 1)),
+        draw(st.integers(0, 12)),
+    )
 
 
-def build(leaves, cuts, copied, grouped, policy) -> CountSystem:
+def build(leaves, cuts, copied, grouped, rest, policy) -> CountSystem:
     system = CountSystem(policy)
     for i, value in enumerate(leaves):
         system.cell(("leaf", i), value, table="t")
@@ -135,6 +143,8 @@ def build(leaves, cuts, copied, grouped, policy) -> CountSystem:
     system.equation("copy", [("leaf", copied)])
     system.cell("partner", leaves[grouped] + 5, table="u")
     system.group([("leaf", grouped), "partner"])
+    system.cell("whole", leaves[grouped] + rest, table="u", priority=2)  # never-published rest
+    system.equation("whole", [("leaf", grouped), system.implied("rest", rest, table="u")])
     system.solve()
     return system
 
@@ -142,15 +152,10 @@ def build(leaves, cuts, copied, grouped, policy) -> CountSystem:
 @given(linked_systems(), POLICIES)
 def test_linked_system_shows_no_small_count_and_no_recoverable_one(case, policy) -> None:
     system = build(*case, policy)
-    for key, value in system.values.items():
-        if system.visible(key):
-            assert not policy.is_small(value), key
-    for total, members in system.equations:
-        cells = [total, *members]
-        assert sum(not system.visible(c) for c in cells) != 1, (total, members)
-        if system.visible(total):
-            hidden = sum(system.values[m] for m in members if not system.visible(m))
-            assert not policy.is_small(hidden), (total, members)
+    assert_nothing_small_can_be_worked_out(system)
+    for total, members in system.equations:  # suppressed cells stay unknown, whatever their size
+        unknown = [c for c in (total, *members) if not system.visible(c)]
+        assert len(unknown) != 1 or unknown[0] in system.implicit, (total, members)
     for group in system.groups:
         assert len({system.visible(k) for k in group}) == 1
 
@@ -172,3 +177,31 @@ def test_a_copy_of_a_suppressed_count_is_suppressed_too() -> None:
     system.equation("a_again", ["a"])
     system.solve()
     assert system.text("a") == system.text("a_again") == SUPPRESSED
+
+
+def test_a_small_implied_count_is_protected_like_a_suppressed_one() -> None:
+    system = CountSystem(DisclosurePolicy())
+    system.cell("recovered", 29, table="k", priority=2)
+    system.cell("reliably", 27, table="k")
+    system.equation("recovered", ["reliably", system.implied("not_reliably", 2, table="k")])
+    system.solve()
+    assert not system.visible("reliably")  # 29 - 27 would reveal the 2
+    assert [e["reason"] for e in system.log] == [  # the implied count is never logged
+        "protects a suppressed count that could be worked back from a total (secondary)"
+    ]
+
+
+def test_an_implied_count_outside_the_suppressed_range_hides_nothing() -> None:
+    system = CountSystem(DisclosurePolicy())
+    system.cell("recovered", 29, table="k")
+    system.cell("reliably", 20, table="k")
+    system.equation("recovered", ["reliably", system.implied("not_reliably", 9, table="k")])
+    system.solve()
+    assert system.visible("recovered", "reliably") and not system.log
+
+
+def test_an_implied_count_must_belong_to_exactly_one_equation() -> None:
+    system = CountSystem(DisclosurePolicy())
+    system.implied("loose", 9, table="k")
+    with pytest.raises(ValueError, match="exactly one equation"):
+        system.solve()

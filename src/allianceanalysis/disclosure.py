@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -87,16 +88,22 @@ class CountSystem:
     be worked back from another. Here every published count is one cell, registered once
     (:meth:`cell`); :meth:`equation` records ``total = sum(members)`` (an equality is an
     equation with one member) and :meth:`group` cells published only together (a therapist's
-    point in a funnel plot: clients and events). :meth:`solve` then applies, until nothing
-    changes:
+    point in a funnel plot: clients and events). Counts that are never published but follow
+    from published ones (the clients who finished without a reliable change follow from the
+    finished, improved and deteriorated counts) are :meth:`implied` cells, each a member of
+    one equation. :meth:`solve` then applies, until nothing changes:
 
     - primary suppression of every count in the suppressed range;
     - all-or-nothing groups;
     - no equation with exactly one hidden cell (it could be recovered by subtraction): the
-      smallest other member (non-zero first) is hidden, or else the total;
+      smallest other member (non-zero first) is hidden, or else the total; an implied cell
+      may be recovered when it is not itself small;
     - no equation whose hidden members add up to a count in the suppressed range while the
       total and the other members are visible (their sum could be recovered): one more member
       is hidden.
+
+    Only the equations of a cell just hidden are checked again (a worklist), so solving is
+    linear in the size of the system for the thousands of therapists of a national service.
 
     Examples
     --------
@@ -117,6 +124,7 @@ class CountSystem:
         self.equations: list[tuple[Hashable, list[Hashable]]] = []
         self.groups: list[list[Hashable]] = []
         self.hidden: set[Hashable] = set()
+        self.implicit: set[Hashable] = set()
         self.log: list[dict[str, str]] = []
         self._logged: list[Hashable] = []
 
@@ -142,6 +150,15 @@ class CountSystem:
             self.values[key] = float(value)
             self.labels[key] = (table, row, column)
             self.priority[key] = priority
+        return key
+
+    def implied(self, key: Hashable, value: float, *, table: str, row: str = "") -> Hashable:
+        """Register a count that is never published but follows from published ones: make it
+        a member of exactly one equation. It is protected like a suppressed count when it is
+        in the suppressed range, and never appears in the log or in a table."""
+        self.cell(key, value, table=table, row=row)
+        self.hidden.add(key)
+        self.implicit.add(key)
         return key
 
     def equation(self, total: Hashable, members: Sequence[Hashable]) -> None:
@@ -183,33 +200,32 @@ class CountSystem:
             best[root(key)] = max(best.get(root(key), priority), priority)
         return {key: best[root(key)] for key in self.values}
 
-    def _step(self) -> bool:
-        for keys in self.groups:
-            shown = [k for k in keys if k not in self.hidden]
-            if shown and len(shown) < len(keys):
-                for key in shown:
-                    self._hide(key, "published together with a suppressed count")
-                return True
-        for total, members in self.equations:
-            cells = [total, *members]
-            unknown = [c for c in cells if c in self.hidden]
-            if len(unknown) == 1:
-                self._hide(
-                    self._pick(members, total),
-                    "protects a suppressed count that "
-                    "could be worked back from a total (secondary)",
-                )
-                return True
-            hidden_sum = sum(self.values[m] for m in members if m in self.hidden)
-            if total not in self.hidden and unknown and self.policy.is_small(hidden_sum):
-                if all(m in self.hidden for m in members):
-                    continue
-                self._hide(
-                    self._pick(members, total),
-                    "the suppressed counts of a total would add up to a small count (secondary)",
-                )
-                return True
-        return False
+    def _recoverable(self, cell: Hashable) -> bool:
+        """Whether a hidden cell, the only hidden one of an equation, may be worked out."""
+        return cell in self.implicit and not self.policy.is_small(self.values[cell])
+
+    def _check_group(self, keys: list[Hashable]) -> Hashable | None:
+        shown = [k for k in keys if k not in self.hidden]
+        if shown and len(shown) < len(keys):
+            self._hide(shown[0], "published together with a suppressed count")
+            return shown[0]
+        return None
+
+    def _check_equation(self, total: Hashable, members: list[Hashable]) -> Hashable | None:
+        unknown = [c for c in (total, *members) if c in self.hidden]
+        if len(unknown) == 1 and not self._recoverable(unknown[0]):
+            key = self._pick(members, total)
+            self._hide(key, "protects a suppressed count that could be worked back from a total "
+                       "(secondary)")  # fmt: skip
+            return key
+        hidden_sum = sum(self.values[m] for m in members if m in self.hidden)
+        shown = [m for m in members if m not in self.hidden]
+        if total not in self.hidden and shown and self.policy.is_small(hidden_sum):
+            key = self._pick(members, total)
+            self._hide(key, "the suppressed counts of a total would add up to a small count "
+                       "(secondary)")  # fmt: skip
+            return key
+        return None
 
     def solve(self) -> None:
         """Apply primary and secondary suppression (idempotent)."""
@@ -217,8 +233,30 @@ class CountSystem:
         for key in sorted(self.values, key=str):
             if key not in self.hidden and self.policy.is_small(self.values[key]):
                 self._hide(key, f"count below {self.policy.suppress_below} (primary)")
-        while self._step():
-            pass
+        checks = [("group", i) for i in range(len(self.groups))]
+        checks += [("equation", i) for i in range(len(self.equations))]
+        touching: dict[Hashable, list[tuple[str, int]]] = {}
+        for kind, i in checks:
+            cells = self.groups[i] if kind == "group" else [self.equations[i][0],
+                                                            *self.equations[i][1]]  # fmt: skip
+            for cell in cells:
+                touching.setdefault(cell, []).append((kind, i))
+        if any(len(touching.get(cell, ())) != 1 for cell in self.implicit):
+            raise ValueError("an implied count must be a member of exactly one equation")
+        queue, queued = deque(checks), set(checks)
+        while queue:
+            kind, i = queue.popleft()
+            queued.discard((kind, i))
+            hidden = (
+                self._check_group(self.groups[i])
+                if kind == "group"
+                else self._check_equation(*self.equations[i])
+            )
+            if hidden is not None:
+                for item in [(kind, i), *touching[hidden]]:
+                    if item not in queued:
+                        queue.append(item)
+                        queued.add(item)
 
     def visible(self, *keys: Hashable) -> bool:
         """Whether every one of ``keys`` is published."""
