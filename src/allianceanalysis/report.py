@@ -424,6 +424,24 @@ ended and the clients who finished differ by a small count, one of the two must 
 then the episodes ended (which hides the dropout rate and the median sessions with it)."""
 
 
+IMPLIED_BY_KPIS = (
+    (("finished", "count"),
+     (("reliable_improvement", "events"), ("reliable_deterioration", "events")),
+     "finished with no reliable change"),
+    (("recovery", "events"), (("reliable_recovery", "events"),),
+     "recovered without reliable improvement"),
+    (("nhs_finished", "count"),
+     (("nhs_reliable_improvement", "events"), ("nhs_reliable_deterioration", "events")),
+     "finished with no reliable change (NHS)"),
+    (("nhs_recovery", "events"), (("nhs_reliable_recovery", "events"),),
+     "recovered without reliable improvement (NHS)"),
+    (("episodes_ended", "count"), (("alliance_clients_below_cutoff", "n"),),
+     "ended without an alliance rating"),
+)  # fmt: skip
+"""Counts never published but implied by KPIs: ``(total, parts, what)``, total = parts + the
+rest (a KPI's events that are a subset of another's, as reliable recovery of recovery)."""
+
+
 def _key(kpi: str, part: str) -> tuple[str, str, str]:
     return ("kpi", kpi, part)
 
@@ -480,6 +498,7 @@ class Publisher:
         self.bins = self._register_bins(part["alliance_bins"], alliance)
         self.funnel = self._register_funnel(part["funnel"])
         self.validation = self._register_validation(validation or {})
+        self._register_implied()
         self.system.solve()
 
     @property
@@ -553,13 +572,13 @@ class Publisher:
 
     def _register_sites(self, sites: pd.DataFrame) -> pd.DataFrame:
         counts = sites.set_index("site_id")[list(SITE_COLUMNS)]
+        counts.columns = [heading for heading, _, _ in SITE_COLUMNS.values()]
         self._register(counts, "sites", f"Activity by site ({self.year})", column_totals=True)
         for j, (_, kpi, part) in enumerate(SITE_COLUMNS.values()):
             target = _key(kpi, part)
             total = self.system.values.get(target)
             if total == counts.iloc[:, j].sum():  # not so when a client was seen at two sites
                 self._same(("sites", "total", j), target)
-        counts.columns = [heading for heading, _, _ in SITE_COLUMNS.values()]
         return counts
 
     def _register_endings(self, endings: pd.DataFrame, alliance: Instrument) -> pd.DataFrame:
@@ -598,7 +617,7 @@ class Publisher:
 
     def _register_funnel(self, table: pd.DataFrame) -> pd.DataFrame:
         name = f"Funnel plot ({self.year})"
-        self.counted_rows[name] = "therapists (codes withheld)"
+        self.counted_rows[name] = "therapists not drawn (codes withheld)"
         for row in table.itertuples():
             keys = [("therapist", row.therapist, part) for part in ("n", "events", "non_events")]
             for key, value in zip(keys, (row.n, row.events, row.n - row.events), strict=True):
@@ -613,6 +632,33 @@ class Publisher:
             if members and target in self.system.values and total == self.system.values[target]:
                 self.system.equation(target, members)
         return table
+
+    def _implied_rest(self, total: tuple, parts: list[tuple], what: str) -> None:
+        """Record that ``total`` = ``parts`` + a count never published (``what``), so that the
+        rest cannot be worked out when it is small."""
+        cells = [total, *parts]
+        if not all(cell in self.system.values for cell in cells):
+            return
+        rest = self.system.values[total] - sum(self.system.values[c] for c in parts)
+        name = f"Implied by the key figures ({self.year})"
+        key = self.system.implied(("implied", *cells), rest, table=name, row=what)
+        self.system.equation(total, [*parts, key])
+
+    def _register_implied(self) -> None:
+        """The counts the published ones imply without publishing them: subsets of a KPI's
+        events published as another KPI, breakdowns that leave a remainder."""
+        for total, parts, what in IMPLIED_BY_KPIS:
+            self._implied_rest(_key(*total), [_key(*part) for part in parts], what)
+        for j, part in enumerate(("events", "non_events")):
+            what = f"endings ({part}) without an early alliance rating"
+            self._implied_rest(_key("unplanned_endings", part), [("endings", "total", j)], what)
+        ended, finished, improved = (list(SITE_COLUMNS).index(c) for c in
+                                     ("ended", "finished", "reliable_improvement"))  # fmt: skip
+        for i, site in enumerate(self.sites.index):
+            self._implied_rest(("sites", i, ended), [("sites", i, finished)],
+                               f"{site}: ended, not finished")  # fmt: skip
+            self._implied_rest(("sites", i, finished), [("sites", i, improved)],
+                               f"{site}: finished, not reliably improved")  # fmt: skip
 
     def _register_validation(self, validation: Mapping[str, Any]) -> list[tuple[str, tuple]]:
         """Rows read, used and excluded at validation (``read = used + excluded``) and the
@@ -994,30 +1040,36 @@ def summarise_log(
 ) -> list[dict[str, str]]:
     """The suppression log for the appendix: one line per table and reason, listing its cells.
 
-    ``counted`` names tables whose rows are counted, not named (table -> what a row is): the
-    funnel plot's rows are therapists, and naming the codes with small caseloads would single
-    them out.
+    ``counted`` names tables whose rows are counted, not named (table -> what a row is), in
+    one line per table whatever the reasons: the funnel plot's rows are therapists, and naming
+    the codes with small caseloads would single them out.
 
     Examples
     --------
     >>> log = [{"table": "t", "row": "a", "column": "n", "reason": "small"},
-    ...        {"table": "t", "row": "a", "column": "events", "reason": "small"}]
-    >>> summarise_log(log)
-    [{'table': 't', 'reason': 'small', 'cells': 'a: n, events'}]
-    >>> summarise_log(log, counted={"t": "therapists"})[0]["cells"]
-    '1 therapists'
+    ...        {"table": "t", "row": "a", "column": "events", "reason": "small"},
+    ...        {"table": "t", "row": "b", "column": "n", "reason": "with a small one"}]
+    >>> summarise_log(log)[0]
+    {'table': 't', 'reason': 'small', 'cells': 'a: n, events'}
+    >>> summarise_log(log, counted={"t": "therapists not drawn"})
+    [{'table': 't', 'reason': 'small; with a small one', 'cells': '2 therapists not drawn'}]
     """
+    counted = counted or {}
     grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
+    reasons: dict[tuple[str, str], list[str]] = {}
     for entry in log:
-        rows = grouped.setdefault((entry["table"], entry["reason"]), {})
+        key = (entry["table"], "" if entry["table"] in counted else entry["reason"])
+        rows = grouped.setdefault(key, {})
         rows.setdefault(entry["row"], []).extend([entry["column"]] if entry["column"] else [])
+        if entry["reason"] not in reasons.setdefault(key, []):
+            reasons[key].append(entry["reason"])
     summary = []
-    for (table, reason), rows in grouped.items():
-        if counted and table in counted:
+    for (table, _), rows in grouped.items():
+        if table in counted:
             text = f"{len(rows)} {counted[table]}"
         else:
             text = "; ".join(f"{row}: {', '.join(c)}" if c else row for row, c in rows.items())
-        summary.append({"table": table, "reason": reason, "cells": text})
+        summary.append({"table": table, "reason": "; ".join(reasons[table, _]), "cells": text})
     return summary
 
 
