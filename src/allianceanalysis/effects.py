@@ -81,7 +81,7 @@ __all__ = [
     "rate_row",
     "reporting_year",
     "session_bands",
-    "sessions_in_year",
+    "session_years",
     "severity_adjusted_effect_size",
 ]
 
@@ -429,21 +429,28 @@ def nhs_talking_therapies(sessions: pd.DataFrame, *, start_month: int = 4) -> pd
     return pd.DataFrame(rows, columns=KPI_COLUMNS)
 
 
-def sessions_in_year(sessions: pd.DataFrame, year: str, start_month: int) -> pd.DataFrame:
-    """The sessions dated in a reporting year (all sessions when there are no dates or the
-    period is ``"all"``)."""
-    if "session_date" not in sessions or year == "all":
-        return sessions
-    return sessions[(reporting_year(sessions["session_date"], start_month) == year).fillna(False)]
+def session_years(sessions: pd.DataFrame, start_month: int = 4) -> pd.Series:
+    """The reporting year each session is dated in (``"all"`` for every session of a dataset
+    without dates, the period :func:`client_outcomes` uses then).
+
+    Examples
+    --------
+    >>> dated = pd.DataFrame({"session_date": pd.to_datetime(["2025-03-31", "2025-04-01"])})
+    >>> session_years(dated).tolist()
+    ['2024/25', '2025/26']
+    """
+    if "session_date" not in sessions:
+        return pd.Series("all", index=sessions.index)
+    return reporting_year(sessions["session_date"], start_month)
 
 
 def activity(
-    sessions: pd.DataFrame, outcomes: pd.DataFrame, year: str, start_month: int, group: str = "all"
+    seen: pd.DataFrame, outcomes: pd.DataFrame, year: str, group: str = "all"
 ) -> pd.DataFrame:
-    """Activity KPIs of one year: clients seen and sessions attended in the year (by session
-    date), and, among episodes ending in the year, sessions per client (median, quartiles),
-    finished clients and the completeness of paired data."""
-    seen = sessions_in_year(sessions, year, start_month)
+    """Activity KPIs of one year: clients seen and sessions attended in the year (``seen``: the
+    sessions dated in it, :func:`session_years`), and, among episodes ending in the year,
+    sessions per client (median, quartiles), finished clients and the completeness of paired
+    data."""
     ended = outcomes[outcomes["ended"] & (outcomes["year"] == year)]
     two_plus = ended[ended["sessions"] >= 2]
     quartiles = (
@@ -489,7 +496,8 @@ def funnel(flags: pd.DataFrame, unit: str, value: str) -> pd.DataFrame:
     """
     data = flags.dropna(subset=[value])
     overall = data[value].astype(bool).mean()
-    table = data.groupby(unit)[value].agg(n="size", events=lambda v: int(v.astype(bool).sum()))
+    flags = data[value].astype(bool).groupby(data[unit])
+    table = pd.DataFrame({"n": flags.size(), "events": flags.sum().astype(int)}).rename_axis(unit)
     table["rate"] = table["events"] / table["n"]
     for level in FUNNEL_LIMITS:
         z = stats.norm.ppf(0.5 + level / 2)

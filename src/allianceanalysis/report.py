@@ -57,7 +57,7 @@ from .effects import (
     outcome_kpis,
     rate_row,
     session_bands,
-    sessions_in_year,
+    session_years,
 )
 from .engine import InsufficientDataError
 from .errors import ConfigError
@@ -367,12 +367,14 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
     clients = client_table(sessions, settings.outcome, settings.alliance, settings.early_session)
     clients = clients.merge(outcomes[[*keys, "year"]], on=keys, how="left")
     case_year = sessions[keys].merge(outcomes[[*keys, "year"]], on=keys, how="left")["year"]
+    dated = session_years(sessions, settings.year_start_month)
     codes = therapist_codes(sessions["therapist_id"].unique(), settings.seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
     for year in sorted(outcomes["year"].dropna().unique()):
         in_year = outcomes[outcomes["year"] == year]
         year_clients = clients[clients["year"] == year]
         year_sessions = sessions[(case_year == year).to_numpy()]
+        seen = sessions[(dated == year).fillna(False).to_numpy()]
         eligible = year_clients[year_clients["eligible"]]
         dropout = in_year["dropout"]
         extra = [
@@ -380,7 +382,7 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
             rate_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
         ]
         parts["kpis"] += [
-            activity(sessions, outcomes, year, settings.year_start_month),
+            activity(seen, outcomes, year),
             outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
             pd.DataFrame(extra, columns=KPI_COLUMNS),
         ]
@@ -389,7 +391,6 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
         parts["session_bands"].append(
             pd.DataFrame({"year": year, "band": bands.index, "clients": bands.to_numpy()})
         )
-        seen = sessions_in_year(sessions, year, settings.year_start_month)
         parts["sites"].append(_sites(in_year, seen, year))
         parts["endings"].append(_endings(year_clients, alliance, year))
         finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
@@ -865,6 +866,11 @@ def _accounting_table(publisher: Publisher) -> ApaTable:
     )
 
 
+MAX_LABELLED_THERAPISTS = 40
+"""Therapist plots label each point with its code up to this many therapists; beyond it (a
+national service has thousands) the points stand unlabelled, ranked in the caterpillar plot."""
+
+
 def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
     table = publisher.funnel
     if table.empty:
@@ -888,15 +894,12 @@ def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
         )
         axis.plot(grid, np.clip(overall - half, 0, 1) * 100, color="0.35", linestyle=style)
     axis.axhline(overall * 100, color="0.35", linewidth=1, label="service rate")
-    axis.scatter(shown["n"], shown["rate"] * 100, color=PALETTE[0], zorder=3)
-    for row in shown.itertuples():
-        axis.annotate(
-            row.therapist,
-            (row.n, row.rate * 100),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
+    labelled = len(shown) <= MAX_LABELLED_THERAPISTS
+    axis.scatter(shown["n"], shown["rate"] * 100, color=PALETTE[0], zorder=3,
+                 s=20 if labelled else 6, alpha=1 if labelled else 0.5)  # fmt: skip
+    for row in shown.itertuples() if labelled else ():
+        axis.annotate(row.therapist, (row.n, row.rate * 100), fontsize=7, xytext=(3, 3),
+                      textcoords="offset points")  # fmt: skip
     axis.set_xlabel("Clients who finished with the therapist")
     axis.set_ylabel("Reliable improvement (%)")
     axis.set_ylim(-2, 102)
@@ -913,18 +916,26 @@ def _caterpillar_figure(
     hidden = len(effects) - len(shown)
     if shown.empty:
         return None, 0, hidden
-    figure = Figure(figsize=(6, max(2.5, 0.22 * len(shown) + 1.2)), layout="constrained")
+    labelled = len(shown) <= MAX_LABELLED_THERAPISTS
+    height = 0.22 * len(shown) + 1.2 if labelled else 6.0
+    figure = Figure(figsize=(6, max(2.5, height)), layout="constrained")
     axis = figure.subplots()
     positions = np.arange(len(shown))
     axis.axvline(0, color="0.6", linewidth=0.8)
-    axis.hlines(positions, shown["ci_low"], shown["ci_high"], color=PALETTE[0])
-    axis.scatter(shown["estimate"], positions, color=PALETTE[0], s=14, zorder=3)
-    axis.set_yticks(positions, shown["term"], fontsize=7)
+    axis.hlines(positions, shown["ci_low"], shown["ci_high"], color=PALETTE[0],
+                linewidth=1.5 if labelled else 0.4)  # fmt: skip
+    axis.scatter(shown["estimate"], positions, color=PALETTE[0], s=14 if labelled else 2,
+                 zorder=3)  # fmt: skip
+    if labelled:
+        axis.set_yticks(positions, shown["term"], fontsize=7)
+    else:
+        axis.set_yticks([])
+        axis.set_ylim(-1, len(shown))
     better = "higher" if outcome.higher_is_better else "lower"
     axis.set_xlabel(
         f"Final {outcome.short} beyond what intake predicts (points; {better} is better)"
     )
-    axis.set_ylabel("Therapist (code)")
+    axis.set_ylabel("Therapist (code)" if labelled else "Therapists, ranked")
     return _png(figure), len(shown), hidden
 
 
