@@ -108,6 +108,32 @@ def test_early_alliance_result_is_one_plain_sentence(reports) -> None:
     assert sentence.count(". ") <= 1 and "partial r = " in sentence and "r = .28" in sentence
 
 
+def _early_rows(r: float, low: float, high: float, slope: float) -> pd.DataFrame:
+    return pd.DataFrame({"term": ["partial_r", "slope"], "estimate": [r, slope],
+                         "ci_low": [low, np.nan], "ci_high": [high, np.nan]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("outcome", "r", "slope", "says"),
+    [("ors", 0.3, 0.5, "with better ORS scores"), ("ors", -0.3, -0.5, "with worse ORS scores"),
+     ("phq9", -0.31, -0.45, "with better PHQ-9 scores"), ("phq9", 0.3, 0.4, "with worse PHQ-9")],
+)  # fmt: skip
+def test_early_alliance_sentence_reads_the_sign_by_the_outcome_direction(outcome, r, slope, says):
+    rows = _early_rows(r, r - 0.1, r + 0.1, slope)
+    sentence = report._early_alliance_sentence(
+        rows, get_instrument(outcome), get_instrument("srs"), 3, "120"
+    )
+    assert says in sentence
+    assert ("points lower" if slope < 0 else "points higher") in sentence
+
+
+def test_early_alliance_result_is_withheld_when_its_client_count_is_suppressed() -> None:
+    rows = _early_rows(0.3, 0.1, 0.5, 0.5)
+    ors, srs = get_instrument("ors"), get_instrument("srs")
+    sentence = report._early_alliance_sentence(rows, ors, srs, 3, SUPPRESSED)
+    assert sentence.startswith("Too few clients") and "partial r" not in sentence
+
+
 def test_html_is_self_contained(html: str) -> None:
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
     assert "<link" not in html and "<script" not in html

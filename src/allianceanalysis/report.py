@@ -714,6 +714,10 @@ class Publisher:
             return self.system.text(_key(kpi, "count")), ""
         return _estimate_text(row, kpi)
 
+    def count_text(self, key: tuple) -> str:
+        """A registered count as published (``*`` when suppressed or not registered)."""
+        return self.system.text(key) if key in self.system.values else SUPPRESSED
+
     def protected(self, prefix: str, counts: pd.DataFrame, **totals: bool) -> Protected:
         """A registered count table as published."""
         return self.system.protected(counts, prefix, **totals)
@@ -739,10 +743,11 @@ def _png(figure: Figure) -> str:
 
 
 def _early_alliance_sentence(
-    rows: pd.DataFrame, outcome: Instrument, alliance: Instrument, k: int, publisher: Publisher
+    rows: pd.DataFrame, outcome: Instrument, alliance: Instrument, k: int, clients: str
 ) -> str:
-    """The year's early-alliance result in one plain sentence."""
-    if rows.empty:
+    """The year's early-alliance result in one plain sentence; ``clients`` is the published
+    count of eligible clients (when it is suppressed, so is the result)."""
+    if rows.empty or clients == SUPPRESSED:
         return (
             f"Too few clients had an alliance rating at session {k} and a final "
             f"{outcome.short} score this year to estimate how the two go together."
@@ -752,12 +757,6 @@ def _early_alliance_sentence(
     interval = (
         f"partial r = {apa_r(r['estimate'])}, 95% CI [{apa_r(r['ci_low'])}, {apa_r(r['ci_high'])}]"
     )
-    eligible = publisher.accounting.get("early alliance")
-    clients = (
-        publisher.system.text(("accounting:early alliance", 0, 0))
-        if eligible is not None
-        else SUPPRESSED
-    )
     if r["ci_low"] <= 0 <= r["ci_high"]:
         return (
             f"This year, how clients rated the alliance at session {k} showed no clear "
@@ -765,13 +764,14 @@ def _early_alliance_sentence(
             f"is allowed for ({interval}; {clients} clients); across published studies the "
             "average is r = .28."
         )
-    direction = "better" if r["estimate"] > 0 else "worse"
+    direction = "better" if (r["estimate"] > 0) == outcome.higher_is_better else "worse"
+    higher = "higher" if slope["estimate"] > 0 else "lower"
     return (
         f"Clients who rated the alliance higher at session {k} ended therapy with {direction} "
         f"{outcome.short} scores than clients who started at the same level: each "
-        f"{alliance.short} point went with {abs(slope['estimate']):.2f} {outcome.short} "
-        f"points at the end ({interval}; {clients} clients); across published studies the "
-        "average is r = .28."
+        f"{alliance.short} point went with a final {outcome.short} "
+        f"{abs(slope['estimate']):.2f} points {higher} ({interval}; {clients} clients); across "
+        "published studies the average association of alliance with a better outcome is r = .28."
     )
 
 
@@ -1149,7 +1149,11 @@ def annual_reports(
             "site_table": _site_table(publisher),
             "alliance_png": _alliance_figure(publisher, alliance),
             "alliance_sentence": _early_alliance_sentence(
-                parts[year]["early_alliance"], outcome, alliance, settings.early_session, publisher
+                parts[year]["early_alliance"],
+                outcome,
+                alliance,
+                settings.early_session,
+                publisher.count_text(("accounting:early alliance", 0, 0)),
             ),
             "endings_table": endings_table,
             "endings_text": endings_text,
