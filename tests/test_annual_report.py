@@ -166,6 +166,8 @@ def test_nhs_talking_therapies_section_appears_with_phq9_and_gad7() -> None:
     assert "NHS Talking Therapies measures" in page
     assert "PHQ-9 ≥ 10 or GAD-7 ≥ 8" in page
     assert "Generalized Anxiety Disorder" in page  # GAD-7's sources in the appendix
+    trend = reports[max(reports)]["year_over_year"].rows
+    assert len({(row[0], row[1]) for row in trend}) == len(trend)  # NHS TT rows named apart
 
 
 def _numbers(cell: str) -> list[int]:

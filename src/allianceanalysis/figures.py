@@ -24,6 +24,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -36,6 +37,7 @@ __all__ = [
     "alliance_outcome_scatter",
     "alliance_over_sessions",
     "apa_r",
+    "cutoff_line",
     "early_alliance_by_k",
     "outcome_trajectories",
     "pooled_forest",
@@ -75,6 +77,14 @@ def apa_r(value: float) -> str:
 
 def _scale_label(inst: Instrument) -> str:
     return f"{inst.short} ({inst.total_min:g}-{inst.total_max:g}, {inst.direction})"
+
+
+def cutoff_line(axis: Axes, inst: Instrument, label: str) -> None:
+    """Mark an instrument's cut-off on a horizontal score axis (nothing without a cut-off)."""
+    if inst.cutoff is None:
+        return
+    axis.axvline(inst.cutoff, color=PALETTE[3], linestyle="--", label=label)
+    axis.legend(fontsize=8, loc="upper left")
 
 
 def _rows(models: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -193,13 +203,7 @@ def alliance_over_sessions(
     )
     if alliance.cutoff is not None:
         share = (early < alliance.cutoff).mean() * 100
-        right.axvline(
-            alliance.cutoff,
-            color=PALETTE[3],
-            linestyle="--",
-            label=f"cut-off {alliance.cutoff:g} ({share:.0f}% below)",
-        )
-        right.legend(fontsize=8, loc="upper left")
+        cutoff_line(right, alliance, f"cut-off {alliance.cutoff:g} ({share:.0f}% below)")
     right.set_xlabel(f"{_scale_label(alliance)} at session {early_session}")
     right.set_ylabel("Clients")
     right.set_title(f"Early alliance (n = {len(early)})", fontsize=10)

@@ -61,7 +61,7 @@ from .effects import (
 )
 from .engine import InsufficientDataError
 from .errors import ConfigError
-from .figures import PALETTE, apa_r
+from .figures import PALETTE, apa_r, cutoff_line
 from .instruments import Instrument, get_instrument
 from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therapist_codes
 from .models import therapist_effects as fit_therapist_effects
@@ -95,12 +95,12 @@ KPI_LABELS = {
     "clinical_start": "In the clinical range at start",
     "recovery": "Recovery (clinically significant change)",
     "reliable_recovery": "Reliable recovery",
-    "nhs_finished": "Finished a course of treatment",
-    "nhs_caseness_start": "At caseness at start",
-    "nhs_recovery": "Recovery",
-    "nhs_reliable_improvement": "Reliable improvement",
-    "nhs_reliable_deterioration": "Reliable deterioration",
-    "nhs_reliable_recovery": "Reliable recovery",
+    "nhs_finished": "Finished a course of treatment (NHS TT)",
+    "nhs_caseness_start": "At caseness at start (NHS TT)",
+    "nhs_recovery": "Recovery (NHS TT)",
+    "nhs_reliable_improvement": "Reliable improvement (NHS TT)",
+    "nhs_reliable_deterioration": "Reliable deterioration (NHS TT)",
+    "nhs_reliable_recovery": "Reliable recovery (NHS TT)",
     "alliance_sessions_below_cutoff": "Sessions with an alliance rating below the cut-off",
     "alliance_clients_below_cutoff": "Clients with any alliance rating below the cut-off",
     "unplanned_endings": "Unplanned endings (dropout)",
@@ -951,13 +951,7 @@ def _alliance_figure(publisher: Publisher, alliance: Instrument) -> str | None:
     axis = figure.subplots()
     axis.bar(edges, share, width=width, align="edge", color=PALETTE[2], edgecolor="white")
     if alliance.cutoff is not None:
-        axis.axvline(
-            alliance.cutoff,
-            color=PALETTE[3],
-            linestyle="--",
-            label=f"cut-off ({alliance.cutoff:g})",
-        )
-        axis.legend(fontsize=8, loc="upper left")
+        cutoff_line(axis, alliance, f"cut-off ({alliance.cutoff:g})")
     note = " (bars with small counts not drawn)" if hidden.any() else ""
     axis.set_xlabel(
         f"{alliance.short} total ({alliance.total_min:g} to {alliance.total_max:g}){note}"
