@@ -742,6 +742,14 @@ def _png(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+PUBLISHED_AVERAGE = (
+    "across published studies the average association of a better alliance with a better "
+    "outcome is r = .28."
+)
+"""Flückiger, Del Re, Wampold & Horvath (2018), Psychotherapy 55(4): r = .278, 95% CI [.256,
+.299], 295 studies."""
+
+
 def _early_alliance_sentence(
     rows: pd.DataFrame, outcome: Instrument, alliance: Instrument, k: int, clients: str
 ) -> str:
@@ -761,8 +769,7 @@ def _early_alliance_sentence(
         return (
             f"This year, how clients rated the alliance at session {k} showed no clear "
             f"association with their final {outcome.short} score once their starting score "
-            f"is allowed for ({interval}; {clients} clients); across published studies the "
-            "average is r = .28."
+            f"is allowed for ({interval}; {clients} clients); {PUBLISHED_AVERAGE}"
         )
     direction = "better" if (r["estimate"] > 0) == outcome.higher_is_better else "worse"
     higher = "higher" if slope["estimate"] > 0 else "lower"
@@ -770,8 +777,8 @@ def _early_alliance_sentence(
         f"Clients who rated the alliance higher at session {k} ended therapy with {direction} "
         f"{outcome.short} scores than clients who started at the same level: each "
         f"{alliance.short} point went with a final {outcome.short} "
-        f"{abs(slope['estimate']):.2f} points {higher} ({interval}; {clients} clients); across "
-        "published studies the average association of alliance with a better outcome is r = .28."
+        f"{abs(slope['estimate']):.2f} points {higher} ({interval}; {clients} clients); "
+        f"{PUBLISHED_AVERAGE}"
     )
 
 
