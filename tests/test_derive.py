@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allianceanalysis.derive import client_table, session_pairs
+from allianceanalysis.derive import client_table, rupture_windows, session_pairs
+from allianceanalysis.simulate import simulate_study
 
 
 def sessions(rows: list[tuple]) -> pd.DataFrame:
@@ -167,3 +168,31 @@ def test_other_instruments_are_used_by_name() -> None:
     data = TINY.rename(columns={"ors": "phq9", "srs": "wai_sr"})
     table = client_table(data, outcome="phq9", alliance="wai_sr").set_index("client_id")
     assert table.loc["a", "outcome_final"] == 20.0
+
+
+def test_rupture_windows_align_each_rupture_and_stop_at_the_case_boundary() -> None:
+    data = sessions(
+        [("a", "t1", 1, 20.0, 38.0), ("a", "t1", 2, 21.0, 30.0), ("a", "t1", 4, 22.0, 35.0),
+         ("b", "t1", 1, 20.0, 39.0), ("b", "t1", 2, 20.0, 31.0)]
+    )  # fmt: skip
+    flags = pd.Series([False, True, False, False, True])
+    kind = pd.Series(["", "repaired", "", "", "unrepaired"])
+    windows = rupture_windows(data, flags, before=1, after=1, kind=kind)
+    a = windows[windows["client_id"] == "a"]
+    assert a["alliance"].tolist() == [38.0, 30.0, 35.0]  # session 3 was not attended
+    assert a["change"].tolist() == [0.0, -8.0, -3.0]
+    b = windows[windows["client_id"] == "b"]
+    assert b["alliance"].isna().tolist() == [False, False, True]  # b has no later session
+    assert windows.groupby("rupture")["kind"].first().tolist() == ["repaired", "unrepaired"]
+
+
+def test_rupture_windows_agree_with_shifting_each_clients_sessions() -> None:
+    study = simulate_study(n_clients=300, seed=12)
+    data, flags = study.sessions, study.latent["rupture"]
+    windows = rupture_windows(data, flags, before=2, after=3).set_index(["rupture", "offset"])
+    by_client = data.groupby("client_id")["srs"]
+    at = flags.to_numpy()
+    for offset in range(-2, 4):
+        expected = (by_client.shift(-offset) - by_client.shift(1))[at].to_numpy()
+        got = windows.xs(offset, level="offset")["change"].to_numpy()
+        np.testing.assert_array_equal(got, expected)

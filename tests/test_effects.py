@@ -14,6 +14,7 @@ from scipy import stats
 from allianceanalysis.effects import (
     SeverityNorms,
     activity,
+    binomial_effect_size_display,
     client_outcomes,
     cohens_d,
     difference_of_proportions,
@@ -263,3 +264,10 @@ def test_severity_adjusted_effect_size_recovers_a_known_service_effect(better_th
     se = (high - low) / (2 * 1.96)
     assert abs(saes - truth) < 4 * se
     assert n == clinical.sum()
+
+
+def test_binomial_effect_size_display_of_the_meta_analytic_correlation() -> None:
+    # Rosenthal & Rubin (1982): success rates .5 +/- r/2; r = .278 (Flückiger et al., 2018)
+    assert binomial_effect_size_display(0.278) == pytest.approx((0.639, 0.361))
+    with pytest.raises(ValueError, match="between -1 and 1"):
+        binomial_effect_size_display(1.2)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from allianceanalysis import figures
-from allianceanalysis.derive import client_table, session_table
+from allianceanalysis.derive import client_table, rupture_windows, session_table
 from allianceanalysis.instruments import get_instrument
 from allianceanalysis.models import CATALOGUE, run_model
 from allianceanalysis.simulate import simulate_study
@@ -90,3 +90,23 @@ def test_saved_figures_are_identical_for_identical_tables(tables, tmp_path: Path
     figures.save_figure(figures.therapist_caterpillar(tables["models"]), second)
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.suffix
+
+
+def test_rupture_profile_draws_one_average_line_per_kind() -> None:
+    study = simulate_study(n_clients=600, seed=8)
+    kind = study.latent["rupture_repaired"].map({True: "repaired", False: "unrepaired"})
+    windows = rupture_windows(study.sessions, study.latent["rupture"], kind=kind)
+    figure = figures.rupture_profile(windows, SRS)
+    labels = [line.get_label() for line in figure.axes[1].lines if "n = " in line.get_label()]
+    assert [label.split(" (")[0] for label in labels] == ["repaired", "unrepaired"]
+
+
+def test_power_plot_marks_the_target_and_each_number_of_clients() -> None:
+    curve = pd.DataFrame({"n_clients": [200, 200, 400, 400], "n_therapists": [10, 20, 10, 20],
+                          "term": "alliance_therapist_mean", "alpha": 0.05,
+                          "power": [0.3, 0.5, 0.4, 0.7], "ci_low": [0.2, 0.4, 0.3, 0.6],
+                          "ci_high": [0.4, 0.6, 0.5, 0.8]})  # fmt: skip
+    figure = figures.power_plot(curve)
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["power 0.8", "200 clients", "400 clients"]
+    assert "Therapist mean alliance (between)" in figure.axes[0].get_title()

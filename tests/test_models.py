@@ -21,7 +21,9 @@ from allianceanalysis.models import (
     partial_correlation,
     repeated_measures_correlation,
     run_model,
+    therapist_effects,
     therapist_icc,
+    therapist_shrinkage,
 )
 from allianceanalysis.simulate import simulate_study
 
@@ -264,3 +266,27 @@ def test_every_catalogue_model_is_documented_under_its_name() -> None:
     text = (ROOT / "docs" / "models.md").read_text()
     for name in CATALOGUE:
         assert f"`{name}`" in text and f"### `{name}`" in text.replace(" and `", "\n### `"), name
+
+
+@pytest.fixture(scope="module")
+def shrinkage_clients() -> pd.DataFrame:
+    sessions = simulate_study(n_clients=1500, n_therapists=40, outcome_sd_therapist=2.0,
+                              seed=44).sessions  # fmt: skip
+    return client_table(sessions)
+
+
+def test_shrunken_therapist_effects_are_the_raw_means_times_the_shrinkage_factor(
+    shrinkage_clients,
+) -> None:
+    table = therapist_shrinkage(shrinkage_clients)
+    np.testing.assert_allclose(table["shrunken"], table["shrinkage"] * table["raw"], atol=1e-9)
+    assert table["shrinkage"].between(0, 1).all()
+    small, large = table.nsmallest(5, "n_obs"), table.nlargest(5, "n_obs")
+    assert small["shrinkage"].max() < large["shrinkage"].min()  # small caseloads shrink most
+
+
+def test_shrunken_effects_are_the_therapist_effects_table(shrinkage_clients) -> None:
+    table = therapist_shrinkage(shrinkage_clients).set_index("therapist")
+    effects = therapist_effects(shrinkage_clients).set_index("term")
+    np.testing.assert_allclose(table["shrunken"], effects.loc[table.index, "estimate"], atol=1e-12)
+    assert (table["n_obs"] == effects.loc[table.index, "n_obs"]).all()

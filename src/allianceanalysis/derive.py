@@ -51,6 +51,7 @@ __all__ = [
     "case_keys",
     "client_table",
     "dropout_indicator",
+    "rupture_windows",
     "session_pairs",
     "session_table",
 ]
@@ -230,3 +231,71 @@ def session_pairs(
     pairs = frame[keep].copy()
     pairs["session_next"] = pairs["session_next"].astype("int64")
     return pairs.reset_index(drop=True)
+
+
+def rupture_windows(
+    sessions: pd.DataFrame,
+    ruptures: pd.Series,
+    alliance: str = "srs",
+    *,
+    before: int = 2,
+    after: int = 3,
+    kind: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The alliance around each rupture, aligned on the rupture session (the "V" of rupture
+    and repair; Safran & Muran, 2000; Stiles et al., 2004).
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions.
+    ruptures : pandas.Series
+        Boolean, aligned with ``sessions`` (same index): the sessions where a rupture happened
+        (from a detection rule, or a simulator's truth).
+    alliance : str
+        The alliance column.
+    before, after : int
+        Attended sessions shown before and after the rupture session.
+    kind : pandas.Series, optional
+        A label per session, aligned like ``ruptures`` (e.g. repaired / unrepaired), carried
+        to the rupture's rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rupture and offset (``-before`` … ``after`` attended sessions from the
+        rupture; missing beyond the case's sessions): ``rupture`` (a number), the case keys,
+        ``session`` (of the rupture), ``offset``, ``alliance``, ``change`` (from the session
+        before the rupture) and ``kind``.
+
+    References
+    ----------
+    Safran, J. D., & Muran, J. C. (2000). Negotiating the therapeutic alliance. Guilford.
+    Stiles, W. B., et al. (2004). Patterns of alliance development and the rupture-repair
+    hypothesis. Journal of Counseling Psychology, 51(1), 81-92.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 5, "therapist_id": ["t"] * 5,
+    ...                   "session": [1, 2, 3, 4, 5], "srs": [36.0, 37.0, 29.0, 33.0, 37.0]})
+    >>> w = rupture_windows(s, pd.Series([False, False, True, False, False]), before=1, after=2)
+    >>> w[["offset", "alliance", "change"]].to_numpy().tolist()
+    [[-1.0, 37.0, 0.0], [0.0, 29.0, -8.0], [1.0, 33.0, -4.0], [2.0, 37.0, 0.0]]
+    """
+    keys = case_keys(sessions)
+    ordered = sessions.sort_values([*keys, "session"], kind="stable")
+    flags = ruptures.reindex(ordered.index).fillna(False).to_numpy(dtype=bool)
+    grouped = ordered.groupby(keys, sort=False)[alliance]
+    base = ordered.loc[flags, [*keys, "session"]].reset_index(drop=True)
+    base["rupture"] = np.arange(len(base))
+    if kind is not None:
+        base["kind"] = kind.reindex(ordered.index).to_numpy()[flags]
+    pre = grouped.shift(1).to_numpy()[flags]
+    frames = []
+    for offset in range(-before, after + 1):
+        values = grouped.shift(-offset).to_numpy()[flags]
+        frames.append(base.assign(offset=offset, alliance=values, change=values - pre))
+    columns = ["rupture", *keys, "session", "offset", "alliance", "change"]
+    columns += ["kind"] if kind is not None else []
+    long = pd.concat(frames, ignore_index=True)[columns]
+    return long.sort_values(["rupture", "offset"], kind="stable").reset_index(drop=True)

@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ._files import atomic_outputs
 from .instruments import Instrument
+from .tables import TERM_LABELS
 
 __all__ = [
     "FIGURES",
@@ -41,6 +42,8 @@ __all__ = [
     "early_alliance_by_k",
     "outcome_trajectories",
     "pooled_forest",
+    "power_plot",
+    "rupture_profile",
     "save_figure",
     "therapist_caterpillar",
 ]
@@ -350,6 +353,70 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
     )
+    return figure
+
+
+def rupture_profile(
+    windows: pd.DataFrame, alliance: Instrument, *, examples: int = 3, seed: int = 0
+) -> Figure:
+    """Ruptures and repair: example sequences and the average "V" around a rupture.
+
+    Parameters
+    ----------
+    windows : pandas.DataFrame
+        :func:`allianceanalysis.derive.rupture_windows` (one line per ``kind`` when present).
+    alliance : Instrument
+        The alliance instrument (axis label).
+    examples : int
+        Ruptures drawn as example sequences per kind (a seeded sample).
+    seed : int
+    """
+    data = windows.assign(kind=windows.get("kind", "all ruptures"))
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    left, right = figure.subplots(1, 2, sharex=True)
+    rng = np.random.default_rng(seed)
+    for colour, (kind, group) in zip(PALETTE, data.groupby("kind", sort=True), strict=False):
+        ids = group["rupture"].unique()
+        for rupture in rng.choice(ids, size=min(examples, len(ids)), replace=False):
+            line = group[group["rupture"] == rupture]
+            left.plot(line["offset"], line["alliance"], color=colour, alpha=0.7, marker="o",
+                      markersize=3)  # fmt: skip
+        band = _band(group.dropna(subset=["change"]), "offset", "change")
+        right.fill_between(band.index, band["low"], band["high"], color=colour, alpha=0.2)
+        right.plot(band.index, band["mean"], color=colour, marker="o",
+                   label=f"{kind} (n = {len(ids)})")  # fmt: skip
+    for axis in (left, right):
+        axis.axvline(0, color="0.6", linewidth=0.8, linestyle=":")
+        axis.set_xlabel("Sessions from the rupture")
+        _integer_sessions(axis)
+    left.set_ylabel(_scale_label(alliance))
+    left.set_title("Example sequences", fontsize=10)
+    right.axhline(0, color="0.6", linewidth=0.8)
+    right.set_ylabel(f"Change from the session before ({alliance.short} points)")
+    right.set_title("Average around a rupture (95% band)", fontsize=10)
+    right.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def power_plot(curve: pd.DataFrame, target: float = 0.8) -> Figure:
+    """Power against the number of therapists, one line per number of clients, with 95%
+    Monte Carlo intervals (:func:`allianceanalysis.power.power_curve`)."""
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axis = figure.subplots()
+    for colour, (clients, group) in zip(PALETTE, curve.groupby("n_clients"), strict=False):
+        group = group.sort_values("n_therapists")
+        axis.errorbar(group["n_therapists"], group["power"],
+                      yerr=[group["power"] - group["ci_low"], group["ci_high"] - group["power"]],
+                      color=colour, marker="o", capsize=3, label=f"{clients} clients")  # fmt: skip
+    axis.axhline(target, color="0.5", linestyle="--", linewidth=1, label=f"power {target:g}")
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("Therapists")
+    axis.set_ylabel("Power (share of studies detecting the effect)")
+    if len(curve):
+        term, alpha = curve["term"].iloc[0], curve["alpha"].iloc[0]
+        axis.set_title(f"Power to detect: {TERM_LABELS.get(term, term)} (alpha {alpha:g})",
+                       fontsize=10)  # fmt: skip
+    axis.legend(fontsize=8, loc="lower right")
     return figure
 
 
