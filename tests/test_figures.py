@@ -10,7 +10,7 @@ import pytest
 from allianceanalysis import figures
 from allianceanalysis.derive import client_table, rupture_windows, session_table
 from allianceanalysis.instruments import get_instrument
-from allianceanalysis.models import CATALOGUE, run_model
+from allianceanalysis.models import CATALOGUE, run_model, therapist_shrinkage
 from allianceanalysis.simulate import simulate_study
 
 ORS, SRS = get_instrument("ors"), get_instrument("srs")
@@ -110,3 +110,9 @@ def test_power_plot_marks_the_target_and_each_number_of_clients() -> None:
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert labels == ["power 0.8", "200 clients", "400 clients"]
     assert "Therapist mean alliance (between)" in figure.axes[0].get_title()
+
+
+def test_shrinkage_plot_joins_each_therapists_raw_and_shrunken_effect(tables) -> None:
+    from_table = therapist_shrinkage(tables["clients"])
+    figure = figures.shrinkage_plot(from_table)
+    assert len(figure.axes[0].collections[0].get_segments()) == len(from_table)

@@ -45,6 +45,7 @@ __all__ = [
     "power_plot",
     "rupture_profile",
     "save_figure",
+    "shrinkage_plot",
     "therapist_caterpillar",
 ]
 
@@ -417,6 +418,24 @@ def power_plot(curve: pd.DataFrame, target: float = 0.8) -> Figure:
         axis.set_title(f"Power to detect: {TERM_LABELS.get(term, term)} (alpha {alpha:g})",
                        fontsize=10)  # fmt: skip
     axis.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def shrinkage_plot(table: pd.DataFrame, outcome: str = "ORS") -> Figure:
+    """Raw and shrunken therapist effects against caseload, each pair joined by a line
+    (:func:`allianceanalysis.models.therapist_shrinkage`): small caseloads move furthest."""
+    figure = Figure(figsize=(6.5, 4), layout="constrained")
+    axis = figure.subplots()
+    axis.axhline(0, color="0.6", linewidth=0.8)
+    axis.vlines(table["n_obs"], table["raw"], table["shrunken"], color="0.7", linewidth=0.8)
+    axis.scatter(table["n_obs"], table["raw"], facecolors="none", edgecolors=PALETTE[3],
+                 label="raw mean (league table)")  # fmt: skip
+    axis.scatter(table["n_obs"], table["shrunken"], color=PALETTE[0], s=18,
+                 label="shrunken (multilevel model)")  # fmt: skip
+    axis.set_xlabel("Clients of the therapist")
+    axis.set_ylabel(f"Final {outcome} beyond what intake predicts (points)")
+    axis.set_title(f"Shrinkage of {len(table)} therapists' effects", fontsize=10)
+    axis.legend(fontsize=8, loc="upper right")
     return figure
 
 

@@ -754,3 +754,20 @@ def load_dataset(spec: DatasetSpec) -> ValidationResult:
     if len(result.problems) and spec.on_invalid_rows == "fail":
         raise DataError(str(spec.path), result.problems)
     return result
+
+
+def load_sessions(path: str | Path) -> pd.DataFrame:
+    """The validated sessions of a file in the canonical format (``docs/data-format.md``):
+    :func:`load_dataset` for a dataset named after the file, failing on any problem.
+
+    For files that need a column mapping, read options or ``on_invalid_rows``, describe them
+    in a :class:`~allianceanalysis.config.DatasetSpec` and call :func:`load_dataset`.
+
+    Examples
+    --------
+    >>> sessions = load_sessions("data/demo/sessions.csv")
+    >>> sessions["client_id"].nunique()
+    300
+    """
+    path = Path(path)
+    return load_dataset(DatasetSpec(name=path.stem, path=path)).sessions
