@@ -3,16 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.lab-installed
 CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest clean
+	bench-ingest clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
 	@echo "make test       set up .venv and run the test suite"
 	@echo "make report     annual reports (results/<dataset>/annual_report/) and results/report.html"
+	@echo "make lab        set up JupyterLab and open the student notebooks (notebooks/README.md)"
+	@echo "make notebooks  rebuild each notebooks/*.ipynb from its reviewed .py twin (jupytext)"
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
 	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
 	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
@@ -29,6 +32,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	touch $(LAB_STAMP)
+
+# Jupyter refuses to run as root unless told; containers and this project's machines run as root.
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+notebooks: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.py
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
