@@ -1,0 +1,38 @@
+# Fit one linear mixed model with R's lme4 for benchmarks/models.py (the peer).
+#
+# Usage: Rscript benchmarks/lme4_fit.R DATA.csv "FORMULA" OUT.json
+# Reads the data (not timed), times lmer(REML = TRUE) with lme4's default controls, and
+# writes the wall time, the fixed effects, the variance components and the REML
+# log-likelihood as JSON. Peak memory is measured around the whole process by the caller.
+args <- commandArgs(trailingOnly = TRUE)
+suppressPackageStartupMessages({
+  library(lme4)
+  library(data.table)
+  library(jsonlite)
+})
+data <- as.data.frame(fread(args[1]))
+for (group in intersect(c("therapist_id", "client_id"), names(data))) {
+  data[[group]] <- factor(data[[group]])
+}
+warnings_seen <- character()
+start <- proc.time()[["elapsed"]]
+fit <- withCallingHandlers(
+  lmer(as.formula(args[2]), data = data, REML = TRUE),
+  warning = function(w) {
+    warnings_seen <<- c(warnings_seen, conditionMessage(w))
+    invokeRestart("muffleWarning")
+  }
+)
+seconds <- proc.time()[["elapsed"]] - start
+write_json(
+  list(
+    seconds = seconds,
+    fixed = as.list(fixef(fit)),
+    varcorr = as.data.frame(VarCorr(fit)),
+    loglik = as.numeric(logLik(fit)),
+    warnings = warnings_seen,
+    lme4 = as.character(packageVersion("lme4")),
+    r = R.version.string
+  ),
+  args[3], digits = NA, auto_unbox = TRUE
+)

@@ -1,0 +1,224 @@
+"""Benchmark: the catalogue's linear mixed models against R's lme4, on the same data.
+
+For each tier (a number of clients, about 8 sessions each) a service is simulated, the three
+tables the catalogue fits to are derived, and each model's rows (after the catalogue's own
+filtering) are written once, to Parquet for us and to CSV for R. Each model is then fitted
+in a fresh process, by us (:func:`allianceanalysis.engine.fit_lmm`, the workflow's
+``mixedlm`` backend) and, when ``Rscript`` with lme4 is installed, by ``lme4::lmer`` (REML,
+default controls; ``benchmarks/lme4_fit.R``). Recorded per fit: the wall time of the fit
+alone (reading the data is not timed), the peak memory of the whole process (data included),
+and the estimates. Reported: our time and memory as ratios to lme4's, and the largest
+relative differences of the fixed effects, the variance components and the REML
+log-likelihood.
+
+The whole workflow (``--workflow``) is timed separately: Snakemake on the tier's sessions as
+a CSV, every rule from ingest to the annual report, with each job's peak memory from its
+benchmark file.
+
+Usage: ``python benchmarks/models.py [--tiers 1000 10000 100000] [--workflow]``
+(``make bench``; ``make bench BENCH_FULL=1`` adds the 1M tier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from ingest import machine
+
+from allianceanalysis.derive import client_table, session_pairs, session_table
+from allianceanalysis.engine import Formula
+from allianceanalysis.models import CATALOGUE, NEXT_SESSION_FIXED
+from allianceanalysis.simulate import simulate_study
+
+ROOT = Path(__file__).resolve().parents[1]
+R_SCRIPT = ROOT / "benchmarks" / "lme4_fit.R"
+MODELS = {
+    "alliance_outcome": ("clients", CATALOGUE["alliance_outcome"].formula),
+    "early_alliance_k3": (
+        "clients",
+        "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)",
+    ),
+    "alliance_disaggregated": ("clients", CATALOGUE["alliance_disaggregated"].formula),
+    "therapist_icc": ("clients", CATALOGUE["therapist_icc"].formula),
+    "alliance_icc": ("all_clients", CATALOGUE["alliance_icc"].formula),
+    "alliance_next_session": ("pairs", f"{NEXT_SESSION_FIXED} + (1 | client_id)"),
+    "alliance_next_session_nested": (
+        "pairs",
+        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)",
+    ),
+    "growth": ("sessions_table", CATALOGUE["growth"].formula),
+}
+"""Every linear mixed model of the catalogue (``early_alliance`` at k = 3: its five fits share
+one structure), with the table it is fitted to."""
+
+OURS = """
+import json, resource, time
+import pandas as pd
+from allianceanalysis.engine import fit_lmm
+data = pd.read_parquet(r'{path}')
+start = time.perf_counter()
+fit = fit_lmm('{formula}', data, 'mixedlm')
+seconds = time.perf_counter() - start
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{'seconds': seconds, 'peak_mb': peak_mb,
+    'fixed': fit.coefficients['estimate'].to_dict(), 'variances': fit.variances,
+    'loglik': fit.loglik, 'converged': bool(fit.converged)}}))
+"""
+
+
+def simulate(clients: int) -> pd.DataFrame:
+    """A service of ``clients`` clients, about 8 sessions each, 100 clients per therapist."""
+    return simulate_study(n_clients=clients, n_therapists=max(20, clients // 100), n_sites=10,
+                          planned_sessions_mean=11, seed=1).sessions  # fmt: skip
+
+
+def model_tables(sessions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    clients = client_table(sessions)
+    return {
+        "clients": clients[clients["eligible"]],
+        "all_clients": clients.dropna(subset=["alliance_early"]),
+        "pairs": session_pairs(sessions),
+        "sessions_table": session_table(sessions),
+    }
+
+
+def write_model_data(table: pd.DataFrame, formula: str, stem: Path) -> int:
+    parsed = Formula.parse(formula)
+    columns = [parsed.response, *parsed.fixed, *parsed.groups, *filter(None, [parsed.slope])]
+    data = table[list(dict.fromkeys(columns))].dropna()
+    data.to_parquet(stem.with_suffix(".parquet"), index=False)
+    data.to_csv(stem.with_suffix(".csv"), index=False)
+    return len(data)
+
+
+def fit_ours(stem: Path, formula: str) -> dict:
+    code = OURS.format(path=stem.with_suffix(".parquet"), formula=formula)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fit_lme4(stem: Path, formula: str) -> dict:
+    out = stem.with_suffix(".lme4.json")
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "Rscript", str(R_SCRIPT), str(stem.with_suffix(".csv")),
+         formula, str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    result["peak_mb"] = int(done.stderr.strip().splitlines()[-1]) / 1024
+    return result
+
+
+def lme4_variances(varcorr: list[dict]) -> dict[str, float]:
+    """lme4's VarCorr rows under our names (``var_therapist``, ``var_client``, ...); the JSON
+    leaves out R's NA fields."""
+    names = {"therapist_id": "therapist", "client_id": "client",
+             "client_id:therapist_id": "client", "Residual": "residual"}  # fmt: skip
+    out = {}
+    for row in varcorr:
+        group, var1, var2 = names[row["grp"]], row.get("var1"), row.get("var2")
+        if var2:
+            out[f"cor_{group}_{var2}"] = row["sdcor"]
+        elif var1 and var1 != "(Intercept)":
+            out[f"var_{group}_{var1}"] = row["vcov"]
+        else:
+            out[f"var_{group}"] = row["vcov"]
+    return out
+
+
+def largest_relative_difference(ours: dict, theirs: dict, floor: float) -> float:
+    return max(abs(ours[k] - theirs[k]) / max(abs(theirs[k]), floor) for k in theirs)
+
+
+def compare(ours: dict, theirs: dict) -> dict:
+    fixed = {("Intercept" if k == "(Intercept)" else k): v for k, v in theirs["fixed"].items()}
+    return {
+        "rel_diff_fixed": largest_relative_difference(ours["fixed"], fixed, 1e-8),
+        "rel_diff_variances": largest_relative_difference(
+            ours["variances"], lme4_variances(theirs["varcorr"]), 1e-6
+        ),
+        "rel_diff_loglik": abs(ours["loglik"] - theirs["loglik"]) / abs(theirs["loglik"]),
+    }
+
+
+def run_workflow(sessions: pd.DataFrame, folder: Path) -> dict:
+    """The whole workflow on the tier's data: wall time and the largest job's peak memory."""
+    work = folder / "workflow"
+    work.mkdir()
+    sessions.to_csv(work / "sessions.csv", index=False, float_format="%g",
+                    date_format="%Y-%m-%d")  # fmt: skip
+    (work / "config.yaml").write_text("datasets:\n  bench:\n    path: sessions.csv\n")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    start = time.perf_counter()
+    subprocess.run(
+        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+         "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
+            for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
+    table = pd.concat(jobs, ignore_index=True)
+    largest = table.loc[table["max_rss"].idxmax()]
+    return {"seconds": seconds, "peak_mb": float(largest["max_rss"]),
+            "largest_job": largest["rule"], "jobs": len(table),
+            "job_seconds": float(table["s"].sum())}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--workflow", action="store_true", help="also time the whole workflow")
+    parser.add_argument("--out", default="benchmarks/results/models.csv")
+    args = parser.parse_args()
+    peer = shutil.which("Rscript") is not None
+    rows, workflow_rows = [], []
+    for clients in args.tiers:
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            sessions = simulate(clients)
+            tables = model_tables(sessions)
+            for model in args.models:
+                table, formula = MODELS[model]
+                stem = folder / model
+                n = write_model_data(tables[table], formula, stem)
+                ours = fit_ours(stem, formula)
+                row = {"clients": clients, "sessions": len(sessions), "model": model, "rows": n,
+                       "seconds": ours["seconds"], "peak_mb": ours["peak_mb"],
+                       "converged": ours["converged"]}  # fmt: skip
+                if peer:
+                    theirs = fit_lme4(stem, formula)
+                    row.update(lme4_seconds=theirs["seconds"], lme4_peak_mb=theirs["peak_mb"],
+                               lme4_warnings=len(theirs["warnings"]))  # fmt: skip
+                    row.update(compare(ours, theirs))
+                    row["time_ratio"] = row["seconds"] / row["lme4_seconds"]
+                    row["memory_ratio"] = row["peak_mb"] / row["lme4_peak_mb"]
+                rows.append(row)
+                print(json.dumps({k: round(v, 6) if isinstance(v, float) else v
+                                  for k, v in row.items()}), flush=True)  # fmt: skip
+            if args.workflow:
+                result = run_workflow(sessions, folder)
+                workflow_rows.append({"clients": clients, "sessions": len(sessions), **result})
+                print(json.dumps(workflow_rows[-1]), flush=True)
+    stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).assign(**stamp).to_csv(out, index=False, float_format="%.6g")
+    if workflow_rows:
+        pd.DataFrame(workflow_rows).assign(**stamp).to_csv(
+            out.with_name("workflow.csv"), index=False, float_format="%.6g"
+        )
+
+
+if __name__ == "__main__":
+    main()
