@@ -3,10 +3,12 @@
 For each tier (a number of clients, about 8 sessions each) a service is simulated, the three
 tables the catalogue fits to are derived, and each model's rows (after the catalogue's own
 filtering) are written once, to Parquet for us and to CSV for R. Each model is then fitted
-in a fresh process, by us (:func:`allianceanalysis.engine.fit_lmm`, the workflow's
-``mixedlm`` backend) and, when ``Rscript`` with lme4 is installed, by ``lme4::lmer`` (REML,
+in a fresh process, by us (:func:`allianceanalysis.engine.fit_lmm` with each backend asked
+for, by default the workflow's ``lmm`` core) and, when ``Rscript`` with lme4 is installed, by
+``lme4::lmer`` (REML,
 default controls; ``benchmarks/lme4_fit.R``). Recorded per fit: the wall time of the fit
-alone (reading the data is not timed), the peak memory of the whole process (data included),
+alone (reading the data and a warm-up fit on its first 2,000 rows, which loads what both
+packages load lazily, are not timed), the peak memory of the whole process (data included),
 and the estimates. Reported: our time and memory as ratios to lme4's, and the largest
 relative differences of the fixed effects, the variance components and the REML
 log-likelihood.
@@ -34,7 +36,7 @@ import pandas as pd
 from ingest import machine
 
 from allianceanalysis.derive import client_table, session_pairs, session_table
-from allianceanalysis.engine import Formula
+from allianceanalysis.engine import BACKENDS, DEFAULT_BACKEND, Formula
 from allianceanalysis.models import CATALOGUE, NEXT_SESSION_FIXED
 from allianceanalysis.simulate import simulate_study
 
@@ -60,15 +62,15 @@ MODELS = {
 one structure), with the table it is fitted to."""
 
 OURS = """
-import json, resource, time
+import json, time
 import pandas as pd
 from allianceanalysis.engine import fit_lmm
 data = pd.read_parquet(r'{path}')
+fit_lmm('{formula}', data.head(2000), '{backend}')  # warm-up: lazy imports, as R's library()
 start = time.perf_counter()
-fit = fit_lmm('{formula}', data, 'mixedlm')
+fit = fit_lmm('{formula}', data, '{backend}')
 seconds = time.perf_counter() - start
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{'seconds': seconds, 'peak_mb': peak_mb,
+print(json.dumps({{'seconds': seconds,
     'fixed': fit.coefficients['estimate'].to_dict(), 'variances': fit.variances,
     'loglik': fit.loglik, 'converged': bool(fit.converged)}}))
 """
@@ -99,23 +101,24 @@ def write_model_data(table: pd.DataFrame, formula: str, stem: Path) -> int:
     return len(data)
 
 
-def fit_ours(stem: Path, formula: str) -> dict:
-    code = OURS.format(path=stem.with_suffix(".parquet"), formula=formula)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a command under GNU time: its output and its peak memory (MB). A child forked
+    straight from this process would start with this process's memory counted in its own."""
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done, int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def fit_ours(stem: Path, formula: str, backend: str) -> dict:
+    code = OURS.format(path=stem.with_suffix(".parquet"), formula=formula, backend=backend)
+    done, peak = measured([sys.executable, "-c", code])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "peak_mb": peak}
 
 
 def fit_lme4(stem: Path, formula: str) -> dict:
     out = stem.with_suffix(".lme4.json")
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", "Rscript", str(R_SCRIPT), str(stem.with_suffix(".csv")),
-         formula, str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    result = json.loads(out.read_text())
-    result["peak_mb"] = int(done.stderr.strip().splitlines()[-1]) / 1024
-    return result
+    _, peak = measured(["Rscript", str(R_SCRIPT), str(stem.with_suffix(".csv")), formula, str(out)])
+    return {**json.loads(out.read_text()), "peak_mb": peak}
 
 
 def lme4_variances(varcorr: list[dict]) -> dict[str, float]:
@@ -178,6 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--engines", nargs="+", default=[DEFAULT_BACKEND], choices=BACKENDS[:2])
     parser.add_argument("--workflow", action="store_true", help="also time the whole workflow")
     parser.add_argument("--out", default="benchmarks/results/models.csv")
     args = parser.parse_args()
@@ -192,20 +196,21 @@ def main() -> None:
                 table, formula = MODELS[model]
                 stem = folder / model
                 n = write_model_data(tables[table], formula, stem)
-                ours = fit_ours(stem, formula)
-                row = {"clients": clients, "sessions": len(sessions), "model": model, "rows": n,
-                       "seconds": ours["seconds"], "peak_mb": ours["peak_mb"],
-                       "converged": ours["converged"]}  # fmt: skip
-                if peer:
-                    theirs = fit_lme4(stem, formula)
-                    row.update(lme4_seconds=theirs["seconds"], lme4_peak_mb=theirs["peak_mb"],
-                               lme4_warnings=len(theirs["warnings"]))  # fmt: skip
-                    row.update(compare(ours, theirs))
-                    row["time_ratio"] = row["seconds"] / row["lme4_seconds"]
-                    row["memory_ratio"] = row["peak_mb"] / row["lme4_peak_mb"]
-                rows.append(row)
-                print(json.dumps({k: round(v, 6) if isinstance(v, float) else v
-                                  for k, v in row.items()}), flush=True)  # fmt: skip
+                theirs = fit_lme4(stem, formula) if peer else None
+                for engine in args.engines:
+                    ours = fit_ours(stem, formula, engine)
+                    row = {"clients": clients, "sessions": len(sessions), "model": model,
+                           "rows": n, "engine": engine, "seconds": ours["seconds"],
+                           "peak_mb": ours["peak_mb"], "converged": ours["converged"]}  # fmt: skip
+                    if theirs is not None:
+                        row.update(lme4_seconds=theirs["seconds"], lme4_peak_mb=theirs["peak_mb"],
+                                   lme4_warnings=len(theirs["warnings"]))  # fmt: skip
+                        row.update(compare(ours, theirs))
+                        row["time_ratio"] = row["seconds"] / row["lme4_seconds"]
+                        row["memory_ratio"] = row["peak_mb"] / row["lme4_peak_mb"]
+                    rows.append(row)
+                    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v
+                                      for k, v in row.items()}), flush=True)  # fmt: skip
             if args.workflow:
                 result = run_workflow(sessions, folder)
                 workflow_rows.append({"clients": clients, "sessions": len(sessions), **result})

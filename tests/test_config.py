@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from allianceanalysis.config import DatasetSpec, config_schema, load_config, validate_config
+from allianceanalysis.engine import BACKENDS, DEFAULT_BACKEND
 from allianceanalysis.errors import ConfigError
 from allianceanalysis.instruments import INSTRUMENTS
 
@@ -141,6 +142,11 @@ def test_schema_instrument_lists_match_the_registry() -> None:
     norms = schema["properties"]["annual_report"]["properties"]["severity_norms"]
     outcomes = [k for k, inst in INSTRUMENTS.items() if inst.construct == "outcome"]
     assert norms["propertyNames"]["enum"] == outcomes
+
+
+def test_schema_engines_are_the_engine_backends() -> None:
+    engine = config_schema()["properties"]["engine"]
+    assert engine["enum"] == list(BACKENDS) and engine["default"] == DEFAULT_BACKEND
 
 
 def test_workflow_schema_is_the_package_schema() -> None:

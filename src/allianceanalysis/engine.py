@@ -8,14 +8,19 @@ without touching the analyses.
 
 Backends
 --------
-``"mixedlm"`` (default)
-    The ``mixedlm`` package (a Rust implementation of lme4's algorithms, pinned). Measured on
-    simulated data of 2,000 clients: equal to lme4 1.1-31 to a relative 1e-7 in fixed effects
-    and 1e-12 in the REML log-likelihood for random intercepts (1e-4 or better for nested and
-    random-slope models), up to 230 times faster than statsmodels; its Satterthwaite degrees of
-    freedom equal lmerTest's. Inference: t statistics with
-    Satterthwaite degrees of freedom, as lmerTest reports them (Kuznetsova, Brockhoff &
-    Christensen, 2017); 95% intervals ``estimate ± t(0.975, df) · SE``.
+``"lmm"`` (default)
+    The package's own REML core (:mod:`allianceanalysis.lmm`): the REML criterion of each of
+    the catalogue's three random-effect structures from per-group sums, one vectorised pass
+    over the groups per evaluation; Satterthwaite degrees of freedom as lmerTest computes them.
+    Equal to the lme4 fixtures and to ``mixedlm`` (``docs/models.md``, "The engine"), and the
+    fastest by far at scale (``docs/performance.md``).
+``"mixedlm"``
+    The ``mixedlm`` package (a Rust implementation of lme4's algorithms, pinned), the second
+    engine the core is tested against. Equal to lme4 1.1-31 to a relative 1e-7 in fixed
+    effects and 1e-12 in the REML log-likelihood for random intercepts (1e-4 or better for
+    nested and random-slope models); its Satterthwaite degrees of freedom equal lmerTest's.
+    Inference: t statistics with Satterthwaite degrees of freedom, as lmerTest reports them
+    (Kuznetsova, Brockhoff & Christensen, 2017); 95% intervals ``estimate ± t(0.975, df) · SE``.
 ``"statsmodels"``
     statsmodels' MixedLM, kept as an independent cross-check on small data (it slows down
     sharply with many groups, and nested models need dense per-group design matrices). Several
@@ -51,8 +56,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from . import lmm
+
 __all__ = [
     "BACKENDS",
+    "DEFAULT_BACKEND",
     "Formula",
     "InsufficientDataError",
     "MixedFit",
@@ -66,7 +74,9 @@ class InsufficientDataError(ValueError):
     """Too few complete rows or groups to fit a model."""
 
 
-BACKENDS = ("mixedlm", "statsmodels")
+BACKENDS = ("lmm", "mixedlm", "statsmodels")
+DEFAULT_BACKEND = "lmm"
+"""The backend every analysis uses unless told otherwise (the workflow's ``engine``)."""
 _GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": "site"}
 _RANDOM = re.compile(r"\(\s*(1(?:\s*\+\s*(?P<slope>\w+))?)\s*\|\s*(?P<groups>[\w/]+)\s*\)")
 
@@ -346,6 +356,70 @@ def _random_intercepts(
     )
 
 
+def _core_problem(formula: Formula, frame: pd.DataFrame) -> lmm._Problem:
+    y = frame[formula.response].to_numpy(dtype=float)
+    x = np.column_stack([np.ones(len(frame)), *(frame[t].to_numpy(dtype=float)
+                                                 for t in formula.fixed)])  # fmt: skip
+    groups = [frame[g].to_numpy() for g in formula.groups]
+    if formula.slope:
+        return lmm.RandomSlope(y, x, groups[0], frame[formula.slope].to_numpy(dtype=float))
+    if len(groups) == 2:
+        return lmm.Nested(y, x, groups[0], groups[1])
+    return lmm.RandomIntercept(y, x, groups[0])
+
+
+def _core_variances(formula: Formula, theta: np.ndarray, sigma2: float) -> dict[str, float]:
+    """Variance components from θ and σ² (lme4's θ order), named as the other backends do."""
+    labels = [group_label(g) for g in formula.groups]
+    if formula.slope:
+        t1, t2, t3 = theta
+        slope_sd = float(np.hypot(t2, t3))
+        cor = t2 / slope_sd if t1 > 0 and slope_sd > 0 else 0.0
+        return {f"var_{labels[0]}": sigma2 * t1**2,
+                f"var_{labels[0]}_{formula.slope}": sigma2 * slope_sd**2,
+                f"cor_{labels[0]}_{formula.slope}": float(cor), "var_residual": sigma2}  # fmt: skip
+    if len(labels) == 2:
+        return {f"var_{labels[0]}": sigma2 * theta[1] ** 2,
+                f"var_{labels[1]}": sigma2 * theta[0] ** 2, "var_residual": sigma2}  # fmt: skip
+    return {f"var_{labels[0]}": sigma2 * theta[0] ** 2, "var_residual": sigma2}
+
+
+def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+    problem = _core_problem(formula, frame)
+    solution = lmm.solve(problem)
+    terms = ["Intercept", *formula.fixed]
+    beta = pd.Series(solution.beta, index=terms)
+    sigma2 = solution.sigma**2
+    variances = _core_variances(formula, solution.theta, sigma2)
+    labels = [group_label(g) for g in formula.groups]
+    if isinstance(problem, lmm.Nested):
+        n_groups = {labels[0]: problem.n_outer, labels[1]: len(problem.size)}
+    else:
+        n_groups = {labels[0]: len(problem.levels)}
+    messages = [] if solution.converged else [
+        f"the optimiser did not converge ({solution.message})"]  # fmt: skip
+    if solution.singular:
+        messages.append(_singular_message(variances))
+    std_error = np.sqrt(np.diag(solution.vcov))
+    return MixedFit(
+        formula=formula,
+        coefficients=_inference(solution.beta, std_error, solution.df, terms),
+        variances=variances,
+        loglik=-solution.criterion / 2,
+        n_obs=problem.n,
+        n_groups=n_groups,
+        converged=solution.converged,
+        singular=solution.singular,
+        messages=tuple(messages),
+        backend="lmm",
+        ci_method="satterthwaite_t",
+        theta=solution.theta,
+        deviance=problem.criterion,
+        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
+        random_effects=_random_intercepts(formula, frame, beta, float(solution.theta[0]), sigma2),
+    )
+
+
 def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -413,7 +487,7 @@ def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
     )
 
 
-def fit_lmm(formula: str, data: pd.DataFrame, backend: str = "mixedlm") -> MixedFit:
+def fit_lmm(formula: str, data: pd.DataFrame, backend: str = DEFAULT_BACKEND) -> MixedFit:
     """Fit a linear mixed model by REML.
 
     Parameters
@@ -441,7 +515,7 @@ def fit_lmm(formula: str, data: pd.DataFrame, backend: str = "mixedlm") -> Mixed
         raise InsufficientDataError(
             f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}"
         )
-    fit = _fit_mixedlm if backend == "mixedlm" else _fit_statsmodels
+    fit = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}[backend]
     return fit(parsed, frame)
 
 

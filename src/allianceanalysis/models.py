@@ -31,7 +31,14 @@ import pandas as pd
 from scipy import stats
 
 from .derive import client_table, session_pairs, session_table
-from .engine import InsufficientDataError, MixedFit, fit_lmm, group_label, profile_interval
+from .engine import (
+    DEFAULT_BACKEND,
+    InsufficientDataError,
+    MixedFit,
+    fit_lmm,
+    group_label,
+    profile_interval,
+)
 
 __all__ = [
     "CATALOGUE",
@@ -319,7 +326,7 @@ def alliance_outcome(
     *,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    backend: str = "mixedlm",
+    backend: str = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Early alliance and final outcome: ``outcome_final ~ outcome_intake + alliance_early +
     (1 | therapist_id)``.
@@ -378,7 +385,7 @@ def early_alliance(
     alliance: str = "srs",
     *,
     sessions_k: tuple[int, ...] = (1, 2, 3, 4, 5),
-    backend: str = "mixedlm",
+    backend: str = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Does early alliance predict outcome beyond early improvement? One model per k.
 
@@ -404,7 +411,9 @@ def early_alliance(
     return pd.concat(frames, ignore_index=True)
 
 
-def alliance_disaggregated(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def alliance_disaggregated(
+    clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND
+) -> pd.DataFrame:
     """Therapist and client parts of the alliance (Baldwin, Wampold & Imel, 2007).
 
     ``outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev +
@@ -460,7 +469,7 @@ def _icc(model: str, formula: str, data: pd.DataFrame, backend: str) -> pd.DataF
     return _frame(rows)
 
 
-def therapist_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def therapist_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
     """Therapist effects on outcome: ``outcome_final ~ outcome_intake + (1 | therapist_id)``.
 
     Row ``icc`` = var_therapist / (var_therapist + var_residual), the therapists' share of
@@ -481,7 +490,7 @@ def therapist_effects(
     clients: pd.DataFrame,
     *,
     seed: int = DEFAULT_SEED,
-    backend: str = "mixedlm",
+    backend: str = DEFAULT_BACKEND,
     codes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
@@ -530,7 +539,7 @@ def therapist_effects(
 
 
 def therapist_shrinkage(
-    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, backend: str = "mixedlm"
+    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, backend: str = DEFAULT_BACKEND
 ) -> pd.DataFrame:
     """Raw and shrunken therapist effects side by side: why league tables of raw means mislead.
 
@@ -611,7 +620,7 @@ def therapist_codes(therapists: pd.Index | list[str], seed: int = DEFAULT_SEED) 
     }
 
 
-def alliance_icc(clients: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def alliance_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
     """Therapist differences in early alliance: ``alliance_early ~ 1 + (1 | therapist_id)``.
 
     Fitted to every case with an early alliance rating (eligible for outcome or not); row
@@ -627,7 +636,7 @@ NEXT_SESSION_FIXED = (
 )
 
 
-def alliance_next_session(pairs: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def alliance_next_session(pairs: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
     """Session-by-session: state and trait alliance and next-session outcome.
 
     ``outcome_next ~ outcome_within + alliance_within + alliance_client_mean + session +
@@ -646,7 +655,9 @@ def alliance_next_session(pairs: pd.DataFrame, *, backend: str = "mixedlm") -> p
     return _frame(tidy_fit("alliance_next_session", fit))
 
 
-def alliance_next_session_nested(pairs: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def alliance_next_session_nested(
+    pairs: pd.DataFrame, *, backend: str = DEFAULT_BACKEND
+) -> pd.DataFrame:
     """As :func:`alliance_next_session` with clients nested in therapists:
     ``(1 | therapist_id/client_id)``."""
     fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", pairs, backend)
@@ -718,7 +729,7 @@ def rm_corr(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def growth(table: pd.DataFrame, *, backend: str = "mixedlm") -> pd.DataFrame:
+def growth(table: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
     """Outcome trajectories with state and trait alliance and a random slope of session.
 
     ``outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)``
@@ -872,7 +883,7 @@ def fit_model(
     alliance: str = "srs",
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    engine: str = "mixedlm",
+    engine: str = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which).
 
@@ -905,7 +916,7 @@ def run_model(
     early_session: int = 3,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    engine: str = "mixedlm",
+    engine: str = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .engine import fit_lmm
+from .engine import DEFAULT_BACKEND, fit_lmm
 from .models import TIDY_COLUMNS, _frame, _row, partial_correlation
 
 __all__ = [
@@ -195,7 +195,9 @@ def _standardised_residuals(clients: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def one_stage(studies: Mapping[str, pd.DataFrame], *, backend: str = "mixedlm") -> pd.DataFrame:
+def one_stage(
+    studies: Mapping[str, pd.DataFrame], *, backend: str = DEFAULT_BACKEND
+) -> pd.DataFrame:
     """The one-stage model over all studies (tidy rows of model ``one_stage``)."""
     from .models import tidy_fit
 

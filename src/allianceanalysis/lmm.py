@@ -1,0 +1,435 @@
+"""A small, fast REML core for the catalogue's three random-effect structures.
+
+lme4 fits a linear mixed model by profiling the REML criterion over the relative covariance
+parameters θ, using the sparse block structure of the random effects (Bates et al., 2015).
+For the three structures of the catalogue the blocks are so simple that the criterion has a
+closed form in a few sums per group, computed once, so that each evaluation is a vectorised
+pass over the groups (no Python loop over clients, no matrix over clients or sessions):
+
+``y ~ X + (1 | g)``
+    With c_g = θ² / (1 + n_g θ²) and group sums s_g = Σ x, t_g = Σ y:
+    X'V⁻¹X = X'X − Σ_g c_g s_g s_g', log|V| = Σ_g log(1 + n_g θ²) (V in units of σ²).
+``y ~ X + (1 | g1/g2)``
+    Inner levels (g2 within g1) as above with θ₂; the outer level is added by a second
+    Woodbury step over the inner blocks, with e = 1 / (1 + n θ₂²) and m = Σ_inner n e.
+``y ~ X + (1 + s | g)``
+    Per group the 2 × 2 matrix M_g = I + Λ'Z_g'Z_gΛ (Λ lower-triangular, θ its three
+    elements in lme4's order), with Z_g = [1, s]: X'V⁻¹X = X'X − Σ_g W_g'M_g⁻¹W_g,
+    W_g = Λ'Z_g'X_g, log|V| = Σ_g log|M_g|.
+
+Given θ, the fixed effects are the generalised least-squares solution, the residual variance
+is profiled out (σ̂² = r'V⁻¹r / (n − p)), and the REML criterion is
+
+    d(θ) = log|V| + log|X'V⁻¹X| + (n − p)(1 + log(2π σ̂²)),
+
+lme4's ``REMLcrit``. It is minimised over θ ≥ 0 (the off-diagonal of Λ is free) to a tight
+tolerance; the fixed effects' covariance is σ̂²(X'V⁻¹X)⁻¹, and their Satterthwaite degrees of
+freedom are computed as lmerTest does (Kuznetsova, Brockhoff & Christensen, 2017): from the
+Hessian of the unprofiled criterion d(θ, σ) and the Jacobian of the covariance with respect to
+(θ, σ), by central differences.
+
+The engine's ``"lmm"`` backend (:func:`allianceanalysis.engine.fit_lmm`) wraps this core; the
+other backends (``mixedlm``, statsmodels) and the lme4 fixtures test it.
+
+References
+----------
+Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. Journal of Statistical Software, 67(1), 1-48.
+Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest package: Tests in
+linear mixed effects models. Journal of Statistical Software, 82(13), 1-26.
+
+Examples
+--------
+>>> rng = np.random.default_rng(1)
+>>> g = np.repeat(np.arange(50), 8)
+>>> x = rng.normal(size=g.size)
+>>> y = 2 + 0.5 * x + rng.normal(0, 1, 50)[g] + rng.normal(size=g.size)
+>>> problem = RandomIntercept(y, np.column_stack([np.ones_like(x), x]), g)
+>>> solution = solve(problem)
+>>> np.round(solution.beta, 3).tolist(), round(float(solution.theta[0]), 3)
+([2.01, 0.431], 0.942)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, sparse
+
+__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "solve"]
+
+SINGULAR_TOLERANCE = 1e-4
+"""A θ on its lower bound of 0 within this distance makes a fit singular (lme4's
+``isSingular`` default tolerance)."""
+
+
+def _group_sums(codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
+    """Per-group sums of each column of ``values`` (rows x k) -> (groups x k)."""
+    return np.column_stack(
+        [
+            np.bincount(codes, weights=values[:, j], minlength=n_groups)
+            for j in range(values.shape[1])
+        ]
+    )
+
+
+@dataclass
+class _Products:
+    """X'V⁻¹X, X'V⁻¹y, y'V⁻¹y and log|V| at some θ (V in units of σ²)."""
+
+    xvx: np.ndarray
+    xvy: np.ndarray
+    yvy: float
+    logdet: float
+
+
+class _Problem:
+    """Common part: the response, the fixed-effects design and their global products."""
+
+    n_theta: int
+    lower: tuple[float, ...]
+
+    def __init__(self, y: np.ndarray, x: np.ndarray) -> None:
+        self.y = np.asarray(y, dtype=float)
+        self.x = np.asarray(x, dtype=float)
+        self.n, self.p = self.x.shape
+        self.xtx = self.x.T @ self.x
+        self.xty = self.x.T @ self.y
+        self.yty = float(self.y @ self.y)
+
+    def products(self, theta: np.ndarray) -> _Products:
+        raise NotImplementedError
+
+    def start(self) -> np.ndarray:
+        """lme4's starting values: 1 on the diagonal of Λ, 0 off it."""
+        raise NotImplementedError
+
+    def gls(self, theta: np.ndarray) -> tuple[np.ndarray, float, _Products, float]:
+        """β̂(θ), the penalised residual sum of squares r'V⁻¹r, the products and log|X'V⁻¹X|."""
+        prod = self.products(theta)
+        chol = np.linalg.cholesky(prod.xvx)
+        beta = np.linalg.solve(prod.xvx, prod.xvy)
+        rss = max(prod.yvy - float(beta @ prod.xvy), 1e-300)
+        return beta, rss, prod, 2.0 * float(np.log(np.diag(chol)).sum())
+
+    def criterion(self, theta: np.ndarray) -> float:
+        """The REML criterion d(θ) with β and σ profiled out (lme4's ``REMLcrit``)."""
+        try:
+            _, rss, prod, logdet_x = self.gls(np.asarray(theta, dtype=float))
+        except np.linalg.LinAlgError:
+            return np.inf
+        dof = self.n - self.p
+        return prod.logdet + logdet_x + dof * (1.0 + np.log(2.0 * np.pi * rss / dof))
+
+    def criterion_sigma(self, varpar: np.ndarray) -> float:
+        """The REML criterion at (θ, σ), σ not profiled (lmerTest's ``devfun_vp``)."""
+        theta, sigma = varpar[:-1], varpar[-1]
+        _, rss, prod, logdet_x = self.gls(theta)
+        dof = self.n - self.p
+        return (prod.logdet + logdet_x + dof * np.log(2.0 * np.pi * sigma**2)
+                + rss / sigma**2)  # fmt: skip
+
+    def covbeta(self, varpar: np.ndarray) -> np.ndarray:
+        """The fixed effects' covariance σ²(X'V⁻¹X)⁻¹ at (θ, σ)."""
+        return varpar[-1] ** 2 * np.linalg.inv(self.products(varpar[:-1]).xvx)
+
+
+class RandomIntercept(_Problem):
+    """``y ~ X + (1 | g)``; ``groups`` holds integer codes 0 … G-1 (or any labels)."""
+
+    n_theta = 1
+    lower = (0.0,)
+
+    def __init__(self, y: np.ndarray, x: np.ndarray, groups: np.ndarray) -> None:
+        super().__init__(y, x)
+        self.codes, self.levels = _codes(groups)
+        g = len(self.levels)
+        self.size = np.bincount(self.codes, minlength=g).astype(float)
+        self.sx = _group_sums(self.codes, g, self.x)
+        self.sy = np.bincount(self.codes, weights=self.y, minlength=g)
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0])
+
+    def products(self, theta: np.ndarray) -> _Products:
+        t2 = float(theta[0]) ** 2
+        c = t2 / (1.0 + self.size * t2)
+        return _Products(
+            xvx=self.xtx - (self.sx * c[:, None]).T @ self.sx,
+            xvy=self.xty - (self.sx * c[:, None]).T @ self.sy,
+            yvy=self.yty - float(c @ self.sy**2),
+            logdet=float(np.log1p(self.size * t2).sum()),
+        )
+
+
+class Nested(_Problem):
+    """``y ~ X + (1 | outer/inner)``: inner levels (the combinations of outer and inner) nested
+    in outer levels. θ = (θ_inner, θ_outer), lme4's order (the term with more levels first)."""
+
+    n_theta = 2
+    lower = (0.0, 0.0)
+
+    def __init__(self, y: np.ndarray, x: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> None:
+        super().__init__(y, x)
+        outer_codes, self.outer_levels = _codes(outer)
+        inner_codes = _codes(inner)[0]
+        pairs = outer_codes * (int(inner_codes.max()) + 1) + inner_codes
+        self.codes, pair_levels = _codes(pairs)
+        n_inner = len(pair_levels)
+        self.size = np.bincount(self.codes, minlength=n_inner).astype(float)
+        self.sx = _group_sums(self.codes, n_inner, self.x)
+        self.sy = np.bincount(self.codes, weights=self.y, minlength=n_inner)
+        outer_of_inner = np.zeros(n_inner, dtype=np.int64)
+        outer_of_inner[self.codes] = outer_codes
+        self.n_outer = len(self.outer_levels)
+        self.to_outer = sparse.csr_matrix(
+            (np.ones(n_inner), (outer_of_inner, np.arange(n_inner))), shape=(self.n_outer, n_inner)
+        )
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0, 1.0])
+
+    def products(self, theta: np.ndarray) -> _Products:
+        t_in, t_out = float(theta[0]) ** 2, float(theta[1]) ** 2
+        a = t_in / (1.0 + self.size * t_in)
+        e = 1.0 / (1.0 + self.size * t_in)
+        q = self.to_outer @ (self.sx * e[:, None])
+        r = self.to_outer @ (self.sy * e)
+        m = self.to_outer @ (self.size * e)
+        k = t_out / (1.0 + t_out * m)
+        return _Products(
+            xvx=self.xtx - (self.sx * a[:, None]).T @ self.sx - (q * k[:, None]).T @ q,
+            xvy=self.xty - (self.sx * a[:, None]).T @ self.sy - (q * k[:, None]).T @ r,
+            yvy=self.yty - float(a @ self.sy**2) - float(k @ r**2),
+            logdet=float(np.log1p(self.size * t_in).sum() + np.log1p(t_out * m).sum()),
+        )
+
+
+class RandomSlope(_Problem):
+    """``y ~ X + (1 + s | g)``: correlated random intercept and slope of ``s`` per group.
+    θ = (Λ₁₁, Λ₂₁, Λ₂₂), lme4's order."""
+
+    n_theta = 3
+    lower = (0.0, -np.inf, 0.0)
+
+    def __init__(self, y: np.ndarray, x: np.ndarray, groups: np.ndarray, s: np.ndarray) -> None:
+        super().__init__(y, x)
+        self.codes, self.levels = _codes(groups)
+        g = len(self.levels)
+        s = np.asarray(s, dtype=float)
+        size = np.bincount(self.codes, minlength=g).astype(float)
+        ss = np.bincount(self.codes, weights=s, minlength=g)
+        ss2 = np.bincount(self.codes, weights=s * s, minlength=g)
+        self.ztz = np.stack([np.stack([size, ss], -1), np.stack([ss, ss2], -1)], -2)
+        self.ztx = np.stack([_group_sums(self.codes, g, self.x),
+                             _group_sums(self.codes, g, self.x * s[:, None])], 1)  # fmt: skip
+        self.zty = _group_sums(self.codes, g, np.column_stack([self.y, self.y * s]))
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0, 0.0, 1.0])
+
+    def products(self, theta: np.ndarray) -> _Products:
+        a, b, c = (float(t) for t in theta)
+        n, s1, s2 = self.ztz[:, 0, 0], self.ztz[:, 0, 1], self.ztz[:, 1, 1]
+        # M = I + Λ'Z'ZΛ with Λ = [[a, 0], [b, c]], written out for 2 x 2 blocks
+        m00 = 1.0 + a * a * n + 2.0 * a * b * s1 + b * b * s2
+        m01 = c * (a * s1 + b * s2)
+        m11 = 1.0 + c * c * s2
+        det = m00 * m11 - m01 * m01
+        # W = Λ'Z'X (rows w0, w1) and v = Λ'Z'y; Σ W'M⁻¹W from M⁻¹ = adj(M) / det
+        w0 = a * self.ztx[:, 0, :] + b * self.ztx[:, 1, :]
+        w1 = c * self.ztx[:, 1, :]
+        v0 = a * self.zty[:, 0] + b * self.zty[:, 1]
+        v1 = c * self.zty[:, 1]
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+        u0 = w0 * i00[:, None] + w1 * i01[:, None]  # M⁻¹W, first row
+        u1 = w0 * i01[:, None] + w1 * i11[:, None]  # second row
+        return _Products(
+            xvx=self.xtx - w0.T @ u0 - w1.T @ u1,
+            xvy=self.xty - u0.T @ v0 - u1.T @ v1,
+            yvy=self.yty - float(v0 @ (i00 * v0 + i01 * v1) + v1 @ (i01 * v0 + i11 * v1)),
+            logdet=float(np.log(det).sum()),
+        )
+
+
+def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes 0 … G-1 of ``labels`` (sorted levels, as lme4 orders factor levels), by
+    hashing: sorting touches the distinct levels only."""
+    codes, levels = pd.factorize(np.asarray(labels), sort=True)
+    return codes.astype(np.int64), np.asarray(levels)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The REML fit of a problem: θ̂, σ̂, β̂ with its covariance and Satterthwaite degrees of
+    freedom, the REML criterion, and how the optimisation went."""
+
+    theta: np.ndarray
+    sigma: float
+    beta: np.ndarray
+    vcov: np.ndarray
+    df: np.ndarray
+    criterion: float
+    converged: bool
+    singular: bool
+    message: str
+
+
+def _minimise(problem: _Problem, start: np.ndarray) -> optimize.OptimizeResult:
+    """L-BFGS-B within θ's bounds, with central-difference gradients; Nelder–Mead from there
+    only when L-BFGS-B reports a failure (the better of the two is kept)."""
+    bounds = [(low if np.isfinite(low) else None, None) for low in problem.lower]
+    result = optimize.minimize(problem.criterion, start, method="L-BFGS-B", jac="3-point",
+                               bounds=bounds,
+                               options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000})  # fmt: skip
+    if not result.success:
+        polish = {"xatol": 1e-10, "fatol": 1e-10, "maxfev": 2000}
+        polished = optimize.minimize(problem.criterion, result.x, method="Nelder-Mead",
+                                     options=polish)  # fmt: skip
+        if polished.fun <= result.fun:
+            polished.x = np.maximum(polished.x, problem.lower)
+            return polished
+    return result
+
+
+def _away_from_zero(problem: _Problem, theta: np.ndarray, value: float) -> np.ndarray | None:
+    """A better θ with one of its diagonal elements moved off 0, or None.
+
+    The criterion depends on a diagonal element through its square, so its gradient is zero
+    at 0: a gradient method that lands there stays, though a positive value may be better
+    (lme4's derivative-free optimiser does not have this trap). Each such element is searched
+    on its own by Brent's method."""
+    for i, (t, low) in enumerate(zip(theta, problem.lower, strict=True)):
+        if low != 0.0 or t > SINGULAR_TOLERANCE:
+            continue
+
+        def along(x: float, i: int = i) -> float:
+            trial = theta.copy()
+            trial[i] = x
+            return problem.criterion(trial)
+
+        upper = max(1.0, 4.0 * float(np.max(np.abs(theta))))
+        found = optimize.minimize_scalar(along, bounds=(0.0, upper), method="bounded")
+        if found.fun < value - 1e-9 * max(1.0, abs(value)):
+            better = theta.copy()
+            better[i] = found.x
+            return better
+    return None
+
+
+def _optimise(problem: _Problem) -> tuple[np.ndarray, bool, str]:
+    """θ̂: Brent's method for one parameter; otherwise L-BFGS-B from lme4's start, restarted
+    wherever an element stuck at 0 does better off it."""
+    if problem.n_theta == 1:
+        return _optimise_scalar(problem)
+    result = _minimise(problem, problem.start())
+    for _ in range(2 * problem.n_theta):
+        restart = _away_from_zero(problem, result.x, result.fun)
+        if restart is None:
+            break
+        result = _minimise(problem, restart)
+    theta, value = np.asarray(result.x, dtype=float), float(result.fun)
+    for i, low in enumerate(problem.lower):  # on the boundary, report it as lme4 does: 0
+        if low == 0.0 and 0.0 < theta[i] < SINGULAR_TOLERANCE:
+            trial = theta.copy()
+            trial[i] = 0.0
+            if problem.criterion(trial) <= value:
+                theta, value = trial, problem.criterion(trial)
+    converged = bool(result.success)
+    return theta, converged, "" if converged else str(result.message)
+
+
+def _optimise_scalar(problem: _Problem) -> tuple[np.ndarray, bool, str]:
+    """θ of a single random intercept: bracket, then Brent's method to 1e-10; θ = 0 when the
+    criterion is no worse there (a singular fit, as lme4 reports it)."""
+    upper = 4.0
+    while problem.criterion([upper]) < problem.criterion([upper / 2]) and upper < 1e6:
+        upper *= 4.0
+    result = optimize.minimize_scalar(lambda t: problem.criterion([t]), bounds=(0.0, upper),
+                                      method="bounded", options={"xatol": 1e-10})  # fmt: skip
+    theta = float(result.x)
+    if problem.criterion([0.0]) <= problem.criterion([theta]):
+        theta = 0.0
+    return np.array([theta]), bool(result.success), "" if result.success else str(result.message)
+
+
+def _richardson(estimate, steps: np.ndarray, levels: int = 3) -> np.ndarray:
+    """Richardson extrapolation of a central-difference estimate whose error is a series in
+    even powers of the step: estimates at steps h, h/2, h/4, … combined level by level, as
+    numDeriv (which lmerTest uses) does."""
+    table = [np.asarray(estimate(steps / 2**k), dtype=float) for k in range(levels)]
+    for m in range(1, levels):
+        table = [(4**m * table[k + 1] - table[k]) / (4**m - 1) for k in range(len(table) - 1)]
+    return table[0]
+
+
+def _steps(x: np.ndarray) -> np.ndarray:
+    """numDeriv's starting steps: a tenth of each coordinate, 1e-4 for coordinates near 0."""
+    return np.where(np.abs(x) < 1.78e-5, 1e-4, 0.1 * np.abs(x))
+
+
+def _hessian(f, x: np.ndarray) -> np.ndarray:
+    """Hessian of ``f`` at ``x`` by central differences with Richardson extrapolation."""
+    k = len(x)
+    f0 = f(x)
+
+    def at_step(h: np.ndarray) -> np.ndarray:
+        e = np.diag(h)
+        out = np.empty((k, k))
+        for i in range(k):
+            out[i, i] = (f(x + e[i]) - 2 * f0 + f(x - e[i])) / h[i] ** 2
+            for j in range(i):
+                out[i, j] = out[j, i] = (f(x + e[i] + e[j]) - f(x + e[i] - e[j])
+                                         - f(x - e[i] + e[j]) + f(x - e[i] - e[j])
+                                         ) / (4 * h[i] * h[j])  # fmt: skip
+        return out
+
+    return _richardson(at_step, _steps(x))
+
+
+def _jacobian(f, x: np.ndarray) -> np.ndarray:
+    """Derivatives of an array-valued ``f`` along each coordinate of ``x`` (first axis)."""
+    k = len(x)
+
+    def at_step(h: np.ndarray) -> np.ndarray:
+        e = np.diag(h)
+        return np.stack([(f(x + e[i]) - f(x - e[i])) / (2 * h[i]) for i in range(k)])
+
+    return _richardson(at_step, _steps(x))
+
+
+def _satterthwaite(problem: _Problem, varpar: np.ndarray, vcov: np.ndarray) -> np.ndarray:
+    """Satterthwaite degrees of freedom of each fixed effect (lmerTest's method): the
+    covariance of (θ, σ) from the Hessian of the unprofiled criterion, and the gradient of
+    each coefficient's variance along (θ, σ)."""
+    try:
+        a = 2.0 * np.linalg.inv(_hessian(problem.criterion_sigma, varpar))
+    except np.linalg.LinAlgError:
+        return np.full(problem.p, np.nan)
+    grads = np.einsum("kii->ik", _jacobian(problem.covbeta, varpar))
+    denominator = np.einsum("ik,kl,il->i", grads, a, grads)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, 2.0 * np.diag(vcov) ** 2 / denominator, np.nan)
+
+
+def solve(problem: _Problem) -> Solution:
+    """Fit a problem by REML: optimise θ, then β̂, σ̂, the covariance and the degrees of
+    freedom at the optimum."""
+    theta, converged, message = _optimise(problem)
+    beta, rss, prod, _ = problem.gls(theta)
+    sigma = float(np.sqrt(rss / (problem.n - problem.p)))
+    vcov = sigma**2 * np.linalg.inv(prod.xvx)
+    diagonal = [t for t, low in zip(theta, problem.lower, strict=True) if low == 0.0]
+    return Solution(
+        theta=theta,
+        sigma=sigma,
+        beta=beta,
+        vcov=vcov,
+        df=_satterthwaite(problem, np.append(theta, sigma), vcov),
+        criterion=float(problem.criterion(theta)),
+        converged=converged,
+        singular=any(t < SINGULAR_TOLERANCE for t in diagonal),
+        message=message,
+    )

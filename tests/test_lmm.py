@@ -1,0 +1,98 @@
+"""The REML core (allianceanalysis.lmm) against an independent implementation of the same
+criterion, and on the cases where a gradient optimiser can go wrong.
+
+The engine-level agreement with lme4 (tests/test_models_reference.py) and with the mixedlm
+backend (tests/test_models.py) covers the fitted models; here the closed forms themselves are
+checked: the REML criterion at arbitrary θ equals mixedlm's deviance function (an
+implementation of lme4's sparse-matrix algorithm) to 1e-12, relative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allianceanalysis import lmm
+from allianceanalysis.derive import client_table, session_pairs, session_table
+from allianceanalysis.engine import Formula, _complete_cases, _core_problem, fit_lmm
+from allianceanalysis.models import NEXT_SESSION_FIXED
+from allianceanalysis.simulate import simulate_study
+
+STRUCTURES = {
+    "intercept": (
+        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)",
+        "clients",
+    ),
+    "nested": (f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", "pairs"),
+    "slope": (
+        "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)",
+        "table",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    sessions = simulate_study(n_clients=400, n_therapists=20, seed=5).sessions
+    return {
+        "clients": client_table(sessions).query("eligible"),
+        "pairs": session_pairs(sessions),
+        "table": session_table(sessions),
+    }
+
+
+@pytest.mark.parametrize("structure", sorted(STRUCTURES))
+def test_reml_criterion_equals_mixedlms_deviance_at_any_theta(tables, structure: str) -> None:
+    formula, table = STRUCTURES[structure]
+    reference = fit_lmm(formula, tables[table], backend="mixedlm")
+    parsed = Formula.parse(formula)
+    problem = _core_problem(parsed, _complete_cases(parsed, tables[table]))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        theta = np.abs(reference.theta * rng.uniform(0.3, 3.0, reference.theta.size))
+        if structure == "slope":
+            theta[1] = reference.theta[1] * rng.uniform(-3, 3)
+        # mixedlm orders a nested model's θ outer first; lme4 and the core, inner first
+        ours = theta[::-1] if structure == "nested" else theta
+        assert problem.criterion(ours) == pytest.approx(reference.deviance(theta), rel=1e-12)
+
+
+def test_a_variance_that_a_gradient_method_leaves_at_zero_is_found() -> None:
+    """The criterion's gradient vanishes at θ = 0 (it depends on θ²): L-BFGS-B that reaches
+    0 stays there, though the inner variance is positive (seen on the pooled PHQ-9 sites,
+    tests/test_pooled.py). Started at exactly 0, the core must still find it."""
+    rng = np.random.default_rng(8)
+    outer = np.repeat(np.arange(3), 300)  # three studies with no study variance
+    inner = np.repeat(np.arange(90), 10)  # thirty therapists each, with therapist variance
+    x = rng.normal(size=outer.size)
+    y = -0.3 * x + rng.normal(0, 0.3, 90)[inner] + rng.normal(0, 0.95, outer.size)
+    problem = lmm.Nested(y, np.column_stack([np.ones_like(x), x]), outer, inner)
+    stuck = lmm._minimise(problem, np.zeros(2))
+    assert stuck.x.max() < lmm.SINGULAR_TOLERANCE  # the trap: it stays at 0
+    problem.start = lambda: np.zeros(2)
+    solution = lmm.solve(problem)
+    assert solution.theta[0] == pytest.approx(0.23729209, rel=1e-5)  # mixedlm's optimum
+    assert solution.theta[1] == 0.0
+
+
+def test_a_random_intercept_with_no_group_variance_is_a_singular_fit_at_exactly_zero() -> None:
+    rng = np.random.default_rng(9)
+    groups = np.repeat(np.arange(40), 12)
+    x = rng.normal(size=groups.size)
+    y = 1 + 0.5 * x + rng.normal(size=groups.size)  # no group effect at all
+    problem = lmm.RandomIntercept(y, np.column_stack([np.ones_like(x), x]), groups)
+    solution = lmm.solve(problem)
+    if solution.theta[0] == 0.0:  # the usual outcome here; lme4 reports it the same way
+        assert solution.singular
+    assert solution.criterion <= problem.criterion(np.array([0.05])) + 1e-9
+
+
+def test_group_labels_of_any_type_give_the_same_fit(tables) -> None:
+    formula, table = STRUCTURES["intercept"]
+    data = tables[table].copy()
+    as_text = fit_lmm(formula, data)
+    data["therapist_id"] = data["therapist_id"].str.removeprefix("T").astype(int)
+    as_numbers = fit_lmm(formula, data)
+    np.testing.assert_allclose(as_numbers.coefficients["estimate"],
+                               as_text.coefficients["estimate"], rtol=1e-7)  # fmt: skip
