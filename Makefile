@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest clean lab notebooks
+	bench-ingest bench simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -23,6 +23,8 @@ help:
 	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
 	@echo "make reference  recompute the R (lme4) reference values in tests/reference/ (needs R)"
 	@echo "make bench-ingest  benchmark simulation and ingest (benchmarks/results/ingest.csv)"
+	@echo "make bench      models against lme4 and the whole workflow, 1k-100k clients (BENCH_FULL=1: 1M)"
+	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
 # The virtual environment is (re)built when pyproject.toml changes.
@@ -83,6 +85,16 @@ reference:
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000
+
+# The models against R's lme4 (when Rscript is installed) and the whole workflow, at 1k, 10k and
+# 100k clients; BENCH_FULL=1 adds 1M (about half an hour, most of it lme4).
+BENCH_TIERS = 1000 10000 100000 $(if $(BENCH_FULL),1000000)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/models.py --tiers $(BENCH_TIERS) --workflow
+	$(BIN)/python benchmarks/plot.py
+
+simulation-study: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs results/_simulation/power.csv
 
 clean:
 	rm -rf results/*/ .snakemake

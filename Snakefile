@@ -19,6 +19,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/pooled.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/simulation.smk"
 
 
 rule all:

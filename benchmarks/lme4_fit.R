@@ -32,6 +32,7 @@ write_json(
   list(
     seconds = seconds,
     fixed = as.list(fixef(fit)),
+    se = as.list(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
     varcorr = as.data.frame(VarCorr(fit)),
     loglik = as.numeric(logLik(fit)),
     warnings = warnings_seen,

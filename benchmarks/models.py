@@ -138,18 +138,29 @@ def lme4_variances(varcorr: list[dict]) -> dict[str, float]:
     return out
 
 
-def largest_relative_difference(ours: dict, theirs: dict, floor: float) -> float:
-    return max(abs(ours[k] - theirs[k]) / max(abs(theirs[k]), floor) for k in theirs)
+def relative_differences(ours: dict, theirs: dict, floor: float) -> dict[str, float]:
+    return {k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), floor) for k in theirs}
 
 
 def compare(ours: dict, theirs: dict) -> dict:
-    fixed = {("Intercept" if k == "(Intercept)" else k): v for k, v in theirs["fixed"].items()}
+    """Largest relative differences from lme4 (and the term; for a coefficient near zero, such
+    as a centred model's intercept, also in units of its standard error), and how much higher
+    our REML log-likelihood is (positive: our optimum is the better one)."""
+
+    def renamed(values: dict) -> dict:
+        return {("Intercept" if k == "(Intercept)" else k): v for k, v in values.items()}
+
+    fixed, se = renamed(theirs["fixed"]), renamed(theirs["se"])
+    by_term = relative_differences(ours["fixed"], fixed, 1e-8)
+    worst = max(by_term, key=by_term.get)
+    variances = relative_differences(ours["variances"], lme4_variances(theirs["varcorr"]), 1e-6)
     return {
-        "rel_diff_fixed": largest_relative_difference(ours["fixed"], fixed, 1e-8),
-        "rel_diff_variances": largest_relative_difference(
-            ours["variances"], lme4_variances(theirs["varcorr"]), 1e-6
-        ),
+        "rel_diff_fixed": by_term[worst],
+        "rel_diff_fixed_term": worst,
+        "diff_fixed_in_se": max(abs(ours["fixed"][k] - fixed[k]) / se[k] for k in fixed),
+        "rel_diff_variances": max(variances.values()),
         "rel_diff_loglik": abs(ours["loglik"] - theirs["loglik"]) / abs(theirs["loglik"]),
+        "loglik_gain": ours["loglik"] - theirs["loglik"],
     }
 
 
@@ -183,7 +194,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--engines", nargs="+", default=[DEFAULT_BACKEND], choices=BACKENDS[:2])
     parser.add_argument("--workflow", action="store_true", help="also time the whole workflow")
-    parser.add_argument("--out", default="benchmarks/results/models.csv")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "models.csv"))
     args = parser.parse_args()
     peer = shutil.which("Rscript") is not None
     rows, workflow_rows = [], []
@@ -218,11 +229,20 @@ def main() -> None:
     stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).assign(**stamp).to_csv(out, index=False, float_format="%.6g")
+    merge(pd.DataFrame(rows).assign(**stamp), out, ["clients", "model", "engine"])
     if workflow_rows:
-        pd.DataFrame(workflow_rows).assign(**stamp).to_csv(
-            out.with_name("workflow.csv"), index=False, float_format="%.6g"
-        )
+        merge(pd.DataFrame(workflow_rows).assign(**stamp), out.with_name("workflow.csv"),
+              ["clients"])  # fmt: skip
+
+
+def merge(new: pd.DataFrame, path: Path, keys: list[str]) -> None:
+    """Write ``new`` to ``path``, keeping earlier rows of other tiers (the 1M tier is run on
+    its own) and replacing those measured again."""
+    if path.exists():
+        old = pd.read_csv(path)
+        again = old.set_index(keys).index.isin(new.set_index(keys).index)
+        new = pd.concat([old[~again], new], ignore_index=True).sort_values(keys, kind="stable")
+    new.to_csv(path, index=False, float_format="%.6g")
 
 
 if __name__ == "__main__":

@@ -55,3 +55,17 @@ def test_dry_run_with_the_slurm_profile_plans_the_same_jobs(tmp_path: Path) -> N
     assert cluster == local
     assert local["ingest"] == local["models"] == 2
     assert local["pooled_datasets"] == 1
+
+
+def test_simulation_study_fans_out_one_cluster_job_per_batch(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "data" / "demo", tmp_path / "data" / "demo")
+    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config.yaml")
+    target = "results/_simulation/power.csv"
+    planned = planned_jobs(tmp_path, "--profile", str(PROFILE), target)
+    # the schema's default study: 5 designs x 200 replicates in batches of 50
+    assert planned == {"simulation_batch": 20, "simulation_study": 1, "total": 21}
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text("simulation_study: {replicates: 1000, batch_size: 25}\n")
+    more = planned_jobs(tmp_path, "--profile", str(PROFILE), target, "--configfile",
+                        str(tmp_path / "config.yaml"), str(bigger))  # fmt: skip
+    assert more["simulation_batch"] == 5 * 40

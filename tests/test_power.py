@@ -7,9 +7,10 @@ errors, sqrt(p(1 - p) / replicates).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from allianceanalysis.power import POWER_COLUMNS, power_curve
+from allianceanalysis.power import POWER_COLUMNS, power_curve, run_replicates, summarise
 from allianceanalysis.simulate import SimulationParameters
 
 NO_ALLIANCE_EFFECT = SimulationParameters(alliance_effect_between=0.0, alliance_effect_within=0.0)
@@ -50,3 +51,20 @@ def test_rejection_rate_under_no_effect_is_alpha() -> None:
                         params=NO_ALLIANCE_EFFECT, seed=5)  # fmt: skip
     rate = curve["power"].iloc[0]
     assert rate == pytest.approx(0.05, abs=4 * np.sqrt(0.05 * 0.95 / 1000))
+
+
+def test_a_study_cut_into_batches_gives_the_same_replicates_as_one_run() -> None:
+    design = {"n_clients": 150, "n_therapists": 10}
+    whole = run_replicates(design, range(6), index=1, seed=7)
+    batches = [run_replicates(design, range(k, k + 3), index=1, seed=7) for k in (0, 3)]
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
+    assert summarise(whole).equals(summarise(pd.concat(batches, ignore_index=True)))
+
+
+def test_truth_is_in_the_simulated_instruments_points() -> None:
+    phq = SimulationParameters(outcome="phq9")
+    rows = run_replicates({"n_clients": 120, "n_therapists": 8}, range(1), params=phq)
+    implied = phq.implied()
+    expected = phq.alliance_effect_between * implied["outcome_scale"] / implied["alliance_scale"]
+    assert rows["truth"].iloc[0] == pytest.approx(expected)
+    assert expected < 0  # a better alliance lowers the PHQ-9

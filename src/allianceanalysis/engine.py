@@ -205,12 +205,14 @@ class MixedFit:
         )
 
 
-def _complete_cases(formula: Formula, data: pd.DataFrame) -> pd.DataFrame:
+def _complete_cases(formula: Formula, data: pd.DataFrame, text_groups: bool = True) -> pd.DataFrame:
+    """The model's columns, complete rows only; grouping columns as text unless
+    ``text_groups`` is false (the core codes any labels itself, without a copy as text)."""
     missing = [c for c in formula.variables if c not in data]
     if missing:
         raise KeyError(f"the data have no column {missing[0]!r} for {formula.lme4()}")
     frame = data[formula.variables].dropna().reset_index(drop=True)
-    for group in formula.groups:
+    for group in formula.groups if text_groups else ():
         frame[group] = frame[group].astype("str")
     return frame
 
@@ -329,7 +331,12 @@ def _fixed_prediction(formula: Formula, frame: pd.DataFrame, beta: pd.Series) ->
 
 
 def _random_intercepts(
-    formula: Formula, frame: pd.DataFrame, beta: pd.Series, theta: float, sigma2: float
+    formula: Formula,
+    frame: pd.DataFrame,
+    beta: pd.Series,
+    theta: float,
+    sigma2: float,
+    problem: lmm.RandomIntercept | None = None,
 ) -> pd.DataFrame | None:
     """BLUPs and conditional variances of a single random intercept (levels sorted, as lme4).
 
@@ -341,18 +348,17 @@ def _random_intercepts(
     if len(formula.groups) != 1 or formula.slope:
         return None
     group = formula.groups[0]
+    if problem is None:
+        problem = lmm.RandomIntercept(frame[formula.response], np.ones((len(frame), 1)),
+                                      frame[group])  # fmt: skip
     residual = frame[formula.response].to_numpy(dtype=float) - _fixed_prediction(
         formula, frame, beta
     )
-    sums = pd.Series(residual).groupby(frame[group].to_numpy()).agg(["sum", "size"]).sort_index()
-    shrink = theta**2 / (1.0 + sums["size"].to_numpy() * theta**2)
+    sums = np.bincount(problem.codes, weights=residual, minlength=len(problem.levels))
+    shrink = theta**2 / (1.0 + problem.size * theta**2)
     return pd.DataFrame(
-        {
-            "estimate": shrink * sums["sum"].to_numpy(),
-            "cond_var": sigma2 * shrink,
-            "n_obs": sums["size"].to_numpy(),
-        },
-        index=pd.Index(sums.index, name=group),
+        {"estimate": shrink * sums, "cond_var": sigma2 * shrink, "n_obs": problem.size.astype(int)},
+        index=pd.Index(problem.levels, name=group),
     )
 
 
@@ -360,7 +366,7 @@ def _core_problem(formula: Formula, frame: pd.DataFrame) -> lmm._Problem:
     y = frame[formula.response].to_numpy(dtype=float)
     x = np.column_stack([np.ones(len(frame)), *(frame[t].to_numpy(dtype=float)
                                                  for t in formula.fixed)])  # fmt: skip
-    groups = [frame[g].to_numpy() for g in formula.groups]
+    groups = [frame[g] for g in formula.groups]
     if formula.slope:
         return lmm.RandomSlope(y, x, groups[0], frame[formula.slope].to_numpy(dtype=float))
     if len(groups) == 2:
@@ -416,7 +422,9 @@ def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         theta=solution.theta,
         deviance=problem.criterion,
         fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
-        random_effects=_random_intercepts(formula, frame, beta, float(solution.theta[0]), sigma2),
+        random_effects=_random_intercepts(
+            formula, frame, beta, float(solution.theta[0]), sigma2, problem
+        ),
     )
 
 
@@ -510,7 +518,7 @@ def fit_lmm(formula: str, data: pd.DataFrame, backend: str = DEFAULT_BACKEND) ->
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     parsed = Formula.parse(formula)
-    frame = _complete_cases(parsed, data)
+    frame = _complete_cases(parsed, data, text_groups=backend != "lmm")
     if len(frame) <= len(parsed.fixed) + 2 or frame[parsed.groups[0]].nunique() < 2:
         raise InsufficientDataError(
             f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}"

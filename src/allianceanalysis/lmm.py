@@ -257,7 +257,7 @@ class RandomSlope(_Problem):
 def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes 0 … G-1 of ``labels`` (sorted levels, as lme4 orders factor levels), by
     hashing: sorting touches the distinct levels only."""
-    codes, levels = pd.factorize(np.asarray(labels), sort=True)
+    codes, levels = pd.factorize(labels, sort=True)
     return codes.astype(np.int64), np.asarray(levels)
 
 

@@ -22,6 +22,7 @@ from .effects import SeverityNorms
 from .instruments import get_instrument
 from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
 from .pooled import one_stage, pooled_table
+from .power import run_replicates, summarise
 from .provenance import provenance, software_versions
 from .report import (
     ReportSettings,
@@ -45,6 +46,8 @@ __all__ = [
     "provenance_step",
     "report_settings",
     "report_tables_step",
+    "simulation_batch_step",
+    "simulation_summary_step",
 ]
 
 log = logging.getLogger("allianceanalysis")
@@ -333,3 +336,31 @@ def annual_report_step(
             (folder / f"{stem}.pdf").write_bytes(render_pdf(html))
             _write_csv(context["kpis"], folder / f"{stem}_kpis.csv")
     log.info("annual reports: %s", ", ".join(reports) or "no reporting year with ended episodes")
+
+
+def simulation_batch_step(
+    study: Mapping[str, Any], *, design: int, batch: int, output: str | Path, seed: int
+) -> None:
+    """Rule ``simulation_batch``: replicates ``batch * batch_size`` … of design ``design`` of
+    the ``simulation_study`` block (one row per simulated study,
+    :data:`~allianceanalysis.power.REPLICATE_COLUMNS`)."""
+    size = study["batch_size"]
+    numbers = range(batch * size, min((batch + 1) * size, study["replicates"]))
+    rows = run_replicates(study["designs"][design], numbers, index=design, term=study["term"],
+                          seed=seed)  # fmt: skip
+    with atomic_outputs(output) as (temp,):
+        _write_csv(rows, temp)
+    log.info("design %d, batch %d: %d replicates", design, batch, len(rows))
+
+
+def simulation_summary_step(
+    batches: Iterable[str | Path], power: str | Path, replicates: str | Path, *, alpha: float
+) -> None:
+    """Rule ``simulation_study``: every batch's rows together, and per design the power, its
+    Monte Carlo error, the mean estimate against the truth and the intervals' coverage."""
+    rows = pd.concat([pd.read_csv(path) for path in batches], ignore_index=True)
+    rows = rows.sort_values(["design", "replicate"], kind="stable").reset_index(drop=True)
+    with atomic_outputs(power, replicates) as (power_temp, rows_temp):
+        _write_csv(summarise(rows, alpha), power_temp)
+        _write_csv(rows, rows_temp)
+    log.info("simulation study: %d replicates of %d designs", len(rows), rows["design"].nunique())

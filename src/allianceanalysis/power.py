@@ -41,7 +41,22 @@ from .engine import InsufficientDataError
 from .models import alliance_disaggregated
 from .simulate import SimulationParameters, simulate_study
 
-__all__ = ["POWER_COLUMNS", "power_curve"]
+__all__ = ["POWER_COLUMNS", "REPLICATE_COLUMNS", "power_curve", "run_replicates", "summarise"]
+
+REPLICATE_COLUMNS = [
+    "design",
+    "n_clients",
+    "n_therapists",
+    "replicate",
+    "term",
+    "estimate",
+    "std_error",
+    "p_value",
+    "ci_low",
+    "ci_high",
+    "truth",
+]
+"""Columns of :func:`run_replicates`' table: one row per simulated study."""
 
 POWER_COLUMNS = [
     "n_clients",
@@ -55,8 +70,114 @@ POWER_COLUMNS = [
     "ci_low",
     "ci_high",
     "mean_estimate",
+    "truth",
+    "coverage",
 ]
-"""Columns of :func:`power_curve`'s table."""
+"""Columns of :func:`power_curve`'s and :func:`summarise`'s table."""
+
+TRUTHS = {
+    "alliance_therapist_mean": "alliance_effect_between",
+    "alliance_client_dev": "alliance_effect_within",
+}
+"""The simulator parameter each tested term estimates (``between_minus_within``: their
+difference)."""
+
+
+def _truth(params: SimulationParameters, term: str) -> float:
+    """The simulator's value of the effect ``term`` estimates, in outcome points per alliance
+    point of the simulated instruments (the parameters are set on the ORS/SRS metric)."""
+    if term == "between_minus_within":
+        effect = params.alliance_effect_between - params.alliance_effect_within
+    else:
+        effect = float(getattr(params, TRUTHS[term]))
+    implied = params.implied()
+    return effect * implied["outcome_scale"] / implied["alliance_scale"]
+
+
+def run_replicates(
+    design: Mapping[str, Any],
+    numbers: Iterable[int],
+    *,
+    index: int = 0,
+    term: str = "alliance_therapist_mean",
+    params: SimulationParameters | None = None,
+    early_session: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Simulate the replicates ``numbers`` of one design and fit each (one row per study).
+
+    Replicate r of design ``index`` has its own random stream, seeded by ``(seed, index,
+    r)``: a simulation study cut into batches (one cluster job each) gives the same rows as
+    one run. A replicate where the model cannot be fitted has missing estimates.
+
+    Parameters
+    ----------
+    design : mapping
+        :class:`~allianceanalysis.simulate.SimulationParameters` changes, at least
+        ``n_clients`` and ``n_therapists``; ``n_sites`` is 1 unless given.
+    numbers : iterable of int
+        The replicates to run (e.g. ``range(50, 100)`` for the second batch of 50).
+    index : int
+        The design's number in its study (part of every replicate's seed).
+    term, params, early_session, seed
+        As :func:`power_curve`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`REPLICATE_COLUMNS`; ``truth`` is the value ``term`` estimates.
+    """
+    base = params or SimulationParameters()
+    design = {"n_sites": 1, **design}
+    truth = _truth(base.replace(**design), term)
+    rows = []
+    for number in numbers:
+        stream = np.random.SeedSequence([seed, index, number])
+        study = simulate_study(base, seed=int(stream.generate_state(1)[0]), **design)
+        clients = client_table(study.sessions, base.outcome, base.alliance, early_session)
+        try:
+            fit = alliance_disaggregated(clients).set_index("term").loc[term]
+        except InsufficientDataError:
+            fit = pd.Series(dtype=float)
+        rows.append({"design": index, "n_clients": design["n_clients"],
+                     "n_therapists": design["n_therapists"], "replicate": number, "term": term,
+                     **{k: fit.get(k, np.nan) for k in ("estimate", "std_error", "p_value",
+                                                         "ci_low", "ci_high")},
+                     "truth": truth})  # fmt: skip
+    return pd.DataFrame(rows, columns=REPLICATE_COLUMNS)
+
+
+def summarise(rows: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Power, its Monte Carlo error, the mean estimate and the coverage of the 95% intervals,
+    per design, from :func:`run_replicates` rows (of one run, or of all batches together).
+
+    A replicate that could not be fitted counts as not detecting the effect.
+    """
+    out = []
+    for _, group in rows.groupby("design", sort=True):
+        n = len(group)
+        fitted = group["p_value"].notna()
+        detected = int((group["p_value"] < alpha).sum())
+        power, low, high = proportion(detected, n)
+        covered = (group["ci_low"] <= group["truth"]) & (group["truth"] <= group["ci_high"])
+        out.append(
+            {
+                "n_clients": int(group["n_clients"].iloc[0]),
+                "n_therapists": int(group["n_therapists"].iloc[0]),
+                "term": group["term"].iloc[0],
+                "alpha": alpha,
+                "replicates": n,
+                "fitted": int(fitted.sum()),
+                "power": power,
+                "mc_se": float(np.sqrt(power * (1 - power) / n)),
+                "ci_low": low,
+                "ci_high": high,
+                "mean_estimate": float(group["estimate"].mean()),
+                "truth": float(group["truth"].iloc[0]),
+                "coverage": float(covered[fitted].mean()) if fitted.any() else float("nan"),
+            }
+        )
+    return pd.DataFrame(out, columns=POWER_COLUMNS)
 
 
 def power_curve(
@@ -99,41 +220,13 @@ def power_curve(
     pandas.DataFrame
         One row per design (:data:`POWER_COLUMNS`): ``fitted`` replicates where the model
         could be fitted (the rest count as not detected), ``power`` = share of replicates with
-        p < alpha, its Monte Carlo standard error ``mc_se`` and 95% Wilson interval, and the
-        mean estimate of ``term`` (against the truth, a check of bias).
+        p < alpha, its Monte Carlo standard error ``mc_se`` and 95% Wilson interval, the mean
+        estimate of ``term`` against its ``truth`` (a check of bias), and the ``coverage`` of
+        the estimate's 95% intervals.
     """
-    base = params or SimulationParameters()
-    rows = []
-    designs = list(designs)
-    streams = np.random.SeedSequence(seed).spawn(len(designs))
-    for design, stream in zip(designs, streams, strict=True):
-        design = {"n_sites": 1, **design}
-        detected, fitted, estimates = 0, 0, []
-        for child in stream.spawn(replicates):
-            study = simulate_study(base, seed=int(child.generate_state(1)[0]), **design)
-            clients = client_table(study.sessions, base.outcome, base.alliance, early_session)
-            try:
-                row = alliance_disaggregated(clients).set_index("term").loc[term]
-            except InsufficientDataError:
-                continue
-            if pd.notna(row["p_value"]):
-                fitted += 1
-                estimates.append(row["estimate"])
-                detected += int(row["p_value"] < alpha)
-        power, low, high = proportion(detected, replicates)
-        rows.append(
-            {
-                "n_clients": design["n_clients"],
-                "n_therapists": design["n_therapists"],
-                "term": term,
-                "alpha": alpha,
-                "replicates": replicates,
-                "fitted": fitted,
-                "power": power,
-                "mc_se": float(np.sqrt(power * (1 - power) / replicates)),
-                "ci_low": low,
-                "ci_high": high,
-                "mean_estimate": float(np.mean(estimates)) if estimates else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows, columns=POWER_COLUMNS)
+    rows = [
+        run_replicates(design, range(replicates), index=i, term=term, params=params,
+                       early_session=early_session, seed=seed)
+        for i, design in enumerate(designs)
+    ]  # fmt: skip
+    return summarise(pd.concat(rows, ignore_index=True), alpha)

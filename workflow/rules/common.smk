@@ -132,6 +132,17 @@ def apa_outputs():
     return outputs
 
 
+def simulation_batches():
+    """Every batch file of the simulation study: designs x ceil(replicates / batch_size)."""
+    study = config["simulation_study"]
+    batches = -(-study["replicates"] // study["batch_size"])
+    return expand(
+        "results/_simulation/batches/design{design}_batch{batch}.csv",
+        design=range(len(study["designs"])),
+        batch=range(batches),
+    )
+
+
 def all_outputs():
     """Every file the workflow produces for every configured dataset (and the pooled
     analysis across datasets when there are two or more)."""

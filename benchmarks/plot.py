@@ -1,0 +1,90 @@
+"""Draw the benchmark results: time against clients, ours and lme4's, on log-log axes, and the
+tables of docs/performance.md.
+
+Usage: ``python benchmarks/plot.py`` (``make bench`` runs it) reads
+``benchmarks/results/models.csv`` (and ``workflow.csv``) and writes
+``docs/performance_models.png`` and ``benchmarks/results/models.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from allianceanalysis.figures import PALETTE
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    models = list(dict.fromkeys(table["model"]))
+    figure = Figure(figsize=(11, 6.5), layout="constrained")
+    axes = figure.subplots(2, 4, sharex=True).ravel()
+    for axis, model in zip(axes, models, strict=False):
+        rows = table[table["model"] == model]
+        peer = rows.drop_duplicates("clients")
+        axis.loglog(peer["clients"], peer["lme4_seconds"], color="0.3", linestyle="--",
+                    marker="s", markersize=4, label="lme4")  # fmt: skip
+        for colour, (engine, group) in zip(PALETTE, rows.groupby("engine"), strict=False):
+            axis.loglog(group["clients"], group["seconds"], color=colour, marker="o",
+                        markersize=4, label=engine)  # fmt: skip
+        axis.set_title(model, fontsize=9)
+        axis.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    for axis in axes[len(models) :]:
+        axis.set_visible(False)
+    for axis in axes[4:]:
+        axis.set_xlabel("Clients (about 8 sessions each)")
+    for axis in axes[::4]:
+        axis.set_ylabel("Fit time (s)")
+    axes[0].legend(fontsize=8)
+    machine = table["machine"].iloc[0]
+    figure.suptitle(f"Linear mixed models of the catalogue against lme4 ({machine})", fontsize=10)
+    figure.savefig(path, dpi=110, metadata={"Software": None})
+
+
+def markdown(table: pd.DataFrame) -> str:
+    columns = {
+        "clients": "clients",
+        "model": "model",
+        "engine": "engine",
+        "seconds": "ours (s)",
+        "lme4_seconds": "lme4 (s)",
+        "time_ratio": "time ratio",
+        "peak_mb": "ours (MB)",
+        "lme4_peak_mb": "lme4 (MB)",
+        "memory_ratio": "memory ratio",
+        "rel_diff_fixed": "fixed effects (rel.)",
+        "diff_fixed_in_se": "fixed effects (SE)",
+        "rel_diff_variances": "variances (rel.)",
+        "rel_diff_loglik": "loglik (rel.)",
+    }
+    shown = table[list(columns)].rename(columns=columns)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
+    for row in shown.itertuples(index=False):
+        cells = [f"{v:,}" if isinstance(v, int) else (f"{v:.3g}" if isinstance(v, float) else v)
+                 for v in row]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    table = pd.read_csv(RESULTS / "models.csv")
+    plot(table, ROOT / "docs" / "performance_models.png")
+    text = markdown(table)
+    workflow = RESULTS / "workflow.csv"
+    if workflow.exists():
+        runs = pd.read_csv(workflow)
+        text += "\n| clients | sessions | workflow (s) | largest job (MB) | job |\n"
+        text += "| --- | --- | --- | --- | --- |\n"
+        for row in runs.itertuples():
+            text += (f"| {row.clients:,} | {row.sessions:,} | {row.seconds:.0f} | "
+                     f"{row.peak_mb:.0f} | {row.largest_job} |\n")  # fmt: skip
+    (RESULTS / "models.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
