@@ -220,36 +220,44 @@ class RandomSlope(_Problem):
         g = len(self.levels)
         s = np.asarray(s, dtype=float)
         size = np.bincount(self.codes, minlength=g).astype(float)
-        ss = np.bincount(self.codes, weights=s, minlength=g)
-        ss2 = np.bincount(self.codes, weights=s * s, minlength=g)
-        self.ztz = np.stack([np.stack([size, ss], -1), np.stack([ss, ss2], -1)], -2)
-        self.ztx = np.stack([_group_sums(self.codes, g, self.x),
-                             _group_sums(self.codes, g, self.x * s[:, None])], 1)  # fmt: skip
-        self.zty = _group_sums(self.codes, g, np.column_stack([self.y, self.y * s]))
+        s1 = np.bincount(self.codes, weights=s, minlength=g)
+        s2 = np.bincount(self.codes, weights=s * s, minlength=g)
+        x0 = _group_sums(self.codes, g, self.x)  # Σ x and Σ s·x per group
+        x1 = _group_sums(self.codes, g, self.x * s[:, None])
+        y0 = np.bincount(self.codes, weights=self.y, minlength=g)
+        y1 = np.bincount(self.codes, weights=self.y * s, minlength=g)
+        # Per group, once: Z'Z entries, and the outer products of x0 = Σ x and x1 = Σ s·x (and
+        # with y), laid out so that each evaluation is two small matrix products over groups.
+        self.ztz = np.vstack([size, s1, s2])  # (3, G)
+        outer = [np.einsum("gi,gj->gij", u, v).reshape(g, -1)
+                 for u, v in ((x0, x0), (x0, x1), (x1, x1))]  # fmt: skip
+        outer[1] = outer[1] + np.einsum("gi,gj->gij", x1, x0).reshape(g, -1)
+        self.pxx = np.ascontiguousarray(np.hstack([o.T for o in outer]))  # (p², 3G)
+        self.pxy = np.ascontiguousarray(np.hstack([(x0 * y0[:, None]).T,
+                                                   (x0 * y1[:, None] + x1 * y0[:, None]).T,
+                                                   (x1 * y1[:, None]).T]))  # fmt: skip
+        self.pyy = np.concatenate([y0 * y0, 2.0 * y0 * y1, y1 * y1])
 
     def start(self) -> np.ndarray:
         return np.array([1.0, 0.0, 1.0])
 
     def products(self, theta: np.ndarray) -> _Products:
+        """With Λ = [[a, 0], [b, c]] and M = I + Λ'Z'ZΛ per group (2 x 2, written out), and
+        W = Λ'Z'X = [a·x0 + b·x1; c·x1]: Σ W'M⁻¹W = Σ α x0x0' + β (x0x1' + x1x0') + γ x1x1',
+        where (α, β, γ) are linear in M⁻¹ = adj(M) / det(M); likewise X'V⁻¹y and y'V⁻¹y."""
         a, b, c = (float(t) for t in theta)
-        n, s1, s2 = self.ztz[:, 0, 0], self.ztz[:, 0, 1], self.ztz[:, 1, 1]
-        # M = I + Λ'Z'ZΛ with Λ = [[a, 0], [b, c]], written out for 2 x 2 blocks
-        m00 = 1.0 + a * a * n + 2.0 * a * b * s1 + b * b * s2
-        m01 = c * (a * s1 + b * s2)
-        m11 = 1.0 + c * c * s2
-        det = m00 * m11 - m01 * m01
-        # W = Λ'Z'X (rows w0, w1) and v = Λ'Z'y; Σ W'M⁻¹W from M⁻¹ = adj(M) / det
-        w0 = a * self.ztx[:, 0, :] + b * self.ztx[:, 1, :]
-        w1 = c * self.ztx[:, 1, :]
-        v0 = a * self.zty[:, 0] + b * self.zty[:, 1]
-        v1 = c * self.zty[:, 1]
-        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
-        u0 = w0 * i00[:, None] + w1 * i01[:, None]  # M⁻¹W, first row
-        u1 = w0 * i01[:, None] + w1 * i11[:, None]  # second row
+        m = np.array([[a * a, 2 * a * b, b * b], [0.0, c * a, c * b], [0.0, 0.0, c * c]]) @ self.ztz
+        m[0] += 1.0
+        m[2] += 1.0
+        det = m[0] * m[2] - m[1] * m[1]
+        inverse = np.vstack([m[2], -m[1], m[0]]) / det  # (i00, i01, i11) per group
+        weights = np.array([[a * a, 0, 0], [a * b, a * c, 0], [b * b, 2 * b * c, c * c]]) @ inverse
+        weights = weights.ravel()  # α, β, γ of every group, in the layout of pxx, pxy, pyy
+        p = self.p
         return _Products(
-            xvx=self.xtx - w0.T @ u0 - w1.T @ u1,
-            xvy=self.xty - u0.T @ v0 - u1.T @ v1,
-            yvy=self.yty - float(v0 @ (i00 * v0 + i01 * v1) + v1 @ (i01 * v0 + i11 * v1)),
+            xvx=self.xtx - (self.pxx @ weights).reshape(p, p),
+            xvy=self.xty - self.pxy @ weights,
+            yvy=self.yty - float(self.pyy @ weights),
             logdet=float(np.log(det).sum()),
         )
 
@@ -283,7 +291,7 @@ def _minimise(problem: _Problem, start: np.ndarray) -> optimize.OptimizeResult:
     bounds = [(low if np.isfinite(low) else None, None) for low in problem.lower]
     result = optimize.minimize(problem.criterion, start, method="L-BFGS-B", jac="3-point",
                                bounds=bounds,
-                               options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000})  # fmt: skip
+                               options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 1000})  # fmt: skip
     if not result.success:
         polish = {"xatol": 1e-10, "fatol": 1e-10, "maxfev": 2000}
         polished = optimize.minimize(problem.criterion, result.x, method="Nelder-Mead",
