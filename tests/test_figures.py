@@ -83,6 +83,24 @@ def test_caterpillar_shows_pseudonymous_codes_only(tables) -> None:
     assert not ticks & set(tables["clients"]["therapist_id"])
 
 
+def test_caterpillar_of_many_therapists_ranks_them_unlabelled_at_a_fixed_size(
+    tables, monkeypatch
+) -> None:
+    monkeypatch.setattr(figures, "MAX_LABELLED_THERAPISTS", 5)
+    figure = figures.therapist_caterpillar(tables["models"])
+    assert figure.axes[0].get_yticklabels() == []
+    assert figure.axes[0].get_ylabel() == "Therapists, ranked"
+    assert figure.get_size_inches()[1] == 6.0
+
+
+def test_scatter_of_many_clients_bins_them_into_hexagons(tables, monkeypatch) -> None:
+    monkeypatch.setattr(figures, "MAX_SCATTER_POINTS", 50)
+    figure = figures.alliance_outcome_scatter(tables["clients"], tables["models"], ORS, SRS)
+    shades = figure.axes[0].collections[0]
+    assert shades.get_array().sum() == tables["clients"]["eligible"].sum()
+    assert figure.axes[1].get_ylabel() == "Clients (log scale)"
+
+
 def test_saved_figures_are_identical_for_identical_tables(tables, tmp_path: Path) -> None:
     first = [tmp_path / "a.png", tmp_path / "a.svg"]
     second = [tmp_path / "b.png", tmp_path / "b.svg"]

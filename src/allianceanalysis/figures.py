@@ -221,7 +221,8 @@ def alliance_outcome_scatter(
 
     The y axis is the final outcome minus its regression on intake, plus its mean (an added-
     variable plot), so the line's slope is the partial slope and the title quotes the partial
-    correlation from the ``alliance_outcome`` table.
+    correlation from the ``alliance_outcome`` table. Beyond :data:`MAX_SCATTER_POINTS` clients
+    the points are binned (hexagons shaded by count).
     """
     data = clients[clients["eligible"]]
     x, y, z = (
@@ -233,7 +234,11 @@ def alliance_outcome_scatter(
     slope = float(x_resid @ (adjusted - adjusted.mean()) / (x_resid @ x_resid))
     figure = Figure(figsize=(5.5, 4.5), layout="constrained")
     axis = figure.subplots()
-    axis.scatter(x, adjusted, s=10, alpha=0.5, color=PALETTE[0], edgecolor="none")
+    if len(x) <= MAX_SCATTER_POINTS:
+        axis.scatter(x, adjusted, s=10, alpha=0.5, color=PALETTE[0], edgecolor="none")
+    else:
+        shades = axis.hexbin(x, adjusted, gridsize=60, mincnt=1, bins="log", cmap="Blues")
+        figure.colorbar(shades, ax=axis, label="Clients (log scale)")
     grid = np.linspace(x.min(), x.max(), 50)
     axis.plot(grid, adjusted.mean() + slope * (grid - x.mean()), color=PALETTE[3], linewidth=2)
     row = _rows(models, "alliance_outcome").loc["partial_r"]
@@ -337,19 +342,37 @@ def alliance_disaggregation(
     return figure
 
 
+MAX_SCATTER_POINTS = 5_000
+"""Scatter plots draw each client up to this many; beyond, a hexagonal 2-D histogram (a
+million points make a 100 MB SVG and say less than their density)."""
+MAX_LABELLED_THERAPISTS = 40
+"""Therapist plots label each point with its code up to this many therapists; beyond it (a
+national service has thousands) the points stand unlabelled, ranked, in a figure of fixed size."""
+
+
 def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
-    """Shrunken therapist effects (BLUPs) with 95% intervals, by pseudonymous code, sorted."""
+    """Shrunken therapist effects (BLUPs) with 95% intervals, sorted; labelled by pseudonymous
+    code up to :data:`MAX_LABELLED_THERAPISTS` therapists, ranked beyond."""
     rows = models[models["model"] == "therapist_effects"].sort_values("estimate")
-    figure = Figure(figsize=(6, max(3.0, 0.18 * len(rows) + 1.5)), layout="constrained")
+    labelled = len(rows) <= MAX_LABELLED_THERAPISTS
+    height = 0.18 * len(rows) + 1.5 if labelled else 6.0
+    figure = Figure(figsize=(6, max(3.0, height)), layout="constrained")
     axis = figure.subplots()
     positions = np.arange(len(rows))
     axis.axvline(0, color="0.6", linewidth=0.8)
     excludes_zero = (rows["ci_low"] > 0) | (rows["ci_high"] < 0)
     colours = [PALETTE[3] if flag else PALETTE[0] for flag in excludes_zero]
-    axis.hlines(positions, rows["ci_low"], rows["ci_high"], colors=colours, linewidth=1.5)
-    axis.scatter(rows["estimate"], positions, color=colours, s=14, zorder=3)
-    axis.set_yticks(positions, rows["term"], fontsize=7)
-    axis.set_ylabel("Therapist (pseudonymous code)")
+    axis.hlines(positions, rows["ci_low"], rows["ci_high"], colors=colours,
+                linewidth=1.5 if labelled else 0.4, rasterized=not labelled)  # fmt: skip
+    axis.scatter(rows["estimate"], positions, color=colours, s=14 if labelled else 2, zorder=3,
+                 rasterized=not labelled)  # fmt: skip
+    if labelled:
+        axis.set_yticks(positions, rows["term"], fontsize=7)
+        axis.set_ylabel("Therapist (pseudonymous code)")
+    else:
+        axis.set_yticks([])
+        axis.set_ylim(-1, len(rows))
+        axis.set_ylabel("Therapists, ranked")
     axis.set_xlabel(f"Effect on final {outcome} beyond intake (points, 95% interval)")
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10

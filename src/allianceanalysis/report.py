@@ -61,7 +61,7 @@ from .effects import (
 )
 from .engine import InsufficientDataError
 from .errors import ConfigError
-from .figures import PALETTE, apa_r, cutoff_line
+from .figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line
 from .instruments import Instrument, get_instrument
 from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therapist_codes
 from .models import therapist_effects as fit_therapist_effects
@@ -871,11 +871,6 @@ def _accounting_table(publisher: Publisher) -> ApaTable:
         "Every episode that ended in the year is either included in an "
         "analysis or excluded for one reason.",
     )
-
-
-MAX_LABELLED_THERAPISTS = 40
-"""Therapist plots label each point with its code up to this many therapists; beyond it (a
-national service has thousands) the points stand unlabelled, ranked in the caterpillar plot."""
 
 
 def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
