@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allianceanalysis.derive import client_table, rupture_windows, session_pairs
+from allianceanalysis.derive import client_table, client_tables, rupture_windows, session_pairs
 from allianceanalysis.simulate import simulate_study
 
 
@@ -196,3 +196,26 @@ def test_rupture_windows_agree_with_shifting_each_clients_sessions() -> None:
         expected = (by_client.shift(-offset) - by_client.shift(1))[at].to_numpy()
         got = windows.xs(offset, level="offset")["change"].to_numpy()
         np.testing.assert_array_equal(got, expected)
+
+
+def test_sessions_without_an_episode_are_a_case_of_their_own() -> None:
+    data = sessions(
+        [("a", "t", 1, 10.0, 30.0), ("a", "t", 2, 12.0, 31.0), ("a", "t", 1, 15.0, 33.0)]
+    ).assign(episode_id=["e1", "e1", None])
+    cases = client_table(data, early_session=1)
+    assert len(cases) == 2
+    assert cases["sessions_attended"].tolist() == [2, 1]
+    assert cases["episode_id"].isna().tolist() == [False, True]
+
+
+def test_client_tables_equal_client_table_at_each_k_in_any_row_order() -> None:
+    shuffled = TINY.sample(frac=1.0, random_state=3)
+    tables = client_tables(shuffled, early_sessions=(2, 3))
+    for k, table in tables.items():
+        pd.testing.assert_frame_equal(table, client_table(TINY, early_session=k))
+
+
+def test_an_empty_session_table_gives_empty_derived_tables() -> None:
+    empty = TINY.iloc[:0]
+    assert client_table(empty).empty
+    assert session_pairs(empty).empty

@@ -2,7 +2,8 @@
 
 Definitions (exact; ``docs/models.md``). The outcome and alliance columns are the dataset's
 instruments (default ``ors`` and ``srs``); ``k`` is the early session (default 3). A *case* is a
-client, or a client's episode when the data have ``episode_id``.
+client, or a client's episode when the data have ``episode_id`` (a client's sessions without an
+episode id are one case).
 
 Client level (:func:`client_table`), one row per case:
 
@@ -50,6 +51,7 @@ __all__ = [
     "EXCLUSION_REASONS",
     "case_keys",
     "client_table",
+    "client_tables",
     "dropout_indicator",
     "rupture_windows",
     "session_pairs",
@@ -69,9 +71,74 @@ def case_keys(sessions: pd.DataFrame) -> list[str]:
     return ["client_id", "episode_id"] if "episode_id" in sessions else ["client_id"]
 
 
-def _at_session(sessions: pd.DataFrame, keys: list[str], session: int, column: str) -> pd.Series:
-    rows = sessions.loc[sessions["session"] == session, [*keys, column]]
-    return rows.set_index(keys)[column]
+class _Cases:
+    """Sessions ordered by case, then session number, with each row's case as an integer.
+
+    Cases are numbered in the sorted order of their keys, so per-case values come from
+    positions in numpy (no grouping on text keys: at a million clients that is the slow part).
+    A missing ``episode_id`` is a case of its own (the client's sessions without an episode).
+    """
+
+    def __init__(self, sessions: pd.DataFrame) -> None:
+        self.keys = case_keys(sessions)
+        codes = np.zeros(len(sessions), dtype="int64")
+        for key in self.keys:
+            column, distinct = pd.factorize(sessions[key], sort=True, use_na_sentinel=False)
+            codes = codes * max(len(distinct), 1) + column
+        if len(self.keys) > 1:
+            codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+        session = sessions["session"].to_numpy()
+        step, rise = np.diff(codes), np.diff(session)
+        if np.all((step > 0) | ((step == 0) & (rise >= 0))):  # exports are often in order
+            self.frame, self.case = sessions.reset_index(drop=True), codes
+        else:
+            order = np.lexsort((session, codes))
+            self.frame, self.case = sessions.iloc[order].reset_index(drop=True), codes[order]
+        starts = np.ones(len(self.case), dtype=bool)
+        starts[1:] = self.case[1:] != self.case[:-1]
+        starts = np.flatnonzero(starts)
+        self.first, self.n = starts, len(starts)
+
+    def same_case_next(self) -> np.ndarray:
+        """True where the next row belongs to the same case."""
+        same = np.zeros(len(self.case), dtype=bool)
+        same[:-1] = self.case[1:] == self.case[:-1]
+        return same
+
+    def take(self, column: str, rows: np.ndarray) -> pd.Series:
+        """``column`` at one row per case (``rows``; -1 gives a missing value)."""
+        values = self.frame[column].array.take(rows, allow_fill=True)
+        return pd.Series(values, name=column)
+
+    def last_where(self, mask: np.ndarray) -> np.ndarray:
+        """Each case's last row where ``mask`` holds (-1 for none)."""
+        return self._one_row_per_case(mask, last=True)
+
+    def first_where(self, mask: np.ndarray) -> np.ndarray:
+        """Each case's first row where ``mask`` holds (-1 for none)."""
+        return self._one_row_per_case(mask, last=False)
+
+    def _one_row_per_case(self, mask: np.ndarray, last: bool) -> np.ndarray:
+        rows = np.flatnonzero(mask)
+        cases = self.case[rows]
+        chosen = np.ones(len(rows), dtype=bool)
+        changes = cases[1:] != cases[:-1]
+        if last:
+            chosen[:-1] = changes
+        else:
+            chosen[1:] = changes
+        out = np.full(self.n, -1, dtype="int64")
+        out[cases[chosen]] = rows[chosen]
+        return out
+
+    def mean(self, column: str) -> np.ndarray:
+        """The case's mean of the observed values of ``column``, on every row."""
+        values = self.frame[column].to_numpy(dtype="float64")
+        seen = ~np.isnan(values)
+        total = np.bincount(self.case, weights=np.where(seen, values, 0.0), minlength=self.n)
+        count = np.bincount(self.case, weights=seen, minlength=self.n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total / count)[self.case]
 
 
 def dropout_indicator(cases: pd.DataFrame) -> pd.Series:
@@ -119,26 +186,50 @@ def client_table(
        outcome_intake  alliance_early  outcome_final  early_change
     0            20.0            37.0           30.0           5.0
     """
-    if early_session < 1:
+    return client_tables(sessions, outcome, alliance, (early_session,))[early_session]
+
+
+def client_tables(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    early_sessions: tuple[int, ...] = (1, 2, 3, 4, 5),
+) -> dict[int, pd.DataFrame]:
+    """:func:`client_table` for each early session k, ordering the sessions once.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 4, "therapist_id": ["t"] * 4,
+    ...                   "session": [1, 2, 3, 4], "ors": [20.0, 22.0, 25.0, 30.0],
+    ...                   "srs": [35.0, 36.0, 37.0, 38.0]})
+    >>> {k: t["alliance_early"].item() for k, t in client_tables(s, early_sessions=(2, 3)).items()}
+    {2: 36.0, 3: 37.0}
+    """
+    if min(early_sessions) < 1:
         raise ValueError("early_session must be at least 1")
-    keys = case_keys(sessions)
-    ordered = sessions.sort_values([*keys, "session"], kind="stable")
-    grouped = ordered.groupby(keys, sort=True)
-    cases = grouped.agg(
-        therapist_id=("therapist_id", "first"), sessions_attended=("session", "size")
-    )
+    ordered = _Cases(sessions)
+    return {k: _client_table(ordered, outcome, alliance, k) for k in early_sessions}
+
+
+def _client_table(ordered: _Cases, outcome: str, alliance: str, early_session: int) -> pd.DataFrame:
+    rows, session = ordered.frame, ordered.frame["session"].to_numpy()
+    cases = rows.iloc[ordered.first][ordered.keys].reset_index(drop=True)
+    first_therapist = ordered.first_where(rows["therapist_id"].notna().to_numpy())
+    cases["therapist_id"] = ordered.take("therapist_id", first_therapist)
+    cases["sessions_attended"] = np.diff(np.r_[ordered.first, len(session)])
     for optional in ("site_id", "end_status"):
-        if optional in ordered:
-            cases[optional] = grouped[optional].last()
+        if optional in rows:
+            last = ordered.last_where(rows[optional].notna().to_numpy())
+            cases[optional] = ordered.take(optional, last)
     cases["dropout"] = dropout_indicator(cases)
-    cases["outcome_intake"] = _at_session(ordered, keys, 1, outcome)
-    cases["alliance_early"] = _at_session(ordered, keys, early_session, alliance)
-    cases["outcome_early"] = _at_session(ordered, keys, early_session, outcome)
+    intake, early = ordered.last_where(session == 1), ordered.last_where(session == early_session)
+    cases["outcome_intake"] = ordered.take(outcome, intake).to_numpy()
+    cases["alliance_early"] = ordered.take(alliance, early).to_numpy()
+    cases["outcome_early"] = ordered.take(outcome, early).to_numpy()
     cases["early_change"] = cases["outcome_early"] - cases["outcome_intake"]
-    later = ordered[(ordered["session"] > early_session) & ordered[outcome].notna()]
-    last = later.groupby(keys, sort=True).last()
-    cases["outcome_final"] = last[outcome]
-    cases["session_final"] = last["session"].astype("Int64")
+    final = ordered.last_where((session > early_session) & rows[outcome].notna().to_numpy())
+    cases["outcome_final"] = ordered.take(outcome, final).to_numpy()
+    cases["session_final"] = pd.arrays.IntegerArray(session[final].astype("int64"), final < 0)
 
     missing = [
         cases["outcome_intake"].isna(),
@@ -153,7 +244,7 @@ def client_table(
     )
     cases["alliance_client_dev"] = eligible_early - cases["alliance_therapist_mean"]
     cases["alliance_therapist_mean"] = cases["alliance_therapist_mean"].where(cases["eligible"])
-    return cases.reset_index()
+    return cases
 
 
 def session_table(
@@ -176,15 +267,17 @@ def session_table(
     0        1                  30.0            -2.0
     1        2                  30.0             2.0
     """
-    keys = case_keys(sessions)
-    ordered = sessions.sort_values([*keys, "session"], kind="stable").reset_index(drop=True)
-    grouped = ordered.groupby(keys, sort=False)
+    return _session_frame(_Cases(sessions), outcome, alliance)
+
+
+def _session_frame(cases: _Cases, outcome: str, alliance: str) -> pd.DataFrame:
+    ordered = cases.frame
     carried = [c for c in ("site_id",) if c in ordered]
-    frame = ordered[[*keys, "therapist_id", *carried, "session"]].copy()
+    frame = ordered[[*cases.keys, "therapist_id", *carried, "session"]].copy()
     frame["alliance"] = ordered[alliance]
     frame["outcome"] = ordered[outcome]
-    frame["alliance_client_mean"] = grouped[alliance].transform("mean")
-    frame["outcome_client_mean"] = grouped[outcome].transform("mean")
+    frame["alliance_client_mean"] = cases.mean(alliance)
+    frame["outcome_client_mean"] = cases.mean(outcome)
     frame["alliance_within"] = frame["alliance"] - frame["alliance_client_mean"]
     frame["outcome_within"] = frame["outcome"] - frame["outcome_client_mean"]
     return frame
@@ -218,19 +311,18 @@ def session_pairs(
     0        1             2          24.0             -2.0
     1        2             4          28.0              2.0
     """
-    frame = session_table(sessions, outcome, alliance)
-    grouped = frame.groupby(case_keys(sessions), sort=False)
-    frame["session_next"] = grouped["session"].shift(-1)
-    frame["outcome_next"] = grouped["outcome"].shift(-1)
+    cases = _Cases(sessions)
+    frame = _session_frame(cases, outcome, alliance)
+    following = np.minimum(np.arange(1, len(frame) + 1), len(frame) - 1)  # last: itself
+    frame["session_next"] = frame["session"].to_numpy()[following]
+    frame["outcome_next"] = frame["outcome"].to_numpy()[following]
     keep = (
-        frame["session_next"].notna()
-        & frame["outcome"].notna()
-        & frame["outcome_next"].notna()
-        & frame["alliance"].notna()
+        cases.same_case_next()
+        & frame["outcome"].notna().to_numpy()
+        & frame["outcome_next"].notna().to_numpy()
+        & frame["alliance"].notna().to_numpy()
     )
-    pairs = frame[keep].copy()
-    pairs["session_next"] = pairs["session_next"].astype("int64")
-    return pairs.reset_index(drop=True)
+    return frame[keep].reset_index(drop=True)
 
 
 def rupture_windows(

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .derive import client_table, session_pairs, session_table
+from .derive import client_table, client_tables, session_pairs, session_table
 from .engine import (
     DEFAULT_BACKEND,
     InsufficientDataError,
@@ -403,8 +403,8 @@ def early_alliance(
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
     frames = []
-    for k in sessions_k:
-        clients = _eligible(client_table(sessions, outcome, alliance, early_session=k))
+    for k, table in client_tables(sessions, outcome, alliance, sessions_k).items():
+        clients = _eligible(table)
         change = " + early_change" if k > 1 else ""
         formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
         frames.append(_frame(tidy_fit(f"early_alliance_k{k}", fit_lmm(formula, clients, backend))))
