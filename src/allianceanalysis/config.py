@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from .errors import ConfigError, did_you_mean
 from .instruments import INSTRUMENTS
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "DEFAULT_NA_VALUES",
@@ -162,6 +164,8 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     """
     if not isinstance(config, Mapping):
         raise ConfigError("the configuration must be a mapping of keys to values", source)
+    import jsonschema  # here, not at the top: importing it takes seconds (its format checkers)
+
     schema = config_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))

@@ -286,14 +286,26 @@ def _row_schema(
             columns[item_column] = _score_schema(
                 inst, f"each {inst.short} item", inst.item_min, inst.item_max
             )
-    unique = ["client_id", "episode_id", "session"] if "episode_id" in frame_columns else None
-    return pa.DataFrameSchema(
-        columns,
-        unique=unique or ["client_id", "session"],
-        report_duplicates="all",
-        strict=False,
-        name="sessions",
+    return pa.DataFrameSchema(columns, strict=False, name="sessions")
+
+
+def _unique_key(frame: pd.DataFrame) -> list[str]:
+    """The columns that must identify a row: the case and the session number."""
+    return (
+        ["client_id", "episode_id", "session"]
+        if "episode_id" in frame
+        else ["client_id", "session"]
     )
+
+
+def _duplicate_rows(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """Positions of rows whose ``key`` (all present) another row shares.
+
+    The rule of pandera's ``unique=``, on integer codes: pandas' ``duplicated`` over a text
+    and a number column took 2.2 s of 8M rows' 4 s of schema checks, this takes 0.3 s."""
+    complete = frame[key].notna().all(axis=1).to_numpy()
+    duplicated = pd.Series(_case_codes(frame, key)).duplicated(keep=False).to_numpy()
+    return np.flatnonzero(duplicated & complete)
 
 
 def _pandera_problems(
@@ -313,11 +325,8 @@ def _pandera_problems(
     index = cases["index"].astype("int64").to_numpy()
     column = cases["column"].astype("str").to_numpy()
     rule = cases["check"].astype("str").to_numpy()
-    is_unique = rule == "multiple_fields_uniqueness"
     rule = np.where(rule == "not_nullable", REQUIRED_RULE, rule)
     out = pd.DataFrame({"index": index, "contract": column, "rule": rule})
-    dup_rows = np.unique(index[is_unique])
-    out = out[~is_unique]
     out["value"] = ""
     for contract, group in out.groupby("contract").groups.items():
         shown = texts[contract].iloc[out.loc[group, "index"].to_numpy()]
@@ -325,29 +334,38 @@ def _pandera_problems(
     out["column"] = out["contract"].map(names)
     # a value that is present but failed conversion was already reported as such
     out = out[~((out["rule"] == REQUIRED_RULE) & (out["value"] != ""))]
-    frames = [out]
-    key = schema.unique
-    dup_rows = dup_rows[frame.iloc[dup_rows][key].notna().all(axis=1).to_numpy()]
-    if len(dup_rows):
-        keyed = frame.iloc[dup_rows][key].astype("str").assign(_row=file_row[dup_rows])
-        rows_of = keyed.groupby(key, sort=False)["_row"].transform(
-            lambda r: ", ".join(str(x) for x in r.head(5)) + (" …" if len(r) > 5 else "")
-        )
-        session = frame["session"].iloc[dup_rows]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "index": dup_rows,
-                    "column": " + ".join(names.get(k, k) for k in key),
-                    "value": session.map(lambda s: f"session {s:g}").to_numpy(),
-                    "rule": f"the same {' and '.join(k.removesuffix('_id') for k in key)} appear "
-                    "in more than one row (rows " + rows_of.to_numpy() + ")",
-                }
-            )
-        )
-    problems = pd.concat(frames, ignore_index=True)
-    problems["row"] = file_row[problems["index"].to_numpy(dtype="int64")]
+    return _located(out, file_row)
+
+
+def _located(problems: pd.DataFrame, file_row: np.ndarray) -> pd.DataFrame:
+    """Problems found at frame positions (``index``), at their rows in the file."""
+    problems = problems.assign(row=file_row[problems["index"].to_numpy(dtype="int64")])
     return problems[PROBLEM_COLUMNS].astype(PROBLEM_DTYPES)
+
+
+def _duplicate_problems(
+    frame: pd.DataFrame, names: dict[str, str], file_row: np.ndarray
+) -> pd.DataFrame:
+    """One problem per row whose case and session another row shares, naming the others."""
+    key = _unique_key(frame)
+    dup_rows = _duplicate_rows(frame, key)
+    if not len(dup_rows):
+        return _empty_problems()
+    keyed = frame.iloc[dup_rows][key].astype("str").assign(_row=file_row[dup_rows])
+    rows_of = keyed.groupby(key, sort=False)["_row"].transform(
+        lambda r: ", ".join(str(x) for x in r.head(5)) + (" …" if len(r) > 5 else "")
+    )
+    session = frame["session"].iloc[dup_rows]
+    problems = pd.DataFrame(
+        {
+            "index": dup_rows,
+            "column": " + ".join(names.get(k, k) for k in key),
+            "value": session.map(lambda s: f"session {s:g}").to_numpy(),
+            "rule": f"the same {' and '.join(k.removesuffix('_id') for k in key)} appear "
+            "in more than one row (rows " + rows_of.to_numpy() + ")",
+        }
+    )
+    return _located(problems, file_row)
 
 
 def _sum_items(
@@ -521,10 +539,14 @@ def _backwards_dates(frame: pd.DataFrame, file_row: np.ndarray) -> dict[str, Any
     if "session_date" not in frame:
         return None
     keys = ["client_id", "episode_id"] if "episode_id" in frame else ["client_id"]
-    case = _case_codes(frame, keys)
-    order = np.lexsort((frame["session"].to_numpy(), case))  # stable: by case, then session
-    case, dates = case[order], frame["session_date"].to_numpy()[order]
-    flagged = np.sort(file_row[order][1:][(case[1:] == case[:-1]) & (dates[1:] < dates[:-1])])
+    case, session = _case_codes(frame, keys), frame["session"].to_numpy()
+    step, rise = np.diff(case), np.diff(session)
+    if not np.all((step > 0) | ((step == 0) & (rise >= 0))):  # not already in order
+        order = np.lexsort((session, case))  # stable: by case, then session
+        case, file_row = case[order], file_row[order]
+        frame = frame.iloc[order]
+    dates = frame["session_date"].to_numpy()
+    flagged = np.sort(file_row[1:][(case[1:] == case[:-1]) & (dates[1:] < dates[:-1])])
     if not len(flagged):
         return None
     return {
@@ -620,6 +642,7 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
     found = [
         collector.frame(),
         _pandera_problems(typed.frame, schema, typed.names, typed.texts, raw.file_row),
+        _duplicate_problems(typed.frame, typed.names, raw.file_row),
     ]
     row_problems = pd.concat([p for p in found if len(p)] or [_empty_problems()], ignore_index=True)
     if len(raw.ragged):
