@@ -144,17 +144,19 @@ def models_step(
     catalogue model, named ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``,
     ``bootstrap``, ``seed`` and ``engine``.
     """
-    data = {
-        "clients": pd.read_parquet(inputs["clients"]),
-        "sessions_table": pd.read_parquet(inputs["sessions"]),
-        "pairs": pd.read_parquet(inputs["pairs"]),
-        "sessions": pd.read_parquet(inputs["validated"]),
-    }
+    files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",
+             "sessions": "validated"}  # fmt: skip
     paths = {Path(p).stem: Path(p) for p in tables}
-    results = {name: fit_model(name, data[CATALOGUE[name].data], **options) for name in paths}
-    key = therapist_codes(
-        data["clients"]["therapist_id"].unique(), options.get("seed", DEFAULT_SEED)
-    )
+    fitted = {}
+    for source, file in files.items():  # one table in memory at a time (8M rows at 1M clients)
+        names = [name for name in paths if CATALOGUE[name].data == source]
+        if names:
+            data = pd.read_parquet(inputs[file])
+            fitted.update({name: fit_model(name, data, **options) for name in names})
+            del data
+    results = {name: fitted[name] for name in paths}
+    therapists = pd.read_parquet(inputs["clients"], columns=["therapist_id"])["therapist_id"]
+    key = therapist_codes(therapists.unique(), options.get("seed", DEFAULT_SEED))
     key_frame = pd.DataFrame({"therapist_id": list(key), "code": list(key.values())})
     with atomic_outputs(*paths.values(), combined, codes) as temps:
         for table, temp in zip(results.values(), temps[: len(results)], strict=True):
