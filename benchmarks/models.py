@@ -15,7 +15,7 @@ log-likelihood.
 
 The whole workflow (``--workflow``) is timed separately: Snakemake on the tier's sessions as
 a CSV, every rule from ingest to the annual report, with each job's peak memory from its
-benchmark file.
+benchmark file and the peak of all running jobs together (sampled every 0.2 s).
 
 Usage: ``python benchmarks/models.py [--tiers 1000 10000 100000] [--workflow]``
 (``make bench``; ``make bench BENCH_FULL=1`` adds the 1M tier).
@@ -24,6 +24,7 @@ Usage: ``python benchmarks/models.py [--tiers 1000 10000 100000] [--workflow]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 from ingest import machine
 
 from allianceanalysis.derive import client_table, session_pairs, session_table
@@ -173,19 +175,36 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> dict:
     (work / "config.yaml").write_text("datasets:\n  bench:\n    path: sessions.csv\n")
     snakemake = Path(sys.executable).with_name("snakemake")
     start = time.perf_counter()
-    subprocess.run(
+    process = subprocess.Popen(
         [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
          "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
-        check=True, capture_output=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    total_peak = tree_peak_mb(process)
+    if process.wait() != 0:
+        raise RuntimeError(f"the workflow failed:\n{process.stderr.read()[-3000:]}")
     seconds = time.perf_counter() - start
     jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
             for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
     table = pd.concat(jobs, ignore_index=True)
     largest = table.loc[table["max_rss"].idxmax()]
     return {"seconds": seconds, "peak_mb": float(largest["max_rss"]),
-            "largest_job": largest["rule"], "jobs": len(table),
+            "largest_job": largest["rule"], "total_peak_mb": total_peak, "jobs": len(table),
             "job_seconds": float(table["s"].sum())}  # fmt: skip
+
+
+def tree_peak_mb(process: subprocess.Popen, interval: float = 0.2) -> float:
+    """The largest sum of resident memory over a process and its descendants (jobs running
+    side by side add up), sampled until it ends."""
+    root, peak = psutil.Process(process.pid), 0.0
+    while process.poll() is None:
+        total = 0
+        for member in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += member.memory_info().rss
+        peak = max(peak, total / 2**20)
+        time.sleep(interval)
+    return peak
 
 
 def main() -> None:
