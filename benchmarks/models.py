@@ -166,8 +166,9 @@ def compare(ours: dict, theirs: dict) -> dict:
     }
 
 
-def run_workflow(sessions: pd.DataFrame, folder: Path) -> dict:
-    """The whole workflow on the tier's data: wall time and the largest job's peak memory."""
+def run_workflow(sessions: pd.DataFrame, folder: Path) -> tuple[dict, pd.DataFrame]:
+    """The whole workflow on the tier's data: wall time, the largest job's peak memory and the
+    peak of all jobs together; and each job's time and peak memory."""
     work = folder / "workflow"
     work.mkdir()
     sessions.to_csv(work / "sessions.csv", index=False, float_format="%g",
@@ -188,9 +189,11 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> dict:
             for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
     table = pd.concat(jobs, ignore_index=True)
     largest = table.loc[table["max_rss"].idxmax()]
-    return {"seconds": seconds, "peak_mb": float(largest["max_rss"]),
-            "largest_job": largest["rule"], "total_peak_mb": total_peak, "jobs": len(table),
-            "job_seconds": float(table["s"].sum())}  # fmt: skip
+    summary = {"seconds": seconds, "peak_mb": float(largest["max_rss"]),
+               "largest_job": largest["rule"], "total_peak_mb": total_peak, "jobs": len(table),
+               "job_seconds": float(table["s"].sum())}  # fmt: skip
+    per_job = table[["rule", "s", "max_rss"]].rename(columns={"s": "seconds", "max_rss": "peak_mb"})
+    return summary, per_job
 
 
 def tree_peak_mb(process: subprocess.Popen, interval: float = 0.2) -> float:
@@ -216,7 +219,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "models.csv"))
     args = parser.parse_args()
     peer = shutil.which("Rscript") is not None
-    rows, workflow_rows = [], []
+    rows, workflow_rows, job_rows = [], [], []
     for clients in args.tiers:
         with tempfile.TemporaryDirectory() as name:
             folder = Path(name)
@@ -242,8 +245,9 @@ def main() -> None:
                     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v
                                       for k, v in row.items()}), flush=True)  # fmt: skip
             if args.workflow:
-                result = run_workflow(sessions, folder)
+                result, per_job = run_workflow(sessions, folder)
                 workflow_rows.append({"clients": clients, "sessions": len(sessions), **result})
+                job_rows.append(per_job.assign(clients=clients))
                 print(json.dumps(workflow_rows[-1]), flush=True)
     stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
@@ -252,6 +256,8 @@ def main() -> None:
     if workflow_rows:
         merge(pd.DataFrame(workflow_rows).assign(**stamp), out.with_name("workflow.csv"),
               ["clients"])  # fmt: skip
+        jobs = pd.concat(job_rows, ignore_index=True)[["clients", "rule", "seconds", "peak_mb"]]
+        merge(jobs.assign(**stamp), out.with_name("workflow_jobs.csv"), ["clients", "rule"])
 
 
 def merge(new: pd.DataFrame, path: Path, keys: list[str]) -> None:
