@@ -3,7 +3,8 @@ tables of docs/performance.md.
 
 Usage: ``python benchmarks/plot.py`` (``make bench`` runs it) reads
 ``benchmarks/results/models.csv`` (and ``workflow.csv``) and writes
-``docs/performance_models.png`` and ``benchmarks/results/models.md``.
+``docs/performance_models.png`` and ``benchmarks/results/models.md``, whose tables it also
+puts into ``docs/performance.md`` (between its ``bench:start`` and ``bench:end`` markers).
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def job_table(jobs: pd.DataFrame) -> str:
+    """Each rule's time (s) and peak memory (MB) at each size: the sizing table for a cluster."""
+    sizes = sorted(jobs["clients"].unique())
+    lines = ["| rule | " + " | ".join(f"{c:,} clients: s, MB" for c in sizes) + " |",
+             "| --- |" + " --- |" * len(sizes)]  # fmt: skip
+    for rule, rows in jobs.groupby("rule", sort=False):
+        cells = rows.set_index("clients").reindex(sizes)
+        lines.append(f"| {rule} | " + " | ".join(
+            f"{r.seconds:.1f}, {r.peak_mb:.0f}" for r in cells.itertuples()) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     table = pd.read_csv(RESULTS / "models.csv")
     plot(table, ROOT / "docs" / "performance_models.png")
@@ -77,13 +90,27 @@ def main() -> None:
     workflow = RESULTS / "workflow.csv"
     if workflow.exists():
         runs = pd.read_csv(workflow)
-        text += "\n| clients | sessions | workflow (s) | largest job (MB) | job |\n"
-        text += "| --- | --- | --- | --- | --- |\n"
+        text += ("\n| clients | sessions | workflow (s) | all jobs together (MB) | "
+                 "largest job (MB) | job |\n| --- | --- | --- | --- | --- | --- |\n")  # fmt: skip
         for row in runs.itertuples():
             text += (f"| {row.clients:,} | {row.sessions:,} | {row.seconds:.0f} | "
-                     f"{row.peak_mb:.0f} | {row.largest_job} |\n")  # fmt: skip
+                     f"{row.total_peak_mb:.0f} | {row.peak_mb:.0f} | "
+                     f"{row.largest_job} |\n")  # fmt: skip
+    jobs = RESULTS / "workflow_jobs.csv"
+    if jobs.exists():
+        text += "\n" + job_table(pd.read_csv(jobs))
     (RESULTS / "models.md").write_text(text)
+    insert(ROOT / "docs" / "performance.md", text)
     print(text)
+
+
+def insert(page: Path, text: str) -> None:
+    """Put ``text`` between the page's ``<!-- bench:start -->`` and ``<!-- bench:end -->``."""
+    start, end = "<!-- bench:start -->\n", "<!-- bench:end -->"
+    if not page.exists():
+        return
+    before, rest = page.read_text().split(start)
+    page.write_text(before + start + text + end + rest.split(end)[1])
 
 
 if __name__ == "__main__":

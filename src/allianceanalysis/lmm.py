@@ -65,14 +65,15 @@ SINGULAR_TOLERANCE = 1e-4
 ``isSingular`` default tolerance)."""
 
 
-def _group_sums(codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
-    """Per-group sums of each column of ``values`` (rows x k) -> (groups x k)."""
-    return np.column_stack(
-        [
-            np.bincount(codes, weights=values[:, j], minlength=n_groups)
-            for j in range(values.shape[1])
-        ]
+def _group_sums(
+    codes: np.ndarray, n_groups: int, values: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-group sums of each column of ``values`` (rows x k), times ``scale`` (rows) when given,
+    -> (groups x k); one column at a time (no temporary of the size of ``values``)."""
+    columns = (
+        values[:, j] if scale is None else values[:, j] * scale for j in range(values.shape[1])
     )
+    return np.column_stack([np.bincount(codes, weights=c, minlength=n_groups) for c in columns])
 
 
 @dataclass
@@ -223,16 +224,19 @@ class RandomSlope(_Problem):
         s1 = np.bincount(self.codes, weights=s, minlength=g)
         s2 = np.bincount(self.codes, weights=s * s, minlength=g)
         x0 = _group_sums(self.codes, g, self.x)  # Σ x and Σ s·x per group
-        x1 = _group_sums(self.codes, g, self.x * s[:, None])
+        x1 = _group_sums(self.codes, g, self.x, s)
         y0 = np.bincount(self.codes, weights=self.y, minlength=g)
         y1 = np.bincount(self.codes, weights=self.y * s, minlength=g)
         # Per group, once: Z'Z entries, and the outer products of x0 = Σ x and x1 = Σ s·x (and
-        # with y), laid out so that each evaluation is two small matrix products over groups.
+        # with y), laid out so that each evaluation is two small matrix products over groups:
+        # pxx[i·p + j, k·G + g] holds, for k = 0, 1, 2, x0x0', x0x1' + x1x0', x1x1' of group g.
         self.ztz = np.vstack([size, s1, s2])  # (3, G)
-        outer = [np.einsum("gi,gj->gij", u, v).reshape(g, -1)
-                 for u, v in ((x0, x0), (x0, x1), (x1, x1))]  # fmt: skip
-        outer[1] = outer[1] + np.einsum("gi,gj->gij", x1, x0).reshape(g, -1)
-        self.pxx = np.ascontiguousarray(np.hstack([o.T for o in outer]))  # (p², 3G)
+        pxx = np.empty((self.p, self.p, 3, g))
+        np.einsum("gi,gj->ijg", x0, x0, out=pxx[:, :, 0])
+        np.einsum("gi,gj->ijg", x0, x1, out=pxx[:, :, 1])
+        pxx[:, :, 1] += pxx[:, :, 1].transpose(1, 0, 2).copy()
+        np.einsum("gi,gj->ijg", x1, x1, out=pxx[:, :, 2])
+        self.pxx = pxx.reshape(self.p * self.p, 3 * g)
         self.pxy = np.ascontiguousarray(np.hstack([(x0 * y0[:, None]).T,
                                                    (x0 * y1[:, None] + x1 * y0[:, None]).T,
                                                    (x1 * y1[:, None]).T]))  # fmt: skip
