@@ -1,0 +1,239 @@
+"""Alliance ruptures and their repair, detected in session-by-session alliance ratings.
+
+A *rupture* is a drop in the alliance rating from one rated session of a case to its next rated
+session of at least a reliable-change threshold (Jacobson & Truax, 1991): a fall larger than
+measurement error alone makes likely (Safran & Muran, 2000; Eubanks, Muran & Safran, 2018). It is
+*repaired* when a rating within the next ``repair_within`` rated sessions returns to the rating
+before the drop, the V of Stiles et al. (2004), and *unrepaired* otherwise. When the case has
+fewer rated sessions left than the window and none of them returns, the repair window is
+incomplete (``window_complete`` is false): the case ended or the data end first.
+
+The threshold is the reliable-change criterion for a difference of two ratings,
+``1.96 · √2 · SD · √(1 − r)``, with ``SD`` the standard deviation of the cases' first alliance
+ratings in the data and ``r`` the instrument's test–retest reliability
+(:data:`RETEST_RELIABILITY`), unless a threshold in points is given.
+
+References
+----------
+Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A meta-analysis.
+Psychotherapy, 55(4), 508-519.
+Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to defining
+meaningful change in psychotherapy research. Journal of Consulting and Clinical Psychology,
+59(1), 12-19.
+Safran, J. D., & Muran, J. C. (2000). Negotiating the therapeutic alliance. Guilford.
+Stiles, W. B., et al. (2004). Patterns of alliance development and the rupture-repair
+hypothesis. Journal of Counseling Psychology, 51(1), 81-92.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .derive import _Cases, case_keys
+from .effects import proportion
+from .instruments import get_instrument
+from .models import TIDY_COLUMNS, _frame, _row
+
+__all__ = [
+    "DEFAULT_REPAIR_WITHIN",
+    "RETEST_RELIABILITY",
+    "case_ruptures",
+    "detect_ruptures",
+    "reliable_drop",
+    "rupture_table",
+]
+
+RETEST_RELIABILITY = {
+    "srs": (
+        0.54,
+        "The Psychometric Properties of the Session Rating Scale: A Narrative Review. Journal "
+        "of Evidence-Based Social Work (2020), doi:10.1080/26408066.2020.1729281: test-retest "
+        "estimates of .54 to .70 in four studies; the lowest is used, so that a drop counts "
+        "only if it is reliable under the least favourable published estimate.",
+    ),
+}
+"""Test–retest reliability of an alliance instrument, with its source: the ``r`` of the default
+rupture threshold. Instruments without one need a threshold in points."""
+
+DEFAULT_REPAIR_WITHIN = 3
+"""Rated sessions after a rupture within which a return to the pre-rupture rating counts as
+repair (the V-shaped sequences of Stiles et al., 2004, recover within a few sessions)."""
+
+_Z = 1.959963984540054
+
+
+def reliable_drop(sessions: pd.DataFrame, alliance: str = "srs") -> float:
+    """The reliable-change threshold for a drop in ``alliance`` between two sessions.
+
+    ``1.96 · √2 · SD · √(1 − r)`` (Jacobson & Truax, 1991), with ``SD`` the standard deviation
+    of each case's first rating of ``alliance`` in ``sessions`` and ``r`` its test–retest
+    reliability (:data:`RETEST_RELIABILITY`).
+
+    Raises
+    ------
+    ValueError
+        When the instrument has no test–retest reliability on record (give a threshold in
+        points instead), or fewer than two cases have a rating.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": list("abcd"), "session": 1,
+    ...                   "srs": [30.0, 34.0, 36.0, 40.0]})
+    >>> round(reliable_drop(s), 2)  # 1.96 · √2 · 4.163 · √(1 − .54)
+    7.83
+    """
+    if alliance not in RETEST_RELIABILITY:
+        raise ValueError(
+            f"no test-retest reliability is on record for {get_instrument(alliance).short}: "
+            "give the rupture threshold in points"
+        )
+    rated = sessions.dropna(subset=[alliance]).sort_values("session", kind="stable")
+    first = rated.drop_duplicates(case_keys(rated))[alliance]
+    if len(first) < 2:
+        raise ValueError("fewer than two cases have an alliance rating")
+    r = RETEST_RELIABILITY[alliance][0]
+    return float(_Z * np.sqrt(2.0) * first.std(ddof=1) * np.sqrt(1.0 - r))
+
+
+def detect_ruptures(
+    sessions: pd.DataFrame,
+    alliance: str = "srs",
+    *,
+    threshold: float | None = None,
+    repair_within: int = DEFAULT_REPAIR_WITHIN,
+) -> pd.DataFrame:
+    """Flag ruptures and their repair in each case's sequence of alliance ratings.
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions (case keys, ``therapist_id``, ``session``, the alliance column).
+    alliance : str
+        The alliance instrument's column (higher is better for every alliance instrument in
+        the registry; for one where lower is better a rise is the drop).
+    threshold : float, optional
+        The smallest drop, in points, that is a rupture; by default :func:`reliable_drop`.
+    repair_within : int
+        Rated sessions after the rupture within which a return to the pre-rupture rating is a
+        repair.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rated session, in case and session order: the case keys,
+        ``therapist_id``, ``session``, ``alliance``, ``drop`` (from the previous rated session;
+        missing at a case's first), ``rupture``, ``repaired`` and ``window_complete`` (missing
+        where there is no rupture), ``repair_session`` (the first session back at the
+        pre-rupture rating) and ``threshold``.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 5, "therapist_id": ["t"] * 5,
+    ...                   "session": [1, 2, 3, 4, 5], "srs": [36.0, 37.0, 28.0, 33.0, 37.5]})
+    >>> d = detect_ruptures(s, threshold=5.0)
+    >>> d.loc[d["rupture"], ["session", "drop", "repaired", "repair_session"]]
+       session  drop  repaired  repair_session
+    2        3   9.0      True               5
+    """
+    if repair_within < 1:
+        raise ValueError("repair_within must be at least 1")
+    inst = get_instrument(alliance)
+    limit = reliable_drop(sessions, alliance) if threshold is None else float(threshold)
+    ordered = _Cases(sessions.dropna(subset=[alliance]))
+    frame = ordered.frame[[*ordered.keys, "therapist_id", "session"]].copy()
+    frame["alliance"] = ordered.frame[alliance].to_numpy(dtype=float)
+    case = ordered.case
+    score = frame["alliance"].to_numpy() * (1.0 if inst.higher_is_better else -1.0)
+    n = len(frame)
+
+    def ahead(k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The score k rated sessions on, and whether that row is the same case's."""
+        index = np.minimum(np.arange(n) + k, max(n - 1, 0))
+        same = (np.arange(n) + k < n) & (case[index] == case)
+        return score[index], same
+
+    before = np.r_[np.nan, score[:-1]] if n else score
+    same_before = np.r_[False, case[1:] == case[:-1]] if n else np.zeros(0, dtype=bool)
+    drop = np.where(same_before, before - score, np.nan)
+    rupture = same_before & (drop >= limit)
+    repaired = np.zeros(n, dtype=bool)
+    window = np.zeros(n, dtype=bool)
+    repair_at = np.full(n, -1, dtype="int64")
+    sessions_ahead = frame["session"].to_numpy()
+    for k in range(1, repair_within + 1):  # a few offsets, each over every rupture at once
+        later, same = ahead(k)
+        back = rupture & same & ~repaired & (later >= before)
+        repair_at[back] = sessions_ahead[np.minimum(np.arange(n) + k, n - 1)][back]
+        repaired |= back
+        window |= same & (k == repair_within)
+    frame["drop"] = drop
+    frame["rupture"] = rupture
+    frame["repaired"] = pd.array(np.where(rupture, repaired, False), dtype="boolean")
+    frame.loc[~rupture, "repaired"] = pd.NA
+    frame["window_complete"] = pd.array(window | repaired, dtype="boolean")
+    frame.loc[~rupture, "window_complete"] = pd.NA
+    frame["repair_session"] = pd.arrays.IntegerArray(repair_at, repair_at < 0)
+    frame["threshold"] = limit
+    return frame
+
+
+def case_ruptures(detected: pd.DataFrame) -> pd.DataFrame:
+    """One row per case of :func:`detect_ruptures`: its ``ratings``, how many ruptures, the
+    session of the first, and ``rupture_status``: ``"none"``, ``"repaired"`` (every rupture
+    repaired) or ``"unrepaired"`` (at least one not repaired, window complete or not).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 3 + ["b"] * 2, "therapist_id": "t",
+    ...                   "session": [1, 2, 3, 1, 2], "srs": [38.0, 30.0, 38.0, 36.0, 36.0]})
+    >>> case_ruptures(detect_ruptures(s, threshold=5.0))["rupture_status"].tolist()
+    ['repaired', 'none']
+    """
+    keys = [k for k in ("client_id", "episode_id") if k in detected]
+    flagged = detected.assign(
+        unrepaired=detected["rupture"] & ~detected["repaired"].fillna(False).astype(bool),
+        first_rupture=detected["session"].where(detected["rupture"]),
+    )
+    cases = flagged.groupby(keys, sort=True, dropna=False).agg(
+        therapist_id=("therapist_id", "first"),
+        ratings=("session", "size"),
+        ruptures=("rupture", "sum"),
+        unrepaired=("unrepaired", "sum"),
+        first_rupture_session=("first_rupture", "min"),
+    )
+    cases["rupture_status"] = np.select(
+        [cases["ruptures"] == 0, cases["unrepaired"] == 0], ["none", "repaired"], "unrepaired"
+    )
+    return cases.drop(columns="unrepaired").reset_index()
+
+
+def rupture_table(detected: pd.DataFrame, model: str = "ruptures") -> pd.DataFrame:
+    """Rupture and repair rates as a tidy table (:data:`~allianceanalysis.models.TIDY_COLUMNS`).
+
+    Rows: ``clients_with_rupture`` (share of cases with at least one rupture among cases with
+    two or more ratings), ``ruptures_per_transition`` (ruptures per pair of consecutive ratings),
+    ``repair_rate`` (repaired among ruptures whose repair window is complete or repaired),
+    ``median_first_rupture_session``, and ``threshold`` (points). Proportions carry 95% Wilson
+    intervals; ``n_obs`` is the denominator.
+    """
+    cases = case_ruptures(detected)
+    multi = cases[cases["ratings"] >= 2]
+    transitions = int(detected["drop"].notna().sum())
+    ruptures = detected[detected["rupture"]]
+    judged = ruptures[ruptures["window_complete"].fillna(False).astype(bool)]
+    rows = []
+    for term, events, n in (
+        ("clients_with_rupture", int((multi["ruptures"] > 0).sum()), len(multi)),
+        ("ruptures_per_transition", len(ruptures), transitions),
+        ("repair_rate", int(judged["repaired"].sum()), len(judged)),
+    ):
+        estimate, low, high = proportion(events, n)
+        rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
+                         ci_method="wilson"))  # fmt: skip
+    first = cases["first_rupture_session"].dropna()
+    median = float(first.median()) if len(first) else np.nan
+    rows.append(_row(model, "median_first_rupture_session", median, n_obs=len(first)))
+    threshold = float(detected["threshold"].iloc[0]) if len(detected) else np.nan
+    rows.append(_row(model, "threshold", threshold, n_obs=len(detected)))
+    return _frame(rows)[TIDY_COLUMNS]
