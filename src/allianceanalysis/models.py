@@ -25,6 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ __all__ = [
     "alliance_next_session",
     "alliance_next_session_nested",
     "alliance_outcome",
+    "clustered_logit",
     "dropout",
     "early_alliance",
     "fit_model",
@@ -748,46 +750,30 @@ def growth(table: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFra
     return _frame(tidy_fit("growth", fit_lmm(formula, data, backend)))
 
 
-def dropout(clients: pd.DataFrame) -> pd.DataFrame:
-    """Unplanned ending and early alliance: logistic regression with therapist-clustered SEs.
+def clustered_logit(
+    model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str
+) -> tuple[list[dict[str, object]], Any]:
+    """A logistic regression with standard errors clustered by ``cluster``: tidy rows (one
+    per coefficient, plus ``odds_ratio_<predictor>`` rows) and the statsmodels result.
 
-    ``dropout ~ alliance_early`` (``glm(family = binomial)``), on cases with a known ending
-    and an early alliance rating; standard errors clustered by therapist (CR1, as
-    ``sandwich::vcovCL`` type HC1); Wald z intervals. Row ``odds_ratio_alliance_early`` is the
-    odds ratio per alliance point. Note the sample: only cases that reached the early session
-    (Sharf, Primavera & Diener, 2010).
-
-    References
-    ----------
-    Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
-    meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
+    Standard errors are CR1, equal to R's ``sandwich::vcovCL(type = "HC1")``, with Wald z
+    intervals. Rows with a missing value in any of the columns are left out. With fewer than
+    two clusters or a single kind of response, one row says why nothing was fitted (the
+    result is then ``None``).
     """
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
-    model = "dropout"
-    data = clients.dropna(subset=["dropout", "alliance_early"])
-    if data["dropout"].nunique() < 2 or data["therapist_id"].nunique() < 2:
+    data = data.dropna(subset=[response, *predictors])
+    if data[response].nunique() < 2 or data[cluster].nunique() < 2:
         message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return _frame(
-            [
-                _row(
-                    model,
-                    "alliance_early",
-                    np.nan,
-                    converged=False,
-                    message=message,
-                    n_obs=len(data),
-                )
-            ]
-        )
-    exog = sm.add_constant(data[["alliance_early"]].astype(float)).rename(
-        columns={"const": "Intercept"}
-    )
-    groups = pd.factorize(data["therapist_id"])[0]
+        return [_row(model, predictors[0], np.nan, converged=False, message=message,
+                     n_obs=len(data))], None  # fmt: skip
+    exog = sm.add_constant(data[predictors].astype(float)).rename(columns={"const": "Intercept"})
+    groups = pd.factorize(data[cluster])[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = sm.Logit(data["dropout"].astype(float), exog).fit(
+        result = sm.Logit(data[response].astype(float), exog).fit(
             disp=0, cov_type="cluster", cov_kwds={"groups": groups}
         )
     problems = [
@@ -795,40 +781,44 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
         for w in caught
         if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
     ]
-    converged = bool(result.mle_retvals.get("converged", False)) and not problems
     common = {
         "n_obs": len(data),
-        "n_groups": data["therapist_id"].nunique(),
-        "converged": converged,
+        "n_groups": data[cluster].nunique(),
+        "converged": bool(result.mle_retvals.get("converged", False)) and not problems,
         "message": "; ".join(problems),
+        "ci_method": "wald_z_cluster",
     }
     ci = result.conf_int()
     rows = [
-        _row(
-            model,
-            term,
-            result.params[term],
-            std_error=result.bse[term],
-            ci_low=ci.loc[term, 0],
-            ci_high=ci.loc[term, 1],
-            p_value=result.pvalues[term],
-            ci_method="wald_z_cluster",
-            **common,
-        )
+        _row(model, term, result.params[term], std_error=result.bse[term],
+             ci_low=ci.loc[term, 0], ci_high=ci.loc[term, 1], p_value=result.pvalues[term],
+             **common)
         for term in exog.columns
-    ]
-    rows.append(
-        _row(
-            model,
-            "odds_ratio_alliance_early",
-            np.exp(result.params["alliance_early"]),
-            ci_low=np.exp(ci.loc["alliance_early", 0]),
-            ci_high=np.exp(ci.loc["alliance_early", 1]),
-            p_value=result.pvalues["alliance_early"],
-            ci_method="wald_z_cluster",
-            **common,
-        )
-    )
+    ]  # fmt: skip
+    rows += [
+        _row(model, f"odds_ratio_{term}", np.exp(result.params[term]),
+             ci_low=np.exp(ci.loc[term, 0]), ci_high=np.exp(ci.loc[term, 1]),
+             p_value=result.pvalues[term], **common)
+        for term in predictors
+    ]  # fmt: skip
+    return rows, result
+
+
+def dropout(clients: pd.DataFrame) -> pd.DataFrame:
+    """Unplanned ending and early alliance: logistic regression with therapist-clustered SEs.
+
+    ``dropout ~ alliance_early`` (``glm(family = binomial)``), on cases with a known ending
+    and an early alliance rating; standard errors clustered by therapist (CR1, as
+    ``sandwich::vcovCL`` type HC1); Wald z intervals (:func:`clustered_logit`). Row
+    ``odds_ratio_alliance_early`` is the odds ratio per alliance point. Note the sample: only
+    cases that reached the early session (Sharf, Primavera & Diener, 2010).
+
+    References
+    ----------
+    Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
+    meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
+    """
+    rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"], "therapist_id")
     return _frame(rows)
 
 
