@@ -1,0 +1,56 @@
+# Reference values for the dropout-risk model (allianceanalysis.dropout_risk): the discrete-time
+# hazard of an unplanned ending, a logistic regression over person-periods with standard errors
+# clustered by therapist (sandwich::vcovCL, HC1). The person-periods are derived here in R from
+# the sessions in tests/reference/data/, by the definitions in docs/models.md.
+#
+# Run from the repository root:  Rscript tests/reference/dropout_risk_reference.R
+# (make reference). Writes tests/reference/dropout_risk_<dataset>.csv with columns
+#   model, term, estimate, std_error, df, p_value, ci_low, ci_high
+source("tests/reference/common.R")
+suppressPackageStartupMessages(library(sandwich))
+
+datasets <- list(
+  ors_srs = list(file = "tests/reference/data/ors_srs.csv", outcome = "ors", alliance = "srs"),
+  phq9_wai = list(file = "tests/reference/data/phq9_wai.csv", outcome = "phq9", alliance = "wai_sr")
+)
+
+person_periods <- function(s) {
+  s <- s[order(s$client_id, s$session), ]
+  first_rated <- s[!is.na(s$alliance), ]
+  first_rated <- first_rated[!duplicated(first_rated$client_id), ]
+  s$first_session <- first_rated$session[match(s$client_id, first_rated$client_id)]
+  s$alliance_first <- ifelse(!is.na(s$first_session) & s$session >= s$first_session,
+                             first_rated$alliance[match(s$client_id, first_rated$client_id)], NA)
+  s$alliance_change <- s$alliance - s$alliance_first
+  intake <- s[s$session == 1, ]
+  s$outcome_change <- s$outcome - intake$outcome[match(s$client_id, intake$client_id)]
+  last <- !duplicated(s$client_id, fromLast = TRUE)
+  dropped <- !is.na(s$end_status) & s$end_status == "dropout"
+  s$event <- as.integer(last & dropped)
+  s[!last | dropped, ]
+}
+
+out <- list()
+for (name in names(datasets)) {
+  spec <- datasets[[name]]
+  s <- read.csv(spec$file, stringsAsFactors = FALSE)
+  s$outcome <- s[[spec$outcome]]
+  s$alliance <- s[[spec$alliance]]
+  p <- person_periods(s)
+  p <- p[complete.cases(p[, c("alliance_first", "alliance_change", "outcome_change", "session")]), ]
+  g <- glm(event ~ alliance_first + alliance_change + outcome_change + session,
+           family = binomial, data = p)
+  v <- vcovCL(g, cluster = ~therapist_id, type = "HC1")
+  est <- coef(g)
+  se <- sqrt(diag(v))
+  z <- qnorm(0.975)
+  pv <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
+  terms <- sub("\\(Intercept\\)", "Intercept", names(est))
+  result <- rbind(
+    row("dropout_risk", terms, est, se, NA, pv, est - z * se, est + z * se),
+    row("dropout_risk", paste0("odds_ratio_", terms[-1]), exp(est[-1]), NA, NA, pv[-1],
+        exp(est[-1] - z * se[-1]), exp(est[-1] + z * se[-1])),
+    row("dropout_risk", "n_person_periods", nrow(p)))
+  rownames(result) <- NULL
+  write.csv(result, sprintf("tests/reference/dropout_risk_%s.csv", name), row.names = FALSE)
+}
