@@ -14,38 +14,7 @@ datasets <- list(
   phq9_wai = list(file = "tests/reference/data/phq9_wai.csv", outcome = "phq9", alliance = "wai_sr")
 )
 
-# -- derived variables -------------------------------------------------------------------------
-client_table <- function(s, k) {
-  s <- s[order(s$client_id, s$session), ]
-  ids <- unique(s$client_id)
-  at <- function(session, column) {
-    rows <- s[s$session == session, ]
-    rows[[column]][match(ids, rows$client_id)]
-  }
-  later <- s[s$session > k & !is.na(s$outcome), ]
-  last <- later[!duplicated(later$client_id, fromLast = TRUE), ]
-  therapist <- s$therapist_id[match(ids, s$client_id)]
-  end_status <- tapply(s$end_status, s$client_id, function(x) {
-    x <- x[!is.na(x) & x != ""]
-    if (length(x)) tail(x, 1) else NA
-  })[ids]
-  out <- data.frame(
-    client_id = ids, therapist_id = therapist,
-    outcome_intake = at(1, "outcome"), alliance_early = at(k, "alliance"),
-    outcome_early = at(k, "outcome"),
-    outcome_final = last$outcome[match(ids, last$client_id)],
-    dropout = ifelse(end_status == "dropout", 1, ifelse(end_status == "planned", 0, NA))
-  )
-  out$early_change <- out$outcome_early - out$outcome_intake
-  out$eligible <- !is.na(out$outcome_intake) & !is.na(out$alliance_early) & !is.na(out$outcome_final)
-  eligible_early <- ifelse(out$eligible, out$alliance_early, NA)
-  out$alliance_therapist_mean <- ave(eligible_early, out$therapist_id,
-                                     FUN = function(x) mean(x, na.rm = TRUE))
-  out$alliance_therapist_mean[!out$eligible] <- NA
-  out$alliance_client_dev <- eligible_early - out$alliance_therapist_mean
-  out
-}
-
+# -- derived variables (client_table is in common.R) -------------------------------------------
 session_table <- function(s) {
   s <- s[order(s$client_id, s$session), ]
   s$alliance_client_mean <- ave(s$alliance, s$client_id, FUN = function(x) mean(x, na.rm = TRUE))
@@ -64,30 +33,6 @@ session_pairs <- function(st) {
 }
 
 # -- tidy rows ----------------------------------------------------------------------------------
-
-group_label <- function(g) sub("_id$", "", sub(":.*", "", g))  # lme4 names a nested factor inner:outer
-
-lmm_rows <- function(model, fit) {
-  co <- coef(summary(fit, ddf = "Satterthwaite"))
-  q <- qt(0.975, co[, "df"])
-  terms <- sub("\\(Intercept\\)", "Intercept", rownames(co))
-  out <- row(model, terms, co[, "Estimate"], co[, "Std. Error"], co[, "df"], co[, "Pr(>|t|)"],
-             co[, "Estimate"] - q * co[, "Std. Error"], co[, "Estimate"] + q * co[, "Std. Error"])
-  vc <- as.data.frame(VarCorr(fit))
-  for (i in seq_len(nrow(vc))) {
-    g <- vc$grp[i]
-    if (g == "Residual") {
-      out <- rbind(out, row(model, "var_residual", vc$vcov[i]))
-    } else if (is.na(vc$var2[i]) && vc$var1[i] == "(Intercept)") {
-      out <- rbind(out, row(model, paste0("var_", group_label(g)), vc$vcov[i]))
-    } else if (is.na(vc$var2[i])) {
-      out <- rbind(out, row(model, paste0("var_", group_label(g), "_", vc$var1[i]), vc$vcov[i]))
-    } else {
-      out <- rbind(out, row(model, paste0("cor_", group_label(g), "_", vc$var2[i]), vc$sdcor[i]))
-    }
-  }
-  rbind(out, row(model, "loglik_reml", as.numeric(logLik(fit))))
-}
 
 nakagawa_rows <- function(model, fit) {
   vf <- var(as.vector(model.matrix(fit) %*% fixef(fit)))

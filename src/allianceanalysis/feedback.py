@@ -1,0 +1,162 @@
+"""Did feedback help? Outcome, alliance and dropout of cases seen with and without routine
+feedback (the ``condition`` column: ``feedback`` or ``none``), and what the design can support.
+
+A case's condition is that of its first session. Three models, therapist random effects for the
+two linear ones (:func:`allianceanalysis.engine.fit_lmm`) and therapist-clustered errors for
+dropout (:func:`allianceanalysis.models.clustered_logit`):
+
+- ``feedback_outcome``: ``outcome_final ~ outcome_intake + feedback + (1 | therapist_id)``, cases
+  with an intake outcome and a later one (the last observed);
+- ``feedback_alliance``: ``alliance_early ~ feedback + (1 | therapist_id)``, the alliance at the
+  early session k;
+- ``feedback_dropout``: ``glm(dropout ~ feedback, binomial)``, cases with a known ending.
+
+How strong a causal reading the comparison allows depends on how the conditions were assigned,
+which the data partly show (:func:`feedback_design`): conditions that vary within therapists and
+overlap in time (as in trials randomising clients, e.g. Lambert et al., 2001; reviewed by de
+Jong et al., 2021); conditions that split therapists (a comparison of therapists, confounded
+with who they are); or conditions that split time, every feedback case starting after every other (a
+before/after comparison, open to anything else that changed: it is not a trial).
+
+References
+----------
+de Jong, K., et al. (2021). Using progress feedback to improve outcomes and reduce drop-out,
+treatment duration, and deterioration: A multilevel meta-analysis. Clinical Psychology Review,
+85, 102002.
+Lambert, M. J., et al. (2001). The effects of providing therapists with feedback on patient
+progress during psychotherapy: Are outcomes enhanced? Psychotherapy Research, 11(1), 49-68.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .derive import case_keys, client_table
+from .engine import DEFAULT_BACKEND, fit_lmm
+from .models import TIDY_COLUMNS, _frame, _row, clustered_logit, tidy_fit
+
+__all__ = ["DESIGNS", "feedback_design", "feedback_effects"]
+
+DESIGNS = {
+    "within_therapists": (
+        "Feedback and no-feedback cases are seen by the same therapists over the same period. "
+        "If clients were randomised this is a trial and the differences are effects of "
+        "feedback; if not, they can still reflect who was offered feedback."
+    ),
+    "between_therapists": (
+        "Each therapist saw cases in one condition only: the comparison is between therapists, "
+        "and a difference can be theirs rather than feedback's."
+    ),
+    "before_after": (
+        "Every feedback case started after every no-feedback case: a before/after comparison. "
+        "It is not a trial: anything else that changed over time (staff, referrals, "
+        "the season, data recording) is mixed into the difference."
+    ),
+    "one_condition": "Only one condition is in the data: there is nothing to compare.",
+}
+"""What each design can support, in the words the tables and the report use."""
+
+
+def _case_conditions(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Each case's condition (that of its first session), therapist and first session date."""
+    keys = case_keys(sessions)
+    first = sessions.sort_values([*keys, "session"], kind="stable").drop_duplicates(keys)
+    columns = [*keys, "therapist_id", "condition"]
+    columns += ["session_date"] if "session_date" in first else []
+    cases = first[columns].reset_index(drop=True)
+    cases = cases[cases["condition"].isin(["feedback", "none"])]
+    return cases.assign(feedback=(cases["condition"] == "feedback").astype(float))
+
+
+def feedback_design(sessions: pd.DataFrame) -> dict[str, Any]:
+    """What the data show of how feedback was assigned.
+
+    Returns
+    -------
+    dict
+        ``design`` (a key of :data:`DESIGNS`), ``statement`` (its text), ``cases`` per
+        condition, ``therapists_with_both`` (therapists who saw cases in both conditions) and
+        ``therapists``.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a", "b", "c", "d"], "therapist_id": ["t", "t", "u", "u"],
+    ...                   "session": 1, "condition": ["feedback", "none", "none", "feedback"]})
+    >>> feedback_design(s)["design"]
+    'within_therapists'
+    """
+    cases = _case_conditions(sessions) if "condition" in sessions else pd.DataFrame()
+    counts = cases["condition"].value_counts().to_dict() if len(cases) else {}
+    both = cases.groupby("therapist_id")["condition"].nunique() if len(cases) else pd.Series()
+    if len(counts) < 2:
+        design = "one_condition"
+    elif "session_date" in cases and (
+        cases.loc[cases["feedback"] == 0, "session_date"].max()
+        < cases.loc[cases["feedback"] == 1, "session_date"].min()
+    ):
+        design = "before_after"
+    elif (both == 2).any():
+        design = "within_therapists"
+    else:
+        design = "between_therapists"
+    return {
+        "design": design,
+        "statement": DESIGNS[design],
+        "cases": {k: int(counts.get(k, 0)) for k in ("feedback", "none")},
+        "therapists_with_both": int((both == 2).sum()),
+        "therapists": len(both),
+    }
+
+
+def feedback_effects(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    *,
+    early_session: int = 3,
+    backend: str = DEFAULT_BACKEND,
+) -> pd.DataFrame:
+    """The three feedback models as one tidy table; every row's ``message`` carries the design's
+    statement (:func:`feedback_design`), and a data set without both conditions gives one row
+    saying so.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=600, n_therapists=20, feedback="client", seed=5).sessions
+    >>> t = feedback_effects(s)
+    >>> sorted(set(t["model"]))
+    ['feedback_alliance', 'feedback_dropout', 'feedback_outcome']
+    """
+    design = feedback_design(sessions)
+    if design["design"] == "one_condition":
+        return _frame([_row("feedback_outcome", "feedback", np.nan, converged=False,
+                            message=design["statement"])])[TIDY_COLUMNS]  # fmt: skip
+    conditions = _case_conditions(sessions)
+    keys = case_keys(sessions)
+    assigned = conditions[[*keys, "feedback"]]
+    early = client_table(sessions, outcome, alliance, early_session).merge(assigned, on=keys)
+    final = client_table(sessions, outcome, alliance, early_session=1).merge(assigned, on=keys)
+    final = final.dropna(subset=["outcome_intake", "outcome_final"])
+    models = {
+        "feedback_outcome": (
+            "outcome_final ~ outcome_intake + feedback + (1 | therapist_id)",
+            final,
+        ),
+        "feedback_alliance": (
+            "alliance_early ~ feedback + (1 | therapist_id)",
+            early.dropna(subset=["alliance_early"]),
+        ),
+    }
+    rows: list[dict[str, Any]] = []
+    for name, (formula, data) in models.items():
+        rows += tidy_fit(name, fit_lmm(formula, data, backend))
+    rows += clustered_logit("feedback_dropout", early, "dropout", ["feedback"], "therapist_id")[0]
+    table = _frame(rows)[TIDY_COLUMNS]
+    table["message"] = [
+        "; ".join(filter(None, [m, design["statement"]])) for m in table["message"].fillna("")
+    ]
+    return table
