@@ -1,0 +1,207 @@
+"""Expected treatment response and the not-on-track signal, fitted on a service's own data.
+
+The expected outcome of a client at session t, given the intake score, is the fixed part of a
+growth model of change since intake (Finch, Lambert & Schaalje, 2001; the recovery curves
+behind Lambert's signal system)::
+
+    change ~ intake_c + log_session + intake_log_session + (1 + log_session | client_id)
+
+over sessions 2 and later with an observed outcome: ``change`` is the outcome minus the intake
+(session 1) outcome, ``intake_c`` the intake centred at the sample's mean, ``log_session`` the
+log of the session number (change is fast early and slows, the dose-effect shape of Howard et
+al., 1986), ``intake_log_session`` their product (clients who start lower change faster). It is
+a mixed model rather than empirical quantiles by intake band because a service's sessions thin
+out quickly: by session 10 few clients of any one band are left, and the model borrows
+strength across sessions and intake levels. A client is **not on track** at a session when the
+outcome is beyond the ``percentile`` (default 10%) of what the model predicts for a new client
+with that intake at that session: the fixed part plus the random intercept and slope and the
+residual, ``expected ± z · sd`` in the worse direction. Lambert's system signals at comparable
+tails of its expected recovery curves.
+
+The signal is judged against how treatment ended (:func:`signal_accuracy`): among cases with an
+intake and a final outcome, whether it was raised at a session before the final one, against
+reliable deterioration at the end (Jacobson & Truax, 1991, with the instrument's reliable-change
+threshold): sensitivity, specificity, positive and negative predictive value, and the lead time
+from the first signal to the final session.
+
+References
+----------
+Finch, A. E., Lambert, M. J., & Schaalje, B. G. (2001). Psychotherapy quality control: The
+statistical generation of expected recovery curves for integration into an early warning
+system. Clinical Psychology & Psychotherapy, 8(4), 231-242.
+Howard, K. I., Kopta, S. M., Krause, M. S., & Orlinsky, D. E. (1986). The dose-effect
+relationship in psychotherapy. American Psychologist, 41(2), 159-164.
+Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to defining
+meaningful change in psychotherapy research. Journal of Consulting and Clinical Psychology,
+59(1), 12-19.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .derive import _Cases
+from .effects import proportion
+from .engine import DEFAULT_BACKEND, fit_lmm
+from .instruments import get_instrument
+from .models import TIDY_COLUMNS, _frame, _row, tidy_fit
+
+__all__ = [
+    "DEFAULT_PERCENTILE",
+    "ETR_FORMULA",
+    "ExpectedResponse",
+    "fit_expected_response",
+    "not_on_track",
+    "signal_accuracy",
+]
+
+ETR_FORMULA = "change ~ intake_c + log_session + intake_log_session + (1 + log_session | client_id)"
+DEFAULT_PERCENTILE = 0.10
+"""The tail of the predicted outcome beyond which a client is not on track (Lambert's systems
+signal at tails of this order; configurable)."""
+
+
+@dataclass(frozen=True)
+class ExpectedResponse:
+    """A fitted expected-treatment-response model (:func:`fit_expected_response`)."""
+
+    outcome: str
+    intake_mean: float
+    fixed: pd.Series
+    variances: dict[str, float]
+    percentile: float
+    table: pd.DataFrame
+
+    def expected(self, intake: np.ndarray, session: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The expected outcome and the not-on-track bound at ``session`` for ``intake``.
+
+        Examples
+        --------
+        >>> m = ExpectedResponse("ors", 20.0, pd.Series({"Intercept": 1.0, "intake_c": -0.1,
+        ...     "log_session": 4.0, "intake_log_session": 0.0}), {"var_client": 4.0,
+        ...     "var_client_log_session": 1.0, "cor_client_log_session": 0.0,
+        ...     "var_residual": 5.0}, 0.10, pd.DataFrame())
+        >>> # at session 1: 20 + 1 expected; bound 21 - z(.90) · √(4 + 5) = 21 - 1.2816 · 3
+        >>> [round(float(v[0]), 3) for v in m.expected(np.array([20.0]), np.array([1.0]))]
+        [21.0, 17.155]
+        """
+        intake = np.asarray(intake, dtype=float)
+        log_t = np.log(np.asarray(session, dtype=float))
+        centred = intake - self.intake_mean
+        b = self.fixed
+        mean = (b["Intercept"] + b["intake_c"] * centred + b["log_session"] * log_t
+                + b["intake_log_session"] * centred * log_t)  # fmt: skip
+        v0, v1 = self.variances["var_client"], self.variances["var_client_log_session"]
+        cov = self.variances["cor_client_log_session"] * np.sqrt(v0 * v1)
+        sd = np.sqrt(v0 + 2 * cov * log_t + v1 * log_t**2 + self.variances["var_residual"])
+        worse = -1.0 if get_instrument(self.outcome).higher_is_better else 1.0
+        z = stats.norm.ppf(1 - self.percentile)
+        return intake + mean, intake + mean + worse * z * sd
+
+
+def _change_data(sessions: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    ordered = _Cases(sessions)
+    rows = ordered.frame
+    session = rows["session"].to_numpy()
+    intake_row = ordered.last_where(session == 1)
+    intake = np.where(intake_row >= 0, rows[outcome].to_numpy()[intake_row], np.nan)
+    data = rows[[*ordered.keys, "therapist_id", "session"]].copy()
+    data["intake"] = intake[ordered.case]
+    data["outcome"] = rows[outcome].to_numpy()
+    return data
+
+
+def fit_expected_response(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    backend: str = DEFAULT_BACKEND,
+) -> ExpectedResponse:
+    """Fit the expected-treatment-response model (``ETR_FORMULA``) to a service's sessions.
+
+    Returns
+    -------
+    ExpectedResponse
+        With ``table``, the fit as tidy rows (model ``expected_response``).
+    """
+    if not 0 < percentile < 0.5:
+        raise ValueError("percentile must be between 0 and 0.5")
+    data = _change_data(sessions, outcome)
+    data = data[(data["session"] >= 2)].dropna(subset=["intake", "outcome"])
+    intake_mean = float(data.drop_duplicates("client_id")["intake"].mean())
+    data = data.assign(
+        change=data["outcome"] - data["intake"],
+        intake_c=data["intake"] - intake_mean,
+        log_session=np.log(data["session"].astype(float)),
+    )
+    data["intake_log_session"] = data["intake_c"] * data["log_session"]
+    fit = fit_lmm(ETR_FORMULA, data, backend)
+    table = _frame(tidy_fit("expected_response", fit))[TIDY_COLUMNS]
+    return ExpectedResponse(outcome, intake_mean, fit.coefficients["estimate"],
+                            dict(fit.variances), percentile, table)  # fmt: skip
+
+
+def not_on_track(sessions: pd.DataFrame, model: ExpectedResponse) -> pd.DataFrame:
+    """Every session of 2 or later with an observed outcome and intake: ``expected``, ``bound``
+    and ``not_on_track`` (the outcome beyond the bound, in the worse direction)."""
+    data = _change_data(sessions, model.outcome)
+    data = data[data["session"] >= 2].dropna(subset=["intake", "outcome"]).reset_index(drop=True)
+    expected, bound = model.expected(data["intake"].to_numpy(), data["session"].to_numpy())
+    worse = -1.0 if get_instrument(model.outcome).higher_is_better else 1.0
+    data["expected"], data["bound"] = expected, bound
+    data["not_on_track"] = worse * (data["outcome"].to_numpy() - bound) > 0
+    return data
+
+
+def signal_accuracy(
+    flags: pd.DataFrame, outcome: str = "ors", model: str = "not_on_track_signal"
+) -> pd.DataFrame:
+    """How well the not-on-track signal foretold reliable deterioration, as a tidy table.
+
+    ``flags`` is :func:`not_on_track`'s. A case counts when its final outcome comes after at
+    least one earlier session; the signal is whether any session before the final one was not
+    on track; the event is reliable deterioration at the final session (change in the worse
+    direction of at least the ``outcome`` instrument's reliable-change threshold). Rows:
+    ``sensitivity``, ``specificity``, ``ppv``, ``npv`` and ``deterioration_rate`` (95% Wilson
+    intervals; ``n_obs`` the denominator) and ``median_lead_time`` (sessions from the first
+    signal to the final session, among signalled cases that deteriorated).
+
+    Raises
+    ------
+    ValueError
+        When the instrument has no reliable-change threshold.
+    """
+    inst = get_instrument(outcome)
+    if inst.reliable_change is None:
+        raise ValueError(f"{inst.short} has no reliable-change threshold to judge the signal by")
+    threshold = inst.reliable_change
+    worse = -1.0 if inst.higher_is_better else 1.0
+    keys = [k for k in ("client_id", "episode_id") if k in flags]
+    last = ~flags.duplicated(keys, keep="last").to_numpy()
+    final = flags[last].set_index(keys)
+    earlier = flags[~last]
+    signalled = earlier.groupby(keys)["not_on_track"].any()
+    first_signal = earlier[earlier["not_on_track"]].groupby(keys)["session"].min()
+    cases = final.join(signalled.rename("signal"), how="inner")
+    deteriorated = worse * (cases["outcome"] - cases["intake"]) >= threshold
+    signal = cases["signal"].astype(bool)
+    rows = []
+    for term, events, n in (
+        ("sensitivity", int((signal & deteriorated).sum()), int(deteriorated.sum())),
+        ("specificity", int((~signal & ~deteriorated).sum()), int((~deteriorated).sum())),
+        ("ppv", int((signal & deteriorated).sum()), int(signal.sum())),
+        ("npv", int((~signal & ~deteriorated).sum()), int((~signal).sum())),
+        ("deterioration_rate", int(deteriorated.sum()), len(cases)),
+    ):
+        estimate, low, high = proportion(events, n)
+        rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
+                         ci_method="wilson"))  # fmt: skip
+    lead = (cases["session"] - first_signal.reindex(cases.index))[signal & deteriorated]
+    rows.append(_row(model, "median_lead_time", float(lead.median()) if len(lead) else np.nan,
+                     n_obs=len(lead)))  # fmt: skip
+    return _frame(rows)[TIDY_COLUMNS]
