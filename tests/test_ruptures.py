@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allianceanalysis.pipeline import early_warning_step
 from allianceanalysis.ruptures import (
     RETEST_RELIABILITY,
     case_ruptures,
@@ -138,3 +139,17 @@ def test_the_simulated_repair_probability_is_recovered(simulated) -> None:
     table = rupture_table(detected).set_index("term")
     low, high = table.loc["repair_rate", ["ci_low", "ci_high"]]
     assert low - 0.05 < parameters.repair_probability < high + 0.05
+
+
+def test_the_workflow_step_says_why_ruptures_of_an_instrument_without_a_threshold_are_missing(
+    tmp_path,
+) -> None:
+    data = sequence(50.0, 40.0, 45.0).rename(columns={"srs": "wai_sr"}).assign(ors=20.0)
+    data.to_parquet(tmp_path / "sessions.parquet")
+    settings = {"rupture_threshold": None, "repair_within": 3, "not_on_track_percentile": 0.1,
+                "folds": 5}  # fmt: skip
+    early_warning_step(tmp_path / "sessions.parquet", table=tmp_path / "t.csv",
+                       calibration=tmp_path / "c.csv", outcome="ors", alliance="wai_sr",
+                       early_session=3, settings=settings)  # fmt: skip
+    table = pd.read_csv(tmp_path / "t.csv").set_index("model")
+    assert "give the rupture threshold in points" in table.loc["ruptures", "message"]

@@ -246,3 +246,11 @@ def test_workflow_is_lint_clean() -> None:
         cwd=ROOT,
     )
     assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr
+
+
+def test_early_warning_table_holds_each_analysis(demo_run: Path) -> None:
+    table = pd.read_csv(demo_run / "results" / "demo" / "tables" / "early_warning.csv")
+    assert {"ruptures", "dropout_risk", "expected_response", "not_on_track_signal",
+            "feedback_outcome"} <= set(table["model"])  # fmt: skip
+    calibration = pd.read_csv(demo_run / "results" / "demo" / "tables" / "dropout_calibration.csv")
+    assert calibration["n"].sum() == table.query("term == 'auc_cv'")["n_obs"].iloc[0]

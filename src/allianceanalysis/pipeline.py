@@ -14,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from . import figures
+from . import dropout_risk, expected_response, feedback, figures, ruptures
 from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
 from .disclosure import DisclosurePolicy
 from .effects import SeverityNorms
 from .instruments import get_instrument
-from .models import CATALOGUE, DEFAULT_SEED, fit_model, therapist_codes
+from .models import CATALOGUE, DEFAULT_SEED, TIDY_COLUMNS, fit_model, therapist_codes
 from .pooled import one_stage, pooled_table
 from .power import run_replicates, summarise
 from .provenance import provenance, software_versions
@@ -40,6 +40,7 @@ __all__ = [
     "apa_tables_step",
     "client_accounting",
     "derive_step",
+    "early_warning_step",
     "figures_step",
     "models_step",
     "pooled_step",
@@ -209,6 +210,79 @@ def figures_step(
     for name, targets in paths.items():
         figures.save_figure(drawers[name](), targets)
     log.info("%d figures", len(paths))
+
+
+def _or_reason(model: str, compute: Any) -> pd.DataFrame:
+    """``compute()``, or one row of ``model`` saying why it could not be computed."""
+    try:
+        return compute()
+    except ValueError as exc:
+        row = dict.fromkeys(TIDY_COLUMNS, float("nan"))
+        row.update(model=model, term="", converged=False, ci_method="none",
+                   message=f"not computed: {exc}")  # fmt: skip
+        return pd.DataFrame([row], columns=TIDY_COLUMNS)
+
+
+def early_warning_step(
+    sessions: str | Path,
+    *,
+    table: str | Path,
+    calibration: str | Path,
+    outcome: str,
+    alliance: str,
+    early_session: int,
+    settings: Mapping[str, Any],
+    seed: int = DEFAULT_SEED,
+    engine: str = "lmm",
+) -> None:
+    """Rule ``early_warning``: ruptures and repair, dropout risk, the expected treatment
+    response and its not-on-track signal, and feedback, as one tidy table (``table``), and the
+    dropout model's calibration table (``calibration``).
+
+    ``settings`` is the config's ``early_warning`` block: ``rupture_threshold`` (points, or
+    None for the reliable-change default), ``repair_within``, ``not_on_track_percentile`` and
+    ``folds``. An analysis the data cannot support (no rupture threshold for the instrument, no
+    dropouts, one condition) gives a row saying why.
+    """
+    data = pd.read_parquet(sessions)
+    threshold, folds = settings.get("rupture_threshold"), settings["folds"]
+
+    def rupture_rows() -> pd.DataFrame:
+        detected = ruptures.detect_ruptures(data, alliance, threshold=threshold,
+                                            repair_within=settings["repair_within"])  # fmt: skip
+        return ruptures.rupture_table(detected)
+
+    def signal_rows() -> pd.DataFrame:
+        model = expected_response.fit_expected_response(
+            data, outcome, percentile=settings["not_on_track_percentile"], backend=engine
+        )
+        flags = expected_response.not_on_track(data, model)
+        return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
+
+    def calibration_rows() -> pd.DataFrame:
+        periods = dropout_risk.person_periods(data, outcome, alliance)
+        held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
+        return dropout_risk.calibration_table(held_out)
+
+    parts = [
+        _or_reason("ruptures", rupture_rows),
+        _or_reason("dropout_risk", lambda: dropout_risk.dropout_risk(
+            data, outcome, alliance, folds=folds, seed=seed)),
+        _or_reason("expected_response", signal_rows),
+        _or_reason("feedback_outcome", lambda: feedback.feedback_effects(
+            data, outcome, alliance, early_session=early_session, backend=engine)),
+    ]  # fmt: skip
+    combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[TIDY_COLUMNS]
+    try:
+        points = calibration_rows()
+    except ValueError:
+        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
+                                       "ci_low", "ci_high"])  # fmt: skip
+    with atomic_outputs(table, calibration) as (t, c):
+        _write_csv(combined, t)
+        _write_csv(points, c)
+    for model, rows in combined.groupby("model", sort=False):
+        log.info("%s: %d rows", model, len(rows))
 
 
 def apa_tables_step(models: str | Path, outputs: Iterable[str | Path]) -> None:

@@ -155,6 +155,7 @@ def all_outputs():
             "results/{dataset}/validation/excluded_rows.csv",
             "results/{dataset}/derived/accounting.csv",
             "results/{dataset}/tables/models.csv",
+            "results/{dataset}/tables/early_warning.csv",
             "results/{dataset}/figures/therapist_caterpillar.png",
             "results/{dataset}/tables/apa/alliance_outcome.html",
             "results/{dataset}/provenance.json",

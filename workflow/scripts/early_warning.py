@@ -1,0 +1,16 @@
+"""Rule early_warning: the early-warning analyses of one dataset as one tidy table."""
+
+from allianceanalysis.cli import report_user_errors
+from allianceanalysis.pipeline import early_warning_step
+
+with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcards.dataset}'"):
+    early_warning_step(
+        snakemake.input[0],
+        table=snakemake.output.table,
+        calibration=snakemake.output.calibration,
+        **snakemake.params.instruments,
+        early_session=snakemake.params.early_session,
+        settings=snakemake.params.settings,
+        seed=snakemake.params.seed,
+        engine=snakemake.params.engine,
+    )
