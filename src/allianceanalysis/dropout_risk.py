@@ -45,6 +45,7 @@ __all__ = [
     "cross_validated_risk",
     "dropout_risk",
     "person_periods",
+    "risk_table",
     "therapist_folds",
 ]
 
@@ -192,12 +193,17 @@ def dropout_risk(
     and ``calibration_intercept_cv`` from the held-out predictions of
     :func:`cross_validated_risk`, whose ``n_obs`` is the number of person-periods scored.
     """
-    model = "dropout_risk"
     periods = person_periods(sessions, outcome, alliance)
+    return risk_table(periods, cross_validated_risk(periods, folds, seed), folds)
+
+
+def risk_table(periods: pd.DataFrame, held_out: pd.DataFrame, folds: int) -> pd.DataFrame:
+    """:func:`dropout_risk`'s table from its person-periods and their held-out risks (so that a
+    caller who also wants the calibration table cross-validates once)."""
+    model = "dropout_risk"
     rows, result = clustered_logit(model, periods, "event", RISK_PREDICTORS, "therapist_id")
     if result is None:
         return _frame(rows)[TIDY_COLUMNS]
-    held_out = cross_validated_risk(periods, folds, seed)
     event, risk = held_out["event"].to_numpy(), held_out["risk"].to_numpy()
     slope, intercept = _calibration(held_out)
     common = {"n_obs": len(held_out), "n_groups": periods["therapist_id"].nunique(),

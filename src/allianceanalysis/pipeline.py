@@ -259,25 +259,22 @@ def early_warning_step(
         flags = expected_response.not_on_track(data, model)
         return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
 
-    def calibration_rows() -> pd.DataFrame:
-        periods = dropout_risk.person_periods(data, outcome, alliance)
+    periods = dropout_risk.person_periods(data, outcome, alliance)
+    try:
         held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
-        return dropout_risk.calibration_table(held_out)
-
+        points = dropout_risk.calibration_table(held_out)
+    except ValueError:  # no dropouts, or too few to cut into tenths
+        held_out = pd.DataFrame({"event": [], "risk": [], "fold": []})
+        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
+                                       "ci_low", "ci_high"])  # fmt: skip
     parts = [
         _or_reason("ruptures", rupture_rows),
-        _or_reason("dropout_risk", lambda: dropout_risk.dropout_risk(
-            data, outcome, alliance, folds=folds, seed=seed)),
+        _or_reason("dropout_risk", lambda: dropout_risk.risk_table(periods, held_out, folds)),
         _or_reason("expected_response", signal_rows),
         _or_reason("feedback_outcome", lambda: feedback.feedback_effects(
             data, outcome, alliance, early_session=early_session, backend=engine)),
     ]  # fmt: skip
     combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[TIDY_COLUMNS]
-    try:
-        points = calibration_rows()
-    except ValueError:
-        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
-                                       "ci_low", "ci_high"])  # fmt: skip
     with atomic_outputs(table, calibration) as (t, c):
         _write_csv(combined, t)
         _write_csv(points, c)
