@@ -2,7 +2,14 @@
 suppressPackageStartupMessages({
   library(lme4)
   library(lmerTest)
+  library(sandwich)
 })
+
+# The two reference data sets (simulated; tests/reference/README.md) and their instruments.
+datasets <- list(
+  ors_srs = list(file = "tests/reference/data/ors_srs.csv", outcome = "ors", alliance = "srs"),
+  phq9_wai = list(file = "tests/reference/data/phq9_wai.csv", outcome = "phq9", alliance = "wai_sr")
+)
 
 # lme4's default optimiser can stop early at a boundary (seen in the one-stage model of
 # metafor_reference.R: REML deviance 1814.9 against 1813.5); every model is fitted with three

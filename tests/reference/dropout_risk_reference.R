@@ -7,12 +7,6 @@
 # (make reference). Writes tests/reference/dropout_risk_<dataset>.csv with columns
 #   model, term, estimate, std_error, df, p_value, ci_low, ci_high
 source("tests/reference/common.R")
-suppressPackageStartupMessages(library(sandwich))
-
-datasets <- list(
-  ors_srs = list(file = "tests/reference/data/ors_srs.csv", outcome = "ors", alliance = "srs"),
-  phq9_wai = list(file = "tests/reference/data/phq9_wai.csv", outcome = "phq9", alliance = "wai_sr")
-)
 
 person_periods <- function(s) {
   s <- s[order(s$client_id, s$session), ]

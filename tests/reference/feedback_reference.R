@@ -6,7 +6,6 @@
 # Run from the repository root:  Rscript tests/reference/feedback_reference.R   (make reference)
 # Writes tests/reference/feedback_feedback.csv (columns as lme4_<dataset>.csv).
 source("tests/reference/common.R")
-suppressPackageStartupMessages(library(sandwich))
 
 s <- read.csv("tests/reference/data/feedback.csv", stringsAsFactors = FALSE)
 s$outcome <- s$ors

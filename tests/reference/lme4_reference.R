@@ -7,12 +7,6 @@
 #   model, term, estimate, std_error, df, p_value, ci_low, ci_high
 # Software used is written to tests/reference/versions.txt.
 source("tests/reference/common.R")
-suppressPackageStartupMessages(library(sandwich))
-
-datasets <- list(
-  ors_srs = list(file = "tests/reference/data/ors_srs.csv", outcome = "ors", alliance = "srs"),
-  phq9_wai = list(file = "tests/reference/data/phq9_wai.csv", outcome = "phq9", alliance = "wai_sr")
-)
 
 # -- derived variables (client_table is in common.R) -------------------------------------------
 session_table <- function(s) {
