@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from allianceanalysis import figures
+from allianceanalysis import dropout_risk, figures
 from allianceanalysis.derive import client_table, rupture_windows, session_table
 from allianceanalysis.instruments import get_instrument
 from allianceanalysis.models import CATALOGUE, run_model, therapist_shrinkage
@@ -99,6 +99,24 @@ def test_scatter_of_many_clients_bins_them_into_hexagons(tables, monkeypatch) ->
     shades = figure.axes[0].collections[0]
     assert shades.get_array().sum() == tables["clients"]["eligible"].sum()
     assert figure.axes[1].get_ylabel() == "Clients (log scale)"
+
+
+def test_dropout_calibration_plots_each_tenth_and_quotes_the_cross_validated_accuracy() -> None:
+    sessions = simulate_study(n_clients=1500, n_therapists=30, seed=8).sessions
+    periods = dropout_risk.person_periods(sessions)
+    held_out = dropout_risk.cross_validated_risk(periods, folds=5, seed=1)
+    points = dropout_risk.calibration_table(held_out)
+    warning = dropout_risk.risk_table(periods, held_out, folds=5)
+    axis = figures.dropout_calibration(points, warning).axes[0]
+    assert len(axis.containers[0].lines[0].get_xdata()) == len(points) == 10
+    auc = warning.set_index("term").loc["auc_cv", "estimate"]
+    assert axis.get_title().startswith(f"AUC {auc:.2f}, Brier")
+
+
+def test_dropout_calibration_says_when_nothing_was_computed() -> None:
+    empty = pd.DataFrame(columns=["band", "predicted", "observed", "ci_low", "ci_high"])
+    figure = figures.dropout_calibration(empty, pd.DataFrame(columns=["model", "term", "estimate"]))
+    assert figure.axes[0].texts[0].get_text().startswith("Not computed")
 
 
 def test_saved_figures_are_identical_for_identical_tables(tables, tmp_path: Path) -> None:

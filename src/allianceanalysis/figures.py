@@ -63,6 +63,7 @@ FIGURES = (
     "early_alliance_by_k",
     "alliance_disaggregation",
     "therapist_caterpillar",
+    "dropout_calibration",
 )
 """Per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``)."""
 
@@ -377,6 +378,46 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
     )
+    return figure
+
+
+def dropout_calibration(points: pd.DataFrame, warning: pd.DataFrame) -> Figure:
+    """The dropout-risk model out of sample: the observed dropout rate (95% Wilson interval)
+    against the mean predicted risk in tenths of predicted risk, with the line of perfect
+    calibration; the title quotes the cross-validated AUC, Brier score and calibration slope.
+
+    Parameters
+    ----------
+    points : pandas.DataFrame
+        :func:`allianceanalysis.dropout_risk.calibration_table`
+        (``tables/dropout_calibration.csv``).
+    warning : pandas.DataFrame
+        The tidy early-warning table (``tables/early_warning.csv``).
+    """
+    figure = Figure(figsize=(5, 4.5), layout="constrained")
+    axis = figure.subplots()
+    rows = warning[warning["model"] == "dropout_risk"].set_index("term")["estimate"]
+    if points.empty or "auc_cv" not in rows:
+        axis.text(0.5, 0.5, "Not computed (see tables/early_warning.csv)", ha="center")
+        axis.set_axis_off()
+        return figure
+    top = float(max(points["ci_high"].max(), points["predicted"].max())) * 1.05
+    axis.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1,
+              label="perfect calibration")  # fmt: skip
+    below = points["observed"] - points["ci_low"]
+    above = points["ci_high"] - points["observed"]
+    axis.errorbar(points["predicted"], points["observed"], yerr=[below, above], fmt="o",
+                  color=PALETTE[0], capsize=3, label="tenths of predicted risk")  # fmt: skip
+    axis.set_xlim(0, top)
+    axis.set_ylim(0, top)
+    axis.set_xlabel("Predicted risk of dropping out after the session (held out)")
+    axis.set_ylabel("Observed dropout rate (95% CI)")
+    axis.set_title(
+        f"AUC {rows['auc_cv']:.2f}, Brier {rows['brier_cv']:.3f}, "
+        f"calibration slope {rows['calibration_slope_cv']:.2f}",
+        fontsize=10,
+    )
+    axis.legend(fontsize=8, loc="upper left")
     return figure
 
 

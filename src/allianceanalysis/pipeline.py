@@ -182,12 +182,15 @@ def figures_step(
 ) -> None:
     """Rule ``figures``: every per-dataset figure (:data:`~allianceanalysis.figures.FIGURES`).
 
-    ``inputs`` names ``sessions`` and ``clients`` (derived) and ``models`` (the tidy table of
-    all models); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
+    ``inputs`` names ``sessions`` and ``clients`` (derived), ``models`` (the tidy table of
+    all models), ``early_warning`` (its tidy table) and ``calibration`` (the dropout model's
+    calibration points); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
     """
     table = pd.read_parquet(inputs["sessions"])
     clients = pd.read_parquet(inputs["clients"])
     models = read_model_table(inputs["models"])
+    warning = pd.read_csv(inputs["early_warning"])
+    calibration = pd.read_csv(inputs["calibration"])
     out, ally = get_instrument(outcome), get_instrument(alliance)
     by = "site_id" if "site_id" in table and table["site_id"].nunique() > 1 else None
     drawers = {
@@ -203,6 +206,7 @@ def figures_step(
             models, out.short, ally.short
         ),
         "therapist_caterpillar": lambda: figures.therapist_caterpillar(models, out.short),
+        "dropout_calibration": lambda: figures.dropout_calibration(calibration, warning),
     }
     paths: dict[str, list[Path]] = {}
     for path in map(Path, outputs):

@@ -95,6 +95,7 @@ FIGURE_TITLES = {
     "early_alliance_by_k": "Early alliance by session k",
     "alliance_disaggregation": "Therapist and client parts of the alliance",
     "therapist_caterpillar": "Therapist effects",
+    "dropout_calibration": "Dropout risk: calibration out of sample",
 }
 
 

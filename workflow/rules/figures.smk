@@ -6,6 +6,8 @@ rule figures:
         sessions="results/{dataset}/derived/sessions.parquet",
         clients="results/{dataset}/derived/clients.parquet",
         models="results/{dataset}/tables/models.csv",
+        early_warning="results/{dataset}/tables/early_warning.csv",
+        calibration="results/{dataset}/tables/dropout_calibration.csv",
     output:
         figure_outputs(),
     params:
