@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from allianceanalysis.figures import FIGURES
+
 from .helpers import ROOT
 from .report_check import check_report
 
@@ -45,7 +47,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_figure_of_every_dataset_displays(report: Path, tmp_path: Path) -> None:
     seen = check_report(report, ["demo", "clinic_b"], screenshots=tmp_path)
     for category, figures in seen.items():
-        assert len(figures) == 6, category
+        assert len(figures) == len(FIGURES), category
         for name, (width, height) in figures.items():
             assert width > 300 and height > 300, (category, name)
-    assert len(list(tmp_path.glob("*.png"))) == 12
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(FIGURES)
