@@ -84,3 +84,26 @@ lmm_rows <- function(model, fit) {
   }
   rbind(out, row(model, "loglik_reml", as.numeric(logLik(fit))))
 }
+
+# A reference data set's sessions, with its instruments' columns also as outcome and alliance.
+read_reference <- function(spec) {
+  s <- read.csv(spec$file, stringsAsFactors = FALSE)
+  s$outcome <- s[[spec$outcome]]
+  s$alliance <- s[[spec$alliance]]
+  s
+}
+
+# A logistic regression with standard errors clustered by therapist (sandwich::vcovCL, HC1),
+# Wald z intervals: a row per coefficient and an odds-ratio row per predictor.
+clustered_logit_rows <- function(model, formula, data) {
+  g <- glm(formula, family = binomial, data = data)
+  v <- vcovCL(g, cluster = data$therapist_id, type = "HC1")  # data: complete rows only
+  est <- coef(g)
+  se <- sqrt(diag(v))
+  z <- qnorm(0.975)
+  p <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
+  terms <- sub("\\(Intercept\\)", "Intercept", names(est))
+  rbind(row(model, terms, est, se, NA, p, est - z * se, est + z * se),
+        row(model, paste0("odds_ratio_", terms[-1]), exp(est[-1]), NA, NA, p[-1],
+            exp(est[-1] - z * se[-1]), exp(est[-1] + z * se[-1])))
+}

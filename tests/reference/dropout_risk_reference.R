@@ -24,26 +24,12 @@ person_periods <- function(s) {
   s[!last | dropped, ]
 }
 
-out <- list()
 for (name in names(datasets)) {
-  spec <- datasets[[name]]
-  s <- read.csv(spec$file, stringsAsFactors = FALSE)
-  s$outcome <- s[[spec$outcome]]
-  s$alliance <- s[[spec$alliance]]
-  p <- person_periods(s)
+  p <- person_periods(read_reference(datasets[[name]]))
   p <- p[complete.cases(p[, c("alliance_first", "alliance_change", "outcome_change", "session")]), ]
-  g <- glm(event ~ alliance_first + alliance_change + outcome_change + session,
-           family = binomial, data = p)
-  v <- vcovCL(g, cluster = ~therapist_id, type = "HC1")
-  est <- coef(g)
-  se <- sqrt(diag(v))
-  z <- qnorm(0.975)
-  pv <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
-  terms <- sub("\\(Intercept\\)", "Intercept", names(est))
   result <- rbind(
-    row("dropout_risk", terms, est, se, NA, pv, est - z * se, est + z * se),
-    row("dropout_risk", paste0("odds_ratio_", terms[-1]), exp(est[-1]), NA, NA, pv[-1],
-        exp(est[-1] - z * se[-1]), exp(est[-1] + z * se[-1])),
+    clustered_logit_rows("dropout_risk",
+                         event ~ alliance_first + alliance_change + outcome_change + session, p),
     row("dropout_risk", "n_person_periods", nrow(p)))
   rownames(result) <- NULL
   write.csv(result, sprintf("tests/reference/dropout_risk_%s.csv", name), row.names = FALSE)

@@ -7,9 +7,8 @@
 # Writes tests/reference/feedback_feedback.csv (columns as lme4_<dataset>.csv).
 source("tests/reference/common.R")
 
-s <- read.csv("tests/reference/data/feedback.csv", stringsAsFactors = FALSE)
-s$outcome <- s$ors
-s$alliance <- s$srs
+s <- read_reference(list(file = "tests/reference/data/feedback.csv", outcome = "ors",
+                         alliance = "srs"))
 s <- s[order(s$client_id, s$session), ]
 first <- s[!duplicated(s$client_id), ]
 condition <- first$condition[first$condition %in% c("feedback", "none")]
@@ -26,16 +25,7 @@ out <- rbind(
   lmm_rows("feedback_alliance",
            best_lmer(alliance_early ~ feedback + (1 | therapist_id),
                      early[!is.na(early$alliance_early), ])))
-d <- early[!is.na(early$dropout), ]
-g <- glm(dropout ~ feedback, family = binomial, data = d)
-v <- vcovCL(g, cluster = ~therapist_id, type = "HC1")
-est <- coef(g)
-se <- sqrt(diag(v))
-z <- qnorm(0.975)
-p <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
-out <- rbind(out,
-  row("feedback_dropout", c("Intercept", "feedback"), est, se, NA, p, est - z * se, est + z * se),
-  row("feedback_dropout", "odds_ratio_feedback", exp(est[2]), NA, NA, p[2],
-      exp(est[2] - z * se[2]), exp(est[2] + z * se[2])))
+out <- rbind(out, clustered_logit_rows("feedback_dropout", dropout ~ feedback,
+                                       early[!is.na(early$dropout), ]))
 rownames(out) <- NULL
 write.csv(out, "tests/reference/feedback_feedback.csv", row.names = FALSE)

@@ -127,25 +127,12 @@ catalogue <- function(s) {
                                                alliance_client_mean + (1 + session | client_id), both))
 
   d <- k3[!is.na(k3$dropout) & !is.na(k3$alliance_early), ]
-  g <- glm(dropout ~ alliance_early, family = binomial, data = d)
-  v <- vcovCL(g, cluster = ~therapist_id, type = "HC1")
-  se <- sqrt(diag(v))
-  est <- coef(g)
-  z <- qnorm(0.975)
-  p <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
-  out$dropout <- rbind(
-    row("dropout", c("Intercept", "alliance_early"), est, se, NA, p, est - z * se, est + z * se),
-    row("dropout", "odds_ratio_alliance_early", exp(est[2]), NA, NA, p[2],
-        exp(est[2] - z * se[2]), exp(est[2] + z * se[2])))
+  out$dropout <- clustered_logit_rows("dropout", dropout ~ alliance_early, d)
   do.call(rbind, out)
 }
 
 for (name in names(datasets)) {
-  spec <- datasets[[name]]
-  s <- read.csv(spec$file, stringsAsFactors = FALSE)
-  s$outcome <- s[[spec$outcome]]
-  s$alliance <- s[[spec$alliance]]
-  result <- catalogue(s)
+  result <- catalogue(read_reference(datasets[[name]]))
   rownames(result) <- NULL
   write.csv(result, sprintf("tests/reference/lme4_%s.csv", name), row.names = FALSE)
 }
