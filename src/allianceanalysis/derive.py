@@ -49,10 +49,12 @@ import pandas as pd
 
 __all__ = [
     "EXCLUSION_REASONS",
+    "CaseOrder",
     "case_keys",
     "client_table",
     "client_tables",
     "dropout_indicator",
+    "key_codes",
     "rupture_windows",
     "session_pairs",
     "session_table",
@@ -71,22 +73,36 @@ def case_keys(sessions: pd.DataFrame) -> list[str]:
     return ["client_id", "episode_id"] if "episode_id" in sessions else ["client_id"]
 
 
-class _Cases:
+def key_codes(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """One integer per row, 0 … n − 1 in the sorted order of the ``keys`` values, equal for
+    rows with equal values (a missing value is a value too).
+
+    Examples
+    --------
+    >>> key_codes(pd.DataFrame({"c": ["b", "a", "b"], "s": [1, 1, 2]}), ["c", "s"]).tolist()
+    [1, 0, 2]
+    """
+    codes = np.zeros(len(frame), dtype="int64")
+    for key in keys:
+        column, distinct = pd.factorize(frame[key], sort=True, use_na_sentinel=False)
+        codes = codes * max(len(distinct), 1) + column
+    if len(keys) > 1:
+        codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+    return codes
+
+
+class CaseOrder:
     """Sessions ordered by case, then session number, with each row's case as an integer.
 
-    Cases are numbered in the sorted order of their keys, so per-case values come from
-    positions in numpy (no grouping on text keys: at a million clients that is the slow part).
-    A missing ``episode_id`` is a case of its own (the client's sessions without an episode).
+    Cases are numbered in the sorted order of their keys (:func:`key_codes`), so per-case
+    values come from positions in numpy (no grouping on text keys: at a million clients that
+    is the slow part). A missing ``episode_id`` is a case of its own (the client's sessions
+    without an episode). Rows already in case and session order are not sorted.
     """
 
     def __init__(self, sessions: pd.DataFrame) -> None:
         self.keys = case_keys(sessions)
-        codes = np.zeros(len(sessions), dtype="int64")
-        for key in self.keys:
-            column, distinct = pd.factorize(sessions[key], sort=True, use_na_sentinel=False)
-            codes = codes * max(len(distinct), 1) + column
-        if len(self.keys) > 1:
-            codes = np.unique(codes, return_inverse=True)[1].reshape(-1)
+        codes = key_codes(sessions, self.keys)
         session = sessions["session"].to_numpy()
         step, rise = np.diff(codes), np.diff(session)
         if np.all((step > 0) | ((step == 0) & (rise >= 0))):  # exports are often in order
@@ -130,6 +146,10 @@ class _Cases:
         out = np.full(self.n, -1, dtype="int64")
         out[cases[chosen]] = rows[chosen]
         return out
+
+    def at_session(self, column: str, number: int) -> pd.Series:
+        """``column`` of each case at session ``number`` (missing where the case has none)."""
+        return self.take(column, self.last_where(self.frame["session"].to_numpy() == number))
 
     def mean(self, column: str) -> np.ndarray:
         """The case's mean of the observed values of ``column``, on every row."""
@@ -207,11 +227,13 @@ def client_tables(
     """
     if min(early_sessions) < 1:
         raise ValueError("early_session must be at least 1")
-    ordered = _Cases(sessions)
+    ordered = CaseOrder(sessions)
     return {k: _client_table(ordered, outcome, alliance, k) for k in early_sessions}
 
 
-def _client_table(ordered: _Cases, outcome: str, alliance: str, early_session: int) -> pd.DataFrame:
+def _client_table(
+    ordered: CaseOrder, outcome: str, alliance: str, early_session: int
+) -> pd.DataFrame:
     rows, session = ordered.frame, ordered.frame["session"].to_numpy()
     cases = rows.iloc[ordered.first][ordered.keys].reset_index(drop=True)
     first_therapist = ordered.first_where(rows["therapist_id"].notna().to_numpy())
@@ -222,10 +244,9 @@ def _client_table(ordered: _Cases, outcome: str, alliance: str, early_session: i
             last = ordered.last_where(rows[optional].notna().to_numpy())
             cases[optional] = ordered.take(optional, last)
     cases["dropout"] = dropout_indicator(cases)
-    intake, early = ordered.last_where(session == 1), ordered.last_where(session == early_session)
-    cases["outcome_intake"] = ordered.take(outcome, intake).to_numpy()
-    cases["alliance_early"] = ordered.take(alliance, early).to_numpy()
-    cases["outcome_early"] = ordered.take(outcome, early).to_numpy()
+    cases["outcome_intake"] = ordered.at_session(outcome, 1).to_numpy()
+    cases["alliance_early"] = ordered.at_session(alliance, early_session).to_numpy()
+    cases["outcome_early"] = ordered.at_session(outcome, early_session).to_numpy()
     cases["early_change"] = cases["outcome_early"] - cases["outcome_intake"]
     final = ordered.last_where((session > early_session) & rows[outcome].notna().to_numpy())
     cases["outcome_final"] = ordered.take(outcome, final).to_numpy()
@@ -267,10 +288,10 @@ def session_table(
     0        1                  30.0            -2.0
     1        2                  30.0             2.0
     """
-    return _session_frame(_Cases(sessions), outcome, alliance)
+    return _session_frame(CaseOrder(sessions), outcome, alliance)
 
 
-def _session_frame(cases: _Cases, outcome: str, alliance: str) -> pd.DataFrame:
+def _session_frame(cases: CaseOrder, outcome: str, alliance: str) -> pd.DataFrame:
     ordered = cases.frame
     carried = [c for c in ("site_id",) if c in ordered]
     frame = ordered[[*cases.keys, "therapist_id", *carried, "session"]].copy()
@@ -311,7 +332,7 @@ def session_pairs(
     0        1             2          24.0             -2.0
     1        2             4          28.0              2.0
     """
-    cases = _Cases(sessions)
+    cases = CaseOrder(sessions)
     frame = _session_frame(cases, outcome, alliance)
     following = np.minimum(np.arange(1, len(frame) + 1), len(frame) - 1)  # last: itself
     frame["session_next"] = frame["session"].to_numpy()[following]

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from .derive import _Cases
+from .derive import CaseOrder
 from .effects import proportion
 from .models import DEFAULT_SEED, TIDY_COLUMNS, _frame, _row, clustered_logit
 
@@ -78,21 +78,18 @@ def person_periods(
     2         b        1              0.0      0
     3         b        2             -2.0      1
     """
-    ordered = _Cases(sessions)
-    rows = ordered.frame
+    ordered = CaseOrder(sessions)
+    rows, case = ordered.frame, ordered.case
     session = rows["session"].to_numpy()
-    rated = rows[alliance].notna().to_numpy()
-    first_rating = ordered.first_where(rated)
-    first_value = np.where(first_rating >= 0, rows[alliance].to_numpy()[first_rating], np.nan)
+    first_rating = ordered.first_where(rows[alliance].notna().to_numpy())
+    first_value = ordered.take(alliance, first_rating).to_numpy(dtype=float)
     first_session = np.where(first_rating >= 0, session[first_rating], np.iinfo("int64").max)
-    case = ordered.case
     periods = rows[[*ordered.keys, "therapist_id", "session"]].copy()
     known = session >= first_session[case]
     periods["alliance_first"] = np.where(known, first_value[case], np.nan)
     periods["alliance_change"] = rows[alliance].to_numpy() - periods["alliance_first"].to_numpy()
-    intake = ordered.last_where(session == 1)
-    intake_value = np.where(intake >= 0, rows[outcome].to_numpy()[intake], np.nan)
-    periods["outcome_change"] = rows[outcome].to_numpy() - intake_value[case]
+    intake = ordered.at_session(outcome, 1).to_numpy(dtype=float)
+    periods["outcome_change"] = rows[outcome].to_numpy() - intake[case]
     last = ~ordered.same_case_next()
     status = rows["end_status"] if "end_status" in rows else pd.Series("", index=rows.index)
     dropped = (status == "dropout").to_numpy()

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .derive import _Cases
+from .derive import CaseOrder, case_keys
 from .effects import proportion
 from .engine import DEFAULT_BACKEND, fit_lmm
 from .instruments import get_instrument
@@ -104,13 +104,10 @@ class ExpectedResponse:
 
 
 def _change_data(sessions: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    ordered = _Cases(sessions)
+    ordered = CaseOrder(sessions)
     rows = ordered.frame
-    session = rows["session"].to_numpy()
-    intake_row = ordered.last_where(session == 1)
-    intake = np.where(intake_row >= 0, rows[outcome].to_numpy()[intake_row], np.nan)
     data = rows[[*ordered.keys, "therapist_id", "session"]].copy()
-    data["intake"] = intake[ordered.case]
+    data["intake"] = ordered.at_session(outcome, 1).to_numpy(dtype=float)[ordered.case]
     data["outcome"] = rows[outcome].to_numpy()
     return data
 
@@ -181,7 +178,7 @@ def signal_accuracy(
         raise ValueError(f"{inst.short} has no reliable-change threshold to judge the signal by")
     threshold = inst.reliable_change
     worse = -1.0 if inst.higher_is_better else 1.0
-    keys = [k for k in ("client_id", "episode_id") if k in flags]
+    keys = case_keys(flags)
     last = ~flags.duplicated(keys, keep="last").to_numpy()
     final = flags[last].set_index(keys)
     earlier = flags[~last]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .derive import case_keys, client_table
+from .derive import CaseOrder, case_keys, client_table
 from .engine import DEFAULT_BACKEND, fit_lmm
 from .models import TIDY_COLUMNS, _frame, _row, clustered_logit, tidy_fit
 
@@ -62,8 +62,8 @@ DESIGNS = {
 
 def _case_conditions(sessions: pd.DataFrame) -> pd.DataFrame:
     """Each case's condition (that of its first session), therapist and first session date."""
-    keys = case_keys(sessions)
-    first = sessions.sort_values([*keys, "session"], kind="stable").drop_duplicates(keys)
+    ordered = CaseOrder(sessions)
+    keys, first = ordered.keys, ordered.frame.iloc[ordered.first]
     columns = [*keys, "therapist_id", "condition"]
     columns += ["session_date"] if "session_date" in first else []
     cases = first[columns].reset_index(drop=True)

@@ -20,7 +20,7 @@ from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_tabl
 from .disclosure import DisclosurePolicy
 from .effects import SeverityNorms
 from .instruments import get_instrument
-from .models import CATALOGUE, DEFAULT_SEED, TIDY_COLUMNS, fit_model, therapist_codes
+from .models import CATALOGUE, DEFAULT_SEED, TIDY_COLUMNS, _frame, _row, fit_model, therapist_codes
 from .pooled import one_stage, pooled_table
 from .power import run_replicates, summarise
 from .provenance import provenance, software_versions
@@ -221,10 +221,8 @@ def _or_reason(model: str, compute: Any) -> pd.DataFrame:
     try:
         return compute()
     except ValueError as exc:
-        row = dict.fromkeys(TIDY_COLUMNS, float("nan"))
-        row.update(model=model, term="", converged=False, ci_method="none",
-                   message=f"not computed: {exc}")  # fmt: skip
-        return pd.DataFrame([row], columns=TIDY_COLUMNS)
+        reason = _row(model, "", float("nan"), converged=False, message=f"not computed: {exc}")
+        return _frame([reason])
 
 
 def early_warning_step(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .derive import _Cases, case_keys
+from .derive import CaseOrder, case_keys
 from .effects import proportion
 from .instruments import get_instrument
 from .models import TIDY_COLUMNS, _frame, _row
@@ -140,7 +140,7 @@ def detect_ruptures(
         raise ValueError("repair_within must be at least 1")
     inst = get_instrument(alliance)
     limit = reliable_drop(sessions, alliance) if threshold is None else float(threshold)
-    ordered = _Cases(sessions.dropna(subset=[alliance]))
+    ordered = CaseOrder(sessions.dropna(subset=[alliance]))
     frame = ordered.frame[[*ordered.keys, "therapist_id", "session"]].copy()
     frame["alliance"] = ordered.frame[alliance].to_numpy(dtype=float)
     case = ordered.case
@@ -148,25 +148,25 @@ def detect_ruptures(
     n = len(frame)
 
     def ahead(k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The score k rated sessions on, and whether that row is the same case's."""
-        index = np.minimum(np.arange(n) + k, max(n - 1, 0))
-        same = (np.arange(n) + k < n) & (case[index] == case)
-        return score[index], same
+        """The row k rated sessions on (clipped to the table), and whether it is the same
+        case's; k = -1 is the row before."""
+        index = np.clip(np.arange(n) + k, 0, max(n - 1, 0))
+        inside = (np.arange(n) + k >= 0) & (np.arange(n) + k < n)
+        return index, inside & (case[index] == case)
 
-    before = np.r_[np.nan, score[:-1]] if n else score
-    same_before = np.r_[False, case[1:] == case[:-1]] if n else np.zeros(0, dtype=bool)
+    previous, same_before = ahead(-1)
+    before = score[previous]
     drop = np.where(same_before, before - score, np.nan)
     rupture = same_before & (drop >= limit)
     repaired = np.zeros(n, dtype=bool)
-    window = np.zeros(n, dtype=bool)
     repair_at = np.full(n, -1, dtype="int64")
-    sessions_ahead = frame["session"].to_numpy()
+    session = frame["session"].to_numpy()
     for k in range(1, repair_within + 1):  # a few offsets, each over every rupture at once
-        later, same = ahead(k)
-        back = rupture & same & ~repaired & (later >= before)
-        repair_at[back] = sessions_ahead[np.minimum(np.arange(n) + k, n - 1)][back]
+        index, same = ahead(k)
+        back = rupture & same & ~repaired & (score[index] >= before)
+        repair_at[back] = session[index][back]
         repaired |= back
-        window |= same & (k == repair_within)
+    window = ahead(repair_within)[1]
     frame["drop"] = drop
     frame["rupture"] = rupture
     frame["repaired"] = pd.array(np.where(rupture, repaired, False), dtype="boolean")
@@ -190,7 +190,7 @@ def case_ruptures(detected: pd.DataFrame) -> pd.DataFrame:
     >>> case_ruptures(detect_ruptures(s, threshold=5.0))["rupture_status"].tolist()
     ['repaired', 'none']
     """
-    keys = [k for k in ("client_id", "episode_id") if k in detected]
+    keys = case_keys(detected)
     flagged = detected.assign(
         unrepaired=detected["rupture"] & ~detected["repaired"].fillna(False).astype(bool),
         first_rupture=detected["session"].where(detected["rupture"]),
