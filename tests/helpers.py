@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from allianceanalysis.config import DatasetSpec
@@ -12,6 +13,38 @@ from allianceanalysis.disclosure import CountSystem
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DEMO = ROOT / "data" / "demo" / "sessions.csv"
+REFERENCE = ROOT / "tests" / "reference"
+
+
+def reference_sessions(name: str) -> pd.DataFrame:
+    """The validated sessions of reference data set ``tests/reference/data/<name>.csv``."""
+    from allianceanalysis.io import load_dataset
+
+    spec = DatasetSpec(name=name, path=REFERENCE / "data" / f"{name}.csv")
+    return load_dataset(spec).sessions
+
+
+def assert_equals_reference(
+    ours: pd.DataFrame, reference_file: str, models: list[str] | None = None
+) -> None:
+    """Every row of an R reference file (``tests/reference/<reference_file>``), or of its
+    ``models``, equals ours.
+
+    Tolerances as the catalogue's (tests/test_models_reference.py): relative 1e-4; 1e-3 for
+    variances, correlations, degrees of freedom and p-values; p-values far in the tail within
+    an absolute 1e-12.
+    """
+    reference = pd.read_csv(REFERENCE / reference_file)
+    if models is not None:
+        reference = reference[reference["model"].isin(models)]
+    merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
+    assert merged["estimate"].notna().all(), "a reference row has no counterpart"
+    for column in ("estimate", "std_error", "ci_low", "ci_high", "df", "p_value"):
+        present = merged[merged[f"{column}_r"].notna()]
+        loose = present["term"].str.match("var_|cor_") | (column in ("df", "p_value"))
+        for rtol, rows in ((1e-3, present[loose]), (1e-4, present[~loose])):
+            np.testing.assert_allclose(rows[column], rows[f"{column}_r"], rtol=rtol,
+                                       atol=1e-12, err_msg=column)  # fmt: skip
 
 
 def spec_for(path: Path, **options: object) -> DatasetSpec:

@@ -8,19 +8,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from allianceanalysis.config import DatasetSpec
 from allianceanalysis.expected_response import (
     ExpectedResponse,
     fit_expected_response,
     not_on_track,
     signal_accuracy,
 )
-from allianceanalysis.io import load_dataset
 from allianceanalysis.simulate import simulate_study
 
-from .helpers import ROOT
-
-REFERENCE = ROOT / "tests" / "reference"
+from .helpers import assert_equals_reference, reference_sessions
 
 FIXED = pd.Series({"Intercept": 1.0, "intake_c": -0.1, "log_session": 4.0,
                    "intake_log_session": -0.2})  # fmt: skip
@@ -91,15 +87,6 @@ def test_an_outcome_without_a_reliable_change_threshold_cannot_judge_the_signal(
 
 def test_the_model_equals_lme4_on_the_reference_data() -> None:
     """tests/reference/expected_response_reference.R (the change data derived in R; lme4 REML,
-    lmerTest's Satterthwaite df). Tolerances as the catalogue's: relative 1e-4; 1e-3 for
-    variances, correlations, df and p-values."""
-    reference = pd.read_csv(REFERENCE / "expected_response_ors_srs.csv")
-    spec = DatasetSpec(name="ors_srs", path=REFERENCE / "data" / "ors_srs.csv")
-    ours = fit_expected_response(load_dataset(spec).sessions).table
-    merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
-    for column in ("estimate", "std_error", "ci_low", "ci_high", "df", "p_value"):
-        present = merged[merged[f"{column}_r"].notna()]
-        loose = present["term"].str.match("var_|cor_") | (column in ("df", "p_value"))
-        for rtol, rows in ((1e-3, present[loose]), (1e-4, present[~loose])):
-            np.testing.assert_allclose(rows[column], rows[f"{column}_r"], rtol=rtol,
-                                       atol=1e-12, err_msg=column)  # fmt: skip
+    lmerTest's Satterthwaite df)."""
+    ours = fit_expected_response(reference_sessions("ors_srs")).table
+    assert_equals_reference(ours, "expected_response_ors_srs.csv")

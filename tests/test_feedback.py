@@ -7,15 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allianceanalysis.config import DatasetSpec
 from allianceanalysis.derive import client_table
 from allianceanalysis.feedback import DESIGNS, feedback_design, feedback_effects
-from allianceanalysis.io import load_dataset
 from allianceanalysis.simulate import simulate_study
 
-from .helpers import ROOT
-
-REFERENCE = ROOT / "tests" / "reference"
+from .helpers import assert_equals_reference, reference_sessions
 
 
 def cases(therapists: list[str], conditions: list[str], days: list[int]) -> pd.DataFrame:
@@ -92,17 +88,6 @@ def test_feedback_lowers_the_odds_of_dropout_as_simulated(randomised) -> None:
 
 def test_the_feedback_models_equal_lme4_and_glm_with_clustered_errors() -> None:
     """tests/reference/feedback_reference.R (conditions and client tables derived in R; lme4
-    REML with Satterthwaite df; glm with sandwich::vcovCL). Tolerances as the catalogue's
-    (tests/test_models_reference.py): relative 1e-4, 1e-3 for variances, df and p-values."""
-    reference = pd.read_csv(REFERENCE / "feedback_feedback.csv")
-    spec = DatasetSpec(name="feedback", path=REFERENCE / "data" / "feedback.csv")
-    ours = feedback_effects(load_dataset(spec).sessions)
-    merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
-    assert merged["estimate"].notna().all()
-    for column in ("estimate", "std_error", "ci_low", "ci_high", "df", "p_value"):
-        present = merged[merged[f"{column}_r"].notna()]
-        loose = present["term"].str.startswith("var_") | (column in ("df", "p_value"))
-        atol = 1e-12 if column == "p_value" else 0.0  # p-values far in the tail, as there
-        for rtol, rows in ((1e-3, present[loose]), (1e-4, present[~loose])):
-            np.testing.assert_allclose(rows[column], rows[f"{column}_r"], rtol=rtol, atol=atol,
-                                       err_msg=column)  # fmt: skip
+    REML with Satterthwaite df; glm with sandwich::vcovCL)."""
+    assert_equals_reference(feedback_effects(reference_sessions("feedback")),
+                            "feedback_feedback.csv")  # fmt: skip

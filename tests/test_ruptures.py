@@ -13,9 +13,14 @@ from allianceanalysis.ruptures import (
     case_ruptures,
     detect_ruptures,
     reliable_drop,
+    rupture_dropout,
+    rupture_outcome,
+    rupture_states,
     rupture_table,
 )
-from allianceanalysis.simulate import simulate_study
+from allianceanalysis.simulate import SimulatedStudy, simulate_study
+
+from .helpers import REFERENCE, assert_equals_reference, reference_sessions
 
 
 def sequence(*ratings: float | None, client: str = "a") -> pd.DataFrame:
@@ -153,3 +158,123 @@ def test_the_workflow_step_says_why_ruptures_of_an_instrument_without_a_threshol
                        early_session=3, settings=settings)  # fmt: skip
     table = pd.read_csv(tmp_path / "t.csv").set_index("model")
     assert "give the rupture threshold in points" in table.loc["ruptures", "message"]
+
+
+def states(*ratings: float | None) -> pd.DataFrame:
+    frame = sequence(*ratings)
+    return rupture_states(frame, detect_ruptures(frame, threshold=5.0))
+
+
+def test_a_repaired_first_rupture_is_unresolved_until_the_return_then_repaired() -> None:
+    s = states(38.0, 30.0, 32.0, 38.0, 36.0)
+    assert s["rupture_unresolved"].tolist() == [0, 1, 1, 0, 0]
+    assert s["rupture_open"].tolist() == [0, 0, 1, 0, 0]
+    assert s["rupture_repaired"].tolist() == [0, 0, 0, 1, 1]
+    assert s["rupture_unrepaired"].tolist() == [0, 0, 0, 0, 0]
+
+
+def test_an_unrepaired_first_rupture_is_unrepaired_after_its_session_only() -> None:
+    s = states(38.0, 30.0, 31.0, 31.0, 32.0, 33.0)
+    assert s["rupture_unresolved"].tolist() == [0, 1, 1, 1, 1, 1]
+    assert s["rupture_unrepaired"].tolist() == [0, 0, 1, 1, 1, 1]
+    assert s[["rupture_open", "rupture_repaired"]].to_numpy().sum() == 0
+
+
+def test_states_follow_the_first_rupture_and_reach_unrated_sessions() -> None:
+    s = states(38.0, 30.0, None, 38.0, 30.0, 31.0)  # the second rupture (session 5) is ignored
+    assert s["rupture_repaired"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert s["rupture_unresolved"].tolist() == [0, 1, 1, 0, 0, 0]
+
+
+def test_a_case_without_rupture_is_in_no_state() -> None:
+    s = states(30.0, 31.0, 33.0)
+    assert s.filter(like="rupture_").to_numpy().sum() == 0
+
+
+def test_the_rupture_models_say_why_when_nothing_ruptured() -> None:
+    frame = pd.concat([sequence(30.0, 31.0, 33.0, client=c) for c in "abc"])
+    frame = frame.assign(ors=20.0, end_status="dropout")
+    with pytest.raises(ValueError, match="no rupture was detected"):
+        rupture_dropout(frame, detect_ruptures(frame, threshold=5.0))
+
+
+def true_ruptures(study: SimulatedStudy) -> pd.DataFrame:
+    """The simulator's ruptures in :func:`detect_ruptures`' shape: the session each began and,
+    when repaired, the session the repair was complete (``repair_sessions`` later)."""
+    sessions = study.sessions.reset_index(drop=True)
+    began = study.latent["rupture"].to_numpy()
+    repaired = began & study.latent["rupture_repaired"].to_numpy()
+    repair = sessions["session"] + study.parameters.repair_sessions
+    return sessions[["client_id", "therapist_id", "session"]].assign(
+        rupture=began, repaired=repaired, repair_session=repair.where(repaired).astype("Int64")
+    )
+
+
+def rupture_study(**changes: float) -> SimulatedStudy:
+    """6,000 clients whose outcome depends on the alliance only through ruptures (no
+    session-level state effect), so that the rupture effects are the simulator's alone."""
+    return simulate_study(n_clients=6000, n_therapists=60, seed=21, state_effect=0.0, **changes)
+
+
+# Tolerance of the recovery tests: 0.35 ORS points, about 3.5 standard errors at 6,000 clients.
+# Later ruptures add their own effects to the state of the first (about +0.2 points after a
+# repair at 4% ruptures a session; docs/models.md), the rest is sampling error.
+RUPTURE_TOLERANCE = 0.35
+
+
+def test_the_outcome_after_an_unrepaired_rupture_is_recovered() -> None:
+    study = rupture_study(repair_probability=0.0)
+    table = rupture_outcome(study.sessions, true_ruptures(study)).set_index("term")
+    truth = study.parameters.rupture_unrepaired_outcome
+    assert abs(table.loc["rupture_unrepaired", "estimate"] - truth) < RUPTURE_TOLERANCE
+
+
+def test_the_outcome_after_a_repaired_rupture_is_recovered() -> None:
+    study = rupture_study(repair_probability=1.0)
+    table = rupture_outcome(study.sessions, true_ruptures(study)).set_index("term")
+    truth = study.parameters.rupture_repaired_outcome
+    assert abs(table.loc["rupture_repaired", "estimate"] - truth) < RUPTURE_TOLERANCE
+    assert abs(table.loc["rupture_open", "estimate"]) < RUPTURE_TOLERANCE
+
+
+def test_an_unresolved_rupture_raises_dropout_by_the_simulated_alliance_hazard() -> None:
+    """Unrepaired ruptures that keep their whole drop (8 SRS points on average) at -0.12 on the
+    logit per point: about +0.96 on the logit while unresolved. Tolerance 0.2 (clipping at the
+    SRS ceiling and the formation trend move it by a little; the SE is about 0.05)."""
+    study = rupture_study(repair_probability=0.0, unrepaired_persistence=1.0)
+    table = rupture_dropout(study.sessions, true_ruptures(study)).set_index("term")
+    p = study.parameters
+    truth = -p.dropout_alliance * p.rupture_drop
+    assert abs(table.loc["rupture_unresolved", "estimate"] - truth) < 0.2
+
+
+def test_a_repaired_rupture_leaves_the_dropout_hazard_as_before() -> None:
+    study = rupture_study(repair_probability=1.0)
+    table = rupture_dropout(study.sessions, true_ruptures(study)).set_index("term")
+    low, high = table.loc["rupture_repaired", ["ci_low", "ci_high"]]
+    assert low < 0.0 < high
+    assert table.loc["rupture_unresolved", "estimate"] > 0.3
+
+
+def test_detected_ruptures_keep_the_simulated_signs_attenuated_by_misclassification() -> None:
+    """With ruptures detected from the ratings (false alarms, missed and misjudged repairs)
+    the effects keep their sign and shrink towards zero."""
+    study = rupture_study()
+    table = rupture_outcome(study.sessions, detect_ruptures(study.sessions)).set_index("term")
+    unrepaired = table.loc["rupture_unrepaired", "estimate"]
+    repaired = table.loc["rupture_repaired", "estimate"]
+    assert study.parameters.rupture_unrepaired_outcome < unrepaired < 0.0
+    assert 0.0 < repaired < study.parameters.rupture_repaired_outcome + RUPTURE_TOLERANCE
+
+
+def test_the_rupture_models_equal_lme4_and_glm_with_clustered_errors() -> None:
+    """tests/reference/ruptures_reference.R detects ruptures and derives the states in R."""
+    sessions = reference_sessions("ors_srs")
+    detected = detect_ruptures(sessions)
+    ours = pd.concat([rupture_outcome(sessions, detected), rupture_dropout(sessions, detected)])
+    reference = pd.read_csv(REFERENCE / "ruptures_ors_srs.csv").set_index("term")
+    first = detected[detected["rupture"]].drop_duplicates("client_id")
+    assert detected["threshold"].iloc[0] == pytest.approx(reference.loc["threshold", "estimate"])
+    assert len(first) == reference.loc["first_ruptures", "estimate"]
+    assert first["repaired"].sum() == reference.loc["first_repaired", "estimate"]
+    assert_equals_reference(ours, "ruptures_ors_srs.csv", ["rupture_outcome", "rupture_dropout"])

@@ -252,7 +252,13 @@ def early_warning_step(
     def rupture_rows() -> pd.DataFrame:
         detected = ruptures.detect_ruptures(data, alliance, threshold=threshold,
                                             repair_within=settings["repair_within"])  # fmt: skip
-        return ruptures.rupture_table(detected)
+        return pd.concat([
+            ruptures.rupture_table(detected),
+            _or_reason("rupture_outcome", lambda: ruptures.rupture_outcome(
+                data, detected, outcome, backend=engine)),
+            _or_reason("rupture_dropout", lambda: ruptures.rupture_dropout(
+                data, detected, outcome, alliance)),
+        ])  # fmt: skip
 
     def signal_rows() -> pd.DataFrame:
         model = expected_response.fit_expected_response(

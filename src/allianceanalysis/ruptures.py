@@ -13,6 +13,23 @@ The threshold is the reliable-change criterion for a difference of two ratings,
 ratings in the data and ``r`` the instrument's test–retest reliability
 (:data:`RETEST_RELIABILITY`), unless a threshold in points is given.
 
+Outcome and dropout on rupture
+------------------------------
+Comparing cases by their rupture status (none / repaired / unrepaired) is biased by exposure:
+a case seen for more sessions has more chances both to rupture and to improve, and a case that
+drops out has no chance to repair. The two models therefore use the *first* rupture as a
+time-varying state of each session (:func:`rupture_states`), with therapist random effects or
+therapist-clustered errors:
+
+- :func:`rupture_outcome`: the outcome at each session compared within the case before and
+  after its first rupture (``rupture_open`` between a rupture and its repair,
+  ``rupture_repaired`` from the repair on, ``rupture_unrepaired`` after a rupture that was
+  never repaired), with session number as a factor and clients nested in therapists;
+- :func:`rupture_dropout`: the discrete-time hazard of dropping out after a session
+  (:mod:`allianceanalysis.dropout_risk`'s person-periods) while a rupture is unresolved
+  (``rupture_unresolved``, from the rupture session until the return) or after it was repaired
+  (``rupture_repaired``), using only what was known at that session.
+
 References
 ----------
 Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A meta-analysis.
@@ -30,10 +47,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .derive import CaseOrder, case_keys
+from .derive import CaseOrder, case_keys, key_codes
+from .dropout_risk import person_periods
 from .effects import proportion
+from .engine import DEFAULT_BACKEND, fit_lmm
 from .instruments import get_instrument
-from .models import TIDY_COLUMNS, _frame, _row
+from .models import TIDY_COLUMNS, _frame, _row, clustered_logit, tidy_fit
 
 __all__ = [
     "DEFAULT_REPAIR_WITHIN",
@@ -41,6 +60,9 @@ __all__ = [
     "case_ruptures",
     "detect_ruptures",
     "reliable_drop",
+    "rupture_dropout",
+    "rupture_outcome",
+    "rupture_states",
     "rupture_table",
 ]
 
@@ -59,6 +81,11 @@ rupture threshold. Instruments without one need a threshold in points."""
 DEFAULT_REPAIR_WITHIN = 3
 """Rated sessions after a rupture within which a return to the pre-rupture rating counts as
 repair (the V-shaped sequences of Stiles et al., 2004, recover within a few sessions)."""
+
+SESSION_LEVELS = 12
+"""Session number enters the rupture-outcome model as a factor, sessions from the twelfth on
+pooled in one level: the average course of change without assuming its shape (most change in
+routine care happens in the first sessions; Lambert, 2013), with enough cases in every level."""
 
 _Z = 1.959963984540054
 
@@ -236,4 +263,135 @@ def rupture_table(detected: pd.DataFrame, model: str = "ruptures") -> pd.DataFra
     rows.append(_row(model, "median_first_rupture_session", median, n_obs=len(first)))
     threshold = float(detected["threshold"].iloc[0]) if len(detected) else np.nan
     rows.append(_row(model, "threshold", threshold, n_obs=len(detected)))
+    return _frame(rows)[TIDY_COLUMNS]
+
+
+def rupture_states(frame: pd.DataFrame, detected: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (any rows with the case keys and ``session``, e.g. sessions or
+    person-periods) with the state of its case's first rupture at each session.
+
+    Columns added (0/1): ``rupture_unresolved`` (from the first rupture's session until the
+    return to the pre-rupture rating, or for ever without one: known at the session),
+    ``rupture_open`` (after the rupture session, before a repair that came),
+    ``rupture_repaired`` (from the repair session on) and ``rupture_unrepaired`` (after the
+    rupture session, in a case whose first rupture was never repaired: known only in
+    hindsight).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["a"] * 5, "therapist_id": "t",
+    ...                   "session": [1, 2, 3, 4, 5], "srs": [38.0, 30.0, 33.0, 38.0, 38.0]})
+    >>> r = rupture_states(s, detect_ruptures(s, threshold=5.0))
+    >>> r[["session", "rupture_unresolved", "rupture_open", "rupture_repaired"]]
+       session  rupture_unresolved  rupture_open  rupture_repaired
+    0        1                 0.0           0.0               0.0
+    1        2                 1.0           0.0               0.0
+    2        3                 1.0           1.0               0.0
+    3        4                 0.0           0.0               1.0
+    4        5                 0.0           0.0               1.0
+    """
+    keys = case_keys(detected)
+    first = detected.loc[detected["rupture"].to_numpy(), [*keys, "session", "repaired",
+                                                           "repair_session"]]  # fmt: skip
+    first = first.drop_duplicates(keys)  # detected is in case and session order
+    at = frame[keys].merge(first, on=keys, how="left")
+    session = frame["session"].to_numpy(dtype=float)
+    rupture = at["session"].to_numpy(dtype=float)
+    repair = at["repair_session"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    repaired = session >= repair
+    after = session > rupture
+    states = {
+        "rupture_unresolved": (session >= rupture) & ~repaired,
+        "rupture_open": after & (session < repair),
+        "rupture_repaired": repaired,
+        "rupture_unrepaired": after & np.isnan(repair),
+    }
+    return frame.assign(**{k: v.astype(float) for k, v in states.items()})
+
+
+def _present(data: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The state columns that occur in ``data`` (a state no session is in cannot be estimated);
+    none at all is an error."""
+    present = [c for c in columns if data[c].any()]
+    if not present:
+        raise ValueError("no rupture was detected in the sessions the model uses")
+    return present
+
+
+def rupture_outcome(
+    sessions: pd.DataFrame,
+    detected: pd.DataFrame,
+    outcome: str = "ors",
+    *,
+    backend: str = DEFAULT_BACKEND,
+) -> pd.DataFrame:
+    """Outcome before and after a case's first rupture, repaired or not: a linear mixed model.
+
+    ``outcome ~ session_2 + … + session_12 + rupture_open + rupture_repaired +
+    rupture_unrepaired + (1 | therapist_id/case)`` over every session with an outcome
+    (:func:`rupture_states`; session number as a factor, :data:`SESSION_LEVELS`). With a
+    random intercept per case the states are compared within cases, so longer treatments do
+    not weigh more; coefficients are outcome points (the instrument's direction).
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions.
+    detected : pandas.DataFrame
+        :func:`detect_ruptures` of the same sessions.
+    outcome : str
+        The outcome column.
+    backend : str
+        The engine (:func:`allianceanalysis.engine.fit_lmm`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy rows of model ``rupture_outcome``.
+
+    References
+    ----------
+    Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A
+    meta-analysis. Psychotherapy, 55(4), 508-519.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=400, n_therapists=20, seed=3).sessions
+    >>> t = rupture_outcome(s, detect_ruptures(s)).set_index("term")
+    >>> "rupture_unrepaired" in t.index
+    True
+    """
+    data = rupture_states(sessions.dropna(subset=[outcome]), detected)
+    level = np.minimum(data["session"].to_numpy(), SESSION_LEVELS)
+    dummies = {f"session_{k}": (level == k).astype(float) for k in np.unique(level)[1:]}
+    data = data.assign(case=key_codes(data, case_keys(data)), **dummies)
+    states = _present(data, ["rupture_open", "rupture_repaired", "rupture_unrepaired"])
+    formula = f"{outcome} ~ {' + '.join([*dummies, *states])} + (1 | therapist_id/case)"
+    return _frame(tidy_fit("rupture_outcome", fit_lmm(formula, data, backend)))[TIDY_COLUMNS]
+
+
+def rupture_dropout(
+    sessions: pd.DataFrame, detected: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+) -> pd.DataFrame:
+    """Dropping out after a session while a rupture is unresolved, or after it was repaired.
+
+    The discrete-time hazard ``glm(event ~ session + rupture_unresolved + rupture_repaired,
+    binomial)`` over :func:`allianceanalysis.dropout_risk.person_periods`, with
+    therapist-clustered standard errors (:func:`allianceanalysis.models.clustered_logit`). The
+    states are those known at the session (:func:`rupture_states`): a case that drops out
+    straight after a rupture counts as unresolved, not as unrepaired.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=400, n_therapists=20, seed=3).sessions
+    >>> t = rupture_dropout(s, detect_ruptures(s)).set_index("term")
+    >>> bool(t.loc["rupture_unresolved", "estimate"] > 0)
+    True
+    """
+    periods = rupture_states(person_periods(sessions, outcome, alliance), detected)
+    states = _present(periods, ["rupture_unresolved", "rupture_repaired"])
+    rows = clustered_logit("rupture_dropout", periods, "event", ["session", *states],
+                           "therapist_id")[0]  # fmt: skip
     return _frame(rows)[TIDY_COLUMNS]

@@ -107,3 +107,21 @@ clustered_logit_rows <- function(model, formula, data) {
         row(model, paste0("odds_ratio_", terms[-1]), exp(est[-1]), NA, NA, p[-1],
             exp(est[-1] - z * se[-1]), exp(est[-1] + z * se[-1])))
 }
+
+# The person-periods of the discrete-time dropout model (docs/models.md, "Dropout risk after each
+# session"): one row per session at which the case was at risk of dropping out after it.
+person_periods <- function(s) {
+  s <- s[order(s$client_id, s$session), ]
+  first_rated <- s[!is.na(s$alliance), ]
+  first_rated <- first_rated[!duplicated(first_rated$client_id), ]
+  s$first_session <- first_rated$session[match(s$client_id, first_rated$client_id)]
+  s$alliance_first <- ifelse(!is.na(s$first_session) & s$session >= s$first_session,
+                             first_rated$alliance[match(s$client_id, first_rated$client_id)], NA)
+  s$alliance_change <- s$alliance - s$alliance_first
+  intake <- s[s$session == 1, ]
+  s$outcome_change <- s$outcome - intake$outcome[match(s$client_id, intake$client_id)]
+  last <- !duplicated(s$client_id, fromLast = TRUE)
+  dropped <- !is.na(s$end_status) & s$end_status == "dropout"
+  s$event <- as.integer(last & dropped)
+  s[!last | dropped, ]
+}

@@ -8,22 +8,6 @@
 #   model, term, estimate, std_error, df, p_value, ci_low, ci_high
 source("tests/reference/common.R")
 
-person_periods <- function(s) {
-  s <- s[order(s$client_id, s$session), ]
-  first_rated <- s[!is.na(s$alliance), ]
-  first_rated <- first_rated[!duplicated(first_rated$client_id), ]
-  s$first_session <- first_rated$session[match(s$client_id, first_rated$client_id)]
-  s$alliance_first <- ifelse(!is.na(s$first_session) & s$session >= s$first_session,
-                             first_rated$alliance[match(s$client_id, first_rated$client_id)], NA)
-  s$alliance_change <- s$alliance - s$alliance_first
-  intake <- s[s$session == 1, ]
-  s$outcome_change <- s$outcome - intake$outcome[match(s$client_id, intake$client_id)]
-  last <- !duplicated(s$client_id, fromLast = TRUE)
-  dropped <- !is.na(s$end_status) & s$end_status == "dropout"
-  s$event <- as.integer(last & dropped)
-  s[!last | dropped, ]
-}
-
 for (name in names(datasets)) {
   p <- person_periods(read_reference(datasets[[name]]))
   p <- p[complete.cases(p[, c("alliance_first", "alliance_change", "outcome_change", "session")]), ]
