@@ -86,8 +86,8 @@ def test_feedback_lowers_the_odds_of_dropout_as_simulated(randomised) -> None:
     assert row["ci_high"] < 1
 
 
-def test_the_feedback_models_equal_lme4_and_glm_with_clustered_errors() -> None:
+def test_the_feedback_models_equal_lme4_and_glmer() -> None:
     """tests/reference/feedback_reference.R (conditions and client tables derived in R; lme4
-    REML with Satterthwaite df; glm with sandwich::vcovCL)."""
+    REML with Satterthwaite df; glmer for dropout)."""
     assert_equals_reference(feedback_effects(reference_sessions("feedback")),
                             "feedback_feedback.csv")  # fmt: skip

@@ -267,7 +267,7 @@ def test_detected_ruptures_keep_the_simulated_signs_attenuated_by_misclassificat
     assert 0.0 < repaired < study.parameters.rupture_repaired_outcome + RUPTURE_TOLERANCE
 
 
-def test_the_rupture_models_equal_lme4_and_glm_with_clustered_errors() -> None:
+def test_the_rupture_models_equal_lme4_and_glmer() -> None:
     """tests/reference/ruptures_reference.R detects ruptures and derives the states in R."""
     sessions = reference_sessions("ors_srs")
     detected = detect_ruptures(sessions)

@@ -1,15 +1,16 @@
 """Did feedback help? Outcome, alliance and dropout of cases seen with and without routine
 feedback (the ``condition`` column: ``feedback`` or ``none``), and what the design can support.
 
-A case's condition is that of its first session. Three models, therapist random effects for the
-two linear ones (:func:`allianceanalysis.engine.fit_lmm`) and therapist-clustered errors for
-dropout (:func:`allianceanalysis.models.clustered_logit`):
+A case's condition is that of its first session. Three models, each with a random intercept
+per therapist (:func:`allianceanalysis.engine.fit_lmm` for the two linear ones,
+:func:`allianceanalysis.models.therapist_logit` for dropout):
 
 - ``feedback_outcome``: ``outcome_final ~ outcome_intake + feedback + (1 | therapist_id)``, cases
   with an intake outcome and a later one (the last observed);
 - ``feedback_alliance``: ``alliance_early ~ feedback + (1 | therapist_id)``, the alliance at the
   early session k;
-- ``feedback_dropout``: ``glm(dropout ~ feedback, binomial)``, cases with a known ending.
+- ``feedback_dropout``: ``glmer(dropout ~ feedback + (1 | therapist_id), binomial)``, cases
+  with a known ending.
 
 How strong a causal reading the comparison allows depends on how the conditions were assigned,
 which the data partly show (:func:`feedback_design`): conditions that vary within therapists and
@@ -36,7 +37,7 @@ import pandas as pd
 
 from .derive import CaseOrder, case_keys, client_table
 from .engine import DEFAULT_BACKEND, fit_lmm
-from .models import TIDY_COLUMNS, _frame, _row, clustered_logit, tidy_fit
+from .models import TIDY_COLUMNS, _frame, _row, therapist_logit, tidy_fit
 
 __all__ = ["DESIGNS", "feedback_design", "feedback_effects"]
 
@@ -154,7 +155,7 @@ def feedback_effects(
     rows: list[dict[str, Any]] = []
     for name, (formula, data) in models.items():
         rows += tidy_fit(name, fit_lmm(formula, data, backend))
-    rows += clustered_logit("feedback_dropout", early, "dropout", ["feedback"], "therapist_id")[0]
+    rows += therapist_logit("feedback_dropout", early, "dropout", ["feedback"])
     table = _frame(rows)[TIDY_COLUMNS]
     table["message"] = [
         "; ".join(filter(None, [m, design["statement"]])) for m in table["message"].fillna("")

@@ -52,13 +52,14 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, sparse
 
-__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "solve"]
+__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "hessian", "solve"]
 
 SINGULAR_TOLERANCE = 1e-4
 """A θ on its lower bound of 0 within this distance makes a fit singular (lme4's
@@ -382,7 +383,7 @@ def _steps(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 1.78e-5, 1e-4, 0.1 * np.abs(x))
 
 
-def _hessian(f, x: np.ndarray) -> np.ndarray:
+def hessian(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
     """Hessian of ``f`` at ``x`` by central differences with Richardson extrapolation."""
     k = len(x)
     f0 = f(x)
@@ -417,7 +418,7 @@ def _satterthwaite(problem: _Problem, varpar: np.ndarray, vcov: np.ndarray) -> n
     covariance of (θ, σ) from the Hessian of the unprofiled criterion, and the gradient of
     each coefficient's variance along (θ, σ)."""
     try:
-        a = 2.0 * np.linalg.inv(_hessian(problem.criterion_sigma, varpar))
+        a = 2.0 * np.linalg.inv(hessian(problem.criterion_sigma, varpar))
     except np.linalg.LinAlgError:
         return np.full(problem.p, np.nan)
     grads = np.einsum("kii->ik", _jacobian(problem.covbeta, varpar))

@@ -61,6 +61,7 @@ __all__ = [
     "therapist_codes",
     "therapist_effects",
     "therapist_icc",
+    "therapist_logit",
     "therapist_shrinkage",
 ]
 
@@ -750,6 +751,46 @@ def growth(table: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFra
     return _frame(tidy_fit("growth", fit_lmm(formula, data, backend)))
 
 
+def _logit_data(
+    model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str
+) -> tuple[pd.DataFrame, pd.DataFrame] | list[dict[str, object]]:
+    """The complete rows and the design (with ``Intercept``) of a logistic model by
+    ``cluster``, or one row saying why there is nothing to fit (fewer than two clusters, or a
+    single kind of response)."""
+    data = data.dropna(subset=[response, *predictors])
+    if data[response].nunique() < 2 or data[cluster].nunique() < 2:
+        message = "too few cases with a known ending, or only one kind of ending, to fit"
+        return [_row(model, predictors[0], np.nan, converged=False, message=message,
+                     n_obs=len(data))]  # fmt: skip
+    exog = data[predictors].astype(float)
+    return data, exog.assign(Intercept=1.0)[["Intercept", *predictors]]
+
+
+def _logit_rows(
+    model: str,
+    terms: list[str],
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    **common: object,
+) -> list[dict[str, object]]:
+    """A row per log-odds coefficient (Wald z interval and p-value) and an ``odds_ratio_``
+    row per predictor (every term but the intercept)."""
+    z = stats.norm.ppf(0.975)
+    low, high = estimate - z * std_error, estimate + z * std_error
+    p_value = 2 * stats.norm.sf(np.abs(estimate / std_error))
+    rows = [
+        _row(model, term, estimate[i], std_error=std_error[i], ci_low=low[i], ci_high=high[i],
+             p_value=p_value[i], **common)
+        for i, term in enumerate(terms)
+    ]  # fmt: skip
+    rows += [
+        _row(model, f"odds_ratio_{term}", np.exp(estimate[i]), ci_low=np.exp(low[i]),
+             ci_high=np.exp(high[i]), p_value=p_value[i], **common)
+        for i, term in enumerate(terms) if term != "Intercept"
+    ]  # fmt: skip
+    return rows
+
+
 def clustered_logit(
     model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str
 ) -> tuple[list[dict[str, object]], Any]:
@@ -764,12 +805,10 @@ def clustered_logit(
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
-    data = data.dropna(subset=[response, *predictors])
-    if data[response].nunique() < 2 or data[cluster].nunique() < 2:
-        message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return [_row(model, predictors[0], np.nan, converged=False, message=message,
-                     n_obs=len(data))], None  # fmt: skip
-    exog = sm.add_constant(data[predictors].astype(float)).rename(columns={"const": "Intercept"})
+    prepared = _logit_data(model, data, response, predictors, cluster)
+    if isinstance(prepared, list):
+        return prepared, None
+    data, exog = prepared
     groups = pd.factorize(data[cluster])[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -788,20 +827,46 @@ def clustered_logit(
         "message": "; ".join(problems),
         "ci_method": "wald_z_cluster",
     }
-    ci = result.conf_int()
-    rows = [
-        _row(model, term, result.params[term], std_error=result.bse[term],
-             ci_low=ci.loc[term, 0], ci_high=ci.loc[term, 1], p_value=result.pvalues[term],
-             **common)
-        for term in exog.columns
-    ]  # fmt: skip
-    rows += [
-        _row(model, f"odds_ratio_{term}", np.exp(result.params[term]),
-             ci_low=np.exp(ci.loc[term, 0]), ci_high=np.exp(ci.loc[term, 1]),
-             p_value=result.pvalues[term], **common)
-        for term in predictors
-    ]  # fmt: skip
-    return rows, result
+    terms = list(exog.columns)
+    return _logit_rows(model, terms, result.params[terms].to_numpy(),
+                       result.bse[terms].to_numpy(), **common), result  # fmt: skip
+
+
+def therapist_logit(
+    model: str,
+    data: pd.DataFrame,
+    response: str,
+    predictors: list[str],
+    cluster: str = "therapist_id",
+    *,
+    nagq: int = 1,
+) -> list[dict[str, object]]:
+    """A logistic regression with a random intercept per therapist (``cluster``):
+    ``glmer(response ~ predictors + (1 | cluster), family = binomial)`` by
+    :func:`allianceanalysis.glmm.fit_logit_glmm` (Laplace approximation by default, as lme4).
+
+    Tidy rows: one per coefficient (log-odds, conditional on the therapist; Wald z intervals
+    and p-values as ``summary.glmerMod``), ``odds_ratio_<predictor>`` rows,
+    ``var_therapist`` (the therapists' variance on the logit scale) and ``loglik``. Rows with
+    a missing value are left out; with fewer than two therapists or a single kind of
+    response, one row says why nothing was fitted.
+    """
+    from .glmm import fit_logit_glmm
+
+    prepared = _logit_data(model, data, response, predictors, cluster)
+    if isinstance(prepared, list):
+        return prepared
+    data, exog = prepared
+    fit = fit_logit_glmm(data[response].to_numpy(dtype=float), exog.to_numpy(),
+                         pd.factorize(data[cluster])[0], nagq=nagq)  # fmt: skip
+    common = {"n_obs": fit.n_obs, "n_groups": fit.n_groups, "converged": fit.converged,
+              "message": fit.message}  # fmt: skip
+    rows = _logit_rows(model, list(exog.columns), fit.beta, fit.std_error, ci_method="wald_z",
+                       **common)  # fmt: skip
+    label = f"var_{group_label(cluster)}"
+    rows.append(_row(model, label, fit.theta**2, **common))
+    rows.append(_row(model, "loglik", fit.loglik, **common))
+    return rows
 
 
 def dropout(clients: pd.DataFrame) -> pd.DataFrame:

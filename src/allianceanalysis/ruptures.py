@@ -18,8 +18,7 @@ Outcome and dropout on rupture
 Comparing cases by their rupture status (none / repaired / unrepaired) is biased by exposure:
 a case seen for more sessions has more chances both to rupture and to improve, and a case that
 drops out has no chance to repair. The two models therefore use the *first* rupture as a
-time-varying state of each session (:func:`rupture_states`), with therapist random effects or
-therapist-clustered errors:
+time-varying state of each session (:func:`rupture_states`), with therapist random effects:
 
 - :func:`rupture_outcome`: the outcome at each session compared within the case before and
   after its first rupture (``rupture_open`` between a rupture and its repair,
@@ -52,7 +51,7 @@ from .dropout_risk import person_periods
 from .effects import proportion
 from .engine import DEFAULT_BACKEND, fit_lmm
 from .instruments import get_instrument
-from .models import TIDY_COLUMNS, _frame, _row, clustered_logit, tidy_fit
+from .models import TIDY_COLUMNS, _frame, _row, therapist_logit, tidy_fit
 
 __all__ = [
     "DEFAULT_REPAIR_WITHIN",
@@ -376,9 +375,9 @@ def rupture_dropout(
 ) -> pd.DataFrame:
     """Dropping out after a session while a rupture is unresolved, or after it was repaired.
 
-    The discrete-time hazard ``glm(event ~ session + rupture_unresolved + rupture_repaired,
-    binomial)`` over :func:`allianceanalysis.dropout_risk.person_periods`, with
-    therapist-clustered standard errors (:func:`allianceanalysis.models.clustered_logit`). The
+    The discrete-time hazard ``glmer(event ~ session + rupture_unresolved + rupture_repaired +
+    (1 | therapist_id), binomial)`` over :func:`allianceanalysis.dropout_risk.person_periods`
+    (:func:`allianceanalysis.models.therapist_logit`). The
     states are those known at the session (:func:`rupture_states`): a case that drops out
     straight after a rupture counts as unresolved, not as unrepaired.
 
@@ -392,6 +391,5 @@ def rupture_dropout(
     """
     periods = rupture_states(person_periods(sessions, outcome, alliance), detected)
     states = _present(periods, ["rupture_unresolved", "rupture_repaired"])
-    rows = clustered_logit("rupture_dropout", periods, "event", ["session", *states],
-                           "therapist_id")[0]  # fmt: skip
+    rows = therapist_logit("rupture_dropout", periods, "event", ["session", *states])
     return _frame(rows)[TIDY_COLUMNS]

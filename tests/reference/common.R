@@ -93,19 +93,35 @@ read_reference <- function(spec) {
   s
 }
 
-# A logistic regression with standard errors clustered by therapist (sandwich::vcovCL, HC1),
-# Wald z intervals: a row per coefficient and an odds-ratio row per predictor.
-clustered_logit_rows <- function(model, formula, data) {
-  g <- glm(formula, family = binomial, data = data)
-  v <- vcovCL(g, cluster = data$therapist_id, type = "HC1")  # data: complete rows only
-  est <- coef(g)
-  se <- sqrt(diag(v))
+# Tidy rows of a logistic model from its coefficients and standard errors: Wald z intervals and
+# p-values, and an odds-ratio row per predictor.
+logit_rows <- function(model, est, se) {
   z <- qnorm(0.975)
   p <- 2 * pnorm(abs(est / se), lower.tail = FALSE)
   terms <- sub("\\(Intercept\\)", "Intercept", names(est))
   rbind(row(model, terms, est, se, NA, p, est - z * se, est + z * se),
         row(model, paste0("odds_ratio_", terms[-1]), exp(est[-1]), NA, NA, p[-1],
             exp(est[-1] - z * se[-1]), exp(est[-1] + z * se[-1])))
+}
+
+# A logistic regression with standard errors clustered by therapist (sandwich::vcovCL, HC1).
+clustered_logit_rows <- function(model, formula, data) {
+  g <- glm(formula, family = binomial, data = data)
+  v <- vcovCL(g, cluster = data$therapist_id, type = "HC1")  # data: complete rows only
+  logit_rows(model, coef(g), sqrt(diag(v)))
+}
+
+# A logistic regression with a random intercept per therapist: glmer, Laplace (lme4's default),
+# with the inner (PIRLS) and outer tolerances tightened: glmer's defaults stop the inner
+# iterations at a relative 1e-7, which moves its estimates by about 1e-4 from the optimum.
+glmer_rows <- function(model, formula, data, nAGQ = 1) {
+  m <- glmer(formula, data = data, family = binomial, nAGQ = nAGQ,
+             control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-13,
+                                    optCtrl = list(rhoend = 1e-12, maxfun = 1e5)))
+  co <- summary(m)$coefficients
+  rbind(logit_rows(model, co[, "Estimate"], co[, "Std. Error"]),
+        row(model, "var_therapist", getME(m, "theta")^2),
+        row(model, "loglik", as.numeric(logLik(m))))
 }
 
 # The person-periods of the discrete-time dropout model (docs/models.md, "Dropout risk after each

@@ -1,7 +1,8 @@
 # Reference values for the rupture models (allianceanalysis.ruptures): ruptures and their repair
 # detected here in R by the definitions in docs/models.md ("Ruptures and repair"), each case's
 # first rupture as a time-varying state, the outcome model with lme4 (REML, Satterthwaite df)
-# and the dropout hazard with glm and sandwich::vcovCL.
+# and the dropout hazard with glmer (a random intercept per therapist; Laplace, and adaptive
+# Gauss-Hermite quadrature with 9 points as rupture_dropout_agq9).
 #
 # Run from the repository root:  Rscript tests/reference/ruptures_reference.R   (make reference)
 # Writes tests/reference/ruptures_ors_srs.csv (columns as lme4_<dataset>.csv).
@@ -53,8 +54,11 @@ outcome_formula <- reformulate(
 p <- states(person_periods(s))
 out <- rbind(
   lmm_rows("rupture_outcome", best_lmer(outcome_formula, o)),
-  clustered_logit_rows("rupture_dropout", event ~ session + rupture_unresolved + rupture_repaired,
-                       p),
+  glmer_rows("rupture_dropout",
+             event ~ session + rupture_unresolved + rupture_repaired + (1 | therapist_id), p),
+  glmer_rows("rupture_dropout_agq9",
+             event ~ session + rupture_unresolved + rupture_repaired + (1 | therapist_id), p,
+             nAGQ = 9),
   row("ruptures", "threshold", threshold),
   row("ruptures", "first_ruptures", nrow(first_rupture)),
   row("ruptures", "first_repaired", sum(!is.na(first_rupture$repair))))
