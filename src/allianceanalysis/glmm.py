@@ -191,24 +191,36 @@ def fit_logit_glmm(
 
     p = exog.shape[1]
     start_beta = _logit_start(data, p)
-    best = None
-    for theta in (0.5, 1.5):  # two starts, the better kept (the likelihood is not concave in θ)
-        result = optimize.minimize(
+
+    def minimise(start: np.ndarray) -> optimize.OptimizeResult:
+        return optimize.minimize(
             data.laplace if nagq == 1 else objective,
-            np.r_[theta, start_beta],
+            start,
             method="L-BFGS-B",
             jac=True if nagq == 1 else "3-point",
             bounds=[(0.0, None)] + [(None, None)] * p,
             options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000},
         )
-        if best is None or result.fun < best.fun:
-            best = result
+
+    # two starts, the better kept (the likelihood is not concave in θ)
+    best = min((minimise(np.r_[theta, start_beta]) for theta in (0.5, 1.5)), key=lambda r: r.fun)
+    if best.x[0] < 1e-6:
+        # θ = 0 is a stationary point (the likelihood is even in θ there), where a step that
+        # overshoots the bound stops the search: look away from it along θ, and start again
+        # from there if it is better.
+        probe = optimize.minimize_scalar(
+            lambda theta: objective(np.r_[theta, best.x[1:]]), bounds=(1e-3, 3.0),
+            method="bounded",
+        )  # fmt: skip
+        if probe.fun < best.fun:
+            best = min(best, minimise(np.r_[probe.x, best.x[1:]]), key=lambda r: r.fun)
     params = best.x
     message = "" if best.success else f"the optimiser stopped: {best.message}"
     if params[0] < 1e-6:  # at the boundary the curvature in θ says nothing of β
         covariance = _inverse(hessian(lambda b: objective(np.r_[0.0, b]), params[1:]))
     else:
-        covariance = _inverse(hessian(objective, params))[1:, 1:]
+        covariance = _inverse(hessian(objective, params))
+        covariance = None if covariance is None else covariance[1:, 1:]
     std_error = np.sqrt(np.diag(covariance)) if covariance is not None else np.full(p, np.nan)
     if covariance is None:
         message = "; ".join(filter(None, [message, "the Hessian is singular"]))
