@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from allianceanalysis import dropout_risk, figures
+from allianceanalysis import dropout_risk, expected_response, feedback, figures, ruptures
 from allianceanalysis.derive import client_table, rupture_windows, session_table
 from allianceanalysis.instruments import get_instrument
 from allianceanalysis.models import CATALOGUE, run_model, therapist_shrinkage
@@ -152,3 +153,56 @@ def test_shrinkage_plot_joins_each_therapists_raw_and_shrunken_effect(tables) ->
     from_table = therapist_shrinkage(tables["clients"])
     figure = figures.shrinkage_plot(from_table)
     assert len(figure.axes[0].collections[0].get_segments()) == len(from_table)
+
+
+def test_rupture_profile_of_detected_ruptures_draws_repaired_and_unrepaired() -> None:
+    sessions = simulate_study(n_clients=600, seed=8).sessions
+    sequences = ruptures.rupture_sequences(ruptures.detect_ruptures(sessions))
+    assert not set(sequences.columns) & {"client_id", "therapist_id"}  # no case keys
+    figure = figures.rupture_profile(sequences, SRS)
+    labels = [line.get_label() for line in figure.axes[1].lines if "n = " in line.get_label()]
+    assert [label.split(" (")[0] for label in labels] == ["repaired", "unrepaired"]
+
+
+def test_rupture_profile_says_when_no_rupture_was_found() -> None:
+    empty = pd.DataFrame(columns=["rupture", "offset", "alliance", "change", "kind"])
+    assert figures.rupture_profile(empty, SRS).axes[0].texts[0].get_text().startswith("Not")
+
+
+def test_expected_response_draws_a_curve_and_a_bound_per_intake_quartile() -> None:
+    sessions = simulate_study(n_clients=800, n_therapists=20, seed=8).sessions
+    model = expected_response.fit_expected_response(sessions)
+    curves = expected_response.expected_curves(sessions, model)
+    flags = expected_response.not_on_track(sessions, model)
+    warning = pd.concat([model.table, expected_response.signal_accuracy(flags)])
+    axis = figures.expected_response(curves, warning, ORS).axes[0]
+    curves_drawn = [line for line in axis.lines if len(line.get_xdata()) > 1]
+    solid = [line for line in curves_drawn if line.get_linestyle() == "-"]
+    dashed = [line for line in curves_drawn if line.get_linestyle() == "--"]
+    intakes = [line for line in axis.lines if list(line.get_xdata()) == [1]]
+    assert len(solid) == len(dashed) == len(intakes) == 3
+    assert list(solid[0].get_xdata()) == list(range(2, 13))
+    assert axis.get_title().startswith("Signal against reliable deterioration: sensitivity")
+
+
+def test_expected_curves_start_at_the_intake_quartiles_below_their_expectation() -> None:
+    sessions = simulate_study(n_clients=800, n_therapists=20, seed=8).sessions
+    model = expected_response.fit_expected_response(sessions)
+    curves = expected_response.expected_curves(sessions, model)
+    intake = sessions.loc[sessions["session"] == 1, "ors"]
+    np.testing.assert_allclose(curves.groupby("intake_quartile")["intake"].first(),
+                               intake.quantile([0.25, 0.5, 0.75]))  # fmt: skip
+    assert (curves["bound"] < curves["expected"]).all()  # ORS: higher is better
+
+
+def test_feedback_figure_has_one_panel_per_model_under_the_design_statement() -> None:
+    sessions = simulate_study(n_clients=900, n_therapists=20, feedback="date", seed=8).sessions
+    figure = figures.feedback_effects(feedback.feedback_effects(sessions))
+    assert len(figure.axes) == 3
+    assert "before/after comparison" in figure.get_suptitle()
+
+
+def test_feedback_figure_without_conditions_says_why() -> None:
+    sessions = simulate_study(n_clients=300, n_therapists=10, seed=8).sessions
+    figure = figures.feedback_effects(feedback.feedback_effects(sessions))
+    assert "Only one condition" in figure.axes[0].texts[0].get_text()

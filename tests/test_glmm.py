@@ -153,3 +153,12 @@ def test_a_small_therapist_variance_is_not_lost_at_the_boundary() -> None:
     grid = [collapsed.loglik(fit.beta, theta, nodes, weights) for theta in (0, 0.03, 0.06, 0.1)]
     assert fit.theta > 0.0
     assert fit.loglik >= max(grid) - 1e-9
+
+
+def test_a_predictor_level_without_any_event_is_reported_as_separation() -> None:
+    y, exog, group = simulated(therapists=10, per=60)
+    data = pd.DataFrame({"y": y, "z": exog[:, 2], "therapist_id": group})
+    data.loc[data["z"] == 1, "y"] = 0.0  # nobody with z = 1 has the event
+    table = _frame(therapist_logit("m", data, "y", ["z"])).set_index("term")
+    assert "separation" in table.loc["z", "message"]
+    assert not table.loc["z", "converged"]

@@ -154,7 +154,8 @@ def test_the_workflow_step_says_why_ruptures_of_an_instrument_without_a_threshol
     settings = {"rupture_threshold": None, "repair_within": 3, "not_on_track_percentile": 0.1,
                 "folds": 5}  # fmt: skip
     early_warning_step(tmp_path / "sessions.parquet", table=tmp_path / "t.csv",
-                       calibration=tmp_path / "c.csv", outcome="ors", alliance="wai_sr",
+                       calibration=tmp_path / "c.csv", sequences=tmp_path / "s.parquet",
+                       curves=tmp_path / "e.csv", outcome="ors", alliance="wai_sr",
                        early_session=3, settings=settings)  # fmt: skip
     table = pd.read_csv(tmp_path / "t.csv").set_index("model")
     assert "give the rupture threshold in points" in table.loc["ruptures", "message"]

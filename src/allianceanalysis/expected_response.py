@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_PERCENTILE",
     "ETR_FORMULA",
     "ExpectedResponse",
+    "expected_curves",
     "fit_expected_response",
     "not_on_track",
     "signal_accuracy",
@@ -141,6 +142,30 @@ def fit_expected_response(
     table = _frame(tidy_fit("expected_response", fit))[TIDY_COLUMNS]
     return ExpectedResponse(outcome, intake_mean, fit.coefficients["estimate"],
                             dict(fit.variances), percentile, table)  # fmt: skip
+
+
+def expected_curves(
+    sessions: pd.DataFrame, model: ExpectedResponse, last_session: int = 12
+) -> pd.DataFrame:
+    """The expected outcome and the not-on-track bound, sessions 2 (the first the model
+    describes) to ``last_session``, for clients starting at the quartiles of the intake
+    outcome: the points of the expected treatment response figure (no client's data, only the
+    model's curves).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``intake_quartile`` (25, 50, 75), ``intake``, ``session``, ``expected``, ``bound``.
+    """
+    intake = _change_data(sessions, model.outcome).drop_duplicates(case_keys(sessions))["intake"]
+    levels = intake.dropna().quantile([0.25, 0.5, 0.75]).to_numpy()
+    session = np.arange(2, last_session + 1, dtype=float)
+    grid = pd.DataFrame({"intake_quartile": np.repeat([25, 50, 75], len(session)),
+                         "intake": np.repeat(levels, len(session)),
+                         "session": np.tile(session, 3).astype(int)})  # fmt: skip
+    grid["expected"], grid["bound"] = model.expected(grid["intake"].to_numpy(),
+                                                     grid["session"].to_numpy())  # fmt: skip
+    return grid
 
 
 def not_on_track(sessions: pd.DataFrame, model: ExpectedResponse) -> pd.DataFrame:

@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .instruments import Instrument
 from .tables import TERM_LABELS
 
 __all__ = [
+    "FEEDBACK_TERMS",
     "FIGURES",
     "alliance_disaggregation",
     "alliance_outcome_scatter",
@@ -40,6 +42,8 @@ __all__ = [
     "apa_r",
     "cutoff_line",
     "early_alliance_by_k",
+    "expected_response",
+    "feedback_effects",
     "outcome_trajectories",
     "pooled_forest",
     "power_plot",
@@ -64,6 +68,9 @@ FIGURES = (
     "alliance_disaggregation",
     "therapist_caterpillar",
     "dropout_calibration",
+    "rupture_profile",
+    "expected_response",
+    "feedback_effects",
 )
 """Per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``)."""
 
@@ -398,9 +405,7 @@ def dropout_calibration(points: pd.DataFrame, warning: pd.DataFrame) -> Figure:
     axis = figure.subplots()
     rows = warning[warning["model"] == "dropout_risk"].set_index("term")["estimate"]
     if points.empty or "auc_cv" not in rows:
-        axis.text(0.5, 0.5, "Not computed (see tables/early_warning.csv)", ha="center")
-        axis.set_axis_off()
-        return figure
+        return _not_computed(figure, axis)
     top = float(max(points["ci_high"].max(), points["predicted"].max())) * 1.05
     axis.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1,
               label="perfect calibration")  # fmt: skip
@@ -421,6 +426,93 @@ def dropout_calibration(points: pd.DataFrame, warning: pd.DataFrame) -> Figure:
     return figure
 
 
+def _not_computed(figure: Figure, axis: object, reason: str = "") -> Figure:
+    """An empty figure that says the analysis was not computed, and why."""
+    text = textwrap.fill(reason, 70) if reason else "Not computed (see tables/early_warning.csv)"
+    axis.text(0.5, 0.5, text, ha="center", va="center")
+    axis.set_axis_off()
+    return figure
+
+
+def expected_response(curves: pd.DataFrame, warning: pd.DataFrame, outcome: Instrument) -> Figure:
+    """The expected treatment response: the expected outcome (solid) and the not-on-track
+    bound (dashed) by session from session 2, for clients starting at the quartiles of the
+    intake outcome (the intake, session 1, as a point);
+    the title quotes the signal's sensitivity, specificity and PPV against reliable
+    deterioration.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        :func:`allianceanalysis.expected_response.expected_curves`
+        (``tables/expected_response_curves.csv``).
+    warning : pandas.DataFrame
+        The tidy early-warning table (``tables/early_warning.csv``).
+    outcome : Instrument
+    """
+    figure = Figure(figsize=(6, 4.5), layout="constrained")
+    axis = figure.subplots()
+    if curves.empty:
+        return _not_computed(figure, axis)
+    for colour, (quartile, curve) in zip(PALETTE, curves.groupby("intake_quartile"), strict=False):
+        label = f"intake {curve['intake'].iloc[0]:.1f} ({quartile}th percentile)"
+        axis.plot(curve["session"], curve["expected"], color=colour, marker="o", markersize=3,
+                  label=label)  # fmt: skip
+        axis.plot(curve["session"], curve["bound"], color=colour, linestyle="--", linewidth=1)
+        axis.plot([1], [curve["intake"].iloc[0]], color=colour, marker="s", markersize=5)
+    axis.plot([], [], color="0.4", linestyle="--", linewidth=1, label="not-on-track bound")
+    axis.set_xlabel("Session")
+    axis.set_ylabel(_scale_label(outcome))
+    _integer_sessions(axis)
+    signal = warning[warning["model"] == "not_on_track_signal"].set_index("term")["estimate"]
+    if {"sensitivity", "specificity", "ppv"} <= set(signal.index):
+        axis.set_title(
+            f"Signal against reliable deterioration: sensitivity {signal['sensitivity']:.2f}, "
+            f"specificity {signal['specificity']:.2f}, PPV {signal['ppv']:.2f}",
+            fontsize=9,
+        )
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    return figure
+
+
+FEEDBACK_TERMS = {
+    "feedback_outcome": "Final outcome (points)",
+    "feedback_alliance": "Early alliance (points)",
+    "feedback_dropout": "Dropout (log odds)",
+}
+"""The feedback rows drawn by :func:`feedback_effects`: the ``feedback`` term of each model."""
+
+
+def feedback_effects(warning: pd.DataFrame) -> Figure:
+    """Did feedback help: the difference between feedback and no-feedback cases in final
+    outcome, early alliance and the log-odds of dropping out (95% intervals), each on its own
+    axis, under the statement of what the design supports.
+
+    Parameters
+    ----------
+    warning : pandas.DataFrame
+        The tidy early-warning table (``tables/early_warning.csv``).
+    """
+    rows = warning[warning["model"].isin(list(FEEDBACK_TERMS))
+                   & (warning["term"] == "feedback")].set_index("model")  # fmt: skip
+    figure = Figure(figsize=(9, 2.8), layout="constrained")
+    if rows["estimate"].isna().all():
+        reason = warning.loc[warning["model"] == "feedback_outcome", "message"].dropna()
+        return _not_computed(figure, figure.subplots(), reason.iloc[0] if len(reason) else "")
+    rows = rows.dropna(subset=["estimate"])
+    axes = figure.subplots(1, len(rows), squeeze=False)[0]
+    for axis, (model, row) in zip(axes, rows.iterrows(), strict=True):
+        axis.errorbar([row["estimate"]], [0], xerr=[[row["estimate"] - row["ci_low"]],
+                      [row["ci_high"] - row["estimate"]]], fmt="o", color=PALETTE[0],
+                      capsize=4)  # fmt: skip
+        axis.axvline(0, color="0.6", linewidth=0.8, linestyle=":")
+        axis.set_yticks([])
+        axis.set_xlabel(f"Feedback − none: {FEEDBACK_TERMS[model]}", fontsize=9)
+    statement = str(rows["message"].iloc[0]).split("; ")[-1]
+    figure.suptitle(textwrap.fill(statement, 120), fontsize=8)
+    return figure
+
+
 def rupture_profile(
     windows: pd.DataFrame, alliance: Instrument, *, examples: int = 3, seed: int = 0
 ) -> Figure:
@@ -436,8 +528,10 @@ def rupture_profile(
         Ruptures drawn as example sequences per kind (a seeded sample).
     seed : int
     """
-    data = windows.assign(kind=windows.get("kind", "all ruptures"))
     figure = Figure(figsize=(10, 4), layout="constrained")
+    if windows.empty:
+        return _not_computed(figure, figure.subplots())
+    data = windows.assign(kind=windows.get("kind", "all ruptures"))
     left, right = figure.subplots(1, 2, sharex=True)
     rng = np.random.default_rng(seed)
     for colour, (kind, group) in zip(PALETTE, data.groupby("kind", sort=True), strict=False):

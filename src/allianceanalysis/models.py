@@ -766,6 +766,23 @@ def _logit_data(
     return data, exog.assign(Intercept=1.0)[["Intercept", *predictors]]
 
 
+def _separated(data: pd.DataFrame, response: str, predictors: list[str]) -> list[str]:
+    """Messages for each 0/1 predictor one of whose levels has only one kind of response
+    (quasi-complete separation): its log-odds are not estimable, the estimate runs off
+    towards infinity and its standard error with it."""
+    messages = []
+    for predictor in predictors:
+        values = data[predictor]
+        if not values.isin([0, 1]).all():
+            continue
+        kinds = data.groupby(values)[response].nunique()
+        for level, count in kinds.items():
+            if count < 2:
+                messages.append(f"separation: every {response} is the same where {predictor} = "
+                                f"{level:g}; its coefficient is not estimable")  # fmt: skip
+    return messages
+
+
 def _logit_rows(
     model: str,
     terms: list[str],
@@ -778,14 +795,16 @@ def _logit_rows(
     z = stats.norm.ppf(0.975)
     low, high = estimate - z * std_error, estimate + z * std_error
     p_value = 2 * stats.norm.sf(np.abs(estimate / std_error))
+    with np.errstate(over="ignore"):  # an unbounded interval's end is infinite
+        odds = np.exp(np.stack([estimate, low, high]))
     rows = [
         _row(model, term, estimate[i], std_error=std_error[i], ci_low=low[i], ci_high=high[i],
              p_value=p_value[i], **common)
         for i, term in enumerate(terms)
     ]  # fmt: skip
     rows += [
-        _row(model, f"odds_ratio_{term}", np.exp(estimate[i]), ci_low=np.exp(low[i]),
-             ci_high=np.exp(high[i]), p_value=p_value[i], **common)
+        _row(model, f"odds_ratio_{term}", odds[0, i], ci_low=odds[1, i], ci_high=odds[2, i],
+             p_value=p_value[i], **common)
         for i, term in enumerate(terms) if term != "Intercept"
     ]  # fmt: skip
     return rows
@@ -820,6 +839,7 @@ def clustered_logit(
         for w in caught
         if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
     ]
+    problems += _separated(data, response, predictors)
     common = {
         "n_obs": len(data),
         "n_groups": data[cluster].nunique(),
@@ -859,8 +879,13 @@ def therapist_logit(
     data, exog = prepared
     fit = fit_logit_glmm(data[response].to_numpy(dtype=float), exog.to_numpy(),
                          pd.factorize(data[cluster])[0], nagq=nagq)  # fmt: skip
-    common = {"n_obs": fit.n_obs, "n_groups": fit.n_groups, "converged": fit.converged,
-              "message": fit.message}  # fmt: skip
+    problems = [m for m in [fit.message, *_separated(data, response, predictors)] if m]
+    common = {
+        "n_obs": fit.n_obs,
+        "n_groups": fit.n_groups,
+        "converged": fit.converged and not problems,
+        "message": "; ".join(problems),
+    }
     rows = _logit_rows(model, list(exog.columns), fit.beta, fit.std_error, ci_method="wald_z",
                        **common)  # fmt: skip
     label = f"var_{group_label(cluster)}"

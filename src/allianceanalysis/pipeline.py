@@ -183,8 +183,9 @@ def figures_step(
     """Rule ``figures``: every per-dataset figure (:data:`~allianceanalysis.figures.FIGURES`).
 
     ``inputs`` names ``sessions`` and ``clients`` (derived), ``models`` (the tidy table of
-    all models), ``early_warning`` (its tidy table) and ``calibration`` (the dropout model's
-    calibration points); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
+    all models), ``early_warning`` (its tidy table), ``calibration`` (the dropout model's
+    calibration points), ``sequences`` (the alliance around each rupture) and ``curves`` (the
+    expected-response curves); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
     """
     table = pd.read_parquet(inputs["sessions"])
     clients = pd.read_parquet(inputs["clients"])
@@ -207,6 +208,13 @@ def figures_step(
         ),
         "therapist_caterpillar": lambda: figures.therapist_caterpillar(models, out.short),
         "dropout_calibration": lambda: figures.dropout_calibration(calibration, warning),
+        "rupture_profile": lambda: figures.rupture_profile(
+            pd.read_parquet(inputs["sequences"]), ally, seed=seed
+        ),
+        "expected_response": lambda: figures.expected_response(
+            pd.read_csv(inputs["curves"]), warning, out
+        ),
+        "feedback_effects": lambda: figures.feedback_effects(warning),
     }
     paths: dict[str, list[Path]] = {}
     for path in map(Path, outputs):
@@ -230,6 +238,8 @@ def early_warning_step(
     *,
     table: str | Path,
     calibration: str | Path,
+    sequences: str | Path,
+    curves: str | Path,
     outcome: str,
     alliance: str,
     early_session: int,
@@ -238,8 +248,10 @@ def early_warning_step(
     engine: str = "lmm",
 ) -> None:
     """Rule ``early_warning``: ruptures and repair, dropout risk, the expected treatment
-    response and its not-on-track signal, and feedback, as one tidy table (``table``), and the
-    dropout model's calibration table (``calibration``).
+    response and its not-on-track signal, and feedback, as one tidy table (``table``); the
+    dropout model's calibration table (``calibration``), the alliance around each rupture
+    (``sequences``, Parquet, no case keys) and the expected-response curves (``curves``): the
+    data of the early-warning figures.
 
     ``settings`` is the config's ``early_warning`` block: ``rupture_threshold`` (points, or
     None for the reliable-change default), ``repair_within``, ``not_on_track_percentile`` and
@@ -248,10 +260,16 @@ def early_warning_step(
     """
     data = pd.read_parquet(sessions)
     threshold, folds = settings.get("rupture_threshold"), settings["folds"]
+    figure_data = {
+        "sequences": pd.DataFrame(columns=["rupture", "offset", "alliance", "change", "kind"]),
+        "curves": pd.DataFrame(columns=["intake_quartile", "intake", "session", "expected",
+                                        "bound"]),
+    }  # fmt: skip
 
     def rupture_rows() -> pd.DataFrame:
         detected = ruptures.detect_ruptures(data, alliance, threshold=threshold,
                                             repair_within=settings["repair_within"])  # fmt: skip
+        figure_data["sequences"] = ruptures.rupture_sequences(detected)
         return pd.concat([
             ruptures.rupture_table(detected),
             _or_reason("rupture_outcome", lambda: ruptures.rupture_outcome(
@@ -265,6 +283,7 @@ def early_warning_step(
             data, outcome, percentile=settings["not_on_track_percentile"], backend=engine
         )
         flags = expected_response.not_on_track(data, model)
+        figure_data["curves"] = expected_response.expected_curves(data, model)
         return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
 
     periods = dropout_risk.person_periods(data, outcome, alliance)
@@ -283,9 +302,11 @@ def early_warning_step(
             data, outcome, alliance, early_session=early_session, backend=engine)),
     ]  # fmt: skip
     combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[TIDY_COLUMNS]
-    with atomic_outputs(table, calibration) as (t, c):
+    with atomic_outputs(table, calibration, sequences, curves) as (t, c, s, e):
         _write_csv(combined, t)
         _write_csv(points, c)
+        figure_data["sequences"].to_parquet(s, index=False)
+        _write_csv(figure_data["curves"], e)
     for model, rows in combined.groupby("model", sort=False):
         log.info("%s: %d rows", model, len(rows))
 

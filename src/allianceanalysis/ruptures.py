@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .derive import CaseOrder, case_keys, key_codes
+from .derive import CaseOrder, case_keys, key_codes, rupture_windows
 from .dropout_risk import person_periods
 from .effects import proportion
 from .engine import DEFAULT_BACKEND, fit_lmm
@@ -61,6 +61,7 @@ __all__ = [
     "reliable_drop",
     "rupture_dropout",
     "rupture_outcome",
+    "rupture_sequences",
     "rupture_states",
     "rupture_table",
 ]
@@ -393,3 +394,21 @@ def rupture_dropout(
     states = _present(periods, ["rupture_unresolved", "rupture_repaired"])
     rows = therapist_logit("rupture_dropout", periods, "event", ["session", *states])
     return _frame(rows)[TIDY_COLUMNS]
+
+
+def rupture_sequences(detected: pd.DataFrame, before: int = 2, after: int = 3) -> pd.DataFrame:
+    """The alliance around each detected rupture, aligned on the rupture session, labelled
+    ``repaired`` or ``unrepaired``, without the case keys: the data of the rupture figure
+    (:func:`allianceanalysis.figures.rupture_profile`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`allianceanalysis.derive.rupture_windows` columns ``rupture``, ``offset``,
+        ``alliance``, ``change`` and ``kind``.
+    """
+    kind = pd.Series(np.where(detected["repaired"].fillna(False).astype(bool), "repaired",
+                              "unrepaired"), index=detected.index)  # fmt: skip
+    windows = rupture_windows(detected, detected["rupture"], "alliance", before=before,
+                              after=after, kind=kind)  # fmt: skip
+    return windows[["rupture", "offset", "alliance", "change", "kind"]]

@@ -96,6 +96,9 @@ FIGURE_TITLES = {
     "alliance_disaggregation": "Therapist and client parts of the alliance",
     "therapist_caterpillar": "Therapist effects",
     "dropout_calibration": "Dropout risk: calibration out of sample",
+    "rupture_profile": "Ruptures and repair",
+    "expected_response": "Expected treatment response",
+    "feedback_effects": "Did feedback help?",
 }
 
 

@@ -14,6 +14,8 @@ rule early_warning:
             labels={"table": "early warning (tidy)"},
         ),
         calibration="results/{dataset}/tables/dropout_calibration.csv",
+        sequences="results/{dataset}/derived/rupture_sequences.parquet",
+        curves="results/{dataset}/tables/expected_response_curves.csv",
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],

@@ -8,6 +8,8 @@ rule figures:
         models="results/{dataset}/tables/models.csv",
         early_warning="results/{dataset}/tables/early_warning.csv",
         calibration="results/{dataset}/tables/dropout_calibration.csv",
+        sequences="results/{dataset}/derived/rupture_sequences.parquet",
+        curves="results/{dataset}/tables/expected_response_curves.csv",
     output:
         figure_outputs(),
     params:

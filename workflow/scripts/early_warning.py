@@ -8,6 +8,8 @@ with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcard
         snakemake.input[0],
         table=snakemake.output.table,
         calibration=snakemake.output.calibration,
+        sequences=snakemake.output.sequences,
+        curves=snakemake.output.curves,
         **snakemake.params.instruments,
         early_session=snakemake.params.early_session,
         settings=snakemake.params.settings,
