@@ -16,17 +16,27 @@ from playwright.sync_api import sync_playwright
 
 from allianceanalysis import report
 from allianceanalysis.disclosure import SUPPRESSED, DisclosurePolicy
+from allianceanalysis.effects import client_outcomes
+from allianceanalysis.expected_response import (
+    ExpectedResponse,
+    fit_expected_response,
+    not_on_track,
+    signalled_cases,
+)
+from allianceanalysis.feedback import DESIGNS
 from allianceanalysis.instruments import get_instrument
-from allianceanalysis.pipeline import annual_report_step, report_settings
+from allianceanalysis.pipeline import annual_report_step, early_warning_step, report_settings
 from allianceanalysis.report import (
     Publisher,
     ReportSettings,
     ReportTables,
     annual_reports,
+    early_warning_paragraphs,
     render_html,
     render_pdf,
     report_tables,
 )
+from allianceanalysis.ruptures import case_ruptures, detect_ruptures
 from allianceanalysis.simulate import simulate_study
 
 from .helpers import assert_nothing_small_can_be_worked_out
@@ -42,14 +52,31 @@ def study() -> pd.DataFrame:
     return simulate_study(n_clients=240, n_therapists=10, n_sites=3, seed=11).sessions
 
 
-@pytest.fixture(scope="module")
-def tables(study: pd.DataFrame) -> ReportTables:
-    return report_tables(study, SETTINGS)
+def early_warning_table(sessions: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """The workflow's early-warning table of ``sessions`` (rule ``early_warning``)."""
+    sessions.to_parquet(folder / "sessions.parquet")
+    settings = {"rupture_threshold": None, "repair_within": 3, "not_on_track_percentile": 0.1,
+                "folds": 5}  # fmt: skip
+    early_warning_step(folder / "sessions.parquet", table=folder / "ew.csv",
+                       calibration=folder / "c.csv", sequences=folder / "s.parquet",
+                       curves=folder / "e.csv", outcome="ors", alliance="srs", early_session=3,
+                       settings=settings)  # fmt: skip
+    return pd.read_csv(folder / "ew.csv")
 
 
 @pytest.fixture(scope="module")
-def reports(tables: ReportTables) -> dict:
-    return annual_reports(tables, SETTINGS, appendix=APPENDIX)
+def warning(study: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    return early_warning_table(study, tmp_path_factory.mktemp("early_warning"))
+
+
+@pytest.fixture(scope="module")
+def tables(study: pd.DataFrame, warning: pd.DataFrame) -> ReportTables:
+    return report_tables(study, SETTINGS, warning)
+
+
+@pytest.fixture(scope="module")
+def reports(tables: ReportTables, warning: pd.DataFrame) -> dict:
+    return annual_reports(tables, SETTINGS, appendix=APPENDIX, warning=warning)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +120,8 @@ def test_reports_are_rendered_from_the_tables_without_refitting(tables, monkeypa
     monkeypatch.setattr(report, "fit_therapist_effects", refit)
     monkeypatch.setattr(report, "partial_correlation", refit)
     monkeypatch.setattr(report.smf, "ols", refit)
+    monkeypatch.setattr(report, "detect_ruptures", refit)
+    monkeypatch.setattr(report, "not_on_track", refit)
     assert list(annual_reports(tables, SETTINGS)) == tables.years
 
 
@@ -142,8 +171,8 @@ def test_html_is_self_contained(html: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "section", ["summary", "activity", "outcomes", "alliance", "endings", "therapists", "trend",
-                "appendix"],
+    "section", ["summary", "activity", "outcomes", "alliance", "endings", "early-warning",
+                "therapists", "trend", "appendix"],
 )  # fmt: skip
 def test_html_has_every_section(html: str, section: str) -> None:
     assert f'<section id="{section}"' in html
@@ -261,7 +290,11 @@ policies = st.sampled_from([DisclosurePolicy(), DisclosurePolicy(8, 5), Disclosu
 def test_no_published_count_is_small_or_recoverable_in_any_report(service, policy, rules) -> None:
     sessions = simulate_study(**service).sessions
     config = ReportSettings(dataset="s", bootstrap=100, policy=policy)
-    tables = report_tables(sessions, config)
+    try:
+        warning = fit_expected_response(sessions).table  # flags clients not on track
+    except ValueError:
+        warning = None
+    tables = report_tables(sessions, config, warning)
     excluded = [{"column": "ors", "rule": f"rule {i}", "rows": n} for i, n in enumerate(rules)]
     rows = {"read": len(sessions) + sum(rules), "used": len(sessions), "excluded": sum(rules)}
     appendix = {"rows": rows, "excluded_by_rule": excluded}
@@ -410,3 +443,59 @@ def test_when_ended_and_finished_differ_by_a_small_count_the_outcome_base_stays(
     # 97 - 94 = 3 clients who ended without finishing: one of the two counts must go
     assert publisher.shows("finished") and publisher.shows("reliable_improvement")
     assert not publisher.shows("episodes_ended") and not publisher.shows("unplanned_endings")
+
+
+def test_early_warning_kpis_count_the_years_ended_cases(study, tables, warning) -> None:
+    """The not-on-track KPIs of a year are the signals of the cases that ended in it, by the
+    early-warning table's model (not refitted); the rupture KPIs those cases' ruptures."""
+    year = "2025/26"
+    ended = client_outcomes(study, "ors", start_month=4).loc[lambda c: c["year"] == year]
+    model = ExpectedResponse.from_table(warning, "ors", 0.1)
+    signals = signalled_cases(not_on_track(study, model))
+    cases = signals.reindex(ended["client_id"]).dropna(subset=["signal"])
+    kpis = tables.kpis[tables.kpis["year"] == year].set_index("kpi")
+    assert kpis.loc["not_on_track", "numerator"] == cases["signal"].astype(bool).sum()
+    assert kpis.loc["not_on_track", "denominator"] == len(cases)
+    flagged = cases[cases["signal"].astype(bool)]
+    assert kpis.loc["not_on_track_deteriorated", "numerator"] == flagged["deteriorated"].sum()
+    detected = detect_ruptures(study)
+    mine = case_ruptures(detected).set_index("client_id").reindex(ended["client_id"])
+    mine = mine.dropna(subset=["ratings"])
+    rated = mine[mine["ratings"] >= 2]
+    assert kpis.loc["clients_with_rupture", "numerator"] == (rated["ruptures"] > 0).sum()
+    assert kpis.loc["clients_with_rupture", "denominator"] == len(rated)
+
+
+def test_without_the_expected_response_model_only_the_rupture_kpis_are_reported(study) -> None:
+    kpis = set(report_tables(study, SETTINGS).kpis["kpi"])
+    assert {"clients_with_rupture", "ruptures_repaired"} <= kpis
+    assert not {"not_on_track", "not_on_track_deteriorated"} & kpis
+
+
+def test_the_early_warning_section_quotes_the_findings_across_all_years(html) -> None:
+    section = html[html.index('<section id="early-warning"') :]
+    section = section[: section.index("</section>")]
+    for phrase in ("Alliance ruptures", "Dropout risk", "Not on track", "Feedback: only one",
+                   "Early-warning signals, 2025/26", "use all years of data"):  # fmt: skip
+        assert phrase in section, phrase
+
+
+WARNING_ROWS = pd.DataFrame(
+    [("ruptures", "threshold", 5.4, np.nan, np.nan, ""),
+     ("rupture_outcome", "rupture_unrepaired", 2.0, 1.0, 3.0, ""),
+     ("rupture_outcome", "rupture_repaired", -0.5, -1.5, 0.5, ""),
+     ("feedback_outcome", "feedback", -1.2, -2.0, -0.4, "x; " + DESIGNS["before_after"])],
+    columns=["model", "term", "estimate", "ci_low", "ci_high", "message"],
+)  # fmt: skip
+
+
+def test_rupture_findings_read_higher_scores_as_worse_when_lower_is_better() -> None:
+    """PHQ-9: 2 points higher after an unrepaired rupture is worse; dropout and signal rows
+    absent from the table are left out; feedback carries the design's statement."""
+    paragraphs = early_warning_paragraphs(WARNING_ROWS, get_instrument("phq9"),
+                                          get_instrument("srs"))  # fmt: skip
+    assert len(paragraphs) == 2
+    assert "never repaired were 2.0 points higher (worse; 95% CI 1.0 to 3.0)" in paragraphs[0]
+    assert "repaired rupture 0.5 points lower (better" in paragraphs[0]
+    assert paragraphs[1].endswith(DESIGNS["before_after"])
+    assert "-1.2 points" in paragraphs[1]

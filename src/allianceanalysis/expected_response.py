@@ -58,6 +58,7 @@ __all__ = [
     "fit_expected_response",
     "not_on_track",
     "signal_accuracy",
+    "signalled_cases",
 ]
 
 ETR_FORMULA = "change ~ intake_c + log_session + intake_log_session + (1 + log_session | client_id)"
@@ -76,6 +77,25 @@ class ExpectedResponse:
     variances: dict[str, float]
     percentile: float
     table: pd.DataFrame
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, outcome: str, percentile: float) -> ExpectedResponse:
+        """The model again from its tidy rows (``table``, model ``expected_response``, as the
+        early-warning table holds them): no refitting.
+
+        Examples
+        --------
+        >>> from allianceanalysis.simulate import simulate_study
+        >>> s = simulate_study(n_clients=300, seed=2).sessions
+        >>> m = fit_expected_response(s)
+        >>> again = ExpectedResponse.from_table(m.table, "ors", m.percentile)
+        >>> bool(np.allclose(again.expected([20.0], [4.0]), m.expected([20.0], [4.0])))
+        True
+        """
+        rows = table[table["model"] == "expected_response"].set_index("term")["estimate"]
+        fixed = rows.reindex(["Intercept", "intake_c", "log_session", "intake_log_session"])
+        variances = rows[rows.index.str.match("var_|cor_")].to_dict()
+        return cls(outcome, float(rows["intake_mean"]), fixed, variances, percentile, table)
 
     def expected(self, intake: np.ndarray, session: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The expected outcome and the not-on-track bound at ``session`` for ``intake``.
@@ -139,7 +159,10 @@ def fit_expected_response(
     )
     data["intake_log_session"] = data["intake_c"] * data["log_session"]
     fit = fit_lmm(ETR_FORMULA, data, backend)
-    table = _frame(tidy_fit("expected_response", fit))[TIDY_COLUMNS]
+    centre = _row(
+        "expected_response", "intake_mean", intake_mean, n_obs=data["client_id"].nunique()
+    )
+    table = _frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
     return ExpectedResponse(outcome, intake_mean, fit.coefficients["estimate"],
                             dict(fit.variances), percentile, table)  # fmt: skip
 
@@ -180,6 +203,34 @@ def not_on_track(sessions: pd.DataFrame, model: ExpectedResponse) -> pd.DataFram
     return data
 
 
+def signalled_cases(flags: pd.DataFrame, outcome: str = "ors") -> pd.DataFrame:
+    """Each case with a final outcome after at least one earlier session: ``signal`` (not on
+    track at a session before the final one), ``first_signal`` (its session), ``deteriorated``
+    (reliable deterioration at the final session) and the final ``session``, indexed by the
+    case keys (:func:`signal_accuracy`'s cases).
+
+    Raises
+    ------
+    ValueError
+        When the instrument has no reliable-change threshold.
+    """
+    inst = get_instrument(outcome)
+    if inst.reliable_change is None:
+        raise ValueError(f"{inst.short} has no reliable-change threshold to judge the signal by")
+    worse = -1.0 if inst.higher_is_better else 1.0
+    keys = case_keys(flags)
+    last = ~flags.duplicated(keys, keep="last").to_numpy()
+    final = flags[last].set_index(keys)
+    earlier = flags[~last]
+    signalled = earlier.groupby(keys)["not_on_track"].any()
+    first_signal = earlier[earlier["not_on_track"]].groupby(keys)["session"].min()
+    cases = final.join(signalled.rename("signal"), how="inner")
+    cases["signal"] = cases["signal"].astype(bool)
+    cases["first_signal"] = first_signal.reindex(cases.index)
+    cases["deteriorated"] = worse * (cases["outcome"] - cases["intake"]) >= inst.reliable_change
+    return cases[["session", "signal", "first_signal", "deteriorated"]]
+
+
 def signal_accuracy(
     flags: pd.DataFrame, outcome: str = "ors", model: str = "not_on_track_signal"
 ) -> pd.DataFrame:
@@ -198,20 +249,8 @@ def signal_accuracy(
     ValueError
         When the instrument has no reliable-change threshold.
     """
-    inst = get_instrument(outcome)
-    if inst.reliable_change is None:
-        raise ValueError(f"{inst.short} has no reliable-change threshold to judge the signal by")
-    threshold = inst.reliable_change
-    worse = -1.0 if inst.higher_is_better else 1.0
-    keys = case_keys(flags)
-    last = ~flags.duplicated(keys, keep="last").to_numpy()
-    final = flags[last].set_index(keys)
-    earlier = flags[~last]
-    signalled = earlier.groupby(keys)["not_on_track"].any()
-    first_signal = earlier[earlier["not_on_track"]].groupby(keys)["session"].min()
-    cases = final.join(signalled.rename("signal"), how="inner")
-    deteriorated = worse * (cases["outcome"] - cases["intake"]) >= threshold
-    signal = cases["signal"].astype(bool)
+    cases = signalled_cases(flags, outcome)
+    signal, deteriorated = cases["signal"], cases["deteriorated"]
     rows = []
     for term, events, n in (
         ("sensitivity", int((signal & deteriorated).sum()), int(deteriorated.sum())),
@@ -223,7 +262,7 @@ def signal_accuracy(
         estimate, low, high = proportion(events, n)
         rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
                          ci_method="wilson"))  # fmt: skip
-    lead = (cases["session"] - first_signal.reindex(cases.index))[signal & deteriorated]
+    lead = (cases["session"] - cases["first_signal"])[signal & deteriorated]
     rows.append(_row(model, "median_lead_time", float(lead.median()) if len(lead) else np.nan,
                      n_obs=len(lead)))  # fmt: skip
     return _frame(rows)[TIDY_COLUMNS]

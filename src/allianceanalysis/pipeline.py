@@ -394,15 +394,22 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
         bootstrap=settings["bootstrap"],
         seed=settings["seed"],
         severity_norms=SeverityNorms(**norms) if norms else None,
+        **{k: v for k, v in settings.get("early_warning", {}).items() if k != "folds"},
     )
 
 
 def report_tables_step(
-    sessions: str | Path, outputs: Mapping[str, str | Path], settings: ReportSettings
+    sessions: str | Path,
+    outputs: Mapping[str, str | Path],
+    settings: ReportSettings,
+    warning: str | Path | None = None,
 ) -> None:
     """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
-    (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication)."""
-    tables = report_tables(pd.read_parquet(sessions), settings)
+    (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication).
+    ``warning`` is the early-warning table, whose expected-response model flags clients not on
+    track."""
+    early = pd.read_csv(warning) if warning is not None else None
+    tables = report_tables(pd.read_parquet(sessions), settings, early)
     names = ReportTables.names()
     with atomic_outputs(*(outputs[n] for n in names)) as temps:
         tables.write(dict(zip(names, temps, strict=True)))
@@ -414,13 +421,15 @@ def annual_report_step(
     summary: str | Path,
     output: str | Path,
     settings: ReportSettings,
+    warning: str | Path | None = None,
 ) -> None:
     """Rule ``annual_report``: per reporting year ``<year>.html``, ``<year>.pdf`` and the
     published KPI table ``<year>_kpis.csv`` in ``output`` (a directory written all at once).
 
     ``tables`` names the files of :class:`~allianceanalysis.report.ReportTables`; ``summary``
-    is the validation summary (rows read, used, excluded) for the appendix. Nothing is
-    refitted: the report is built from the tables.
+    is the validation summary (rows read, used, excluded) for the appendix; ``warning`` the
+    early-warning table, for its findings across all years. Nothing is refitted: the report is
+    built from the tables.
     """
     facts = json.loads(Path(summary).read_text(encoding="utf-8"))
     appendix = {
@@ -429,7 +438,8 @@ def annual_report_step(
         "source": Path(facts["file"]).name,
         "software": software_versions(),
     }
-    reports = annual_reports(ReportTables.read(tables), settings, appendix=appendix)
+    early = pd.read_csv(warning) if warning is not None else None
+    reports = annual_reports(ReportTables.read(tables), settings, appendix=appendix, warning=early)
     with atomic_directory(output) as folder:
         for year, context in reports.items():
             stem = year_file_name(year)

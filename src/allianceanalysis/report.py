@@ -61,10 +61,17 @@ from .effects import (
 )
 from .engine import InsufficientDataError
 from .errors import ConfigError
+from .expected_response import (
+    DEFAULT_PERCENTILE,
+    ExpectedResponse,
+    not_on_track,
+    signalled_cases,
+)
 from .figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line
 from .instruments import Instrument, get_instrument
 from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therapist_codes
 from .models import therapist_effects as fit_therapist_effects
+from .ruptures import DEFAULT_REPAIR_WITHIN, detect_ruptures
 from .tables import ApaTable
 
 __all__ = [
@@ -104,6 +111,10 @@ KPI_LABELS = {
     "alliance_sessions_below_cutoff": "Sessions with an alliance rating below the cut-off",
     "alliance_clients_below_cutoff": "Clients with any alliance rating below the cut-off",
     "unplanned_endings": "Unplanned endings (dropout)",
+    "clients_with_rupture": "Clients with an alliance rupture (of those rated twice or more)",
+    "ruptures_repaired": "Ruptures repaired within the window",
+    "not_on_track": "Clients flagged not on track before their last session",
+    "not_on_track_deteriorated": "Flagged clients who deteriorated reliably",
 }
 """How each KPI reads in the report."""
 
@@ -136,6 +147,12 @@ KPI_SECTIONS = {
     ],
     "alliance": ["alliance_sessions_below_cutoff", "alliance_clients_below_cutoff"],
     "dropout": ["unplanned_endings"],
+    "early_warning": [
+        "clients_with_rupture",
+        "ruptures_repaired",
+        "not_on_track",
+        "not_on_track_deteriorated",
+    ],
 }
 """Which KPIs each section of the report shows, in order."""
 
@@ -157,6 +174,9 @@ class ReportSettings:
     bootstrap: int = DEFAULT_BOOTSTRAP
     seed: int = DEFAULT_SEED
     severity_norms: SeverityNorms | None = None
+    rupture_threshold: float | None = None
+    repair_within: int = DEFAULT_REPAIR_WITHIN
+    not_on_track_percentile: float = DEFAULT_PERCENTILE
 
 
 @dataclass
@@ -348,7 +368,73 @@ def _therapist_effects(
     return effects.assign(year=year)
 
 
-def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTables:
+def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame | None:
+    """Per case: alliance ratings, ruptures, ruptures whose repair window is complete (or that
+    were repaired) and those repaired; None when the instrument has no rupture threshold."""
+    try:
+        detected = detect_ruptures(sessions, settings.alliance,
+                                   threshold=settings.rupture_threshold,
+                                   repair_within=settings.repair_within)  # fmt: skip
+    except ValueError:
+        return None
+    judged = detected["rupture"] & detected["window_complete"].fillna(False).astype(bool)
+    repaired = judged & detected["repaired"].fillna(False).astype(bool)
+    flagged = detected.assign(judged=judged, repaired=repaired)
+    return flagged.groupby(case_keys(detected), dropna=False).agg(
+        ratings=("session", "size"), ruptures=("rupture", "sum"), judged=("judged", "sum"),
+        repaired=("repaired", "sum"),
+    )  # fmt: skip
+
+
+def _signal_cases(
+    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """Per case, the not-on-track signal of the expected-response model in ``warning`` (the
+    early-warning table: the model is not refitted); None without the model or a
+    reliable-change threshold."""
+    if warning is None or "intake_mean" not in set(warning["term"]):
+        return None
+    model = ExpectedResponse.from_table(warning, settings.outcome,
+                                        settings.not_on_track_percentile)  # fmt: skip
+    try:
+        return signalled_cases(not_on_track(sessions, model), settings.outcome)
+    except ValueError:
+        return None
+
+
+def _early_warning_kpis(
+    in_year: pd.DataFrame,
+    ruptures: pd.DataFrame | None,
+    signals: pd.DataFrame | None,
+    year: str,
+) -> list[dict]:
+    """Rupture and not-on-track KPIs of the cases ended in the year."""
+    keys = case_keys(in_year)
+    index = pd.MultiIndex.from_frame(in_year[keys]) if len(keys) > 1 else pd.Index(in_year[keys[0]])
+    rows = []
+    if ruptures is not None:
+        cases = ruptures.reindex(index).dropna(subset=["ratings"])
+        rated = cases[cases["ratings"] >= 2]
+        rows += [
+            rate_row(year, "clients_with_rupture", int((rated["ruptures"] > 0).sum()), len(rated)),
+            rate_row(year, "ruptures_repaired", int(cases["repaired"].sum()),
+                     int(cases["judged"].sum())),
+        ]  # fmt: skip
+    if signals is not None:
+        cases = signals.reindex(index).dropna(subset=["signal"])
+        signal = cases["signal"].astype(bool)
+        deteriorated = cases["deteriorated"].astype(bool)
+        rows += [
+            rate_row(year, "not_on_track", int(signal.sum()), len(cases)),
+            rate_row(year, "not_on_track_deteriorated", int((signal & deteriorated).sum()),
+                     int(signal.sum())),
+        ]  # fmt: skip
+    return rows
+
+
+def report_tables(
+    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None = None
+) -> ReportTables:
     """Compute every reporting year's numbers (step 1 of the report; no suppression yet).
 
     Parameters
@@ -356,6 +442,9 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
     sessions : pandas.DataFrame
         Validated sessions (the session data contract).
     settings : ReportSettings
+    warning : pandas.DataFrame, optional
+        The early-warning table (``tables/early_warning.csv``), whose expected-response model
+        flags clients not on track; without it the not-on-track KPIs are left out.
 
     Returns
     -------
@@ -369,6 +458,8 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
     case_year = sessions[keys].merge(outcomes[[*keys, "year"]], on=keys, how="left")["year"]
     dated = session_years(sessions, settings.year_start_month)
     codes = therapist_codes(sessions["therapist_id"].unique(), settings.seed)
+    ruptures, signals = _rupture_cases(sessions, settings), _signal_cases(sessions, settings,
+                                                                          warning)  # fmt: skip
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
     for year in sorted(outcomes["year"].dropna().unique()):
         in_year = outcomes[outcomes["year"] == year]
@@ -380,6 +471,7 @@ def report_tables(sessions: pd.DataFrame, settings: ReportSettings) -> ReportTab
         extra = [
             *_alliance_kpis(year_sessions, alliance, year),
             rate_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
+            *_early_warning_kpis(in_year, ruptures, signals, year),
         ]
         parts["kpis"] += [
             activity(seen, outcomes, year),
@@ -550,6 +642,7 @@ class Publisher:
             self._same(_key("nhs_finished", "count"), _key(kpi, "n"))
         for kpi in ("nhs_recovery", "nhs_reliable_recovery"):
             self._same(_key("nhs_caseness_start", "events"), _key(kpi, "n"))
+        self._same(_key("not_on_track", "events"), _key("not_on_track_deteriorated", "n"))
 
     def _register_accounting(self, accounting: pd.DataFrame) -> dict[str, pd.DataFrame]:
         tables = {}
@@ -780,6 +873,96 @@ def _early_alliance_sentence(
         f"{abs(slope['estimate']):.2f} points {higher} ({interval}; {clients} clients); "
         f"{PUBLISHED_AVERAGE}"
     )
+
+
+def _interval(row: pd.Series, digits: int = 1) -> str:
+    return f"95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}"
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def early_warning_paragraphs(
+    warning: pd.DataFrame, outcome: Instrument, alliance: Instrument
+) -> list[str]:
+    """The early-warning findings across all years of data, one plain paragraph each:
+    ruptures and repair, the dropout-risk model, the not-on-track signal and feedback, from
+    the early-warning table (nothing is refitted). A finding the table does not hold (not
+    computed, or no estimate) is left out; feedback without two conditions says so.
+
+    Model estimates, not counts of clients, are quoted: no small count is published.
+    """
+    rows = {m: g.set_index("term") for m, g in warning.groupby("model")}
+    paragraphs = []
+
+    def value(model: str, term: str) -> pd.Series | None:
+        table = rows.get(model)
+        if table is None or term not in table.index or pd.isna(table.loc[term, "estimate"]):
+            return None
+        return table.loc[term]
+
+    threshold = value("ruptures", "threshold")
+    unrepaired = value("rupture_outcome", "rupture_unrepaired")
+    repaired = value("rupture_outcome", "rupture_repaired")
+    if threshold is not None and unrepaired is not None and repaired is not None:
+
+        def points(row: pd.Series) -> str:
+            higher = row["estimate"] > 0
+            better = "better" if higher == outcome.higher_is_better else "worse"
+            return (f"{abs(row['estimate']):.1f} points {'higher' if higher else 'lower'} "
+                    f"({better}; {_interval(row)})")  # fmt: skip
+
+        paragraphs.append(
+            f"Alliance ruptures (a drop of at least {threshold['estimate']:.1f} {alliance.short} "
+            f"points from one rated session to the next, more than measurement error explains): "
+            f"across all years of data, {outcome.short} scores after a rupture that was never "
+            f"repaired were {points(unrepaired)} than the same clients' scores before it, and "
+            f"after a repaired rupture {points(repaired)}, allowing for the usual course of "
+            "change. These are associations within clients, not proof that repair helps."
+        )
+    auc, slope = value("dropout_risk", "auc_cv"), value("dropout_risk", "calibration_slope_cv")
+    if auc is not None and slope is not None:
+        paragraphs.append(
+            f"Dropout risk: a model of ending therapy without a plan after each session, from "
+            f"the early alliance, changes in alliance and {outcome.short} and the session "
+            f"number, ranked a session after which the client dropped out above one after which "
+            f"they stayed {_share(auc['estimate'])} of the time when tried on therapists it was "
+            f"not fitted to (AUC {auc['estimate']:.2f}; 50% is chance; calibration slope "
+            f"{slope['estimate']:.2f}, 1 is ideal)."
+        )
+    sensitivity, ppv = (
+        value("not_on_track_signal", "sensitivity"),
+        value("not_on_track_signal", "ppv"),
+    )
+    lead = value("not_on_track_signal", "median_lead_time")
+    if sensitivity is not None and ppv is not None:
+        ahead = (
+            f", a median of {lead['estimate']:.0f} sessions before the end"
+            if lead is not None
+            else ""
+        )
+        paragraphs.append(
+            f"Not on track: clients whose {outcome.short} fell below the range expected for "
+            f"their starting score (this service's own expected treatment response) were "
+            f"flagged. The flag caught {_share(sensitivity['estimate'])} of the clients who "
+            f"went on to deteriorate reliably{ahead}; {_share(ppv['estimate'])} of flagged "
+            "clients did deteriorate, so a flag is a prompt to review, not a prediction."
+        )
+    effect = value("feedback_outcome", "feedback")
+    if effect is not None:
+        statement = str(effect["message"]).split("; ")[-1]
+        paragraphs.append(
+            f"Feedback: clients seen with routine outcome feedback ended with final "
+            f"{outcome.short} scores {effect['estimate']:+.1f} points against clients seen "
+            f"without it, for the same starting score ({_interval(effect)}). {statement}"
+        )
+    elif "feedback_outcome" in rows:
+        reason = rows["feedback_outcome"]["message"].dropna()
+        paragraphs.append(
+            "Feedback: " + (reason.iloc[0].lower() if len(reason) else "not computed.")
+        )
+    return paragraphs
 
 
 def _count_rows(protected: Protected, index: pd.Index) -> list[list[str]]:
@@ -1085,6 +1268,7 @@ def annual_reports(
     settings: ReportSettings,
     *,
     appendix: Mapping[str, Any] | None = None,
+    warning: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every reporting year's report context, with disclosure control applied (step 2).
 
@@ -1100,6 +1284,9 @@ def annual_reports(
         Facts for the methods appendix: ``rows`` (the validation's row accounting:
         read / used / excluded) and ``excluded_by_rule`` (both published through disclosure
         control), ``software`` (package versions), ``source`` (input file name).
+    warning : pandas.DataFrame, optional
+        The early-warning table, for the early-warning findings across all years
+        (:func:`early_warning_paragraphs`).
 
     Returns
     -------
@@ -1114,6 +1301,7 @@ def annual_reports(
         year: Publisher(part, settings.policy, alliance, year, validation=facts)
         for year, part in parts.items()
     }
+    paragraphs = [] if warning is None else early_warning_paragraphs(warning, outcome, alliance)
     reports = {}
     for year, publisher in publishers.items():
         published = publisher.kpi_table()
@@ -1158,6 +1346,7 @@ def annual_reports(
             "caterpillar_png": caterpillar_png,
             "caterpillar_counts": caterpillar_counts,
             "year_over_year": _year_over_year(publishers, year),
+            "early_warning_paragraphs": paragraphs,
             "accounting_table": _accounting_table(publisher),
             "appendix": facts,
             "validation_rows": publisher.validation_rows(),

@@ -78,6 +78,7 @@ def report_options(wildcards):
         **model_options(wildcards),
         "early_session": config["early_session"],
         "annual_report": config["annual_report"],
+        "early_warning": config["early_warning"],
     }
 
 

@@ -5,7 +5,8 @@
 
 rule report_tables:
     input:
-        "results/{dataset}/validated/sessions.parquet",
+        sessions="results/{dataset}/validated/sessions.parquet",
+        early_warning="results/{dataset}/tables/early_warning.csv",
     output:
         **report_table_outputs(),
     params:
@@ -26,6 +27,7 @@ rule annual_report:
     input:
         tables=list(report_table_outputs().values()),
         summary="results/{dataset}/validation/summary.json",
+        early_warning="results/{dataset}/tables/early_warning.csv",
     output:
         directory("results/{dataset}/annual_report"),
     params:

@@ -10,4 +10,5 @@ with report_user_errors(snakemake.log[0], context=f"dataset '{dataset}'"):
         snakemake.input.summary,
         snakemake.output[0],
         report_settings(dataset, snakemake.params.settings),
+        snakemake.input.early_warning,
     )

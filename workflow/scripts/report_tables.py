@@ -6,7 +6,8 @@ from allianceanalysis.pipeline import report_settings, report_tables_step
 dataset = snakemake.wildcards.dataset
 with report_user_errors(snakemake.log[0], context=f"dataset '{dataset}'"):
     report_tables_step(
-        snakemake.input[0],
+        snakemake.input.sessions,
         dict(snakemake.output.items()),
         report_settings(dataset, snakemake.params.settings),
+        snakemake.input.early_warning,
     )
