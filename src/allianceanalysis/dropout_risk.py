@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_FOLDS",
     "RISK_PREDICTORS",
     "area_under_curve",
+    "auc_interval",
     "calibration_table",
     "cross_validated_risk",
     "dropout_risk",
@@ -119,7 +120,7 @@ def cross_validated_risk(
 ) -> pd.DataFrame:
     """Held-out predicted risks: each fold's person-periods scored by the model fitted to the
     other folds (:func:`therapist_folds`). Complete rows only; columns ``event``, ``risk``,
-    ``fold``."""
+    ``fold`` and ``therapist`` (an integer code)."""
     import statsmodels.api as sm
 
     data = periods.dropna(subset=RISK_PREDICTORS).reset_index(drop=True)
@@ -132,7 +133,9 @@ def cross_validated_risk(
         if test.any() and len(np.unique(event[~test])) == 2:
             fit = sm.Logit(event[~test], exog[~test]).fit(disp=0)
             risk[test] = fit.predict(exog[test])
-    return pd.DataFrame({"event": event, "risk": risk, "fold": fold}).dropna()
+    therapist = pd.factorize(data["therapist_id"])[0]
+    held_out = pd.DataFrame({"event": event, "risk": risk, "fold": fold, "therapist": therapist})
+    return held_out.dropna()
 
 
 def area_under_curve(event: np.ndarray, risk: np.ndarray) -> float:
@@ -150,6 +153,73 @@ def area_under_curve(event: np.ndarray, risk: np.ndarray) -> float:
     if not n1 or not n0:
         return float("nan")
     return float((ranks[event].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_interval(
+    event: np.ndarray, risk: np.ndarray, cluster: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
+    """The standard error of the AUC when observations come in clusters, and its interval.
+
+    Obuchowski's (1997) nonparametric estimator: each event's placement value (the share of
+    non-events it outranks, ties half) and each non-event's (the share of events that outrank
+    it) are summed per cluster, and the variance of the AUC follows from the clusters' sums
+    (DeLong et al., 1988, when every cluster holds one observation). A client's person-periods
+    share a therapist, so the clusters are therapists. The interval is Wald on the logit
+    scale, which keeps it inside 0 to 1.
+
+    Returns
+    -------
+    tuple of float
+        ``(std_error, ci_low, ci_high)``; missing with fewer than two clusters or without both
+        events and non-events.
+
+    References
+    ----------
+    DeLong, E. R., DeLong, D. M., & Clarke-Pearson, D. L. (1988). Comparing the areas under
+    two or more correlated receiver operating characteristic curves. Biometrics, 44, 837-845.
+    Obuchowski, N. A. (1997). Nonparametric analysis of clustered ROC curve data. Biometrics,
+    53(2), 567-578.
+
+    Examples
+    --------
+    >>> e = np.array([0, 0, 1, 1, 0, 1])
+    >>> r = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.6])
+    >>> se, low, high = auc_interval(e, r, np.array([0, 0, 1, 1, 2, 2]))
+    >>> bool(low < area_under_curve(e, r) < high)
+    True
+    """
+    event = np.asarray(event, dtype=bool)
+    risk = np.asarray(risk, dtype=float)
+    codes, clusters = pd.factorize(np.asarray(cluster))
+    events, others = risk[event], np.sort(risk[~event])
+    m, n = len(events), len(others)
+    if not m or not n or len(clusters) < 2:
+        return (np.nan, np.nan, np.nan)
+    below = np.searchsorted(others, events, side="left")
+    ties = np.searchsorted(others, events, side="right") - below
+    v10 = (below + 0.5 * ties) / n  # each event's share of non-events outranked
+    ranked = np.sort(events)
+    outranked = m - np.searchsorted(ranked, risk[~event], side="right")
+    tied = np.searchsorted(ranked, risk[~event], side="right") - np.searchsorted(
+        ranked, risk[~event], side="left"
+    )
+    v01 = (outranked + 0.5 * tied) / m  # each non-event's share of events outranking it
+    auc = v10.mean()
+    k = len(clusters)
+    per = np.bincount(codes[event], weights=v10, minlength=k) - auc * np.bincount(
+        codes[event], minlength=k
+    )
+    per0 = np.bincount(codes[~event], weights=v01, minlength=k) - auc * np.bincount(
+        codes[~event], minlength=k
+    )
+    factor = k / (k - 1)
+    s10 = factor * np.sum(per**2) / m
+    s01 = factor * np.sum(per0**2) / n
+    s11 = factor * np.sum(per * per0)
+    se = float(np.sqrt(s10 / m + s01 / n + 2 * s11 / (m * n)))
+    z = stats.norm.ppf(0.5 + level / 2)
+    centre, half = special.logit(auc), z * se / (auc * (1 - auc))
+    return se, float(special.expit(centre - half)), float(special.expit(centre + half))
 
 
 def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
@@ -186,9 +256,10 @@ def dropout_risk(
     """The dropout-risk model and how well it predicts out of sample, as a tidy table.
 
     Rows: the coefficients of :data:`RISK_PREDICTORS` (log-odds per unit, therapist-clustered
-    standard errors) and their odds ratios; ``auc_cv``, ``brier_cv``, ``calibration_slope_cv``
-    and ``calibration_intercept_cv`` from the held-out predictions of
-    :func:`cross_validated_risk`, whose ``n_obs`` is the number of person-periods scored.
+    standard errors) and their odds ratios; ``auc_cv`` (with its interval,
+    :func:`auc_interval`), ``brier_cv``, ``calibration_slope_cv`` and
+    ``calibration_intercept_cv`` from the held-out predictions of :func:`cross_validated_risk`,
+    whose ``n_obs`` is the number of person-periods scored.
     """
     periods = person_periods(sessions, outcome, alliance)
     return risk_table(periods, cross_validated_risk(periods, folds, seed), folds)
@@ -205,8 +276,12 @@ def risk_table(periods: pd.DataFrame, held_out: pd.DataFrame, folds: int) -> pd.
     slope, intercept = _calibration(held_out)
     common = {"n_obs": len(held_out), "n_groups": periods["therapist_id"].nunique(),
               "ci_method": f"{folds}-fold cross-validation by therapist"}  # fmt: skip
+    se, low, high = auc_interval(event, risk, held_out["therapist"].to_numpy())
+    interval = f"{common['ci_method']}; interval clustered by therapist (Obuchowski, 1997)"
+    auc = _row(model, "auc_cv", area_under_curve(event, risk), std_error=se, ci_low=low,
+               ci_high=high, **{**common, "ci_method": interval})  # fmt: skip
     rows += [
-        _row(model, "auc_cv", area_under_curve(event, risk), **common),
+        auc,
         _row(model, "brier_cv", float(np.mean((risk - event) ** 2)), **common),
         _row(model, "calibration_slope_cv", slope, **common),
         _row(model, "calibration_intercept_cv", intercept, **common),

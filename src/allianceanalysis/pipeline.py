@@ -291,7 +291,7 @@ def early_warning_step(
         held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
         points = dropout_risk.calibration_table(held_out)
     except ValueError:  # no dropouts, or too few to cut into tenths
-        held_out = pd.DataFrame({"event": [], "risk": [], "fold": []})
+        held_out = pd.DataFrame({"event": [], "risk": [], "fold": [], "therapist": []})
         points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
                                        "ci_low", "ci_high"])  # fmt: skip
     parts = [

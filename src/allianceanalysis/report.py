@@ -928,7 +928,8 @@ def early_warning_paragraphs(
             f"the early alliance, changes in alliance and {outcome.short} and the session "
             f"number, ranked a session after which the client dropped out above one after which "
             f"they stayed {_share(auc['estimate'])} of the time when tried on therapists it was "
-            f"not fitted to (AUC {auc['estimate']:.2f}; 50% is chance; calibration slope "
+            f"not fitted to (AUC {auc['estimate']:.2f}, {_interval(auc, 2)}; 50% is chance; "
+            f"calibration slope "
             f"{slope['estimate']:.2f}, 1 is ideal)."
         )
     sensitivity, ppv = (
