@@ -95,6 +95,7 @@ bench-ingest: $(STAMP)
 BENCH_TIERS = 1000 10000 100000 $(if $(BENCH_FULL),1000000)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/models.py --tiers $(BENCH_TIERS) --workflow
+	$(BIN)/python benchmarks/glmm.py --tiers $(BENCH_TIERS)
 	$(BIN)/python benchmarks/plot.py
 
 simulation-study: $(STAMP)

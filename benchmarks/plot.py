@@ -99,6 +99,12 @@ def main() -> None:
     jobs = RESULTS / "workflow_jobs.csv"
     if jobs.exists():
         text += "\n" + job_table(pd.read_csv(jobs))
+    glmm = RESULTS / "glmm.csv"
+    if glmm.exists():
+        text += ("\nThe logistic model with therapist random effects (`rupture_dropout`, "
+                 "`allianceanalysis.glmm`, Laplace) against `lme4::glmer` (Laplace, default "
+                 "controls) on the person-periods of each tier:\n\n")  # fmt: skip
+        text += markdown(pd.read_csv(glmm))
     (RESULTS / "models.md").write_text(text)
     insert(ROOT / "docs" / "performance.md", text)
     print(text)
