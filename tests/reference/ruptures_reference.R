@@ -41,15 +41,14 @@ states <- function(f) {
   f
 }
 
-# Outcome: session as a factor (12 and later pooled), clients nested in therapists.
+# Outcome: the course of change a cubic in log session, clients nested in therapists.
 o <- states(s[!is.na(s$outcome), ])
 o$case <- o$client_id
-level <- pmin(o$session, 12)
-levels <- sort(unique(level))[-1]
-for (k in levels) o[[paste0("session_", k)]] <- as.numeric(level == k)
-outcome_formula <- reformulate(
-  c(paste0("session_", levels), "rupture_open", "rupture_repaired", "rupture_unrepaired",
-    "(1 | therapist_id/case)"), response = "outcome")
+o$log_session <- log(o$session)
+o$log_session_2 <- o$log_session^2
+o$log_session_3 <- o$log_session^3
+outcome_formula <- outcome ~ log_session + log_session_2 + log_session_3 + rupture_open +
+  rupture_repaired + rupture_unrepaired + (1 | therapist_id/case)
 
 p <- states(person_periods(s))
 out <- rbind(
