@@ -11,29 +11,23 @@ suppressPackageStartupMessages({
   library(data.table)
   library(jsonlite)
 })
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "timing.R"))
 data <- as.data.frame(fread(args[1]))
 data$therapist_id <- factor(data$therapist_id)
 formula <- event ~ session + rupture_unresolved + rupture_repaired + (1 | therapist_id)
-suppressWarnings(suppressMessages(try(glmer(formula, data = head(data, 2000), family = binomial),
-                                      silent = TRUE)))
-warnings_seen <- character()
-start <- proc.time()[["elapsed"]]
-fit <- withCallingHandlers(
-  glmer(formula, data = data, family = binomial),
-  warning = function(w) {
-    warnings_seen <<- c(warnings_seen, conditionMessage(w))
-    invokeRestart("muffleWarning")
-  }
-)
-seconds <- proc.time()[["elapsed"]] - start
+invisible(suppressWarnings(suppressMessages(try(glmer(formula, data = head(data, 2000),
+                                                      family = binomial), silent = TRUE))))
+run <- timed(glmer(formula, data = data, family = binomial))
+fit <- run$fit
 write_json(
   list(
-    seconds = seconds,
+    seconds = run$seconds,
     fixed = as.list(fixef(fit)),
     se = as.list(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
     var_therapist = getME(fit, "theta")[[1]]^2,
     loglik = as.numeric(logLik(fit)),
-    warnings = warnings_seen,
+    warnings = run$warnings,
     lme4 = as.character(packageVersion("lme4"))
   ),
   args[2], digits = NA, auto_unbox = TRUE

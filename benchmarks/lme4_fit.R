@@ -11,31 +11,25 @@ suppressPackageStartupMessages({
   library(data.table)
   library(jsonlite)
 })
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "timing.R"))
 data <- as.data.frame(fread(args[1]))
 for (group in intersect(c("therapist_id", "client_id"), names(data))) {
   data[[group]] <- factor(data[[group]])
 }
 # Warm-up on the first 2,000 rows (not timed), as the Python side does.
-suppressWarnings(suppressMessages(try(lmer(as.formula(args[2]), data = head(data, 2000)),
-                                      silent = TRUE)))
-warnings_seen <- character()
-start <- proc.time()[["elapsed"]]
-fit <- withCallingHandlers(
-  lmer(as.formula(args[2]), data = data, REML = TRUE),
-  warning = function(w) {
-    warnings_seen <<- c(warnings_seen, conditionMessage(w))
-    invokeRestart("muffleWarning")
-  }
-)
-seconds <- proc.time()[["elapsed"]] - start
+invisible(suppressWarnings(suppressMessages(try(lmer(as.formula(args[2]),
+                                                     data = head(data, 2000)), silent = TRUE))))
+run <- timed(lmer(as.formula(args[2]), data = data, REML = TRUE))
+fit <- run$fit
 write_json(
   list(
-    seconds = seconds,
+    seconds = run$seconds,
     fixed = as.list(fixef(fit)),
     se = as.list(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
     varcorr = as.data.frame(VarCorr(fit)),
     loglik = as.numeric(logLik(fit)),
-    warnings = warnings_seen,
+    warnings = run$warnings,
     lme4 = as.character(packageVersion("lme4")),
     r = R.version.string
   ),
