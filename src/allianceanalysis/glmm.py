@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from .lmm import hessian
+from .lmm import hessian, jacobian
 
 __all__ = ["GlmmFit", "fit_logit_glmm"]
 
@@ -216,11 +216,17 @@ def fit_logit_glmm(
             best = min(best, minimise(np.r_[probe.x, best.x[1:]]), key=lambda r: r.fun)
     params = best.x
     message = "" if best.success else f"the optimiser stopped: {best.message}"
-    if params[0] < 1e-6:  # at the boundary the curvature in θ says nothing of β
-        covariance = _inverse(hessian(lambda b: objective(np.r_[0.0, b]), params[1:]))
+    boundary = params[0] < 1e-6  # at the boundary the curvature in θ says nothing of β
+    if nagq == 1:  # differences of the analytic gradient: a third of the evaluations
+        curvature = (jacobian(lambda b: data.laplace(np.r_[0.0, b])[1][1:], params[1:])
+                     if boundary else jacobian(lambda x: data.laplace(x)[1], params))  # fmt: skip
+        curvature = (curvature + curvature.T) / 2
     else:
-        covariance = _inverse(hessian(objective, params))
-        covariance = None if covariance is None else covariance[1:, 1:]
+        curvature = (hessian(lambda b: objective(np.r_[0.0, b]), params[1:])
+                     if boundary else hessian(objective, params))  # fmt: skip
+    covariance = _inverse(curvature)
+    if covariance is not None and not boundary:
+        covariance = covariance[1:, 1:]
     std_error = np.sqrt(np.diag(covariance)) if covariance is not None else np.full(p, np.nan)
     if covariance is None:
         message = "; ".join(filter(None, [message, "the Hessian is singular"]))
@@ -237,12 +243,14 @@ def fit_logit_glmm(
 
 
 def _logit_start(data: _Collapsed, p: int) -> np.ndarray:
-    """Starting fixed effects: the logistic regression without random effects."""
-    result = optimize.minimize(
-        lambda beta: -data.loglik(beta, 0.0, np.zeros(1), np.full(1, np.sqrt(np.pi))),
-        np.zeros(p),
-        method="BFGS",
-    )
+    """Starting fixed effects: the logistic regression without random effects (the Laplace
+    likelihood at θ = 0 is the logistic one, and its gradient the logistic score)."""
+
+    def negative(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = data.laplace(np.r_[0.0, beta])
+        return value, gradient[1:]
+
+    result = optimize.minimize(negative, np.zeros(p), jac=True, method="BFGS")
     return result.x
 
 

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, sparse
 
-__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "hessian", "solve"]
+__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "hessian", "jacobian", "solve"]
 
 SINGULAR_TOLERANCE = 1e-4
 """A θ on its lower bound of 0 within this distance makes a fit singular (lme4's
@@ -402,7 +402,7 @@ def hessian(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
     return _richardson(at_step, _steps(x))
 
 
-def _jacobian(f, x: np.ndarray) -> np.ndarray:
+def jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
     """Derivatives of an array-valued ``f`` along each coordinate of ``x`` (first axis)."""
     k = len(x)
 
@@ -421,7 +421,7 @@ def _satterthwaite(problem: _Problem, varpar: np.ndarray, vcov: np.ndarray) -> n
         a = 2.0 * np.linalg.inv(hessian(problem.criterion_sigma, varpar))
     except np.linalg.LinAlgError:
         return np.full(problem.p, np.nan)
-    grads = np.einsum("kii->ik", _jacobian(problem.covbeta, varpar))
+    grads = np.einsum("kii->ik", jacobian(problem.covbeta, varpar))
     denominator = np.einsum("ik,kl,il->i", grads, a, grads)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(denominator > 0, 2.0 * np.diag(vcov) ** 2 / denominator, np.nan)
