@@ -71,7 +71,7 @@ from .figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line
 from .instruments import Instrument, get_instrument
 from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therapist_codes
 from .models import therapist_effects as fit_therapist_effects
-from .ruptures import DEFAULT_REPAIR_WITHIN, detect_ruptures
+from .ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
 from .tables import ApaTable
 
 __all__ = [
@@ -377,13 +377,7 @@ def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataF
                                    repair_within=settings.repair_within)  # fmt: skip
     except ValueError:
         return None
-    judged = detected["rupture"] & detected["window_complete"].fillna(False).astype(bool)
-    repaired = judged & detected["repaired"].fillna(False).astype(bool)
-    flagged = detected.assign(judged=judged, repaired=repaired)
-    return flagged.groupby(case_keys(detected), dropna=False).agg(
-        ratings=("session", "size"), ruptures=("rupture", "sum"), judged=("judged", "sum"),
-        repaired=("repaired", "sum"),
-    )  # fmt: skip
+    return case_ruptures(detected).set_index(case_keys(detected))
 
 
 def _signal_cases(

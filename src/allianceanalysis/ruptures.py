@@ -210,7 +210,8 @@ def detect_ruptures(
 
 
 def case_ruptures(detected: pd.DataFrame) -> pd.DataFrame:
-    """One row per case of :func:`detect_ruptures`: its ``ratings``, how many ruptures, the
+    """One row per case of :func:`detect_ruptures`: its ``ratings``, how many ruptures, how
+    many of them are ``judged`` (repair window complete, or repaired) and ``repaired``, the
     session of the first, and ``rupture_status``: ``"none"``, ``"repaired"`` (every rupture
     repaired) or ``"unrepaired"`` (at least one not repaired, window complete or not).
 
@@ -222,14 +223,19 @@ def case_ruptures(detected: pd.DataFrame) -> pd.DataFrame:
     ['repaired', 'none']
     """
     keys = case_keys(detected)
+    repaired = detected["repaired"].fillna(False).astype(bool)
     flagged = detected.assign(
-        unrepaired=detected["rupture"] & ~detected["repaired"].fillna(False).astype(bool),
+        unrepaired=detected["rupture"] & ~repaired,
+        is_judged=detected["rupture"] & detected["window_complete"].fillna(False).astype(bool),
+        is_repaired=repaired,
         first_rupture=detected["session"].where(detected["rupture"]),
     )
     cases = flagged.groupby(keys, sort=True, dropna=False).agg(
         therapist_id=("therapist_id", "first"),
         ratings=("session", "size"),
         ruptures=("rupture", "sum"),
+        judged=("is_judged", "sum"),
+        repaired=("is_repaired", "sum"),
         unrepaired=("unrepaired", "sum"),
         first_rupture_session=("first_rupture", "min"),
     )
@@ -251,13 +257,11 @@ def rupture_table(detected: pd.DataFrame, model: str = "ruptures") -> pd.DataFra
     cases = case_ruptures(detected)
     multi = cases[cases["ratings"] >= 2]
     transitions = int(detected["drop"].notna().sum())
-    ruptures = detected[detected["rupture"]]
-    judged = ruptures[ruptures["window_complete"].fillna(False).astype(bool)]
     rows = []
     for term, events, n in (
         ("clients_with_rupture", int((multi["ruptures"] > 0).sum()), len(multi)),
-        ("ruptures_per_transition", len(ruptures), transitions),
-        ("repair_rate", int(judged["repaired"].sum()), len(judged)),
+        ("ruptures_per_transition", int(cases["ruptures"].sum()), transitions),
+        ("repair_rate", int(cases["repaired"].sum()), int(cases["judged"].sum())),
     ):
         estimate, low, high = proportion(events, n)
         rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
