@@ -17,7 +17,8 @@ def atomic_outputs(*paths: str | Path) -> Iterator[list[Path]]:
 
     Each temporary file sits next to its target (same file system, so the final
     :func:`os.replace` is atomic). On any exception the temporary files are removed and the
-    targets are left untouched.
+    targets are left untouched; the temporary files of an earlier writer that was killed
+    (no ``finally`` runs on SIGKILL) are removed first.
 
     Examples
     --------
@@ -32,6 +33,7 @@ def atomic_outputs(*paths: str | Path) -> Iterator[list[Path]]:
     temps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(target)
     try:
         yield temps
         for temp, target in zip(temps, targets, strict=True):
@@ -56,7 +58,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """
     target = Path(path)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
+    _remove_stale(target)
     temp.mkdir(parents=True)
     try:
         yield temp
@@ -64,3 +66,15 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         temp.replace(target)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove the temporary files or directories an interrupted writer left next to
+    ``target`` (``.<name>.<pid>.tmp``)."""
+    if not target.parent.is_dir():
+        return
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
