@@ -47,11 +47,11 @@ notebooks: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --show-failed-logs
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --rerun-incomplete
 	$(MAKE) --no-print-directory report
 
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --show-failed-logs $(addprefix results/,$(addsuffix /annual_report,$(DATASETS)))
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --rerun-incomplete $(addprefix results/,$(addsuffix /annual_report,$(DATASETS)))
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 test: $(STAMP)

@@ -70,3 +70,14 @@ def test_code_is_ruff_clean() -> None:
         [str(ruff), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout
+
+
+def test_every_test_named_in_the_reliability_page_exists() -> None:
+    """docs/reliability.md lists each promise with the test that checks it: every
+    ``tests/<file>.py::<test>`` it names is a test function of that file."""
+    page = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = re.findall(r"tests/(test_\w+)\.py::(test_\w+)", page)
+    assert len(named) >= 15
+    for module, test in named:
+        source = (ROOT / "tests" / f"{module}.py").read_text(encoding="utf-8")
+        assert f"def {test}(" in source, f"{module}::{test}"
