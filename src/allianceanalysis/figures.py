@@ -663,7 +663,8 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
 def save_figure(figure: Figure, paths: Iterable[str | Path]) -> None:
     """Write ``figure`` to each path (format from the extension), all or nothing."""
     paths = [Path(p) for p in paths]
-    with atomic_outputs(*paths) as temps, matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):
+    style = {"svg.hashsalt": SVG_SALT, "svg.fonttype": "none"}  # SVG text stays text
+    with atomic_outputs(*paths) as temps, matplotlib.rc_context(style):
         for temp, path in zip(temps, paths, strict=True):
             fmt = path.suffix.lstrip(".")
             metadata = {"Date": None} if fmt in ("svg", "pdf") else {"Software": None}
