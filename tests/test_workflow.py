@@ -52,15 +52,25 @@ def write_config(workdir: Path, datasets: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled configuration (two demo services) run in a separate working directory."""
-    workdir = tmp_path_factory.mktemp("work")
+def demo_workdir(workdir: Path) -> tuple[str, str]:
+    """Copy the bundled demo data and configuration into ``workdir``; the arguments that
+    select that configuration."""
     shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
-    done = snakemake(workdir, "--configfile", str(workdir / "config.yaml"))
+    return "--configfile", str(workdir / "config.yaml")
+
+
+def run_demo(workdir: Path) -> Path:
+    """The bundled configuration (two demo services) run from scratch in ``workdir``."""
+    done = snakemake(workdir, *demo_workdir(workdir))
     assert done.returncode == 0, done.stderr
     return workdir
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled configuration run in a separate working directory."""
+    return run_demo(tmp_path_factory.mktemp("work"))
 
 
 def test_workflow_writes_every_output_under_the_working_directory(demo_run: Path) -> None:
@@ -275,12 +285,7 @@ def published_bytes(workdir: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled configuration run again, from scratch, in another working directory."""
-    workdir = tmp_path_factory.mktemp("again")
-    shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
-    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
-    done = snakemake(workdir, "--configfile", str(workdir / "config.yaml"))
-    assert done.returncode == 0, done.stderr
-    return workdir
+    return run_demo(tmp_path_factory.mktemp("again"))
 
 
 def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, second_run) -> None:
@@ -296,11 +301,8 @@ def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, secon
 def test_the_configured_seed_drives_the_bootstrap(demo_run: Path, tmp_path: Path) -> None:
     """Another ``seed`` moves the bootstrap intervals and the pseudonymous therapist codes
     (a seeded permutation), and no estimate that is not drawn at random."""
-    shutil.copytree(ROOT / "data" / "demo", tmp_path / "data" / "demo")
-    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config.yaml")
     target = "results/demo/tables/models.csv"
-    done = snakemake(tmp_path, "--configfile", str(tmp_path / "config.yaml"),
-                     "--config", "seed=7", "--", target)  # fmt: skip
+    done = snakemake(tmp_path, *demo_workdir(tmp_path), "--config", "seed=7", "--", target)
     assert done.returncode == 0, done.stderr
     ours = pd.read_csv(tmp_path / target).set_index(["model", "term"])
     theirs = pd.read_csv(demo_run / target).set_index(["model", "term"]).reindex(ours.index)
@@ -329,9 +331,8 @@ def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_
     Snakemake's lock stays (``snakemake --unlock``, as its message says); run again with
     ``--rerun-incomplete``, the workflow finishes with outputs identical to the uninterrupted
     run's and no temporary file left behind."""
-    shutil.copytree(ROOT / "data" / "demo", tmp_path / "data" / "demo")
-    shutil.copy(ROOT / "config" / "config.yaml", tmp_path / "config.yaml")
-    command = snakemake_command(tmp_path, "--configfile", str(tmp_path / "config.yaml"))
+    config = demo_workdir(tmp_path)
+    command = snakemake_command(tmp_path, *config)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
@@ -354,7 +355,6 @@ def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_
     half = [name for name, content in left.items()
             if not _temporary(name) and reference.get(name) != content]  # fmt: skip
     assert not half, half
-    config = ("--configfile", str(tmp_path / "config.yaml"))
     assert snakemake(tmp_path, *config, "--unlock").returncode == 0
     done = snakemake(tmp_path, *config, "--rerun-incomplete")
     assert done.returncode == 0, done.stderr
