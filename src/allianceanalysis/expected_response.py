@@ -180,7 +180,7 @@ def expected_curves(
     pandas.DataFrame
         ``intake_quartile`` (25, 50, 75), ``intake``, ``session``, ``expected``, ``bound``.
     """
-    intake = _change_data(sessions, model.outcome).drop_duplicates(case_keys(sessions))["intake"]
+    intake = CaseOrder(sessions).at_session(model.outcome, 1)  # each case's intake outcome
     levels = intake.dropna().quantile([0.25, 0.5, 0.75]).to_numpy()
     session = np.arange(2, last_session + 1, dtype=float)
     grid = pd.DataFrame({"intake_quartile": np.repeat([25, 50, 75], len(session)),
