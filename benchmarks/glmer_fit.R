@@ -6,13 +6,8 @@
 # errors, the therapist variance and the log-likelihood as JSON. Peak memory is measured
 # around the whole process by the caller.
 args <- commandArgs(trailingOnly = TRUE)
-suppressPackageStartupMessages({
-  library(lme4)
-  library(data.table)
-  library(jsonlite)
-})
 source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
-                 "timing.R"))
+                 "peer.R"))
 data <- as.data.frame(fread(args[1]))
 data$therapist_id <- factor(data$therapist_id)
 formula <- event ~ session + rupture_unresolved + rupture_repaired + (1 | therapist_id)

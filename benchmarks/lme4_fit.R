@@ -6,13 +6,8 @@
 # writes the wall time, the fixed effects, the variance components and the REML
 # log-likelihood as JSON. Peak memory is measured around the whole process by the caller.
 args <- commandArgs(trailingOnly = TRUE)
-suppressPackageStartupMessages({
-  library(lme4)
-  library(data.table)
-  library(jsonlite)
-})
 source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
-                 "timing.R"))
+                 "peer.R"))
 data <- as.data.frame(fread(args[1]))
 for (group in intersect(c("therapist_id", "client_id"), names(data))) {
   data[[group]] <- factor(data[[group]])

@@ -1,5 +1,11 @@
-# Shared by the benchmark's R peers (lme4_fit.R, glmer_fit.R): time one fit, keeping its
-# warnings. `fit` is a call, evaluated (lazily) inside the timer.
+# Shared by the benchmark's R peers (lme4_fit.R, glmer_fit.R): their libraries, and a timer
+# that keeps a fit's warnings. `fit` is a call, evaluated (lazily) inside the timer.
+suppressPackageStartupMessages({
+  library(lme4)
+  library(data.table)
+  library(jsonlite)
+})
+
 timed <- function(fit) {
   warnings_seen <- character()
   start <- proc.time()[["elapsed"]]
