@@ -14,16 +14,4 @@ formula <- event ~ session + rupture_unresolved + rupture_repaired + (1 | therap
 invisible(suppressWarnings(suppressMessages(try(glmer(formula, data = head(data, 2000),
                                                       family = binomial), silent = TRUE))))
 run <- timed(glmer(formula, data = data, family = binomial))
-fit <- run$fit
-write_json(
-  list(
-    seconds = run$seconds,
-    fixed = as.list(fixef(fit)),
-    se = as.list(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
-    var_therapist = getME(fit, "theta")[[1]]^2,
-    loglik = as.numeric(logLik(fit)),
-    warnings = run$warnings,
-    lme4 = as.character(packageVersion("lme4"))
-  ),
-  args[2], digits = NA, auto_unbox = TRUE
-)
+write_result(run, args[2], var_therapist = getME(run$fit, "theta")[[1]]^2)

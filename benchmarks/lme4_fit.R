@@ -16,17 +16,4 @@ for (group in intersect(c("therapist_id", "client_id"), names(data))) {
 invisible(suppressWarnings(suppressMessages(try(lmer(as.formula(args[2]),
                                                      data = head(data, 2000)), silent = TRUE))))
 run <- timed(lmer(as.formula(args[2]), data = data, REML = TRUE))
-fit <- run$fit
-write_json(
-  list(
-    seconds = run$seconds,
-    fixed = as.list(fixef(fit)),
-    se = as.list(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit)))),
-    varcorr = as.data.frame(VarCorr(fit)),
-    loglik = as.numeric(logLik(fit)),
-    warnings = run$warnings,
-    lme4 = as.character(packageVersion("lme4")),
-    r = R.version.string
-  ),
-  args[3], digits = NA, auto_unbox = TRUE
-)
+write_result(run, args[3], varcorr = as.data.frame(VarCorr(run$fit)))
