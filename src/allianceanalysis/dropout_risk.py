@@ -195,23 +195,16 @@ def auc_interval(
     m, n = len(events), len(others)
     if not m or not n or len(clusters) < 2:
         return (np.nan, np.nan, np.nan)
-    below = np.searchsorted(others, events, side="left")
-    ties = np.searchsorted(others, events, side="right") - below
-    v10 = (below + 0.5 * ties) / n  # each event's share of non-events outranked
-    ranked = np.sort(events)
-    outranked = m - np.searchsorted(ranked, risk[~event], side="right")
-    tied = np.searchsorted(ranked, risk[~event], side="right") - np.searchsorted(
-        ranked, risk[~event], side="left"
-    )
-    v01 = (outranked + 0.5 * tied) / m  # each non-event's share of events outranking it
+    v10 = _placement(events, others)  # each event's share of non-events it outranks
+    v01 = 1.0 - _placement(risk[~event], np.sort(events))  # of events outranking a non-event
     auc = v10.mean()
     k = len(clusters)
-    per = np.bincount(codes[event], weights=v10, minlength=k) - auc * np.bincount(
-        codes[event], minlength=k
-    )
-    per0 = np.bincount(codes[~event], weights=v01, minlength=k) - auc * np.bincount(
-        codes[~event], minlength=k
-    )
+
+    def centred(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per cluster: the sum of ``values`` minus the AUC times their count."""
+        return np.bincount(codes[rows], weights=values - auc, minlength=k)
+
+    per, per0 = centred(event, v10), centred(~event, v01)
     factor = k / (k - 1)
     s10 = factor * np.sum(per**2) / m
     s01 = factor * np.sum(per0**2) / n
@@ -220,6 +213,13 @@ def auc_interval(
     z = stats.norm.ppf(0.5 + level / 2)
     centre, half = special.logit(auc), z * se / (auc * (1 - auc))
     return se, float(special.expit(centre - half)), float(special.expit(centre + half))
+
+
+def _placement(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The share of the sorted ``reference`` below each value, ties counting half."""
+    below = np.searchsorted(reference, values, side="left")
+    tied = np.searchsorted(reference, values, side="right") - below
+    return (below + 0.5 * tied) / len(reference)
 
 
 def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
