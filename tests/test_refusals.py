@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from allianceanalysis.errors import DataError
 from allianceanalysis.io import check_dataset, load_dataset
+from allianceanalysis.io.validate import _joined_reasons
 
 from .helpers import CORPUS, spec_for
 
@@ -134,3 +138,15 @@ def test_duplicates_within_an_episode_name_the_episode(write_file) -> None:
     assert "the same client and episode and session appear in more than one row (rows 2, 3)" in (
         str(info.value)
     )
+
+
+@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["a", "b", "c", "d"])), max_size=30))
+def test_exclusion_reasons_join_each_rows_distinct_reasons_in_order(pairs) -> None:
+    """The vectorised join equals the plain per-row one it replaced."""
+    rows = np.array([r for r, _ in pairs], dtype="int64")
+    labels = np.array([label for _, label in pairs], dtype=object)
+    expected = {}
+    for row, label in pairs:
+        expected.setdefault(row, {})[label] = None
+    joined = _joined_reasons(rows, labels)
+    assert joined.to_dict() == {row: "; ".join(seen) for row, seen in expected.items()}

@@ -552,16 +552,33 @@ def _ragged_problems(raw: RawTable) -> pd.DataFrame:
     )
 
 
+def _joined_reasons(rows: np.ndarray, labels: np.ndarray) -> pd.Series:
+    """Each row's distinct labels, in order of first appearance, joined with ``"; "``.
+
+    Vectorised: one pass per rank of a label within its row (a row has at most a few), not
+    one per row; a million bad rows take a second, not the minute a per-row join took.
+
+    Examples
+    --------
+    >>> _joined_reasons(np.array([3, 2, 3, 3]), np.array(["a", "b", "c", "a"])).to_dict()
+    {2: 'b', 3: 'a; c'}
+    """
+    pairs = pd.DataFrame({"row": rows, "label": labels}).drop_duplicates()
+    pairs = pairs.sort_values("row", kind="stable")
+    rank = pairs.groupby("row", sort=False).cumcount().to_numpy()
+    joined = pairs.loc[rank == 0].set_index("row")["label"].astype("str")
+    for k in range(1, int(rank.max(initial=0)) + 1):
+        more = pairs.loc[rank == k].set_index("row")["label"]
+        joined.loc[more.index] = joined.loc[more.index] + "; " + more
+    return joined
+
+
 def _excluded_frame(raw: RawTable, problems: pd.DataFrame, kept: np.ndarray) -> pd.DataFrame:
     """Excluded rows: ``source_row``, ``exclusion_reasons``, the original cells, ``raw_line``."""
     labelled = np.where(
         problems["column"] == "", problems["rule"], problems["column"] + ": " + problems["rule"]
     )
-    reasons = (
-        pd.Series(labelled, index=problems["row"].to_numpy())
-        .groupby(level=0, sort=True)
-        .agg(lambda r: "; ".join(dict.fromkeys(r)))
-    )
+    reasons = _joined_reasons(problems["row"].to_numpy(), labelled)
     cells = raw.frame.loc[~kept].astype("str")
     cells.insert(0, "source_row", raw.file_row[~kept])
     ragged = pd.DataFrame({"source_row": raw.ragged["row"], "raw_line": raw.ragged["text"]})
