@@ -257,6 +257,7 @@ class ReadOptions:
     date_format: str | None = None
     sheet: str | int | None = None
     na_values: tuple[str, ...] = DEFAULT_NA_VALUES
+    max_file_mb: float = 2048
 
 
 @dataclass(frozen=True)

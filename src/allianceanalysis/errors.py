@@ -79,10 +79,12 @@ class DataError(AllianceError):
         return format_problem_counts(self.file, self.problems)
 
     @classmethod
-    def single(cls, file: str, rule: str, column: str = "", row: int | None = None) -> DataError:
+    def single(
+        cls, file: str, rule: str, column: str = "", row: int | None = None, value: str = ""
+    ) -> DataError:
         """A problem with the whole file (or one place in it)."""
         frame = pd.DataFrame(
-            {"row": [row], "column": [column], "value": [""], "rule": [rule]}
+            {"row": [row], "column": [column], "value": [value], "rule": [rule]}
         ).astype({"row": "Int64"})
         return cls(file, frame)
 

@@ -11,6 +11,12 @@ The CSV reader is pyarrow's (multi-threaded, with a per-row handler that catches
 wrong number of fields). The delimiter, the text encoding and a byte-order mark are detected
 unless set; the decimal mark and the date format are decided later, from the values
 (:mod:`allianceanalysis.io.validate`).
+
+Faults of scale are bounded before they cost memory: a file larger than ``read.max_file_mb``
+is refused before it is read; a cell longer than :data:`MAX_CELL_BYTES` sets its row aside
+(a row-level problem, shown truncated); a record longer than :data:`MAX_RECORD_BYTES` (an
+unclosed quote running on to the end of the file) is refused, naming the row and column where
+it starts.
 """
 
 from __future__ import annotations
@@ -38,6 +44,36 @@ __all__ = ["RawTable", "detect_delimiter", "detect_encoding", "detect_format", "
 SAMPLE_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
 MAX_RAW_TEXT = 200
+MAX_CELL_BYTES = 1 << 20
+"""A cell longer than this (1 MiB of text) sets its row aside. Session exports hold codes,
+numbers, dates and short labels; a megabyte in one cell is an embedded document or a broken
+export, never a rating."""
+MAX_RECORD_BYTES = 64 << 20
+"""A record (row) longer than this (64 MiB) is refused with the file: it is almost always an
+unclosed quote that runs on through the rows after it."""
+MEMORY_PER_FILE_BYTE = 10
+"""Peak memory of reading and validating a CSV, per byte of the file: 3.5 GB for the 378 MB
+CSV of 8 million simulated sessions (``benchmarks/results/ingest.csv``), rounded up."""
+SCAN_BYTES = 16 << 20
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _set_aside_frame(
+    row: list[int], column: list[str], value: list[str], rule: list[str], text: list[str]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": pd.Series(row, dtype="int64"),
+            "column": pd.Series(column, dtype="str"),
+            "value": pd.Series(value, dtype="str"),
+            "rule": pd.Series(rule, dtype="str"),
+            "text": pd.Series(text, dtype="str"),
+        }
+    )
+
 
 _MAGIC = {
     b"PAR1": "parquet",
@@ -68,9 +104,10 @@ class RawTable:
         Column names as written in the file (may contain duplicates or blanks).
     file_row : numpy.ndarray
         For each row of ``frame``, its row number as a person sees it in the file.
-    ragged : pandas.DataFrame
-        Rows set aside because their number of fields differs from the header's: columns
-        ``row``, ``fields``, ``expected``, ``text`` (the row's text, truncated).
+    set_aside : pandas.DataFrame
+        Rows that could not be taken as rows: a number of fields other than the header's, or
+        a cell longer than :data:`MAX_CELL_BYTES`. Columns ``row``, ``column``, ``value``,
+        ``rule`` (as a problem) and ``text`` (the row's text, truncated).
     blank_rows : int
         Fully blank rows, which are ignored.
     format : str
@@ -82,16 +119,7 @@ class RawTable:
     frame: pd.DataFrame
     header: list[str]
     file_row: np.ndarray
-    ragged: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(
-            {
-                "row": pd.Series(dtype="int64"),
-                "fields": pd.Series(dtype="int64"),
-                "expected": pd.Series(dtype="int64"),
-                "text": pd.Series(dtype="str"),
-            }
-        )
-    )
+    set_aside: pd.DataFrame = field(default_factory=lambda: _set_aside_frame([], [], [], [], []))
     blank_rows: int = 0
     format: str = "csv"
     options: dict = field(default_factory=dict)
@@ -187,8 +215,19 @@ def read_raw(path: Path, options: ReadOptions, declared_format: str = "auto") ->
     name = str(path)
     if not path.is_file():
         raise DataError.single(name, "the file does not exist (or is not a regular file)")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError.single(name, "the file is empty")
+    if size > options.max_file_mb * 2**20:
+        raise DataError.single(
+            name,
+            f"the file is {_megabytes(size)}, larger than this dataset's limit of "
+            f"{options.max_file_mb:g} MiB (read.max_file_mb). Reading and "
+            f"validating takes about {MEMORY_PER_FILE_BYTE} times a CSV's size in memory, "
+            f"about {_megabytes(size * MEMORY_PER_FILE_BYTE)} here, and the models need more: "
+            "split the file (by year or site) into several datasets, or raise read.max_file_mb "
+            "on a machine with the memory for it",
+        )
     kind = detect_format(path, declared_format)
     if kind == "legacy-excel":
         raise DataError.single(
@@ -251,7 +290,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
         ragged.append((row.number, row.actual_columns, row.expected_columns, row.text))
         return "skip"
 
-    def read(use_threads: bool) -> pa.Table:
+    def read(use_threads: bool, block_size: int = 1 << 20) -> pa.Table:
         ragged.clear()
         return pacsv.read_csv(
             path,
@@ -259,6 +298,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
                 column_names=names,
                 encoding="utf8" if native_utf8 else encoding,
                 use_threads=use_threads,
+                block_size=block_size,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=sep,
@@ -275,10 +315,18 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             ),
         )
 
+    block_size = 1 << 20  # pyarrow's default; a record must fit in one block
     try:
-        table = read(use_threads=True)
+        try:
+            table = read(use_threads=True)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or not _ascii_compatible(encoding):
+                raise
+            longest = _longest_record(path, sep, header)
+            block_size = 1 << (2 * longest).bit_length()
+            table = read(use_threads=True, block_size=block_size)
         if ragged:  # row numbers of invalid rows are only known from a single-threaded read
-            table = read(use_threads=False)
+            table = read(use_threads=False, block_size=block_size)
     except (pa.ArrowException, UnicodeError) as exc:
         raise DataError.single(
             name,
@@ -298,25 +346,124 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     blank_rows = int(blank.sum())
     if blank_rows:
         table, file_row = table.filter(pa.array(~blank)), file_row[~blank]
-    frame = table.to_pandas()
-    ragged_frame = pd.DataFrame(
-        {
-            "row": pd.Series([r[0] for r in ragged], dtype="int64"),
-            "fields": pd.Series([r[1] for r in ragged], dtype="int64"),
-            "expected": pd.Series([r[2] for r in ragged], dtype="int64"),
-            "text": pd.Series([r[3][:MAX_RAW_TEXT] for r in ragged], dtype="str"),
-        }
+    ragged_frame = _set_aside_frame(
+        [r[0] for r in ragged],
+        [""] * len(ragged),
+        [""] * len(ragged),
+        [
+            f"the row has {r[1]} fields; the header has {r[2]} (a stray delimiter or an "
+            "unclosed quote?)"
+            for r in ragged
+        ],
+        [r[3][:MAX_RAW_TEXT] for r in ragged],
     )
+    table, file_row, overlong = _set_aside_overlong(table, header, file_row, sep)
+    frame = table.to_pandas()
     frame.columns = header
     return RawTable(
         frame=frame,
         header=header,
         file_row=file_row,
-        ragged=ragged_frame,
+        set_aside=pd.concat([ragged_frame, overlong], ignore_index=True)
+        if len(overlong)
+        else ragged_frame,
         blank_rows=blank_rows,
         format="csv",
         options={"sep": sep, "encoding": encoding},
     )
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether quotes, delimiters and newlines are single ASCII bytes in ``encoding``."""
+    return '\n,;|\t"'.encode(encoding, errors="replace") == b'\n,;|\t"'
+
+
+def _longest_record(path: Path, sep: str, header: list[str]) -> int:
+    """The length in bytes of the file's longest record (row), read in bounded memory.
+
+    Records end at a newline outside double quotes, as the CSV reader splits them. A record
+    longer than :data:`MAX_RECORD_BYTES` is refused, naming its row and the column where the
+    overlong cell starts.
+    """
+    quote, newline = ord('"'), ord("\n")
+    inside = 0  # whether the previous chunk ended inside quotes
+    offset = record_start = 0
+    row = 1
+    longest = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            quotes = np.flatnonzero(data == quote)
+            newlines = np.flatnonzero(data == newline)
+            outside = (np.searchsorted(quotes, newlines) + inside) % 2 == 0
+            ends = newlines[outside] + offset
+            starts = np.concatenate([[record_start], ends[:-1] + 1])
+            lengths = ends - starts[: len(ends)]
+            over = np.flatnonzero(lengths > MAX_RECORD_BYTES)
+            if len(over):
+                _refuse_record(path, sep, header, row + int(over[0]), int(starts[over[0]]))
+            longest = max(longest, int(lengths.max(initial=0)))
+            row += len(ends)
+            record_start = int(ends[-1]) + 1 if len(ends) else record_start
+            offset += len(data)
+            inside = (len(quotes) + inside) % 2
+            if offset - record_start > MAX_RECORD_BYTES:
+                _refuse_record(path, sep, header, row, record_start)
+    return max(longest, offset - record_start)
+
+
+def _refuse_record(path: Path, sep: str, header: list[str], row: int, start: int) -> None:
+    """Raise the refusal of the record at byte ``start``, naming the column of its long cell."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        data = np.frombuffer(handle.read(MAX_RECORD_BYTES + 1), dtype=np.uint8)
+    delimiters = np.flatnonzero(data == ord(sep))
+    bounds = delimiters[np.searchsorted(np.flatnonzero(data == ord('"')), delimiters) % 2 == 0]
+    starts = np.concatenate([[0], bounds + 1])
+    lengths = np.diff(np.concatenate([starts, [len(data)]]))
+    field = int(np.argmax(lengths))
+    column = header[field] if field < len(header) else f"field {field + 1}"
+    cell = bytes(data[starts[field] : starts[field] + 60]).decode("utf-8", errors="replace")
+    raise DataError.single(
+        str(path),
+        f"the row runs on for more than {_megabytes(MAX_RECORD_BYTES)} from this cell "
+        "(an unclosed double quote?); a row this long cannot be read",
+        column,
+        row,
+        cell,
+    )
+
+
+def _set_aside_overlong(
+    table: pa.Table, header: list[str], file_row: np.ndarray, sep: str
+) -> tuple[pa.Table, np.ndarray, pd.DataFrame]:
+    """Take out rows with a cell longer than :data:`MAX_CELL_BYTES`, as problems."""
+    over = np.zeros(table.num_rows, dtype=bool)
+    first_column = np.full(table.num_rows, -1)
+    for position, column in enumerate(table.columns):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        long = pc.fill_null(pc.greater(pc.binary_length(column), MAX_CELL_BYTES), False)
+        long = long.to_numpy(zero_copy_only=False)
+        first_column[long & ~over] = position
+        over |= long
+    if not over.any():
+        return table, file_row, _set_aside_frame([], [], [], [], [])
+    rows = table.filter(pa.array(over))
+    short = [
+        pc.utf8_slice_codeunits(pc.cast(c, pa.string()), 0, MAX_RAW_TEXT) for c in rows.columns
+    ]
+    where = first_column[over]
+    values = [short[w][i].as_py() for i, w in enumerate(where)]
+    rule = (
+        f"the cell holds more than {_megabytes(MAX_CELL_BYTES)} of text (an unclosed quote, or "
+        "a document pasted into a cell?)"
+    )
+    text = pc.binary_join_element_wise(*short, sep).to_pylist()
+    frame = _set_aside_frame(
+        file_row[over].tolist(), [header[w] for w in where], values, [rule] * len(where), text
+    )
+    return table.filter(pa.array(~over)), file_row[~over], frame
 
 
 def _read_parquet(path: Path) -> RawTable:
@@ -329,14 +476,13 @@ def _read_parquet(path: Path) -> RawTable:
         ) from None
     header = [str(c) for c in table.column_names]
     table = table.rename_columns([f"f{i}" for i in range(len(header))])
+    table, file_row, overlong = _set_aside_overlong(
+        table, header, np.arange(1, table.num_rows + 1), ","
+    )
     frame = table.to_pandas()
     frame.columns = header
     return RawTable(
-        frame=frame,
-        header=header,
-        file_row=np.arange(1, len(frame) + 1),
-        format="parquet",
-        options={},
+        frame=frame, header=header, file_row=file_row, set_aside=overlong, format="parquet"
     )
 
 

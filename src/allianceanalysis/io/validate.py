@@ -539,19 +539,6 @@ RESERVED_COLUMNS = ("source_row", "exclusion_reasons", "raw_line")
 """Column names the package adds to its outputs; a file may not use them."""
 
 
-def _ragged_problems(raw: RawTable) -> pd.DataFrame:
-    rule = (
-        "the row has "
-        + raw.ragged["fields"].astype("str")
-        + " fields; the header has "
-        + raw.ragged["expected"].astype("str")
-        + " (a stray delimiter or an unclosed quote?)"
-    )
-    return pd.DataFrame({"row": raw.ragged["row"], "column": "", "value": "", "rule": rule}).astype(
-        PROBLEM_DTYPES
-    )
-
-
 def _joined_reasons(rows: np.ndarray, labels: np.ndarray) -> pd.Series:
     """Each row's distinct labels, in order of first appearance, joined with ``"; "``.
 
@@ -581,8 +568,8 @@ def _excluded_frame(raw: RawTable, problems: pd.DataFrame, kept: np.ndarray) -> 
     reasons = _joined_reasons(problems["row"].to_numpy(), labelled)
     cells = raw.frame.loc[~kept].astype("str")
     cells.insert(0, "source_row", raw.file_row[~kept])
-    ragged = pd.DataFrame({"source_row": raw.ragged["row"], "raw_line": raw.ragged["text"]})
-    out = pd.concat([cells, ragged], ignore_index=True) if len(ragged) else cells
+    aside = pd.DataFrame({"source_row": raw.set_aside["row"], "raw_line": raw.set_aside["text"]})
+    out = pd.concat([cells, aside], ignore_index=True) if len(aside) else cells
     out.insert(1, "exclusion_reasons", out["source_row"].map(reasons))
     if "raw_line" not in out:
         out["raw_line"] = pd.Series(dtype="str")
@@ -619,7 +606,7 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
     """
     file = str(spec.path)
     raw = read_raw(spec.path, spec.read, spec.format)
-    if raw.frame.empty and raw.ragged.empty:
+    if raw.frame.empty and raw.set_aside.empty:
         raise DataError.single(file, "the file has a header but no data rows")
     plan = plan_columns(raw, spec)
     reserved = [c for c in plan.extras if c in RESERVED_COLUMNS]
@@ -641,8 +628,9 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
         _duplicate_problems(typed.frame, typed.names, raw.file_row),
     ]
     row_problems = pd.concat([p for p in found if len(p)] or [_empty_problems()], ignore_index=True)
-    if len(raw.ragged):
-        row_problems = pd.concat([row_problems, _ragged_problems(raw)], ignore_index=True)
+    if len(raw.set_aside):
+        aside = raw.set_aside[PROBLEM_COLUMNS].astype(PROBLEM_DTYPES)
+        row_problems = pd.concat([row_problems, aside], ignore_index=True)
     row_problems = row_problems.sort_values("row", kind="stable").reset_index(drop=True)
 
     kept = ~np.isin(raw.file_row, row_problems["row"].to_numpy(dtype="int64"))
@@ -694,8 +682,8 @@ def _summary(
     sessions: pd.DataFrame,
     kept: np.ndarray,
 ) -> dict[str, Any]:
-    rows_read = len(raw.frame) + len(raw.ragged)
-    excluded = int((~kept).sum()) + len(raw.ragged)
+    rows_read = len(raw.frame) + len(raw.set_aside)
+    excluded = int((~kept).sum()) + len(raw.set_aside)
     by_rule = (
         problems.drop_duplicates(["row", "column", "rule"])
         .groupby(["column", "rule"], sort=False)
