@@ -110,7 +110,30 @@ def test_an_unclosed_quote_is_refused_naming_its_row_and_column(write_file) -> N
     problem = info.value.problems.iloc[0]
     assert (problem["row"], problem["column"]) == (5, "ors")
     assert problem["value"].startswith('"20,30,ok\nC5,T1,1,20,30')
-    assert problem["rule"].startswith("the row runs on for more than 1.0 MiB from this cell")
+    assert problem["rule"].startswith(
+        "a quoted value opens in this cell and runs on for more than 1.0 MiB over"
+    )
+
+
+def test_an_unclosed_quote_swallowing_over_a_mebibyte_is_refused_not_set_aside(
+    write_file,
+) -> None:
+    """Under the record limit pyarrow reads the rest of the file as one row; set aside, it
+    would silently take every later row with it."""
+    path = write_file("runaway.csv", HEADER + rows(3) + 'C4,T1,"1,20,30,ok\n' + rows(80_000, 5))
+    with pytest.raises(DataError) as info:
+        load_dataset(spec_for(path, on_invalid_rows="exclude"))
+    problem = info.value.problems.iloc[0]
+    assert (problem["row"], problem["column"]) == (5, "session")
+    assert "over 80,001 lines of the file (an unclosed double quote?)" in problem["rule"]
+
+
+def test_an_unclosed_quote_in_the_last_column_is_refused_not_set_aside(write_file) -> None:
+    """The swallowed rows land in the last cell, so the row has the right number of fields."""
+    path = write_file("runaway.csv", HEADER + rows(3) + 'C4,T1,1,20,30,"ok\n' + rows(80_000, 5))
+    with pytest.raises(DataError) as info:
+        load_dataset(spec_for(path, on_invalid_rows="exclude"))
+    assert info.value.problems[["row", "column"]].values.tolist() == [[5, "note"]]
 
 
 def test_an_unclosed_quote_in_the_last_row_is_refused_at_the_end_of_the_file(write_file) -> None:

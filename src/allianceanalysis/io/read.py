@@ -336,6 +336,10 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     skipped = np.array([r[0] for r in ragged], dtype="int64")
     if 1 in skipped:
         raise DataError.single(name, "the header row could not be split into columns", row=1)
+    for number, _, _, text in ragged:
+        if len(text) > MAX_CELL_BYTES and "\n" in text:
+            encoded = text.encode("utf-8", errors="replace")
+            raise _runaway(name, sep, header, number, encoded, _megabytes(len(encoded)))
     records = np.arange(1, table.num_rows + len(skipped) + 1)
     if len(skipped):
         records = records[~np.isin(records, skipped)]
@@ -357,7 +361,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
         ],
         [r[3][:MAX_RAW_TEXT] for r in ragged],
     )
-    table, file_row, overlong = _set_aside_overlong(table, header, file_row, sep)
+    table, file_row, overlong = _set_aside_overlong(table, header, file_row, sep, name)
     frame = table.to_pandas()
     frame.columns = header
     return RawTable(
@@ -413,31 +417,48 @@ def _longest_record(path: Path, sep: str, header: list[str]) -> int:
 
 
 def _refuse_record(path: Path, sep: str, header: list[str], row: int, start: int) -> None:
-    """Raise the refusal of the record at byte ``start``, naming the column of its long cell."""
+    """Refuse the record at byte ``start``, longer than :data:`MAX_RECORD_BYTES`."""
     with path.open("rb") as handle:
         handle.seek(start)
-        data = np.frombuffer(handle.read(MAX_RECORD_BYTES + 1), dtype=np.uint8)
-    delimiters = np.flatnonzero(data == ord(sep))
-    bounds = delimiters[np.searchsorted(np.flatnonzero(data == ord('"')), delimiters) % 2 == 0]
+        data = handle.read(MAX_RECORD_BYTES + 1)
+    raise _runaway(str(path), sep, header, row, data, f"more than {_megabytes(MAX_RECORD_BYTES)}")
+
+
+def _runaway(name: str, sep: str, header: list[str], row: int, data: bytes, size: str) -> DataError:
+    """The refusal of a row whose quoted value runs on over the rows after it.
+
+    ``data`` is the row's text from its start; its longest field is the cell where the
+    quote opens."""
+    array = np.frombuffer(data, dtype=np.uint8)
+    delimiters = np.flatnonzero(array == ord(sep))
+    bounds = delimiters[np.searchsorted(np.flatnonzero(array == ord('"')), delimiters) % 2 == 0]
     starts = np.concatenate([[0], bounds + 1])
-    lengths = np.diff(np.concatenate([starts, [len(data)]]))
-    field = int(np.argmax(lengths))
+    field = int(np.argmax(np.diff(np.concatenate([starts, [len(array)]]))))
     column = header[field] if field < len(header) else f"field {field + 1}"
-    cell = bytes(data[starts[field] : starts[field] + 60]).decode("utf-8", errors="replace")
-    raise DataError.single(
-        str(path),
-        f"the row runs on for more than {_megabytes(MAX_RECORD_BYTES)} from this cell "
-        "(an unclosed double quote?); a row this long cannot be read",
+    return _runaway_error(name, row, column, data[starts[field] :], size)
+
+
+def _runaway_error(name: str, row: int, column: str, cell: bytes, size: str) -> DataError:
+    lines = cell.count(b"\n") + 1
+    return DataError.single(
+        name,
+        f"a quoted value opens in this cell and runs on for {size} over {lines:,} "
+        "lines of the file (an unclosed double quote?); close it, or the rows after it cannot "
+        "be read",
         column,
         row,
-        cell,
+        cell[:60].decode("utf-8", errors="replace"),
     )
 
 
 def _set_aside_overlong(
-    table: pa.Table, header: list[str], file_row: np.ndarray, sep: str
+    table: pa.Table, header: list[str], file_row: np.ndarray, sep: str, csv_name: str = ""
 ) -> tuple[pa.Table, np.ndarray, pd.DataFrame]:
-    """Take out rows with a cell longer than :data:`MAX_CELL_BYTES`, as problems."""
+    """Take out rows with a cell longer than :data:`MAX_CELL_BYTES`, as problems.
+
+    In a CSV (``csv_name``), such a cell spanning several lines is an unclosed quote that ran
+    on over the rows after it: the file is refused.
+    """
     over = np.zeros(table.num_rows, dtype=bool)
     first_column = np.full(table.num_rows, -1)
     for position, column in enumerate(table.columns):
@@ -450,10 +471,21 @@ def _set_aside_overlong(
     if not over.any():
         return table, file_row, _set_aside_frame([], [], [], [], [])
     rows = table.filter(pa.array(over))
+    where = first_column[over]
+    if csv_name:
+        for i, w in enumerate(where):
+            cell = rows.column(int(w))[i].as_py()
+            if "\n" in cell:
+                raise _runaway_error(
+                    csv_name,
+                    int(file_row[over][i]),
+                    header[w],
+                    cell.encode(),
+                    _megabytes(len(cell)),
+                )
     short = [
         pc.utf8_slice_codeunits(pc.cast(c, pa.string()), 0, MAX_RAW_TEXT) for c in rows.columns
     ]
-    where = first_column[over]
     values = [short[w][i].as_py() for i, w in enumerate(where)]
     rule = (
         f"the cell holds more than {_megabytes(MAX_CELL_BYTES)} of text (an unclosed quote, or "
