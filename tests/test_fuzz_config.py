@@ -103,6 +103,8 @@ def from_schema(node: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy
             allow_nan=False,
             allow_infinity=False,
         )
+    if types == "string" and "pattern" in node:
+        return st.from_regex(node["pattern"], fullmatch=True)
     if types == "string":
         size = dict(min_size=node.get("minLength", 0), max_size=node.get("maxLength", 12))
         words = st.sampled_from(SCHEMA_WORDS).filter(
@@ -300,3 +302,20 @@ def test_random_headers_under_random_mappings_give_a_frame_or_a_clean_error(
     except ConfigError:
         return
     check_bytes(data.encode(), columns=columns)
+
+
+def test_an_encoding_name_with_a_nul_character_is_refused_in_plain_words() -> None:
+    """Found by the fuzzer (deep profile): ``codecs.lookup`` raised ValueError, not
+    LookupError, for ``encoding: "\\x00"``."""
+    config = {"datasets": {"d": {"path": "x.csv", "read": {"encoding": "\x00"}}}}
+    with pytest.raises(ConfigError, match="is not a known text encoding"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize("sep", ["\x80", "é", '"', "ab"])
+def test_a_delimiter_that_is_not_one_ascii_character_is_refused_in_plain_words(sep: str) -> None:
+    """Found by the fuzzer (deep profile): ``sep: "\\x80"`` passed the schema and pyarrow
+    raised 'Expecting an ASCII character' from inside the loader."""
+    config = {"datasets": {"d": {"path": "x.csv", "read": {"sep": sep}}}}
+    with pytest.raises(ConfigError, match="one ASCII character other than the double quote"):
+        validate_config(config)

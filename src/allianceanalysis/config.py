@@ -136,6 +136,8 @@ def _explain(error: jsonschema.ValidationError, root: dict[str, Any]) -> list[st
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
         return [f"'{where}' is {error.instance!r}; it must be of type {wanted}"]
+    if validator == "pattern" and "description" in error.schema:
+        return [f"'{where}' is {error.instance!r}, not allowed here. {error.schema['description']}"]
     if validator == "minProperties" and path == ["datasets"]:
         return ["'datasets' is empty; name at least one dataset with its path"]
     return [f"'{where}': {error.message}"]
@@ -200,7 +202,7 @@ def _check_semantics(config: dict[str, Any]) -> list[str]:
         if encoding is not None:
             try:
                 codecs.lookup(encoding)
-            except LookupError:
+            except (LookupError, ValueError):  # ValueError: a NUL character in the name
                 messages.append(
                     f"'datasets.{name}.read.encoding' is {encoding!r}, which is not a known "
                     "text encoding (e.g. utf-8, cp1252, latin-1, utf-16)"
