@@ -22,9 +22,13 @@ it starts.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
+import re
+import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,8 +147,8 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     return _EXTENSIONS.get(path.suffix.lower(), "csv")
 
 
-def detect_encoding(sample: bytes) -> str:
-    """Decide the text encoding of a file from its first bytes.
+def detect_encoding(sample: bytes, whole_file: bool = False) -> str:
+    """Decide the text encoding of a file from its first bytes (or all of them).
 
     A byte-order mark decides (UTF-8 or UTF-16); otherwise UTF-8 if the sample is valid UTF-8,
     else Windows-1252 (what Excel on Windows writes in Western Europe and the Americas), else
@@ -165,7 +169,7 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-16"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        decoder.decode(sample, final=False)
+        decoder.decode(sample, final=whole_file)  # a sample may end inside a character
         return "utf-8"
     except UnicodeDecodeError:
         pass
@@ -273,7 +277,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     with path.open("rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
     _check_text(name, sample, options.encoding is not None)
-    encoding = options.encoding or detect_encoding(sample)
+    encoding = options.encoding or detect_encoding(sample, len(sample) < SAMPLE_BYTES)
     text_sample = sample.decode(encoding, errors="replace").lstrip("\ufeff")
     if not text_sample.strip():
         raise DataError.single(name, "the file is empty (no header, no rows)")
@@ -317,21 +321,29 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
 
     block_size = 1 << 20  # pyarrow's default; a record must fit in one block
     try:
-        try:
-            table = read(use_threads=True)
-        except pa.ArrowInvalid as exc:
-            if "straddl" not in str(exc) or not _ascii_compatible(encoding):
-                raise
-            longest = _longest_record(path, sep, header)
-            block_size = 1 << (2 * longest).bit_length()
-            table = read(use_threads=True, block_size=block_size)
-        if ragged:  # row numbers of invalid rows are only known from a single-threaded read
-            table = read(use_threads=False, block_size=block_size)
+        with _undecodable_rows() as undecodable:
+            try:
+                table = read(use_threads=True)
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc) or not _ascii_compatible(encoding):
+                    raise
+                longest = _longest_record(path, sep, header)
+                block_size = 1 << (2 * longest).bit_length()
+                table = read(use_threads=True, block_size=block_size)
+            if ragged:  # row numbers of invalid rows are only known from a single-threaded read
+                table = read(use_threads=False, block_size=block_size)
     except (pa.ArrowException, UnicodeError) as exc:
+        if undecodable:
+            raise DataError.single(
+                name,
+                f"is not valid {encoding} text (a row with the wrong number of fields holds "
+                "other bytes); set read.encoding for this dataset (e.g. cp1252)",
+            ) from None
+        reason = re.sub(r"(columns, got \d+).*", r"\1", str(exc).splitlines()[0])[:160]
         raise DataError.single(
             name,
-            f"could not be read as {encoding} CSV with delimiter {sep!r} "
-            f"({str(exc).splitlines()[0][:160]}); set read.encoding / read.sep for this dataset",
+            f"could not be read as {encoding} CSV with delimiter {sep!r} ({reason}); set "
+            "read.encoding / read.sep for this dataset",
         ) from None
     skipped = np.array([r[0] for r in ragged], dtype="int64")
     if 1 in skipped:
@@ -375,6 +387,30 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
         format="csv",
         options={"sep": sep, "encoding": encoding},
     )
+
+
+@contextlib.contextmanager
+def _undecodable_rows() -> Iterator[list[BaseException]]:
+    """Catch the rows pyarrow cannot decode for its invalid-row handler.
+
+    pyarrow decodes a row with the wrong number of fields itself before calling the handler;
+    when the row is not valid UTF-8 the error is printed as "ignored" (with the row's content)
+    and the read fails. They are collected here instead, so that nothing is printed.
+    """
+    caught: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(info: sys.UnraisableHookArgs) -> None:
+        if isinstance(info.exc_value, UnicodeDecodeError):
+            caught.append(info.exc_value)
+        else:
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = previous
 
 
 def _ascii_compatible(encoding: str) -> bool:

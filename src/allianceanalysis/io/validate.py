@@ -140,8 +140,9 @@ def as_text(series: pd.Series, na_values: tuple[str, ...]) -> pd.Series:
     if is_bool_dtype(series):
         text = series.astype("str")
     elif is_numeric_dtype(series):
-        finite = series.dropna()
-        if series.dtype.kind == "f" and bool((finite == np.floor(finite)).all()):
+        present = series.dropna()
+        exact = present.abs() < 2**53  # whole floats below 2**53 are exact integers; inf is not
+        if series.dtype.kind == "f" and bool((exact & (present == np.floor(present))).all()):
             series = series.astype("Int64")
         text = series.astype("str")
     elif is_datetime64_any_dtype(series):
@@ -220,8 +221,10 @@ def _parse_dates(
     # A service has a few thousand distinct dates in millions of rows: each is parsed once.
     codes, distinct = pd.factorize(text)
     parsed = pd.to_datetime(pd.Series(distinct, dtype="str"), format=fmt, errors="coerce")
-    taken = parsed.to_numpy(dtype="datetime64[ns]").take(codes)
-    dates = pd.Series(np.where(codes < 0, np.datetime64("NaT"), taken), index=text.index)
+    taken = np.full(len(codes), np.datetime64("NaT"), dtype="datetime64[ns]")
+    present = codes >= 0  # all missing: no distinct values to take from
+    taken[present] = parsed.to_numpy(dtype="datetime64[ns]")[codes[present]]
+    dates = pd.Series(taken, index=text.index)
     invalid = (text.notna() & dates.isna()).to_numpy(dtype=bool)
     outside = (dates.notna() & ((dates < DATE_RANGE[0]) | (dates > DATE_RANGE[1]))).to_numpy(
         dtype=bool
