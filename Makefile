@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest bench simulation-study clean lab notebooks
+	bench-ingest bench-faults bench fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -19,10 +19,12 @@ help:
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
 	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
 	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
+	@echo "make fuzz       coverage-guided fuzzing (atheris) of the loader and the config, FUZZ_SECONDS each"
 	@echo "make lint       ruff check and format check"
 	@echo "make demo-data  regenerate data/demo/ with the simulator (fixed seed)"
 	@echo "make reference  recompute the R (lme4) reference values in tests/reference/ (needs R)"
 	@echo "make bench-ingest  benchmark simulation and ingest (benchmarks/results/ingest.csv)"
+	@echo "make bench-faults  faults of scale in input: a 5 GB file, a million bad rows, 10 MB cells (benchmarks/results/input_faults.csv)"
 	@echo "make bench      models against lme4 and the whole workflow, 1k-100k clients (BENCH_FULL=1: 1M)"
 	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
@@ -89,6 +91,20 @@ reference:
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000
+
+bench-faults: $(STAMP)
+	$(BIN)/python benchmarks/input_faults.py
+
+# atheris is an extra (a compiled libFuzzer wheel), installed only here: make test never needs it.
+FUZZ_SECONDS ?= 300
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=results/_fuzz/
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,fuzz]"
+	mkdir -p results/_fuzz/loader results/_fuzz/config
+	cp tests/corpus/good/*.csv tests/corpus/bad/*.csv data/demo/sessions.csv results/_fuzz/loader/
+	cp config/*.yaml results/_fuzz/config/
+	$(BIN)/python tests/fuzz/atheris_targets.py loader results/_fuzz/loader $(FUZZ_FLAGS)
+	$(BIN)/python tests/fuzz/atheris_targets.py config results/_fuzz/config $(FUZZ_FLAGS)
 
 # The models against R's lme4 (when Rscript is installed) and the whole workflow, at 1k, 10k and
 # 100k clients; BENCH_FULL=1 adds 1M (about half an hour, most of it lme4).

@@ -34,3 +34,7 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+# Coverage-guided fuzz targets need atheris and run for minutes: `make fuzz`, not pytest.
+collect_ignore = ["fuzz"]
