@@ -384,7 +384,9 @@ def published_text(path: Path) -> str:
 @pytest.fixture(scope="module")
 def seeded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """The demo data with distinctive client and therapist IDs (allowed columns: pseudonymous
-    in the contract, yet what a service must not publish), run through the whole workflow."""
+    in the contract, yet what a service must not publish), a free-text column and a date of
+    birth the user let through (``allow_identifier_columns``), run through the whole
+    workflow."""
     workdir = tmp_path_factory.mktemp("seeded")
     sessions = pd.read_csv(DEMO, dtype=str)
 
@@ -393,18 +395,26 @@ def seeded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataF
 
     sessions["client_id"] = sessions["client_id"].map(lambda v: token("CLIENTQZ", v))
     sessions["therapist_id"] = sessions["therapist_id"].map(lambda v: token("Dr_THERAPISTQZ", v))
+    sessions["remarks"] = sessions["client_id"].map(lambda v: "felt low after " + token("FTQZ", v))
+    born = pd.Timestamp("1940-01-01") + pd.to_timedelta(sessions.index % 9000, unit="D")
+    sessions["dob"] = born.strftime("%Y-%m-%d")
     (workdir / "data").mkdir()
     sessions.to_csv(workdir / "data" / "sessions.csv", index=False)
-    config = write_config(workdir, {"service": {"path": "data/sessions.csv"}})
+    config = write_config(
+        workdir, {"service": {"path": "data/sessions.csv", "allow_identifier_columns": "[dob]"}}
+    )
     done = snakemake(workdir, "--configfile", str(config))
     assert done.returncode == 0, done.stderr
     return workdir, sessions
 
 
-def test_no_published_file_holds_a_client_or_therapist_id_or_a_session_date(seeded_run) -> None:
+def test_no_published_file_holds_an_id_a_date_of_birth_a_session_date_or_free_text(
+    seeded_run,
+) -> None:
     """Every published table, figure (SVG text; PNGs are the same figures drawn as pixels)
     and annual report (HTML text, PDF text layer, KPI table) is read: no client ID, no
-    therapist ID (therapists appear as pseudonymous codes) and no session date appears."""
+    therapist ID (therapists appear as pseudonymous codes), no session date, no date of birth
+    and no free text appears."""
     workdir, sessions = seeded_run
     results = workdir / "results"
     files = [p for part in PUBLISHED for p in (results / "service" / part).rglob("*")
@@ -413,6 +423,7 @@ def test_no_published_file_holds_a_client_or_therapist_id_or_a_session_date(seed
               and "logs" not in p.parts]  # fmt: skip
     assert any(p.suffix == ".pdf" for p in files) and any(p.suffix == ".svg" for p in files)
     secrets = {*sessions["client_id"], *sessions["therapist_id"], *sessions["session_date"]}
+    secrets |= {*sessions["dob"], *sessions["remarks"].str.split().str[-1]}
     found = {}
     for path in files:
         text = published_text(path)
