@@ -3,7 +3,7 @@
 Each fault is a file written here; each reader runs on it in a fresh process, so that its peak
 memory (max RSS) is its own:
 
-- ``file_5gb``: 5 GiB of valid session rows (100 million rows; written to disk, not sparse).
+- ``file_5gb``: 5 GiB of valid session rows (about 115 million; written to disk, not sparse).
   Ours refuses it before reading (``read.max_file_mb``, 2048 MiB by default). The peer is
   pyarrow's streaming CSV reader counting the rows in bounded memory: reading it whole
   (pandas) would take about 50 GB;
