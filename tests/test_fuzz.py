@@ -215,3 +215,24 @@ def test_an_infinite_or_huge_whole_float_code_is_text_not_a_crash(value, tmp_pat
     frame.to_parquet(tmp_path / "codes.parquet")
     result = check_dataset(spec_for(tmp_path / "codes.parquet"))
     assert result.sessions["site_id"].tolist() == ["1.0", str(value)]
+
+
+def test_a_nested_parquet_column_is_refused_naming_it(tmp_path) -> None:
+    """Found in review of the typed-table property (which draws flat columns only): a list
+    column made the text rendering of cells raise 'truth value of an array is ambiguous'."""
+    frame = pd.DataFrame(
+        {
+            "client_id": ["C1", "C2"],
+            "therapist_id": ["T1", "T1"],
+            "session": [1, 1],
+            "ors": [20, 21],
+            "srs": [30, 31],
+            "tags": [[1, 2], [3]],
+        }
+    )
+    frame.to_parquet(tmp_path / "nested.parquet")
+    with pytest.raises(DataError) as info:
+        check_dataset(spec_for(tmp_path / "nested.parquet"))
+    problem = info.value.problems.iloc[0]
+    assert problem["column"] == "tags"
+    assert problem["rule"].startswith("the column holds list<element: int64> values")

@@ -543,6 +543,21 @@ def _read_parquet(path: Path) -> RawTable:
             name, f"not a readable Parquet file ({str(exc).splitlines()[0][:160]})"
         ) from None
     header = [str(c) for c in table.column_names]
+    nested = [(h, f.type) for h, f in zip(header, table.schema, strict=True) if f.type.num_fields]
+    if nested:
+        problems = pd.DataFrame(
+            {
+                "row": pd.array([None] * len(nested), dtype="Int64"),
+                "column": [h for h, _ in nested],
+                "value": "",
+                "rule": [
+                    f"the column holds {kind} values, not one value per cell; session data "
+                    "must be flat (drop the column from the export, or flatten it)"
+                    for _, kind in nested
+                ],
+            }
+        )
+        raise DataError(name, problems)
     table = table.rename_columns([f"f{i}" for i in range(len(header))])
     table, file_row, overlong = _set_aside_overlong(
         table, header, np.arange(1, table.num_rows + 1), ","
