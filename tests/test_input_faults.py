@@ -89,13 +89,15 @@ def test_a_long_cell_in_parquet_sets_its_row_aside(tmp_path: Path) -> None:
             "session": [1, 1, 1],
             "ors": [20.0, 21.0, 22.0],
             "srs": [30.0, 31.0, 32.0],
+            "raw": [b"\xff", b"\xfe", b"\xfd"],  # bytes with no text form
         }
     )
     path = tmp_path / "long.parquet"
     frame.to_parquet(path)
-    result = check_dataset(spec_for(path))
+    result = load_dataset(spec_for(path, on_invalid_rows="exclude"))
     assert result.problems[["row", "column"]].values.tolist() == [[2, "client_id"]]
     assert result.sessions["client_id"].tolist() == ["C1", "C3"]
+    assert result.excluded["raw_line"].iloc[0].startswith("C2C2")
 
 
 def test_an_unclosed_quote_is_refused_naming_its_row_and_column(write_file) -> None:

@@ -487,6 +487,14 @@ def _runaway_error(name: str, row: int, column: str, cell: bytes, size: str) -> 
     )
 
 
+def _shown(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as text for a message; missing where it has no text form (e.g. raw bytes)."""
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.chunked_array([pa.nulls(len(column), pa.string())])
+
+
 def _set_aside_overlong(
     table: pa.Table, header: list[str], file_row: np.ndarray, sep: str, csv_name: str = ""
 ) -> tuple[pa.Table, np.ndarray, pd.DataFrame]:
@@ -507,29 +515,26 @@ def _set_aside_overlong(
     if not over.any():
         return table, file_row, _set_aside_frame([], [], [], [], [])
     rows = table.filter(pa.array(over))
-    where = first_column[over]
+    where = first_column[over].tolist()
     if csv_name:
+        # one memchr per cell of over a MiB (at most the file's size in MiB of them); pyarrow's
+        # match_substring reads 350 MB/s, and a numpy pass over the buffer doubles the memory
         for i, w in enumerate(where):
-            cell = rows.column(int(w))[i].as_py()
-            if "\n" in cell:
-                raise _runaway_error(
-                    csv_name,
-                    int(file_row[over][i]),
-                    header[w],
-                    cell.encode(),
-                    _megabytes(len(cell)),
-                )
-    short = [
-        pc.utf8_slice_codeunits(pc.cast(c, pa.string()), 0, MAX_RAW_TEXT) for c in rows.columns
-    ]
-    values = [short[w][i].as_py() for i, w in enumerate(where)]
+            cell = rows.column(w)[i].as_buffer().to_pybytes()
+            if b"\n" in cell:
+                row = int(file_row[over][i])
+                raise _runaway_error(csv_name, row, header[w], cell, _megabytes(len(cell)))
+    short = [pc.utf8_slice_codeunits(_shown(column), 0, MAX_RAW_TEXT) for column in rows.columns]
     rule = (
         f"the cell holds more than {_megabytes(MAX_CELL_BYTES)} of text (an unclosed quote, or "
         "a document pasted into a cell?)"
     )
-    text = pc.binary_join_element_wise(*short, sep).to_pylist()
     frame = _set_aside_frame(
-        file_row[over].tolist(), [header[w] for w in where], values, [rule] * len(where), text
+        file_row[over].tolist(),
+        np.asarray(header, dtype=object)[where].tolist(),
+        pc.choose(pa.array(where), *short).to_pylist(),
+        [rule] * len(where),
+        pc.binary_join_element_wise(*short, sep, null_handling="replace").to_pylist(),
     )
     return table.filter(pa.array(~over)), file_row[~over], frame
 
