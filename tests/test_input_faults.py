@@ -190,3 +190,21 @@ def test_many_bad_rows_give_a_capped_summary_and_every_row_accounted_for(write_f
     excluded = load_dataset(spec_for(path, on_invalid_rows="exclude"))
     assert excluded.summary["rows"]["excluded"] == count
     assert excluded.excluded["exclusion_reasons"].nunique() == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_file_wider_than_the_column_limit_is_refused_before_it_is_read(
+    suffix: str, tmp_path: Path
+) -> None:
+    """A hundred thousand columns (a wide export, a wrong delimiter) took minutes of
+    per-column work; now the header alone decides."""
+    columns = {"client_id": ["C1"], "therapist_id": ["T1"], "session": [1], "ors": [20]}
+    columns |= {f"x{i}": [1] for i in range(read.MAX_COLUMNS)}
+    path = tmp_path / f"wide{suffix}"
+    frame = pd.DataFrame(columns)
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    with pytest.raises(DataError, match="the file has 1,004 columns, more than the 1,000"):
+        check_dataset(spec_for(path))

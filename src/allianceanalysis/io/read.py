@@ -55,6 +55,10 @@ export, never a rating."""
 MAX_RECORD_BYTES = 64 << 20
 """A record (row) longer than this (64 MiB) is refused with the file: it is almost always an
 unclosed quote that runs on through the rows after it."""
+MAX_COLUMNS = 1000
+"""A file with more columns is refused. A session export has tens: the OQ-45 with its items and
+every optional column is about 60. Thousands mean a wide export (one row per client, sessions
+across) or the wrong delimiter, and each column costs its own privacy scan."""
 MEMORY_PER_FILE_BYTE = 10
 """Peak memory of reading and validating a CSV, per byte of the file: 3.5 GB for the 378 MB
 CSV of 8 million simulated sessions (``benchmarks/results/ingest.csv``), rounded up."""
@@ -63,6 +67,16 @@ SCAN_BYTES = 16 << 20
 
 def _megabytes(size: float) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+def _check_width(name: str, columns: int) -> None:
+    if columns > MAX_COLUMNS:
+        raise DataError.single(
+            name,
+            f"the file has {columns:,} columns, more than the {MAX_COLUMNS:,} a session file may "
+            "have: session data are one row per session (a wide export with sessions across "
+            "needs reshaping), or the delimiter is wrong (set read.sep)",
+        )
 
 
 def _set_aside_frame(
@@ -285,6 +299,7 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     header = _header_fields(text_sample, sep)
     if not any(h.strip() for h in header):
         raise DataError.single(name, "the first row (the header) is empty", row=1)
+    _check_width(name, len(header))
     n_columns = len(header)
     names = [f"f{i}" for i in range(n_columns)]
     native_utf8 = codecs.lookup(encoding).name == "utf-8"  # pyarrow decodes UTF-8 itself
@@ -542,6 +557,7 @@ def _set_aside_overlong(
 def _read_parquet(path: Path) -> RawTable:
     name = str(path)
     try:
+        _check_width(name, len(pq.read_schema(path)))
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError.single(
@@ -587,6 +603,7 @@ def _read_excel(path: Path, options: ReadOptions) -> RawTable:
         ) from None
     if grid.empty:
         raise DataError.single(name, f"the sheet {sheet!r} is empty")
+    _check_width(name, grid.shape[1])
     header_cells = grid.iloc[0]
     if header_cells.isna().all():
         raise DataError.single(name, "the first row (the header) is empty", row=1)

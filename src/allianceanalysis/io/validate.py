@@ -667,13 +667,14 @@ def _assemble(
             columns.extend(INSTRUMENTS[key].item_columns)
     sessions = frame.loc[kept, columns].copy()
     sessions["session"] = sessions["session"].astype("int64")
+    extras = {}  # joined at once: inserting columns one by one is quadratic in their number
     for column in plan.extras:
         extra = raw.frame.loc[kept, column]
         if not (is_numeric_dtype(extra) or is_datetime64_any_dtype(extra)):
             extra = as_text(extra, ())
-        sessions[column] = extra
-    sessions["source_row"] = raw.file_row[kept]
-    return sessions.reset_index(drop=True)
+        extras[column] = extra
+    extras["source_row"] = pd.Series(raw.file_row[kept], index=sessions.index)
+    return pd.concat([sessions, pd.DataFrame(extras)], axis=1).reset_index(drop=True)
 
 
 def _summary(
