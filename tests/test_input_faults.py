@@ -208,3 +208,17 @@ def test_a_file_wider_than_the_column_limit_is_refused_before_it_is_read(
         frame.to_parquet(path)
     with pytest.raises(DataError, match="the file has 1,004 columns, more than the 1,000"):
         check_dataset(spec_for(path))
+
+
+def test_a_header_row_longer_than_the_sample_is_refused(write_file) -> None:
+    """Found in review: it was reported as an empty header."""
+    path = write_file("long_header.csv", "client_id," + "n" * (2 << 20) + "\nC1,1\n")
+    with pytest.raises(DataError, match=r"the header row is longer than 1\.0 MiB"):
+        check_dataset(spec_for(path))
+
+
+def test_a_column_name_over_the_csv_field_limit_is_refused(write_file) -> None:
+    """Found in review: the csv module's field limit made the header look empty."""
+    path = write_file("long_name.csv", "client_id," + "n" * 200_000 + "\nC1,1\n")
+    with pytest.raises(DataError, match="a column name in the header is longer than 128 KiB"):
+        check_dataset(spec_for(path))

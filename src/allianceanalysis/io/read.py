@@ -278,12 +278,16 @@ def _check_text(name: str, sample: bytes, encoding_given: bool) -> None:
         )
 
 
-def _header_fields(text: str, sep: str) -> list[str]:
+def _header_fields(name: str, text: str, sep: str) -> list[str]:
     reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"', doublequote=True)
     try:
         return next(reader)
-    except (StopIteration, csv.Error):
+    except StopIteration:
         return []
+    except csv.Error:  # a name longer than the csv module's field limit (128 KiB)
+        raise DataError.single(
+            name, "a column name in the header is longer than 128 KiB; is row 1 the header?", row=1
+        ) from None
 
 
 def _read_csv(path: Path, options: ReadOptions) -> RawTable:
@@ -296,7 +300,13 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     if not text_sample.strip():
         raise DataError.single(name, "the file is empty (no header, no rows)")
     sep = options.sep or detect_delimiter(text_sample.splitlines()[0])
-    header = _header_fields(text_sample, sep)
+    if len(sample) == SAMPLE_BYTES and "\n" not in text_sample and "\r" not in text_sample:
+        raise DataError.single(
+            name,
+            f"the header row is longer than {_megabytes(SAMPLE_BYTES)}; is row 1 the header?",
+            row=1,
+        )
+    header = _header_fields(name, text_sample, sep)
     if not any(h.strip() for h in header):
         raise DataError.single(name, "the first row (the header) is empty", row=1)
     _check_width(name, len(header))
