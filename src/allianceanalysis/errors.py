@@ -111,7 +111,8 @@ def format_problems(file: str, problems: pd.DataFrame, max_shown: int = 20) -> s
     """Render a problem table as the message a user reads.
 
     The first ``max_shown`` problems are listed in full (file-wide problems first, then by
-    row); the rest are summarised as counts per column and rule.
+    row); the rest are summarised as counts per column and rule, the ``max_shown`` most
+    frequent of them, then one count of the other kinds.
 
     Examples
     --------
@@ -134,13 +135,19 @@ def format_problems(file: str, problems: pd.DataFrame, max_shown: int = 20) -> s
         lines.append(f"  … and {len(rest)} more:")
         lines += [
             f"    {count} × column '{column}': {rule}" if column else f"    {count} × {rule}"
-            for (column, rule), count in counts.items()
+            for (column, rule), count in counts.head(max_shown).items()
         ]
+        if len(counts) > max_shown:
+            others = counts.iloc[max_shown:]
+            lines.append(f"    {others.sum()} × {len(others)} other kinds of problem")
     return "\n".join(lines)
 
 
-def format_problem_counts(file: str, problems: pd.DataFrame, max_rows: int = 5) -> str:
-    """Render a problem table as counts per column and rule, with the first rows but no values.
+def format_problem_counts(
+    file: str, problems: pd.DataFrame, max_rows: int = 5, max_kinds: int = 20
+) -> str:
+    """Render a problem table as counts per column and rule (the first ``max_kinds``), with the
+    first rows but no values.
 
     Examples
     --------
@@ -153,7 +160,11 @@ def format_problem_counts(file: str, problems: pd.DataFrame, max_rows: int = 5) 
     """
     n = len(problems)
     lines = [f"{file}: {n} problem{'s' if n != 1 else ''} found; nothing was written."]
-    for (column, rule), group in problems.groupby(["column", "rule"], sort=False):
+    groups = problems.groupby(["column", "rule"], sort=False)
+    for kind, ((column, rule), group) in enumerate(groups):
+        if kind == max_kinds:
+            lines.append(f"  … and {groups.ngroups - max_kinds} other kinds of problem")
+            break
         rows = [str(int(r)) for r in group["row"].dropna().head(max_rows)]
         where = f" (rows {', '.join(rows)}{' …' if group['row'].notna().sum() > max_rows else ''})"
         label = f"column '{column}': {rule}" if column else rule

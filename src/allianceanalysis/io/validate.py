@@ -346,18 +346,20 @@ def _duplicate_problems(
     dup_rows = _duplicate_rows(frame, key)
     if not len(dup_rows):
         return _empty_problems()
-    keyed = frame.iloc[dup_rows][key].astype("str").assign(_row=file_row[dup_rows])
-    rows_of = keyed.groupby(key, sort=False)["_row"].transform(
-        lambda r: ", ".join(str(x) for x in r.head(5)) + (" …" if len(r) > 5 else "")
-    )
-    session = frame["session"].iloc[dup_rows]
+    group = key_codes(frame.iloc[dup_rows], key)  # rows in file order, so ranks are too
+    rows = file_row[dup_rows]
+    _, inverse, size = np.unique(group, return_inverse=True, return_counts=True)
+    first = pd.Series(group).groupby(group).cumcount().to_numpy() < 5
+    listed = _joined_reasons(group[first], rows[first].astype("str"), sep=", ")
+    rows_of = listed.reindex(group).to_numpy(dtype=object) + np.where(size[inverse] > 5, " …", "")
+    session = frame["session"].iloc[dup_rows].to_numpy()
     problems = pd.DataFrame(
         {
             "index": dup_rows,
             "column": " + ".join(names.get(k, k) for k in key),
-            "value": session.map(lambda s: f"session {s:g}").to_numpy(),
+            "value": "session " + pd.Series(session).map("{:g}".format) + " in rows " + rows_of,
             "rule": f"the same {' and '.join(k.removesuffix('_id') for k in key)} appear "
-            "in more than one row (rows " + rows_of.to_numpy() + ")",
+            "in more than one row",
         }
     )
     return _located(problems, file_row)
@@ -542,8 +544,8 @@ RESERVED_COLUMNS = ("source_row", "exclusion_reasons", "raw_line")
 """Column names the package adds to its outputs; a file may not use them."""
 
 
-def _joined_reasons(rows: np.ndarray, labels: np.ndarray) -> pd.Series:
-    """Each row's distinct labels, in order of first appearance, joined with ``"; "``.
+def _joined_reasons(rows: np.ndarray, labels: np.ndarray, sep: str = "; ") -> pd.Series:
+    """Each row's distinct labels, in order of first appearance, joined with ``sep``.
 
     Vectorised: one pass per rank of a label within its row (a row has at most a few), not
     one per row; a million bad rows take a second, not the minute a per-row join took.
@@ -559,7 +561,7 @@ def _joined_reasons(rows: np.ndarray, labels: np.ndarray) -> pd.Series:
     joined = pairs.loc[rank == 0].set_index("row")["label"].astype("str")
     for k in range(1, int(rank.max(initial=0)) + 1):
         more = pairs.loc[rank == k].set_index("row")["label"]
-        joined.loc[more.index] = joined.loc[more.index] + "; " + more
+        joined.loc[more.index] = joined.loc[more.index] + sep + more
     return joined
 
 
