@@ -8,6 +8,7 @@ memory (max RSS) is its own:
   pyarrow's streaming CSV reader counting the rows in bounded memory: reading it whole
   (pandas) would take about 50 GB;
 - ``bad_rows_1m``: a million rows, every one with an alliance score that is not a number;
+- ``duplicated_rows``: 300,000 sessions, each written twice;
 - ``cells_10mb``: 200 rows of which 50 hold a 10 MiB string in an extra column (500 MiB);
 - ``unclosed_quote``: a 45 MB file whose sixth row opens a quote that never closes.
 
@@ -76,13 +77,16 @@ def write_faults(folder: Path) -> dict[str, Path]:
     sessions = simulate_study(n_clients=160_000, n_therapists=1_600, n_sites=10, seed=1).sessions
     text = sessions.to_csv(index=False, float_format="%g", date_format="%Y-%m-%d")
     header, body = text.split("\n", 1)
-    paths = {name: folder / f"{name}.csv" for name in ("file_5gb", "bad_rows_1m", "cells_10mb")}
+    names = ("file_5gb", "bad_rows_1m", "duplicated_rows", "cells_10mb")
+    paths = {name: folder / f"{name}.csv" for name in names}
     with paths["file_5gb"].open("w") as handle:
         handle.write(header + "\n")
         while handle.tell() < 5 << 30:
             handle.write(body)
     bad = sessions.assign(srs="x")
     bad.to_csv(paths["bad_rows_1m"], index=False, float_format="%g", date_format="%Y-%m-%d")
+    twice = pd.concat([sessions.head(300_000)] * 2)
+    twice.to_csv(paths["duplicated_rows"], index=False, float_format="%g", date_format="%Y-%m-%d")
     cells = sessions.head(200).assign(extra="")
     cells.loc[cells.index[:50], "extra"] = "a" * (10 << 20)
     cells.to_csv(paths["cells_10mb"], index=False, float_format="%g", date_format="%Y-%m-%d")
