@@ -198,21 +198,17 @@ def test_an_all_empty_session_date_column_gives_no_dates_not_a_crash(write_file)
     assert result.sessions["session_date"].isna().all()
 
 
+def two_sessions_parquet(path: Path, **extra: list) -> None:
+    """Two valid sessions in a Parquet file, with the ``extra`` columns."""
+    columns = {"client_id": ["C1", "C2"], "therapist_id": ["T1", "T1"], "session": [1, 1]}
+    pd.DataFrame({**columns, "ors": [20, 21], "srs": [30, 31], **extra}).to_parquet(path)
+
+
 @pytest.mark.parametrize("value", [float("inf"), 9.223372036854776e18])
 def test_an_infinite_or_huge_whole_float_code_is_text_not_a_crash(value, tmp_path) -> None:
     """Found by the fuzzer (typed tables): whole-valued float columns are written as integer
     codes; inf raised OverflowError and 2**63 an invalid cast."""
-    frame = pd.DataFrame(
-        {
-            "client_id": ["C1", "C2"],
-            "therapist_id": ["T1", "T1"],
-            "session": [1, 1],
-            "ors": [20, 21],
-            "srs": [30, 31],
-            "site_id": [1.0, value],
-        }
-    )
-    frame.to_parquet(tmp_path / "codes.parquet")
+    two_sessions_parquet(tmp_path / "codes.parquet", site_id=[1.0, value])
     result = check_dataset(spec_for(tmp_path / "codes.parquet"))
     assert result.sessions["site_id"].tolist() == ["1.0", str(value)]
 
@@ -220,17 +216,7 @@ def test_an_infinite_or_huge_whole_float_code_is_text_not_a_crash(value, tmp_pat
 def test_a_nested_parquet_column_is_refused_naming_it(tmp_path) -> None:
     """Found in review of the typed-table property (which draws flat columns only): a list
     column made the text rendering of cells raise 'truth value of an array is ambiguous'."""
-    frame = pd.DataFrame(
-        {
-            "client_id": ["C1", "C2"],
-            "therapist_id": ["T1", "T1"],
-            "session": [1, 1],
-            "ors": [20, 21],
-            "srs": [30, 31],
-            "tags": [[1, 2], [3]],
-        }
-    )
-    frame.to_parquet(tmp_path / "nested.parquet")
+    two_sessions_parquet(tmp_path / "nested.parquet", tags=[[1, 2], [3]])
     with pytest.raises(DataError) as info:
         check_dataset(spec_for(tmp_path / "nested.parquet"))
     problem = info.value.problems.iloc[0]
