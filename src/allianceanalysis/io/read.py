@@ -443,6 +443,14 @@ def _ascii_compatible(encoding: str) -> bool:
     return '\n,;|\t"'.encode(encoding, errors="replace") == b'\n,;|\t"'
 
 
+def _unquoted(data: np.ndarray, char: str, inside: int = 0) -> tuple[np.ndarray, int]:
+    """Positions of ``char`` in the bytes ``data`` outside double quotes, and the number of
+    quotes in ``data`` (``inside``: whether ``data`` starts inside quotes)."""
+    quotes = np.flatnonzero(data == ord('"'))
+    found = np.flatnonzero(data == ord(char))
+    return found[(np.searchsorted(quotes, found) + inside) % 2 == 0], len(quotes)
+
+
 def _longest_record(path: Path, sep: str, header: list[str]) -> int:
     """The length in bytes of the file's longest record (row), read in bounded memory.
 
@@ -450,7 +458,6 @@ def _longest_record(path: Path, sep: str, header: list[str]) -> int:
     longer than :data:`MAX_RECORD_BYTES` is refused, naming its row and the column where the
     overlong cell starts.
     """
-    quote, newline = ord('"'), ord("\n")
     inside = 0  # whether the previous chunk ended inside quotes
     offset = record_start = 0
     row = 1
@@ -458,10 +465,8 @@ def _longest_record(path: Path, sep: str, header: list[str]) -> int:
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_BYTES):
             data = np.frombuffer(chunk, dtype=np.uint8)
-            quotes = np.flatnonzero(data == quote)
-            newlines = np.flatnonzero(data == newline)
-            outside = (np.searchsorted(quotes, newlines) + inside) % 2 == 0
-            ends = newlines[outside] + offset
+            newlines, quotes = _unquoted(data, "\n", inside)
+            ends = newlines + offset
             starts = np.concatenate([[record_start], ends[:-1] + 1])
             lengths = ends - starts[: len(ends)]
             over = np.flatnonzero(lengths > MAX_RECORD_BYTES)
@@ -471,7 +476,7 @@ def _longest_record(path: Path, sep: str, header: list[str]) -> int:
             row += len(ends)
             record_start = int(ends[-1]) + 1 if len(ends) else record_start
             offset += len(data)
-            inside = (len(quotes) + inside) % 2
+            inside = (quotes + inside) % 2
             if offset - record_start > MAX_RECORD_BYTES:
                 _refuse_record(path, sep, header, row, record_start)
     return max(longest, offset - record_start)
@@ -490,11 +495,9 @@ def _runaway(name: str, sep: str, header: list[str], row: int, data: bytes, size
 
     ``data`` is the row's text from its start; its longest field is the cell where the
     quote opens."""
-    array = np.frombuffer(data, dtype=np.uint8)
-    delimiters = np.flatnonzero(array == ord(sep))
-    bounds = delimiters[np.searchsorted(np.flatnonzero(array == ord('"')), delimiters) % 2 == 0]
+    bounds, _ = _unquoted(np.frombuffer(data, dtype=np.uint8), sep)
     starts = np.concatenate([[0], bounds + 1])
-    field = int(np.argmax(np.diff(np.concatenate([starts, [len(array)]]))))
+    field = int(np.argmax(np.diff(np.concatenate([starts, [len(data)]]))))
     column = header[field] if field < len(header) else f"field {field + 1}"
     return _runaway_error(name, row, column, data[starts[field] :], size)
 
