@@ -12,6 +12,7 @@ as a regression test.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,7 @@ def check_datasets(config: dict, export: Path) -> None:
     """Every dataset of a valid config builds its spec and reads the export cleanly."""
     for name in config["datasets"]:
         spec = DatasetSpec.from_config(config, name)
-        spec = DatasetSpec(**{**spec.__dict__, "path": export})
+        spec = replace(spec, path=export)
         try:
             result = check_dataset(spec)
         except DataError as error:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import atheris
@@ -58,7 +59,7 @@ def config(data: bytes) -> None:
         return
     for name in loaded["datasets"]:
         spec = DatasetSpec.from_config(loaded, name)
-        check(DatasetSpec(**{**spec.__dict__, "path": Path("data/demo/sessions.csv")}))
+        check(replace(spec, path=Path("data/demo/sessions.csv")))
 
 
 IGNORED: list[BaseException] = []
