@@ -3,7 +3,7 @@
 For each tier (a number of clients, about 8 sessions each) a service is simulated, the three
 tables the catalogue fits to are derived, and each model's rows (after the catalogue's own
 filtering) are written once, to Parquet for us and to CSV for R. Each model is then fitted
-in a fresh process, by us (:func:`allianceanalysis.engine.fit_lmm` with each backend asked
+in a fresh process, by us (:func:`allianceanalysis.engine.fit_lmm` with each engine asked
 for, by default the workflow's ``lmm`` core) and, when ``Rscript`` with lme4 is installed, by
 ``lme4::lmer`` (REML,
 default controls; ``benchmarks/lme4_fit.R``). Recorded per fit: the wall time of the fit
@@ -38,7 +38,7 @@ import psutil
 from ingest import machine
 
 from allianceanalysis.derive import client_table, session_pairs, session_table
-from allianceanalysis.engine import BACKENDS, DEFAULT_BACKEND, Formula
+from allianceanalysis.engine import DEFAULT_ENGINE, ENGINES, Formula
 from allianceanalysis.models import CATALOGUE, NEXT_SESSION_FIXED
 from allianceanalysis.simulate import simulate_study
 
@@ -68,9 +68,9 @@ import json, time
 import pandas as pd
 from allianceanalysis.engine import fit_lmm
 data = pd.read_parquet(r'{path}')
-fit_lmm('{formula}', data.head(2000), '{backend}')  # warm-up: lazy imports, as R's library()
+fit_lmm('{formula}', data.head(2000), '{engine}')  # warm-up: lazy imports, as R's library()
 start = time.perf_counter()
-fit = fit_lmm('{formula}', data, '{backend}')
+fit = fit_lmm('{formula}', data, '{engine}')
 seconds = time.perf_counter() - start
 print(json.dumps({{'seconds': seconds,
     'fixed': fit.coefficients['estimate'].to_dict(), 'variances': fit.variances,
@@ -111,8 +111,8 @@ def measured(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     return done, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
-def fit_ours(stem: Path, formula: str, backend: str) -> dict:
-    code = OURS.format(path=stem.with_suffix(".parquet"), formula=formula, backend=backend)
+def fit_ours(stem: Path, formula: str, engine: str) -> dict:
+    code = OURS.format(path=stem.with_suffix(".parquet"), formula=formula, engine=engine)
     done, peak = measured([sys.executable, "-c", code])
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "peak_mb": peak}
 
@@ -214,7 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--engines", nargs="+", default=[DEFAULT_BACKEND], choices=BACKENDS[:2])
+    parser.add_argument("--engines", nargs="+", default=[DEFAULT_ENGINE], choices=ENGINES[:2])
     parser.add_argument("--workflow", action="store_true", help="also time the whole workflow")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "models.csv"))
     args = parser.parse_args()

@@ -123,7 +123,7 @@ results = []
 for world, changes in worlds.items():
     study = simulate_study(n_clients=2000, n_therapists=60, seed=7, **changes)
     plain = alliance_outcome(client_table(study.sessions), bootstrap=100)
-    controlled = early_alliance(study.sessions, sessions_k=(3,))
+    controlled = early_alliance(study.sessions, early_sessions=(3,))
     for label, fitted in [("without early change", plain), ("with early change", controlled)]:
         row = fitted.set_index("term").loc["alliance_early"]
         results.append({"world": world, "model": label, "alliance_early": row["estimate"],
@@ -174,7 +174,7 @@ slow = simulate_study(n_clients=2000, n_therapists=60, seed=7, improvement_to_al
                       change_sessions=8)  # fmt: skip
 for label, fitted in [
     ("without early change", alliance_outcome(client_table(slow.sessions), bootstrap=100)),
-    ("with early change", early_alliance(slow.sessions, sessions_k=(3,))),
+    ("with early change", early_alliance(slow.sessions, early_sessions=(3,))),
 ]:
     row = fitted.set_index("term").loc["alliance_early"]
     print(f"{label}: {row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")

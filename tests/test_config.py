@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from allianceanalysis.config import DatasetSpec, config_schema, load_config, validate_config
-from allianceanalysis.engine import BACKENDS, DEFAULT_BACKEND
+from allianceanalysis.engine import DEFAULT_ENGINE, ENGINES
 from allianceanalysis.errors import ConfigError
 from allianceanalysis.instruments import INSTRUMENTS
 
@@ -144,9 +144,9 @@ def test_schema_instrument_lists_match_the_registry() -> None:
     assert norms["propertyNames"]["enum"] == outcomes
 
 
-def test_schema_engines_are_the_engine_backends() -> None:
+def test_schema_engines_are_the_engines_the_package_has() -> None:
     engine = config_schema()["properties"]["engine"]
-    assert engine["enum"] == list(BACKENDS) and engine["default"] == DEFAULT_BACKEND
+    assert engine["enum"] == list(ENGINES) and engine["default"] == DEFAULT_ENGINE
 
 
 def test_workflow_schema_is_the_package_schema() -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from allianceanalysis.errors import NotEstimable
 from allianceanalysis.expected_response import (
     ExpectedResponse,
     fit_expected_response,
@@ -81,7 +82,7 @@ def test_accuracy_counts_signals_before_the_final_session_only() -> None:
 
 
 def test_an_outcome_without_a_reliable_change_threshold_cannot_judge_the_signal() -> None:
-    with pytest.raises(ValueError, match="no reliable-change threshold"):
+    with pytest.raises(NotEstimable, match="no reliable-change threshold"):
         signal_accuracy(flags("a", 30.0, [31.0, 32.0], [False, False]), outcome="srs")
 
 

@@ -9,9 +9,10 @@ import pytest
 import statsmodels.api as sm
 from scipy import integrate, optimize, special
 
+from allianceanalysis import tidy
 from allianceanalysis.dropout_risk import person_periods
 from allianceanalysis.glmm import _Collapsed, fit_logit_glmm
-from allianceanalysis.models import _frame, therapist_logit
+from allianceanalysis.models import therapist_logit
 from allianceanalysis.ruptures import detect_ruptures, rupture_states
 from allianceanalysis.simulate import simulate_study
 
@@ -99,7 +100,7 @@ def test_the_laplace_likelihood_of_collapsed_rows_equals_the_row_by_row_one() ->
 def test_therapist_logit_gives_odds_ratios_variance_and_loglik_rows() -> None:
     y, exog, group = simulated(therapists=20, per=50)
     data = pd.DataFrame({"y": y, "x": exog[:, 1], "z": exog[:, 2], "therapist_id": group})
-    table = _frame(therapist_logit("m", data, "y", ["x", "z"])).set_index("term")
+    table = tidy.frame(therapist_logit("m", data, "y", ["x", "z"])).set_index("term")
     assert list(table.index) == ["Intercept", "x", "z", "odds_ratio_x", "odds_ratio_z",
                                  "var_therapist", "loglik"]  # fmt: skip
     odds_ratio = np.exp(table.loc["x", "estimate"])
@@ -115,7 +116,7 @@ def test_laplace_and_quadrature_equal_glmer(model: str, nagq: int) -> None:
     sessions = reference_sessions("ors_srs")
     periods = rupture_states(person_periods(sessions), detect_ruptures(sessions))
     predictors = ["session", "rupture_unresolved", "rupture_repaired"]
-    ours = _frame(therapist_logit(model, periods, "event", predictors, nagq=nagq))
+    ours = tidy.frame(therapist_logit(model, periods, "event", predictors, nagq=nagq))
     assert_equals_reference(ours, "ruptures_ors_srs.csv", [model])
 
 
@@ -159,6 +160,6 @@ def test_a_predictor_level_without_any_event_is_reported_as_separation() -> None
     y, exog, group = simulated(therapists=10, per=60)
     data = pd.DataFrame({"y": y, "z": exog[:, 2], "therapist_id": group})
     data.loc[data["z"] == 1, "y"] = 0.0  # nobody with z = 1 has the event
-    table = _frame(therapist_logit("m", data, "y", ["z"])).set_index("term")
+    table = tidy.frame(therapist_logit("m", data, "y", ["z"])).set_index("term")
     assert "separation" in table.loc["z", "message"]
     assert not table.loc["z", "converged"]

@@ -2,7 +2,7 @@
 criterion, and on the cases where a gradient optimiser can go wrong.
 
 The engine-level agreement with lme4 (tests/test_models_reference.py) and with the mixedlm
-backend (tests/test_models.py) covers the fitted models; here the closed forms themselves are
+engine (tests/test_models.py) covers the fitted models; here the closed forms themselves are
 checked: the REML criterion at arbitrary θ equals mixedlm's deviance function (an
 implementation of lme4's sparse-matrix algorithm) to 1e-12, relative.
 """
@@ -45,7 +45,7 @@ def tables() -> dict[str, pd.DataFrame]:
 @pytest.mark.parametrize("structure", sorted(STRUCTURES))
 def test_reml_criterion_equals_mixedlms_deviance_at_any_theta(tables, structure: str) -> None:
     formula, table = STRUCTURES[structure]
-    reference = fit_lmm(formula, tables[table], backend="mixedlm")
+    reference = fit_lmm(formula, tables[table], engine="mixedlm")
     parsed = Formula.parse(formula)
     problem = _core_problem(parsed, _complete_cases(parsed, tables[table]))
     rng = np.random.default_rng(3)

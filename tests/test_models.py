@@ -177,7 +177,7 @@ def test_statsmodels_cross_check_agrees_with_the_default_engine(study, structure
     }
     kind, formula = FORMULAS[structure]
     fast = fit_lmm(formula, data[kind])
-    reference = fit_lmm(formula, data[kind], backend="statsmodels")
+    reference = fit_lmm(formula, data[kind], engine="statsmodels")
     np.testing.assert_allclose(
         fast.coefficients["estimate"], reference.coefficients["estimate"], rtol=1e-4, atol=1e-8
     )
@@ -188,7 +188,7 @@ def test_statsmodels_cross_check_agrees_with_the_default_engine(study, structure
 
 @pytest.mark.parametrize("structure", sorted(FORMULAS))
 def test_fast_core_agrees_with_the_mixedlm_backend(study, structure: str) -> None:
-    """The default backend (the REML core of allianceanalysis.lmm) against mixedlm (Rust,
+    """The default engine (the REML core of allianceanalysis.lmm) against mixedlm (Rust,
     lme4's algorithms) on 600 clients: estimates, standard errors, Satterthwaite degrees of
     freedom, variance components, the REML log-likelihood and, for a single random intercept,
     the predicted effects and their conditional variances."""
@@ -198,8 +198,8 @@ def test_fast_core_agrees_with_the_mixedlm_backend(study, structure: str) -> Non
         "table": session_table(study).dropna(subset=["outcome", "alliance"]),
     }
     kind, formula = FORMULAS[structure]
-    core = fit_lmm(formula, data[kind], backend="lmm")
-    rust = fit_lmm(formula, data[kind], backend="mixedlm")
+    core = fit_lmm(formula, data[kind], engine="lmm")
+    rust = fit_lmm(formula, data[kind], engine="mixedlm")
     for column, rtol in (("estimate", 1e-5), ("std_error", 1e-5), ("df", 1e-3)):
         np.testing.assert_allclose(core.coefficients[column], rust.coefficients[column],
                                    rtol=rtol, atol=1e-9, err_msg=column)  # fmt: skip

@@ -33,9 +33,12 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from . import tidy
 from .derive import CaseOrder
 from .effects import proportion
-from .models import DEFAULT_SEED, TIDY_COLUMNS, _frame, _row, clustered_logit
+from .errors import NotEstimable
+from .models import DEFAULT_SEED, clustered_logit
+from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_FOLDS",
@@ -120,7 +123,8 @@ def cross_validated_risk(
 ) -> pd.DataFrame:
     """Held-out predicted risks: each fold's person-periods scored by the model fitted to the
     other folds (:func:`therapist_folds`). Complete rows only; columns ``event``, ``risk``,
-    ``fold`` and ``therapist`` (an integer code)."""
+    ``fold`` and ``therapist`` (an integer code); no rows when no fold's training part holds
+    both kinds of ending (no dropout at all, for one)."""
     import statsmodels.api as sm
 
     data = periods.dropna(subset=RISK_PREDICTORS).reset_index(drop=True)
@@ -224,15 +228,24 @@ def _placement(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     """Mean predicted risk against the observed rate (95% Wilson interval) in tenths (or
-    ``bins``) of predicted risk: the points of a calibration plot."""
+    ``bins``) of predicted risk: the points of a calibration plot (fewer bands when risks tie).
+
+    Examples
+    --------
+    >>> h = pd.DataFrame({"event": [0, 1, 0, 1], "risk": [0.2, 0.2, 0.6, 0.6]})
+    >>> calibration_table(h, bins=2)[["band", "predicted", "events", "n"]].to_numpy().tolist()
+    [[0.0, 0.2, 1.0, 2.0], [1.0, 0.6, 1.0, 2.0]]
+    """
+    if held_out.empty:
+        raise NotEstimable("no held-out predictions to calibrate")
     band = pd.qcut(held_out["risk"], bins, labels=False, duplicates="drop")
     grouped = held_out.groupby(band)
     table = grouped.agg(predicted=("risk", "mean"), events=("event", "sum"),
                         n=("event", "size")).reset_index(names="band")  # fmt: skip
     intervals = [proportion(int(e), int(n)) for e, n in zip(table["events"], table["n"],
                                                              strict=True)]  # fmt: skip
-    table[["observed", "ci_low", "ci_high"]] = intervals
-    return table
+    columns = ["observed", "ci_low", "ci_high"]
+    return table.join(pd.DataFrame(intervals, columns=columns, index=table.index))
 
 
 def _calibration(held_out: pd.DataFrame) -> tuple[float, float]:
@@ -271,19 +284,23 @@ def risk_table(periods: pd.DataFrame, held_out: pd.DataFrame, folds: int) -> pd.
     model = "dropout_risk"
     rows, result = clustered_logit(model, periods, "event", RISK_PREDICTORS, "therapist_id")
     if result is None:
-        return _frame(rows)[TIDY_COLUMNS]
+        return tidy.frame(rows)[TIDY_COLUMNS]
+    if held_out.empty:
+        raise NotEstimable(
+            "no held-out predictions: cross-validation by therapist was not possible"
+        )
     event, risk = held_out["event"].to_numpy(), held_out["risk"].to_numpy()
     slope, intercept = _calibration(held_out)
     common = {"n_obs": len(held_out), "n_groups": periods["therapist_id"].nunique(),
               "ci_method": f"{folds}-fold cross-validation by therapist"}  # fmt: skip
     se, low, high = auc_interval(event, risk, held_out["therapist"].to_numpy())
     interval = f"{common['ci_method']}; interval clustered by therapist (Obuchowski, 1997)"
-    auc = _row(model, "auc_cv", area_under_curve(event, risk), std_error=se, ci_low=low,
+    auc = tidy.row(model, "auc_cv", area_under_curve(event, risk), std_error=se, ci_low=low,
                ci_high=high, **{**common, "ci_method": interval})  # fmt: skip
     rows += [
         auc,
-        _row(model, "brier_cv", float(np.mean((risk - event) ** 2)), **common),
-        _row(model, "calibration_slope_cv", slope, **common),
-        _row(model, "calibration_intercept_cv", intercept, **common),
+        tidy.row(model, "brier_cv", float(np.mean((risk - event) ** 2)), **common),
+        tidy.row(model, "calibration_slope_cv", slope, **common),
+        tidy.row(model, "calibration_intercept_cv", intercept, **common),
     ]
-    return _frame(rows)[TIDY_COLUMNS]
+    return tidy.frame(rows)[TIDY_COLUMNS]

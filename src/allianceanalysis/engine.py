@@ -1,13 +1,13 @@
-"""The engine: fitting the catalogue's linear mixed models by REML, one interface, two backends.
+"""Fitting the catalogue's linear mixed models by REML: one interface, three engines.
 
 Every linear mixed model of the catalogue goes through :func:`fit_lmm`, which takes an lme4
 formula and returns a :class:`MixedFit` (fixed effects with standard errors, Satterthwaite
 degrees of freedom, p-values and confidence intervals; variance components; the REML
-log-likelihood; convergence and singularity in plain words), so the backend can be swapped
+log-likelihood; convergence and singularity in plain words), so the engine can be swapped
 without touching the analyses.
 
-Backends
---------
+Engines
+-------
 ``"lmm"`` (default)
     The package's own REML core (:mod:`allianceanalysis.lmm`): the REML criterion of each of
     the catalogue's three random-effect structures from per-group sums, one vectorised pass
@@ -57,12 +57,12 @@ import pandas as pd
 from scipy import optimize, stats
 
 from . import lmm
+from .errors import NotEstimable
 
 __all__ = [
-    "BACKENDS",
-    "DEFAULT_BACKEND",
+    "DEFAULT_ENGINE",
+    "ENGINES",
     "Formula",
-    "InsufficientDataError",
     "MixedFit",
     "fit_lmm",
     "group_label",
@@ -70,13 +70,9 @@ __all__ = [
 ]
 
 
-class InsufficientDataError(ValueError):
-    """Too few complete rows or groups to fit a model."""
-
-
-BACKENDS = ("lmm", "mixedlm", "statsmodels")
-DEFAULT_BACKEND = "lmm"
-"""The backend every analysis uses unless told otherwise (the workflow's ``engine``)."""
+ENGINES = ("lmm", "mixedlm", "statsmodels")
+DEFAULT_ENGINE = "lmm"
+"""The engine every analysis uses unless told otherwise (the workflow's ``engine``)."""
 _GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": "site"}
 _RANDOM = re.compile(r"\(\s*(1(?:\s*\+\s*(?P<slope>\w+))?)\s*\|\s*(?P<groups>[\w/]+)\s*\)")
 
@@ -143,7 +139,7 @@ class Formula:
 
 @dataclass
 class MixedFit:
-    """A fitted linear mixed model, backend-independent.
+    """A fitted linear mixed model, engine-independent.
 
     Attributes
     ----------
@@ -163,7 +159,7 @@ class MixedFit:
     converged, singular : bool
     messages : tuple of str
         Convergence and singularity problems in plain words (empty when there are none).
-    backend : str
+    engine : str
     ci_method : str
         How p-values and intervals were computed.
     theta : numpy.ndarray
@@ -188,7 +184,7 @@ class MixedFit:
     converged: bool
     singular: bool
     messages: tuple[str, ...]
-    backend: str
+    engine: str
     ci_method: str
     theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
     deviance: Callable[[np.ndarray], float] | None = None
@@ -312,7 +308,7 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         converged=converged,
         singular=singular,
         messages=tuple(dict.fromkeys(messages)),
-        backend="mixedlm",
+        engine="mixedlm",
         ci_method="satterthwaite_t",
         theta=np.asarray(model.theta, dtype=float),
         deviance=model.as_function(),
@@ -375,7 +371,7 @@ def _core_problem(formula: Formula, frame: pd.DataFrame) -> lmm._Problem:
 
 
 def _core_variances(formula: Formula, theta: np.ndarray, sigma2: float) -> dict[str, float]:
-    """Variance components from θ and σ² (lme4's θ order), named as the other backends do."""
+    """Variance components from θ and σ² (lme4's θ order), named as the other engines do."""
     labels = [group_label(g) for g in formula.groups]
     if formula.slope:
         t1, t2, t3 = theta
@@ -417,7 +413,7 @@ def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         converged=solution.converged,
         singular=solution.singular,
         messages=tuple(messages),
-        backend="lmm",
+        engine="lmm",
         ci_method="satterthwaite_t",
         theta=solution.theta,
         deviance=problem.criterion,
@@ -489,13 +485,13 @@ def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         converged=converged,
         singular=any(v < 1e-8 for k, v in variances.items() if k.startswith("var_")),
         messages=tuple(messages),
-        backend="statsmodels",
+        engine="statsmodels",
         ci_method="wald_z",
         fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
     )
 
 
-def fit_lmm(formula: str, data: pd.DataFrame, backend: str = DEFAULT_BACKEND) -> MixedFit:
+def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> MixedFit:
     """Fit a linear mixed model by REML.
 
     Parameters
@@ -504,7 +500,7 @@ def fit_lmm(formula: str, data: pd.DataFrame, backend: str = DEFAULT_BACKEND) ->
         lme4 notation, one of the supported shapes (module docstring).
     data : pandas.DataFrame
         The model's variables; rows with a missing value are dropped.
-    backend : {"mixedlm", "statsmodels"}
+    engine : {"mixedlm", "statsmodels"}
 
     Returns
     -------
@@ -513,17 +509,17 @@ def fit_lmm(formula: str, data: pd.DataFrame, backend: str = DEFAULT_BACKEND) ->
     Raises
     ------
     ValueError
-        For an unsupported formula or backend, or too few complete rows to fit.
+        For an unsupported formula or engine.
+    NotEstimable
+        When too few complete rows or groups are left to fit.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     parsed = Formula.parse(formula)
-    frame = _complete_cases(parsed, data, text_groups=backend != "lmm")
+    frame = _complete_cases(parsed, data, text_groups=engine != "lmm")
     if len(frame) <= len(parsed.fixed) + 2 or frame[parsed.groups[0]].nunique() < 2:
-        raise InsufficientDataError(
-            f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}"
-        )
-    fit = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}[backend]
+        raise NotEstimable(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
+    fit = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}[engine]
     return fit(parsed, frame)
 
 
@@ -542,7 +538,7 @@ def profile_interval(fit: MixedFit, level: float = 0.95) -> tuple[float, float]:
         cut-off.
     """
     if fit.deviance is None or fit.theta.size != 1:
-        raise ValueError("profile intervals need a single random intercept (mixedlm backend)")
+        raise ValueError("profile intervals need a single random intercept (mixedlm engine)")
     theta_hat = float(fit.theta[0])
     cutoff = float(fit.deviance(fit.theta)) + stats.chi2.ppf(level, 1)
 

@@ -1,8 +1,11 @@
-"""Errors a user can act on.
+"""Errors a user can act on, and the one way an analysis says the data cannot support it.
 
 Every error raised for bad input or bad configuration derives from :class:`AllianceError`.
 The command line and the workflow print such errors as plain text, without a traceback, and
-exit non-zero; anything else is a bug in the package and keeps its traceback.
+exit non-zero. :class:`NotEstimable` is not an error of the user's: it is raised where an
+analysis finds that the data cannot support it (too few rows or groups, no event, one
+condition) and caught only where a row saying why is written. Anything else is a bug in the
+package: the step fails, its log keeps the traceback and the user reads one plain line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ __all__ = [
     "AllianceError",
     "ConfigError",
     "DataError",
+    "NotEstimable",
     "did_you_mean",
     "format_problem_counts",
     "format_problems",
@@ -44,6 +48,25 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 class AllianceError(Exception):
     """An error in the user's input or configuration, explained in plain words."""
+
+
+class NotEstimable(Exception):  # noqa: N818 (a verdict on the data, not a failure)
+    """The data cannot support this analysis; the message says why, in plain words.
+
+    Raised where that is decided (too few complete rows or groups, no event, no rupture, an
+    instrument without the reliability the analysis needs) and caught only where a row saying
+    why is written (:func:`allianceanalysis.tidy.reason_frame`). It is deliberately not a
+    ``ValueError``: a bad argument, or a bug inside pandas or numpy, must not be published as
+    "not computed".
+
+    Examples
+    --------
+    >>> try:
+    ...     raise NotEstimable("no dropout in the data")
+    ... except NotEstimable as exc:
+    ...     print(f"not computed: {exc}")
+    not computed: no dropout in the data
+    """
 
 
 class ConfigError(AllianceError):

@@ -44,11 +44,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import tidy
 from .derive import CaseOrder, case_keys
 from .effects import proportion
-from .engine import DEFAULT_BACKEND, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm
+from .errors import NotEstimable
 from .instruments import get_instrument
-from .models import TIDY_COLUMNS, _frame, _row, tidy_fit
+from .models import tidy_fit
+from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_PERCENTILE",
@@ -138,7 +141,7 @@ def fit_expected_response(
     outcome: str = "ors",
     *,
     percentile: float = DEFAULT_PERCENTILE,
-    backend: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> ExpectedResponse:
     """Fit the expected-treatment-response model (``ETR_FORMULA``) to a service's sessions.
 
@@ -158,11 +161,11 @@ def fit_expected_response(
         log_session=np.log(data["session"].astype(float)),
     )
     data["intake_log_session"] = data["intake_c"] * data["log_session"]
-    fit = fit_lmm(ETR_FORMULA, data, backend)
-    centre = _row(
+    fit = fit_lmm(ETR_FORMULA, data, engine)
+    centre = tidy.row(
         "expected_response", "intake_mean", intake_mean, n_obs=data["client_id"].nunique()
     )
-    table = _frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
+    table = tidy.frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
     return ExpectedResponse(outcome, intake_mean, fit.coefficients["estimate"],
                             dict(fit.variances), percentile, table)  # fmt: skip
 
@@ -211,12 +214,12 @@ def signalled_cases(flags: pd.DataFrame, outcome: str = "ors") -> pd.DataFrame:
 
     Raises
     ------
-    ValueError
+    NotEstimable
         When the instrument has no reliable-change threshold.
     """
     inst = get_instrument(outcome)
     if inst.reliable_change is None:
-        raise ValueError(f"{inst.short} has no reliable-change threshold to judge the signal by")
+        raise NotEstimable(f"{inst.short} has no reliable-change threshold to judge the signal by")
     worse = -1.0 if inst.higher_is_better else 1.0
     keys = case_keys(flags)
     last = ~flags.duplicated(keys, keep="last").to_numpy()
@@ -246,7 +249,7 @@ def signal_accuracy(
 
     Raises
     ------
-    ValueError
+    NotEstimable
         When the instrument has no reliable-change threshold.
     """
     cases = signalled_cases(flags, outcome)
@@ -260,9 +263,9 @@ def signal_accuracy(
         ("deterioration_rate", int(deteriorated.sum()), len(cases)),
     ):
         estimate, low, high = proportion(events, n)
-        rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
+        rows.append(tidy.row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
                          ci_method="wilson"))  # fmt: skip
     lead = (cases["session"] - cases["first_signal"])[signal & deteriorated]
-    rows.append(_row(model, "median_lead_time", float(lead.median()) if len(lead) else np.nan,
+    rows.append(tidy.row(model, "median_lead_time", float(lead.median()) if len(lead) else np.nan,
                      n_obs=len(lead)))  # fmt: skip
-    return _frame(rows)[TIDY_COLUMNS]
+    return tidy.frame(rows)[TIDY_COLUMNS]

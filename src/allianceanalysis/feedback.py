@@ -35,9 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import tidy
 from .derive import CaseOrder, case_keys, client_table
-from .engine import DEFAULT_BACKEND, fit_lmm
-from .models import TIDY_COLUMNS, _frame, _row, therapist_logit, tidy_fit
+from .engine import DEFAULT_ENGINE, fit_lmm
+from .models import therapist_logit, tidy_fit
+from .tidy import TIDY_COLUMNS
 
 __all__ = ["DESIGNS", "feedback_design", "feedback_effects"]
 
@@ -118,7 +120,7 @@ def feedback_effects(
     alliance: str = "srs",
     *,
     early_session: int = 3,
-    backend: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """The three feedback models as one tidy table; every row's ``message`` carries the design's
     statement (:func:`feedback_design`), and a data set without both conditions gives one row
@@ -134,7 +136,7 @@ def feedback_effects(
     """
     design = feedback_design(sessions)
     if design["design"] == "one_condition":
-        return _frame([_row("feedback_outcome", "feedback", np.nan, converged=False,
+        return tidy.frame([tidy.row("feedback_outcome", "feedback", np.nan, converged=False,
                             message=design["statement"])])[TIDY_COLUMNS]  # fmt: skip
     conditions = _case_conditions(sessions)
     keys = case_keys(sessions)
@@ -154,9 +156,9 @@ def feedback_effects(
     }
     rows: list[dict[str, Any]] = []
     for name, (formula, data) in models.items():
-        rows += tidy_fit(name, fit_lmm(formula, data, backend))
+        rows += tidy_fit(name, fit_lmm(formula, data, engine))
     rows += therapist_logit("feedback_dropout", early, "dropout", ["feedback"])
-    table = _frame(rows)[TIDY_COLUMNS]
+    table = tidy.frame(rows)[TIDY_COLUMNS]
     table["message"] = [
         "; ".join(filter(None, [m, design["statement"]])) for m in table["message"].fillna("")
     ]

@@ -28,8 +28,8 @@ freedom are computed as lmerTest does (Kuznetsova, Brockhoff & Christensen, 2017
 Hessian of the unprofiled criterion d(θ, σ) and the Jacobian of the covariance with respect to
 (θ, σ), by central differences.
 
-The engine's ``"lmm"`` backend (:func:`allianceanalysis.engine.fit_lmm`) wraps this core; the
-other backends (``mixedlm``, statsmodels) and the lme4 fixtures test it.
+The engine's ``"lmm"`` engine (:func:`allianceanalysis.engine.fit_lmm`) wraps this core; the
+other engines (``mixedlm``, statsmodels) and the lme4 fixtures test it.
 
 References
 ----------

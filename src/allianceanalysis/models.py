@@ -31,15 +31,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import tidy
 from .derive import client_table, client_tables, session_pairs, session_table
 from .engine import (
-    DEFAULT_BACKEND,
-    InsufficientDataError,
+    DEFAULT_ENGINE,
     MixedFit,
     fit_lmm,
     group_label,
     profile_interval,
 )
+from .errors import NotEstimable
+from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "CATALOGUE",
@@ -65,35 +67,8 @@ __all__ = [
     "therapist_shrinkage",
 ]
 
-TIDY_COLUMNS = [
-    "model",
-    "term",
-    "estimate",
-    "std_error",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_obs",
-    "n_groups",
-    "converged",
-    "df",
-    "ci_method",
-    "message",
-]
 DEFAULT_BOOTSTRAP = 2000
 DEFAULT_SEED = 20261125
-
-
-def _row(model: str, term: str, estimate: float, **values: object) -> dict[str, object]:
-    row = dict.fromkeys(TIDY_COLUMNS, np.nan)
-    row.update(model=model, term=term, estimate=estimate, ci_method="none", message="")
-    row.update(values)
-    return row
-
-
-def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
-    return frame.astype({"n_obs": "Int64", "n_groups": "Int64", "converged": "boolean"})
 
 
 def _fit_common(fit: MixedFit) -> dict[str, object]:
@@ -103,7 +78,7 @@ def _fit_common(fit: MixedFit) -> dict[str, object]:
 def _coefficient_row(model: str, term: str, fit: MixedFit, coefficient: str) -> dict[str, object]:
     """A fixed-effect row named ``term`` from ``fit``'s coefficient ``coefficient``."""
     c = fit.coefficients.loc[coefficient]
-    return _row(
+    return tidy.row(
         model,
         term,
         c.estimate,
@@ -124,9 +99,9 @@ def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
     rows = [_coefficient_row(model, term, fit, term) for term in fit.coefficients.index]
     for term, value in fit.variances.items():
         label = term.split("_")[1]
-        rows.append(_row(model, term, value, n_groups=fit.n_groups.get(label), **common))
+        rows.append(tidy.row(model, term, value, n_groups=fit.n_groups.get(label), **common))
     outer = group_label(fit.formula.groups[0])
-    rows.append(_row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
+    rows.append(tidy.row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
     return rows
 
 
@@ -241,7 +216,7 @@ def partial_correlation(
     frame = data[columns].dropna()
     n = len(frame)
     if n < 5:
-        raise InsufficientDataError(f"too few complete rows ({n}) for a partial correlation")
+        raise NotEstimable(f"too few complete rows ({n}) for a partial correlation")
     sums = np.array(
         [n, *(frame[c].sum() for c in (x, y, covar))]
         + [
@@ -256,7 +231,7 @@ def partial_correlation(
     groups = frame[cluster].nunique() if cluster else pd.NA
     common = {"n_obs": n, "n_groups": groups, "converged": True, "p_value": p_value}
     rows = [
-        _row(
+        tidy.row(
             model,
             "partial_r",
             r,
@@ -266,7 +241,7 @@ def partial_correlation(
             ci_method="fisher_z",
             **common,
         ),
-        _row(
+        tidy.row(
             model,
             "r2_alliance",
             r**2,
@@ -281,7 +256,7 @@ def partial_correlation(
         boot = boot[np.isfinite(boot)]
         message = f"{len(boot)} cluster-bootstrap replicates (seed {seed})"
         rows += [
-            _row(
+            tidy.row(
                 model,
                 "partial_r_bootstrap",
                 r,
@@ -291,7 +266,7 @@ def partial_correlation(
                 message=message,
                 **common,
             ),
-            _row(
+            tidy.row(
                 model,
                 "r2_alliance_bootstrap",
                 r**2,
@@ -302,7 +277,7 @@ def partial_correlation(
                 **common,
             ),
         ]
-    return _frame(rows)
+    return tidy.frame(rows)
 
 
 def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
@@ -315,8 +290,8 @@ def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
         "n_groups": fit.n_groups[group_label(fit.formula.groups[0])],
     }
     return [
-        _row(model, "r2_marginal", vf / total, **common),
-        _row(model, "r2_conditional", (vf + vr) / total, **common),
+        tidy.row(model, "r2_marginal", vf / total, **common),
+        tidy.row(model, "r2_conditional", (vf + vr) / total, **common),
     ]
 
 
@@ -329,7 +304,7 @@ def alliance_outcome(
     *,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    backend: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Early alliance and final outcome: ``outcome_final ~ outcome_intake + alliance_early +
     (1 | therapist_id)``.
@@ -346,8 +321,8 @@ def alliance_outcome(
         From :func:`allianceanalysis.derive.client_table` (eligible cases are used).
     bootstrap, seed : int
         Cluster-bootstrap replicates and their seed.
-    backend : str
-        Engine backend.
+    engine : str
+        The mixed-model engine (:data:`~allianceanalysis.engine.ENGINES`).
 
     Returns
     -------
@@ -364,7 +339,7 @@ def alliance_outcome(
     model = "alliance_outcome"
     data = _eligible(clients)
     fit = fit_lmm(
-        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)", data, backend
+        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)", data, engine
     )
     correlation = partial_correlation(
         data,
@@ -377,7 +352,7 @@ def alliance_outcome(
         seed=seed,
     )
     return pd.concat(
-        [_frame(tidy_fit(model, fit) + _nakagawa_rows(model, fit)), correlation],
+        [tidy.frame(tidy_fit(model, fit) + _nakagawa_rows(model, fit)), correlation],
         ignore_index=True,
     )
 
@@ -387,8 +362,8 @@ def early_alliance(
     outcome: str = "ors",
     alliance: str = "srs",
     *,
-    sessions_k: tuple[int, ...] = (1, 2, 3, 4, 5),
-    backend: str = DEFAULT_BACKEND,
+    early_sessions: tuple[int, ...] = (1, 2, 3, 4, 5),
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Does early alliance predict outcome beyond early improvement? One model per k.
 
@@ -406,17 +381,17 @@ def early_alliance(
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
     frames = []
-    for k, table in client_tables(sessions, outcome, alliance, sessions_k).items():
+    for k, table in client_tables(sessions, outcome, alliance, early_sessions).items():
         clients = _eligible(table)
         change = " + early_change" if k > 1 else ""
         formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
-        frames.append(_frame(tidy_fit(f"early_alliance_k{k}", fit_lmm(formula, clients, backend))))
+        frames.append(
+            tidy.frame(tidy_fit(f"early_alliance_k{k}", fit_lmm(formula, clients, engine)))
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def alliance_disaggregated(
-    clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND
-) -> pd.DataFrame:
+def alliance_disaggregated(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """Therapist and client parts of the alliance (Baldwin, Wampold & Imel, 2007).
 
     ``outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev +
@@ -437,23 +412,23 @@ def alliance_disaggregated(
         "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
         " + (1 | therapist_id)",
         data,
-        backend,
+        engine,
     )
     contextual = fit_lmm(
         "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_early"
         " + (1 | therapist_id)",
         data,
-        backend,
+        engine,
     )
     rows = tidy_fit(model, fit)
     rows.append(
         _coefficient_row(model, "between_minus_within", contextual, "alliance_therapist_mean")
     )
-    return _frame(rows)
+    return tidy.frame(rows)
 
 
-def _icc(model: str, formula: str, data: pd.DataFrame, backend: str) -> pd.DataFrame:
-    fit = fit_lmm(formula, data, backend)
+def _icc(model: str, formula: str, data: pd.DataFrame, engine: str) -> pd.DataFrame:
+    fit = fit_lmm(formula, data, engine)
     var_t, var_e = fit.variances["var_therapist"], fit.variances["var_residual"]
     rows = tidy_fit(model, fit)
     values: dict[str, object] = {
@@ -468,11 +443,11 @@ def _icc(model: str, formula: str, data: pd.DataFrame, backend: str) -> pd.DataF
             ci_high=high**2 / (1 + high**2),
             ci_method="profile_likelihood",
         )
-    rows.append(_row(model, "icc", var_t / (var_t + var_e), **values))
-    return _frame(rows)
+    rows.append(tidy.row(model, "icc", var_t / (var_t + var_e), **values))
+    return tidy.frame(rows)
 
 
-def therapist_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
+def therapist_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """Therapist effects on outcome: ``outcome_final ~ outcome_intake + (1 | therapist_id)``.
 
     Row ``icc`` = var_therapist / (var_therapist + var_residual), the therapists' share of
@@ -486,14 +461,14 @@ def therapist_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> p
     therapist effects. Clinical Psychology Review, 67, 78-93.
     """
     formula = "outcome_final ~ outcome_intake + (1 | therapist_id)"
-    return _icc("therapist_icc", formula, _eligible(clients), backend)
+    return _icc("therapist_icc", formula, _eligible(clients), engine)
 
 
 def therapist_effects(
     clients: pd.DataFrame,
     *,
     seed: int = DEFAULT_SEED,
-    backend: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
@@ -514,17 +489,15 @@ def therapist_effects(
     Journal of the Royal Statistical Society A, 159(3), 385-443.
     """
     model = "therapist_effects"
-    fit = fit_lmm(
-        "outcome_final ~ outcome_intake + (1 | therapist_id)", _eligible(clients), backend
-    )
+    fit = fit_lmm("outcome_final ~ outcome_intake + (1 | therapist_id)", _eligible(clients), engine)
     effects = fit.random_effects
     if effects is None:
-        raise ValueError("therapist effects need the mixedlm backend")
+        raise ValueError("therapist effects need the mixedlm engine")
     codes = codes if codes is not None else therapist_codes(effects.index, seed)
     se = np.sqrt(effects["cond_var"].to_numpy())
     crit = stats.norm.ppf(0.975)
     rows = [
-        _row(
+        tidy.row(
             model,
             codes[therapist],
             row.estimate,
@@ -538,11 +511,11 @@ def therapist_effects(
         )
         for (therapist, row), s in zip(effects.iterrows(), se, strict=True)
     ]
-    return _frame(rows).sort_values("term", kind="stable").reset_index(drop=True)
+    return tidy.frame(rows).sort_values("term", kind="stable").reset_index(drop=True)
 
 
 def therapist_shrinkage(
-    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, backend: str = DEFAULT_BACKEND
+    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, engine: str = DEFAULT_ENGINE
 ) -> pd.DataFrame:
     """Raw and shrunken therapist effects side by side: why league tables of raw means mislead.
 
@@ -561,8 +534,8 @@ def therapist_shrinkage(
         From :func:`allianceanalysis.derive.client_table` (eligible cases are used).
     seed : int
         Seed of the pseudonymous codes (as :func:`therapist_effects`).
-    backend : str
-        Engine backend (``mixedlm``: the one that predicts random effects).
+    engine : str
+        The mixed-model engine (``mixedlm``: the one that predicts random effects).
 
     Returns
     -------
@@ -587,9 +560,9 @@ def therapist_shrinkage(
     True
     """
     data = _eligible(clients)
-    fit = fit_lmm("outcome_final ~ outcome_intake + (1 | therapist_id)", data, backend)
+    fit = fit_lmm("outcome_final ~ outcome_intake + (1 | therapist_id)", data, engine)
     if fit.random_effects is None:
-        raise ValueError("shrunken effects need the mixedlm backend")
+        raise ValueError("shrunken effects need the mixedlm engine")
     beta = fit.coefficients["estimate"]
     residual = data["outcome_final"] - beta["Intercept"] - beta["outcome_intake"] * data[
         "outcome_intake"]  # fmt: skip
@@ -623,7 +596,7 @@ def therapist_codes(therapists: pd.Index | list[str], seed: int = DEFAULT_SEED) 
     }
 
 
-def alliance_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
+def alliance_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """Therapist differences in early alliance: ``alliance_early ~ 1 + (1 | therapist_id)``.
 
     Fitted to every case with an early alliance rating (eligible for outcome or not); row
@@ -631,7 +604,7 @@ def alliance_icc(clients: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd
     they build (Baldwin et al., 2007; Del Re et al., 2012).
     """
     data = clients.dropna(subset=["alliance_early"])
-    return _icc("alliance_icc", "alliance_early ~ 1 + (1 | therapist_id)", data, backend)
+    return _icc("alliance_icc", "alliance_early ~ 1 + (1 | therapist_id)", data, engine)
 
 
 NEXT_SESSION_FIXED = (
@@ -639,7 +612,7 @@ NEXT_SESSION_FIXED = (
 )
 
 
-def alliance_next_session(pairs: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
+def alliance_next_session(pairs: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """Session-by-session: state and trait alliance and next-session outcome.
 
     ``outcome_next ~ outcome_within + alliance_within + alliance_client_mean + session +
@@ -654,17 +627,17 @@ def alliance_next_session(pairs: pd.DataFrame, *, backend: str = DEFAULT_BACKEND
     symptomatic improvement session by session. Journal of Counseling Psychology, 60(3),
     317-328.
     """
-    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, backend)
-    return _frame(tidy_fit("alliance_next_session", fit))
+    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, engine)
+    return tidy.frame(tidy_fit("alliance_next_session", fit))
 
 
 def alliance_next_session_nested(
-    pairs: pd.DataFrame, *, backend: str = DEFAULT_BACKEND
+    pairs: pd.DataFrame, *, engine: str = DEFAULT_ENGINE
 ) -> pd.DataFrame:
     """As :func:`alliance_next_session` with clients nested in therapists:
     ``(1 | therapist_id/client_id)``."""
-    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", pairs, backend)
-    return _frame(tidy_fit("alliance_next_session_nested", fit))
+    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", pairs, engine)
+    return tidy.frame(tidy_fit("alliance_next_session_nested", fit))
 
 
 def repeated_measures_correlation(
@@ -690,7 +663,7 @@ def repeated_measures_correlation(
     n, k = len(frame), groups.ngroups
     dof = n - k - 1
     if dof < 3:
-        raise InsufficientDataError(
+        raise NotEstimable(
             f"too few repeated observations ({n} rows of {k} subjects) for a repeated-measures "
             "correlation"
         )
@@ -713,9 +686,9 @@ def rm_corr(table: pd.DataFrame) -> pd.DataFrame:
     r, dof, p_value, (low, high), n, k = repeated_measures_correlation(
         table, "alliance", "outcome", "client_id"
     )
-    return _frame(
+    return tidy.frame(
         [
-            _row(
+            tidy.row(
                 "rm_corr",
                 "r",
                 r,
@@ -732,7 +705,7 @@ def rm_corr(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def growth(table: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFrame:
+def growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """Outcome trajectories with state and trait alliance and a random slope of session.
 
     ``outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)``
@@ -748,7 +721,7 @@ def growth(table: pd.DataFrame, *, backend: str = DEFAULT_BACKEND) -> pd.DataFra
     formula = (
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"
     )
-    return _frame(tidy_fit("growth", fit_lmm(formula, data, backend)))
+    return tidy.frame(tidy_fit("growth", fit_lmm(formula, data, engine)))
 
 
 def _logit_data(
@@ -760,7 +733,7 @@ def _logit_data(
     data = data.dropna(subset=[response, *predictors])
     if data[response].nunique() < 2 or data[cluster].nunique() < 2:
         message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return [_row(model, predictors[0], np.nan, converged=False, message=message,
+        return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
                      n_obs=len(data))]  # fmt: skip
     exog = data[predictors].astype(float)
     return data, exog.assign(Intercept=1.0)[["Intercept", *predictors]]
@@ -798,12 +771,12 @@ def _logit_rows(
     with np.errstate(over="ignore"):  # an unbounded interval's end is infinite
         odds = np.exp(np.stack([estimate, low, high]))
     rows = [
-        _row(model, term, estimate[i], std_error=std_error[i], ci_low=low[i], ci_high=high[i],
+        tidy.row(model, term, estimate[i], std_error=std_error[i], ci_low=low[i], ci_high=high[i],
              p_value=p_value[i], **common)
         for i, term in enumerate(terms)
     ]  # fmt: skip
     rows += [
-        _row(model, f"odds_ratio_{term}", odds[0, i], ci_low=odds[1, i], ci_high=odds[2, i],
+        tidy.row(model, f"odds_ratio_{term}", odds[0, i], ci_low=odds[1, i], ci_high=odds[2, i],
              p_value=p_value[i], **common)
         for i, term in enumerate(terms) if term != "Intercept"
     ]  # fmt: skip
@@ -889,8 +862,8 @@ def therapist_logit(
     rows = _logit_rows(model, list(exog.columns), fit.beta, fit.std_error, ci_method="wald_z",
                        **common)  # fmt: skip
     label = f"var_{group_label(cluster)}"
-    rows.append(_row(model, label, fit.theta**2, **common))
-    rows.append(_row(model, "loglik", fit.loglik, **common))
+    rows.append(tidy.row(model, label, fit.theta**2, **common))
+    rows.append(tidy.row(model, "loglik", fit.loglik, **common))
     return rows
 
 
@@ -909,26 +882,38 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
     meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
     """
     rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"], "therapist_id")
-    return _frame(rows)
+    return tidy.frame(rows)
+
+
+SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine")
+"""The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`)."""
 
 
 @dataclass(frozen=True)
 class CatalogueEntry:
-    """A model of the catalogue: its function, the table it is fitted to, its formula."""
+    """A model of the catalogue: its function, the table it is fitted to, its formula, and
+    which of the workflow's :data:`SETTINGS` it takes as keyword arguments."""
 
     function: Callable[..., pd.DataFrame]
     data: str  # "clients", "pairs", "sessions_table" or "sessions"
     formula: str
+    options: tuple[str, ...] = ("engine",)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.options) - set(SETTINGS)
+        if unknown:
+            raise TypeError(f"unknown catalogue options: {', '.join(sorted(unknown))}")
 
 
 CATALOGUE: dict[str, CatalogueEntry] = {
     "alliance_outcome": CatalogueEntry(
         alliance_outcome, "clients",
-        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"),
+        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)",
+        ("bootstrap", "seed", "engine")),
     "early_alliance": CatalogueEntry(
         early_alliance, "sessions",
         "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
-        " (early_change from k = 2)"),
+        " (early_change from k = 2)", ("outcome", "alliance", "engine")),
     "alliance_disaggregated": CatalogueEntry(
         alliance_disaggregated, "clients",
         "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
@@ -936,7 +921,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "therapist_icc": CatalogueEntry(
         therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
     "therapist_effects": CatalogueEntry(
-        therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
+        therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
+        ("seed", "engine")),
     "alliance_icc": CatalogueEntry(
         alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)"),
     "alliance_next_session": CatalogueEntry(
@@ -945,12 +931,12 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         alliance_next_session_nested, "pairs",
         f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)"),
     "rm_corr": CatalogueEntry(
-        rm_corr, "sessions_table", "repeated-measures correlation of alliance and outcome"),
+        rm_corr, "sessions_table", "repeated-measures correlation of alliance and outcome", ()),
     "growth": CatalogueEntry(
         growth, "sessions_table",
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"),
     "dropout": CatalogueEntry(
-        dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)"),
+        dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)", ()),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/tables/<name>.csv``) and their functions."""
 
@@ -963,28 +949,19 @@ def fit_model(
     alliance: str = "srs",
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    engine: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
-    """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which).
-
-    ``outcome`` and ``alliance`` are used by the models fitted to validated sessions
-    (``early_alliance``); ``bootstrap`` and ``seed`` by ``alliance_outcome``; ``engine`` by
-    the linear mixed models.
+    """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which), passing
+    the settings its entry declares (``CATALOGUE[name].options``); a model the data cannot
+    support gives one ``not_fitted`` row saying why.
     """
     entry = CATALOGUE[name]
+    settings = {"outcome": outcome, "alliance": alliance, "bootstrap": bootstrap, "seed": seed,
+                "engine": engine}  # fmt: skip
     try:
-        if entry.data == "sessions":
-            return entry.function(data, outcome, alliance, backend=engine)
-        options: dict[str, object] = {}
-        if name == "alliance_outcome":
-            options.update(bootstrap=bootstrap, seed=seed)
-        if name == "therapist_effects":
-            options.update(seed=seed)
-        if name not in ("rm_corr", "dropout"):
-            options["backend"] = engine
-        return entry.function(data, **options)
-    except InsufficientDataError as exc:
-        return _frame([_row(name, "not_fitted", np.nan, converged=False, message=str(exc))])
+        return entry.function(data, **{option: settings[option] for option in entry.options})
+    except NotEstimable as exc:
+        return tidy.reason_frame(name, str(exc))
 
 
 def run_model(
@@ -996,7 +973,7 @@ def run_model(
     early_session: int = 3,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
-    engine: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 

@@ -44,8 +44,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .engine import DEFAULT_BACKEND, fit_lmm
-from .models import TIDY_COLUMNS, _frame, _row, partial_correlation
+from . import tidy
+from .engine import DEFAULT_ENGINE, fit_lmm
+from .models import partial_correlation
+from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "LITERATURE_R",
@@ -195,9 +197,7 @@ def _standardised_residuals(clients: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def one_stage(
-    studies: Mapping[str, pd.DataFrame], *, backend: str = DEFAULT_BACKEND
-) -> pd.DataFrame:
+def one_stage(studies: Mapping[str, pd.DataFrame], *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """The one-stage model over all studies (tidy rows of model ``one_stage``)."""
     from .models import tidy_fit
 
@@ -205,8 +205,8 @@ def one_stage(
         [_standardised_residuals(c).assign(study=name) for name, c in studies.items()],
         ignore_index=True,
     )
-    fit = fit_lmm("final_resid ~ alliance_resid + (1 | study/therapist_id)", data, backend)
-    return _frame(tidy_fit("one_stage", fit))
+    fit = fit_lmm("final_resid ~ alliance_resid + (1 | study/therapist_id)", data, engine)
+    return tidy.frame(tidy_fit("one_stage", fit))
 
 
 def pooled_table(studies: Mapping[str, pd.DataFrame], model: str) -> pd.DataFrame:
@@ -216,7 +216,7 @@ def pooled_table(studies: Mapping[str, pd.DataFrame], model: str) -> pd.DataFram
     p-value). ``n_obs`` counts clients, ``n_groups`` studies."""
     effects = study_effects(studies)
     rows = [
-        _row(
+        tidy.row(
             model,
             f"study:{e.study}",
             e.r,
@@ -244,7 +244,7 @@ def pooled_table(studies: Mapping[str, pd.DataFrame], model: str) -> pd.DataFram
             "message": few,
         }
         rows += [
-            _row(
+            tidy.row(
                 model,
                 "pooled_r",
                 np.tanh(meta.estimate),
@@ -256,7 +256,7 @@ def pooled_table(studies: Mapping[str, pd.DataFrame], model: str) -> pd.DataFram
                 ci_method="hartung_knapp_t",
                 **common,
             ),
-            _row(
+            tidy.row(
                 model,
                 "prediction_interval",
                 np.tanh(meta.estimate),
@@ -266,8 +266,8 @@ def pooled_table(studies: Mapping[str, pd.DataFrame], model: str) -> pd.DataFram
                 ci_method="prediction_t",
                 **common,
             ),
-            _row(model, "tau2", meta.tau2, ci_method="reml", **common),
-            _row(model, "i2", meta.i2, **common),
-            _row(model, "q", meta.q, p_value=meta.q_p_value, df=meta.k - 1, **common),
+            tidy.row(model, "tau2", meta.tau2, ci_method="reml", **common),
+            tidy.row(model, "i2", meta.i2, **common),
+            tidy.row(model, "q", meta.q, p_value=meta.q_p_value, df=meta.k - 1, **common),
         ]
-    return _frame(rows)[TIDY_COLUMNS]
+    return tidy.frame(rows)[TIDY_COLUMNS]

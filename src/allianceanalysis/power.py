@@ -37,7 +37,7 @@ import pandas as pd
 
 from .derive import client_table
 from .effects import proportion
-from .engine import InsufficientDataError
+from .errors import NotEstimable
 from .models import alliance_disaggregated
 from .simulate import SimulationParameters, simulate_study
 
@@ -137,7 +137,7 @@ def run_replicates(
         clients = client_table(study.sessions, base.outcome, base.alliance, early_session)
         try:
             fit = alliance_disaggregated(clients).set_index("term").loc[term]
-        except InsufficientDataError:
+        except NotEstimable:
             fit = pd.Series(dtype=float)
         rows.append({"design": index, "n_clients": design["n_clients"],
                      "n_therapists": design["n_therapists"], "replicate": number, "term": term,

@@ -48,12 +48,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import tidy
 from .derive import CaseOrder, case_keys, key_codes, rupture_windows
 from .dropout_risk import person_periods
 from .effects import proportion
-from .engine import DEFAULT_BACKEND, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm
+from .errors import NotEstimable
 from .instruments import get_instrument
-from .models import TIDY_COLUMNS, _frame, _row, therapist_logit, tidy_fit
+from .models import therapist_logit, tidy_fit
+from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_REPAIR_WITHIN",
@@ -103,7 +106,7 @@ def reliable_drop(sessions: pd.DataFrame, alliance: str = "srs") -> float:
 
     Raises
     ------
-    ValueError
+    NotEstimable
         When the instrument has no test–retest reliability on record (give a threshold in
         points instead), or fewer than two cases have a rating.
 
@@ -115,14 +118,14 @@ def reliable_drop(sessions: pd.DataFrame, alliance: str = "srs") -> float:
     7.83
     """
     if alliance not in RETEST_RELIABILITY:
-        raise ValueError(
+        raise NotEstimable(
             f"no test-retest reliability is on record for {get_instrument(alliance).short}: "
             "give the rupture threshold in points"
         )
     rated = sessions.dropna(subset=[alliance]).sort_values("session", kind="stable")
     first = rated.drop_duplicates(case_keys(rated))[alliance]
     if len(first) < 2:
-        raise ValueError("fewer than two cases have an alliance rating")
+        raise NotEstimable("fewer than two cases have an alliance rating")
     r = RETEST_RELIABILITY[alliance][0]
     return float(_Z * np.sqrt(2.0) * first.std(ddof=1) * np.sqrt(1.0 - r))
 
@@ -264,14 +267,14 @@ def rupture_table(detected: pd.DataFrame, model: str = "ruptures") -> pd.DataFra
         ("repair_rate", int(cases["repaired"].sum()), int(cases["judged"].sum())),
     ):
         estimate, low, high = proportion(events, n)
-        rows.append(_row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
+        rows.append(tidy.row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
                          ci_method="wilson"))  # fmt: skip
     first = cases["first_rupture_session"].dropna()
     median = float(first.median()) if len(first) else np.nan
-    rows.append(_row(model, "median_first_rupture_session", median, n_obs=len(first)))
+    rows.append(tidy.row(model, "median_first_rupture_session", median, n_obs=len(first)))
     threshold = float(detected["threshold"].iloc[0]) if len(detected) else np.nan
-    rows.append(_row(model, "threshold", threshold, n_obs=len(detected)))
-    return _frame(rows)[TIDY_COLUMNS]
+    rows.append(tidy.row(model, "threshold", threshold, n_obs=len(detected)))
+    return tidy.frame(rows)[TIDY_COLUMNS]
 
 
 def rupture_states(frame: pd.DataFrame, detected: pd.DataFrame) -> pd.DataFrame:
@@ -322,7 +325,7 @@ def _present(data: pd.DataFrame, columns: list[str]) -> list[str]:
     none at all is an error."""
     present = [c for c in columns if data[c].any()]
     if not present:
-        raise ValueError("no rupture was detected in the sessions the model uses")
+        raise NotEstimable("no rupture was detected in the sessions the model uses")
     return present
 
 
@@ -331,7 +334,7 @@ def rupture_outcome(
     detected: pd.DataFrame,
     outcome: str = "ors",
     *,
-    backend: str = DEFAULT_BACKEND,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Outcome before and after a case's first rupture, repaired or not: a linear mixed model.
 
@@ -349,7 +352,7 @@ def rupture_outcome(
         :func:`detect_ruptures` of the same sessions.
     outcome : str
         The outcome column.
-    backend : str
+    engine : str
         The engine (:func:`allianceanalysis.engine.fit_lmm`).
 
     Returns
@@ -376,7 +379,7 @@ def rupture_outcome(
     data = data.assign(case=key_codes(data, case_keys(data)), **course)
     states = _present(data, ["rupture_open", "rupture_repaired", "rupture_unrepaired"])
     formula = f"{outcome} ~ {' + '.join([*course, *states])} + (1 | therapist_id/case)"
-    return _frame(tidy_fit("rupture_outcome", fit_lmm(formula, data, backend)))[TIDY_COLUMNS]
+    return tidy.frame(tidy_fit("rupture_outcome", fit_lmm(formula, data, engine)))[TIDY_COLUMNS]
 
 
 def rupture_dropout(
@@ -401,7 +404,7 @@ def rupture_dropout(
     periods = rupture_states(person_periods(sessions, outcome, alliance), detected)
     states = _present(periods, ["rupture_unresolved", "rupture_repaired"])
     rows = therapist_logit("rupture_dropout", periods, "event", ["session", *states])
-    return _frame(rows)[TIDY_COLUMNS]
+    return tidy.frame(rows)[TIDY_COLUMNS]
 
 
 def rupture_sequences(detected: pd.DataFrame, before: int = 2, after: int = 3) -> pd.DataFrame:
