@@ -29,6 +29,8 @@ from __future__ import annotations
 import base64
 import calendar
 import io
+import logging
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -59,8 +61,7 @@ from .effects import (
     session_bands,
     session_years,
 )
-from .engine import InsufficientDataError
-from .errors import ConfigError
+from .errors import ConfigError, NotEstimable
 from .expected_response import (
     DEFAULT_PERCENTILE,
     ExpectedResponse,
@@ -73,6 +74,8 @@ from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therap
 from .models import therapist_effects as fit_therapist_effects
 from .ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
 from .tables import ApaTable
+
+log = logging.getLogger("allianceanalysis")
 
 __all__ = [
     "KPI_LABELS",
@@ -363,7 +366,8 @@ def _therapist_effects(
         return pd.DataFrame()
     try:
         effects = fit_therapist_effects(eligible, seed=settings.seed, codes=codes)
-    except InsufficientDataError:
+    except NotEstimable as exc:
+        log.info("%s: therapist effects not computed: %s", year, exc)
         return pd.DataFrame()
     return effects.assign(year=year)
 
@@ -375,7 +379,8 @@ def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataF
         detected = detect_ruptures(sessions, settings.alliance,
                                    threshold=settings.rupture_threshold,
                                    repair_within=settings.repair_within)  # fmt: skip
-    except ValueError:
+    except NotEstimable as exc:
+        log.info("rupture KPIs not computed: %s", exc)
         return None
     return case_ruptures(detected).set_index(case_keys(detected))
 
@@ -392,7 +397,8 @@ def _signal_cases(
                                         settings.not_on_track_percentile)  # fmt: skip
     try:
         return signalled_cases(not_on_track(sessions, model), settings.outcome)
-    except ValueError:
+    except NotEstimable as exc:
+        log.info("not-on-track KPIs not computed: %s", exc)
         return None
 
 
@@ -493,14 +499,17 @@ def report_tables(
     nhs = nhs_talking_therapies(sessions, start_month=settings.year_start_month)
     if nhs is not None:
         parts["kpis"].append(nhs)
-    return ReportTables(
-        **{
-            name: pd.concat([p for p in frames if len(p)], ignore_index=True)
-            if any(len(p) for p in frames)
-            else pd.DataFrame(columns=["year"])
-            for name, frames in parts.items()
-        }
-    )
+    return ReportTables(**{name: _stack(frames) for name, frames in parts.items()})
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The years' rows of one table together; with no rows, the columns of the years' (empty)
+    tables, so that a table with nothing to count (no sites) keeps its shape."""
+    filled = [f for f in frames if len(f)]
+    if filled:
+        return pd.concat(filled, ignore_index=True)
+    columns = max((list(f.columns) for f in frames), key=len, default=[])
+    return pd.DataFrame(columns=list(dict.fromkeys(["year", *columns])))
 
 
 OUTCOME_BASE_PRIORITY, COUNT_PRIORITY, RATE_PRIORITY = 4, 3, 2
@@ -659,8 +668,11 @@ class Publisher:
         return tables
 
     def _register_sites(self, sites: pd.DataFrame) -> pd.DataFrame:
+        """Counts by site; none (no table) when the data have no sites."""
         counts = sites.set_index("site_id")[list(SITE_COLUMNS)]
         counts.columns = [heading for heading, _, _ in SITE_COLUMNS.values()]
+        if counts.empty:
+            return counts
         self._register(counts, "sites", f"Activity by site ({self.year})", column_totals=True)
         for j, (_, kpi, part) in enumerate(SITE_COLUMNS.values()):
             target = _key(kpi, part)
@@ -1391,4 +1403,13 @@ def render_pdf(html: str) -> bytes:
             "libpangoft2-1.0-0) and run again",
             source="environment",
         ) from None
-    return weasyprint.HTML(string=html).write_pdf()
+    # Without HarfBuzz-Subset WeasyPrint subsets fonts with fontTools, which stamps each subset
+    # with the time (head.modified) unless SOURCE_DATE_EPOCH is set (reproducible-builds.org):
+    # a fixed stamp keeps reruns byte-identical; a user's own SOURCE_DATE_EPOCH is kept.
+    preset = "SOURCE_DATE_EPOCH" in os.environ
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
+    try:
+        return weasyprint.HTML(string=html).write_pdf()
+    finally:
+        if not preset:
+            del os.environ["SOURCE_DATE_EPOCH"]
