@@ -37,9 +37,11 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
             "--cores", "2", *args]  # fmt: skip
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300, env=env)  # fmt: skip
 
 
 def write_config(workdir: Path, datasets: dict) -> Path:

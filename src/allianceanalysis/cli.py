@@ -12,6 +12,11 @@ Commands
     true parameters as JSON.
 ``allianceanalysis instruments``
     List the instrument registry.
+``allianceanalysis run CONFIG [--cores N] [--directory DIR] [--dry-run]``
+    Run the whole workflow on CONFIG in DIR (default: here), one line per finished job, then
+    build ``results/report.html``; ends with where the results and reports are.
+``allianceanalysis report CONFIG [--cores N] [--directory DIR]``
+    Rebuild the annual reports and ``results/report.html``.
 
 Errors in the user's input are printed as plain sentences, never as a traceback.
 """
@@ -23,28 +28,33 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config import DatasetSpec, load_config
 from .errors import AllianceError, DataError, format_problems
 from .instruments import INSTRUMENTS, instrument_table
 
-__all__ = ["main", "report_user_errors"]
+__all__ = ["main", "report_user_errors", "workflow_step"]
 
 log = logging.getLogger("allianceanalysis")
 
 
 @contextmanager
-def report_user_errors(log_file: str | Path | None = None, context: str = "") -> Iterator[None]:
+def report_user_errors(
+    log_file: str | Path | None = None, context: str = "", step: str = ""
+) -> Iterator[None]:
     """Turn :class:`~allianceanalysis.errors.AllianceError` into a message and exit status 1.
 
     Used by the command line and by the workflow's scripts. When ``log_file`` is given, the
     package's log goes there too, with the error as counts and row numbers only (the values a
     data error quotes go to standard error, never to a log file); ``context`` (e.g.
-    ``"dataset 'clinic'"``) starts the message.
+    ``"dataset 'clinic'"``) starts the message. In a workflow step (``log_file`` given), any
+    other exception is a bug: its traceback goes to the log and standard error gets one plain
+    line naming the context, the ``step`` and the log; the step exits with status 1.
     """
     handlers: list[logging.Handler] = []
     if log_file is not None:
@@ -54,18 +64,45 @@ def report_user_errors(log_file: str | Path | None = None, context: str = "") ->
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)
+    prefix = f"{context}: " if context else ""
     try:
         yield
     except AllianceError as exc:
-        prefix = f"{context}: " if context else ""
         logged = exc.without_values() if isinstance(exc, DataError) else str(exc)
         log.error("%s%s", prefix, logged)
         print(f"error: {prefix}{exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as exc:
+        if log_file is None:
+            raise
+        where = ", ".join(filter(None, [context, f"step '{step}'" if step else ""]))
+        log.exception("%s: unexpected %s (a bug)", where, type(exc).__name__)
+        print(f"error: {where}: the step failed with an unexpected {type(exc).__name__}, a bug "
+              f"in allianceanalysis, not in your data; the traceback is in {log_file}",
+              file=sys.stderr)  # fmt: skip
         raise SystemExit(1) from None
     finally:
         for handler in handlers:
             log.removeHandler(handler)
             handler.close()
+
+
+def workflow_step(job: Any, context: str | None = None) -> AbstractContextManager[None]:
+    """:func:`report_user_errors` for a Snakemake job (a rule's ``snakemake`` object): its log,
+    its rule as the step and, unless ``context`` says otherwise, ``dataset '<name>'`` from its
+    ``dataset`` wildcard.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> job = SimpleNamespace(log=["derive.log"], rule="derive", wildcards={"dataset": "demo"})
+    >>> isinstance(workflow_step(job), AbstractContextManager)
+    True
+    """
+    if context is None:
+        dataset = dict(job.wildcards.items()).get("dataset") if job.wildcards else None
+        context = f"dataset '{dataset}'" if dataset else ""
+    return report_user_errors(job.log[0], context=context, step=job.rule)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -164,6 +201,15 @@ def _instruments(_: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .run import report_workflow, run_workflow
+
+    if args.command == "report":
+        return report_workflow(args.config, cores=args.cores, directory=args.directory)
+    return run_workflow(args.config, cores=args.cores, directory=args.directory,
+                        dry_run=args.dry_run)  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="allianceanalysis",
@@ -212,6 +258,22 @@ def _parser() -> argparse.ArgumentParser:
 
     instruments = commands.add_parser("instruments", help="list the instrument registry")
     instruments.set_defaults(func=_instruments)
+
+    front_door = {
+        "run": "run the whole workflow on a configuration, then its reports",
+        "report": "rebuild the annual reports and results/report.html",
+    }
+    for name, text in front_door.items():
+        command = commands.add_parser(name, help=text)
+        command.add_argument("config", help="workflow configuration (e.g. config/config.yaml)")
+        command.add_argument("--cores", type=int, default=2, help="jobs at once (default 2)")
+        command.add_argument(
+            "--directory", default=".", help="working directory: data paths and results/ are "
+            "relative to it (default: the current directory)"
+        )  # fmt: skip
+        if name == "run":
+            command.add_argument("--dry-run", action="store_true", help="show, run nothing")
+        command.set_defaults(func=_run)
     return parser
 
 

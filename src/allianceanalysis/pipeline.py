@@ -1,7 +1,9 @@
 """The workflow's steps as functions: files in, files out (atomic), counts in the log.
 
 Each Snakemake rule's script calls one of these, so every step can be run and tested without
-Snakemake. Outputs are written all together or not at all.
+Snakemake. Outputs are written all together or not at all. Each step imports the modules it
+uses when it runs, so a job starts by loading only its own (the figures' plotting libraries
+are no part of a provenance job's start-up).
 """
 
 from __future__ import annotations
@@ -10,30 +12,15 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import dropout_risk, expected_response, feedback, figures, ruptures
 from ._files import atomic_directory, atomic_outputs
-from .derive import EXCLUSION_REASONS, client_table, session_pairs, session_table
-from .disclosure import DisclosurePolicy
-from .effects import SeverityNorms
-from .instruments import get_instrument
-from .models import CATALOGUE, DEFAULT_SEED, TIDY_COLUMNS, _frame, _row, fit_model, therapist_codes
-from .pooled import one_stage, pooled_table
-from .power import run_replicates, summarise
-from .provenance import provenance, software_versions
-from .report import (
-    ReportSettings,
-    ReportTables,
-    annual_reports,
-    render_html,
-    render_pdf,
-    report_tables,
-    year_file_name,
-)
-from .tables import ApaTable, apa_table, read_model_table
+from .derive import EXCLUSION_REASONS
+
+if TYPE_CHECKING:
+    from .report import ReportSettings
 
 __all__ = [
     "annual_report_step",
@@ -108,6 +95,8 @@ def derive_step(
     ``outputs`` names the files: ``clients``, ``sessions``, ``pairs`` (Parquet) and
     ``accounting`` (CSV).
     """
+    from .derive import client_table, session_pairs, session_table
+
     data = pd.read_parquet(sessions)
     clients = client_table(data, outcome, alliance, early_session)
     table = session_table(data, outcome, alliance)
@@ -145,6 +134,8 @@ def models_step(
     catalogue model, named ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``,
     ``bootstrap``, ``seed`` and ``engine``.
     """
+    from .models import CATALOGUE, fit_model, therapist_codes
+
     files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",
              "sessions": "validated"}  # fmt: skip
     paths = {Path(p).stem: Path(p) for p in tables}
@@ -157,7 +148,7 @@ def models_step(
             del data
     results = {name: fitted[name] for name in paths}
     therapists = pd.read_parquet(inputs["clients"], columns=["therapist_id"])["therapist_id"]
-    key = therapist_codes(therapists.unique(), options.get("seed", DEFAULT_SEED))
+    key = therapist_codes(therapists.unique(), options["seed"])
     key_frame = pd.DataFrame({"therapist_id": list(key), "code": list(key.values())})
     with atomic_outputs(*paths.values(), combined, codes) as temps:
         for table, temp in zip(results.values(), temps[: len(results)], strict=True):
@@ -178,59 +169,23 @@ def figures_step(
     outcome: str,
     alliance: str,
     early_session: int,
-    seed: int = DEFAULT_SEED,
+    seed: int,
 ) -> None:
-    """Rule ``figures``: every per-dataset figure (:data:`~allianceanalysis.figures.FIGURES`).
+    """Rule ``figures``: every per-dataset figure of the registry
+    (:data:`~allianceanalysis.figures.FIGURES`).
 
-    ``inputs`` names ``sessions`` and ``clients`` (derived), ``models`` (the tidy table of
-    all models), ``early_warning`` (its tidy table), ``calibration`` (the dropout model's
-    calibration points), ``sequences`` (the alliance around each rupture) and ``curves`` (the
-    expected-response curves); ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
+    ``inputs`` names the files of :data:`~allianceanalysis.figures.FIGURE_INPUTS`;
+    ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
     """
-    table = pd.read_parquet(inputs["sessions"])
-    clients = pd.read_parquet(inputs["clients"])
-    models = read_model_table(inputs["models"])
-    warning = pd.read_csv(inputs["early_warning"])
-    calibration = pd.read_csv(inputs["calibration"])
-    out, ally = get_instrument(outcome), get_instrument(alliance)
-    by = "site_id" if "site_id" in table and table["site_id"].nunique() > 1 else None
-    drawers = {
-        "outcome_trajectories": lambda: figures.outcome_trajectories(table, out, by=by, seed=seed),
-        "alliance_over_sessions": lambda: figures.alliance_over_sessions(
-            table, clients, ally, early_session
-        ),
-        "alliance_outcome_scatter": lambda: figures.alliance_outcome_scatter(
-            clients, models, out, ally
-        ),
-        "early_alliance_by_k": lambda: figures.early_alliance_by_k(models, ally.short, out.short),
-        "alliance_disaggregation": lambda: figures.alliance_disaggregation(
-            models, out.short, ally.short
-        ),
-        "therapist_caterpillar": lambda: figures.therapist_caterpillar(models, out.short),
-        "dropout_calibration": lambda: figures.dropout_calibration(calibration, warning),
-        "rupture_profile": lambda: figures.rupture_profile(
-            pd.read_parquet(inputs["sequences"]), ally, seed=seed
-        ),
-        "expected_response": lambda: figures.expected_response(
-            pd.read_csv(inputs["curves"]), warning, out
-        ),
-        "feedback_effects": lambda: figures.feedback_effects(warning),
-    }
+    from . import figures
+
+    data = figures.FigureData(inputs, outcome, alliance, early_session, seed)
     paths: dict[str, list[Path]] = {}
     for path in map(Path, outputs):
         paths.setdefault(path.stem, []).append(path)
     for name, targets in paths.items():
-        figures.save_figure(drawers[name](), targets)
+        figures.save_figure(figures.FIGURES[name].draw(data), targets)
     log.info("%d figures", len(paths))
-
-
-def _or_reason(model: str, compute: Any) -> pd.DataFrame:
-    """``compute()``, or one row of ``model`` saying why it could not be computed."""
-    try:
-        return compute()
-    except ValueError as exc:
-        reason = _row(model, "", float("nan"), converged=False, message=f"not computed: {exc}")
-        return _frame([reason])
 
 
 def early_warning_step(
@@ -244,7 +199,7 @@ def early_warning_step(
     alliance: str,
     early_session: int,
     settings: Mapping[str, Any],
-    seed: int = DEFAULT_SEED,
+    seed: int,
     engine: str = "lmm",
 ) -> None:
     """Rule ``early_warning``: ruptures and repair, dropout risk, the expected treatment
@@ -258,6 +213,9 @@ def early_warning_step(
     ``folds``. An analysis the data cannot support (no rupture threshold for the instrument, no
     dropouts, one condition) gives a row saying why.
     """
+    from . import dropout_risk, expected_response, feedback, ruptures, tidy
+    from .errors import NotEstimable
+
     data = pd.read_parquet(sessions)
     threshold, folds = settings.get("rupture_threshold"), settings["folds"]
     figure_data = {
@@ -272,36 +230,35 @@ def early_warning_step(
         figure_data["sequences"] = ruptures.rupture_sequences(detected)
         return pd.concat([
             ruptures.rupture_table(detected),
-            _or_reason("rupture_outcome", lambda: ruptures.rupture_outcome(
-                data, detected, outcome, backend=engine)),
-            _or_reason("rupture_dropout", lambda: ruptures.rupture_dropout(
+            tidy.or_reason("rupture_outcome", lambda: ruptures.rupture_outcome(
+                data, detected, outcome, engine=engine)),
+            tidy.or_reason("rupture_dropout", lambda: ruptures.rupture_dropout(
                 data, detected, outcome, alliance)),
         ])  # fmt: skip
 
     def signal_rows() -> pd.DataFrame:
         model = expected_response.fit_expected_response(
-            data, outcome, percentile=settings["not_on_track_percentile"], backend=engine
+            data, outcome, percentile=settings["not_on_track_percentile"], engine=engine
         )
         flags = expected_response.not_on_track(data, model)
         figure_data["curves"] = expected_response.expected_curves(data, model)
         return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
 
     periods = dropout_risk.person_periods(data, outcome, alliance)
+    held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
     try:
-        held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
         points = dropout_risk.calibration_table(held_out)
-    except ValueError:  # no dropouts, or too few to cut into tenths
-        held_out = pd.DataFrame({"event": [], "risk": [], "fold": [], "therapist": []})
+    except NotEstimable:  # the risk table's row says why
         points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
                                        "ci_low", "ci_high"])  # fmt: skip
     parts = [
-        _or_reason("ruptures", rupture_rows),
-        _or_reason("dropout_risk", lambda: dropout_risk.risk_table(periods, held_out, folds)),
-        _or_reason("expected_response", signal_rows),
-        _or_reason("feedback_outcome", lambda: feedback.feedback_effects(
-            data, outcome, alliance, early_session=early_session, backend=engine)),
+        tidy.or_reason("ruptures", rupture_rows),
+        tidy.or_reason("dropout_risk", lambda: dropout_risk.risk_table(periods, held_out, folds)),
+        tidy.or_reason("expected_response", signal_rows),
+        tidy.or_reason("feedback_outcome", lambda: feedback.feedback_effects(
+            data, outcome, alliance, early_session=early_session, engine=engine)),
     ]  # fmt: skip
-    combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[TIDY_COLUMNS]
+    combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[tidy.TIDY_COLUMNS]
     with atomic_outputs(table, calibration, sequences, curves) as (t, c, s, e):
         _write_csv(combined, t)
         _write_csv(points, c)
@@ -317,6 +274,9 @@ def apa_tables_step(models: str | Path, outputs: Iterable[str | Path]) -> None:
     ``outputs`` lists ``<model>.<md|tex|html>`` paths, ``<model>`` a catalogue name; the
     ``early_alliance`` files hold the tables of every k in turn.
     """
+    from .models import CATALOGUE
+    from .tables import ApaTable, apa_table, read_model_table
+
     table = read_model_table(models)
     paths = [Path(p) for p in outputs]
     with atomic_outputs(*paths) as temps:
@@ -339,6 +299,8 @@ def provenance_step(
     output: str | Path,
 ) -> None:
     """Rule ``provenance``: ``results/<dataset>/provenance.json``."""
+    from .provenance import provenance
+
     record = provenance(dataset, config, list(inputs), list(outputs))
     with atomic_outputs(output) as (path,):
         path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
@@ -358,6 +320,9 @@ def pooled_step(
     ``clients`` maps a dataset name to its client table; with ``by_site`` the one dataset's
     sites are the studies, otherwise the datasets are.
     """
+    from . import figures
+    from .pooled import one_stage, pooled_table
+
     frames = {name: pd.read_parquet(path) for name, path in clients.items()}
     if by_site:
         (only,) = frames.values()
@@ -381,6 +346,10 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
     ``early_session``, ``bootstrap``, ``seed`` and the ``annual_report`` block
     (``year_start_month``, ``suppress_below``, ``round_to``, and ``severity_norms`` by
     instrument, of which the outcome's are used)."""
+    from .disclosure import DisclosurePolicy
+    from .effects import SeverityNorms
+    from .report import ReportSettings
+
     block = settings.get("annual_report", {})
     policy = DisclosurePolicy(block.get("suppress_below", 5), block.get("round_to", 1))
     norms = block.get("severity_norms", {}).get(settings["outcome"])
@@ -408,6 +377,8 @@ def report_tables_step(
     (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication).
     ``warning`` is the early-warning table, whose expected-response model flags clients not on
     track."""
+    from .report import ReportTables, report_tables
+
     early = pd.read_csv(warning) if warning is not None else None
     tables = report_tables(pd.read_parquet(sessions), settings, early)
     names = ReportTables.names()
@@ -431,6 +402,9 @@ def annual_report_step(
     early-warning table, for its findings across all years. Nothing is refitted: the report is
     built from the tables.
     """
+    from .provenance import software_versions
+    from .report import ReportTables, annual_reports, render_html, render_pdf, year_file_name
+
     facts = json.loads(Path(summary).read_text(encoding="utf-8"))
     appendix = {
         "rows": facts["rows"],
@@ -456,6 +430,8 @@ def simulation_batch_step(
     """Rule ``simulation_batch``: replicates ``batch * batch_size`` … of design ``design`` of
     the ``simulation_study`` block (one row per simulated study,
     :data:`~allianceanalysis.power.REPLICATE_COLUMNS`)."""
+    from .power import run_replicates
+
     size = study["batch_size"]
     numbers = range(batch * size, min((batch + 1) * size, study["replicates"]))
     rows = run_replicates(study["designs"][design], numbers, index=design, term=study["term"],
@@ -470,6 +446,8 @@ def simulation_summary_step(
 ) -> None:
     """Rule ``simulation_study``: every batch's rows together, and per design the power, its
     Monte Carlo error, the mean estimate against the truth and the intervals' coverage."""
+    from .power import summarise
+
     rows = pd.concat([pd.read_csv(path) for path in batches], ignore_index=True)
     rows = rows.sort_values(["design", "replicate"], kind="stable").reset_index(drop=True)
     with atomic_outputs(power, replicates) as (power_temp, rows_temp):

@@ -1,10 +1,9 @@
 """Rule derive: the client table, session table and session pairs of one dataset."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import derive_step
 
-name = snakemake.wildcards.dataset
-with report_user_errors(snakemake.log[0], context=f"dataset '{name}'"):
+with workflow_step(snakemake):
     derive_step(
         snakemake.input.sessions,
         dict(snakemake.output.items()),

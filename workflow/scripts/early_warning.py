@@ -1,9 +1,9 @@
 """Rule early_warning: the early-warning analyses of one dataset as one tidy table."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import early_warning_step
 
-with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcards.dataset}'"):
+with workflow_step(snakemake):
     early_warning_step(
         snakemake.input[0],
         table=snakemake.output.table,

@@ -1,9 +1,9 @@
 """Rule figures: every figure of one dataset."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import figures_step
 
-with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcards.dataset}'"):
+with workflow_step(snakemake):
     figures_step(
         dict(snakemake.input.items()),
         list(snakemake.output),

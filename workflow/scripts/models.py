@@ -1,10 +1,9 @@
 """Rule models: fit every catalogue model to one dataset's derived tables."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import models_step
 
-name = snakemake.wildcards.dataset
-with report_user_errors(snakemake.log[0], context=f"dataset '{name}'"):
+with workflow_step(snakemake):
     models_step(
         dict(snakemake.input.items()),
         tables=snakemake.output.tables,

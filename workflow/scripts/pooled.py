@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import pooled_step
 
 by_site = snakemake.rule == "pooled_sites"
 paths = list(snakemake.input)
 clients = {Path(p).parent.parent.name: p for p in paths}
 context = f"dataset '{snakemake.wildcards.dataset}'" if by_site else "pooled datasets"
-with report_user_errors(snakemake.log[0], context=context):
+with workflow_step(snakemake, context):
     pooled_step(
         clients,
         snakemake.output.table,

@@ -1,9 +1,9 @@
 """Rule provenance: the provenance record of one dataset's results."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import provenance_step
 
-with report_user_errors(snakemake.log[0], context=f"dataset '{snakemake.wildcards.dataset}'"):
+with workflow_step(snakemake):
     provenance_step(
         snakemake.wildcards.dataset,
         snakemake.params.settings,

@@ -1,10 +1,10 @@
 """Rule report_tables: every reporting year's numbers of one dataset (internal tables)."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import report_settings, report_tables_step
 
 dataset = snakemake.wildcards.dataset
-with report_user_errors(snakemake.log[0], context=f"dataset '{dataset}'"):
+with workflow_step(snakemake):
     report_tables_step(
         snakemake.input.sessions,
         dict(snakemake.output.items()),

@@ -1,9 +1,9 @@
 """Rules simulation_batch and simulation_study: a simulation study, batch by batch."""
 
-from allianceanalysis.cli import report_user_errors
+from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import simulation_batch_step, simulation_summary_step
 
-with report_user_errors(snakemake.log[0], context="simulation study"):
+with workflow_step(snakemake, "simulation study"):
     if snakemake.rule == "simulation_batch":
         simulation_batch_step(
             snakemake.params.study,
