@@ -61,7 +61,7 @@ def test_scatter_title_quotes_the_partial_r_of_the_model_table(tables) -> None:
 
 
 def test_early_alliance_figure_has_one_point_per_k(tables) -> None:
-    figure = figures.early_alliance_by_k(tables["models"], alliance="SRS", outcome="ORS")
+    figure = figures.early_alliance_by_k(tables["models"], alliance="srs", outcome="ors")
     line = figure.axes[0].containers[0].lines[0]
     assert list(line.get_xdata()) == [1, 2, 3, 4, 5]
     assert "ORS points per SRS point" in figure.axes[0].get_ylabel()

@@ -18,7 +18,8 @@ Examples
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -30,12 +31,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ._files import atomic_outputs
-from .instruments import Instrument
-from .tables import TERM_LABELS
+from .instruments import Instrument, get_instrument
+from .tables import TERM_LABELS, read_model_table
 
 __all__ = [
     "FEEDBACK_TERMS",
     "FIGURES",
+    "FIGURE_INPUTS",
+    "FigureData",
+    "FigureEntry",
     "alliance_disaggregation",
     "alliance_outcome_scatter",
     "alliance_over_sessions",
@@ -60,19 +64,6 @@ MAX_SESSION_SHOWN = 20
 """Trajectories are drawn up to this session (few clients attend more)."""
 MIN_CLIENTS_FOR_MEAN = 10
 """Session means (and bands) are drawn only where at least this many clients contribute."""
-FIGURES = (
-    "outcome_trajectories",
-    "alliance_over_sessions",
-    "alliance_outcome_scatter",
-    "early_alliance_by_k",
-    "alliance_disaggregation",
-    "therapist_caterpillar",
-    "dropout_calibration",
-    "rupture_profile",
-    "expected_response",
-    "feedback_effects",
-)
-"""Per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``)."""
 
 
 def apa_r(value: float) -> str:
@@ -85,6 +76,11 @@ def apa_r(value: float) -> str:
     """
     text = f"{value:.2f}"
     return text.replace("0.", ".", 1)
+
+
+def _instrument(value: str | Instrument) -> Instrument:
+    """An instrument given by its registry key or as itself."""
+    return value if isinstance(value, Instrument) else get_instrument(value)
 
 
 def _scale_label(inst: Instrument) -> str:
@@ -118,7 +114,7 @@ def _integer_sessions(axis: object) -> None:
 
 def outcome_trajectories(
     table: pd.DataFrame,
-    outcome: Instrument,
+    outcome: str | Instrument,
     *,
     by: str | None = None,
     sample: int = 30,
@@ -138,6 +134,7 @@ def outcome_trajectories(
         Clients drawn as thin lines per panel (a seeded sample; no line is labelled).
     seed : int
     """
+    outcome = _instrument(outcome)
     data = table.dropna(subset=["outcome"])
     data = data[data["session"] <= MAX_SESSION_SHOWN]
     groups = sorted(data[by].dropna().unique()) if by and by in data else [None]
@@ -171,10 +168,11 @@ def outcome_trajectories(
 
 
 def alliance_over_sessions(
-    table: pd.DataFrame, clients: pd.DataFrame, alliance: Instrument, early_session: int
+    table: pd.DataFrame, clients: pd.DataFrame, alliance: str | Instrument, early_session: int
 ) -> Figure:
     """Alliance by session (with the share of ratings at the scale's maximum: the ceiling) and
     the distribution of the early alliance rating, with the instrument's cut-off."""
+    alliance = _instrument(alliance)
     data = table.dropna(subset=["alliance"])
     data = data[data["session"] <= MAX_SESSION_SHOWN]
     figure = Figure(figsize=(9, 4), layout="constrained")
@@ -223,7 +221,10 @@ def alliance_over_sessions(
 
 
 def alliance_outcome_scatter(
-    clients: pd.DataFrame, models: pd.DataFrame, outcome: Instrument, alliance: Instrument
+    clients: pd.DataFrame,
+    models: pd.DataFrame,
+    outcome: str | Instrument,
+    alliance: str | Instrument,
 ) -> Figure:
     """Early alliance against final outcome adjusted for intake, with the fitted partial slope.
 
@@ -232,6 +233,7 @@ def alliance_outcome_scatter(
     correlation from the ``alliance_outcome`` table. Beyond :data:`MAX_SCATTER_POINTS` clients
     the points are binned (hexagons shaded by count).
     """
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
     data = clients[clients["eligible"]]
     x, y, z = (
         data[c].to_numpy(float) for c in ("alliance_early", "outcome_final", "outcome_intake")
@@ -261,7 +263,7 @@ def alliance_outcome_scatter(
 
 
 def early_alliance_by_k(
-    models: pd.DataFrame, alliance: str = "SRS", outcome: str = "ORS"
+    models: pd.DataFrame, alliance: str | Instrument = "srs", outcome: str | Instrument = "ors"
 ) -> Figure:
     """The early-alliance coefficient, with its 95% CI, against the session k it was rated at.
 
@@ -269,8 +271,9 @@ def early_alliance_by_k(
     ----------
     models : pandas.DataFrame
         Tidy rows of the ``early_alliance_k1`` … ``_k5`` models (e.g. ``tables/models.csv``).
-    alliance, outcome : str
-        Instrument names for the axis labels.
+    alliance, outcome : str or Instrument
+        The instruments (registry key or :class:`~allianceanalysis.instruments.Instrument`),
+        named in the axis labels.
 
     Examples
     --------
@@ -307,7 +310,8 @@ def early_alliance_by_k(
         )
     axis.set_xticks(rows["k"])
     axis.set_xlabel("Session of the alliance rating (k)")
-    axis.set_ylabel(f"Final {outcome} points per {alliance} point\n(95% CI)")
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    axis.set_ylabel(f"Final {outcome.short} points per {alliance.short} point\n(95% CI)")
     axis.margins(y=0.15)
     axis.set_title(
         "Early alliance and final outcome\n(controlling intake and, from k = 2, early change)",
@@ -317,7 +321,7 @@ def early_alliance_by_k(
 
 
 def alliance_disaggregation(
-    models: pd.DataFrame, outcome: str = "ORS", alliance: str = "SRS"
+    models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
 ) -> Figure:
     """Between- and within-therapist alliance slopes and their difference (Baldwin et al., 2007)."""
     rows = _rows(models, "alliance_disaggregated")
@@ -340,7 +344,8 @@ def alliance_disaggregation(
         capsize=4,
     )
     axis.set_yticks(positions, list(terms.values()))
-    axis.set_xlabel(f"Final {outcome} points per {alliance} point (95% CI)")
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    axis.set_xlabel(f"Final {outcome.short} points per {alliance.short} point (95% CI)")
     n_obs = int(shown["n_obs"].iloc[0])
     n_groups = int(shown["n_groups"].iloc[0])
     axis.set_title(
@@ -358,7 +363,7 @@ MAX_LABELLED_THERAPISTS = 40
 national service has thousands) the points stand unlabelled, ranked, in a figure of fixed size."""
 
 
-def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
+def therapist_caterpillar(models: pd.DataFrame, outcome: str | Instrument = "ors") -> Figure:
     """Shrunken therapist effects (BLUPs) with 95% intervals, sorted; labelled by pseudonymous
     code up to :data:`MAX_LABELLED_THERAPISTS` therapists, ranked beyond."""
     rows = models[models["model"] == "therapist_effects"].sort_values("estimate")
@@ -381,7 +386,9 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str = "ORS") -> Figure:
         axis.set_yticks([])
         axis.set_ylim(-1, len(rows))
         axis.set_ylabel("Therapists, ranked")
-    axis.set_xlabel(f"Effect on final {outcome} beyond intake (points, 95% interval)")
+    axis.set_xlabel(
+        f"Effect on final {_instrument(outcome).short} beyond intake (points, 95% interval)"
+    )
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
     )
@@ -434,7 +441,9 @@ def _not_computed(figure: Figure, axis: object, reason: str = "") -> Figure:
     return figure
 
 
-def expected_response(curves: pd.DataFrame, warning: pd.DataFrame, outcome: Instrument) -> Figure:
+def expected_response(
+    curves: pd.DataFrame, warning: pd.DataFrame, outcome: str | Instrument
+) -> Figure:
     """The expected treatment response: the expected outcome (solid) and the not-on-track
     bound (dashed) by session from session 2, for clients starting at the quartiles of the
     intake outcome (the intake, session 1, as a point);
@@ -450,6 +459,7 @@ def expected_response(curves: pd.DataFrame, warning: pd.DataFrame, outcome: Inst
         The tidy early-warning table (``tables/early_warning.csv``).
     outcome : Instrument
     """
+    outcome = _instrument(outcome)
     figure = Figure(figsize=(6, 4.5), layout="constrained")
     axis = figure.subplots()
     if curves.empty:
@@ -514,7 +524,7 @@ def feedback_effects(warning: pd.DataFrame) -> Figure:
 
 
 def rupture_profile(
-    windows: pd.DataFrame, alliance: Instrument, *, examples: int = 3, seed: int = 0
+    windows: pd.DataFrame, alliance: str | Instrument, *, examples: int = 3, seed: int = 0
 ) -> Figure:
     """Ruptures and repair: example sequences and the average "V" around a rupture.
 
@@ -528,6 +538,7 @@ def rupture_profile(
         Ruptures drawn as example sequences per kind (a seeded sample).
     seed : int
     """
+    alliance = _instrument(alliance)
     figure = Figure(figsize=(10, 4), layout="constrained")
     if windows.empty:
         return _not_computed(figure, figure.subplots())
@@ -579,7 +590,7 @@ def power_plot(curve: pd.DataFrame, target: float = 0.8) -> Figure:
     return figure
 
 
-def shrinkage_plot(table: pd.DataFrame, outcome: str = "ORS") -> Figure:
+def shrinkage_plot(table: pd.DataFrame, outcome: str | Instrument = "ors") -> Figure:
     """Raw and shrunken therapist effects against caseload, each pair joined by a line
     (:func:`allianceanalysis.models.therapist_shrinkage`): small caseloads move furthest."""
     figure = Figure(figsize=(6.5, 4), layout="constrained")
@@ -591,7 +602,7 @@ def shrinkage_plot(table: pd.DataFrame, outcome: str = "ORS") -> Figure:
     axis.scatter(table["n_obs"], table["shrunken"], color=PALETTE[0], s=18,
                  label="shrunken (multilevel model)")  # fmt: skip
     axis.set_xlabel("Clients of the therapist")
-    axis.set_ylabel(f"Final {outcome} beyond what intake predicts (points)")
+    axis.set_ylabel(f"Final {_instrument(outcome).short} beyond what intake predicts (points)")
     axis.set_title(f"Shrinkage of {len(table)} therapists' effects", fontsize=10)
     axis.legend(fontsize=8, loc="upper right")
     return figure
@@ -658,6 +669,117 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
     axis.set_title(title, fontsize=10)
     figure.legend(fontsize=8, loc="outside lower center", ncols=2, frameon=False)
     return figure
+
+
+FIGURE_INPUTS = {
+    "sessions": "derived/sessions.parquet",
+    "clients": "derived/clients.parquet",
+    "models": "tables/models.csv",
+    "early_warning": "tables/early_warning.csv",
+    "calibration": "tables/dropout_calibration.csv",
+    "sequences": "derived/rupture_sequences.parquet",
+    "curves": "tables/expected_response_curves.csv",
+}
+"""The files of ``results/<dataset>/`` that figures are drawn from, by name."""
+
+
+@dataclass
+class FigureData:
+    """What a dataset's figures are drawn from: its files (:data:`FIGURE_INPUTS`, each read
+    once, when a figure first asks for it) and the settings figures use.
+
+    Parameters
+    ----------
+    paths : mapping
+        File of each input name (``sessions``, ``models`` …).
+    outcome, alliance : str or Instrument
+        The dataset's instruments.
+    early_session : int
+        k, the session of the early alliance rating.
+    seed : int
+        Seed of the figures' random choices (the sample of trajectories, example sequences).
+    """
+
+    paths: Mapping[str, str | Path]
+    outcome: str | Instrument
+    alliance: str | Instrument
+    early_session: int = 3
+    seed: int = 0
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.outcome, self.alliance = _instrument(self.outcome), _instrument(self.alliance)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._tables:
+            path = Path(self.paths[name])
+            if name == "models":
+                self._tables[name] = read_model_table(path)
+            elif path.suffix == ".parquet":
+                self._tables[name] = pd.read_parquet(path)
+            else:
+                self._tables[name] = pd.read_csv(path)
+        return self._tables[name]
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    """A per-dataset figure: its title in the workflow report, the :data:`FIGURE_INPUTS` it
+    is drawn from, and how (``draw`` takes a :class:`FigureData`). Its caption is
+    ``workflow/report/<name>.rst``."""
+
+    title: str
+    inputs: tuple[str, ...]
+    draw: Callable[[FigureData], Figure]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.inputs) - set(FIGURE_INPUTS)
+        if unknown:
+            raise TypeError(f"unknown figure inputs: {', '.join(sorted(unknown))}")
+
+
+def _site_column(sessions: pd.DataFrame) -> str | None:
+    """``site_id`` when the data have two or more sites (trajectories by site), else None."""
+    return "site_id" if "site_id" in sessions and sessions["site_id"].nunique() > 1 else None
+
+
+FIGURES: dict[str, FigureEntry] = {
+    "outcome_trajectories": FigureEntry(
+        "Outcome trajectories", ("sessions",),
+        lambda d: outcome_trajectories(d["sessions"], d.outcome, by=_site_column(d["sessions"]),
+                                       seed=d.seed)),
+    "alliance_over_sessions": FigureEntry(
+        "Alliance over sessions", ("sessions", "clients"),
+        lambda d: alliance_over_sessions(d["sessions"], d["clients"], d.alliance,
+                                         d.early_session)),
+    "alliance_outcome_scatter": FigureEntry(
+        "Early alliance and final outcome", ("clients", "models"),
+        lambda d: alliance_outcome_scatter(d["clients"], d["models"], d.outcome, d.alliance)),
+    "early_alliance_by_k": FigureEntry(
+        "Early alliance by session k", ("models",),
+        lambda d: early_alliance_by_k(d["models"], d.alliance, d.outcome)),
+    "alliance_disaggregation": FigureEntry(
+        "Therapist and client parts of the alliance", ("models",),
+        lambda d: alliance_disaggregation(d["models"], d.outcome, d.alliance)),
+    "therapist_caterpillar": FigureEntry(
+        "Therapist effects", ("models",),
+        lambda d: therapist_caterpillar(d["models"], d.outcome)),
+    "dropout_calibration": FigureEntry(
+        "Dropout risk: calibration out of sample", ("calibration", "early_warning"),
+        lambda d: dropout_calibration(d["calibration"], d["early_warning"])),
+    "rupture_profile": FigureEntry(
+        "Ruptures and repair", ("sequences",),
+        lambda d: rupture_profile(d["sequences"], d.alliance, seed=d.seed)),
+    "expected_response": FigureEntry(
+        "Expected treatment response", ("curves", "early_warning"),
+        lambda d: expected_response(d["curves"], d["early_warning"], d.outcome)),
+    "feedback_effects": FigureEntry(
+        "Did feedback help?", ("early_warning",),
+        lambda d: feedback_effects(d["early_warning"])),
+}  # fmt: skip
+"""The per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``): one entry
+each drives the workflow's ``figures`` rule (inputs and outputs), its report entry (title and
+caption ``workflow/report/<name>.rst``) and :func:`allianceanalysis.pipeline.figures_step`."""
 
 
 def save_figure(figure: Figure, paths: Iterable[str | Path]) -> None:

@@ -16,7 +16,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import report as report_item  # "report(" opening a line is Snakemake syntax
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
-from allianceanalysis.figures import FIGURES
+from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.report import ReportTables
 
@@ -89,18 +89,14 @@ def report_table_outputs():
     }
 
 
-FIGURE_TITLES = {
-    "outcome_trajectories": "Outcome trajectories",
-    "alliance_over_sessions": "Alliance over sessions",
-    "alliance_outcome_scatter": "Early alliance and final outcome",
-    "early_alliance_by_k": "Early alliance by session k",
-    "alliance_disaggregation": "Therapist and client parts of the alliance",
-    "therapist_caterpillar": "Therapist effects",
-    "dropout_calibration": "Dropout risk: calibration out of sample",
-    "rupture_profile": "Ruptures and repair",
-    "expected_response": "Expected treatment response",
-    "feedback_effects": "Did feedback help?",
-}
+def figure_inputs():
+    """The files the figures are drawn from (those some registry entry reads)."""
+    used = {name for entry in FIGURES.values() for name in entry.inputs}
+    return {
+        name: f"results/{{dataset}}/{path}"
+        for name, path in FIGURE_INPUTS.items()
+        if name in used
+    }
 
 
 def figure_outputs():
@@ -113,7 +109,7 @@ def figure_outputs():
                 caption=f"../report/{name}.rst",
                 category="{dataset}",
                 subcategory="Figures",
-                labels={"figure": FIGURE_TITLES[name]},
+                labels={"figure": FIGURES[name].title},
             )
         )
         outputs.append(f"results/{{dataset}}/figures/{name}.svg")

@@ -1,15 +1,11 @@
-# Figures of one dataset, drawn from its derived tables and model tables.
+# Figures of one dataset, drawn from its derived tables and model tables: one entry each in the
+# registry allianceanalysis.figures.FIGURES (inputs, outputs, report title; caption
+# workflow/report/<name>.rst).
 
 
 rule figures:
     input:
-        sessions="results/{dataset}/derived/sessions.parquet",
-        clients="results/{dataset}/derived/clients.parquet",
-        models="results/{dataset}/tables/models.csv",
-        early_warning="results/{dataset}/tables/early_warning.csv",
-        calibration="results/{dataset}/tables/dropout_calibration.csv",
-        sequences="results/{dataset}/derived/rupture_sequences.parquet",
-        curves="results/{dataset}/tables/expected_response_curves.csv",
+        **figure_inputs(),
     output:
         figure_outputs(),
     params:
