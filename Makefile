@@ -56,8 +56,10 @@ report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --rerun-incomplete $(addprefix results/,$(addsuffix /annual_report,$(DATASETS)))
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
+# TEST_ARGS adds pytest options, e.g. TEST_ARGS='-m "not slow"' (the browser checks too, sharing
+# the suite's one demo run; .ci/run does this).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow"

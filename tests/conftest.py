@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from .helpers import (
+    ALLIANCEANALYSIS,
+    SHAPES,
+    demo_workdir,
+    seeded_sessions,
+    shape_of,
+    shapes_service,
+    snakemake,
+    write_config,
+)
 
 settings.register_profile(
     "default",
@@ -34,6 +46,41 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled configuration (two demo services) run from scratch through the front door,
+    ``allianceanalysis run config.yaml --directory WORKDIR``, as a new user would; shared by
+    every test that only reads its outputs."""
+    workdir = tmp_path_factory.mktemp("work")
+    _, config = demo_workdir(workdir)
+    done = subprocess.run([str(ALLIANCEANALYSIS), "run", config, "--directory", str(workdir)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (workdir / "run_output.txt").write_text(done.stdout)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def stranger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data this project did not shape for the workflow, run to the end in one Snakemake run:
+    a dataset per :data:`SHAPES` (the optional columns left out) and ``service``, the demo
+    data with distinctive IDs, free text and a date of birth the user let through
+    (``allow_identifier_columns``); ``data/sessions.csv`` is that service's file."""
+    workdir = tmp_path_factory.mktemp("strangers")
+    (workdir / "data").mkdir()
+    sessions = shapes_service()
+    datasets: dict[str, dict[str, str]] = {}
+    for name, dropped in SHAPES.items():
+        shape_of(sessions, dropped).to_csv(workdir / "data" / f"{name}.csv", index=False)
+        datasets[name] = {"path": f"data/{name}.csv"}
+    seeded_sessions().to_csv(workdir / "data" / "sessions.csv", index=False)
+    datasets["service"] = {"path": "data/sessions.csv", "allow_identifier_columns": "[dob]"}
+    config = write_config(workdir, datasets, bootstrap=200)
+    done = snakemake(workdir, "--configfile", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
 
 
 # Coverage-guided fuzz targets need atheris and run for minutes: `make fuzz`, not pytest.

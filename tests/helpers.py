@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +14,74 @@ import pandas as pd
 
 from allianceanalysis.config import DatasetSpec
 from allianceanalysis.disclosure import CountSystem
+from allianceanalysis.simulate import simulate_study
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DEMO = ROOT / "data" / "demo" / "sessions.csv"
 REFERENCE = ROOT / "tests" / "reference"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+ALLIANCEANALYSIS = Path(sys.executable).with_name("allianceanalysis")
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            "--cores", "2", *args]  # fmt: skip
+
+
+def snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's workflow in ``workdir`` (output captured)."""
+    return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+
+
+def write_config(workdir: Path, datasets: dict, **settings: object) -> Path:
+    """``workdir/config.yaml`` naming ``datasets`` (name: options) and global ``settings``."""
+    lines = [f"{key}: {value}" for key, value in settings.items()] + ["datasets:"]
+    for name, options in datasets.items():
+        lines.append(f"  {name}:")
+        lines += [f"    {key}: {value}" for key, value in options.items()]
+    path = workdir / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def demo_workdir(workdir: Path) -> tuple[str, str]:
+    """Copy the bundled demo data and configuration into ``workdir``; the arguments that
+    select that configuration."""
+    shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
+    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
+    return "--configfile", str(workdir / "config.yaml")
+
+
+def run_demo(workdir: Path) -> Path:
+    """The bundled configuration (two demo services) run from scratch in ``workdir`` as
+    ``make run`` does: Snakemake, then its report (``results/report.html``)."""
+    config = demo_workdir(workdir)
+    for extra in ((), ("--report", "results/report.html")):
+        done = snakemake(workdir, *config, *extra)
+        assert done.returncode == 0, done.stderr
+    return workdir
+
+
+def published_bytes(workdir: Path, under: str = "") -> dict[str, bytes]:
+    """Every output file under ``results/`` (or ``results/<under>/``) by its path relative to
+    ``results/``, except the logs (timings), Snakemake's browsable report (it records when it
+    was made) and provenance's creation time."""
+    files = {}
+    for path in sorted((workdir / "results" / under).rglob("*")):
+        relative = path.relative_to(workdir / "results")
+        if path.is_dir() or "logs" in relative.parts or path.name == "report.html":
+            continue
+        content = path.read_bytes()
+        if path.name == "provenance.json":
+            record = json.loads(content)
+            record.pop("created_utc")
+            content = json.dumps(record, sort_keys=True).encode()
+        files[str(relative)] = content
+    return files
 
 
 def reference_sessions(name: str) -> pd.DataFrame:
@@ -125,3 +193,49 @@ def assert_nothing_small_can_be_worked_out(system: CountSystem, context: object 
         if total in known:
             rest = sum(system.values[m] for m in members if m not in known)
             assert not small(rest), (context, total, members)
+
+
+OPTIONAL = ("site_id", "session_date", "episode_id", "end_status", "condition")
+"""The optional columns of the data contract (docs/data-format.md)."""
+SHAPES = {f"no_{column}": (column,) for column in OPTIONAL} | {"required_only": OPTIONAL}
+"""A dataset without each optional column, and one without all of them."""
+
+
+def shapes_service() -> pd.DataFrame:
+    """A small service with every optional column: two sites, dated sessions in one reporting
+    year, endings, feedback by client, and a second episode for every fifth client."""
+    sessions = simulate_study(n_clients=100, n_therapists=8, n_sites=2, feedback="client",
+                              start_date="2024-04-01", end_date="2025-03-31",
+                              seed=16).sessions  # fmt: skip
+    number = sessions["client_id"].str[1:].astype(int)
+    second = (number % 5 == 0) & (sessions["session"] > 4)
+    sessions["episode_id"] = second.map({True: "E2", False: "E1"})
+    sessions["session"] = sessions["session"].where(~second, sessions["session"] - 4)
+    return sessions
+
+
+def shape_of(sessions: pd.DataFrame, dropped: tuple[str, ...]) -> pd.DataFrame:
+    """``sessions`` without the ``dropped`` columns; without episode codes a client's second
+    episode is recorded under an ID of its own, as such a service would."""
+    shape = sessions.copy()
+    if "episode_id" in dropped:
+        second = shape["episode_id"] == "E2"
+        shape["client_id"] = shape["client_id"].where(~second, shape["client_id"] + "-2")
+    return shape.drop(columns=list(dropped))
+
+
+def seeded_sessions() -> pd.DataFrame:
+    """The demo data with distinctive client and therapist IDs (allowed columns: pseudonymous
+    in the contract, yet what a service must not publish), a free-text column and a date of
+    birth."""
+    sessions = pd.read_csv(DEMO, dtype=str)
+
+    def token(prefix: str, value: str) -> str:
+        return prefix + hashlib.sha256(value.encode()).hexdigest()[:10].upper()
+
+    sessions["client_id"] = sessions["client_id"].map(lambda v: token("CLIENTQZ", v))
+    sessions["therapist_id"] = sessions["therapist_id"].map(lambda v: token("Dr_THERAPISTQZ", v))
+    sessions["remarks"] = sessions["client_id"].map(lambda v: "felt low after " + token("FTQZ", v))
+    born = pd.Timestamp("1940-01-01") + pd.to_timedelta(sessions.index % 9000, unit="D")
+    sessions["dob"] = born.strftime("%Y-%m-%d")
+    return sessions

@@ -21,7 +21,7 @@ from allianceanalysis.models import CATALOGUE, CatalogueEntry, fit_model
 from allianceanalysis.pipeline import early_warning_step
 from allianceanalysis.simulate import simulate_study
 
-from .test_workflow import snakemake, write_config
+from .helpers import snakemake, write_config
 
 SETTINGS = {"rupture_threshold": None, "repair_within": 3, "not_on_track_percentile": 0.1,
             "folds": 5}  # fmt: skip

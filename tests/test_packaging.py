@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .helpers import ROOT
@@ -81,3 +82,23 @@ def test_every_test_named_in_the_reliability_page_exists() -> None:
     for module, test in named:
         source = (ROOT / "tests" / f"{module}.py").read_text(encoding="utf-8")
         assert f"def {test}(" in source, f"{module}::{test}"
+
+
+def test_the_package_docstring_names_every_module() -> None:
+    import allianceanalysis
+
+    package = ROOT / "src" / "allianceanalysis"
+    modules = {p.stem for p in package.glob("*.py") if not p.name.startswith("_")}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    named = set(re.findall(r":mod:`~allianceanalysis\.(\w+)`", allianceanalysis.__doc__))
+    assert named == modules
+
+
+def test_no_stray_build_artefacts_are_committed() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode:
+        pytest.skip("not a git checkout (an unpacked sdist)")
+    stray = [f for f in tracked.stdout.splitlines() if f.endswith((".whl", ".tar.gz", ".egg"))]
+    assert not stray
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert (ROOT / "CHANGELOG.md").is_file()

@@ -7,41 +7,21 @@ a fresh machine with only Python and make passes.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from allianceanalysis.figures import FIGURES
 
-from .helpers import ROOT
 from .report_check import check_report
 
 pytestmark = pytest.mark.browser
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("report")
-    shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
-    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
-    common = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "config.yaml"),
-    ]
-    subprocess.run(common, check=True, capture_output=True)
-    subprocess.run([*common, "--report", "report.html"], check=True, capture_output=True)
-    return workdir / "report.html"
+def report(demo_run: Path) -> Path:
+    """The browsable report of the shared demo run (``allianceanalysis run``, conftest.py)."""
+    return demo_run / "results" / "report.html"
 
 
 def test_every_figure_of_every_dataset_displays(report: Path, tmp_path: Path) -> None:

@@ -1,9 +1,32 @@
 """allianceanalysis: reproducible process-outcome analytics for psychotherapy data.
 
-Modules, one per concept: :mod:`~allianceanalysis.instruments` (registry of scales),
-:mod:`~allianceanalysis.io` (read, map, validate session data),
-:mod:`~allianceanalysis.simulate` (studies with known truth),
-:mod:`~allianceanalysis.config` (workflow configuration).
+Modules, one per concept.
+
+Data in
+    :mod:`~allianceanalysis.instruments` (registry of rating scales),
+    :mod:`~allianceanalysis.io` (read, map, validate session data; refuse identifiers),
+    :mod:`~allianceanalysis.config` (workflow configuration and its schema),
+    :mod:`~allianceanalysis.simulate` (studies whose truth is known),
+    :mod:`~allianceanalysis.derive` (client, session and session-pair tables).
+Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
+    :mod:`~allianceanalysis.models` (the model catalogue),
+    :mod:`~allianceanalysis.engine`, :mod:`~allianceanalysis.lmm` and
+    :mod:`~allianceanalysis.glmm` (mixed-model fitting),
+    :mod:`~allianceanalysis.pooled` (meta-analysis across sites and datasets),
+    :mod:`~allianceanalysis.effects` (change indices and KPIs),
+    :mod:`~allianceanalysis.ruptures`, :mod:`~allianceanalysis.dropout_risk`,
+    :mod:`~allianceanalysis.expected_response`, :mod:`~allianceanalysis.feedback` (early
+    warning), :mod:`~allianceanalysis.power` (power by simulation).
+Results out
+    :mod:`~allianceanalysis.figures`, :mod:`~allianceanalysis.tables` (APA tables),
+    :mod:`~allianceanalysis.report` (the annual report),
+    :mod:`~allianceanalysis.disclosure` (small-number suppression),
+    :mod:`~allianceanalysis.provenance`.
+Running
+    :mod:`~allianceanalysis.pipeline` (the workflow's steps as functions),
+    :mod:`~allianceanalysis.run` (the workflow behind ``allianceanalysis run``),
+    :mod:`~allianceanalysis.cli` (the ``allianceanalysis`` command),
+    :mod:`~allianceanalysis.errors` (errors a user can act on; ``NotEstimable``).
 """
 
 import logging
