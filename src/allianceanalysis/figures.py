@@ -386,8 +386,10 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str | Instrument = "ors
         axis.set_yticks([])
         axis.set_ylim(-1, len(rows))
         axis.set_ylabel("Therapists, ranked")
+    outcome = _instrument(outcome)
+    better = "higher" if outcome.higher_is_better else "lower"
     axis.set_xlabel(
-        f"Effect on final {_instrument(outcome).short} beyond intake (points, 95% interval)"
+        f"Effect on final {outcome.short} beyond intake (points, 95% interval; {better} is better)"
     )
     axis.set_title(
         f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10

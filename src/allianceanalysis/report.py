@@ -41,7 +41,6 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -68,9 +67,15 @@ from .expected_response import (
     not_on_track,
     signalled_cases,
 )
-from .figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line
+from .figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line, therapist_caterpillar
 from .instruments import Instrument, get_instrument
-from .models import DEFAULT_BOOTSTRAP, DEFAULT_SEED, partial_correlation, therapist_codes
+from .models import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_SEED,
+    clustered_ols,
+    partial_correlation,
+    therapist_codes,
+)
 from .models import therapist_effects as fit_therapist_effects
 from .ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
 from .tables import ApaTable
@@ -338,24 +343,9 @@ def _early_alliance(eligible: pd.DataFrame, settings: ReportSettings, year: str)
         seed=settings.seed,
     )
     table = table[table["term"] == "partial_r_bootstrap"].assign(term="partial_r")
-    fit = smf.ols("outcome_final ~ outcome_intake + alliance_early", data=eligible).fit(
-        cov_type="cluster",
-        cov_kwds={"groups": eligible["therapist_id"].astype("category").cat.codes},
-    )
-    low, high = fit.conf_int().loc["alliance_early"]
-    slope = {
-        "model": "early_alliance_year",
-        "term": "slope",
-        "estimate": fit.params["alliance_early"],
-        "std_error": fit.bse["alliance_early"],
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": fit.pvalues["alliance_early"],
-        "n_obs": int(fit.nobs),
-        "n_groups": eligible["therapist_id"].nunique(),
-        "converged": True,
-        "ci_method": "wald_cluster_robust",
-    }
+    rows = clustered_ols("early_alliance_year", eligible, "outcome_final",
+                         ["outcome_intake", "alliance_early"], "therapist_id")  # fmt: skip
+    slope = {**rows[-1], "term": "slope"}
     return pd.concat([table, pd.DataFrame([slope])], ignore_index=True).assign(year=year)
 
 
@@ -1102,33 +1092,16 @@ def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
 def _caterpillar_figure(
     effects: pd.DataFrame, outcome: Instrument, publisher: Publisher
 ) -> tuple[str | None, int, int]:
+    """The caterpillar plot of the therapists with caseloads at or above the suppression
+    threshold (:func:`allianceanalysis.figures.therapist_caterpillar`); counts shown and
+    hidden."""
     if effects.empty:
         return None, 0, 0
-    shown = effects[effects["n_obs"] >= publisher.policy.suppress_below].sort_values("estimate")
+    shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
     hidden = len(effects) - len(shown)
     if shown.empty:
         return None, 0, hidden
-    labelled = len(shown) <= MAX_LABELLED_THERAPISTS
-    height = 0.22 * len(shown) + 1.2 if labelled else 6.0
-    figure = Figure(figsize=(6, max(2.5, height)), layout="constrained")
-    axis = figure.subplots()
-    positions = np.arange(len(shown))
-    axis.axvline(0, color="0.6", linewidth=0.8)
-    axis.hlines(positions, shown["ci_low"], shown["ci_high"], color=PALETTE[0],
-                linewidth=1.5 if labelled else 0.4)  # fmt: skip
-    axis.scatter(shown["estimate"], positions, color=PALETTE[0], s=14 if labelled else 2,
-                 zorder=3)  # fmt: skip
-    if labelled:
-        axis.set_yticks(positions, shown["term"], fontsize=7)
-    else:
-        axis.set_yticks([])
-        axis.set_ylim(-1, len(shown))
-    better = "higher" if outcome.higher_is_better else "lower"
-    axis.set_xlabel(
-        f"Final {outcome.short} beyond what intake predicts (points; {better} is better)"
-    )
-    axis.set_ylabel("Therapist (code)" if labelled else "Therapists, ranked")
-    return _png(figure), len(shown), hidden
+    return _png(therapist_caterpillar(shown, outcome)), len(shown), hidden
 
 
 def _alliance_figure(publisher: Publisher, alliance: Instrument) -> str | None:
