@@ -14,7 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import sync_playwright
 
-from allianceanalysis import report
+from allianceanalysis.annual_report import (
+    Publisher,
+    ReportSettings,
+    ReportTables,
+    annual_reports,
+    early_warning_paragraphs,
+    render_html,
+    render_pdf,
+    report_tables,
+)
+from allianceanalysis.annual_report import render as report_render
+from allianceanalysis.annual_report import tables as report_steps
 from allianceanalysis.disclosure import SUPPRESSED, DisclosurePolicy
 from allianceanalysis.effects import client_outcomes
 from allianceanalysis.expected_response import (
@@ -26,16 +37,6 @@ from allianceanalysis.expected_response import (
 from allianceanalysis.feedback import DESIGNS
 from allianceanalysis.instruments import get_instrument
 from allianceanalysis.pipeline import annual_report_step, early_warning_step, report_settings
-from allianceanalysis.report import (
-    Publisher,
-    ReportSettings,
-    ReportTables,
-    annual_reports,
-    early_warning_paragraphs,
-    render_html,
-    render_pdf,
-    report_tables,
-)
 from allianceanalysis.ruptures import case_ruptures, detect_ruptures
 from allianceanalysis.simulate import simulate_study
 
@@ -118,11 +119,11 @@ def test_reports_are_rendered_from_the_tables_without_refitting(tables, monkeypa
     def refit(*args, **kwargs):
         raise AssertionError("a model was fitted at render time")
 
-    monkeypatch.setattr(report, "fit_therapist_effects", refit)
-    monkeypatch.setattr(report, "partial_correlation", refit)
-    monkeypatch.setattr(report, "clustered_ols", refit)
-    monkeypatch.setattr(report, "detect_ruptures", refit)
-    monkeypatch.setattr(report, "not_on_track", refit)
+    monkeypatch.setattr(report_steps, "fit_therapist_effects", refit)
+    monkeypatch.setattr(report_steps, "partial_correlation", refit)
+    monkeypatch.setattr(report_steps, "clustered_ols", refit)
+    monkeypatch.setattr(report_steps, "detect_ruptures", refit)
+    monkeypatch.setattr(report_steps, "not_on_track", refit)
     assert list(annual_reports(tables, SETTINGS)) == tables.years
 
 
@@ -150,7 +151,7 @@ def _early_rows(r: float, low: float, high: float, slope: float) -> pd.DataFrame
 )  # fmt: skip
 def test_early_alliance_sentence_reads_the_sign_by_the_outcome_direction(outcome, r, slope, says):
     rows = _early_rows(r, r - 0.1, r + 0.1, slope)
-    sentence = report._early_alliance_sentence(
+    sentence = report_render._early_alliance_sentence(
         rows, get_instrument(outcome), get_instrument("srs"), 3, "120"
     )
     assert says in sentence
@@ -160,7 +161,7 @@ def test_early_alliance_sentence_reads_the_sign_by_the_outcome_direction(outcome
 def test_early_alliance_result_is_withheld_when_its_client_count_is_suppressed() -> None:
     rows = _early_rows(0.3, 0.1, 0.5, 0.5)
     ors, srs = get_instrument("ors"), get_instrument("srs")
-    sentence = report._early_alliance_sentence(rows, ors, srs, 3, SUPPRESSED)
+    sentence = report_render._early_alliance_sentence(rows, ors, srs, 3, SUPPRESSED)
     assert sentence.startswith("Too few clients") and "partial r" not in sentence
 
 
@@ -421,7 +422,7 @@ def _year_part(kpis: list[tuple[str, int, int | None]], accounting: list[tuple[s
              "ci_low": np.nan, "ci_high": np.nan, "unit": "clients" if n is None else "proportion"}
             for kpi, k, n in kpis]  # fmt: skip
     empty = {name: pd.DataFrame(columns=columns) for name, columns in {
-        "sites": ["year", "site_id", *report.SITE_COLUMNS],
+        "sites": ["year", "site_id", *report_steps.SITE_COLUMNS],
         "endings": ["year", "early_alliance", "dropout", "planned"],
         "alliance_bins": ["year", "bin_low", "bin_high", "sessions"],
         "funnel": ["year", "therapist", "n", "events", "rate", "overall"]}.items()}  # fmt: skip

@@ -18,8 +18,8 @@ import pypdfium2
 import pytest
 import yaml
 
+from allianceanalysis.annual_report import render_pdf
 from allianceanalysis.models import CATALOGUE, TIDY_COLUMNS
-from allianceanalysis.report import render_pdf
 
 from .helpers import (
     CORPUS,

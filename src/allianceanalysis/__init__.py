@@ -19,7 +19,7 @@ Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     warning), :mod:`~allianceanalysis.power` (power by simulation).
 Results out
     :mod:`~allianceanalysis.figures`, :mod:`~allianceanalysis.tables` (APA tables),
-    :mod:`~allianceanalysis.report` (the annual report),
+    :mod:`~allianceanalysis.annual_report` (the annual report: tables, publisher, rendering),
     :mod:`~allianceanalysis.disclosure` (small-number suppression),
     :mod:`~allianceanalysis.provenance`.
 Running

@@ -20,7 +20,7 @@ from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS
 
 if TYPE_CHECKING:
-    from .report import ReportSettings
+    from .annual_report import ReportSettings
 
 __all__ = [
     "annual_report_step",
@@ -346,9 +346,9 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
     ``early_session``, ``bootstrap``, ``seed`` and the ``annual_report`` block
     (``year_start_month``, ``suppress_below``, ``round_to``, and ``severity_norms`` by
     instrument, of which the outcome's are used)."""
+    from .annual_report import ReportSettings
     from .disclosure import DisclosurePolicy
     from .effects import SeverityNorms
-    from .report import ReportSettings
 
     block = settings.get("annual_report", {})
     policy = DisclosurePolicy(block.get("suppress_below", 5), block.get("round_to", 1))
@@ -377,7 +377,7 @@ def report_tables_step(
     (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication).
     ``warning`` is the early-warning table, whose expected-response model flags clients not on
     track."""
-    from .report import ReportTables, report_tables
+    from .annual_report import ReportTables, report_tables
 
     early = pd.read_csv(warning) if warning is not None else None
     tables = report_tables(pd.read_parquet(sessions), settings, early)
@@ -397,13 +397,13 @@ def annual_report_step(
     """Rule ``annual_report``: per reporting year ``<year>.html``, ``<year>.pdf`` and the
     published KPI table ``<year>_kpis.csv`` in ``output`` (a directory written all at once).
 
-    ``tables`` names the files of :class:`~allianceanalysis.report.ReportTables`; ``summary``
+    ``tables`` names the files of :class:`~allianceanalysis.annual_report.ReportTables`; ``summary``
     is the validation summary (rows read, used, excluded) for the appendix; ``warning`` the
     early-warning table, for its findings across all years. Nothing is refitted: the report is
     built from the tables.
     """
+    from .annual_report import ReportTables, annual_reports, render_html, render_pdf, year_file_name
     from .provenance import software_versions
-    from .report import ReportTables, annual_reports, render_html, render_pdf, year_file_name
 
     facts = json.loads(Path(summary).read_text(encoding="utf-8"))
     appendix = {

@@ -18,7 +18,7 @@ from snakemake.io import report as report_item  # "report(" opening a line is Sn
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
-from allianceanalysis.report import ReportTables
+from allianceanalysis.annual_report import ReportTables
 
 try:
     config.update(

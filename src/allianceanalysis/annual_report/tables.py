@@ -1,0 +1,389 @@
+"""The annual report, step 1: every number of every reporting year, as tidy tables.
+
+:func:`report_tables` computes, from the validated sessions, what each year's report needs
+(:class:`ReportTables`: KPIs with their numerators and denominators, the accounting of cases,
+counts by site, endings by early alliance, the funnel table, the alliance histogram, the
+year's early-alliance estimates and shrunken therapist effects). These tables are internal:
+they hold unsuppressed counts (``results/<dataset>/report_tables/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..derive import case_keys, client_table
+from ..disclosure import DisclosurePolicy
+from ..effects import (
+    KPI_COLUMNS,
+    SeverityNorms,
+    activity,
+    client_outcomes,
+    funnel,
+    nhs_talking_therapies,
+    outcome_kpis,
+    rate_row,
+    session_bands,
+    session_years,
+)
+from ..errors import NotEstimable
+from ..expected_response import (
+    DEFAULT_PERCENTILE,
+    ExpectedResponse,
+    not_on_track,
+    signalled_cases,
+)
+from ..instruments import Instrument, get_instrument
+from ..models import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_SEED,
+    clustered_ols,
+    partial_correlation,
+    therapist_codes,
+)
+from ..models import therapist_effects as fit_therapist_effects
+from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
+
+log = logging.getLogger("allianceanalysis")
+
+MIN_CLIENTS_FOR_MODELS = 10
+"""Fewest eligible clients in a year for the early-alliance estimate and therapist effects."""
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What an annual report depends on besides the data (workflow key ``annual_report`` and
+    the dataset's instruments)."""
+
+    dataset: str
+    outcome: str = "ors"
+    alliance: str = "srs"
+    early_session: int = 3
+    year_start_month: int = 4
+    policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    seed: int = DEFAULT_SEED
+    severity_norms: SeverityNorms | None = None
+    rupture_threshold: float | None = None
+    repair_within: int = DEFAULT_REPAIR_WITHIN
+    not_on_track_percentile: float = DEFAULT_PERCENTILE
+
+
+@dataclass
+class ReportTables:
+    """Every number of every year's report, as tidy tables (internal: unsuppressed).
+
+    Attributes
+    ----------
+    kpis : :data:`~allianceanalysis.effects.KPI_COLUMNS`, every year.
+    accounting : ``year, analysis, reason, count``: cases in and out of each analysis.
+    session_bands : ``year, band, clients``: sessions per client among episodes ended.
+    sites : ``year, site_id, clients_seen, sessions_attended`` (by session date),
+        ``ended, finished, reliable_improvement`` (episodes ended in the year).
+    endings : ``year, early_alliance, dropout, planned``.
+    funnel : ``year, therapist, n, events, rate, overall`` and the control limits.
+    alliance_bins : ``year, bin_low, bin_high, sessions``.
+    early_alliance : ``year`` and tidy rows ``partial_r`` (cluster-bootstrap interval) and
+        ``slope`` (final outcome points per alliance point, intake held constant; therapist-
+        clustered standard errors).
+    therapist_effects : ``year`` and the tidy rows of :func:`models.therapist_effects`.
+    """
+
+    kpis: pd.DataFrame
+    accounting: pd.DataFrame
+    session_bands: pd.DataFrame
+    sites: pd.DataFrame
+    endings: pd.DataFrame
+    funnel: pd.DataFrame
+    alliance_bins: pd.DataFrame
+    early_alliance: pd.DataFrame
+    therapist_effects: pd.DataFrame
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The table names (one CSV each)."""
+        return [f.name for f in fields(cls)]
+
+    @property
+    def years(self) -> list[str]:
+        """The reporting years, oldest first."""
+        return sorted(self.kpis["year"].dropna().unique())
+
+    def of_year(self, year: str) -> dict[str, pd.DataFrame]:
+        """Each table's rows of one reporting year."""
+        return {name: getattr(self, name).loc[lambda t: t["year"] == year] for name in self.names()}
+
+    def write(self, paths: Mapping[str, str | Path]) -> None:
+        """Write each table to ``paths[name]`` (CSV)."""
+        for name in self.names():
+            getattr(self, name).to_csv(paths[name], index=False, lineterminator="\n")
+
+    @classmethod
+    def read(cls, paths: Mapping[str, str | Path]) -> ReportTables:
+        """Read the tables :meth:`write` wrote."""
+        return cls(**{n: pd.read_csv(paths[n], dtype={"year": str}) for n in cls.names()})
+
+
+def year_file_name(year: str) -> str:
+    """A reporting year as a file name: ``"2024/25"`` -> ``"2024-25"``."""
+    return year.replace("/", "-")
+
+
+def _alliance_kpis(year_sessions: pd.DataFrame, alliance: Instrument, year: str) -> list[dict]:
+    data = year_sessions.dropna(subset=[alliance.key])
+    if alliance.cutoff is None:
+        return []
+    below = data[alliance.key] < alliance.cutoff
+    by_client = below.groupby([data[k] for k in case_keys(data)]).any()
+    return [
+        rate_row(year, "alliance_sessions_below_cutoff", int(below.sum()), len(below)),
+        rate_row(year, "alliance_clients_below_cutoff", int(by_client.sum()), len(by_client)),
+    ]
+
+
+def _accounting(in_year: pd.DataFrame, year_clients: pd.DataFrame, year: str) -> pd.DataFrame:
+    finished = in_year["finished"]
+    rows = [
+        ("outcomes", "episodes ended", len(in_year)),
+        ("outcomes", "finished (included)", int(finished.sum())),
+        ("outcomes", "excluded: fewer than two sessions", int((in_year["sessions"] < 2).sum())),
+        (
+            "outcomes",
+            "excluded: no outcome score at a later session",
+            int(((in_year["sessions"] >= 2) & ~finished).sum()),
+        ),
+        ("early alliance", "episodes ended", len(year_clients)),
+        ("early alliance", "eligible (included)", int(year_clients["eligible"].sum())),
+    ]
+    excluded = year_clients.loc[~year_clients["eligible"], "exclusion"].value_counts(sort=False)
+    rows += [("early alliance", f"excluded: {reason}", int(n)) for reason, n in excluded.items()]
+    return pd.DataFrame(rows, columns=["analysis", "reason", "count"]).assign(year=year)
+
+
+SITE_COLUMNS = {
+    "clients_seen": ("Clients seen", "clients_seen", "count"),
+    "sessions_attended": ("Sessions attended", "sessions_attended", "count"),
+    "ended": ("Episodes ended", "episodes_ended", "count"),
+    "finished": ("Finished", "finished", "count"),
+    "reliable_improvement": ("Reliable improvement", "reliable_improvement", "events"),
+}
+"""The columns of the table by site: heading, and the KPI cell their total equals."""
+
+
+def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame:
+    """Counts by site: clients and sessions by the session's site and date, episodes by the
+    site of their last session."""
+    if "site_id" not in in_year:
+        return pd.DataFrame(columns=["year", "site_id", *SITE_COLUMNS])
+    improved = in_year["reliable_improvement"].astype("boolean").fillna(False).astype(int)
+    episodes = (
+        in_year.assign(improved=improved)
+        .groupby("site_id")
+        .agg(
+            ended=("ended", "sum"),
+            finished=("finished", "sum"),
+            reliable_improvement=("improved", "sum"),
+        )
+    )
+    by_session = seen.groupby("site_id").agg(
+        clients_seen=("client_id", "nunique"), sessions_attended=("session", "size")
+    )
+    counts = by_session.join(episodes, how="outer").fillna(0).astype(int)[list(SITE_COLUMNS)]
+    return counts.reset_index().assign(year=year)
+
+
+def _endings(year_clients: pd.DataFrame, alliance: Instrument, year: str) -> pd.DataFrame:
+    data = year_clients.dropna(subset=["dropout", "alliance_early"])
+    if alliance.cutoff is None:
+        return pd.DataFrame(columns=["year", "early_alliance", "dropout", "planned"])
+    low = data["alliance_early"] < alliance.cutoff
+    groups = data.groupby(low.map({True: "below", False: "at_or_above"}))["dropout"]
+    table = pd.DataFrame({"dropout": groups.sum(), "planned": groups.count() - groups.sum()})
+    table = table.reindex(["below", "at_or_above"], fill_value=0).astype(int)
+    return table.rename_axis("early_alliance").reset_index().assign(year=year)
+
+
+def _alliance_bins(year_sessions: pd.DataFrame, alliance: Instrument, year: str) -> pd.DataFrame:
+    edges = np.linspace(alliance.total_min, alliance.total_max, 11)
+    counts, _ = np.histogram(year_sessions[alliance.key].dropna(), bins=edges)
+    return pd.DataFrame(
+        {"year": year, "bin_low": edges[:-1], "bin_high": edges[1:], "sessions": counts}
+    )
+
+
+def _early_alliance(eligible: pd.DataFrame, settings: ReportSettings, year: str) -> pd.DataFrame:
+    if len(eligible) < MIN_CLIENTS_FOR_MODELS:
+        return pd.DataFrame()
+    table = partial_correlation(
+        eligible,
+        "alliance_early",
+        "outcome_final",
+        "outcome_intake",
+        model="early_alliance_year",
+        cluster="therapist_id",
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
+    )
+    table = table[table["term"] == "partial_r_bootstrap"].assign(term="partial_r")
+    rows = clustered_ols("early_alliance_year", eligible, "outcome_final",
+                         ["outcome_intake", "alliance_early"], "therapist_id")  # fmt: skip
+    slope = {**rows[-1], "term": "slope"}
+    return pd.concat([table, pd.DataFrame([slope])], ignore_index=True).assign(year=year)
+
+
+def _therapist_effects(
+    eligible: pd.DataFrame, codes: dict[str, str], settings: ReportSettings, year: str
+) -> pd.DataFrame:
+    if eligible["therapist_id"].nunique() < 3 or len(eligible) < MIN_CLIENTS_FOR_MODELS:
+        return pd.DataFrame()
+    try:
+        effects = fit_therapist_effects(eligible, seed=settings.seed, codes=codes)
+    except NotEstimable as exc:
+        log.info("%s: therapist effects not computed: %s", year, exc)
+        return pd.DataFrame()
+    return effects.assign(year=year)
+
+
+def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame | None:
+    """Per case: alliance ratings, ruptures, ruptures whose repair window is complete (or that
+    were repaired) and those repaired; None when the instrument has no rupture threshold."""
+    try:
+        detected = detect_ruptures(sessions, settings.alliance,
+                                   threshold=settings.rupture_threshold,
+                                   repair_within=settings.repair_within)  # fmt: skip
+    except NotEstimable as exc:
+        log.info("rupture KPIs not computed: %s", exc)
+        return None
+    return case_ruptures(detected).set_index(case_keys(detected))
+
+
+def _signal_cases(
+    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """Per case, the not-on-track signal of the expected-response model in ``warning`` (the
+    early-warning table: the model is not refitted); None without the model or a
+    reliable-change threshold."""
+    if warning is None or "intake_mean" not in set(warning["term"]):
+        return None
+    model = ExpectedResponse.from_table(warning, settings.outcome,
+                                        settings.not_on_track_percentile)  # fmt: skip
+    try:
+        return signalled_cases(not_on_track(sessions, model), settings.outcome)
+    except NotEstimable as exc:
+        log.info("not-on-track KPIs not computed: %s", exc)
+        return None
+
+
+def _early_warning_kpis(
+    in_year: pd.DataFrame,
+    ruptures: pd.DataFrame | None,
+    signals: pd.DataFrame | None,
+    year: str,
+) -> list[dict]:
+    """Rupture and not-on-track KPIs of the cases ended in the year."""
+    keys = case_keys(in_year)
+    index = pd.MultiIndex.from_frame(in_year[keys]) if len(keys) > 1 else pd.Index(in_year[keys[0]])
+    rows = []
+    if ruptures is not None:
+        cases = ruptures.reindex(index).dropna(subset=["ratings"])
+        rated = cases[cases["ratings"] >= 2]
+        rows += [
+            rate_row(year, "clients_with_rupture", int((rated["ruptures"] > 0).sum()), len(rated)),
+            rate_row(year, "ruptures_repaired", int(cases["repaired"].sum()),
+                     int(cases["judged"].sum())),
+        ]  # fmt: skip
+    if signals is not None:
+        cases = signals.reindex(index).dropna(subset=["signal"])
+        signal = cases["signal"].astype(bool)
+        deteriorated = cases["deteriorated"].astype(bool)
+        rows += [
+            rate_row(year, "not_on_track", int(signal.sum()), len(cases)),
+            rate_row(year, "not_on_track_deteriorated", int((signal & deteriorated).sum()),
+                     int(signal.sum())),
+        ]  # fmt: skip
+    return rows
+
+
+def report_tables(
+    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None = None
+) -> ReportTables:
+    """Compute every reporting year's numbers (step 1 of the report; no suppression yet).
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions (the session data contract).
+    settings : ReportSettings
+    warning : pandas.DataFrame, optional
+        The early-warning table (``tables/early_warning.csv``), whose expected-response model
+        flags clients not on track; without it the not-on-track KPIs are left out.
+
+    Returns
+    -------
+    ReportTables
+    """
+    alliance = get_instrument(settings.alliance)
+    keys = case_keys(sessions)
+    outcomes = client_outcomes(sessions, settings.outcome, start_month=settings.year_start_month)
+    clients = client_table(sessions, settings.outcome, settings.alliance, settings.early_session)
+    clients = clients.merge(outcomes[[*keys, "year"]], on=keys, how="left")
+    case_year = sessions[keys].merge(outcomes[[*keys, "year"]], on=keys, how="left")["year"]
+    dated = session_years(sessions, settings.year_start_month)
+    codes = therapist_codes(sessions["therapist_id"].unique(), settings.seed)
+    ruptures, signals = _rupture_cases(sessions, settings), _signal_cases(sessions, settings,
+                                                                          warning)  # fmt: skip
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
+    for year in sorted(outcomes["year"].dropna().unique()):
+        in_year = outcomes[outcomes["year"] == year]
+        year_clients = clients[clients["year"] == year]
+        year_sessions = sessions[(case_year == year).to_numpy()]
+        seen = sessions[(dated == year).fillna(False).to_numpy()]
+        eligible = year_clients[year_clients["eligible"]]
+        dropout = in_year["dropout"]
+        extra = [
+            *_alliance_kpis(year_sessions, alliance, year),
+            rate_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
+            *_early_warning_kpis(in_year, ruptures, signals, year),
+        ]
+        parts["kpis"] += [
+            activity(seen, outcomes, year),
+            outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
+            pd.DataFrame(extra, columns=KPI_COLUMNS),
+        ]
+        parts["accounting"].append(_accounting(in_year, year_clients, year))
+        bands = session_bands(in_year["sessions"])
+        parts["session_bands"].append(
+            pd.DataFrame({"year": year, "band": bands.index, "clients": bands.to_numpy()})
+        )
+        parts["sites"].append(_sites(in_year, seen, year))
+        parts["endings"].append(_endings(year_clients, alliance, year))
+        finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
+        if len(finished):
+            table = funnel(
+                finished.assign(therapist=finished["therapist_id"].map(codes)),
+                "therapist",
+                "reliable_improvement",
+            )
+            parts["funnel"].append(table.assign(year=year, overall=table.attrs["overall"]))
+        parts["alliance_bins"].append(_alliance_bins(year_sessions, alliance, year))
+        parts["early_alliance"].append(_early_alliance(eligible, settings, year))
+        parts["therapist_effects"].append(_therapist_effects(eligible, codes, settings, year))
+    nhs = nhs_talking_therapies(sessions, start_month=settings.year_start_month)
+    if nhs is not None:
+        parts["kpis"].append(nhs)
+    return ReportTables(**{name: _stack(frames) for name, frames in parts.items()})
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The years' rows of one table together; with no rows, the columns of the years' (empty)
+    tables, so that a table with nothing to count (no sites) keeps its shape."""
+    filled = [f for f in frames if len(f)]
+    if filled:
+        return pd.concat(filled, ignore_index=True)
+    columns = max((list(f.columns) for f in frames), key=len, default=[])
+    return pd.DataFrame(columns=list(dict.fromkeys(["year", *columns])))
