@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from .helpers import (
     ALLIANCEANALYSIS,
+    AUDITED,
     SHAPES,
     demo_workdir,
     seeded_sessions,
@@ -65,18 +66,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stranger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Data this project did not shape for the workflow, run to the end in one Snakemake run:
-    a dataset per :data:`SHAPES` (the optional columns left out) and ``service``, the demo
-    data with distinctive IDs, free text and a date of birth the user let through
-    (``allow_identifier_columns``); ``data/sessions.csv`` is that service's file."""
+    a dataset per :data:`SHAPES` (the optional columns left out). The shape ``no_condition`` is
+    the demo data with distinctive IDs, free text and a date of birth the user let through
+    (``allow_identifier_columns``), in ``data/sessions.csv``: the privacy audit's service."""
     workdir = tmp_path_factory.mktemp("strangers")
     (workdir / "data").mkdir()
     sessions = shapes_service()
     datasets: dict[str, dict[str, str]] = {}
     for name, dropped in SHAPES.items():
-        shape_of(sessions, dropped).to_csv(workdir / "data" / f"{name}.csv", index=False)
-        datasets[name] = {"path": f"data/{name}.csv"}
-    seeded_sessions().to_csv(workdir / "data" / "sessions.csv", index=False)
-    datasets["service"] = {"path": "data/sessions.csv", "allow_identifier_columns": "[dob]"}
+        if name == AUDITED:
+            seeded_sessions().to_csv(workdir / "data" / "sessions.csv", index=False)
+            datasets[name] = {"path": "data/sessions.csv", "allow_identifier_columns": "[dob]"}
+        else:
+            shape_of(sessions, dropped).to_csv(workdir / "data" / f"{name}.csv", index=False)
+            datasets[name] = {"path": f"data/{name}.csv"}
     config = write_config(workdir, datasets, bootstrap=200)
     done = snakemake(workdir, "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -22,6 +22,13 @@ DEMO = ROOT / "data" / "demo" / "sessions.csv"
 REFERENCE = ROOT / "tests" / "reference"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 ALLIANCEANALYSIS = Path(sys.executable).with_name("allianceanalysis")
+OUTPUTS = (
+    "validated/sessions.parquet",
+    "validation/summary.json",
+    "validation/row_accounting.csv",
+    "validation/excluded_rows.csv",
+)
+"""The ingest outputs of a dataset, under ``results/<dataset>/``."""
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
@@ -34,7 +41,7 @@ def snakemake(
 ) -> subprocess.CompletedProcess:
     """Snakemake on the repository's workflow in ``workdir`` (output captured)."""
     return subprocess.run(snakemake_command(workdir, *args), capture_output=True, text=True,
-                          timeout=300, env=env)  # fmt: skip
+                          timeout=900, env=env)  # fmt: skip
 
 
 def write_config(workdir: Path, datasets: dict, **settings: object) -> Path:
@@ -54,16 +61,6 @@ def demo_workdir(workdir: Path) -> tuple[str, str]:
     shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
     return "--configfile", str(workdir / "config.yaml")
-
-
-def run_demo(workdir: Path) -> Path:
-    """The bundled configuration (two demo services) run from scratch in ``workdir`` as
-    ``make run`` does: Snakemake, then its report (``results/report.html``)."""
-    config = demo_workdir(workdir)
-    for extra in ((), ("--report", "results/report.html")):
-        done = snakemake(workdir, *config, *extra)
-        assert done.returncode == 0, done.stderr
-    return workdir
 
 
 def published_bytes(workdir: Path, under: str = "") -> dict[str, bytes]:
@@ -198,6 +195,8 @@ def assert_nothing_small_can_be_worked_out(system: CountSystem, context: object 
 OPTIONAL = ("site_id", "session_date", "episode_id", "end_status", "condition")
 """The optional columns of the data contract (docs/data-format.md)."""
 SHAPES = {f"no_{column}": (column,) for column in OPTIONAL} | {"required_only": OPTIONAL}
+AUDITED = "no_condition"
+"""The shape whose data are the privacy audit's seeded service (:func:`seeded_sessions`)."""
 """A dataset without each optional column, and one without all of them."""
 
 
@@ -227,7 +226,8 @@ def shape_of(sessions: pd.DataFrame, dropped: tuple[str, ...]) -> pd.DataFrame:
 def seeded_sessions() -> pd.DataFrame:
     """The demo data with distinctive client and therapist IDs (allowed columns: pseudonymous
     in the contract, yet what a service must not publish), a free-text column and a date of
-    birth."""
+    birth. It holds every optional column but ``condition`` (the demo services did not vary
+    feedback), so it is also the shape ``no_condition`` of :data:`SHAPES`."""
     sessions = pd.read_csv(DEMO, dtype=str)
 
     def token(prefix: str, value: str) -> str:
@@ -238,4 +238,5 @@ def seeded_sessions() -> pd.DataFrame:
     sessions["remarks"] = sessions["client_id"].map(lambda v: "felt low after " + token("FTQZ", v))
     born = pd.Timestamp("1940-01-01") + pd.to_timedelta(sessions.index % 9000, unit="D")
     sessions["dob"] = born.strftime("%Y-%m-%d")
+    sessions["episode_id"] = "1"
     return sessions

@@ -1,10 +1,10 @@
 """Open the Snakemake report in headless Chromium and check every figure displays.
 
-Used by ``tests/test_report.py`` and by ``make check-report`` (which keeps the screenshots for
-a person to look at). For each dataset category of the report, every figure is opened with its
-"eye" button; the figure must load as an image with a real size. Needs Chromium
-(``apt-get install chromium``) and the ``playwright`` Python package (no browser download: the
-system Chromium is used).
+Used by ``tests/test_workflow.py`` (the browser check) and by ``make check-report`` (which
+keeps the screenshots for a person to look at). For each dataset category of the report, every
+figure is opened with its "eye" button; the figure must load as an image with a real size.
+Needs Chromium (``apt-get install chromium``) and the ``playwright`` Python package (no browser
+download: the system Chromium is used).
 """
 
 from __future__ import annotations

@@ -123,17 +123,6 @@ def test_instruments_lists_the_registry() -> None:
     assert "PHQ-9" in done.stdout and "at_or_above 10" in done.stdout
 
 
-def test_run_shows_one_line_per_finished_job_and_where_the_results_are(demo_run: Path) -> None:
-    """The shared demo run went through ``allianceanalysis run`` (conftest.py)."""
-    shown = (demo_run / "run_output.txt").read_text().splitlines()
-    jobs = [line for line in shown if line.startswith("[")]
-    assert jobs[0].startswith("[1/") and jobs[-1].split("]")[0] == "[{0}/{0}".format(len(jobs))
-    assert any(line.endswith("] annual_report, dataset=clinic_b") for line in jobs)
-    assert f"  demo: {demo_run / 'results' / 'demo'} (tables/, figures/, annual_report/)" in shown
-    assert shown[-1] == f"Report: {demo_run / 'results' / 'report.html'}"
-    assert not any(line.startswith(("    input:", "localrule", "SNAKEMAKE")) for line in shown)
-
-
 def test_run_dry_run_plans_the_jobs_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "service.csv").write_bytes(DEMO.read_bytes())
     (tmp_path / "my.yaml").write_text("datasets:\n  service:\n    path: service.csv\n")
@@ -141,12 +130,6 @@ def test_run_dry_run_plans_the_jobs_and_writes_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "dataset=service" in done.stdout and "annual_report" in done.stdout
     assert not (tmp_path / "results").exists()
-
-
-def test_report_rebuilds_the_reports_of_a_finished_run(demo_run: Path) -> None:
-    done = run("report", str(demo_run / "config.yaml"), "--directory", str(demo_run))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == f"Report: {demo_run / 'results' / 'report.html'}"
 
 
 def test_run_with_a_broken_config_is_one_plain_error(tmp_path: Path) -> None:

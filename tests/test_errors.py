@@ -106,6 +106,8 @@ def test_catalogue_entries_declare_the_settings_they_take(monkeypatch) -> None:
     assert seen == {"seed": 9, "bootstrap": 300}
     with pytest.raises(TypeError, match="unknown catalogue options: cores"):
         CatalogueEntry(record, "clients", "y ~ x", ("cores",))
+    with pytest.raises(TypeError, match="unknown table 'client'"):
+        CatalogueEntry(record, "client", "y ~ x")
     assert all(set(e.options) <= set(models.SETTINGS) for e in CATALOGUE.values())
 
 

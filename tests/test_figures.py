@@ -206,3 +206,9 @@ def test_feedback_figure_without_conditions_says_why() -> None:
     sessions = simulate_study(n_clients=300, n_therapists=10, seed=8).sessions
     figure = figures.feedback_effects(feedback.feedback_effects(sessions))
     assert "Only one condition" in figure.axes[0].texts[0].get_text()
+
+
+def test_the_palette_is_seaborns_colorblind_palette() -> None:
+    import seaborn as sns
+
+    assert sns.color_palette("colorblind").as_hex() == figures.PALETTE

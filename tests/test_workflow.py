@@ -5,41 +5,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pypdfium2
 import pytest
 import yaml
 
-from allianceanalysis.annual_report import render_pdf
+from allianceanalysis.figures import FIGURES
 from allianceanalysis.models import CATALOGUE, TIDY_COLUMNS
 
 from .helpers import (
-    CORPUS,
+    ALLIANCEANALYSIS,
     DEMO,
+    OUTPUTS,
     ROOT,
-    SNAKEMAKE,
     demo_workdir,
     published_bytes,
-    run_demo,
     snakemake,
     snakemake_command,
-    write_config,
 )
-
-OUTPUTS = (
-    "validated/sessions.parquet",
-    "validation/summary.json",
-    "validation/row_accounting.csv",
-    "validation/excluded_rows.csv",
-)
+from .report_check import check_report
 
 
 def test_workflow_writes_every_output_under_the_working_directory(demo_run: Path) -> None:
@@ -123,58 +114,6 @@ def test_log_holds_counts_and_no_data(demo_run: Path) -> None:
     assert first_client not in log
 
 
-def test_failed_dataset_names_itself_and_leaves_no_outputs(tmp_path: Path) -> None:
-    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
-    config = write_config(tmp_path, {"clinic": {"path": "bad.csv"}})
-    done = snakemake(tmp_path, "--configfile", str(config))
-    assert done.returncode != 0
-    assert "dataset 'clinic': bad.csv: 2 problems found" in done.stderr
-    assert "row 3, column 'ors': value '41'" in done.stderr
-    for output in OUTPUTS:
-        assert not (tmp_path / "results" / "clinic" / output).exists()
-
-
-def test_exclude_policy_writes_excluded_rows_and_accounts_for_them(tmp_path: Path) -> None:
-    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
-    config = write_config(tmp_path, {"clinic": {"path": "bad.csv", "on_invalid_rows": "exclude"}})
-    targets = [f"results/clinic/{output}" for output in OUTPUTS]
-    done = snakemake(tmp_path, *targets, "--configfile", str(config))
-    assert done.returncode == 0, done.stderr
-    results = tmp_path / "results" / "clinic"
-    excluded = pd.read_csv(results / "validation/excluded_rows.csv")
-    assert excluded["source_row"].tolist() == [3, 4]
-    assert "the ORS total must be between 0 and 40" in excluded["exclusion_reasons"].iloc[0]
-    accounting = pd.read_csv(results / "validation/row_accounting.csv").set_index("stage")
-    assert accounting.loc["read", "rows"] == 3
-    assert accounting.loc["used", "rows"] + accounting.loc["excluded", "rows"] == 3
-    assert len(pd.read_parquet(results / "validated/sessions.parquet")) == 1
-
-
-def test_invalid_config_is_reported_in_plain_words(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"demo": {"path": "demo.csv", "on_invalid_row": "fail"}})
-    done = snakemake(tmp_path, "--configfile", str(config))
-    assert done.returncode != 0
-    assert "unknown key 'datasets.demo.on_invalid_row' (did you mean 'on_invalid_rows'?)" in (
-        done.stderr
-    )
-
-
-def test_missing_input_file_is_named(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {"demo": {"path": "nowhere.csv"}})
-    done = snakemake(tmp_path, "--configfile", str(config))
-    assert done.returncode != 0
-    assert "nowhere.csv" in done.stderr
-
-
-def test_failed_dataset_log_holds_counts_and_rows_but_no_values(tmp_path: Path) -> None:
-    shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
-    config = write_config(tmp_path, {"clinic": {"path": "bad.csv"}})
-    assert snakemake(tmp_path, "--configfile", str(config)).returncode != 0
-    log = (tmp_path / "results/clinic/logs/ingest.log").read_text()
-    assert "1 × column 'ors': the ORS total must be between 0 and 40 (rows 3)" in log
-    assert "'41'" not in log
-
-
 def test_apa_tables_exist_in_three_formats(demo_run: Path) -> None:
     apa = demo_run / "results" / "demo" / "tables" / "apa"
     for name in CATALOGUE:
@@ -208,24 +147,6 @@ def test_two_datasets_are_pooled_with_a_forest_plot(demo_run: Path) -> None:
     assert (demo_run / "results/_pooled/figures/forest_datasets.png").stat().st_size > 10_000
 
 
-def test_workflow_is_lint_clean() -> None:
-    done = subprocess.run(
-        [
-            str(SNAKEMAKE),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--lint",
-            "--configfile",
-            str(ROOT / "config" / "config.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert "Congratulations, your workflow is in a good condition!" in done.stdout + done.stderr
-
-
 def test_early_warning_table_holds_each_analysis(demo_run: Path) -> None:
     table = pd.read_csv(demo_run / "results" / "demo" / "tables" / "early_warning.csv")
     assert {"ruptures", "dropout_risk", "expected_response", "not_on_track_signal",
@@ -234,24 +155,87 @@ def test_early_warning_table_holds_each_analysis(demo_run: Path) -> None:
     assert calibration["n"].sum() == table.query("term == 'auc_cv'")["n_obs"].iloc[0]
 
 
+def interrupt(workdir: Path, config: tuple[str, str], stop: signal.Signals, once: str) -> None:
+    """Run the workflow in ``workdir`` and stop it (SIGTERM, or SIGKILL of every process) once
+    ``results/<once>`` exists; a SIGTERM that Snakemake does not act on within 60 s is followed
+    by SIGKILL."""
+    process = subprocess.Popen(snakemake_command(workdir, *config), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (workdir / "results" / once).exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the workflow did not get that far"
+        time.sleep(0.05)
+    assert process.poll() is None, "the workflow finished before it could be stopped"
+    os.killpg(process.pid, stop)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        # Snakemake 9.27 can deadlock on SIGTERM arriving while it post-processes a finished
+        # job (its signal handler waits on a lock its error callback holds; seen with
+        # py-spy): then SIGKILL, as SLURM sends after its grace period.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+
+
+def resume(workdir: Path, config: tuple[str, str], *extra: str) -> None:
+    """Unlock the stopped run's working directory (a SIGKILL leaves Snakemake's lock, as its
+    message says) and run again with ``--rerun-incomplete``."""
+    assert snakemake(workdir, *config, "--unlock").returncode == 0
+    done = snakemake(workdir, *config, "--rerun-incomplete", *extra)
+    assert done.returncode == 0, done.stderr
+
+
+@dataclass
+class SecondRun:
+    """The second run: its working directory, and the files it had left when it was stopped."""
+
+    workdir: Path
+    left: dict[str, bytes]
+
+
 @pytest.fixture(scope="module")
-def second_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled configuration run again, from scratch, in another working directory."""
-    return run_demo(tmp_path_factory.mktemp("again"))
+def second_run(tmp_path_factory: pytest.TempPathFactory) -> SecondRun:
+    """The bundled configuration run again from scratch in another working directory, as
+    ``make run`` runs the workflow (its browsable report aside), except that it is stopped by
+    SIGKILL of every process once the demo's early-warning table exists, and resumed: one run
+    serves the interrupted-run check (what it left) and the identical-rerun check (how it
+    ended)."""
+    workdir = tmp_path_factory.mktemp("again")
+    config = demo_workdir(workdir)
+    interrupt(workdir, config, signal.SIGKILL, "demo/tables/early_warning.csv")
+    left = published_bytes(workdir)
+    resume(workdir, config)
+    return SecondRun(workdir, left)
 
 
 def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, second_run) -> None:
     """Tables, figures (PNG, SVG), Parquet, the annual reports (HTML, PDF) and provenance
     (but its creation time) are identical byte for byte; only the logs' timings and the
-    browsable report's date differ. The first run went through the front door
-    (``allianceanalysis run``), the second as ``make run`` does (Snakemake, then its report)."""
-    for run in (demo_run, second_run):
-        assert (run / "results" / "report.html").stat().st_size > 100_000
-    first, again = published_bytes(demo_run), published_bytes(second_run)
+    browsable report differ (the second run does not build one). The first run went through
+    the front door (``allianceanalysis run``), the second as ``make run`` runs Snakemake
+    (stopped and resumed on the way, as the next test checks)."""
+    assert (demo_run / "results" / "report.html").stat().st_size > 100_000
+    first, again = published_bytes(demo_run), published_bytes(second_run.workdir)
     assert sorted(first) == sorted(again)
     assert len(first) > 150
     different = [name for name in first if first[name] != again[name]]
     assert not different, different
+
+
+def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_outputs(
+    demo_run: Path, second_run: SecondRun
+) -> None:
+    """Every file the run killed by SIGKILL (once ``demo/tables/early_warning.csv`` existed)
+    left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files aside) equals the
+    uninterrupted run's: no truncated file looks complete. Unlocked and rerun with
+    ``--rerun-incomplete``, it finished with the uninterrupted run's outputs and no temporary
+    file left behind (the byte-identity test above)."""
+    reference = published_bytes(demo_run)
+    assert 0 < len(second_run.left) < len(reference)
+    half = [name for name, content in second_run.left.items()
+            if not _temporary(name) and reference.get(name) != content]  # fmt: skip
+    assert not half, half
+    assert not [name for name in published_bytes(second_run.workdir) if _temporary(name)]
 
 
 def test_the_configured_seed_drives_the_bootstrap(demo_run: Path, tmp_path: Path) -> None:
@@ -271,49 +255,30 @@ def test_the_configured_seed_drives_the_bootstrap(demo_run: Path, tmp_path: Path
                                rtol=1e-12)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("stop", "once"),
-    [pytest.param(signal.SIGTERM, "demo/validated/sessions.parquet", marks=pytest.mark.slow),
-     pytest.param(signal.SIGKILL, "demo/tables/models.csv", marks=pytest.mark.slow),
-     (signal.SIGKILL, "demo/tables/early_warning.csv")],
-)  # one point by default (a whole run each); make test-slow stops at all three  # fmt: skip
+    [
+        (signal.SIGTERM, "demo/validated/sessions.parquet"),
+        (signal.SIGKILL, "demo/tables/models.csv"),
+    ],
+)  # the default suite stops one run (second_run, above); make test-slow stops two more
 def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_outputs(
     demo_run: Path, tmp_path: Path, stop: signal.Signals, once: str
 ) -> None:
-    """The workflow is stopped (SIGTERM, or SIGKILL of every process) once an output exists.
-    (A SIGTERM that Snakemake does not act on within 60 s is followed by SIGKILL.)
-    Every file it left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files aside)
-    equals the uninterrupted run's: no truncated file looks complete. After a SIGKILL
-    Snakemake's lock stays (``snakemake --unlock``, as its message says); run again with
-    ``--rerun-incomplete``, the workflow finishes with outputs identical to the uninterrupted
-    run's and no temporary file left behind."""
+    """The demo dataset's run is stopped (SIGTERM, or SIGKILL of every process) once an output
+    exists: every file it left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files
+    aside) equals the uninterrupted run's; resumed, it finishes with the same outputs and no
+    temporary file left behind."""
     config = demo_only(tmp_path)
-    command = snakemake_command(tmp_path, *config)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "results" / once).exists() and process.poll() is None:
-        assert time.monotonic() < deadline, "the workflow did not get that far"
-        time.sleep(0.05)
-    assert process.poll() is None, "the workflow finished before it could be stopped"
-    os.killpg(process.pid, stop)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        # Snakemake 9.27 can deadlock on SIGTERM arriving while it post-processes a finished
-        # job (its signal handler waits on a lock its error callback holds; seen with
-        # py-spy): then SIGKILL, as SLURM sends after its grace period.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+    interrupt(tmp_path, config, stop, once)
     reference = published_bytes(demo_run, "demo")
     left = published_bytes(tmp_path, "demo")
     assert len(left) < len(reference)
     half = [name for name, content in left.items()
             if not _temporary(name) and reference.get(name) != content]  # fmt: skip
     assert not half, half
-    assert snakemake(tmp_path, *config, "--unlock").returncode == 0
-    done = snakemake(tmp_path, *config, "--rerun-incomplete")
-    assert done.returncode == 0, done.stderr
+    resume(tmp_path, config)
     assert published_bytes(tmp_path, "demo") == reference
 
 
@@ -331,61 +296,35 @@ def _temporary(name: str) -> bool:
     return any(part.startswith(".") and part.endswith(".tmp") for part in Path(name).parts)
 
 
-PUBLISHED = ("tables", "figures", "annual_report")
-"""What a run publishes per dataset, besides ``results/_pooled/``; the rest of ``results/``
-(validated, validation, derived, report_tables, logs) is internal and holds row-level data."""
+def test_run_shows_one_line_per_finished_job_and_where_the_results_are(demo_run: Path) -> None:
+    """The shared demo run went through ``allianceanalysis run`` (conftest.py)."""
+    shown = (demo_run / "run_output.txt").read_text().splitlines()
+    jobs = [line for line in shown if line.startswith("[")]
+    assert jobs[0].startswith("[1/") and jobs[-1].split("]")[0] == "[{0}/{0}".format(len(jobs))
+    assert any(line.endswith("] annual_report, dataset=clinic_b") for line in jobs)
+    assert f"  demo: {demo_run / 'results' / 'demo'} (tables/, figures/, annual_report/)" in shown
+    assert shown[-1] == f"Report: {demo_run / 'results' / 'report.html'}"
+    assert not any(line.startswith(("    input:", "localrule", "SNAKEMAKE")) for line in shown)
 
 
-def published_text(path: Path) -> str:
-    """The text a reader can get out of a published file: a PDF's text layer, an HTML page
-    without its embedded images' base64, any other file as text."""
-    if path.suffix == ".pdf":
-        document = pypdfium2.PdfDocument(path)
-        return "\n".join(page.get_textpage().get_text_range() for page in document)
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    return re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", text)
+def test_report_rebuilds_the_reports_of_a_finished_run(demo_run: Path) -> None:
+    command = [str(ALLIANCEANALYSIS), "report", str(demo_run / "config.yaml"), "--directory",
+               str(demo_run)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"Report: {demo_run / 'results' / 'report.html'}"
 
 
-@pytest.fixture(scope="module")
-def seeded_run(stranger_run: Path) -> tuple[Path, pd.DataFrame]:
-    """The ``service`` dataset of the shared run of data we did not make (conftest.py): the
-    demo data with distinctive client and therapist IDs, a free-text column and a date of birth
-    the user let through, and the sessions as they went in."""
-    return stranger_run, pd.read_csv(stranger_run / "data" / "sessions.csv", dtype=str)
-
-
-def test_no_published_file_holds_an_id_a_date_of_birth_a_session_date_or_free_text(
-    seeded_run,
+@pytest.mark.browser
+def test_every_figure_of_every_dataset_displays_in_a_browser(
+    demo_run: Path, tmp_path: Path
 ) -> None:
-    """Every published table, figure (SVG text; PNGs are the same figures drawn as pixels)
-    and annual report (HTML text, PDF text layer, KPI table) is read: no client ID, no
-    therapist ID (therapists appear as pseudonymous codes), no session date, no date of birth
-    and no free text appears."""
-    workdir, sessions = seeded_run
-    results = workdir / "results"
-    files = [p for part in PUBLISHED for p in (results / "service" / part).rglob("*")
-             if p.is_file() and p.suffix != ".png"]  # fmt: skip
-    files += [p for p in (results / "_pooled").rglob("*") if p.is_file() and p.suffix != ".png"
-              and "logs" not in p.parts]  # fmt: skip
-    assert any(p.suffix == ".pdf" for p in files) and any(p.suffix == ".svg" for p in files)
-    secrets = {*sessions["client_id"], *sessions["therapist_id"], *sessions["session_date"]}
-    secrets |= {*sessions["dob"], *sessions["remarks"].str.split().str[-1]}
-    found = {}
-    for path in files:
-        text = published_text(path)
-        hits = [s for s in secrets if s in text]
-        if hits:
-            found[str(path.relative_to(results))] = hits[:3]
-    assert not found, found
-
-
-def test_the_audit_reads_the_text_of_pdf_reports_and_svg_figures(seeded_run, tmp_path) -> None:
-    """The audit can fail: an ID printed in a PDF report is found in its (compressed) text
-    layer, and figures' SVG text is kept as text, so a label would be found too."""
-    workdir, sessions = seeded_run
-    secret = sessions["client_id"].iloc[0]
-    pdf = tmp_path / "leak.pdf"
-    pdf.write_bytes(render_pdf(f"<html><body><p>Client {secret}</p></body></html>"))
-    assert secret in published_text(pdf)
-    svg = next((workdir / "results" / "service" / "figures").glob("*.svg"))
-    assert "<text" in svg.read_text(encoding="utf-8")
+    """The browsable report of the shared demo run in headless Chromium."""
+    seen = check_report(
+        demo_run / "results" / "report.html", ["demo", "clinic_b"], screenshots=tmp_path
+    )
+    for category, figures in seen.items():
+        assert len(figures) == len(FIGURES), category
+        for name, (width, height) in figures.items():
+            assert width > 300 and height > 300, (category, name)
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(FIGURES)

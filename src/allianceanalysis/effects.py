@@ -60,7 +60,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from .derive import case_keys, dropout_indicator
 from .instruments import Instrument, get_instrument
@@ -197,6 +196,8 @@ def proportion(successes: int, n: int) -> tuple[float, float, float]:
     """
     if n == 0:
         return float("nan"), float("nan"), float("nan")
+    from statsmodels.stats.proportion import proportion_confint  # 2 s to import: when used
+
     low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
     return successes / n, float(low), float(high)
 
@@ -205,6 +206,8 @@ def difference_of_proportions(x1: int, n1: int, x0: int, n0: int) -> tuple[float
     """p1 - p0 with Newcombe's hybrid-score 95% interval (Newcombe, 1998)."""
     if min(n1, n0) == 0:
         return float("nan"), float("nan"), float("nan")
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     low, high = confint_proportions_2indep(x1, n1, x0, n0, method="newcomb", compare="diff")
     return x1 / n1 - x0 / n0, float(low), float(high)
 

@@ -922,6 +922,9 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
     return tidy.frame(rows)
 
 
+DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
+"""The tables a catalogue model is fitted to: the derived client table, session pairs and
+session table, or the validated sessions (``results/<dataset>/derived/``, ``validated/``)."""
 SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine")
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`)."""
 
@@ -932,7 +935,7 @@ class CatalogueEntry:
     which of the workflow's :data:`SETTINGS` it takes as keyword arguments."""
 
     function: Callable[..., pd.DataFrame]
-    data: str  # "clients", "pairs", "sessions_table" or "sessions"
+    data: str  # one of DATA_TABLES
     formula: str
     options: tuple[str, ...] = ("engine",)
 
@@ -940,6 +943,8 @@ class CatalogueEntry:
         unknown = set(self.options) - set(SETTINGS)
         if unknown:
             raise TypeError(f"unknown catalogue options: {', '.join(sorted(unknown))}")
+        if self.data not in DATA_TABLES:
+            raise TypeError(f"unknown table {self.data!r}; one of {', '.join(DATA_TABLES)}")
 
 
 CATALOGUE: dict[str, CatalogueEntry] = {
