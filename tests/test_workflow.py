@@ -232,9 +232,7 @@ def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_output
     file left behind (the byte-identity test above)."""
     reference = published_bytes(demo_run)
     assert 0 < len(second_run.left) < len(reference)
-    half = [name for name, content in second_run.left.items()
-            if not _temporary(name) and reference.get(name) != content]  # fmt: skip
-    assert not half, half
+    assert_nothing_half_written(second_run.left, reference)
     assert not [name for name in published_bytes(second_run.workdir) if _temporary(name)]
 
 
@@ -275,9 +273,7 @@ def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_
     reference = published_bytes(demo_run, "demo")
     left = published_bytes(tmp_path, "demo")
     assert len(left) < len(reference)
-    half = [name for name, content in left.items()
-            if not _temporary(name) and reference.get(name) != content]  # fmt: skip
-    assert not half, half
+    assert_nothing_half_written(left, reference)
     resume(tmp_path, config)
     assert published_bytes(tmp_path, "demo") == reference
 
@@ -289,6 +285,14 @@ def demo_only(workdir: Path) -> tuple[str, str]:
     settings["datasets"] = {"demo": settings["datasets"]["demo"]}
     Path(config[1]).write_text(yaml.safe_dump(settings))
     return config
+
+
+def assert_nothing_half_written(left: dict[str, bytes], reference: dict[str, bytes]) -> None:
+    """Every file a stopped run left (writers' hidden temporaries aside) equals the
+    uninterrupted run's: no truncated file looks complete."""
+    half = [name for name, content in left.items()
+            if not _temporary(name) and reference.get(name) != content]  # fmt: skip
+    assert not half, half
 
 
 def _temporary(name: str) -> bool:
