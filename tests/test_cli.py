@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from .helpers import CORPUS, DEMO, ROOT
-
-EXECUTABLE = Path(sys.executable).with_name("allianceanalysis")
+from .helpers import ALLIANCEANALYSIS, CORPUS, DEMO, ROOT
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(EXECUTABLE), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        [str(ALLIANCEANALYSIS), *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from .helpers import ROOT
+from .helpers import ROOT, SNAKEMAKE
 
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import filecmp
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,15 @@ from allianceanalysis.simulate import (
     with_items,
 )
 
-from .helpers import CLEAN, DEMO, ROUNDING_VAR, UNBOUNDED_OUTCOME, complete, within
+from .helpers import (
+    ALLIANCEANALYSIS,
+    CLEAN,
+    DEMO,
+    ROUNDING_VAR,
+    UNBOUNDED_OUTCOME,
+    complete,
+    within,
+)
 
 # -- design and determinism ----------------------------------------------------------------
 
@@ -51,7 +58,7 @@ def test_different_seeds_give_different_data() -> None:
 
 def test_demo_data_is_reproduced_by_its_recorded_command(tmp_path: Path) -> None:
     out = tmp_path / "sessions.csv"
-    executable = Path(sys.executable).with_name("allianceanalysis")
+    executable = ALLIANCEANALYSIS
     subprocess.run(
         [str(executable), "simulate", str(out), "--preset", "demo"], check=True, capture_output=True
     )
