@@ -26,7 +26,8 @@ Running
     :mod:`~allianceanalysis.pipeline` (the workflow's steps as functions),
     :mod:`~allianceanalysis.run` (the workflow behind ``allianceanalysis run``),
     :mod:`~allianceanalysis.cli` (the ``allianceanalysis`` command),
-    :mod:`~allianceanalysis.errors` (errors a user can act on; ``NotEstimable``).
+    :mod:`~allianceanalysis.errors` (errors a user can act on; ``NotEstimable``),
+    :mod:`~allianceanalysis.distributions` (normal, t and chi-square tails and quantiles).
 """
 
 import logging

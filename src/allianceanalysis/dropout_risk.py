@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from . import tidy
 from .derive import CaseOrder
+from .distributions import norm_ppf
 from .effects import proportion
 from .errors import NotEstimable
 from .models import DEFAULT_SEED, clustered_logit
@@ -152,7 +153,7 @@ def area_under_curve(event: np.ndarray, risk: np.ndarray) -> float:
     0.75
     """
     event = np.asarray(event, dtype=bool)
-    ranks = stats.rankdata(risk)
+    ranks = pd.Series(risk).rank().to_numpy()
     n1, n0 = int(event.sum()), int((~event).sum())
     if not n1 or not n0:
         return float("nan")
@@ -214,7 +215,7 @@ def auc_interval(
     s01 = factor * np.sum(per0**2) / n
     s11 = factor * np.sum(per * per0)
     se = float(np.sqrt(s10 / m + s01 / n + 2 * s11 / (m * n)))
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = norm_ppf(0.5 + level / 2)
     centre, half = special.logit(auc), z * se / (auc * (1 - auc))
     return se, float(special.expit(centre - half)), float(special.expit(centre + half))
 

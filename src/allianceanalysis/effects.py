@@ -59,9 +59,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .derive import case_keys, dropout_indicator
+from .distributions import norm_ppf, t_ppf
 from .instruments import Instrument, get_instrument
 
 __all__ = [
@@ -249,7 +249,7 @@ def cohens_d(pre: pd.Series, post: pd.Series, higher_is_better: bool) -> tuple[f
     d = sign * (pair["post"] - pair["pre"]).mean() / pair["pre"].std(ddof=1)
     r = pair["pre"].corr(pair["post"])
     se = np.sqrt(2 * (1 - r) / n + d**2 / (2 * n))
-    crit = stats.norm.ppf(0.975)
+    crit = norm_ppf(0.975)
     return float(d), float(d - crit * se), float(d + crit * se)
 
 
@@ -341,7 +341,7 @@ def mean_interval(values: pd.Series) -> tuple[float, float, float]:
     mean = float(values.mean()) if n else float("nan")
     if n < 2:
         return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    half = float(t_ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
     return mean, mean - half, mean + half
 
 
@@ -528,7 +528,7 @@ def funnel(flags: pd.DataFrame, unit: str, value: str) -> pd.DataFrame:
     table = pd.DataFrame({"n": flags.size(), "events": flags.sum().astype(int)}).rename_axis(unit)
     table["rate"] = table["events"] / table["n"]
     for level in FUNNEL_LIMITS:
-        z = stats.norm.ppf(0.5 + level / 2)
+        z = norm_ppf(0.5 + level / 2)
         half = z * np.sqrt(overall * (1 - overall) / table["n"])
         tag = str(level).replace("0.", "").replace(".", "")
         table[f"low_{tag}"] = (overall - half).clip(lower=0)

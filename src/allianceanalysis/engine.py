@@ -54,9 +54,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from . import lmm
+from .distributions import chi2_ppf, norm_ppf, norm_sf, t_ppf, t_sf
 from .errors import NotEstimable
 
 __all__ = [
@@ -218,12 +219,10 @@ def _inference(
 ) -> pd.DataFrame:
     statistic = estimate / std_error
     finite = np.isfinite(df)
-    p_t = 2 * stats.t.sf(np.abs(statistic), np.where(finite, df, 1.0))
-    p_z = 2 * stats.norm.sf(np.abs(statistic))
+    p_t = 2 * t_sf(np.abs(statistic), np.where(finite, df, 1.0))
+    p_z = 2 * norm_sf(np.abs(statistic))
     p_value = np.where(finite, p_t, p_z)
-    quantile = np.where(
-        finite, stats.t.ppf(0.975, np.where(finite, df, 1.0)), stats.norm.ppf(0.975)
-    )
+    quantile = np.where(finite, t_ppf(0.975, np.where(finite, df, 1.0)), norm_ppf(0.975))
     return pd.DataFrame(
         {
             "estimate": estimate,
@@ -540,7 +539,7 @@ def profile_interval(fit: MixedFit, level: float = 0.95) -> tuple[float, float]:
     if fit.deviance is None or fit.theta.size != 1:
         raise ValueError("profile intervals need a single random intercept (mixedlm engine)")
     theta_hat = float(fit.theta[0])
-    cutoff = float(fit.deviance(fit.theta)) + stats.chi2.ppf(level, 1)
+    cutoff = float(fit.deviance(fit.theta)) + chi2_ppf(level, 1)
 
     def excess(theta: float) -> float:
         return float(fit.deviance(np.array([theta]))) - cutoff

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import tidy
 from .derive import CaseOrder, case_keys
+from .distributions import norm_ppf
 from .effects import proportion
 from .engine import DEFAULT_ENGINE, fit_lmm
 from .errors import NotEstimable
@@ -123,7 +123,7 @@ class ExpectedResponse:
         cov = self.variances["cor_client_log_session"] * np.sqrt(v0 * v1)
         sd = np.sqrt(v0 + 2 * cov * log_t + v1 * log_t**2 + self.variances["var_residual"])
         worse = -1.0 if get_instrument(self.outcome).higher_is_better else 1.0
-        z = stats.norm.ppf(1 - self.percentile)
+        z = norm_ppf(1 - self.percentile)
         return intake + mean, intake + mean + worse * z * sd
 
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import tidy
 from .derive import client_table, client_tables, session_pairs, session_table
+from .distributions import norm_ppf, norm_sf, t_sf
 from .engine import (
     DEFAULT_ENGINE,
     MixedFit,
@@ -108,7 +108,7 @@ def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
 
 def _fisher_interval(r: float, se: float) -> tuple[float, float]:
     z = np.arctanh(np.clip(r, -0.999999999, 0.999999999))
-    crit = stats.norm.ppf(0.975)
+    crit = norm_ppf(0.975)
     return float(np.tanh(z - crit * se)), float(np.tanh(z + crit * se))
 
 
@@ -227,7 +227,7 @@ def partial_correlation(
     )
     r = float(_partial_r_from_sums(sums))
     t = r * np.sqrt((n - 3) / (1 - r**2))
-    p_value = float(2 * stats.t.sf(abs(t), n - 3))
+    p_value = float(2 * t_sf(abs(t), n - 3))
     low, high = _fisher_interval(r, 1 / np.sqrt(n - 4))
     groups = frame[cluster].nunique() if cluster else pd.NA
     common = {"n_obs": n, "n_groups": groups, "converged": True, "p_value": p_value}
@@ -496,7 +496,7 @@ def therapist_effects(
         raise ValueError("therapist effects need the mixedlm engine")
     codes = codes if codes is not None else therapist_codes(effects.index, seed)
     se = np.sqrt(effects["cond_var"].to_numpy())
-    crit = stats.norm.ppf(0.975)
+    crit = norm_ppf(0.975)
     rows = [
         tidy.row(
             model,
@@ -669,7 +669,7 @@ def repeated_measures_correlation(
             "correlation"
         )
     t = r * np.sqrt(dof / (1 - r**2))
-    p_value = float(2 * stats.t.sf(abs(t), dof))
+    p_value = float(2 * t_sf(abs(t), dof))
     return r, dof, p_value, _fisher_interval(r, 1 / np.sqrt(dof - 1)), n, k
 
 
@@ -766,9 +766,9 @@ def _logit_rows(
 ) -> list[dict[str, object]]:
     """A row per log-odds coefficient (Wald z interval and p-value) and an ``odds_ratio_``
     row per predictor (every term but the intercept)."""
-    z = stats.norm.ppf(0.975)
+    z = norm_ppf(0.975)
     low, high = estimate - z * std_error, estimate + z * std_error
-    p_value = 2 * stats.norm.sf(np.abs(estimate / std_error))
+    p_value = 2 * norm_sf(np.abs(estimate / std_error))
     with np.errstate(over="ignore"):  # an unbounded interval's end is infinite
         odds = np.exp(np.stack([estimate, low, high]))
     rows = [

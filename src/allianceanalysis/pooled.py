@@ -42,9 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
 
 from . import tidy
+from .distributions import chi2_sf, t_ppf, t_sf
 from .engine import DEFAULT_ENGINE, fit_lmm
 from .models import partial_correlation
 from .tidy import TIDY_COLUMNS
@@ -127,8 +128,8 @@ def random_effects(y: np.ndarray, v: np.ndarray, level: float = 0.95) -> MetaRes
     w = 1 / (v + tau2)
     mu = float(np.sum(w * y) / np.sum(w))
     se = float(np.sqrt(np.sum(w * (y - mu) ** 2) / ((k - 1) * np.sum(w))))
-    crit = stats.t.ppf(0.5 + level / 2, k - 1)
-    p_value = float(2 * stats.t.sf(abs(mu / se), k - 1)) if se > 0 else 0.0
+    crit = t_ppf(0.5 + level / 2, k - 1)
+    p_value = float(2 * t_sf(abs(mu / se), k - 1)) if se > 0 else 0.0
     w_fixed = 1 / v
     mu_fixed = np.sum(w_fixed * y) / np.sum(w_fixed)
     q = float(np.sum(w_fixed * (y - mu_fixed) ** 2))
@@ -143,7 +144,7 @@ def random_effects(y: np.ndarray, v: np.ndarray, level: float = 0.95) -> MetaRes
         tau2=tau2,
         i2=float(100 * tau2 / (tau2 + typical)),
         q=q,
-        q_p_value=float(stats.chi2.sf(q, k - 1)),
+        q_p_value=float(chi2_sf(q, k - 1)),
         pi_low=mu - pi_half,
         pi_high=mu + pi_half,
         k=k,

@@ -22,9 +22,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
 from ..disclosure import SUPPRESSED, DisclosurePolicy, Protected
+from ..distributions import norm_ppf
 from ..effects import (
     FUNNEL_LIMITS,
     difference_of_proportions,
@@ -321,7 +321,7 @@ def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
         max(publisher.policy.suppress_below, 2), max(table["n"].max(), 10) * 1.05, 200
     )
     for level, style in zip(FUNNEL_LIMITS, ("--", ":"), strict=True):
-        half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(overall * (1 - overall) / grid)
+        half = norm_ppf(0.5 + level / 2) * np.sqrt(overall * (1 - overall) / grid)
         axis.plot(
             grid,
             np.clip(overall + half, 0, 1) * 100,
@@ -414,7 +414,7 @@ def _change(this: pd.Series, before: pd.Series, policy: DisclosurePolicy) -> lis
             f"{100 * d:+.1f} pp [{100 * low:+.1f}, {100 * high:+.1f}]",
         ]
     if pd.isna(this["numerator"]):
-        crit = stats.norm.ppf(0.975)
+        crit = norm_ppf(0.975)
         se = [(r["ci_high"] - r["ci_low"]) / (2 * crit) for r in (this, before)]
         d = this["estimate"] - before["estimate"]
         half = crit * np.hypot(*se)
