@@ -25,6 +25,7 @@ from allianceanalysis.effects import (
     reporting_year,
     session_years,
     severity_adjusted_effect_size,
+    wilson_interval,
 )
 
 
@@ -129,6 +130,28 @@ def test_difference_interval_matches_newcombes_published_example() -> None:
     # 56/70 - 48/80 = 0.2000, 95% CI 0.0524 to 0.3339.
     d, low, high = difference_of_proportions(56, 70, 48, 80)
     assert (d, low, high) == pytest.approx((0.2, 0.0524, 0.3339), abs=1e-4)
+
+
+COUNTS = [(x, n) for n in (1, 2, 5, 13, 100, 2500) for x in sorted({0, 1, n // 3, n - 1, n})]
+
+
+@pytest.mark.parametrize(("events", "n"), COUNTS)
+def test_wilson_interval_equals_statsmodels(events, n) -> None:
+    # The library it stands in for (effects.wilson_interval): same arithmetic, rtol 1e-14.
+    from statsmodels.stats.proportion import proportion_confint
+
+    expected = proportion_confint(events, n, alpha=0.05, method="wilson")
+    assert wilson_interval(events, n) == pytest.approx(expected, rel=1e-14, abs=1e-15)
+
+
+@pytest.mark.parametrize(("x1", "n1"), COUNTS[::3])
+@pytest.mark.parametrize(("x0", "n0"), [(0, 7), (3, 7), (40, 90), (90, 90)])
+def test_difference_interval_equals_statsmodels_newcombe(x1, n1, x0, n0) -> None:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    expected = confint_proportions_2indep(x1, n1, x0, n0, method="newcomb", compare="diff")
+    _, low, high = difference_of_proportions(x1, n1, x0, n0)
+    assert (low, high) == pytest.approx(expected, rel=1e-14, abs=1e-15)
 
 
 def test_reporting_year_starts_in_the_configured_month() -> None:

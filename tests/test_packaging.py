@@ -102,3 +102,12 @@ def test_no_stray_build_artefacts_are_committed() -> None:
     assert not stray
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_the_report_tables_step_does_not_import_the_rendering() -> None:
+    """annual_report's names are imported when used: computing the tables (a step of its own)
+    does not pay for matplotlib, jinja2 and weasyprint."""
+    code = ("import sys\nfrom allianceanalysis.annual_report import ReportTables, report_tables\n"
+            "print(sorted({'matplotlib', 'jinja2', 'weasyprint'} & set(sys.modules)))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

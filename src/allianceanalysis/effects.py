@@ -83,6 +83,7 @@ __all__ = [
     "session_bands",
     "session_years",
     "severity_adjusted_effect_size",
+    "wilson_interval",
 ]
 
 SESSION_BANDS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, None))
@@ -186,8 +187,50 @@ def client_outcomes(sessions: pd.DataFrame, outcome: str, *, start_month: int = 
     return cases.reset_index()
 
 
+Z_95 = float(-norm_ppf(0.025))
+"""The normal's upper 2.5% point (1.959964...), for two-sided 95% intervals of proportions."""
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (Wilson, 1927).
+
+    With q = successes / n and z the normal's upper 2.5% point: centre
+    (q + z²/2n) / (1 + z²/n), half-width z √(q(1 - q)/n + z²/4n²) / (1 + z²/n), clipped to
+    [0, 1]. The same arithmetic, in the same order, as statsmodels'
+    ``proportion_confint(method="wilson")``, which ``tests/test_effects.py`` checks it against;
+    computed here because importing ``statsmodels.stats.proportion`` (it imports
+    ``scipy.stats``) took 0.8 s, a quarter of the report-tables step.
+
+    Parameters
+    ----------
+    successes, n : int
+        The count of events and of trials (``n > 0``).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+
+    References
+    ----------
+    Wilson, E. B. (1927). Probable inference, the law of succession, and statistical inference.
+    Journal of the American Statistical Association, 22(158), 209-212.
+
+    Examples
+    --------
+    >>> tuple(round(x, 4) for x in wilson_interval(30, 100))
+    (0.2189, 0.3958)
+    """
+    z2 = Z_95**2
+    q = successes / n
+    denominator = 1 + z2 / n
+    centre = (q + z2 / (2 * n)) / denominator
+    half = Z_95 * np.sqrt(q * (1.0 - q) / n + z2 / (4.0 * n**2))
+    half /= denominator
+    return float(np.clip(centre - half, 0, 1)), float(np.clip(centre + half, 0, 1))
+
+
 def proportion(successes: int, n: int) -> tuple[float, float, float]:
-    """A proportion with its 95% Wilson interval (NaN for n = 0).
+    """A proportion with its 95% Wilson interval (:func:`wilson_interval`; NaN for n = 0).
 
     Examples
     --------
@@ -196,20 +239,37 @@ def proportion(successes: int, n: int) -> tuple[float, float, float]:
     """
     if n == 0:
         return float("nan"), float("nan"), float("nan")
-    from statsmodels.stats.proportion import proportion_confint  # 2 s to import: when used
-
-    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
-    return successes / n, float(low), float(high)
+    return successes / n, *wilson_interval(successes, n)
 
 
 def difference_of_proportions(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float, float]:
-    """p1 - p0 with Newcombe's hybrid-score 95% interval (Newcombe, 1998)."""
+    """p1 - p0 with Newcombe's hybrid-score 95% interval (NaN if a group is empty).
+
+    Newcombe's method 10: with (l1, u1) and (l0, u0) the groups' Wilson intervals, the
+    difference d = p1 - p0 has the interval d - √((p1 - l1)² + (u0 - p0)²) to
+    d + √((p0 - l0)² + (u1 - p1)²). The same arithmetic as statsmodels'
+    ``confint_proportions_2indep(method="newcomb", compare="diff")`` (checked in
+    ``tests/test_effects.py``).
+
+    References
+    ----------
+    Newcombe, R. G. (1998). Interval estimation for the difference between independent
+    proportions: comparison of eleven methods. Statistics in Medicine, 17(8), 873-890.
+
+    Examples
+    --------
+    >>> tuple(round(x, 4) for x in difference_of_proportions(30, 100, 20, 100))
+    (0.1, -0.0202, 0.2167)
+    """
     if min(n1, n0) == 0:
         return float("nan"), float("nan"), float("nan")
-    from statsmodels.stats.proportion import confint_proportions_2indep
-
-    low, high = confint_proportions_2indep(x1, n1, x0, n0, method="newcomb", compare="diff")
-    return x1 / n1 - x0 / n0, float(low), float(high)
+    p1, p0 = x1 / n1, x0 / n0
+    low1, high1 = wilson_interval(x1, n1)
+    low0, high0 = wilson_interval(x0, n0)
+    difference = p1 - p0
+    low = difference - np.sqrt((p1 - low1) ** 2 + (high0 - p0) ** 2)
+    high = difference + np.sqrt((p0 - low0) ** 2 + (high1 - p1) ** 2)
+    return difference, float(low), float(high)
 
 
 def binomial_effect_size_display(r: float) -> tuple[float, float]:

@@ -65,6 +65,8 @@ Waskom, M. L. (2021). seaborn: statistical data visualization. Journal of Open S
 Software, 6(60), 3021."""
 SVG_SALT = "allianceanalysis"
 """Fixed seed of matplotlib's SVG element ids, so identical figures give identical files."""
+SAVE_DPI = 150
+"""Resolution of saved figures (PNG pixels per inch; the SVG's embedded images)."""
 MAX_SESSION_SHOWN = 20
 """Trajectories are drawn up to this session (few clients attend more)."""
 MIN_CLIENTS_FOR_MEAN = 10
@@ -790,11 +792,24 @@ caption ``workflow/report/<name>.rst``) and :func:`allianceanalysis.pipeline.fig
 
 
 def save_figure(figure: Figure, paths: Iterable[str | Path]) -> None:
-    """Write ``figure`` to each path (format from the extension), all or nothing."""
+    """Write ``figure`` to each path (format from the extension), all or nothing.
+
+    The figure is laid out once, at the PNG's resolution, and every format is drawn with that
+    layout: the PNG is what a layout per save gave, and the figures step takes a third less
+    time (a constrained layout costs about as much as drawing the figure).
+    """
     paths = [Path(p) for p in paths]
     style = {"svg.hashsalt": SVG_SALT, "svg.fonttype": "none"}  # SVG text stays text
+    dpi, engine = figure.get_dpi(), figure.get_layout_engine()
     with atomic_outputs(*paths) as temps, matplotlib.rc_context(style):
-        for temp, path in zip(temps, paths, strict=True):
-            fmt = path.suffix.lstrip(".")
-            metadata = {"Date": None} if fmt in ("svg", "pdf") else {"Software": None}
-            figure.savefig(temp, format=fmt, dpi=150, metadata=metadata)
+        figure.set_dpi(SAVE_DPI)
+        figure.draw_without_rendering()
+        figure.set_layout_engine(None)
+        try:
+            for temp, path in zip(temps, paths, strict=True):
+                fmt = path.suffix.lstrip(".")
+                metadata = {"Date": None} if fmt in ("svg", "pdf") else {"Software": None}
+                figure.savefig(temp, format=fmt, dpi=SAVE_DPI, metadata=metadata)
+        finally:
+            figure.set_layout_engine(engine)
+            figure.set_dpi(dpi)

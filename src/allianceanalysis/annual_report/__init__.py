@@ -15,8 +15,13 @@ Three parts, two steps, so that nothing is refitted at render time:
    draws the figures and writes the text; :func:`render_html` and :func:`render_pdf` turn
    each year's context into files with a jinja2 template.
 
+The package's names are imported from their module when first used, so a step that only
+computes tables (``report_tables``) does not import the rendering (matplotlib, jinja2).
+
 Examples
 --------
+>>> from allianceanalysis.annual_report import (
+...     ReportSettings, annual_reports, render_html, report_tables)
 >>> from allianceanalysis.simulate import simulate_study
 >>> study = simulate_study(n_clients=150, n_therapists=8, seed=3)
 >>> settings = ReportSettings(dataset="demo", bootstrap=200)
@@ -27,10 +32,35 @@ Examples
 >>> html = render_html(reports["2025/26"])
 """
 
-from .publisher import KPI_LABELS, Publisher
-from .render import annual_reports, early_warning_paragraphs, render_html, render_pdf, summarise_log
-from .tables import ReportSettings, ReportTables, report_tables, year_file_name
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .publisher import KPI_LABELS, Publisher
+    from .render import (
+        annual_reports,
+        early_warning_paragraphs,
+        render_html,
+        render_pdf,
+        summarise_log,
+    )
+    from .tables import ReportSettings, ReportTables, report_tables, year_file_name
+
+_MODULE_OF = {
+    "KPI_LABELS": "publisher",
+    "Publisher": "publisher",
+    "ReportSettings": "tables",
+    "ReportTables": "tables",
+    "annual_reports": "render",
+    "early_warning_paragraphs": "render",
+    "render_html": "render",
+    "render_pdf": "render",
+    "report_tables": "tables",
+    "summarise_log": "render",
+    "year_file_name": "tables",
+}
 __all__ = [
     "KPI_LABELS",
     "Publisher",
@@ -44,3 +74,15 @@ __all__ = [
     "summarise_log",
     "year_file_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
