@@ -55,11 +55,19 @@ def write_config(workdir: Path, datasets: dict, **settings: object) -> Path:
     return path
 
 
-def demo_workdir(workdir: Path) -> tuple[str, str]:
-    """Copy the bundled demo data and configuration into ``workdir``; the arguments that
-    select that configuration."""
+KEY_FILE = Path("keys") / "pseudonym.key"
+"""The pseudonym key's place in a working directory (the workflow's default)."""
+
+
+def demo_workdir(workdir: Path, key_from: Path | None = None) -> tuple[str, str]:
+    """Copy the bundled demo data and configuration into ``workdir`` (and the pseudonym key of
+    the working directory ``key_from``, for a run that must give its outputs byte for byte);
+    the arguments that select that configuration."""
     shutil.copytree(ROOT / "data" / "demo", workdir / "data" / "demo")
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config.yaml")
+    if key_from is not None:
+        (workdir / KEY_FILE).parent.mkdir(mode=0o700)
+        shutil.copy(key_from / KEY_FILE, workdir / KEY_FILE)
     return "--configfile", str(workdir / "config.yaml")
 
 

@@ -25,6 +25,7 @@ from allianceanalysis.models import (
     therapist_icc,
     therapist_shrinkage,
 )
+from allianceanalysis.pseudonyms import therapist_codes
 from allianceanalysis.simulate import simulate_study
 
 from .helpers import ROOT
@@ -313,7 +314,8 @@ def test_shrunken_therapist_effects_are_the_raw_means_times_the_shrinkage_factor
 
 
 def test_shrunken_effects_are_the_therapist_effects_table(shrinkage_clients) -> None:
-    table = therapist_shrinkage(shrinkage_clients).set_index("therapist")
-    effects = therapist_effects(shrinkage_clients).set_index("term")
+    codes = therapist_codes(shrinkage_clients["therapist_id"])
+    table = therapist_shrinkage(shrinkage_clients, codes=codes).set_index("therapist")
+    effects = therapist_effects(shrinkage_clients, codes=codes).set_index("term")
     np.testing.assert_allclose(table["shrunken"], effects.loc[table.index, "estimate"], atol=1e-12)
     assert (table["n_obs"] == effects.loc[table.index, "n_obs"]).all()

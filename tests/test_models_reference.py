@@ -18,7 +18,8 @@ import pytest
 
 from allianceanalysis.config import DatasetSpec
 from allianceanalysis.io import load_dataset
-from allianceanalysis.models import CATALOGUE, run_model, therapist_codes
+from allianceanalysis.models import CATALOGUE, run_model
+from allianceanalysis.pseudonyms import therapist_codes
 
 from .helpers import ROOT
 
@@ -35,15 +36,15 @@ def compared(request: pytest.FixtureRequest) -> tuple[str, pd.DataFrame]:
         name=name, path=REFERENCE / "data" / f"{name}.csv", outcome=outcome, alliance=alliance
     )
     sessions = load_dataset(spec).sessions
+    codes = therapist_codes(sessions["therapist_id"].unique())
     ours = pd.concat(
         [
-            run_model(m, sessions, outcome=outcome, alliance=alliance, bootstrap=20)
+            run_model(m, sessions, outcome=outcome, alliance=alliance, bootstrap=20, codes=codes)
             for m in CATALOGUE
         ]
     )
     reference = pd.read_csv(REFERENCE / f"lme4_{name}.csv")
     effects = reference["model"] == "therapist_effects"
-    codes = therapist_codes(sessions["therapist_id"].unique())
     reference.loc[effects, "term"] = reference.loc[effects, "term"].map(codes)
     merged = reference.merge(ours, on=["model", "term"], suffixes=("_r", ""), how="left")
     return name, merged

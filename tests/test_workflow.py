@@ -194,14 +194,14 @@ class SecondRun:
 
 
 @pytest.fixture(scope="module")
-def second_run(tmp_path_factory: pytest.TempPathFactory) -> SecondRun:
+def second_run(tmp_path_factory: pytest.TempPathFactory, demo_run: Path) -> SecondRun:
     """The bundled configuration run again from scratch in another working directory, as
     ``make run`` runs the workflow (its browsable report aside), except that it is stopped by
     SIGKILL of every process once the demo's early-warning table exists, and resumed: one run
     serves the interrupted-run check (what it left) and the identical-rerun check (how it
     ended)."""
     workdir = tmp_path_factory.mktemp("again")
-    config = demo_workdir(workdir)
+    config = demo_workdir(workdir, key_from=demo_run)
     interrupt(workdir, config, signal.SIGKILL, "demo/tables/early_warning.csv")
     left = published_bytes(workdir)
     resume(workdir, config)
@@ -236,21 +236,19 @@ def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_output
     assert not [name for name in published_bytes(second_run.workdir) if _temporary(name)]
 
 
-def test_the_configured_seed_drives_the_bootstrap(demo_run: Path, tmp_path: Path) -> None:
-    """Another ``seed`` moves the bootstrap intervals and the pseudonymous therapist codes
-    (a seeded permutation), and no estimate that is not drawn at random."""
+def test_the_configured_seed_drives_the_bootstrap_only(demo_run: Path, tmp_path: Path) -> None:
+    """Another ``seed`` (same pseudonym key) moves the bootstrap intervals, and no estimate
+    that is not drawn at random and no therapist's code (the codes come from the key)."""
     target = "results/demo/tables/models.csv"
-    done = snakemake(tmp_path, *demo_workdir(tmp_path), "--config", "seed=7", "--", target)
+    config = demo_workdir(tmp_path, key_from=demo_run)
+    done = snakemake(tmp_path, *config, "--config", "seed=7", "--", target)
     assert done.returncode == 0, done.stderr
     ours = pd.read_csv(tmp_path / target).set_index(["model", "term"])
     theirs = pd.read_csv(demo_run / target).set_index(["model", "term"]).reindex(ours.index)
     bootstrap = ours["ci_method"].fillna("").str.contains("bootstrap")
     assert bootstrap.any()
     assert not np.allclose(ours.loc[bootstrap, "ci_low"], theirs.loc[bootstrap, "ci_low"])
-    coded = ours.index.get_level_values("model") == "therapist_effects"
-    assert not np.allclose(ours.loc[coded, "estimate"], theirs.loc[coded, "estimate"])
-    np.testing.assert_allclose(ours.loc[~coded, "estimate"], theirs.loc[~coded, "estimate"],
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(ours["estimate"], theirs["estimate"], rtol=1e-12)
 
 
 @pytest.mark.slow
@@ -268,7 +266,7 @@ def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_
     exists: every file it left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files
     aside) equals the uninterrupted run's; resumed, it finishes with the same outputs and no
     temporary file left behind."""
-    config = demo_only(tmp_path)
+    config = demo_only(tmp_path, key_from=demo_run)
     interrupt(tmp_path, config, stop, once)
     reference = published_bytes(demo_run, "demo")
     left = published_bytes(tmp_path, "demo")
@@ -278,9 +276,10 @@ def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_
     assert published_bytes(tmp_path, "demo") == reference
 
 
-def demo_only(workdir: Path) -> tuple[str, str]:
-    """The bundled configuration with its ``demo`` dataset only (half the jobs of the two)."""
-    config = demo_workdir(workdir)
+def demo_only(workdir: Path, key_from: Path) -> tuple[str, str]:
+    """The bundled configuration with its ``demo`` dataset only (half the jobs of the two),
+    and the pseudonym key of the run in ``key_from``."""
+    config = demo_workdir(workdir, key_from)
     settings = yaml.safe_load(Path(config[1]).read_text())
     settings["datasets"] = {"demo": settings["datasets"]["demo"]}
     Path(config[1]).write_text(yaml.safe_dump(settings))

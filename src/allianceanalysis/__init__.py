@@ -21,6 +21,7 @@ Results out
     :mod:`~allianceanalysis.figures`, :mod:`~allianceanalysis.tables` (APA tables),
     :mod:`~allianceanalysis.annual_report` (the annual report: tables, publisher, rendering),
     :mod:`~allianceanalysis.disclosure` (small-number suppression),
+    :mod:`~allianceanalysis.pseudonyms` (therapist codes from a secret key),
     :mod:`~allianceanalysis.provenance`.
 Running
     :mod:`~allianceanalysis.pipeline` (the workflow's steps as functions),

@@ -41,6 +41,7 @@ from .engine import (
     profile_interval,
 )
 from .errors import NotEstimable
+from .pseudonyms import therapist_codes
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "repeated_measures_correlation",
     "rm_corr",
     "run_model",
-    "therapist_codes",
     "therapist_effects",
     "therapist_icc",
     "therapist_logit",
@@ -468,21 +468,20 @@ def therapist_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.
 def therapist_effects(
     clients: pd.DataFrame,
     *,
-    seed: int = DEFAULT_SEED,
-    engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
 
     The predicted random intercepts (BLUPs) of :func:`therapist_icc`'s model, one row per
-    therapist: ``term`` is a pseudonymous code (``TH01`` …, assigned by a permutation seeded
-    with ``seed``, so it cannot be read back to the service's own IDs without the private key
-    in ``derived/therapist_codes.csv``); ``estimate`` the effect in outcome points (positive
+    therapist: ``term`` is a pseudonymous code (``TH01`` …) from ``codes`` (therapist ID to
+    code; the workflow's come from its secret key, :mod:`allianceanalysis.pseudonyms`, and are
+    kept in the internal ``derived/therapist_codes.csv``; without ``codes``, codes from a
+    fresh random key, different at each call); ``estimate`` the effect in outcome points (positive
     = better than expected when higher is better); ``std_error`` the square root of its
     conditional variance; 95% intervals ± 1.96 SE; ``n_obs`` the therapist's clients. Shrinkage
     pulls therapists with few clients towards zero, which is why league tables of raw means
-    mislead (Goldstein & Spiegelhalter, 1996). ``codes`` maps therapist IDs to the codes to
-    use instead (e.g. the codes of the whole dataset when fitting one year of it).
+    mislead (Goldstein & Spiegelhalter, 1996).
 
     References
     ----------
@@ -494,7 +493,7 @@ def therapist_effects(
     effects = fit.random_effects
     if effects is None:
         raise ValueError("therapist effects need the mixedlm engine")
-    codes = codes if codes is not None else therapist_codes(effects.index, seed)
+    codes = codes if codes is not None else therapist_codes(effects.index)
     se = np.sqrt(effects["cond_var"].to_numpy())
     crit = norm_ppf(0.975)
     rows = [
@@ -516,7 +515,10 @@ def therapist_effects(
 
 
 def therapist_shrinkage(
-    clients: pd.DataFrame, *, seed: int = DEFAULT_SEED, engine: str = DEFAULT_ENGINE
+    clients: pd.DataFrame,
+    *,
+    codes: Mapping[str, str] | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> pd.DataFrame:
     """Raw and shrunken therapist effects side by side: why league tables of raw means mislead.
 
@@ -533,8 +535,8 @@ def therapist_shrinkage(
     ----------
     clients : pandas.DataFrame
         From :func:`allianceanalysis.derive.client_table` (eligible cases are used).
-    seed : int
-        Seed of the pseudonymous codes (as :func:`therapist_effects`).
+    codes : mapping, optional
+        Therapist ID to pseudonymous code (as :func:`therapist_effects`).
     engine : str
         The mixed-model engine (``mixedlm``: the one that predicts random effects).
 
@@ -574,27 +576,9 @@ def therapist_shrinkage(
     table["shrinkage"] = tau2 / (tau2 + sigma2 / table["n_obs"])
     table["rank_raw"] = table["raw"].rank(ascending=False, method="min").astype(int)
     table["rank_shrunken"] = table["shrunken"].rank(ascending=False, method="min").astype(int)
-    codes = therapist_codes(table.index, seed)
+    codes = codes if codes is not None else therapist_codes(table.index)
     table.index = table.index.map(codes)
     return table.rename_axis("therapist").sort_index().reset_index()
-
-
-def therapist_codes(therapists: pd.Index | list[str], seed: int = DEFAULT_SEED) -> dict[str, str]:
-    """Pseudonymous codes ``TH01`` … for therapist IDs, by a seeded permutation.
-
-    Examples
-    --------
-    >>> codes = therapist_codes(["ann", "bob", "cy"], seed=1)
-    >>> sorted(codes.values())
-    ['TH1', 'TH2', 'TH3']
-    """
-    ids = sorted(map(str, therapists))
-    width = len(str(len(ids)))
-    order = np.random.default_rng(seed).permutation(len(ids))
-    return {
-        therapist: f"TH{position + 1:0{width}d}"
-        for therapist, position in zip(ids, order, strict=True)
-    }
 
 
 def alliance_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
@@ -925,8 +909,9 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
 DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 """The tables a catalogue model is fitted to: the derived client table, session pairs and
 session table, or the validated sessions (``results/<dataset>/derived/``, ``validated/``)."""
-SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine")
-"""The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`)."""
+SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine", "codes")
+"""The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
+``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`)."""
 
 
 @dataclass(frozen=True)
@@ -964,7 +949,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
     "therapist_effects": CatalogueEntry(
         therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
-        ("seed", "engine")),
+        ("codes", "engine")),
     "alliance_icc": CatalogueEntry(
         alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)"),
     "alliance_next_session": CatalogueEntry(
@@ -992,6 +977,7 @@ def fit_model(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
+    codes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which), passing
     the settings its entry declares (``CATALOGUE[name].options``); a model the data cannot
@@ -999,7 +985,7 @@ def fit_model(
     """
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "bootstrap": bootstrap, "seed": seed,
-                "engine": engine}  # fmt: skip
+                "engine": engine, "codes": codes}  # fmt: skip
     try:
         return entry.function(data, **{option: settings[option] for option in entry.options})
     except NotEstimable as exc:
@@ -1016,6 +1002,7 @@ def run_model(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
+    codes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 
@@ -1041,4 +1028,5 @@ def run_model(
         bootstrap=bootstrap,
         seed=seed,
         engine=engine,
+        codes=codes,
     )

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS
+from .pseudonyms import read_codes
 
 if TYPE_CHECKING:
     from .annual_report import ReportSettings
@@ -89,25 +90,31 @@ def derive_step(
     outcome: str,
     alliance: str,
     early_session: int,
+    key: str | Path,
 ) -> None:
-    """Rule ``derive``: validated sessions -> client table, session table, pairs, accounting.
+    """Rule ``derive``: validated sessions -> client table, session table, pairs, accounting,
+    and the therapists' pseudonymous codes.
 
-    ``outputs`` names the files: ``clients``, ``sessions``, ``pairs`` (Parquet) and
-    ``accounting`` (CSV).
+    ``outputs`` names the files: ``clients``, ``sessions``, ``pairs`` (Parquet),
+    ``accounting`` and ``codes`` (CSV; internal: it maps each therapist ID to its code). ``key``
+    is the pseudonym key file (:func:`allianceanalysis.pseudonyms.load_key`).
     """
     from .derive import client_table, session_pairs, session_table
+    from .pseudonyms import codes_frame, load_key, therapist_codes
 
     data = pd.read_parquet(sessions)
     clients = client_table(data, outcome, alliance, early_session)
     table = session_table(data, outcome, alliance)
     pairs = session_pairs(data, outcome, alliance)
     accounting = client_accounting(clients, pairs, table)
-    keys = ("clients", "sessions", "pairs", "accounting")
-    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, a):
+    codes = codes_frame(therapist_codes(data["therapist_id"].unique(), load_key(key)))
+    keys = ("clients", "sessions", "pairs", "accounting", "codes")
+    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, a, k):
         clients.to_parquet(c, index=False)
         table.to_parquet(s, index=False)
         pairs.to_parquet(p, index=False)
         _write_csv(accounting, a)
+        _write_csv(codes, k)
     log.info(
         "%d cases, %d eligible (k = %d); %d sessions with both scores; %d session pairs",
         len(clients),
@@ -123,19 +130,19 @@ def models_step(
     *,
     tables: Iterable[str | Path],
     combined: str | Path,
-    codes: str | Path,
     options: Mapping[str, Any],
 ) -> None:
-    """Rule ``models``: fit every catalogue model; write each table, all of them together,
-    and the private key of the therapists' pseudonymous codes.
+    """Rule ``models``: fit every catalogue model; write each table and all of them together.
 
-    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived) and
-    ``validated`` (the validated sessions, for the per-k models); ``tables`` lists one path per
-    catalogue model, named ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``,
-    ``bootstrap``, ``seed`` and ``engine``.
+    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived), ``validated``
+    (the validated sessions, for the per-k models) and ``codes`` (the therapists'
+    pseudonymous codes); ``tables`` lists one path per catalogue model, named
+    ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``, ``bootstrap``, ``seed`` and
+    ``engine``.
     """
-    from .models import CATALOGUE, fit_model, therapist_codes
+    from .models import CATALOGUE, fit_model
 
+    options = {**options, "codes": read_codes(inputs["codes"])}
     files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",
              "sessions": "validated"}  # fmt: skip
     paths = {Path(p).stem: Path(p) for p in tables}
@@ -147,14 +154,10 @@ def models_step(
             fitted.update({name: fit_model(name, data, **options) for name in names})
             del data
     results = {name: fitted[name] for name in paths}
-    therapists = pd.read_parquet(inputs["clients"], columns=["therapist_id"])["therapist_id"]
-    key = therapist_codes(therapists.unique(), options["seed"])
-    key_frame = pd.DataFrame({"therapist_id": list(key), "code": list(key.values())})
-    with atomic_outputs(*paths.values(), combined, codes) as temps:
+    with atomic_outputs(*paths.values(), combined) as temps:
         for table, temp in zip(results.values(), temps[: len(results)], strict=True):
             _write_csv(table, temp)
-        _write_csv(pd.concat(results.values(), ignore_index=True), temps[-2])
-        _write_csv(key_frame, temps[-1])
+        _write_csv(pd.concat(results.values(), ignore_index=True), temps[-1])
     for name, table in results.items():
         problems = table.loc[table["message"].fillna("") != "", ["model", "message"]]
         for _, row in problems.drop_duplicates().iterrows():
@@ -169,16 +172,20 @@ def figures_step(
     outcome: str,
     alliance: str,
     early_session: int,
-    seed: int,
+    key: str | Path,
 ) -> None:
     """Rule ``figures``: every per-dataset figure of the registry
     (:data:`~allianceanalysis.figures.FIGURES`).
 
     ``inputs`` names the files of :data:`~allianceanalysis.figures.FIGURE_INPUTS`;
-    ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths.
+    ``outputs`` lists ``<figure>.<png|svg|pdf>`` paths; ``key`` is the pseudonym key file,
+    which seeds the choice of the cases a figure shows
+    (:func:`~allianceanalysis.pseudonyms.keyed_seed`), so nobody can work out whose they are.
     """
     from . import figures
+    from .pseudonyms import keyed_seed, load_key
 
+    seed = keyed_seed(load_key(key), "figures")
     data = figures.FigureData(inputs, outcome, alliance, early_session, seed)
     paths: dict[str, list[Path]] = {}
     for path in map(Path, outputs):
@@ -372,15 +379,17 @@ def report_tables_step(
     outputs: Mapping[str, str | Path],
     settings: ReportSettings,
     warning: str | Path | None = None,
+    codes: str | Path | None = None,
 ) -> None:
     """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
     (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication).
     ``warning`` is the early-warning table, whose expected-response model flags clients not on
-    track."""
+    track; ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``)."""
     from .annual_report import ReportTables, report_tables
 
     early = pd.read_csv(warning) if warning is not None else None
-    tables = report_tables(pd.read_parquet(sessions), settings, early)
+    key = read_codes(codes) if codes is not None else None
+    tables = report_tables(pd.read_parquet(sessions), settings, early, key)
     names = ReportTables.names()
     with atomic_outputs(*(outputs[n] for n in names)) as temps:
         tables.write(dict(zip(names, temps, strict=True)))

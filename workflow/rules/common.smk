@@ -19,6 +19,7 @@ from allianceanalysis.config import ConfigError, dataset_entry, load_config, val
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.annual_report import ReportTables
+from allianceanalysis.pseudonyms import load_key
 
 try:
     config.update(
@@ -28,6 +29,14 @@ try:
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration:\n{exc}") from None
+
+# The secret key of the pseudonymous codes: made on the first run, checked on every run; jobs
+# read it from its file (never from the configuration or a parameter, which Snakemake records).
+PSEUDONYM_KEY = config["pseudonym_key"]
+try:
+    load_key(PSEUDONYM_KEY, create=True)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 DATASETS = list(config["datasets"])
 # With --use-conda, every rule runs in a conda environment made from the repository's

@@ -5,6 +5,7 @@
 rule derive:
     input:
         sessions="results/{dataset}/validated/sessions.parquet",
+        key=PSEUDONYM_KEY,
     output:
         clients="results/{dataset}/derived/clients.parquet",
         sessions="results/{dataset}/derived/sessions.parquet",
@@ -16,6 +17,7 @@ rule derive:
             subcategory="Data",
             labels={"table": "clients accounted for"},
         ),
+        codes="results/{dataset}/derived/therapist_codes.csv",
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],

@@ -6,12 +6,12 @@
 rule figures:
     input:
         **figure_inputs(),
+        key=PSEUDONYM_KEY,
     output:
         figure_outputs(),
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
-        seed=config["seed"],
     conda:
         CONDA_ENV
     log:

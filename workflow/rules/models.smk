@@ -8,6 +8,7 @@ rule models:
         sessions="results/{dataset}/derived/sessions.parquet",
         pairs="results/{dataset}/derived/pairs.parquet",
         validated="results/{dataset}/validated/sessions.parquet",
+        codes="results/{dataset}/derived/therapist_codes.csv",
     output:
         tables=expand("results/{{dataset}}/tables/{model}.csv", model=MODELS),
         combined=report(
@@ -17,7 +18,6 @@ rule models:
             subcategory="Tables",
             labels={"table": "all models (tidy)"},
         ),
-        codes="results/{dataset}/derived/therapist_codes.csv",
     params:
         options=model_options,
     conda:

@@ -7,6 +7,7 @@ rule report_tables:
     input:
         sessions="results/{dataset}/validated/sessions.parquet",
         early_warning="results/{dataset}/tables/early_warning.csv",
+        codes="results/{dataset}/derived/therapist_codes.csv",
     output:
         **report_table_outputs(),
     params:

@@ -8,5 +8,6 @@ with workflow_step(snakemake):
         snakemake.input.sessions,
         dict(snakemake.output.items()),
         early_session=snakemake.params.early_session,
+        key=snakemake.input.key,
         **snakemake.params.instruments,
     )

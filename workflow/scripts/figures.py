@@ -5,9 +5,9 @@ from allianceanalysis.pipeline import figures_step
 
 with workflow_step(snakemake):
     figures_step(
-        dict(snakemake.input.items()),
+        {name: path for name, path in snakemake.input.items() if name != "key"},
         list(snakemake.output),
         early_session=snakemake.params.early_session,
-        seed=snakemake.params.seed,
+        key=snakemake.input.key,
         **snakemake.params.instruments,
     )

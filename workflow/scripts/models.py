@@ -8,6 +8,5 @@ with workflow_step(snakemake):
         dict(snakemake.input.items()),
         tables=snakemake.output.tables,
         combined=snakemake.output.combined,
-        codes=snakemake.output.codes,
         options=snakemake.params.options,
     )

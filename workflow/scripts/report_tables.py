@@ -10,4 +10,5 @@ with workflow_step(snakemake):
         dict(snakemake.output.items()),
         report_settings(dataset, snakemake.params.settings),
         snakemake.input.early_warning,
+        snakemake.input.codes,
     )

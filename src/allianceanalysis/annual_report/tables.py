@@ -44,9 +44,9 @@ from ..models import (
     DEFAULT_SEED,
     clustered_ols,
     partial_correlation,
-    therapist_codes,
 )
 from ..models import therapist_effects as fit_therapist_effects
+from ..pseudonyms import therapist_codes
 from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
 
 log = logging.getLogger("allianceanalysis")
@@ -242,7 +242,7 @@ def _therapist_effects(
     if eligible["therapist_id"].nunique() < 3 or len(eligible) < MIN_CLIENTS_FOR_MODELS:
         return pd.DataFrame()
     try:
-        effects = fit_therapist_effects(eligible, seed=settings.seed, codes=codes)
+        effects = fit_therapist_effects(eligible, codes=codes)
     except NotEstimable as exc:
         log.info("%s: therapist effects not computed: %s", year, exc)
         return pd.DataFrame()
@@ -310,7 +310,10 @@ def _early_warning_kpis(
 
 
 def report_tables(
-    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None = None
+    sessions: pd.DataFrame,
+    settings: ReportSettings,
+    warning: pd.DataFrame | None = None,
+    codes: Mapping[str, str] | None = None,
 ) -> ReportTables:
     """Compute every reporting year's numbers (step 1 of the report; no suppression yet).
 
@@ -322,6 +325,9 @@ def report_tables(
     warning : pandas.DataFrame, optional
         The early-warning table (``tables/early_warning.csv``), whose expected-response model
         flags clients not on track; without it the not-on-track KPIs are left out.
+    codes : mapping, optional
+        Therapist ID to pseudonymous code (the workflow's ``derived/therapist_codes.csv``,
+        :mod:`allianceanalysis.pseudonyms`); without it, codes from a fresh random key.
 
     Returns
     -------
@@ -334,7 +340,7 @@ def report_tables(
     clients = clients.merge(outcomes[[*keys, "year"]], on=keys, how="left")
     case_year = sessions[keys].merge(outcomes[[*keys, "year"]], on=keys, how="left")["year"]
     dated = session_years(sessions, settings.year_start_month)
-    codes = therapist_codes(sessions["therapist_id"].unique(), settings.seed)
+    codes = codes if codes is not None else therapist_codes(sessions["therapist_id"].unique())
     ruptures, signals = _rupture_cases(sessions, settings), _signal_cases(sessions, settings,
                                                                           warning)  # fmt: skip
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
