@@ -7,13 +7,14 @@ LAB_STAMP := $(VENV)/.lab-installed
 CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
-.PHONY: help setup run report test test-slow test-browser check-report lint format demo-data reference \
+.PHONY: help setup run report publish test test-slow test-browser check-report lint format demo-data reference \
 	bench-ingest bench-faults bench fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
 	@echo "make test       set up .venv and run the test suite"
-	@echo "make report     annual reports (results/<dataset>/annual_report/) and results/report.html"
+	@echo "make report     annual reports (results/<dataset>/published/annual_report/, internal/supervision/) and results/report.html
+	@echo "make publish    the publishable outputs in results/published.zip, after the disclosure audit""
 	@echo "make lab        set up JupyterLab and open the student notebooks (notebooks/README.md)"
 	@echo "make notebooks  rebuild each notebooks/*.ipynb from its reviewed .py twin (jupytext)"
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
@@ -53,8 +54,11 @@ run: $(STAMP)
 	$(MAKE) --no-print-directory report
 
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --rerun-incomplete $(addprefix results/,$(addsuffix /annual_report,$(DATASETS)))
+	$(BIN)/snakemake --cores $(CORES) --show-failed-logs --rerun-incomplete $(foreach d,$(DATASETS),results/$(d)/published/annual_report results/$(d)/internal/supervision)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+
+publish: $(STAMP)
+	$(BIN)/allianceanalysis publish config/config.yaml
 
 # TEST_ARGS adds pytest options, e.g. TEST_ARGS='-m "not slow"' (the browser checks too, sharing
 # the suite's one demo run; .ci/run does this).

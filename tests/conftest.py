@@ -19,6 +19,7 @@ from .helpers import (
     shapes_service,
     snakemake,
     write_config,
+    write_test_key,
 )
 
 settings.register_profile(
@@ -71,6 +72,7 @@ def stranger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (``allow_identifier_columns``), in ``data/sessions.csv``: the privacy audit's service."""
     workdir = tmp_path_factory.mktemp("strangers")
     (workdir / "data").mkdir()
+    write_test_key(workdir)  # the intruder test knows which codes to expect
     sessions = shapes_service()
     datasets: dict[str, dict[str, str]] = {}
     for name, dropped in SHAPES.items():

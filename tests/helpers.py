@@ -28,7 +28,8 @@ OUTPUTS = (
     "validation/row_accounting.csv",
     "validation/excluded_rows.csv",
 )
-"""The ingest outputs of a dataset, under ``results/<dataset>/``."""
+"""The ingest outputs of a dataset, under its internal folder (``results/<dataset>/internal/``,
+:func:`allianceanalysis.layout.internal`)."""
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
@@ -57,6 +58,16 @@ def write_config(workdir: Path, datasets: dict, **settings: object) -> Path:
 
 KEY_FILE = Path("keys") / "pseudonym.key"
 """The pseudonym key's place in a working directory (the workflow's default)."""
+TEST_KEY = hashlib.sha256(b"allianceanalysis: the tests' pseudonym key").digest()
+"""A fixed pseudonym key, for runs whose codes a test must know in advance (never a real
+service's: a key comes from the operating system's entropy, allianceanalysis.pseudonyms)."""
+
+
+def write_test_key(workdir: Path) -> None:
+    """Put :data:`TEST_KEY` where the workflow looks for its key, owner-only."""
+    (workdir / KEY_FILE).parent.mkdir(mode=0o700)
+    (workdir / KEY_FILE).write_bytes(TEST_KEY.hex().encode() + b"\n")
+    (workdir / KEY_FILE).chmod(0o600)
 
 
 def demo_workdir(workdir: Path, key_from: Path | None = None) -> tuple[str, str]:

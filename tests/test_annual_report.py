@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ from allianceanalysis.simulate import simulate_study
 from .helpers import assert_nothing_small_can_be_worked_out
 from .report_check import ARGS, CHROMIUM
 
-SETTINGS = ReportSettings(dataset="test service", bootstrap=200)
+SETTINGS = ReportSettings(dataset="test service", bootstrap=200, therapist_plots=True)
+"""Settings of a service that publishes its therapists' coded plots (the strictest case for
+disclosure control: the funnel plot's counts are published too)."""
 APPENDIX = {"rows": {"read": 10, "used": 10, "excluded": 0}, "source": "sessions.csv",
             "software": {"allianceanalysis": "test"}}  # fmt: skip
 
@@ -205,9 +208,13 @@ def _numbers(cell: str) -> list[int]:
     return [int(n) for n in re.findall(r"(?<![\d.])\d+(?![\d.%])", cell)]
 
 
-def _published_counts(context: dict) -> list[tuple[str, int]]:
+def _published_counts(context: dict, truth: pd.DataFrame | None = None) -> list[tuple[str, int]]:
     """Every count a report context publishes: table cells, KPI values and denominators, and
-    the event counts implied by published rates."""
+    the event counts implied by published rates. When counts are rounded, a rate and its
+    rounded denominator give the events only roughly: then the true events behind each
+    published rate are taken from ``truth`` (the year's internal KPI table)."""
+    rounded = context["settings"].policy.round_to > 1
+    true = {} if truth is None else truth.set_index("kpi")
     counts = []
     for name in ("bands_table", "site_table", "endings_table", "accounting_table"):
         table = context[name]
@@ -220,7 +227,13 @@ def _published_counts(context: dict) -> list[tuple[str, int]]:
         if n is None and row.value.isdigit():  # a count has no denominator; a median has one
             counts.append((row.kpi, int(row.value)))
         if row.unit == "proportion" and row.value.endswith("%") and n is not None:
-            events = round(float(row.value[:-1]) / 100 * n)
+            if rounded:
+                events, n = (
+                    int(true.loc[row.kpi, "numerator"]),
+                    int(true.loc[row.kpi, "denominator"]),
+                )
+            else:
+                events = round(float(row.value[:-1]) / 100 * n)
             counts += [(f"{row.kpi} events", events), (f"{row.kpi} non-events", n - events)]
     counts += [(label, v) for label, cell in context["validation_rows"] for v in _numbers(cell)]
     if context["year_over_year"] is not None:  # each year's published values (not the change)
@@ -291,7 +304,7 @@ policies = st.sampled_from([DisclosurePolicy(), DisclosurePolicy(8, 5), Disclosu
 @given(small_services, policies, st.lists(st.integers(0, 9), max_size=3))
 def test_no_published_count_is_small_or_recoverable_in_any_report(service, policy, rules) -> None:
     sessions = simulate_study(**service).sessions
-    config = ReportSettings(dataset="s", bootstrap=100, policy=policy)
+    config = ReportSettings(dataset="s", bootstrap=100, policy=policy, therapist_plots=True)
     try:
         warning = fit_expected_response(sessions).table  # flags clients not on track
     except ValueError:
@@ -301,10 +314,13 @@ def test_no_published_count_is_small_or_recoverable_in_any_report(service, polic
     rows = {"read": len(sessions) + sum(rules), "used": len(sessions), "excluded": sum(rules)}
     appendix = {"rows": rows, "excluded_by_rule": excluded}
     for year, context in annual_reports(tables, config, appendix=appendix).items():
-        for where, count in _published_counts(context) + _differences_a_reader_can_take(context):
+        truth = tables.of_year(year)["kpis"]
+        published = _published_counts(context, truth) + _differences_a_reader_can_take(context)
+        for where, count in published:
             assert not policy.is_small(count), (year, where, count)
         part = tables.of_year(year)
-        system = Publisher(part, policy, get_instrument("srs"), year, validation=appendix).system
+        system = Publisher(part, policy, get_instrument("srs"), year, validation=appendix,
+                           therapists=True).system  # fmt: skip
         assert_nothing_small_can_be_worked_out(system, year)
         for total, members in system.equations:  # a suppressed cell stays unknown
             unknown = [c for c in (total, *members) if not system.visible(c)]
@@ -319,6 +335,38 @@ def test_a_small_service_shows_suppressed_cells_and_logs_them() -> None:
     page = render_html(context)
     assert f">{SUPPRESSED}<" in page
     assert context["funnel_counts"][1] > 0  # therapists with small numbers not shown
+
+
+def test_the_published_report_shows_no_therapist_unless_configured(tables) -> None:
+    default = replace(SETTINGS, therapist_plots=False)
+    for context in annual_reports(tables, default).values():
+        assert context["funnel_png"] is None and context["caterpillar_png"] is None
+        assert "does not show therapists individually" in render_html(context)
+        assert not any(t.startswith("Funnel") for t in (r["table"] for r in
+                                                         context["suppression_log"]))  # fmt: skip
+
+
+def test_publishing_the_therapists_plots_can_only_hide_more_kpis(tables) -> None:
+    """The funnel's counts are suppressed jointly with the KPIs only when it is published:
+    without it, no KPI is hidden that the report with it shows."""
+    default = annual_reports(tables, replace(SETTINGS, therapist_plots=False))
+    coded = annual_reports(tables, SETTINGS)
+    for year in tables.years:
+        shown = default[year]["kpis"]["value"] != SUPPRESSED
+        assert (shown | (coded[year]["kpis"]["value"] == SUPPRESSED)).all()
+
+
+def test_the_supervision_report_shows_every_therapist_under_their_id(tables) -> None:
+    year = tables.years[-1]
+    funnel = tables.of_year(year)["funnel"]
+    names = {code: f"Dr {code[2:]}" for code in funnel["therapist"]}
+    published = annual_reports(tables, SETTINGS)[year]
+    context = annual_reports(tables, SETTINGS, supervision=names)[year]
+    assert context["funnel_counts"] == [len(funnel), 0]
+    assert published["funnel_counts"][1] > 0  # small caseloads hidden when published
+    pd.testing.assert_frame_equal(context["kpis"], published["kpis"])
+    page = render_html(context)
+    assert "not for publication" in page and "<h1>Supervision report" in page
 
 
 def test_pdf_converts_to_png_pages_with_content(html: str, tmp_path) -> None:

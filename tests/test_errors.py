@@ -17,6 +17,7 @@ import pytest
 from allianceanalysis import feedback, models, tidy
 from allianceanalysis.cli import report_user_errors
 from allianceanalysis.errors import NotEstimable
+from allianceanalysis.layout import internal, published
 from allianceanalysis.models import CATALOGUE, CatalogueEntry, fit_model
 from allianceanalysis.pipeline import early_warning_step
 from allianceanalysis.simulate import simulate_study
@@ -145,12 +146,12 @@ def test_an_injected_bug_fails_the_workflow(tmp_path: Path) -> None:
         "feedback.feedback_effects = broken\n"
     )
     config = write_config(tmp_path, {"service": {"path": "service.csv"}})
-    target = "results/service/tables/early_warning.csv"
+    target = published("service", "tables", "early_warning.csv")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "inject")}
     done = snakemake(tmp_path, target, "--configfile", str(config), env=env)
     assert done.returncode != 0
     assert not (tmp_path / target).exists()
     assert ("error: dataset 'service', step 'early_warning': the step failed with an unexpected "
             "ValueError") in done.stderr  # fmt: skip
-    log = (tmp_path / "results/service/logs/early_warning.log").read_text()
+    log = (tmp_path / internal("service", "logs", "early_warning.log")).read_text()
     assert "Traceback (most recent call last)" in log and "injected bug" in log

@@ -89,7 +89,7 @@ def test_early_alliance_file_holds_one_table_per_k(tmp_path) -> None:
     rows = pd.concat([ROWS.assign(model=f"early_alliance_k{k}") for k in range(1, 6)])
     models = tmp_path / "models.csv"
     rows.to_csv(models, index=False)
-    apa_tables_step(models, [tmp_path / "early_alliance.md"])
+    apa_tables_step([models], [tmp_path / "early_alliance.md"])
     text = (tmp_path / "early_alliance.md").read_text()
     assert [f"session {k}" in text for k in range(1, 6)] == [True] * 5
     assert "Early alliance at session 1 and final outcome**" in text

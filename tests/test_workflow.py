@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from allianceanalysis.figures import FIGURES
+from allianceanalysis.layout import figure_file, internal, model_table, published
 from allianceanalysis.models import CATALOGUE, TIDY_COLUMNS
 
 from .helpers import (
@@ -35,39 +36,41 @@ from .report_check import check_report
 
 def test_workflow_writes_every_output_under_the_working_directory(demo_run: Path) -> None:
     for output in OUTPUTS:
-        assert (demo_run / "results" / "demo" / output).is_file()
+        assert (demo_run / internal("demo", output)).is_file()
     assert not (ROOT / "results" / "demo" / "nonexistent").exists()
 
 
-def test_every_catalogue_model_has_its_table_and_all_are_in_models_csv(demo_run: Path) -> None:
-    tables = demo_run / "results" / "demo" / "tables"
+def test_every_catalogue_model_has_its_table_and_the_published_ones_are_in_models_csv(
+    demo_run: Path,
+) -> None:
     for name in CATALOGUE:
-        assert (tables / f"{name}.csv").is_file(), name
-    combined = pd.read_csv(tables / "models.csv")
+        assert (demo_run / model_table("demo", name)).is_file(), name
+    combined = pd.read_csv(demo_run / published("demo", "tables", "models.csv"))
     assert list(combined.columns) == TIDY_COLUMNS
-    expected = {m for m in CATALOGUE if m != "early_alliance"}
+    expected = {m for m, entry in CATALOGUE.items()
+                if m != "early_alliance" and not entry.therapist_level}  # fmt: skip
     expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
     assert set(combined["model"]) == expected
 
 
 def test_early_alliance_figure_is_drawn(demo_run: Path) -> None:
-    figures = demo_run / "results" / "demo" / "figures"
+    figures = demo_run / published("demo", "figures")
     assert (figures / "early_alliance_by_k.png").stat().st_size > 10_000
     assert (figures / "early_alliance_by_k.svg").read_text().startswith("<?xml")
 
 
 def test_derived_accounting_adds_up(demo_run: Path) -> None:
-    accounting = pd.read_csv(demo_run / "results/demo/derived/accounting.csv")
+    accounting = pd.read_csv(demo_run / internal("demo", "derived", "accounting.csv"))
     count = accounting.groupby("stage")["count"].sum()
     assert count["cases"] == count["eligible"] + count["excluded"]
-    clients = pd.read_parquet(demo_run / "results/demo/derived/clients.parquet")
+    clients = pd.read_parquet(demo_run / internal("demo", "derived", "clients.parquet"))
     assert count["cases"] == len(clients) == pd.read_csv(DEMO)["client_id"].nunique()
 
 
 def test_validated_sessions_hold_every_demo_row(demo_run: Path) -> None:
-    sessions = pd.read_parquet(demo_run / "results/demo/validated/sessions.parquet")
+    sessions = pd.read_parquet(demo_run / internal("demo", "validated", "sessions.parquet"))
     assert len(sessions) == len(pd.read_csv(DEMO))
-    summary = json.loads((demo_run / "results/demo/validation/summary.json").read_text())
+    summary = json.loads((demo_run / internal("demo", "validation", "summary.json")).read_text())
     assert summary["rows"] == {
         "read": len(sessions),
         "used": len(sessions),
@@ -96,7 +99,7 @@ def test_adding_a_dataset_plans_only_its_jobs_and_the_pooling(demo_run: Path) ->
 
 def test_demo_gives_a_two_year_annual_report_out_of_the_box(demo_run: Path) -> None:
     for dataset in ("demo", "clinic_b"):
-        folder = demo_run / "results" / dataset / "annual_report"
+        folder = demo_run / published(dataset, "annual_report")
         written = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         assert written == [  # Snakemake adds .snakemake_timestamp to a directory output
             "2024-25.html", "2024-25.pdf", "2024-25_kpis.csv",
@@ -108,21 +111,21 @@ def test_demo_gives_a_two_year_annual_report_out_of_the_box(demo_run: Path) -> N
 
 
 def test_log_holds_counts_and_no_data(demo_run: Path) -> None:
-    log = (demo_run / "results/demo/logs/ingest.log").read_text()
+    log = (demo_run / internal("demo", "logs", "ingest.log")).read_text()
     assert "rows read" in log
     first_client = pd.read_csv(DEMO)["client_id"].iloc[0]
     assert first_client not in log
 
 
 def test_apa_tables_exist_in_three_formats(demo_run: Path) -> None:
-    apa = demo_run / "results" / "demo" / "tables" / "apa"
     for name in CATALOGUE:
-        for ext in ("md", "tex", "html"):
-            assert (apa / f"{name}.{ext}").stat().st_size > 100, (name, ext)
+        for ext in (".md", ".tex", ".html"):
+            apa = demo_run / model_table("demo", name, ext, apa=True)
+            assert apa.stat().st_size > 100, (name, ext)
 
 
 def test_provenance_records_versions_config_and_checksums(demo_run: Path) -> None:
-    record = json.loads((demo_run / "results" / "demo" / "provenance.json").read_text())
+    record = json.loads((demo_run / published("demo", "provenance.json")).read_text())
     assert record["package"]["name"] == "allianceanalysis"
     assert record["dependencies"]["mixedlm"] == "1.3.0"
     assert record["config"]["dataset"]["path"] == "data/demo/sessions.csv"
@@ -133,36 +136,38 @@ def test_provenance_records_versions_config_and_checksums(demo_run: Path) -> Non
 
 
 def test_mapped_clinic_export_is_analysed_like_the_canonical_demo(demo_run: Path) -> None:
-    summary = json.loads((demo_run / "results/clinic_b/validation/summary.json").read_text())
+    summary = internal("clinic_b", "validation", "summary.json")
+    summary = json.loads((demo_run / summary).read_text())
     assert summary["rows"]["excluded"] == 0
     assert summary["columns"]["mapped"]["client_id"] == "Client Code"
     assert summary["read_options"]["date_format"] == "%d/%m/%Y"
-    assert (demo_run / "results/clinic_b/tables/models.csv").is_file()
+    assert (demo_run / published("clinic_b", "tables", "models.csv")).is_file()
 
 
 def test_two_datasets_are_pooled_with_a_forest_plot(demo_run: Path) -> None:
-    pooled = pd.read_csv(demo_run / "results/_pooled/tables/pooled_datasets.csv")
+    pooled = pd.read_csv(demo_run / published("_pooled", "tables", "pooled_datasets.csv"))
     assert {"study:demo", "study:clinic_b", "pooled_r", "tau2", "i2", "q"} <= set(pooled["term"])
     assert (pooled["model"] == "one_stage").any()
-    assert (demo_run / "results/_pooled/figures/forest_datasets.png").stat().st_size > 10_000
+    forest = demo_run / published("_pooled", "figures", "forest_datasets.png")
+    assert forest.stat().st_size > 10_000
 
 
 def test_early_warning_table_holds_each_analysis(demo_run: Path) -> None:
-    table = pd.read_csv(demo_run / "results" / "demo" / "tables" / "early_warning.csv")
+    table = pd.read_csv(demo_run / published("demo", "tables", "early_warning.csv"))
     assert {"ruptures", "dropout_risk", "expected_response", "not_on_track_signal",
             "feedback_outcome"} <= set(table["model"])  # fmt: skip
-    calibration = pd.read_csv(demo_run / "results" / "demo" / "tables" / "dropout_calibration.csv")
+    calibration = pd.read_csv(demo_run / internal("demo", "tables", "dropout_calibration.csv"))
     assert calibration["n"].sum() == table.query("term == 'auc_cv'")["n_obs"].iloc[0]
 
 
 def interrupt(workdir: Path, config: tuple[str, str], stop: signal.Signals, once: str) -> None:
     """Run the workflow in ``workdir`` and stop it (SIGTERM, or SIGKILL of every process) once
-    ``results/<once>`` exists; a SIGTERM that Snakemake does not act on within 60 s is followed
+    ``<once>`` exists; a SIGTERM that Snakemake does not act on within 60 s is followed
     by SIGKILL."""
     process = subprocess.Popen(snakemake_command(workdir, *config), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 300
-    while not (workdir / "results" / once).exists() and process.poll() is None:
+    while not (workdir / once).exists() and process.poll() is None:
         assert time.monotonic() < deadline, "the workflow did not get that far"
         time.sleep(0.05)
     assert process.poll() is None, "the workflow finished before it could be stopped"
@@ -202,7 +207,7 @@ def second_run(tmp_path_factory: pytest.TempPathFactory, demo_run: Path) -> Seco
     ended)."""
     workdir = tmp_path_factory.mktemp("again")
     config = demo_workdir(workdir, key_from=demo_run)
-    interrupt(workdir, config, signal.SIGKILL, "demo/tables/early_warning.csv")
+    interrupt(workdir, config, signal.SIGKILL, published("demo", "tables", "early_warning.csv"))
     left = published_bytes(workdir)
     resume(workdir, config)
     return SecondRun(workdir, left)
@@ -225,7 +230,7 @@ def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, secon
 def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_outputs(
     demo_run: Path, second_run: SecondRun
 ) -> None:
-    """Every file the run killed by SIGKILL (once ``demo/tables/early_warning.csv`` existed)
+    """Every file the run killed by SIGKILL (once the demo's early-warning table existed)
     left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files aside) equals the
     uninterrupted run's: no truncated file looks complete. Unlocked and rerun with
     ``--rerun-incomplete``, it finished with the uninterrupted run's outputs and no temporary
@@ -239,7 +244,7 @@ def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_output
 def test_the_configured_seed_drives_the_bootstrap_only(demo_run: Path, tmp_path: Path) -> None:
     """Another ``seed`` (same pseudonym key) moves the bootstrap intervals, and no estimate
     that is not drawn at random and no therapist's code (the codes come from the key)."""
-    target = "results/demo/tables/models.csv"
+    target = published("demo", "tables", "models.csv")
     config = demo_workdir(tmp_path, key_from=demo_run)
     done = snakemake(tmp_path, *config, "--config", "seed=7", "--", target)
     assert done.returncode == 0, done.stderr
@@ -255,8 +260,8 @@ def test_the_configured_seed_drives_the_bootstrap_only(demo_run: Path, tmp_path:
 @pytest.mark.parametrize(
     ("stop", "once"),
     [
-        (signal.SIGTERM, "demo/validated/sessions.parquet"),
-        (signal.SIGKILL, "demo/tables/models.csv"),
+        (signal.SIGTERM, internal("demo", "validated", "sessions.parquet")),
+        (signal.SIGKILL, published("demo", "tables", "models.csv")),
     ],
 )  # the default suite stops one run (second_run, above); make test-slow stops two more
 def test_an_interrupted_run_leaves_nothing_half_written_and_resumes_to_the_same_outputs(
@@ -305,7 +310,7 @@ def test_run_shows_one_line_per_finished_job_and_where_the_results_are(demo_run:
     jobs = [line for line in shown if line.startswith("[")]
     assert jobs[0].startswith("[1/") and jobs[-1].split("]")[0] == "[{0}/{0}".format(len(jobs))
     assert any(line.endswith("] annual_report, dataset=clinic_b") for line in jobs)
-    assert f"  demo: {demo_run / 'results' / 'demo'} (tables/, figures/, annual_report/)" in shown
+    assert f"  demo: {demo_run / published('demo')} (tables/, figures/, annual_report/)" in shown
     assert shown[-1] == f"Report: {demo_run / 'results' / 'report.html'}"
     assert not any(line.startswith(("    input:", "localrule", "SNAKEMAKE")) for line in shown)
 
@@ -326,8 +331,30 @@ def test_every_figure_of_every_dataset_displays_in_a_browser(
     seen = check_report(
         demo_run / "results" / "report.html", ["demo", "clinic_b"], screenshots=tmp_path
     )
+    public = [name for name, entry in FIGURES.items() if not entry.therapist_level]
     for category, figures in seen.items():
-        assert len(figures) == len(FIGURES), category
+        assert len(figures) == len(public), category
         for name, (width, height) in figures.items():
             assert width > 300 and height > 300, (category, name)
     assert len(list(tmp_path.glob("*.png"))) == 2 * len(FIGURES)
+
+
+def test_therapist_level_outputs_are_internal(demo_run: Path) -> None:
+    """The therapist-level table and figure are written under ``internal/`` only."""
+    for path in (model_table("demo", "therapist_effects"),
+                 figure_file("demo", "therapist_caterpillar", ".png")):  # fmt: skip
+        assert Path(path).parts[2] == "internal"
+        assert (demo_run / path).is_file()
+        assert not (demo_run / path.replace("/internal/", "/published/")).exists()
+
+
+def test_supervision_report_names_the_therapists_the_published_report_does_not(
+    demo_run: Path,
+) -> None:
+    supervision = (demo_run / internal("demo", "supervision", "2025-26.html")).read_text()
+    report = (demo_run / published("demo", "annual_report", "2025-26.html")).read_text()
+    assert "not for publication" in supervision
+    assert (demo_run / internal("demo", "supervision", "2025-26.pdf")).read_bytes()[:4] == b"%PDF"
+    assert "This report does not show therapists individually" in report
+    assert "Funnel plot" in supervision and "Funnel plot" not in report  # nor its reference
+    assert not (demo_run / internal("demo", "supervision", "2025-26_kpis.csv")).exists()

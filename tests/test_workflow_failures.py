@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from allianceanalysis.layout import internal
+
 from .helpers import CORPUS, OUTPUTS, ROOT, SNAKEMAKE, snakemake, write_config
 
 
@@ -21,16 +23,16 @@ def test_failed_dataset_names_itself_and_leaves_no_outputs(tmp_path: Path) -> No
     assert "dataset 'clinic': bad.csv: 2 problems found" in done.stderr
     assert "row 3, column 'ors': value '41'" in done.stderr
     for output in OUTPUTS:
-        assert not (tmp_path / "results" / "clinic" / output).exists()
+        assert not (tmp_path / internal("clinic", output)).exists()
 
 
 def test_exclude_policy_writes_excluded_rows_and_accounts_for_them(tmp_path: Path) -> None:
     shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
     config = write_config(tmp_path, {"clinic": {"path": "bad.csv", "on_invalid_rows": "exclude"}})
-    targets = [f"results/clinic/{output}" for output in OUTPUTS]
+    targets = [internal("clinic", output) for output in OUTPUTS]
     done = snakemake(tmp_path, *targets, "--configfile", str(config))
     assert done.returncode == 0, done.stderr
-    results = tmp_path / "results" / "clinic"
+    results = tmp_path / internal("clinic")
     excluded = pd.read_csv(results / "validation/excluded_rows.csv")
     assert excluded["source_row"].tolist() == [3, 4]
     assert "the ORS total must be between 0 and 40" in excluded["exclusion_reasons"].iloc[0]
@@ -60,7 +62,7 @@ def test_failed_dataset_log_holds_counts_and_rows_but_no_values(tmp_path: Path) 
     shutil.copy(CORPUS / "bad" / "score_out_of_range.csv", tmp_path / "bad.csv")
     config = write_config(tmp_path, {"clinic": {"path": "bad.csv"}})
     assert snakemake(tmp_path, "--configfile", str(config)).returncode != 0
-    log = (tmp_path / "results/clinic/logs/ingest.log").read_text()
+    log = (tmp_path / internal("clinic", "logs", "ingest.log")).read_text()
     assert "1 × column 'ors': the ORS total must be between 0 and 40 (rows 3)" in log
     assert "'41'" not in log
 

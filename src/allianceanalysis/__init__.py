@@ -22,6 +22,8 @@ Results out
     :mod:`~allianceanalysis.annual_report` (the annual report: tables, publisher, rendering),
     :mod:`~allianceanalysis.disclosure` (small-number suppression),
     :mod:`~allianceanalysis.pseudonyms` (therapist codes from a secret key),
+    :mod:`~allianceanalysis.layout` (published and internal outputs),
+    :mod:`~allianceanalysis.publish` (the publish bundle and its disclosure audit),
     :mod:`~allianceanalysis.provenance`.
 Running
     :mod:`~allianceanalysis.pipeline` (the workflow's steps as functions),

@@ -17,6 +17,10 @@ Commands
     build ``results/report.html``; ends with where the results and reports are.
 ``allianceanalysis report CONFIG [--cores N] [--directory DIR]``
     Rebuild the annual reports and ``results/report.html``.
+``allianceanalysis publish CONFIG [--directory DIR] [--output PATH]``
+    Bundle the publishable outputs of a finished run (``results/published.zip`` or a folder)
+    after the disclosure audit (:mod:`allianceanalysis.publish`); exit status 1, and nothing
+    written, when the audit finds anything.
 
 Errors in the user's input are printed as plain sentences, never as a traceback.
 """
@@ -210,6 +214,14 @@ def _run(args: argparse.Namespace) -> int:
                         dry_run=args.dry_run)  # fmt: skip
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from .publish import publish, summary
+
+    target, audit = publish(args.config, directory=args.directory, output=args.output)
+    print(summary(target, audit), end="")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="allianceanalysis",
@@ -274,6 +286,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             command.add_argument("--dry-run", action="store_true", help="show, run nothing")
         command.set_defaults(func=_run)
+
+    bundle = commands.add_parser(
+        "publish", help="bundle the publishable outputs after a disclosure audit"
+    )
+    bundle.add_argument("config", help="the workflow configuration of the run")
+    bundle.add_argument("--directory", default=".", help="the run's working directory")
+    bundle.add_argument("--output", help="a .zip file or a folder (default results/published.zip)")
+    bundle.set_defaults(func=_publish)
     return parser
 
 

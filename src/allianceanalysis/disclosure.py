@@ -39,7 +39,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUPPRESSED", "CountSystem", "DisclosurePolicy", "Protected", "protect", "protect_rate"]
+__all__ = [
+    "SUPPRESSED",
+    "CountSystem",
+    "DisclosurePolicy",
+    "Protected",
+    "protect",
+    "protect_rate",
+    "suppress_small_rows",
+]
 
 SUPPRESSED = "*"
 """How a suppressed cell reads."""
@@ -408,3 +416,56 @@ def protect_rate(events: float, n: float, policy: DisclosurePolicy) -> tuple[boo
         if policy.is_small(value):
             return False, f"{name} {int(value)} below {policy.suppress_below}"
     return True, ""
+
+
+def suppress_small_rows(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.DataFrame:
+    """A tidy table fit to publish: the numbers of every row that rests on a small count
+    removed, the row kept and saying why.
+
+    A row is suppressed when its ``n_obs`` is small (1 to ``suppress_below - 1``), or when it
+    is a proportion (``ci_method`` ``wilson``) whose events or non-events, ``estimate ×
+    n_obs`` and the rest, are small: a published rate and its denominator give its counts.
+    The same rule as the annual report's (Hundepool et al., 2012, ch. 5: threshold rule).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Tidy rows (:data:`allianceanalysis.tidy.TIDY_COLUMNS`).
+    policy : DisclosurePolicy
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows; suppressed ones with no estimate, standard error, interval, p-value or
+        ``n_obs``, and ``message`` "suppressed: …".
+
+    References
+    ----------
+    Hundepool, A., et al. (2012). *Statistical Disclosure Control*. Wiley.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"term": ["rate", "big"], "estimate": [0.25, 0.5],
+    ...                      "n_obs": [4, 200], "ci_method": ["wilson", "wilson"],
+    ...                      "std_error": None, "ci_low": None, "ci_high": None,
+    ...                      "p_value": None, "message": ""})
+    >>> published = suppress_small_rows(rows, DisclosurePolicy(5))
+    >>> published["estimate"].tolist(), published["message"].iloc[0]
+    ([nan, 0.5], 'suppressed: fewer than 5 cases or events')
+    """
+    out = table.copy()
+    n = pd.to_numeric(out["n_obs"], errors="coerce")
+    estimate = pd.to_numeric(out["estimate"], errors="coerce")
+    events = (estimate * n).round()
+    rate = out["ci_method"].eq("wilson")
+    small = n.between(1, policy.suppress_below - 1)
+    small |= rate & (events.between(1, policy.suppress_below - 1)
+                     | (n - events).between(1, policy.suppress_below - 1))  # fmt: skip
+    numbers = ["estimate", "std_error", "ci_low", "ci_high", "p_value"]
+    out[numbers] = out[numbers].astype(float)
+    out.loc[small, numbers] = np.nan
+    out["n_obs"] = out["n_obs"].astype("Int64").where(~small)
+    out["message"] = out["message"].astype(object)
+    reason = f"suppressed: fewer than {policy.suppress_below} cases or events"
+    out.loc[small, "message"] = reason
+    return out

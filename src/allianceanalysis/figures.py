@@ -370,9 +370,14 @@ MAX_LABELLED_THERAPISTS = 40
 national service has thousands) the points stand unlabelled, ranked, in a figure of fixed size."""
 
 
-def therapist_caterpillar(models: pd.DataFrame, outcome: str | Instrument = "ors") -> Figure:
-    """Shrunken therapist effects (BLUPs) with 95% intervals, sorted; labelled by pseudonymous
-    code up to :data:`MAX_LABELLED_THERAPISTS` therapists, ranked beyond."""
+def therapist_caterpillar(
+    models: pd.DataFrame,
+    outcome: str | Instrument = "ors",
+    label: str = "Therapist (pseudonymous code)",
+) -> Figure:
+    """Shrunken therapist effects (BLUPs) with 95% intervals, sorted; labelled by the rows'
+    ``term`` (pseudonymous codes; the supervision report's own IDs, with its ``label``) up to
+    :data:`MAX_LABELLED_THERAPISTS` therapists, ranked beyond."""
     rows = models[models["model"] == "therapist_effects"].sort_values("estimate")
     labelled = len(rows) <= MAX_LABELLED_THERAPISTS
     height = 0.18 * len(rows) + 1.5 if labelled else 6.0
@@ -388,7 +393,7 @@ def therapist_caterpillar(models: pd.DataFrame, outcome: str | Instrument = "ors
                  rasterized=not labelled)  # fmt: skip
     if labelled:
         axis.set_yticks(positions, rows["term"], fontsize=7)
-        axis.set_ylabel("Therapist (pseudonymous code)")
+        axis.set_ylabel(label)
     else:
         axis.set_yticks([])
         axis.set_ylim(-1, len(rows))
@@ -681,15 +686,17 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
 
 
 FIGURE_INPUTS = {
-    "sessions": "derived/sessions.parquet",
-    "clients": "derived/clients.parquet",
-    "models": "tables/models.csv",
-    "early_warning": "tables/early_warning.csv",
-    "calibration": "tables/dropout_calibration.csv",
-    "sequences": "derived/rupture_sequences.parquet",
-    "curves": "tables/expected_response_curves.csv",
+    "sessions": "internal/derived/sessions.parquet",
+    "clients": "internal/derived/clients.parquet",
+    "models": "published/tables/models.csv",
+    "therapist_effects": "internal/tables/therapist_effects.csv",
+    "early_warning": "internal/tables/early_warning.csv",
+    "calibration": "internal/tables/dropout_calibration.csv",
+    "sequences": "internal/derived/rupture_sequences.parquet",
+    "curves": "published/tables/expected_response_curves.csv",
 }
-"""The files of ``results/<dataset>/`` that figures are drawn from, by name."""
+"""The files of ``results/<dataset>/`` that figures are drawn from, by name
+(:mod:`allianceanalysis.layout`)."""
 
 
 @dataclass
@@ -735,11 +742,13 @@ class FigureData:
 class FigureEntry:
     """A per-dataset figure: its title in the workflow report, the :data:`FIGURE_INPUTS` it
     is drawn from, and how (``draw`` takes a :class:`FigureData`). Its caption is
-    ``workflow/report/<name>.rst``."""
+    ``workflow/report/<name>.rst``. A ``therapist_level`` figure (a point per therapist) is
+    internal (:mod:`allianceanalysis.layout`)."""
 
     title: str
     inputs: tuple[str, ...]
     draw: Callable[[FigureData], Figure]
+    therapist_level: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(FIGURE_INPUTS)
@@ -771,8 +780,8 @@ FIGURES: dict[str, FigureEntry] = {
         "Therapist and client parts of the alliance", ("models",),
         lambda d: alliance_disaggregation(d["models"], d.outcome, d.alliance)),
     "therapist_caterpillar": FigureEntry(
-        "Therapist effects", ("models",),
-        lambda d: therapist_caterpillar(d["models"], d.outcome)),
+        "Therapist effects", ("therapist_effects",),
+        lambda d: therapist_caterpillar(d["therapist_effects"], d.outcome), therapist_level=True),
     "dropout_calibration": FigureEntry(
         "Dropout risk: calibration out of sample", ("calibration", "early_warning"),
         lambda d: dropout_calibration(d["calibration"], d["early_warning"])),
@@ -786,7 +795,8 @@ FIGURES: dict[str, FigureEntry] = {
         "Did feedback help?", ("early_warning",),
         lambda d: feedback_effects(d["early_warning"])),
 }  # fmt: skip
-"""The per-dataset figures, ``results/<dataset>/figures/<name>.png`` (and ``.svg``): one entry
+"""The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
+``internal/`` for therapist-level ones): one entry
 each drives the workflow's ``figures`` rule (inputs and outputs), its report entry (title and
 caption ``workflow/report/<name>.rst``) and :func:`allianceanalysis.pipeline.figures_step`."""
 

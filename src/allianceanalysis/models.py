@@ -908,7 +908,8 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
 
 DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 """The tables a catalogue model is fitted to: the derived client table, session pairs and
-session table, or the validated sessions (``results/<dataset>/derived/``, ``validated/``)."""
+session table, or the validated sessions (``results/<dataset>/internal/derived/``,
+``validated/``)."""
 SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine", "codes")
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
 ``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`)."""
@@ -916,13 +917,15 @@ SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine", "codes")
 
 @dataclass(frozen=True)
 class CatalogueEntry:
-    """A model of the catalogue: its function, the table it is fitted to, its formula, and
-    which of the workflow's :data:`SETTINGS` it takes as keyword arguments."""
+    """A model of the catalogue: its function, the table it is fitted to, its formula, which
+    of the workflow's :data:`SETTINGS` it takes as keyword arguments, and whether its rows are
+    therapists (``therapist_level``: its table is internal, :mod:`allianceanalysis.layout`)."""
 
     function: Callable[..., pd.DataFrame]
     data: str  # one of DATA_TABLES
     formula: str
     options: tuple[str, ...] = ("engine",)
+    therapist_level: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(SETTINGS)
@@ -949,7 +952,7 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
     "therapist_effects": CatalogueEntry(
         therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
-        ("codes", "engine")),
+        ("codes", "engine"), therapist_level=True),
     "alliance_icc": CatalogueEntry(
         alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)"),
     "alliance_next_session": CatalogueEntry(
@@ -965,7 +968,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "dropout": CatalogueEntry(
         dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)", ()),
 }  # fmt: skip
-"""The catalogue: table names (``results/<dataset>/tables/<name>.csv``) and their functions."""
+"""The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
+``internal/`` for therapist-level ones) and their functions."""
 
 
 def fit_model(

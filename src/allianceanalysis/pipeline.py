@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,9 @@ def models_step(
     ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived), ``validated``
     (the validated sessions, for the per-k models) and ``codes`` (the therapists'
     pseudonymous codes); ``tables`` lists one path per catalogue model, named
-    ``<model>.csv``; ``options`` holds ``outcome``, ``alliance``, ``bootstrap``, ``seed`` and
-    ``engine``.
+    ``<model>.csv``; ``combined`` gets every model's rows but the therapist-level ones (which
+    are internal, :mod:`allianceanalysis.layout`); ``options`` holds ``outcome``,
+    ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
     """
     from .models import CATALOGUE, fit_model
 
@@ -154,10 +156,11 @@ def models_step(
             fitted.update({name: fit_model(name, data, **options) for name in names})
             del data
     results = {name: fitted[name] for name in paths}
+    together = [table for name, table in results.items() if not CATALOGUE[name].therapist_level]
     with atomic_outputs(*paths.values(), combined) as temps:
         for table, temp in zip(results.values(), temps[: len(results)], strict=True):
             _write_csv(table, temp)
-        _write_csv(pd.concat(results.values(), ignore_index=True), temps[-1])
+        _write_csv(pd.concat(together, ignore_index=True), temps[-1])
     for name, table in results.items():
         problems = table.loc[table["message"].fillna("") != "", ["model", "message"]]
         for _, row in problems.drop_duplicates().iterrows():
@@ -208,9 +211,13 @@ def early_warning_step(
     settings: Mapping[str, Any],
     seed: int,
     engine: str = "lmm",
+    published: str | Path | None = None,
+    suppress_below: int = 5,
 ) -> None:
     """Rule ``early_warning``: ruptures and repair, dropout risk, the expected treatment
-    response and its not-on-track signal, and feedback, as one tidy table (``table``); the
+    response and its not-on-track signal, and feedback, as one tidy table (``table``,
+    internal; ``published``, the same with every row that rests on a count below
+    ``suppress_below`` suppressed, :func:`~allianceanalysis.disclosure.suppress_small_rows`); the
     dropout model's calibration table (``calibration``), the alliance around each rupture
     (``sequences``, Parquet, no case keys) and the expected-response curves (``curves``): the
     data of the early-warning figures.
@@ -221,6 +228,7 @@ def early_warning_step(
     dropouts, one condition) gives a row saying why.
     """
     from . import dropout_risk, expected_response, feedback, ruptures, tidy
+    from .disclosure import DisclosurePolicy, suppress_small_rows
     from .errors import NotEstimable
 
     data = pd.read_parquet(sessions)
@@ -266,25 +274,29 @@ def early_warning_step(
             data, outcome, alliance, early_session=early_session, engine=engine)),
     ]  # fmt: skip
     combined = pd.concat([p for p in parts if len(p)], ignore_index=True)[tidy.TIDY_COLUMNS]
-    with atomic_outputs(table, calibration, sequences, curves) as (t, c, s, e):
+    outputs = [table, calibration, sequences, curves, *([published] if published else [])]
+    with atomic_outputs(*outputs) as (t, c, s, e, *p):
         _write_csv(combined, t)
         _write_csv(points, c)
         figure_data["sequences"].to_parquet(s, index=False)
         _write_csv(figure_data["curves"], e)
+        if p:
+            _write_csv(suppress_small_rows(combined, DisclosurePolicy(suppress_below)), p[0])
     for model, rows in combined.groupby("model", sort=False):
         log.info("%s: %d rows", model, len(rows))
 
 
-def apa_tables_step(models: str | Path, outputs: Iterable[str | Path]) -> None:
+def apa_tables_step(models: Iterable[str | Path], outputs: Iterable[str | Path]) -> None:
     """Rule ``apa_tables``: each model table as APA-style Markdown, LaTeX and HTML.
 
-    ``outputs`` lists ``<model>.<md|tex|html>`` paths, ``<model>`` a catalogue name; the
-    ``early_alliance`` files hold the tables of every k in turn.
+    ``models`` lists the model tables (tidy CSV); ``outputs`` lists ``<model>.<md|tex|html>``
+    paths, ``<model>`` a catalogue name; the ``early_alliance`` files hold the tables of every
+    k in turn.
     """
     from .models import CATALOGUE
     from .tables import ApaTable, apa_table, read_model_table
 
-    table = read_model_table(models)
+    table = pd.concat(map(read_model_table, models), ignore_index=True)
     paths = [Path(p) for p in outputs]
     with atomic_outputs(*paths) as temps:
         for path, temp in zip(paths, temps, strict=True):
@@ -305,7 +317,7 @@ def provenance_step(
     outputs: Iterable[str | Path],
     output: str | Path,
 ) -> None:
-    """Rule ``provenance``: ``results/<dataset>/provenance.json``."""
+    """Rule ``provenance``: ``results/<dataset>/published/provenance.json``."""
     from .provenance import provenance
 
     record = provenance(dataset, config, list(inputs), list(outputs))
@@ -351,8 +363,8 @@ def pooled_step(
 def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings:
     """The annual report's settings from the workflow's: ``outcome``, ``alliance``,
     ``early_session``, ``bootstrap``, ``seed`` and the ``annual_report`` block
-    (``year_start_month``, ``suppress_below``, ``round_to``, and ``severity_norms`` by
-    instrument, of which the outcome's are used)."""
+    (``year_start_month``, ``suppress_below``, ``round_to``, ``therapist_plots``, and
+    ``severity_norms`` by instrument, of which the outcome's are used)."""
     from .annual_report import ReportSettings
     from .disclosure import DisclosurePolicy
     from .effects import SeverityNorms
@@ -366,6 +378,7 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
         alliance=settings["alliance"],
         early_session=settings["early_session"],
         year_start_month=block.get("year_start_month", 4),
+        therapist_plots=block.get("therapist_plots", False),
         policy=policy,
         bootstrap=settings["bootstrap"],
         seed=settings["seed"],
@@ -382,7 +395,7 @@ def report_tables_step(
     codes: str | Path | None = None,
 ) -> None:
     """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
-    (``results/<dataset>/report_tables/<table>.csv``; unsuppressed, not for publication).
+    (``results/<dataset>/internal/report_tables/<table>.csv``; unsuppressed, not for publication).
     ``warning`` is the early-warning table, whose expected-response model flags clients not on
     track; ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``)."""
     from .annual_report import ReportTables, report_tables
@@ -402,14 +415,19 @@ def annual_report_step(
     output: str | Path,
     settings: ReportSettings,
     warning: str | Path | None = None,
+    codes: str | Path | None = None,
+    supervision: str | Path | None = None,
 ) -> None:
     """Rule ``annual_report``: per reporting year ``<year>.html``, ``<year>.pdf`` and the
-    published KPI table ``<year>_kpis.csv`` in ``output`` (a directory written all at once).
+    published KPI table ``<year>_kpis.csv`` in ``output``, and the internal supervision
+    report's ``<year>.html`` and ``<year>.pdf`` in ``supervision`` (each a directory written
+    all at once).
 
     ``tables`` names the files of :class:`~allianceanalysis.annual_report.ReportTables`; ``summary``
     is the validation summary (rows read, used, excluded) for the appendix; ``warning`` the
-    early-warning table, for its findings across all years. Nothing is refitted: the report is
-    built from the tables.
+    early-warning table, for its findings across all years; ``codes`` the therapists' codes
+    (``derived/therapist_codes.csv``), which the supervision report shows therapists' own IDs
+    by. Nothing is refitted: the reports are built from the tables.
     """
     from .annual_report import ReportTables, annual_reports, render_html, render_pdf, year_file_name
     from .provenance import software_versions
@@ -422,14 +440,26 @@ def annual_report_step(
         "software": software_versions(),
     }
     early = pd.read_csv(warning) if warning is not None else None
-    reports = annual_reports(ReportTables.read(tables), settings, appendix=appendix, warning=early)
-    with atomic_directory(output) as folder:
-        for year, context in reports.items():
-            stem = year_file_name(year)
-            html = render_html(context)
-            (folder / f"{stem}.html").write_text(html, encoding="utf-8")
-            (folder / f"{stem}.pdf").write_bytes(render_pdf(html))
-            _write_csv(context["kpis"], folder / f"{stem}_kpis.csv")
+    numbers = ReportTables.read(tables)
+    reports = annual_reports(numbers, settings, appendix=appendix, warning=early)
+    variants = [(output, reports, True)]
+    if supervision is not None:
+        if codes is None:
+            raise TypeError("the supervision report needs the therapists' codes")
+        names = {code: therapist for therapist, code in read_codes(codes).items()}
+        internal = annual_reports(numbers, settings, appendix=appendix, warning=early,
+                                  supervision=names)  # fmt: skip
+        variants.append((supervision, internal, False))
+    with ExitStack() as stack:
+        for target, contexts, kpis in variants:
+            folder = stack.enter_context(atomic_directory(target))
+            for year, context in contexts.items():
+                stem = year_file_name(year)
+                html = render_html(context)
+                (folder / f"{stem}.html").write_text(html, encoding="utf-8")
+                (folder / f"{stem}.pdf").write_bytes(render_pdf(html))
+                if kpis:
+                    _write_csv(context["kpis"], folder / f"{stem}_kpis.csv")
     log.info("annual reports: %s", ", ".join(reports) or "no reporting year with ended episodes")
 
 

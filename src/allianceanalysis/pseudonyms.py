@@ -45,6 +45,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
@@ -57,6 +58,7 @@ __all__ = [
     "load_key",
     "new_key",
     "read_codes",
+    "seeded_codes",
     "therapist_codes",
 ]
 
@@ -205,3 +207,21 @@ def read_codes(path: str | Path) -> dict[str, str]:
     """Therapist ID to code, from a table written from :func:`codes_frame`."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     return dict(zip(frame["therapist_id"], frame["code"], strict=True))
+
+
+def seeded_codes(therapists: Iterable[object], seed: int) -> dict[str, str]:
+    """The codes of versions before keyed pseudonyms: a permutation of the sorted IDs seeded by
+    the analysis seed, which ``provenance.json`` prints. Anyone with the staff list and the
+    seed recomputes them (20 of 20 therapists of the demo); kept so that the publish audit
+    (:mod:`allianceanalysis.publish`) and the intruder test can try it, never used for codes.
+
+    Examples
+    --------
+    >>> seeded_codes(["ann", "bob", "cy"], seed=1) == seeded_codes(["cy", "bob", "ann"], seed=1)
+    True
+    """
+    ids = sorted({str(therapist) for therapist in therapists})
+    width = len(str(len(ids)))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    pairs = zip(ids, order, strict=True)
+    return {therapist: f"TH{position + 1:0{width}d}" for therapist, position in pairs}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import AllianceError
+from .layout import POOLED, RESULTS, internal, published
 
 __all__ = ["SNAKEFILE", "Progress", "report_workflow", "run_workflow", "snakemake_command"]
 
@@ -168,13 +169,15 @@ def _snakemake(command: list[str], out: TextIO, progress: bool) -> int:
 
 
 def _where(datasets: Iterable[str], directory: str | Path, out: TextIO) -> None:
-    results = Path(directory).resolve() / "results"
-    print("Results:", file=out)
+    root = Path(directory).resolve()
+    print("Results (published/ may be shared; internal/ stays with the service):", file=out)
     for name in datasets:
-        print(f"  {name}: {results / name} (tables/, figures/, annual_report/)", file=out)
-    if (results / "_pooled").is_dir():
-        print(f"  pooled across datasets: {results / '_pooled'}", file=out)
-    print(f"Report: {results / 'report.html'}", file=out)
+        print(f"  {name}: {root / published(name)} (tables/, figures/, annual_report/)", file=out)
+        print(f"  {' ' * len(name)}  {root / internal(name)} (supervision/, derived/, logs/ …)",
+              file=out)  # fmt: skip
+    if (root / published(POOLED)).is_dir():
+        print(f"  pooled across datasets: {root / published(POOLED)}", file=out)
+    print(f"Report: {root / RESULTS / 'report.html'}", file=out)
 
 
 def run_workflow(
@@ -231,11 +234,15 @@ def report_workflow(
     out: TextIO | None = None,
     datasets: Sequence[str] | None = None,
 ) -> int:
-    """Rebuild each dataset's annual report (rerunning what it needs) and ``results/report.html``
-    (``make report``); the exit status."""
+    """Rebuild each dataset's annual report and supervision report (rerunning what they need)
+    and ``results/report.html`` (``make report``); the exit status."""
     out = out if out is not None else sys.stdout
     names = list(datasets) if datasets is not None else _check(config, directory)
-    targets = [f"results/{name}/annual_report" for name in names]
+    targets = [
+        target
+        for name in names
+        for target in (published(name, "annual_report"), internal(name, "supervision"))
+    ]
     status = _snakemake(snakemake_command(config, cores=cores, directory=directory,
                                           targets=targets), out, progress=True)  # fmt: skip
     if status:

@@ -19,6 +19,7 @@ from allianceanalysis.config import ConfigError, dataset_entry, load_config, val
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.annual_report import ReportTables
+from allianceanalysis.layout import POOLED, figure_file, internal, model_table, published
 from allianceanalysis.pseudonyms import load_key
 
 try:
@@ -43,6 +44,9 @@ DATASETS = list(config["datasets"])
 # environment.yml (relative to workflow/rules/; docs/cluster.md).
 CONDA_ENV = "../../environment.yml"
 MODELS = list(CATALOGUE)
+# Every output is published or internal, and its path says which (allianceanalysis.layout):
+# P and I are a dataset's two folders, for the rules' paths.
+P, I = published("{dataset}"), internal("{dataset}")
 
 
 wildcard_constraints:
@@ -93,9 +97,12 @@ def report_options(wildcards):
 
 def report_table_outputs():
     """The internal tables of the annual report, by name."""
-    return {
-        name: f"results/{{dataset}}/report_tables/{name}.csv" for name in ReportTables.names()
-    }
+    return {name: f"{I}/report_tables/{name}.csv" for name in ReportTables.names()}
+
+
+def model_outputs():
+    """Each catalogue model's table (published, or internal when therapist-level)."""
+    return [model_table("{dataset}", name) for name in MODELS]
 
 
 def figure_inputs():
@@ -109,36 +116,38 @@ def figure_inputs():
 
 
 def figure_outputs():
-    """Each figure as PNG (in the report, with its caption) and SVG (for papers)."""
+    """Each figure as PNG and SVG (for papers); published PNGs are in the workflow report,
+    with their captions."""
     outputs = []
-    for name in FIGURES:
-        outputs.append(
-            report_item(
-                f"results/{{dataset}}/figures/{name}.png",
+    for name, entry in FIGURES.items():
+        png = figure_file("{dataset}", name, ".png")
+        if not entry.therapist_level:
+            png = report_item(
+                png,
                 caption=f"../report/{name}.rst",
                 category="{dataset}",
                 subcategory="Figures",
-                labels={"figure": FIGURES[name].title},
+                labels={"figure": entry.title},
             )
-        )
-        outputs.append(f"results/{{dataset}}/figures/{name}.svg")
+        outputs += [png, figure_file("{dataset}", name, ".svg")]
     return outputs
 
 
 def apa_outputs():
-    """Each model table in APA style: HTML (in the report), Markdown and LaTeX."""
+    """Each model table in APA style: HTML (published ones in the report), Markdown, LaTeX."""
     outputs = []
     for name in MODELS:
-        outputs.append(
-            report_item(
-                f"results/{{dataset}}/tables/apa/{name}.html",
+        html = model_table("{dataset}", name, ".html", apa=True)
+        if not CATALOGUE[name].therapist_level:
+            html = report_item(
+                html,
                 caption="../report/apa_table.rst",
                 category="{dataset}",
                 subcategory="Tables (APA style)",
                 labels={"table": name},
             )
-        )
-        outputs += [f"results/{{dataset}}/tables/apa/{name}.{ext}" for ext in ("md", "tex")]
+        outputs.append(html)
+        outputs += [model_table("{dataset}", name, ext, apa=True) for ext in (".md", ".tex")]
     return outputs
 
 
@@ -156,21 +165,22 @@ def simulation_batches():
 def all_outputs():
     """Every file the workflow produces for every configured dataset (and the pooled
     analysis across datasets when there are two or more)."""
-    pooled = ["results/_pooled/tables/pooled_datasets.csv"] if len(DATASETS) >= 2 else []
+    pooled = [published(POOLED, "tables", "pooled_datasets.csv")] if len(DATASETS) >= 2 else []
     return pooled + expand(
         [
-            "results/{dataset}/validated/sessions.parquet",
-            "results/{dataset}/validation/summary.json",
-            "results/{dataset}/validation/row_accounting.csv",
-            "results/{dataset}/validation/excluded_rows.csv",
-            "results/{dataset}/derived/accounting.csv",
-            "results/{dataset}/tables/models.csv",
-            "results/{dataset}/tables/early_warning.csv",
-            "results/{dataset}/figures/therapist_caterpillar.png",
-            "results/{dataset}/tables/apa/alliance_outcome.html",
-            "results/{dataset}/provenance.json",
-            "results/{dataset}/tables/pooled_sites.csv",
-            "results/{dataset}/annual_report",
+            f"{I}/validated/sessions.parquet",
+            f"{I}/validation/summary.json",
+            f"{I}/validation/row_accounting.csv",
+            f"{I}/validation/excluded_rows.csv",
+            f"{I}/derived/accounting.csv",
+            f"{P}/tables/models.csv",
+            f"{P}/tables/early_warning.csv",
+            figure_file("{dataset}", "therapist_caterpillar", ".png"),
+            model_table("{dataset}", "alliance_outcome", ".html", apa=True),
+            f"{P}/provenance.json",
+            f"{P}/tables/pooled_sites.csv",
+            f"{P}/annual_report",
+            f"{I}/supervision",
         ],
         dataset=DATASETS,
     )

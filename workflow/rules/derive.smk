@@ -4,29 +4,23 @@
 
 rule derive:
     input:
-        sessions="results/{dataset}/validated/sessions.parquet",
+        sessions=f"{I}/validated/sessions.parquet",
         key=PSEUDONYM_KEY,
     output:
-        clients="results/{dataset}/derived/clients.parquet",
-        sessions="results/{dataset}/derived/sessions.parquet",
-        pairs="results/{dataset}/derived/pairs.parquet",
-        accounting=report(
-            "results/{dataset}/derived/accounting.csv",
-            caption="../report/accounting.rst",
-            category="{dataset}",
-            subcategory="Data",
-            labels={"table": "clients accounted for"},
-        ),
-        codes="results/{dataset}/derived/therapist_codes.csv",
+        clients=f"{I}/derived/clients.parquet",
+        sessions=f"{I}/derived/sessions.parquet",
+        pairs=f"{I}/derived/pairs.parquet",
+        accounting=f"{I}/derived/accounting.csv",
+        codes=f"{I}/derived/therapist_codes.csv",
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/derive.log",
+        f"{I}/logs/derive.log",
     benchmark:
-        "results/{dataset}/logs/derive.benchmark.tsv"
+        f"{I}/logs/derive.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

@@ -4,30 +4,32 @@
 
 rule early_warning:
     input:
-        "results/{dataset}/validated/sessions.parquet",
+        f"{I}/validated/sessions.parquet",
     output:
-        table=report(
-            "results/{dataset}/tables/early_warning.csv",
+        table=f"{I}/tables/early_warning.csv",
+        published=report(
+            f"{P}/tables/early_warning.csv",
             caption="../report/early_warning.rst",
             category="{dataset}",
             subcategory="Tables",
             labels={"table": "early warning (tidy)"},
         ),
-        calibration="results/{dataset}/tables/dropout_calibration.csv",
-        sequences="results/{dataset}/derived/rupture_sequences.parquet",
-        curves="results/{dataset}/tables/expected_response_curves.csv",
+        calibration=f"{I}/tables/dropout_calibration.csv",
+        sequences=f"{I}/derived/rupture_sequences.parquet",
+        curves=f"{P}/tables/expected_response_curves.csv",
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
         settings=config["early_warning"],
         seed=config["seed"],
         engine=config["engine"],
+        suppress_below=config["annual_report"]["suppress_below"],
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/early_warning.log",
+        f"{I}/logs/early_warning.log",
     benchmark:
-        "results/{dataset}/logs/early_warning.benchmark.tsv"
+        f"{I}/logs/early_warning.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

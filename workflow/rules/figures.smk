@@ -15,9 +15,9 @@ rule figures:
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/figures.log",
+        f"{I}/logs/figures.log",
     benchmark:
-        "results/{dataset}/logs/figures.benchmark.tsv"
+        f"{I}/logs/figures.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

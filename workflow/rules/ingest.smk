@@ -6,24 +6,18 @@ rule ingest:
     input:
         data=dataset_path,
     output:
-        sessions="results/{dataset}/validated/sessions.parquet",
-        summary="results/{dataset}/validation/summary.json",
-        accounting=report(
-            "results/{dataset}/validation/row_accounting.csv",
-            caption="../report/validation_summary.rst",
-            category="{dataset}",
-            subcategory="Data",
-            labels={"table": "rows accounted for"},
-        ),
-        excluded="results/{dataset}/validation/excluded_rows.csv",
+        sessions=f"{I}/validated/sessions.parquet",
+        summary=f"{I}/validation/summary.json",
+        accounting=f"{I}/validation/row_accounting.csv",
+        excluded=f"{I}/validation/excluded_rows.csv",
     params:
         spec=dataset_spec,
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/ingest.log",
+        f"{I}/logs/ingest.log",
     benchmark:
-        "results/{dataset}/logs/ingest.benchmark.tsv"
+        f"{I}/logs/ingest.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

@@ -4,15 +4,15 @@
 
 rule models:
     input:
-        clients="results/{dataset}/derived/clients.parquet",
-        sessions="results/{dataset}/derived/sessions.parquet",
-        pairs="results/{dataset}/derived/pairs.parquet",
-        validated="results/{dataset}/validated/sessions.parquet",
-        codes="results/{dataset}/derived/therapist_codes.csv",
+        clients=f"{I}/derived/clients.parquet",
+        sessions=f"{I}/derived/sessions.parquet",
+        pairs=f"{I}/derived/pairs.parquet",
+        validated=f"{I}/validated/sessions.parquet",
+        codes=f"{I}/derived/therapist_codes.csv",
     output:
-        tables=expand("results/{{dataset}}/tables/{model}.csv", model=MODELS),
+        tables=model_outputs(),
         combined=report(
-            "results/{dataset}/tables/models.csv",
+            f"{P}/tables/models.csv",
             caption="../report/models_table.rst",
             category="{dataset}",
             subcategory="Tables",
@@ -23,9 +23,9 @@ rule models:
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/models.log",
+        f"{I}/logs/models.log",
     benchmark:
-        "results/{dataset}/logs/models.benchmark.tsv"
+        f"{I}/logs/models.benchmark.tsv"
     resources:
         mem_mb=4000,
     script:

@@ -4,10 +4,10 @@
 
 rule pooled_sites:
     input:
-        clients="results/{dataset}/derived/clients.parquet",
+        clients=f"{I}/derived/clients.parquet",
     output:
         table=report(
-            "results/{dataset}/tables/pooled_sites.csv",
+            f"{P}/tables/pooled_sites.csv",
             caption="../report/pooled_table.rst",
             category="{dataset}",
             subcategory="Pooled across sites",
@@ -15,20 +15,20 @@ rule pooled_sites:
         ),
         figures=[
             report(
-                "results/{dataset}/figures/forest_sites.png",
+                f"{P}/figures/forest_sites.png",
                 caption="../report/forest_sites.rst",
                 category="{dataset}",
                 subcategory="Pooled across sites",
                 labels={"figure": "forest plot"},
             ),
-            "results/{dataset}/figures/forest_sites.svg",
+            f"{P}/figures/forest_sites.svg",
         ],
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/pooled_sites.log",
+        f"{I}/logs/pooled_sites.log",
     benchmark:
-        "results/{dataset}/logs/pooled_sites.benchmark.tsv"
+        f"{I}/logs/pooled_sites.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:
@@ -37,29 +37,31 @@ rule pooled_sites:
 
 rule pooled_datasets:
     input:
-        clients=expand("results/{dataset}/derived/clients.parquet", dataset=DATASETS),
+        clients=expand(f"{I}/derived/clients.parquet", dataset=DATASETS),
     output:
         table=report(
-            "results/_pooled/tables/pooled_datasets.csv",
+            published(POOLED, "tables", "pooled_datasets.csv"),
             caption="../report/pooled_table.rst",
             category="Pooled across datasets",
             labels={"table": "pooled across datasets"},
         ),
         figures=[
             report(
-                "results/_pooled/figures/forest_datasets.png",
+                published(POOLED, "figures", "forest_datasets.png"),
                 caption="../report/forest_datasets.rst",
                 category="Pooled across datasets",
                 labels={"figure": "forest plot"},
             ),
-            "results/_pooled/figures/forest_datasets.svg",
+            published(POOLED, "figures", "forest_datasets.svg"),
         ],
+    params:
+        datasets=DATASETS,
     conda:
         CONDA_ENV
     log:
-        "results/_pooled/logs/pooled_datasets.log",
+        internal(POOLED, "logs", "pooled_datasets.log"),
     benchmark:
-        "results/_pooled/logs/pooled_datasets.benchmark.tsv"
+        internal(POOLED, "logs", "pooled_datasets.benchmark.tsv")
     resources:
         mem_mb=2000,
     script:

@@ -5,19 +5,19 @@ rule provenance:
     input:
         data=dataset_path,
         outputs=[
-            "results/{dataset}/validated/sessions.parquet",
-            "results/{dataset}/tables/models.csv",
+            f"{I}/validated/sessions.parquet",
+            f"{P}/tables/models.csv",
         ],
     output:
-        "results/{dataset}/provenance.json",
+        f"{P}/provenance.json",
     params:
         settings=dataset_settings,
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/provenance.log",
+        f"{I}/logs/provenance.log",
     benchmark:
-        "results/{dataset}/logs/provenance.benchmark.tsv"
+        f"{I}/logs/provenance.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

@@ -1,13 +1,13 @@
 # The program evaluator's annual report of one dataset: first every reporting year's numbers as
 # internal tables, then per year the HTML, PDF and published KPI table, built from those tables
-# with disclosure control (docs/annual-report.md).
+# with disclosure control, and (same job) the internal supervision report (docs/annual-report.md).
 
 
 rule report_tables:
     input:
-        sessions="results/{dataset}/validated/sessions.parquet",
-        early_warning="results/{dataset}/tables/early_warning.csv",
-        codes="results/{dataset}/derived/therapist_codes.csv",
+        sessions=f"{I}/validated/sessions.parquet",
+        early_warning=f"{I}/tables/early_warning.csv",
+        codes=f"{I}/derived/therapist_codes.csv",
     output:
         **report_table_outputs(),
     params:
@@ -15,9 +15,9 @@ rule report_tables:
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/report_tables.log",
+        f"{I}/logs/report_tables.log",
     benchmark:
-        "results/{dataset}/logs/report_tables.benchmark.tsv"
+        f"{I}/logs/report_tables.benchmark.tsv"
     resources:
         mem_mb=4000,
     script:
@@ -27,19 +27,21 @@ rule report_tables:
 rule annual_report:
     input:
         tables=list(report_table_outputs().values()),
-        summary="results/{dataset}/validation/summary.json",
-        early_warning="results/{dataset}/tables/early_warning.csv",
+        summary=f"{I}/validation/summary.json",
+        early_warning=f"{I}/tables/early_warning.csv",
+        codes=f"{I}/derived/therapist_codes.csv",
     output:
-        directory("results/{dataset}/annual_report"),
+        published=directory(f"{P}/annual_report"),
+        supervision=directory(f"{I}/supervision"),
     params:
         settings=report_options,
         names=list(report_table_outputs()),
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/annual_report.log",
+        f"{I}/logs/annual_report.log",
     benchmark:
-        "results/{dataset}/logs/annual_report.benchmark.tsv"
+        f"{I}/logs/annual_report.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

@@ -3,15 +3,15 @@
 
 rule apa_tables:
     input:
-        "results/{dataset}/tables/models.csv",
+        model_outputs(),
     output:
         apa_outputs(),
     conda:
         CONDA_ENV
     log:
-        "results/{dataset}/logs/apa_tables.log",
+        f"{I}/logs/apa_tables.log",
     benchmark:
-        "results/{dataset}/logs/apa_tables.benchmark.tsv"
+        f"{I}/logs/apa_tables.benchmark.tsv"
     resources:
         mem_mb=2000,
     script:

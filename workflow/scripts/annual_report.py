@@ -1,4 +1,5 @@
-"""Rule annual_report: per reporting year, the HTML and PDF report and the published KPIs."""
+"""Rule annual_report: per reporting year, the published HTML and PDF report with its KPIs,
+and the internal supervision report (therapists under their own IDs)."""
 
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import annual_report_step, report_settings
@@ -8,7 +9,9 @@ with workflow_step(snakemake):
     annual_report_step(
         dict(zip(snakemake.params.names, snakemake.input.tables, strict=True)),
         snakemake.input.summary,
-        snakemake.output[0],
+        snakemake.output.published,
         report_settings(dataset, snakemake.params.settings),
         snakemake.input.early_warning,
+        codes=snakemake.input.codes,
+        supervision=snakemake.output.supervision,
     )

@@ -7,6 +7,8 @@ with workflow_step(snakemake):
     early_warning_step(
         snakemake.input[0],
         table=snakemake.output.table,
+        published=snakemake.output.published,
+        suppress_below=snakemake.params.suppress_below,
         calibration=snakemake.output.calibration,
         sequences=snakemake.output.sequences,
         curves=snakemake.output.curves,

@@ -1,13 +1,11 @@
 """Rules pooled_sites and pooled_datasets: the pooled alliance-outcome correlation."""
 
-from pathlib import Path
-
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import pooled_step
 
 by_site = snakemake.rule == "pooled_sites"
-paths = list(snakemake.input)
-clients = {Path(p).parent.parent.name: p for p in paths}
+names = [snakemake.wildcards.dataset] if by_site else snakemake.params.datasets
+clients = dict(zip(names, snakemake.input, strict=True))
 context = f"dataset '{snakemake.wildcards.dataset}'" if by_site else "pooled datasets"
 with workflow_step(snakemake, context):
     pooled_step(

@@ -100,6 +100,9 @@ class Publisher:
     validation : mapping, optional
         The validation summary's ``rows`` (read, used, excluded) and ``excluded_by_rule``,
         published in the data-quality appendix.
+    therapists : bool
+        Whether the report publishes the funnel plot: its therapists' counts then pass through
+        the same suppression (``annual_report: therapist_plots``).
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Publisher:
         alliance: Instrument,
         year: str,
         validation: Mapping[str, Any] | None = None,
+        therapists: bool = False,
     ) -> None:
         self.policy, self.year = policy, year
         self.system = CountSystem(policy)
@@ -129,7 +133,7 @@ class Publisher:
         self.sites = self._register_sites(part["sites"])
         self.endings = self._register_endings(part["endings"], alliance)
         self.bins = self._register_bins(part["alliance_bins"], alliance)
-        self.funnel = self._register_funnel(part["funnel"])
+        self.funnel = self._register_funnel(part["funnel"] if therapists else part["funnel"][:0])
         self.validation = self._register_validation(validation or {})
         self._register_implied()
         self.system.solve()

@@ -308,18 +308,24 @@ def _accounting_table(publisher: Publisher) -> ApaTable:
     )
 
 
-def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
-    table = publisher.funnel
+def _funnel_figure(
+    table: pd.DataFrame, publisher: Publisher, names: Mapping[str, str] | None
+) -> tuple[str | None, int, int]:
+    """The funnel plot: published, the therapists whose counts the publisher shows, under
+    their codes; for supervision (``names``: code to therapist ID), every therapist under
+    their own ID."""
     if table.empty:
         return None, 0, 0
-    keep = [publisher.system.visible(("therapist", t, "n")) for t in table["therapist"]]
-    shown = table[keep]
+    if names is None:
+        keep = [publisher.system.visible(("therapist", t, "n")) for t in table["therapist"]]
+        shown = table[keep]
+    else:
+        shown = table.assign(therapist=table["therapist"].map(names))
     overall = float(table["overall"].iloc[0])
     figure = Figure(figsize=(6.5, 4), layout="constrained")
     axis = figure.subplots()
-    grid = np.linspace(
-        max(publisher.policy.suppress_below, 2), max(table["n"].max(), 10) * 1.05, 200
-    )
+    smallest = publisher.policy.suppress_below if names is None else shown["n"].min()
+    grid = np.linspace(max(smallest, 2), max(table["n"].max(), 10) * 1.05, 200)
     for level, style in zip(FUNNEL_LIMITS, ("--", ":"), strict=True):
         half = norm_ppf(0.5 + level / 2) * np.sqrt(overall * (1 - overall) / grid)
         axis.plot(
@@ -345,18 +351,25 @@ def _funnel_figure(publisher: Publisher) -> tuple[str | None, int, int]:
 
 
 def _caterpillar_figure(
-    effects: pd.DataFrame, outcome: Instrument, publisher: Publisher
+    effects: pd.DataFrame,
+    outcome: Instrument,
+    publisher: Publisher,
+    names: Mapping[str, str] | None,
 ) -> tuple[str | None, int, int]:
-    """The caterpillar plot of the therapists with caseloads at or above the suppression
-    threshold (:func:`allianceanalysis.figures.therapist_caterpillar`); counts shown and
-    hidden."""
+    """The caterpillar plot (:func:`allianceanalysis.figures.therapist_caterpillar`):
+    published, the therapists with caseloads at or above the suppression threshold, under
+    their codes; for supervision (``names``), every therapist under their own ID. Returns the
+    figure and the counts shown and hidden."""
     if effects.empty:
         return None, 0, 0
-    shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
+    if names is None:
+        shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
+        figure = therapist_caterpillar(shown, outcome) if len(shown) else None
+    else:
+        shown = effects.assign(term=effects["term"].map(names))
+        figure = therapist_caterpillar(shown, outcome, "Therapist")
     hidden = len(effects) - len(shown)
-    if shown.empty:
-        return None, 0, hidden
-    return _png(therapist_caterpillar(shown, outcome)), len(shown), hidden
+    return (None if figure is None else _png(figure)), len(shown), hidden
 
 
 def _alliance_figure(publisher: Publisher, alliance: Instrument) -> str | None:
@@ -504,11 +517,16 @@ def annual_reports(
     *,
     appendix: Mapping[str, Any] | None = None,
     warning: pd.DataFrame | None = None,
+    supervision: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every reporting year's report context, with disclosure control applied (step 2).
 
     Reads only ``tables`` (nothing is refitted). Every number the context holds has been
-    through the year's :class:`Publisher`.
+    through the year's :class:`Publisher`. The **published** report shows therapists only
+    when ``settings.therapist_plots`` asks for it (a funnel and a caterpillar plot, under
+    pseudonymous codes, small caseloads not shown); the **internal supervision** report
+    (``supervision``: each therapist's ID by code) has the same numbers and both plots with
+    every therapist under their own ID, headed as not for publication.
 
     Parameters
     ----------
@@ -522,6 +540,8 @@ def annual_reports(
     warning : pandas.DataFrame, optional
         The early-warning table, for the early-warning findings across all years
         (:func:`early_warning_paragraphs`).
+    supervision : mapping, optional
+        Therapist ID by pseudonymous code: build the internal supervision report.
 
     Returns
     -------
@@ -533,7 +553,14 @@ def annual_reports(
     parts = {year: tables.of_year(year) for year in tables.years}
     facts = dict(appendix or {})
     publishers = {
-        year: Publisher(part, settings.policy, alliance, year, validation=facts)
+        year: Publisher(
+            part,
+            settings.policy,
+            alliance,
+            year,
+            validation=facts,
+            therapists=settings.therapist_plots,
+        )
         for year, part in parts.items()
     }
     paragraphs = [] if warning is None else early_warning_paragraphs(warning, outcome, alliance)
@@ -547,10 +574,15 @@ def annual_reports(
             for name, kpis in KPI_SECTIONS.items()
         }
         endings_table, endings_text = _endings_table(publisher, alliance)
-        funnel_png, *funnel_counts = _funnel_figure(publisher)
-        caterpillar_png, *caterpillar_counts = _caterpillar_figure(
-            parts[year]["therapist_effects"], outcome, publisher
-        )
+        therapists = supervision is not None or settings.therapist_plots
+        funnel_png, *funnel_counts = (
+            _funnel_figure(parts[year]["funnel"], publisher, supervision)
+            if therapists else (None, 0, 0)
+        )  # fmt: skip
+        caterpillar_png, *caterpillar_counts = (
+            _caterpillar_figure(parts[year]["therapist_effects"], outcome, publisher, supervision)
+            if therapists else (None, 0, 0)
+        )  # fmt: skip
         nhs_instruments = [
             get_instrument(key)
             for key in ("phq9", "gad7")
@@ -559,6 +591,8 @@ def annual_reports(
         reports[year] = {
             "dataset": settings.dataset,
             "year": year,
+            "supervision": supervision is not None,
+            "therapists": therapists,
             "settings": settings,
             "outcome": outcome,
             "alliance": alliance,

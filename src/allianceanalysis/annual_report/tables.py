@@ -4,7 +4,7 @@
 (:class:`ReportTables`: KPIs with their numerators and denominators, the accounting of cases,
 counts by site, endings by early alliance, the funnel table, the alliance histogram, the
 year's early-alliance estimates and shrunken therapist effects). These tables are internal:
-they hold unsuppressed counts (``results/<dataset>/report_tables/``).
+they hold unsuppressed counts (``results/<dataset>/internal/report_tables/``).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class ReportSettings:
     rupture_threshold: float | None = None
     repair_within: int = DEFAULT_REPAIR_WITHIN
     not_on_track_percentile: float = DEFAULT_PERCENTILE
+    therapist_plots: bool = False
 
 
 @dataclass
