@@ -549,3 +549,21 @@ def test_rupture_findings_read_higher_scores_as_worse_when_lower_is_better() -> 
     assert "repaired rupture 0.5 points lower (better" in paragraphs[0]
     assert paragraphs[1].endswith(DESIGNS["before_after"])
     assert "-1.2 points" in paragraphs[1]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_services, policies)
+def test_no_year_republishes_what_another_year_suppressed(service, policy) -> None:
+    """Across years (the intruder with both years' reports): the year-over-year table of a
+    later year shows an earlier year's KPI only when that year's own report shows it, so no
+    value hidden in one year's report can be read from the next one's."""
+    sessions = simulate_study(**service, start_date="2023-04-01", end_date="2025-03-31").sessions
+    config = ReportSettings(dataset="s", bootstrap=50, policy=policy, therapist_plots=True)
+    reports = annual_reports(report_tables(sessions, config), config)
+    hidden = {(year, row.label) for year, c in reports.items()
+              for row in c["kpis"].itertuples() if row.value == SUPPRESSED}  # fmt: skip
+    for context in reports.values():
+        table = context["year_over_year"]
+        for label, before, then, *_ in table.rows if table is not None else []:
+            if (before, label) in hidden:
+                assert then == SUPPRESSED, (before, label, then)
