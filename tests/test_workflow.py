@@ -336,7 +336,7 @@ def test_every_figure_of_every_dataset_displays_in_a_browser(
         assert len(figures) == len(public), category
         for name, (width, height) in figures.items():
             assert width > 300 and height > 300, (category, name)
-    assert len(list(tmp_path.glob("*.png"))) == 2 * len(FIGURES)
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(public)
 
 
 def test_therapist_level_outputs_are_internal(demo_run: Path) -> None:
