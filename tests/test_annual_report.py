@@ -567,3 +567,16 @@ def test_no_year_republishes_what_another_year_suppressed(service, policy) -> No
         for label, before, then, *_ in table.rows if table is not None else []:
             if (before, label) in hidden:
                 assert then == SUPPRESSED, (before, label, then)
+
+
+def test_a_site_of_one_therapist_is_not_published_on_its_own(study) -> None:
+    """The threshold rule for sites: a site whose counts are one therapist's caseload is merged
+    with others until the merged row has at least three therapists."""
+    one = study["therapist_id"].iloc[0]
+    sessions = study.assign(site_id=study["site_id"].where(study["therapist_id"] != one, "solo"))
+    sites = report_tables(sessions, SETTINGS).sites
+    other = report_steps.OTHER_SITES
+    assert "solo" not in set(sites["site_id"]) and other in set(sites["site_id"])
+    every = report_tables(study, SETTINGS).sites
+    sessions_by_year = sites.groupby("year")["sessions_attended"].sum()
+    assert sessions_by_year.equals(every.groupby("year")["sessions_attended"].sum())

@@ -176,11 +176,48 @@ SITE_COLUMNS = {
 """The columns of the table by site: heading, and the KPI cell their total equals."""
 
 
+MIN_SITE_THERAPISTS = 3
+"""A site is published on its own only when at least this many therapists saw clients there
+in the year: the threshold rule of statistical disclosure control (at least three
+contributors to a cell; Hundepool et al., 2012, sec. 4.2). Otherwise a site's counts are one
+or two therapists' caseloads and results, and anyone who knows who works there reads them."""
+OTHER_SITES = f"Other sites (fewer than {MIN_SITE_THERAPISTS} therapists each)"
+
+
+def site_groups(seen: pd.DataFrame) -> dict[str, str]:
+    """The published name of each site: its own, or :data:`OTHER_SITES` for the sites with
+    fewer than :data:`MIN_SITE_THERAPISTS` therapists in the year, merged; while the merged
+    sites still have fewer therapists between them, the smallest other site joins them.
+
+    Examples
+    --------
+    >>> seen = pd.DataFrame({"site_id": ["A", "A", "A", "B", "C", "C"],
+    ...                      "therapist_id": ["t1", "t2", "t3", "t4", "t5", "t6"]})
+    >>> groups = site_groups(seen)
+    >>> groups["A"], groups["B"] == groups["C"] == OTHER_SITES
+    ('A', True)
+    """
+    therapists = seen.groupby("site_id")["therapist_id"].agg(set)
+    order = sorted(therapists.index, key=lambda site: (len(therapists[site]), str(site)))
+    merged: list = [site for site in order if len(therapists[site]) < MIN_SITE_THERAPISTS]
+    rest = [site for site in order if site not in merged]
+    while merged and rest and len(set().union(*therapists[merged])) < MIN_SITE_THERAPISTS:
+        merged.append(rest.pop(0))
+    return {site: OTHER_SITES if site in merged else site for site in order}
+
+
 def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame:
     """Counts by site: clients and sessions by the session's site and date, episodes by the
-    site of their last session."""
+    site of their last session; sites with few therapists merged (:func:`site_groups`)."""
     if "site_id" not in in_year:
         return pd.DataFrame(columns=["year", "site_id", *SITE_COLUMNS])
+    groups = site_groups(seen)
+
+    def grouped(sites: pd.Series) -> pd.Series:  # a site not seen in the year had no therapist
+        return sites.map(groups).where(sites.isna(), sites.map(groups).fillna(OTHER_SITES))
+
+    in_year = in_year.assign(site_id=grouped(in_year["site_id"]))
+    seen = seen.assign(site_id=grouped(seen["site_id"]))
     improved = in_year["reliable_improvement"].astype("boolean").fillna(False).astype(int)
     episodes = (
         in_year.assign(improved=improved)
