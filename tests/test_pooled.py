@@ -99,3 +99,19 @@ def test_forest_plot_marks_the_literature_anchor() -> None:
     assert anchors, "no reference line at r = .278"
     labels = [t.get_text() for t in axis.get_yticklabels()]
     assert labels[0] == "S1" and labels[-1] == "Pooled (95% CI)"
+
+
+def test_pooling_by_site_merges_a_site_of_one_therapist(tmp_path: Path) -> None:
+    """The published pooled-sites table and forest plot follow the report's threshold rule: a
+    site where one therapist saw every client is not a study of its own."""
+    from allianceanalysis.annual_report.tables import OTHER_SITES
+    from allianceanalysis.pipeline import pooled_step
+
+    table, _ = clients("ors_srs")
+    one = table["therapist_id"].iloc[0]
+    table = table.assign(site_id=table["site_id"].where(table["therapist_id"] != one, "solo"))
+    table.to_parquet(tmp_path / "clients.parquet")
+    pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv", [tmp_path / "f.png"],
+                by_site=True, label="Sites")  # fmt: skip
+    terms = set(pd.read_csv(tmp_path / "t.csv")["term"])
+    assert "study:solo" not in terms and f"study:{OTHER_SITES}" in terms

@@ -337,15 +337,22 @@ def pooled_step(
     the one-stage model when there are at least two studies), its table and forest plot.
 
     ``clients`` maps a dataset name to its client table; with ``by_site`` the one dataset's
-    sites are the studies, otherwise the datasets are.
+    sites are the studies (a site where fewer than 3 therapists saw clients merged into "Other
+    sites", :func:`~allianceanalysis.annual_report.tables.site_groups`), otherwise the
+    datasets are.
     """
     from . import figures
     from .pooled import one_stage, pooled_table
 
     frames = {name: pd.read_parquet(path) for name, path in clients.items()}
     if by_site:
+        from .annual_report.tables import site_groups
+
         (only,) = frames.values()
-        key = only["site_id"] if "site_id" in only else pd.Series("all", index=only.index)
+        if "site_id" in only:  # sites of fewer than 3 therapists merged, as in the report
+            key = only["site_id"].map(site_groups(only))
+        else:
+            key = pd.Series("all", index=only.index)
         studies = {str(site): part for site, part in only.groupby(key.fillna("unknown"))}
         model = "pooled_sites"
     else:
