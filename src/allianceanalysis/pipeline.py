@@ -436,7 +436,14 @@ def annual_report_step(
     (``derived/therapist_codes.csv``), which the supervision report shows therapists' own IDs
     by. Nothing is refitted: the reports are built from the tables.
     """
-    from .annual_report import ReportTables, annual_reports, render_html, render_pdf, year_file_name
+    from .annual_report import (
+        ReportTables,
+        annual_reports,
+        render_html,
+        render_pdf,
+        supervision_reports,
+        year_file_name,
+    )
     from .provenance import software_versions
 
     facts = json.loads(Path(summary).read_text(encoding="utf-8"))
@@ -454,9 +461,7 @@ def annual_report_step(
         if codes is None:
             raise TypeError("the supervision report needs the therapists' codes")
         names = {code: therapist for therapist, code in read_codes(codes).items()}
-        internal = annual_reports(numbers, settings, appendix=appendix, warning=early,
-                                  supervision=names)  # fmt: skip
-        variants.append((supervision, internal, False))
+        variants.append((supervision, supervision_reports(reports, numbers, names), False))
     with ExitStack() as stack:
         for target, contexts, kpis in variants:
             folder = stack.enter_context(atomic_directory(target))

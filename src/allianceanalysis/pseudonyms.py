@@ -59,6 +59,7 @@ __all__ = [
     "new_key",
     "read_codes",
     "seeded_codes",
+    "seeded_positions",
     "therapist_codes",
 ]
 
@@ -222,6 +223,17 @@ def seeded_codes(therapists: Iterable[object], seed: int) -> dict[str, str]:
     """
     ids = sorted({str(therapist) for therapist in therapists})
     width = len(str(len(ids)))
-    order = np.random.default_rng(seed).permutation(len(ids))
-    pairs = zip(ids, order, strict=True)
+    pairs = zip(ids, seeded_positions(len(ids), seed), strict=True)
     return {therapist: f"TH{position + 1:0{width}d}" for therapist, position in pairs}
+
+
+def seeded_positions(count: int, seed: int) -> np.ndarray:
+    """The 0-based code position of each of ``count`` sorted therapist IDs under
+    :func:`seeded_codes` (``TH`` + position + 1): the permutation itself, cheap to compare.
+
+    Examples
+    --------
+    >>> sorted(seeded_positions(3, seed=1).tolist())
+    [0, 1, 2]
+    """
+    return np.random.default_rng(seed).permutation(count)

@@ -49,6 +49,7 @@ import pandas as pd
 
 from .errors import AllianceError
 from .layout import INTERNAL, POOLED, PUBLISHED, RESULTS, internal, published
+from .pseudonyms import load_key, seeded_positions
 
 __all__ = [
     "COUNT_COLUMNS",
@@ -73,7 +74,6 @@ words (``12`` clients, session ``3``): the audit cannot search for them and says
 _TOKEN = re.compile(r"[^\s,;\"'<>()\[\]{}|=*&]+")
 _DATE = re.compile(r"(?<![\d-])(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4})(?![\d-])")
 _INTEGER = re.compile(r"(?<![\d.])\d{1,18}(?![\d.])")
-_CODE = re.compile(r"\bTH\d+\b")
 _IMAGE = re.compile(rb"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
 _TEXT_SUFFIXES = {".csv", ".json", ".html", ".svg", ".md", ".tex", ".txt"}
 
@@ -175,12 +175,6 @@ def bundle_files(datasets: Iterable[str], directory: str | Path = ".") -> dict[s
     return files
 
 
-def _searchable(value: str) -> bool:
-    if value.isdigit():
-        return len(value) >= MIN_NUMERIC_ID_DIGITS
-    return len(value) >= MIN_ID_LENGTH
-
-
 def _dataset_secrets(name: str, directory: Path) -> _Secrets:
     """IDs, session dates and codes of one dataset, from its internal files."""
     sessions_file = directory / internal(name, "validated", "sessions.parquet")
@@ -197,12 +191,16 @@ def _dataset_secrets(name: str, directory: Path) -> _Secrets:
     ids: dict[str, str] = {}
     unsearchable = 0
     for column, kind in (("client_id", "client ID"), ("therapist_id", "therapist ID")):
-        values = pd.unique(sessions[column].astype(str)) if column in sessions else []
-        for value in values:
-            if _searchable(value):
-                ids[value] = kind
-            else:
-                unsearchable += 1
+        if column not in sessions:
+            continue
+        values = pd.Series(pd.unique(sessions[column].astype(str)))
+        digits = values.str.isdigit()
+        length = values.str.len()
+        searchable = (digits & (length >= MIN_NUMERIC_ID_DIGITS)) | (
+            ~digits & (length >= MIN_ID_LENGTH)
+        )
+        ids.update(dict.fromkeys(values[searchable], kind))
+        unsearchable += int((~searchable).sum())
     dates: set[str] = set()
     if "session_date" in sessions:
         days = pd.Series(pd.unique(sessions["session_date"].dropna()))
@@ -242,7 +240,7 @@ def _recomputable(codes: Mapping[str, str], candidates: Iterable[int]) -> str | 
     if np.array_equal(positions, np.arange(len(ids))):
         return "therapist codes in the order of the therapist IDs"
     for seed in candidates:
-        if np.array_equal(np.random.default_rng(seed).permutation(len(ids)), positions):
+        if np.array_equal(seeded_positions(len(ids), seed), positions):
             return "therapist codes recomputable from a number in the bundle (a seed)"
     return None
 
@@ -353,7 +351,6 @@ def publish(
         The audit found something: every finding is listed, and nothing is written.
     """
     from .config import load_config
-    from .pseudonyms import load_key
 
     root = Path(directory)
     settings: dict[str, Any] = load_config(config)

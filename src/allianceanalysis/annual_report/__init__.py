@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         render_html,
         render_pdf,
         summarise_log,
+        supervision_reports,
     )
     from .tables import ReportSettings, ReportTables, report_tables, year_file_name
 
@@ -59,6 +60,7 @@ _MODULE_OF = {
     "render_pdf": "render",
     "report_tables": "tables",
     "summarise_log": "render",
+    "supervision_reports": "render",
     "year_file_name": "tables",
 }
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "render_pdf",
     "report_tables",
     "summarise_log",
+    "supervision_reports",
     "year_file_name",
 ]
 

@@ -309,22 +309,16 @@ def _accounting_table(publisher: Publisher) -> ApaTable:
 
 
 def _funnel_figure(
-    table: pd.DataFrame, publisher: Publisher, names: Mapping[str, str] | None
+    table: pd.DataFrame, shown: pd.DataFrame, smallest: float
 ) -> tuple[str | None, int, int]:
-    """The funnel plot: published, the therapists whose counts the publisher shows, under
-    their codes; for supervision (``names``: code to therapist ID), every therapist under
-    their own ID."""
+    """The funnel plot of the year's ``table`` drawing the therapists ``shown`` (labelled by
+    their ``therapist`` column), control limits from caseload ``smallest`` on; the figure and
+    the counts shown and not shown."""
     if table.empty:
         return None, 0, 0
-    if names is None:
-        keep = [publisher.system.visible(("therapist", t, "n")) for t in table["therapist"]]
-        shown = table[keep]
-    else:
-        shown = table.assign(therapist=table["therapist"].map(names))
     overall = float(table["overall"].iloc[0])
     figure = Figure(figsize=(6.5, 4), layout="constrained")
     axis = figure.subplots()
-    smallest = publisher.policy.suppress_below if names is None else shown["n"].min()
     grid = np.linspace(max(smallest, 2), max(table["n"].max(), 10) * 1.05, 200)
     for level, style in zip(FUNNEL_LIMITS, ("--", ":"), strict=True):
         half = norm_ppf(0.5 + level / 2) * np.sqrt(overall * (1 - overall) / grid)
@@ -351,25 +345,73 @@ def _funnel_figure(
 
 
 def _caterpillar_figure(
-    effects: pd.DataFrame,
-    outcome: Instrument,
-    publisher: Publisher,
-    names: Mapping[str, str] | None,
+    effects: pd.DataFrame, shown: pd.DataFrame, outcome: Instrument, *labels: str
 ) -> tuple[str | None, int, int]:
-    """The caterpillar plot (:func:`allianceanalysis.figures.therapist_caterpillar`):
-    published, the therapists with caseloads at or above the suppression threshold, under
-    their codes; for supervision (``names``), every therapist under their own ID. Returns the
-    figure and the counts shown and hidden."""
-    if effects.empty:
-        return None, 0, 0
-    if names is None:
-        shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
-        figure = therapist_caterpillar(shown, outcome) if len(shown) else None
-    else:
-        shown = effects.assign(term=effects["term"].map(names))
-        figure = therapist_caterpillar(shown, outcome, "Therapist")
+    """The caterpillar plot (:func:`allianceanalysis.figures.therapist_caterpillar`) of the
+    year's therapist ``effects`` drawing the rows ``shown``; the figure and the counts shown
+    and hidden."""
     hidden = len(effects) - len(shown)
-    return (None if figure is None else _png(figure)), len(shown), hidden
+    if shown.empty:
+        return None, 0, hidden
+    return _png(therapist_caterpillar(shown, outcome, *labels)), len(shown), hidden
+
+
+def _published_therapists(
+    part: Mapping[str, pd.DataFrame], outcome: Instrument, publisher: Publisher
+) -> dict[str, Any]:
+    """The published report's therapist plots, under codes: in the funnel the therapists
+    whose counts the publisher shows, in the caterpillar plot those with caseloads at or above
+    the suppression threshold."""
+    funnel, effects = part["funnel"], part["therapist_effects"]
+    visible = [publisher.system.visible(("therapist", t, "n")) for t in funnel["therapist"]]
+    if len(effects):
+        effects_shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
+    else:
+        effects_shown = effects
+    funnel_png, *funnel_counts = _funnel_figure(funnel, funnel[visible],
+                                                publisher.policy.suppress_below)  # fmt: skip
+    caterpillar_png, *caterpillar_counts = _caterpillar_figure(effects, effects_shown, outcome)
+    return {
+        "funnel_png": funnel_png,
+        "funnel_counts": funnel_counts,
+        "caterpillar_png": caterpillar_png,
+        "caterpillar_counts": caterpillar_counts,
+    }
+
+
+def supervision_reports(
+    reports: Mapping[str, dict[str, Any]], tables: ReportTables, names: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """The internal supervision report of each year: the published report's context (the
+    same numbers, the same suppression) with both therapist plots drawing every therapist
+    under their own ID, headed as not for publication.
+
+    Parameters
+    ----------
+    reports : mapping
+        From :func:`annual_reports`.
+    tables : ReportTables
+        The tables the reports were built from.
+    names : mapping
+        Therapist ID by pseudonymous code.
+    """
+    supervision = {}
+    for year, context in reports.items():
+        part = tables.of_year(year)
+        funnel = part["funnel"].assign(therapist=part["funnel"]["therapist"].map(names))
+        effects = part["therapist_effects"]
+        if len(effects):
+            effects = effects.assign(term=effects["term"].map(names))
+        smallest = funnel["n"].min() if len(funnel) else 0
+        funnel_png, *funnel_counts = _funnel_figure(funnel, funnel, smallest)
+        caterpillar_png, *caterpillar_counts = _caterpillar_figure(
+            effects, effects, context["outcome"], "Therapist"
+        )
+        supervision[year] = {**context, "supervision": True, "therapists": True,
+                             "funnel_png": funnel_png, "funnel_counts": funnel_counts,
+                             "caterpillar_png": caterpillar_png,
+                             "caterpillar_counts": caterpillar_counts}  # fmt: skip
+    return supervision
 
 
 def _alliance_figure(publisher: Publisher, alliance: Instrument) -> str | None:
@@ -517,16 +559,14 @@ def annual_reports(
     *,
     appendix: Mapping[str, Any] | None = None,
     warning: pd.DataFrame | None = None,
-    supervision: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every reporting year's report context, with disclosure control applied (step 2).
 
     Reads only ``tables`` (nothing is refitted). Every number the context holds has been
-    through the year's :class:`Publisher`. The **published** report shows therapists only
-    when ``settings.therapist_plots`` asks for it (a funnel and a caterpillar plot, under
-    pseudonymous codes, small caseloads not shown); the **internal supervision** report
-    (``supervision``: each therapist's ID by code) has the same numbers and both plots with
-    every therapist under their own ID, headed as not for publication.
+    through the year's :class:`Publisher`. The report shows therapists only when
+    ``settings.therapist_plots`` asks for it (a funnel and a caterpillar plot, under
+    pseudonymous codes, small caseloads not shown); :func:`supervision_reports` makes the
+    internal supervision report from these contexts.
 
     Parameters
     ----------
@@ -540,8 +580,6 @@ def annual_reports(
     warning : pandas.DataFrame, optional
         The early-warning table, for the early-warning findings across all years
         (:func:`early_warning_paragraphs`).
-    supervision : mapping, optional
-        Therapist ID by pseudonymous code: build the internal supervision report.
 
     Returns
     -------
@@ -574,14 +612,11 @@ def annual_reports(
             for name, kpis in KPI_SECTIONS.items()
         }
         endings_table, endings_text = _endings_table(publisher, alliance)
-        therapists = supervision is not None or settings.therapist_plots
-        funnel_png, *funnel_counts = (
-            _funnel_figure(parts[year]["funnel"], publisher, supervision)
-            if therapists else (None, 0, 0)
-        )  # fmt: skip
-        caterpillar_png, *caterpillar_counts = (
-            _caterpillar_figure(parts[year]["therapist_effects"], outcome, publisher, supervision)
-            if therapists else (None, 0, 0)
+        therapists = (
+            _published_therapists(parts[year], outcome, publisher)
+            if settings.therapist_plots
+            else {"funnel_png": None, "funnel_counts": [0, 0], "caterpillar_png": None,
+                  "caterpillar_counts": [0, 0]}
         )  # fmt: skip
         nhs_instruments = [
             get_instrument(key)
@@ -591,8 +626,8 @@ def annual_reports(
         reports[year] = {
             "dataset": settings.dataset,
             "year": year,
-            "supervision": supervision is not None,
-            "therapists": therapists,
+            "supervision": False,
+            "therapists": settings.therapist_plots,
             "settings": settings,
             "outcome": outcome,
             "alliance": alliance,
@@ -610,10 +645,7 @@ def annual_reports(
             ),
             "endings_table": endings_table,
             "endings_text": endings_text,
-            "funnel_png": funnel_png,
-            "funnel_counts": funnel_counts,
-            "caterpillar_png": caterpillar_png,
-            "caterpillar_counts": caterpillar_counts,
+            **therapists,
             "year_over_year": _year_over_year(publishers, year),
             "early_warning_paragraphs": paragraphs,
             "accounting_table": _accounting_table(publisher),

@@ -214,7 +214,7 @@ def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame
     groups = site_groups(seen)
 
     def grouped(sites: pd.Series) -> pd.Series:  # a site not seen in the year had no therapist
-        return sites.map(groups).where(sites.isna(), sites.map(groups).fillna(OTHER_SITES))
+        return sites.map(groups).fillna(OTHER_SITES).where(sites.notna())
 
     in_year = in_year.assign(site_id=grouped(in_year["site_id"]))
     seen = seen.assign(site_id=grouped(seen["site_id"]))
