@@ -184,3 +184,14 @@ def test_auc_interval_agrees_with_a_bootstrap_over_clusters() -> None:
     assert se == pytest.approx(np.std(replicates), rel=0.15)
     assert se > auc_interval(event, risk, np.arange(cluster.size))[0]
     assert low < area_under_curve(event, risk) < high
+
+
+def test_cross_validation_of_no_person_periods_gives_no_rows() -> None:
+    """A dataset of one session per client has no person-period to score: no rows (the risk
+    table then says why), not a crash."""
+    sessions = simulate_study(n_clients=20, n_therapists=4, n_sites=1, seed=3).sessions
+    first = sessions[sessions["session"] == 1].drop(columns="end_status")
+    periods = person_periods(first, "ors", "srs")
+    assert periods.empty
+    held_out = cross_validated_risk(periods)
+    assert held_out.empty and {"event", "risk", "fold"} <= set(held_out.columns)

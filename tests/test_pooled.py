@@ -115,3 +115,18 @@ def test_pooling_by_site_merges_a_site_of_one_therapist(tmp_path: Path) -> None:
                 by_site=True, label="Sites")  # fmt: skip
     terms = set(pd.read_csv(tmp_path / "t.csv")["term"])
     assert "study:solo" not in terms and f"study:{OTHER_SITES}" in terms
+
+
+def test_pooling_a_site_without_an_analysable_client_gives_a_row_saying_why(tmp_path: Path) -> None:
+    """Too few clients for any correlation is a finding (one not_fitted row and a figure that
+    says so), not a failed step."""
+    from allianceanalysis.pipeline import pooled_step
+
+    table, _ = clients("ors_srs")
+    table.head(3).to_parquet(tmp_path / "clients.parquet")
+    pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv",
+                [tmp_path / "f.png"], by_site=True, label="Sites")  # fmt: skip
+    rows = pd.read_csv(tmp_path / "t.csv")
+    assert rows["term"].tolist() == ["not_fitted"]
+    assert rows["message"].iloc[0].startswith("not computed: too few")
+    assert (tmp_path / "f.png").stat().st_size > 1000

@@ -130,7 +130,8 @@ def cross_validated_risk(
 
     data = periods.dropna(subset=RISK_PREDICTORS).reset_index(drop=True)
     fold = therapist_folds(data["therapist_id"], folds, seed)
-    exog = sm.add_constant(data[RISK_PREDICTORS].to_numpy(dtype=float), has_constant="add")
+    values = data[RISK_PREDICTORS].to_numpy(dtype=float)
+    exog = np.column_stack([np.ones(len(data)), values])  # add_constant fails on no rows
     event = data["event"].to_numpy(dtype=float)
     risk = np.full(len(data), np.nan)
     for k in range(folds):  # a handful of folds, each a vectorised fit

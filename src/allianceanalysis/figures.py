@@ -639,6 +639,8 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
     positions = np.arange(len(labels))[::-1].astype(float)
     figure = Figure(figsize=(6.5, 1.2 + 0.45 * len(labels)), layout="constrained")
     axis = figure.subplots()
+    if not names:  # a not_fitted row says why
+        return _not_computed(figure, axis, str(table["message"].iloc[0]))
     axis.axvline(0, color="0.6", linewidth=0.8)
     axis.plot(
         [LITERATURE_R] * 2,

@@ -341,7 +341,7 @@ def pooled_step(
     sites", :func:`~allianceanalysis.annual_report.tables.site_groups`), otherwise the
     datasets are.
     """
-    from . import figures
+    from . import figures, tidy
     from .pooled import one_stage, pooled_table
 
     frames = {name: pd.read_parquet(path) for name, path in clients.items()}
@@ -357,8 +357,8 @@ def pooled_step(
         model = "pooled_sites"
     else:
         studies, model = frames, "pooled_datasets"
-    result = pooled_table(studies, model)
-    if len(studies) >= 2:
+    result = tidy.or_reason(model, lambda: pooled_table(studies, model))
+    if len(studies) >= 2 and not result["term"].eq("not_fitted").any():
         result = pd.concat([result, one_stage(studies)], ignore_index=True)
     figure = figures.pooled_forest(result, label)
     with atomic_outputs(table) as (path,):
