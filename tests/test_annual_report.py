@@ -581,3 +581,15 @@ def test_a_site_of_one_therapist_is_not_published_on_its_own(study) -> None:
     every = report_tables(study, SETTINGS).sites
     sessions_by_year = sites.groupby("year")["sessions_attended"].sum()
     assert sessions_by_year.equals(every.groupby("year")["sessions_attended"].sum())
+
+
+def test_a_service_of_one_client_gets_both_reports() -> None:
+    """One client, one session, no optional column: nothing to draw of therapists, and both
+    variants still render."""
+    sessions = pd.DataFrame({"client_id": ["C1"], "therapist_id": ["T1"], "session": [1],
+                             "ors": [20.0], "srs": [38.0]})  # fmt: skip
+    settings = replace(SETTINGS, bootstrap=10)
+    tables = report_tables(sessions, settings)
+    reports = annual_reports(tables, settings)
+    for context in supervision_reports(reports, tables, {}).values():
+        assert context["funnel_png"] is None and "Supervision report" in render_html(context)

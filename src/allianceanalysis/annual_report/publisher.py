@@ -257,6 +257,8 @@ class Publisher:
         return counts
 
     def _register_funnel(self, table: pd.DataFrame) -> pd.DataFrame:
+        if table.empty:  # no therapist to draw (its columns may be absent too)
+            return table
         name = f"Funnel plot ({self.year})"
         self.counted_rows[name] = "therapists not drawn (codes withheld)"
         for row in table.itertuples():

@@ -363,12 +363,16 @@ def _published_therapists(
     whose counts the publisher shows, in the caterpillar plot those with caseloads at or above
     the suppression threshold."""
     funnel, effects = part["funnel"], part["therapist_effects"]
-    visible = [publisher.system.visible(("therapist", t, "n")) for t in funnel["therapist"]]
+    if len(funnel):  # an empty table may have no columns
+        funnel_shown = funnel[[publisher.system.visible(("therapist", t, "n"))
+                               for t in funnel["therapist"]]]  # fmt: skip
+    else:
+        funnel_shown = funnel
     if len(effects):
         effects_shown = effects[effects["n_obs"] >= publisher.policy.suppress_below]
     else:
         effects_shown = effects
-    funnel_png, *funnel_counts = _funnel_figure(funnel, funnel[visible],
+    funnel_png, *funnel_counts = _funnel_figure(funnel, funnel_shown,
                                                 publisher.policy.suppress_below)  # fmt: skip
     caterpillar_png, *caterpillar_counts = _caterpillar_figure(effects, effects_shown, outcome)
     return {
@@ -398,8 +402,9 @@ def supervision_reports(
     supervision = {}
     for year, context in reports.items():
         part = tables.of_year(year)
-        funnel = part["funnel"].assign(therapist=part["funnel"]["therapist"].map(names))
-        effects = part["therapist_effects"]
+        funnel, effects = part["funnel"], part["therapist_effects"]
+        if len(funnel):
+            funnel = funnel.assign(therapist=funnel["therapist"].map(names))
         if len(effects):
             effects = effects.assign(term=effects["term"].map(names))
         smallest = funnel["n"].min() if len(funnel) else 0
