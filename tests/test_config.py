@@ -10,7 +10,7 @@ import yaml
 from allianceanalysis.config import DatasetSpec, config_schema, load_config, validate_config
 from allianceanalysis.engine import DEFAULT_ENGINE, ENGINES
 from allianceanalysis.errors import ConfigError
-from allianceanalysis.instruments import INSTRUMENTS
+from allianceanalysis.instruments import BUILTIN
 
 from .helpers import ROOT
 
@@ -131,17 +131,19 @@ def test_dataset_inherits_the_global_instruments_unless_it_overrides_them() -> N
     assert DatasetSpec.from_config(config, "b").outcome == "core10"
 
 
-def test_schema_instrument_lists_match_the_registry() -> None:
+def test_schema_instrument_keys_are_the_builtin_registry() -> None:
     schema = config_schema()
-    assert schema["properties"]["outcome"]["enum"] == list(INSTRUMENTS)
+    assert schema["$defs"]["instrument_key"]["enum"] == list(BUILTIN)
     dataset = schema["$defs"]["dataset"]["properties"]
-    item_keys = dataset["items"]["propertyNames"]["enum"]
-    assert item_keys == [k for k, inst in INSTRUMENTS.items() if inst.sums_items]
-    column_keys = dataset["columns"]["propertyNames"]["enum"]
-    assert column_keys[-len(INSTRUMENTS) :] == list(INSTRUMENTS)
-    norms = schema["properties"]["annual_report"]["properties"]["severity_norms"]
-    outcomes = [k for k, inst in INSTRUMENTS.items() if inst.construct == "outcome"]
-    assert norms["propertyNames"]["enum"] == outcomes
+    for where in (
+        schema["properties"]["outcome"],
+        schema["properties"]["alliance"]["anyOf"][0],
+        dataset["outcome"],
+        dataset["items"]["propertyNames"],
+        dataset["columns"]["propertyNames"]["anyOf"][1],
+        schema["properties"]["annual_report"]["properties"]["severity_norms"]["propertyNames"],
+    ):
+        assert where["$ref"] == "#/$defs/instrument_key"
 
 
 def test_schema_engines_are_the_engines_the_package_has() -> None:

@@ -8,7 +8,11 @@ from allianceanalysis.instruments import INSTRUMENTS, get_instrument, instrument
 
 from .helpers import ROOT
 
-REQUIRED = {"ors", "srs", "wai_sr", "phq9", "gad7", "core10", "oq45"}
+REQUIRED = {
+    *("ors", "srs", "wai_sr", "phq9", "gad7", "core10", "oq45"),
+    *("wai", "wai_t", "wai_o", "calpas", "haq2", "cors", "csrs"),
+    *("bdi2", "core_om", "oq30", "k10", "wemwbs"),
+}
 
 
 def test_registry_holds_the_required_instruments() -> None:
@@ -18,9 +22,12 @@ def test_registry_holds_the_required_instruments() -> None:
 @pytest.mark.parametrize("key", sorted(INSTRUMENTS))
 def test_ranges_are_consistent_with_items(key: str) -> None:
     inst = INSTRUMENTS[key]
-    assert inst.total_min == pytest.approx(inst.item_min * inst.item_count)
-    assert inst.total_max == pytest.approx(inst.item_max * inst.item_count)
+    scale = inst.item_count if inst.scoring == "sum" else inst.scoring_factor
+    assert inst.total_min == pytest.approx(inst.item_min * scale)
+    assert inst.total_max == pytest.approx(inst.item_max * scale)
     assert not inst.items or len(inst.items) == inst.item_count
+    assert set(inst.reverse_items) <= set(inst.items)
+    assert all(set(members) <= set(inst.items) for members in inst.subscales.values())
 
 
 @pytest.mark.parametrize("key", sorted(INSTRUMENTS))
@@ -45,6 +52,11 @@ def test_every_number_has_a_source(key: str) -> None:
         ("gad7", False),
         ("core10", False),
         ("oq45", False),
+        ("haq2", True),
+        ("bdi2", False),
+        ("core_om", False),
+        ("k10", False),
+        ("wemwbs", True),
     ],
 )
 def test_direction_of_each_scale(key: str, higher_is_better: bool) -> None:
@@ -73,7 +85,7 @@ def test_ors_and_srs_item_names() -> None:
 
 
 def test_unknown_instrument_lists_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="known instruments: ors, srs"):
+    with pytest.raises(KeyError, match=r"known instruments: ors, srs.*instruments:"):
         get_instrument("bdi")
 
 
@@ -86,3 +98,15 @@ def test_documentation_table_equals_the_registry() -> None:
     table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     table += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
     assert "\n".join(table) in (ROOT / "docs" / "instruments.md").read_text()
+
+
+@pytest.mark.parametrize(("key", "rater"), [("wai", "client"), ("wai_t", "therapist"),
+                                            ("wai_o", "observer"), ("srs", "client")])  # fmt: skip
+def test_rater_perspective_is_recorded(key: str, rater: str) -> None:
+    assert get_instrument(key).rater == rater
+
+
+def test_every_reliable_change_is_published_or_derived_from_sourced_numbers() -> None:
+    for inst in INSTRUMENTS.values():
+        if inst.reliable_change is None and inst.reliable_change_points is not None:
+            assert "reliability" in inst.sources and "norms" in inst.sources, inst.key

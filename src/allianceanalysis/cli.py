@@ -10,8 +10,8 @@ Commands
 ``allianceanalysis simulate OUT [--preset demo | --clients N ...] [--truth FILE]``
     Write a simulated dataset (CSV, Parquet or Excel by OUT's extension) and, optionally, its
     true parameters as JSON.
-``allianceanalysis instruments``
-    List the instrument registry.
+``allianceanalysis instruments [--config FILE]``
+    List the instrument registry (with the configuration's own instruments).
 ``allianceanalysis run CONFIG [--cores N] [--directory DIR] [--dry-run]``
     Run the whole workflow on CONFIG in DIR (default: here), one line per finished job, then
     build ``results/report.html``; ends with where the results and reports are.
@@ -40,7 +40,7 @@ from typing import Any
 from . import __version__
 from .config import DatasetSpec, load_config
 from .errors import AllianceError, DataError, format_problems
-from .instruments import INSTRUMENTS, instrument_table
+from .instruments import BUILTIN, INSTRUMENTS, instrument_table, use_instruments
 
 __all__ = ["main", "report_user_errors", "workflow_step"]
 
@@ -106,6 +106,8 @@ def workflow_step(job: Any, context: str | None = None) -> AbstractContextManage
     if context is None:
         dataset = dict(job.wildcards.items()).get("dataset") if job.wildcards else None
         context = f"dataset '{dataset}'" if dataset else ""
+    # the configuration's own instruments, as the workflow checked them (common.smk)
+    use_instruments(getattr(job, "config", {}).get("instruments"))
     return report_user_errors(job.log[0], context=context, step=job.rule)
 
 
@@ -115,6 +117,7 @@ def _validate(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if args.config:
         config = load_config(args.config)
+        use_instruments(config["instruments"])
         if args.dataset is None:
             if len(config["datasets"]) != 1:
                 names = ", ".join(config["datasets"])
@@ -124,6 +127,11 @@ def _validate(args: argparse.Namespace) -> int:
         spec = replace(DatasetSpec.from_config(config, args.dataset), path=path)
     else:
         spec = DatasetSpec(name=path.stem, path=path)
+    unknown = [k for k in (args.outcome, args.alliance) if k and k not in INSTRUMENTS]
+    if unknown:
+        print(f"error: unknown instrument '{unknown[0]}'; known instruments: "
+              f"{', '.join(INSTRUMENTS)}", file=sys.stderr)  # fmt: skip
+        return 2
     if args.outcome or args.alliance:
         spec = replace(
             spec, outcome=args.outcome or spec.outcome, alliance=args.alliance or spec.alliance
@@ -195,7 +203,9 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instruments(_: argparse.Namespace) -> int:
+def _instruments(args: argparse.Namespace) -> int:
+    if args.config:
+        use_instruments(load_config(args.config)["instruments"])
     rows = instrument_table()
     headers = list(rows[0])
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in headers]
@@ -236,8 +246,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("path", help="CSV, Parquet or Excel file")
     validate.add_argument("--config", help="workflow config with the dataset's mapping")
     validate.add_argument("--dataset", help="dataset name in the config (its path is ignored)")
-    validate.add_argument("--outcome", choices=list(INSTRUMENTS), help="outcome instrument")
-    validate.add_argument("--alliance", choices=list(INSTRUMENTS), help="alliance instrument")
+    validate.add_argument("--outcome", help="outcome instrument (a registry key)")
+    validate.add_argument("--alliance", help="alliance instrument (a registry key)")
     validate.add_argument(
         "--max-problems", type=int, default=20, help="problems shown in full (default 20)"
     )
@@ -255,8 +265,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--feedback", choices=["none", "client", "therapist", "date"], help="feedback design"
     )
-    simulate.add_argument("--outcome", choices=list(INSTRUMENTS), help="outcome instrument")
-    simulate.add_argument("--alliance", choices=list(INSTRUMENTS), help="alliance instrument")
+    simulate.add_argument("--outcome", choices=list(BUILTIN), help="outcome instrument")
+    simulate.add_argument("--alliance", choices=list(BUILTIN), help="alliance instrument")
     simulate.add_argument(
         "--items", action="store_true", help="write item columns instead of totals"
     )
@@ -269,6 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=_simulate)
 
     instruments = commands.add_parser("instruments", help="list the instrument registry")
+    instruments.add_argument(
+        "--config", help="also list the instruments this configuration defines"
+    )
     instruments.set_defaults(func=_instruments)
 
     front_door = {

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import ConfigError, did_you_mean
-from .instruments import INSTRUMENTS
+from .instruments import BUILTIN, Instrument, instruments_from_definitions
 
 if TYPE_CHECKING:
     import jsonschema
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_NA_VALUES",
     "DatasetSpec",
     "ReadOptions",
+    "check_instrument_schema",
     "config_schema",
     "dataset_entry",
     "load_config",
@@ -69,6 +70,37 @@ def config_schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _schema_with(keys: list[str]) -> dict[str, Any]:
+    """The schema with instrument keys ``keys`` allowed besides the built-in ones."""
+    schema = config_schema()
+    if not keys:
+        return schema
+    schema = copy.deepcopy(schema)
+    known = schema["$defs"]["instrument_key"]["enum"]
+    known.extend(k for k in keys if k not in known)
+    return schema
+
+
+def _defined_keys(config: Mapping[str, Any]) -> list[str]:
+    block = config.get("instruments")
+    return [str(k) for k in block] if isinstance(block, Mapping) else []
+
+
+def check_instrument_schema(key: str, spec: Any, where: str) -> list[str]:
+    """The schema problems of one instrument definition, in plain words (empty if none).
+
+    Checks ``spec`` against ``$defs/instrument`` of the configuration schema, naming keys
+    from ``where`` (e.g. ``instruments.bdi``).
+    """
+    import jsonschema
+
+    root = config_schema()
+    schema = {**root["$defs"]["instrument"], "$defs": root["$defs"]}
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(spec), key=lambda e: list(e.absolute_path))
+    return [m for e in errors for m in _explain(e, schema, where.split("."))]
+
+
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if ref is None:
@@ -76,7 +108,8 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     node: Any = root
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
-    return node
+    siblings = {k: v for k, v in schema.items() if k != "$ref"}  # e.g. a default beside it
+    return {**node, **siblings} if siblings else node
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
@@ -101,8 +134,10 @@ def _where(path: list[Any]) -> str:
     return ".".join(str(p) for p in path) if path else "(top level)"
 
 
-def _explain(error: jsonschema.ValidationError, root: dict[str, Any]) -> list[str]:
-    path = list(error.absolute_path)
+def _explain(
+    error: jsonschema.ValidationError, root: dict[str, Any], prefix: list[str] | None = None
+) -> list[str]:
+    path = [*(prefix or []), *error.absolute_path]
     where = _where(path)
     validator = error.validator
     if validator == "additionalProperties":
@@ -112,26 +147,29 @@ def _explain(error: jsonschema.ValidationError, root: dict[str, Any]) -> list[st
             "allowed here: " + ", ".join(allowed)
             for key in sorted(set(error.instance) - set(allowed))
         ]
+    allowed = _allowed_values(error)
     if "propertyNames" in error.schema_path:
-        if validator == "enum":
-            allowed = [str(v) for v in error.validator_value]
+        if allowed is not None:
             suggestion = did_you_mean(str(error.instance), allowed)
             return [
                 f"'{error.instance}' is not allowed under '{where}'{suggestion}; allowed: "
                 + ", ".join(allowed)
+                + _instrument_hint(allowed, root)
             ]
-        return [
-            f"name '{error.instance}' under '{where}' is not allowed: use 1-64 letters, digits, "
-            "'_' or '-', starting with a letter or digit (it becomes a folder name)"
-        ]
+        rule = error.schema.get("description", "").strip()
+        return [f"name '{error.instance}' under '{where}' is not allowed: {rule}"]
     if validator == "required":
         missing = error.message.split("'")[1]
         return [f"'{where}' needs the key '{missing}'"]
-    if validator == "enum":
+    if allowed is not None:
         return [
             f"'{where}' is {error.instance!r}; allowed values: "
-            + ", ".join(str(v) for v in error.validator_value)
+            + ", ".join(allowed)
+            + _instrument_hint(allowed, root)
         ]
+    if validator in ("anyOf", "oneOf"):
+        options = [_describe(_resolve(sub, root)) for sub in error.validator_value]
+        return [f"'{where}' is {error.instance!r}; it must be " + " or ".join(options)]
     if validator == "type":
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
@@ -141,6 +179,44 @@ def _explain(error: jsonschema.ValidationError, root: dict[str, Any]) -> list[st
     if validator == "minProperties" and path == ["datasets"]:
         return ["'datasets' is empty; name at least one dataset with its path"]
     return [f"'{where}': {error.message}"]
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    """A schema alternative in words: ``a number above 0``, ``'jacobson_truax'`` ..."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    kind = schema.get("type", "value")
+    text = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    if "exclusiveMinimum" in schema:
+        text += f" above {schema['exclusiveMinimum']}"
+    elif "minimum" in schema:
+        text += f" of at least {schema['minimum']}"
+    return text
+
+
+def _allowed_values(error: jsonschema.ValidationError) -> list[str] | None:
+    """The values an ``enum`` (or an ``anyOf`` of enums and null) allows; ``None`` otherwise."""
+    if error.validator == "enum":
+        return [str(v) for v in error.validator_value]
+    if error.validator != "anyOf":
+        return None
+    values: list[str] = []
+    for sub in error.context or ():
+        if sub.validator == "enum":
+            values += [str(v) for v in sub.validator_value]
+        elif sub.validator == "type" and sub.validator_value == "null":
+            values.append("null")
+        else:
+            return None
+    return values or None
+
+
+def _instrument_hint(allowed: list[str], root: dict[str, Any]) -> str:
+    if set(root["$defs"]["instrument_key"]["enum"]) <= set(allowed):
+        return " (define other instruments under instruments:)"
+    return ""
 
 
 def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
@@ -168,20 +244,24 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
         raise ConfigError("the configuration must be a mapping of keys to values", source)
     import jsonschema  # here, not at the top: importing it takes seconds (its format checkers)
 
-    schema = config_schema()
+    schema = _schema_with(_defined_keys(config))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
     messages = [m for e in errors for m in _explain(e, schema)]
     result = copy.deepcopy(dict(config))
     if not messages:
         _fill_defaults(result, schema, schema)
-        messages = _check_semantics(result)
+        try:
+            registry = {**BUILTIN, **instruments_from_definitions(result["instruments"])}
+        except ConfigError as exc:
+            raise ConfigError(exc.messages, source) from None
+        messages = _check_semantics(result, registry)
     if messages:
         raise ConfigError(messages, source)
     return result
 
 
-def _check_semantics(config: dict[str, Any]) -> list[str]:
+def _check_semantics(config: dict[str, Any], registry: Mapping[str, Instrument]) -> list[str]:
     """Rules JSON Schema cannot express: item counts, encodings, distinct instruments."""
     messages = []
     for name, dataset in config["datasets"].items():
@@ -192,11 +272,17 @@ def _check_semantics(config: dict[str, Any]) -> list[str]:
                 f"'datasets.{name}': outcome and alliance are both '{outcome}'; they must differ"
             )
         for key, columns in dataset.get("items", {}).items():
-            expected = INSTRUMENTS[key].item_count
-            if len(columns) != expected:
+            inst = registry[key]
+            if not inst.sums_items:
+                messages.append(
+                    f"'datasets.{name}.items.{key}': the loader does not score items of "
+                    f"{inst.name} (supply its total, or define its items and their range under "
+                    "instruments:)"
+                )
+            elif len(columns) != inst.item_count:
                 messages.append(
                     f"'datasets.{name}.items.{key}' lists {len(columns)} columns; "
-                    f"{INSTRUMENTS[key].name} has {expected} items"
+                    f"{inst.name} has {inst.item_count} items"
                 )
         encoding = dataset.get("read", {}).get("encoding")
         if encoding is not None:
@@ -278,10 +364,18 @@ class DatasetSpec:
     items: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     recode: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     outcome: str = "ors"
-    alliance: str = "srs"
+    alliance: str | None = "srs"
     on_invalid_rows: str = "fail"
     prorate: bool = False
     allow_identifier_columns: tuple[str, ...] = ()
+    instruments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def roles(self) -> dict[str, str]:
+        """The instruments the dataset analyses, by role (no alliance for outcome-only data)."""
+        roles = {"outcome": self.outcome}
+        if self.alliance is not None:
+            roles["alliance"] = self.alliance
+        return roles
 
     @classmethod
     def from_mapping(cls, name: str, entry: Mapping[str, Any]) -> DatasetSpec:
@@ -302,6 +396,7 @@ class DatasetSpec:
             on_invalid_rows=entry.get("on_invalid_rows", "fail"),
             prorate=entry.get("prorate", False),
             allow_identifier_columns=tuple(entry.get("allow_identifier_columns", ())),
+            instruments=dict(entry.get("instruments", {})),
         )
 
     @classmethod
@@ -311,7 +406,8 @@ class DatasetSpec:
 
 
 def dataset_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The dataset's configuration entry with its outcome and alliance instruments resolved.
+    """The dataset's configuration entry with its outcome and alliance instruments resolved,
+    and the configuration's own instrument definitions (``instruments``) where there are any.
 
     This is what the workflow passes to a job, so that a change to it reruns the job.
     """
@@ -322,4 +418,6 @@ def dataset_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         raise ConfigError(f"no dataset named '{name}'; configured datasets: {known}") from None
     entry.setdefault("outcome", config.get("outcome", "ors"))
     entry.setdefault("alliance", config.get("alliance", "srs"))
+    if config.get("instruments"):
+        entry["instruments"] = config["instruments"]
     return entry

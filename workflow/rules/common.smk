@@ -16,6 +16,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import report as report_item  # "report(" opening a line is Snakemake syntax
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
+from allianceanalysis.instruments import use_instruments
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.annual_report import ReportTables
@@ -30,6 +31,9 @@ try:
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration:\n{exc}") from None
+# The configuration's own instruments join the built-in ones, here and in every job
+# (allianceanalysis.cli.workflow_step).
+use_instruments(config["instruments"])
 
 # The secret key of the pseudonymous codes: made on the first run, checked on every run; jobs
 # read it from its file (never from the configuration or a parameter, which Snakemake records).

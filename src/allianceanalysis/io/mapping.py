@@ -182,7 +182,7 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
         found = [c for c in inst.item_columns if c in present]
         if found and len(found) == inst.item_count:
             items[key] = inst.item_columns
-        elif found and key not in source and key in (spec.outcome, spec.alliance):
+        elif found and key not in source and key in spec.roles().values():
             missing_items = [c for c in inst.item_columns if c not in present]
             problems.append(
                 _problem(
@@ -206,7 +206,7 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
                     contract,
                 )
             )
-    for role, key in (("outcome", spec.outcome), ("alliance", spec.alliance)):
+    for role, key in spec.roles().items():
         if key not in source and key not in items:
             problems.append(
                 _problem(

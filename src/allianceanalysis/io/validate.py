@@ -29,7 +29,7 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 from ..config import DatasetSpec
 from ..derive import CaseOrder, case_keys, key_codes
 from ..errors import PROBLEM_COLUMNS, DataError
-from ..instruments import INSTRUMENTS, Instrument
+from ..instruments import INSTRUMENTS, Instrument, instruments_in_use
 from .mapping import END_STATUSES, ColumnPlan, plan_columns
 from .privacy import identifier_value_reasons
 from .read import RawTable, read_raw
@@ -365,22 +365,6 @@ def _duplicate_problems(
     return _located(problems, file_row)
 
 
-def _sum_items(
-    item_values: pd.DataFrame, inst: Instrument, prorate: bool
-) -> tuple[pd.Series, pd.Series]:
-    """Totals from items: missing when any item is missing, unless prorating applies."""
-    answered = item_values.notna().sum(axis=1)
-    total = item_values.sum(axis=1, min_count=inst.item_count)
-    prorated = pd.Series(False, index=item_values.index)
-    if prorate and inst.prorate_max_missing:
-        allowed = (answered < inst.item_count) & (
-            answered >= inst.item_count - inst.prorate_max_missing
-        )
-        total = total.where(~allowed, item_values.mean(axis=1) * inst.item_count)
-        prorated = allowed
-    return total, prorated
-
-
 @dataclass
 class _Typed:
     frame: pd.DataFrame
@@ -435,20 +419,22 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
     prorated: dict[str, int] = {}
     for key, columns in plan.items.items():
         inst = INSTRUMENTS[key]
-        item_values = frame[list(inst.item_columns)]
-        total, was_prorated = _sum_items(item_values, inst, spec.prorate)
+        total, was_prorated = inst.score(frame, spec.prorate)
         prorated[key] = int(was_prorated.sum())
+        how = "sum" if inst.scoring == "sum" else "score"
         if key in frame:
             both = frame[key].notna() & total.notna()
             differs = both & ((frame[key] - total).abs() > 1e-6)
             problems.add(
-                differs, names[key], texts[key], "the total differs from the sum of its items"
+                differs, names[key], texts[key], f"the total differs from the {how} of its items"
             )
             frame[key] = frame[key].fillna(total)
         else:
             frame[key] = total
             texts[key] = total.astype("str")
-            names[key] = f"{key} (sum of {', '.join(columns)})"
+            names[key] = f"{key} ({how} of {', '.join(columns)})"
+        for subscale, column in inst.subscale_columns.items():
+            frame[column] = inst.score(frame, spec.prorate, inst.subscales[subscale])[0]
 
     options: dict[str, Any] = {**raw.options, "decimal": decimal}
     if "session_date" in texts:
@@ -470,7 +456,7 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
         frame["session_date"] = dates
         options["date_format"] = fmt
 
-    for role, key in (("outcome", spec.outcome), ("alliance", spec.alliance)):
+    for role, key in spec.roles().items():
         sources = (
             [texts[key]]
             if key in plan.source
@@ -609,7 +595,21 @@ def check_dataset(spec: DatasetSpec) -> ValidationResult:
     >>> result.summary["rows"]["read"] == result.summary["rows"]["used"]
     True
     """
+    if spec.instruments:
+        with instruments_in_use(spec.instruments):
+            return _check_dataset(spec)
+    return _check_dataset(spec)
+
+
+def _check_dataset(spec: DatasetSpec) -> ValidationResult:
     file = str(spec.path)
+    unknown = [k for k in spec.roles().values() if k not in INSTRUMENTS]
+    if unknown:
+        raise DataError.single(
+            file,
+            f"unknown instrument '{unknown[0]}' for dataset '{spec.name}'; known instruments: "
+            f"{', '.join(INSTRUMENTS)} (define others under instruments: in the configuration)",
+        )
     raw = read_raw(spec.path, spec.read, spec.format)
     if raw.frame.empty and raw.set_aside.empty:
         raise DataError.single(file, "the file has a header but no data rows")
@@ -667,6 +667,7 @@ def _assemble(
         columns.append(key)
         if key in plan.items:
             columns.extend(INSTRUMENTS[key].item_columns)
+            columns.extend(INSTRUMENTS[key].subscale_columns.values())
     sessions = frame.loc[kept, columns].copy()
     sessions["session"] = sessions["session"].astype("int64")
     extras = {}  # joined at once: inserting columns one by one is quadratic in their number
@@ -709,7 +710,7 @@ def _summary(
         "read_options": typed.options,
         "on_invalid_rows": spec.on_invalid_rows,
         "outcome": _role(spec.outcome, plan),
-        "alliance": _role(spec.alliance, plan),
+        "alliance": None if spec.alliance is None else _role(spec.alliance, plan),
         "rows": {
             "read": rows_read,
             "used": len(sessions),
@@ -744,6 +745,7 @@ def _role(key: str, plan: ColumnPlan) -> dict[str, Any]:
     return {
         "instrument": key,
         "name": inst.name,
+        "rater": inst.rater,
         "direction": inst.direction,
         "from": "items" if key in plan.items and key not in plan.source else "total",
     }
