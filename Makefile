@@ -94,6 +94,7 @@ reference:
 	Rscript tests/reference/feedback_reference.R
 	Rscript tests/reference/expected_response_reference.R
 	Rscript tests/reference/ruptures_reference.R
+	Rscript tests/reference/clinical_significance_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000

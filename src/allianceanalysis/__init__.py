@@ -14,6 +14,7 @@ Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.glmm` (mixed-model fitting),
     :mod:`~allianceanalysis.pooled` (meta-analysis across sites and datasets),
     :mod:`~allianceanalysis.effects` (change indices and KPIs),
+    :mod:`~allianceanalysis.clinical_significance` (reliable change, cut-offs, categories),
     :mod:`~allianceanalysis.ruptures`, :mod:`~allianceanalysis.dropout_risk`,
     :mod:`~allianceanalysis.expected_response`, :mod:`~allianceanalysis.feedback` (early
     warning), :mod:`~allianceanalysis.power` (power by simulation).
