@@ -82,6 +82,8 @@ def stranger_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shape_of(sessions, dropped).to_csv(workdir / "data" / f"{name}.csv", index=False)
             datasets[name] = {"path": f"data/{name}.csv"}
+            if "therapist_id" in dropped:
+                datasets[name]["columns"] = "{therapist_id: null}"
     config = write_config(workdir, datasets, bootstrap=200)
     done = snakemake(workdir, "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -210,6 +210,7 @@ SEMANTIC_RULES = (
     "items",
     "is not a known text encoding",
     "'instruments.",  # the rules of an instrument definition (tests/test_instruments.py)
+    "only therapist_id may be declared absent",
 )
 
 

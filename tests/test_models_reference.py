@@ -25,7 +25,10 @@ from .helpers import ROOT
 
 REFERENCE = ROOT / "tests" / "reference"
 DATASETS = {"ors_srs": ("ors", "srs"), "phq9_wai": ("phq9", "wai_sr")}
-VARIANCE_TERMS = ("var_", "icc")
+VARIANCE_TERMS = ("var_", "cor_", "icc")
+"""Covariance parameters, compared to 1e-3: lme4's optimiser stops within that of the optimum
+(outcome_growth on phq9_wai: its REML log-likelihood is 7e-6 below the core's and mixedlm's,
+which agree on the slope correlation to 1e-6 and differ from lme4's by 2e-4)."""
 
 
 @pytest.fixture(scope="module", params=sorted(DATASETS))

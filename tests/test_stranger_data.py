@@ -235,3 +235,19 @@ def test_the_motivated_intruder_reidentifies_no_one(stranger_run) -> None:
     text = "\n".join(published_text(path) for path in bundle.values())
     assert not re.search(r"\bTH\d+\b", text)  # no code, so no caseload to match a code to
     assert not any(n.endswith("therapist_effects.csv") for n in bundle)
+
+
+def test_without_therapist_codes_models_drop_the_level_and_say_so(stranger_run) -> None:
+    models = pd.read_csv(stranger_run / published("required_only", "tables", "models.csv"))
+    rows = models.set_index(["model", "term"])
+    assert "without the therapist level" in rows.loc[("alliance_outcome", "alliance_early"),
+                                                     "message"]  # fmt: skip
+    assert rows.loc[("therapist_icc", "not_fitted"), "message"].startswith(
+        "not computed: the data have fewer than two therapists"
+    )
+
+
+def test_without_therapist_codes_the_report_has_no_therapist_section(stranger_run) -> None:
+    html = list((stranger_run / published("required_only", "annual_report")).glob("*.html"))
+    assert html and all('id="therapists"' not in p.read_text() for p in html)
+    assert all("the data have no therapist codes" in p.read_text() for p in html)

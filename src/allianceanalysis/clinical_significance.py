@@ -246,7 +246,9 @@ class ClinicalSignificance:
     Attributes
     ----------
     cases : pandas.DataFrame
-        The input columns, then ``change``, ``rci``, ``se_rci``, ``reliable_improvement``,
+        The input columns, then ``change``, ``rci``, ``se_rci``, ``band_low`` and
+        ``band_high`` (the post scores between which the change would not be reliable),
+        ``reliable_improvement``,
         ``reliable_deterioration``, ``clinical_pre``, ``functional_post`` and ``category``.
     parameters : dict
         ``method``, ``critical``, ``cutoff`` (its kind) and ``cutoff_value``, ``reliability``
@@ -275,7 +277,7 @@ def clinical_significance(
     method: Method = "jt",
     cutoff: Cutoff | None = None,
     reliability: float | None = None,
-    reference: Literal["sample", "norms"] = "sample",
+    reference: Literal["sample", "norms"] | None = None,
     functional: Norms | None = None,
 ) -> ClinicalSignificance:
     """Reliable change, the cut-off and the category of change of each case.
@@ -294,9 +296,12 @@ def clinical_significance(
         distributions are), else ``published`` where the instrument has a cut-off, else ``a``.
     reliability : float, optional
         Overrides the instrument's reliability.
-    reference : {"sample", "norms"}
+    reference : {"sample", "norms"}, optional
         Where the clinical mean and SD (``M1``, ``S1``; cut-offs a and c) come from: the
         sample's pre scores (as the R package does), or the instrument's clinical norms.
+        Default: the norms where the instrument has them (so that reliable change is judged
+        by the same threshold as the registry's, :attr:`Instrument.reliable_change_points`),
+        else the sample.
     functional : Norms, optional
         Overrides the instrument's functional norms.
 
@@ -315,8 +320,8 @@ def clinical_significance(
     >>> from allianceanalysis.instruments import get_instrument
     >>> pairs = pd.DataFrame({"pre": [30.0, 28, 35, 22, 40], "post": [10.0, 27, 33, 30, 12]})
     >>> cs = clinical_significance(pairs, get_instrument("bdi2"), cutoff="c")
-    >>> cs.cases["category"].tolist()  # the fourth moved reliably into the clinical range
-    ['recovered', 'unchanged', 'unchanged', 'harmed', 'recovered']
+    >>> cs.cases["category"].tolist()  # the BDI-II's norms: reliable change is 10 points
+    ['recovered', 'unchanged', 'unchanged', 'unchanged', 'recovered']
     """
     clean = pairs.dropna(subset=["pre", "post"])
     if len(clean) < 3:
@@ -324,6 +329,8 @@ def clinical_significance(
     pre = clean["pre"].to_numpy(dtype=float)
     post = clean["post"].to_numpy(dtype=float)
     r, r_source = _reliability(instrument, reliability)
+    if reference is None:
+        reference = "norms" if instrument.clinical_norms is not None else "sample"
     if reference == "norms" and instrument.clinical_norms is None:
         raise NotEstimable(f"no clinical norms are on record for {instrument.short}")
     ref = ChangeReference.from_scores(
@@ -368,10 +375,16 @@ def clinical_significance(
         ["recovered", "improved", "harmed", "deteriorated"],
         default="unchanged",
     )
+    # the index is linear in the post score: the post scores at which it is just reliable
+    at_zero, _ = reliable_change_index(pre, np.zeros_like(post), method, ref)
+    at_one, _ = reliable_change_index(pre, np.ones_like(post), method, ref)
+    edges = np.stack([(critical - at_zero), (-critical - at_zero)]) / (at_one - at_zero)
     cases = clean.assign(
         change=post - pre,
         rci=rci,
         se_rci=se,
+        band_low=edges.min(axis=0),
+        band_high=edges.max(axis=0),
         reliable_improvement=improved,
         reliable_deterioration=worse,
         clinical_pre=clinical_pre,
@@ -444,7 +457,7 @@ def category_summary(
     >>> cs = clinical_significance(pairs, get_instrument("bdi2"), cutoff="c")
     >>> category_summary(cs)[["term", "estimate"]].to_dict("list")
     {'term': ['recovered', 'improved', 'unchanged', 'deteriorated', 'harmed'], \
-'estimate': [0.4, 0.0, 0.4, 0.0, 0.2]}
+'estimate': [0.4, 0.0, 0.6, 0.0, 0.0]}
     """
     cases = result.cases
     p = result.parameters

@@ -284,6 +284,12 @@ def _check_semantics(config: dict[str, Any], registry: Mapping[str, Instrument])
                     f"'datasets.{name}.items.{key}' lists {len(columns)} columns; "
                     f"{inst.name} has {inst.item_count} items"
                 )
+        for contract, column in dataset.get("columns", {}).items():
+            if column is None and contract != "therapist_id":
+                messages.append(
+                    f"'datasets.{name}.columns.{contract}' is null; only therapist_id may be "
+                    "declared absent (data without therapist codes)"
+                )
         encoding = dataset.get("read", {}).get("encoding")
         if encoding is not None:
             try:
@@ -360,7 +366,7 @@ class DatasetSpec:
     path: Path
     format: str = "auto"
     read: ReadOptions = field(default_factory=ReadOptions)
-    columns: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str | None] = field(default_factory=dict)
     items: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     recode: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     outcome: str = "ors"

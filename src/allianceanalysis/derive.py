@@ -14,7 +14,8 @@ Client level (:func:`client_table`), one row per case:
 - ``outcome_final``: outcome at the highest-numbered session after ``k`` with an observed
   outcome; ``session_final`` is that session's number;
 - ``eligible``: intake, early alliance and final outcome all observed; otherwise ``exclusion``
-  names the first missing piece, in that order;
+  names the first missing piece, in that order (for data without an alliance measure,
+  ``alliance=None``: intake and final outcome, and every alliance variable is missing);
 - ``alliance_therapist_mean``: mean ``alliance_early`` over the therapist's *eligible* cases;
   ``alliance_client_dev`` = ``alliance_early`` − ``alliance_therapist_mean`` (Baldwin, Wampold
   & Imel, 2007);
@@ -176,7 +177,10 @@ def dropout_indicator(cases: pd.DataFrame) -> pd.Series:
 
 
 def client_table(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs", early_session: int = 3
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    early_session: int = 3,
 ) -> pd.DataFrame:
     """One row per case with the client-level variables of the model catalogue.
 
@@ -185,7 +189,7 @@ def client_table(
     sessions : pandas.DataFrame
         Validated sessions (the session data contract).
     outcome, alliance : str
-        The score columns.
+        The score columns; ``alliance`` is ``None`` for data without an alliance measure.
     early_session : int
         ``k``, the session whose alliance rating is the early alliance.
 
@@ -212,7 +216,7 @@ def client_table(
 def client_tables(
     sessions: pd.DataFrame,
     outcome: str = "ors",
-    alliance: str = "srs",
+    alliance: str | None = "srs",
     early_sessions: tuple[int, ...] = (1, 2, 3, 4, 5),
 ) -> dict[int, pd.DataFrame]:
     """:func:`client_table` for each early session k, ordering the sessions once.
@@ -227,12 +231,21 @@ def client_tables(
     """
     if min(early_sessions) < 1:
         raise ValueError("early_session must be at least 1")
-    ordered = CaseOrder(sessions)
+    ordered = CaseOrder(_with_alliance(sessions, alliance))
     return {k: _client_table(ordered, outcome, alliance, k) for k in early_sessions}
 
 
+NO_ALLIANCE = "_no_alliance"
+"""The all-missing column that stands for the alliance of data without an alliance measure."""
+
+
+def _with_alliance(sessions: pd.DataFrame, alliance: str | None) -> pd.DataFrame:
+    """``sessions``, with an all-missing :data:`NO_ALLIANCE` column when there is no alliance."""
+    return sessions if alliance is not None else sessions.assign(**{NO_ALLIANCE: np.nan})
+
+
 def _client_table(
-    ordered: CaseOrder, outcome: str, alliance: str, early_session: int
+    ordered: CaseOrder, outcome: str, alliance: str | None, early_session: int
 ) -> pd.DataFrame:
     rows, session = ordered.frame, ordered.frame["session"].to_numpy()
     cases = rows.iloc[ordered.first][ordered.keys].reset_index(drop=True)
@@ -245,7 +258,7 @@ def _client_table(
             cases[optional] = ordered.take(optional, last)
     cases["dropout"] = dropout_indicator(cases)
     cases["outcome_intake"] = ordered.at_session(outcome, 1).to_numpy()
-    cases["alliance_early"] = ordered.at_session(alliance, early_session).to_numpy()
+    cases["alliance_early"] = ordered.at_session(alliance or NO_ALLIANCE, early_session).to_numpy()
     cases["outcome_early"] = ordered.at_session(outcome, early_session).to_numpy()
     cases["early_change"] = cases["outcome_early"] - cases["outcome_intake"]
     final = ordered.last_where((session > early_session) & rows[outcome].notna().to_numpy())
@@ -254,7 +267,7 @@ def _client_table(
 
     missing = [
         cases["outcome_intake"].isna(),
-        cases["alliance_early"].isna(),
+        cases["alliance_early"].isna() & (alliance is not None),
         cases["outcome_final"].isna(),
     ]
     cases["exclusion"] = np.select(missing, EXCLUSION_REASONS, default="")
@@ -269,7 +282,7 @@ def _client_table(
 
 
 def session_table(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+    sessions: pd.DataFrame, outcome: str = "ors", alliance: str | None = "srs"
 ) -> pd.DataFrame:
     """One row per attended session with the case means and within-case deviations (and
     ``site_id`` when the data have it).
@@ -288,10 +301,11 @@ def session_table(
     0        1                  30.0            -2.0
     1        2                  30.0             2.0
     """
-    return _session_frame(CaseOrder(sessions), outcome, alliance)
+    return _session_frame(CaseOrder(_with_alliance(sessions, alliance)), outcome, alliance)
 
 
-def _session_frame(cases: CaseOrder, outcome: str, alliance: str) -> pd.DataFrame:
+def _session_frame(cases: CaseOrder, outcome: str, alliance: str | None) -> pd.DataFrame:
+    alliance = alliance or NO_ALLIANCE
     ordered = cases.frame
     carried = [c for c in ("site_id",) if c in ordered]
     frame = ordered[[*cases.keys, "therapist_id", *carried, "session"]].copy()
@@ -305,7 +319,7 @@ def _session_frame(cases: CaseOrder, outcome: str, alliance: str) -> pd.DataFram
 
 
 def session_pairs(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+    sessions: pd.DataFrame, outcome: str = "ors", alliance: str | None = "srs"
 ) -> pd.DataFrame:
     """One row per pair of consecutive attended sessions with the session-level variables.
 
@@ -332,7 +346,7 @@ def session_pairs(
     0        1             2          24.0             -2.0
     1        2             4          28.0              2.0
     """
-    cases = CaseOrder(sessions)
+    cases = CaseOrder(_with_alliance(sessions, alliance))
     frame = _session_frame(cases, outcome, alliance)
     following = np.minimum(np.arange(1, len(frame) + 1), len(frame) - 1)  # last: itself
     frame["session_next"] = frame["session"].to_numpy()[following]

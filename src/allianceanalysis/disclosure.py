@@ -418,20 +418,30 @@ def protect_rate(events: float, n: float, policy: DisclosurePolicy) -> tuple[boo
     return True, ""
 
 
-def suppress_small_rows(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.DataFrame:
+def suppress_small_rows(
+    table: pd.DataFrame, policy: DisclosurePolicy, partition: Sequence[str] = ()
+) -> pd.DataFrame:
     """A tidy table fit to publish: the numbers of every row that rests on a small count
     removed, the row kept and saying why.
 
     A row is suppressed when its ``n_obs`` is small (1 to ``suppress_below - 1``), or when it
-    is a proportion (``ci_method`` ``wilson``) whose events or non-events, ``estimate ×
-    n_obs`` and the rest, are small: a published rate and its denominator give its counts.
+    is a proportion (``ci_method`` ``wilson``, clustered or not) whose events or non-events,
+    ``estimate × n_obs`` and the rest, are small: a published rate and its denominator give
+    its counts.
     The same rule as the annual report's (Hundepool et al., 2012, ch. 5: threshold rule).
+
+    ``partition`` names terms whose shares divide the same cases (the categories of change:
+    recovered … harmed): their counts add up to ``n_obs``, so a single hidden one could be
+    worked out from the others; they are protected together as one table with its total
+    (:class:`CountSystem`), and a share hidden that way says so.
 
     Parameters
     ----------
     table : pandas.DataFrame
         Tidy rows (:data:`allianceanalysis.tidy.TIDY_COLUMNS`).
     policy : DisclosurePolicy
+    partition : sequence of str
+        Terms of proportion rows whose counts add up to their common ``n_obs``.
 
     Returns
     -------
@@ -457,7 +467,7 @@ def suppress_small_rows(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.Dat
     n = pd.to_numeric(out["n_obs"], errors="coerce")
     estimate = pd.to_numeric(out["estimate"], errors="coerce")
     events = (estimate * n).round()
-    rate = out["ci_method"].eq("wilson")
+    rate = out["ci_method"].astype("str").str.startswith("wilson")
     small = n.between(1, policy.suppress_below - 1)
     small |= rate & (events.between(1, policy.suppress_below - 1)
                      | (n - events).between(1, policy.suppress_below - 1))  # fmt: skip
@@ -468,4 +478,24 @@ def suppress_small_rows(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.Dat
     out["message"] = out["message"].astype(object)
     reason = f"suppressed: fewer than {policy.suppress_below} cases or events"
     out.loc[small, "message"] = reason
+    shares = out.index[out["term"].isin(partition)]
+    if len(shares):
+        hidden = _hidden_shares(events[shares], n[shares], policy)
+        extra = hidden & ~small.loc[shares]
+        out.loc[hidden.index[hidden], numbers] = np.nan
+        out.loc[hidden.index[hidden], "n_obs"] = pd.NA
+        out.loc[extra.index[extra], "message"] = (
+            "suppressed: it would reveal a small count by subtraction from the others"
+        )
     return out
+
+
+def _hidden_shares(events: pd.Series, n: pd.Series, policy: DisclosurePolicy) -> pd.Series:
+    """Which of the counts ``events`` (adding up to ``n``) must be hidden, solved as one table
+    with its total (:class:`CountSystem`)."""
+    system = CountSystem(policy)
+    total = system.cell("total", float(n.max()), table="shares", row="total")
+    cells = [system.cell(i, float(v), table="shares", row=str(i)) for i, v in events.items()]
+    system.equation(total, cells)
+    system.solve()
+    return pd.Series([c in system.hidden for c in cells], index=events.index)

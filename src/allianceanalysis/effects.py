@@ -170,9 +170,10 @@ def client_outcomes(sessions: pd.DataFrame, outcome: str, *, start_month: int = 
     improvement = sign * (cases["post"] - cases["pre"])
     cases["improvement"] = improvement.where(cases["finished"])
     finished = cases["finished"]
-    if inst.reliable_change is not None:
-        cases["reliable_improvement"] = (improvement >= inst.reliable_change).where(finished)
-        cases["reliable_deterioration"] = (improvement <= -inst.reliable_change).where(finished)
+    change = inst.reliable_change_points
+    if change is not None:
+        cases["reliable_improvement"] = (improvement >= change).where(finished)
+        cases["reliable_deterioration"] = (improvement <= -change).where(finished)
     cases["clinical_start"] = in_clinical_range(cases["pre"], inst).where(finished)
     cases["clinical_end"] = in_clinical_range(cases["post"], inst).where(finished)
     at_start = cases["clinical_start"].fillna(False).astype(bool)

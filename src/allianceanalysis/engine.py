@@ -35,6 +35,12 @@ Formulas (the shapes the catalogue uses)
 ``y ~ x1 + (1 + x | g)`` (correlated random intercept and slope). Rows with a missing value in
 any variable of the formula are dropped (complete cases).
 
+The therapist level is optional (:data:`OPTIONAL_GROUPS`): data without therapist codes, or
+with a single practitioner, have fewer than two therapists, and a model with ``(1 |
+therapist_id)`` is then fitted without it (``(1 | therapist_id/client_id)`` becomes ``(1 |
+client_id)``; with no random effect left, an ordinary least-squares fit with t inference on
+the residual degrees of freedom, as R's ``lm``), and its ``messages`` say so.
+
 Examples
 --------
 >>> from allianceanalysis.simulate import simulate_study
@@ -63,6 +69,7 @@ from .errors import NotEstimable
 __all__ = [
     "DEFAULT_ENGINE",
     "ENGINES",
+    "OPTIONAL_GROUPS",
     "Formula",
     "MixedFit",
     "fit_lmm",
@@ -75,6 +82,9 @@ ENGINES = ("lmm", "mixedlm", "statsmodels")
 DEFAULT_ENGINE = "lmm"
 """The engine every analysis uses unless told otherwise (the workflow's ``engine``)."""
 _GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": "site"}
+OPTIONAL_GROUPS = ("therapist_id",)
+"""Grouping factors a model loses, saying so, when the data have fewer than two levels: data
+may have no therapist codes (docs/data-format.md)."""
 _RANDOM = re.compile(r"\(\s*(1(?:\s*\+\s*(?P<slope>\w+))?)\s*\|\s*(?P<groups>[\w/]+)\s*\)")
 
 
@@ -93,7 +103,8 @@ class Formula:
     fixed : tuple of str
         Fixed-effect variables (an intercept is always included).
     groups : tuple of str
-        Grouping columns, outermost first (two for a nested model).
+        Grouping columns, outermost first (two for a nested model; none once an optional
+        level is dropped, :meth:`without`).
     slope : str or None
         Variable with a random slope (within the single grouping factor).
     """
@@ -132,10 +143,25 @@ class Formula:
         return [self.response, *self.fixed, *extra, *self.groups]
 
     def lme4(self) -> str:
-        """The formula in lme4 notation."""
+        """The formula in lme4 notation (R's ``lm`` notation without a random effect)."""
         fixed = " + ".join(self.fixed) if self.fixed else "1"
+        if not self.groups:
+            return f"{self.response} ~ {fixed}"
         random = f"1 + {self.slope}" if self.slope else "1"
         return f"{self.response} ~ {fixed} + ({random} | {'/'.join(self.groups)})"
+
+    def without(self, group: str) -> Formula:
+        """The formula without the grouping factor ``group`` (and its random slope).
+
+        Examples
+        --------
+        >>> Formula.parse("y ~ a + (1 | t/c)").without("t").lme4()
+        'y ~ a + (1 | c)'
+        >>> Formula.parse("y ~ a + (1 | t)").without("t").lme4()
+        'y ~ a'
+        """
+        groups = tuple(g for g in self.groups if g != group)
+        return Formula(self.response, self.fixed, groups, self.slope if groups else None)
 
 
 @dataclass
@@ -516,10 +542,56 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     parsed = Formula.parse(formula)
     frame = _complete_cases(parsed, data, text_groups=engine != "lmm")
-    if len(frame) <= len(parsed.fixed) + 2 or frame[parsed.groups[0]].nunique() < 2:
+    dropped = [g for g in OPTIONAL_GROUPS if g in parsed.groups and frame[g].nunique() < 2]
+    for group in dropped:
+        parsed = parsed.without(group)
+    few_groups = bool(parsed.groups) and frame[parsed.groups[0]].nunique() < 2
+    if len(frame) <= len(parsed.fixed) + 2 or few_groups:
         raise NotEstimable(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
-    fit = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}[engine]
-    return fit(parsed, frame)
+    if not parsed.groups:
+        fit = _fit_ols(parsed, frame)
+    else:
+        engines = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}
+        fit = engines[engine](parsed, frame)
+    if dropped:
+        note = (
+            f"fitted without the {group_label(dropped[0])} level as {parsed.lme4()}: the data "
+            f"have fewer than two {group_label(dropped[0])}s (no codes, or a single one)"
+        )
+        fit.messages = (note, *fit.messages)
+    return fit
+
+
+def _fit_ols(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+    """Ordinary least squares with t inference on ``n - p`` degrees of freedom (R's ``lm``);
+    the log-likelihood is the REML one, as R's ``logLik(fit, REML = TRUE)``."""
+    terms = ["Intercept", *formula.fixed]
+    x = np.column_stack([np.ones(len(frame)), *(frame[c].to_numpy(float) for c in formula.fixed)])
+    y = frame[formula.response].to_numpy(float)
+    n, p = x.shape
+    q, r = np.linalg.qr(x)
+    beta = np.linalg.solve(r, q.T @ y)
+    residual = y - x @ beta
+    sigma2 = float(residual @ residual) / (n - p)
+    r_inv = np.linalg.inv(r)
+    std_error = np.sqrt(np.sum(r_inv**2, axis=1) * sigma2)
+    df = np.full(p, float(n - p))
+    logdet = 2 * np.sum(np.log(np.abs(np.diag(r))))
+    loglik = -0.5 * ((n - p) * np.log(2 * np.pi * sigma2) + logdet + (n - p))
+    return MixedFit(
+        formula=formula,
+        coefficients=_inference(beta, std_error, df, terms),
+        variances={"var_residual": sigma2},
+        loglik=float(loglik),
+        n_obs=n,
+        n_groups={},
+        converged=True,
+        singular=False,
+        messages=(),
+        engine="ols",
+        ci_method="t",
+        fixed_prediction_variance=float(np.var(x @ beta, ddof=1)),
+    )
 
 
 def profile_interval(fit: MixedFit, level: float = 0.95) -> tuple[float, float]:

@@ -218,7 +218,7 @@ def signalled_cases(flags: pd.DataFrame, outcome: str = "ors") -> pd.DataFrame:
         When the instrument has no reliable-change threshold.
     """
     inst = get_instrument(outcome)
-    if inst.reliable_change is None:
+    if inst.reliable_change_points is None:
         raise NotEstimable(f"{inst.short} has no reliable-change threshold to judge the signal by")
     worse = -1.0 if inst.higher_is_better else 1.0
     keys = case_keys(flags)
@@ -230,7 +230,9 @@ def signalled_cases(flags: pd.DataFrame, outcome: str = "ors") -> pd.DataFrame:
     cases = final.join(signalled.rename("signal"), how="inner")
     cases["signal"] = cases["signal"].astype(bool)
     cases["first_signal"] = first_signal.reindex(cases.index)
-    cases["deteriorated"] = worse * (cases["outcome"] - cases["intake"]) >= inst.reliable_change
+    cases["deteriorated"] = (
+        worse * (cases["outcome"] - cases["intake"]) >= inst.reliable_change_points
+    )
     return cases[["session", "signal", "first_signal", "deteriorated"]]
 
 

@@ -117,7 +117,7 @@ def feedback_design(sessions: pd.DataFrame) -> dict[str, Any]:
 def feedback_effects(
     sessions: pd.DataFrame,
     outcome: str = "ors",
-    alliance: str = "srs",
+    alliance: str | None = "srs",
     *,
     early_session: int = 3,
     engine: str = DEFAULT_ENGINE,
@@ -154,6 +154,8 @@ def feedback_effects(
             early.dropna(subset=["alliance_early"]),
         ),
     }
+    if alliance is None:  # outcome-only data
+        del models["feedback_alliance"]
     rows: list[dict[str, Any]] = []
     for name, (formula, data) in models.items():
         rows += tidy_fit(name, fit_lmm(formula, data, engine))

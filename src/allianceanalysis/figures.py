@@ -32,6 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from ._files import atomic_outputs
 from .instruments import Instrument, get_instrument
 from .tables import TERM_LABELS, read_model_table
+from .tidy import NEEDS
 
 __all__ = [
     "FEEDBACK_TERMS",
@@ -43,7 +44,9 @@ __all__ = [
     "alliance_outcome_scatter",
     "alliance_over_sessions",
     "apa_r",
+    "clinical_significance_plot",
     "cutoff_line",
+    "draw_figure",
     "early_alliance_by_k",
     "expected_response",
     "feedback_effects",
@@ -447,6 +450,70 @@ def dropout_calibration(points: pd.DataFrame, warning: pd.DataFrame) -> Figure:
     return figure
 
 
+CATEGORY_COLOURS = {"recovered": PALETTE[0], "improved": PALETTE[2], "unchanged": PALETTE[7],
+                    "deteriorated": PALETTE[1], "harmed": PALETTE[3]}  # fmt: skip
+"""Colours of the categories of change (clinical significance), best to worst."""
+
+
+def clinical_significance_plot(
+    cases: pd.DataFrame, table: pd.DataFrame, outcome: str | Instrument
+) -> Figure:
+    """The classic clinical-significance plot (Jacobson & Truax, 1991): each case's pre
+    against post score, the diagonal of no change, the band of no reliable change, the cut-off
+    on both axes, points coloured by category.
+
+    Parameters
+    ----------
+    cases : pandas.DataFrame
+        :attr:`allianceanalysis.clinical_significance.ClinicalSignificance.cases` (``pre``,
+        ``post``, ``band_low``, ``band_high``, ``category``).
+    table : pandas.DataFrame
+        The tidy rows of the analysis (its ``cutoff`` row; or the one row saying why it was
+        not computed).
+    outcome : str or Instrument
+
+    Examples
+    --------
+    >>> from allianceanalysis.clinical_significance import clinical_significance
+    >>> from allianceanalysis.instruments import get_instrument
+    >>> pairs = pd.DataFrame({"pre": [30.0, 28, 35, 22, 40], "post": [10.0, 27, 33, 30, 12]})
+    >>> result = clinical_significance(pairs, get_instrument("bdi2"))
+    >>> rows = pd.DataFrame([{"model": "clinical_significance", "term": "cutoff",
+    ...                       "estimate": result.parameters["cutoff_value"], "message": ""}])
+    >>> clinical_significance_plot(result.cases, rows, "bdi2").axes[0].get_xlabel()
+    'BDI-II before (0-63, lower is better)'
+    """
+    inst = _instrument(outcome)
+    figure = Figure(figsize=(5.5, 5.2), layout="constrained")
+    axis = figure.subplots()
+    rows = table.set_index("term")
+    if "cutoff" not in rows.index:
+        message = str(rows["message"].iloc[0]) if len(rows) else ""
+        return _not_computed(figure, axis, message)
+    low, high = inst.total_min, inst.total_max
+    order = cases.sort_values("pre")
+    axis.fill_between(order["pre"], order["band_low"], order["band_high"], color="#dddddd",
+                      label="no reliable change", linewidth=0)  # fmt: skip
+    axis.plot([low, high], [low, high], color="#777777", linewidth=0.8)
+    cutoff = float(rows.loc["cutoff", "estimate"])
+    axis.axvline(cutoff, color=PALETTE[3], linestyle="--", linewidth=1)
+    axis.axhline(cutoff, color=PALETTE[3], linestyle="--", linewidth=1, label=f"cut-off "
+                 f"({cutoff:.4g})")  # fmt: skip
+    for category, colour in CATEGORY_COLOURS.items():
+        shown = cases[cases["category"] == category]
+        if len(shown):
+            axis.scatter(shown["pre"], shown["post"], s=14, color=colour, label=category,
+                         alpha=0.8)  # fmt: skip
+    axis.set_xlim(low, high)
+    axis.set_ylim(low, high)
+    axis.set_aspect("equal")
+    span = f"{low:g}-{high:g}, {inst.direction}"
+    axis.set_xlabel(f"{inst.short} before ({span})")
+    axis.set_ylabel(f"{inst.short} after")
+    axis.legend(fontsize=7, loc="upper left" if not inst.higher_is_better else "lower right")
+    return figure
+
+
 def _not_computed(figure: Figure, axis: object, reason: str = "") -> Figure:
     """An empty figure that says the analysis was not computed, and why."""
     text = textwrap.fill(reason, 70) if reason else "Not computed (see tables/early_warning.csv)"
@@ -689,6 +756,8 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
 
 FIGURE_INPUTS = {
     "sessions": "internal/derived/sessions.parquet",
+    "change_cases": "internal/derived/clinical_significance.parquet",
+    "change_table": "internal/tables/clinical_significance.csv",
     "clients": "internal/derived/clients.parquet",
     "models": "published/tables/models.csv",
     "therapist_effects": "internal/tables/therapist_effects.csv",
@@ -711,7 +780,7 @@ class FigureData:
     paths : mapping
         File of each input name (``sessions``, ``models`` …).
     outcome, alliance : str or Instrument
-        The dataset's instruments.
+        The dataset's instruments (``alliance`` None for data without one).
     early_session : int
         k, the session of the early alliance rating.
     seed : int
@@ -720,13 +789,23 @@ class FigureData:
 
     paths: Mapping[str, str | Path]
     outcome: str | Instrument
-    alliance: str | Instrument
+    alliance: str | Instrument | None
     early_session: int = 3
     seed: int = 0
     _tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.outcome, self.alliance = _instrument(self.outcome), _instrument(self.alliance)
+        self.outcome = _instrument(self.outcome)
+        self.alliance = None if self.alliance is None else _instrument(self.alliance)
+
+    def lacks(self, needs: Iterable[str]) -> str | None:
+        """Why the data cannot support a figure that ``needs`` these (:data:`NEEDS`), or None."""
+        for need in needs:
+            if need == "alliance" and self.alliance is None:
+                return NEEDS[need]
+            if need == "therapists" and self["sessions"]["therapist_id"].nunique() < 2:
+                return NEEDS[need]
+        return None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._tables:
@@ -751,6 +830,7 @@ class FigureEntry:
     inputs: tuple[str, ...]
     draw: Callable[[FigureData], Figure]
     therapist_level: bool = False
+    needs: tuple[str, ...] = ("alliance",)
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(FIGURE_INPUTS)
@@ -767,7 +847,7 @@ FIGURES: dict[str, FigureEntry] = {
     "outcome_trajectories": FigureEntry(
         "Outcome trajectories", ("sessions",),
         lambda d: outcome_trajectories(d["sessions"], d.outcome, by=_site_column(d["sessions"]),
-                                       seed=d.seed)),
+                                       seed=d.seed), needs=()),
     "alliance_over_sessions": FigureEntry(
         "Alliance over sessions", ("sessions", "clients"),
         lambda d: alliance_over_sessions(d["sessions"], d["clients"], d.alliance,
@@ -780,10 +860,12 @@ FIGURES: dict[str, FigureEntry] = {
         lambda d: early_alliance_by_k(d["models"], d.alliance, d.outcome)),
     "alliance_disaggregation": FigureEntry(
         "Therapist and client parts of the alliance", ("models",),
-        lambda d: alliance_disaggregation(d["models"], d.outcome, d.alliance)),
+        lambda d: alliance_disaggregation(d["models"], d.outcome, d.alliance),
+        needs=("alliance", "therapists")),
     "therapist_caterpillar": FigureEntry(
         "Therapist effects", ("therapist_effects",),
-        lambda d: therapist_caterpillar(d["therapist_effects"], d.outcome), therapist_level=True),
+        lambda d: therapist_caterpillar(d["therapist_effects"], d.outcome), therapist_level=True,
+        needs=("therapists",)),
     "dropout_calibration": FigureEntry(
         "Dropout risk: calibration out of sample", ("calibration", "early_warning"),
         lambda d: dropout_calibration(d["calibration"], d["early_warning"])),
@@ -792,15 +874,30 @@ FIGURES: dict[str, FigureEntry] = {
         lambda d: rupture_profile(d["sequences"], d.alliance, seed=d.seed)),
     "expected_response": FigureEntry(
         "Expected treatment response", ("curves", "early_warning"),
-        lambda d: expected_response(d["curves"], d["early_warning"], d.outcome)),
+        lambda d: expected_response(d["curves"], d["early_warning"], d.outcome), needs=()),
     "feedback_effects": FigureEntry(
         "Did feedback help?", ("early_warning",),
-        lambda d: feedback_effects(d["early_warning"])),
+        lambda d: feedback_effects(d["early_warning"]), needs=()),
+    "clinical_significance": FigureEntry(
+        "Clinical significance", ("change_cases", "change_table"),
+        lambda d: clinical_significance_plot(d["change_cases"], d["change_table"], d.outcome),
+        needs=()),
 }  # fmt: skip
 """The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
 ``internal/`` for therapist-level ones): one entry
 each drives the workflow's ``figures`` rule (inputs and outputs), its report entry (title and
 caption ``workflow/report/<name>.rst``) and :func:`allianceanalysis.pipeline.figures_step`."""
+
+
+def draw_figure(name: str, data: FigureData) -> Figure:
+    """Registry figure ``name`` drawn from ``data``, or a figure saying why the data cannot
+    support it (:attr:`FigureEntry.needs`)."""
+    entry = FIGURES[name]
+    reason = data.lacks(entry.needs)
+    if reason is None:
+        return entry.draw(data)
+    figure = Figure(figsize=(7, 2.5), layout="constrained")
+    return _not_computed(figure, figure.subplots(), f"Not computed: {reason}.")
 
 
 def save_figure(figure: Figure, paths: Iterable[str | Path]) -> None:

@@ -42,7 +42,7 @@ from .engine import (
 )
 from .errors import NotEstimable
 from .pseudonyms import therapist_codes
-from .tidy import TIDY_COLUMNS
+from .tidy import NEEDS, TIDY_COLUMNS
 
 __all__ = [
     "CATALOGUE",
@@ -58,6 +58,7 @@ __all__ = [
     "early_alliance",
     "fit_model",
     "growth",
+    "outcome_growth",
     "partial_correlation",
     "repeated_measures_correlation",
     "rm_corr",
@@ -76,6 +77,12 @@ def _fit_common(fit: MixedFit) -> dict[str, object]:
     return {"n_obs": fit.n_obs, "converged": fit.converged, "message": "; ".join(fit.messages)}
 
 
+def _outer_groups(fit: MixedFit) -> object:
+    """The levels of the fit's outermost grouping factor (missing for a fit without one)."""
+    groups = fit.formula.groups
+    return fit.n_groups[group_label(groups[0])] if groups else pd.NA
+
+
 def _coefficient_row(model: str, term: str, fit: MixedFit, coefficient: str) -> dict[str, object]:
     """A fixed-effect row named ``term`` from ``fit``'s coefficient ``coefficient``."""
     c = fit.coefficients.loc[coefficient]
@@ -89,7 +96,7 @@ def _coefficient_row(model: str, term: str, fit: MixedFit, coefficient: str) -> 
         p_value=c.p_value,
         df=c.df,
         ci_method=fit.ci_method,
-        n_groups=fit.n_groups[group_label(fit.formula.groups[0])],
+        n_groups=_outer_groups(fit),
         **_fit_common(fit),
     )
 
@@ -101,8 +108,7 @@ def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
     for term, value in fit.variances.items():
         label = term.split("_")[1]
         rows.append(tidy.row(model, term, value, n_groups=fit.n_groups.get(label), **common))
-    outer = group_label(fit.formula.groups[0])
-    rows.append(tidy.row(model, "loglik_reml", fit.loglik, n_groups=fit.n_groups[outer], **common))
+    rows.append(tidy.row(model, "loglik_reml", fit.loglik, n_groups=_outer_groups(fit), **common))
     return rows
 
 
@@ -285,11 +291,7 @@ def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
     """Marginal and conditional R² of a random-intercept model (Nakagawa & Schielzeth, 2013)."""
     vf, vr, ve = fit.fixed_prediction_variance, fit.random_variance, fit.variances["var_residual"]
     total = vf + vr + ve
-    common = {
-        "n_obs": fit.n_obs,
-        "converged": fit.converged,
-        "n_groups": fit.n_groups[group_label(fit.formula.groups[0])],
-    }
+    common = {**_fit_common(fit), "n_groups": _outer_groups(fit)}
     return [
         tidy.row(model, "r2_marginal", vf / total, **common),
         tidy.row(model, "r2_conditional", (vf + vr) / total, **common),
@@ -298,6 +300,14 @@ def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
 
 def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
     return clients[clients["eligible"]] if "eligible" in clients else clients
+
+
+NO_THERAPIST_LEVEL = (
+    "fitted without the therapist level: the data have fewer than two therapists (no "
+    "therapist codes, or a single practitioner)"
+)
+"""What a model that drops the therapist level says on its rows (models that are about
+therapists are not fitted: :data:`CatalogueEntry.needs`)."""
 
 
 def alliance_outcome(
@@ -348,7 +358,7 @@ def alliance_outcome(
         "outcome_final",
         "outcome_intake",
         model=model,
-        cluster="therapist_id",
+        cluster="therapist_id" if data["therapist_id"].nunique() >= 2 else None,
         bootstrap=bootstrap,
         seed=seed,
     )
@@ -709,6 +719,25 @@ def growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame
     return tidy.frame(tidy_fit("growth", fit_lmm(formula, data, engine)))
 
 
+def outcome_growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
+    """The average course of the outcome over sessions, with each client's own course.
+
+    ``outcome ~ session + (1 + session | client_id)`` on
+    :func:`allianceanalysis.derive.session_table` (every session with an outcome score): the
+    linear growth model of routine outcome data (Singer & Willett, 2003, ch. 4). ``session``
+    is the average change per session; ``var_client_session`` how much clients' slopes
+    differ. It needs no alliance measure, so it runs on outcome-only data too.
+
+    References
+    ----------
+    Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis. Oxford
+    University Press.
+    """
+    data = table.dropna(subset=["outcome"])
+    fit = fit_lmm("outcome ~ session + (1 + session | client_id)", data, engine)
+    return tidy.frame(tidy_fit("outcome_growth", fit))
+
+
 def _logit_data(
     model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str
 ) -> tuple[pd.DataFrame, pd.DataFrame] | list[dict[str, object]]:
@@ -716,7 +745,7 @@ def _logit_data(
     ``cluster``, or one row saying why there is nothing to fit (fewer than two clusters, or a
     single kind of response)."""
     data = data.dropna(subset=[response, *predictors])
-    if data[response].nunique() < 2 or data[cluster].nunique() < 2:
+    if data[response].nunique() < 2 or (cluster is not None and data[cluster].nunique() < 2):
         message = "too few cases with a known ending, or only one kind of ending, to fit"
         return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
                      n_obs=len(data))]  # fmt: skip
@@ -769,15 +798,15 @@ def _logit_rows(
 
 
 def clustered_logit(
-    model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str
+    model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str | None
 ) -> tuple[list[dict[str, object]], Any]:
     """A logistic regression with standard errors clustered by ``cluster``: tidy rows (one
     per coefficient, plus ``odds_ratio_<predictor>`` rows) and the statsmodels result.
 
     Standard errors are CR1, equal to R's ``sandwich::vcovCL(type = "HC1")``, with Wald z
-    intervals. Rows with a missing value in any of the columns are left out. With fewer than
-    two clusters or a single kind of response, one row says why nothing was fitted (the
-    result is then ``None``).
+    intervals; with ``cluster=None``, the model-based ones (R's ``glm``). Rows with a missing
+    value in any of the columns are left out. With fewer than two clusters or a single kind of
+    response, one row says why nothing was fitted (the result is then ``None``).
     """
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
@@ -786,12 +815,13 @@ def clustered_logit(
     if isinstance(prepared, list):
         return prepared, None
     data, exog = prepared
-    groups = pd.factorize(data[cluster])[0]
+    covariance: dict[str, Any] = {"cov_type": "nonrobust"}
+    if cluster is not None:
+        groups = pd.factorize(data[cluster])[0]
+        covariance = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = sm.Logit(data[response].astype(float), exog).fit(
-            disp=0, cov_type="cluster", cov_kwds={"groups": groups}
-        )
+        result = sm.Logit(data[response].astype(float), exog).fit(disp=0, **covariance)
     problems = [
         str(w.message)
         for w in caught
@@ -800,10 +830,10 @@ def clustered_logit(
     problems += _separated(data, response, predictors)
     common = {
         "n_obs": len(data),
-        "n_groups": data[cluster].nunique(),
+        "n_groups": data[cluster].nunique() if cluster else pd.NA,
         "converged": bool(result.mle_retvals.get("converged", False)) and not problems,
         "message": "; ".join(problems),
-        "ci_method": "wald_z_cluster",
+        "ci_method": "wald_z_cluster" if cluster else "wald_z",
     }
     terms = list(exog.columns)
     return _logit_rows(model, terms, result.params[terms].to_numpy(),
@@ -902,7 +932,12 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
     Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
     meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
     """
-    rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"], "therapist_id")
+    several = clients["therapist_id"].nunique() >= 2
+    rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"],
+                              "therapist_id" if several else None)  # fmt: skip
+    if not several:
+        for row in rows:
+            row["message"] = "; ".join(filter(None, [NO_THERAPIST_LEVEL, row["message"]]))
     return tidy.frame(rows)
 
 
@@ -918,19 +953,23 @@ SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine", "codes")
 @dataclass(frozen=True)
 class CatalogueEntry:
     """A model of the catalogue: its function, the table it is fitted to, its formula, which
-    of the workflow's :data:`SETTINGS` it takes as keyword arguments, and whether its rows are
-    therapists (``therapist_level``: its table is internal, :mod:`allianceanalysis.layout`)."""
+    of the workflow's :data:`SETTINGS` it takes as keyword arguments, whether its rows are
+    therapists (``therapist_level``: its table is internal, :mod:`allianceanalysis.layout`),
+    and what it :data:`NEEDS` of the data (an alliance measure, therapists)."""
 
     function: Callable[..., pd.DataFrame]
     data: str  # one of DATA_TABLES
     formula: str
     options: tuple[str, ...] = ("engine",)
     therapist_level: bool = False
+    needs: tuple[str, ...] = ("alliance",)
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(SETTINGS)
         if unknown:
             raise TypeError(f"unknown catalogue options: {', '.join(sorted(unknown))}")
+        if set(self.needs) - set(NEEDS):
+            raise TypeError(f"unknown catalogue needs: {', '.join(self.needs)}")
         if self.data not in DATA_TABLES:
             raise TypeError(f"unknown table {self.data!r}; one of {', '.join(DATA_TABLES)}")
 
@@ -947,19 +986,21 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "alliance_disaggregated": CatalogueEntry(
         alliance_disaggregated, "clients",
         "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
-        " + (1 | therapist_id)"),
+        " + (1 | therapist_id)", needs=("alliance", "therapists")),
     "therapist_icc": CatalogueEntry(
-        therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)"),
+        therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
+        needs=("therapists",)),
     "therapist_effects": CatalogueEntry(
         therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
-        ("codes", "engine"), therapist_level=True),
+        ("codes", "engine"), therapist_level=True, needs=("therapists",)),
     "alliance_icc": CatalogueEntry(
-        alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)"),
+        alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)",
+        needs=("alliance", "therapists")),
     "alliance_next_session": CatalogueEntry(
         alliance_next_session, "pairs", f"{NEXT_SESSION_FIXED} + (1 | client_id)"),
     "alliance_next_session_nested": CatalogueEntry(
         alliance_next_session_nested, "pairs",
-        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)"),
+        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", needs=("alliance", "therapists")),
     "rm_corr": CatalogueEntry(
         rm_corr, "sessions_table", "repeated-measures correlation of alliance and outcome", ()),
     "growth": CatalogueEntry(
@@ -967,6 +1008,9 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"),
     "dropout": CatalogueEntry(
         dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)", ()),
+    "outcome_growth": CatalogueEntry(
+        outcome_growth, "sessions_table", "outcome ~ session + (1 + session | client_id)",
+        needs=()),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""
@@ -990,10 +1034,20 @@ def fit_model(
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "bootstrap": bootstrap, "seed": seed,
                 "engine": engine, "codes": codes}  # fmt: skip
+    lacking = [need for need in entry.needs if not _has(need, data, alliance)]
+    if lacking:
+        return tidy.reason_frame(name, NEEDS[lacking[0]])
     try:
         return entry.function(data, **{option: settings[option] for option in entry.options})
     except NotEstimable as exc:
         return tidy.reason_frame(name, str(exc))
+
+
+def _has(need: str, data: pd.DataFrame, alliance: str | None) -> bool:
+    """Whether ``data`` (a catalogue table) has what a model needs."""
+    if need == "alliance":
+        return alliance is not None
+    return "therapist_id" in data and data["therapist_id"].nunique() >= 2
 
 
 def run_model(

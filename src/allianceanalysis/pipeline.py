@@ -8,6 +8,7 @@ are no part of a provenance job's start-up).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "annual_report_step",
     "apa_tables_step",
     "client_accounting",
+    "clinical_significance_step",
     "derive_step",
     "early_warning_step",
     "figures_step",
@@ -173,7 +175,7 @@ def figures_step(
     outputs: Iterable[str | Path],
     *,
     outcome: str,
-    alliance: str,
+    alliance: str | None,
     early_session: int,
     key: str | Path,
 ) -> None:
@@ -194,7 +196,7 @@ def figures_step(
     for path in map(Path, outputs):
         paths.setdefault(path.stem, []).append(path)
     for name, targets in paths.items():
-        figures.save_figure(figures.FIGURES[name].draw(data), targets)
+        figures.save_figure(figures.draw_figure(name, data), targets)
     log.info("%d figures", len(paths))
 
 
@@ -206,7 +208,7 @@ def early_warning_step(
     sequences: str | Path,
     curves: str | Path,
     outcome: str,
-    alliance: str,
+    alliance: str | None,
     early_session: int,
     settings: Mapping[str, Any],
     seed: int,
@@ -230,6 +232,7 @@ def early_warning_step(
     from . import dropout_risk, expected_response, feedback, ruptures, tidy
     from .disclosure import DisclosurePolicy, suppress_small_rows
     from .errors import NotEstimable
+    from .tidy import NEEDS
 
     data = pd.read_parquet(sessions)
     threshold, folds = settings.get("rupture_threshold"), settings["folds"]
@@ -259,16 +262,23 @@ def early_warning_step(
         figure_data["curves"] = expected_response.expected_curves(data, model)
         return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
 
-    periods = dropout_risk.person_periods(data, outcome, alliance)
-    held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
-    try:
-        points = dropout_risk.calibration_table(held_out)
-    except NotEstimable:  # the risk table's row says why
-        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed",
-                                       "ci_low", "ci_high"])  # fmt: skip
+    points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed", "ci_low",
+                                   "ci_high"])  # fmt: skip
+    if alliance is None:  # ruptures and the dropout-risk model rest on the alliance
+        no_alliance = NEEDS["alliance"]
+        alliance_parts = [tidy.reason_frame(m, no_alliance) for m in ("ruptures", "dropout_risk")]
+    else:
+        periods = dropout_risk.person_periods(data, outcome, alliance)
+        held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
+        with contextlib.suppress(NotEstimable):  # the risk table's row says why
+            points = dropout_risk.calibration_table(held_out)
+        alliance_parts = [
+            tidy.or_reason("ruptures", rupture_rows),
+            tidy.or_reason("dropout_risk",
+                           lambda: dropout_risk.risk_table(periods, held_out, folds)),
+        ]  # fmt: skip
     parts = [
-        tidy.or_reason("ruptures", rupture_rows),
-        tidy.or_reason("dropout_risk", lambda: dropout_risk.risk_table(periods, held_out, folds)),
+        *alliance_parts,
         tidy.or_reason("expected_response", signal_rows),
         tidy.or_reason("feedback_outcome", lambda: feedback.feedback_effects(
             data, outcome, alliance, early_session=early_session, engine=engine)),
@@ -284,6 +294,91 @@ def early_warning_step(
             _write_csv(suppress_small_rows(combined, DisclosurePolicy(suppress_below)), p[0])
     for model, rows in combined.groupby("model", sort=False):
         log.info("%s: %d rows", model, len(rows))
+
+
+def clinical_significance_step(
+    sessions: str | Path,
+    *,
+    cases: str | Path,
+    table: str | Path,
+    published: str | Path,
+    outcome: str,
+    settings: Mapping[str, Any],
+    suppress_below: int = 5,
+) -> None:
+    """Rule ``clinical_significance``: each case's reliable change and category of change
+    (``cases``, internal Parquet), the share of cases in each category as tidy rows
+    (``table``, internal; ``published``, with rows resting on small counts suppressed).
+
+    ``settings`` is the config's ``clinical_significance`` block: ``pre`` and ``post`` (which
+    scores, :func:`~allianceanalysis.clinical_significance.pre_post`), ``method``, ``cutoff``,
+    ``reliability`` and ``reference``. Shares are clustered by therapist where the data have
+    two or more therapists. Data that cannot support it give a row saying why (no reliability
+    on record, too few pairs).
+    """
+    from . import tidy
+    from .clinical_significance import (
+        CATEGORIES,
+        category_summary,
+        clinical_significance,
+        pre_post,
+    )
+    from .disclosure import DisclosurePolicy, suppress_small_rows
+    from .errors import NotEstimable
+    from .instruments import get_instrument
+
+    model = "clinical_significance"
+    data = pd.read_parquet(sessions)
+    pairs = pre_post(data, outcome, pre=settings["pre"], post=settings["post"])
+    per_case = pairs.assign(category=pd.Series(dtype="str"))
+    try:
+        result = clinical_significance(
+            pairs,
+            get_instrument(outcome),
+            method=settings["method"],
+            cutoff=settings["cutoff"],
+            reliability=settings["reliability"],
+            reference=settings["reference"],
+        )
+    except NotEstimable as exc:
+        summary = tidy.reason_frame(model, str(exc))
+    else:  # every case with a pre score; those without a post one have no category
+        unpaired = pairs[pairs["post"].isna()]
+        per_case = pd.concat([result.cases, unpaired], ignore_index=True)
+        several = per_case["therapist_id"].nunique() >= 2
+        summary = pd.concat([
+            category_summary(result, model, by="therapist_id" if several else None),
+            tidy.frame(_clinical_significance_parameters(model, result.parameters)),
+        ], ignore_index=True)  # fmt: skip
+    with atomic_outputs(cases, table, published) as (c, t, p):
+        per_case.astype({"category": "str"}).to_parquet(c, index=False)
+        _write_csv(summary, t)
+        policy = DisclosurePolicy(suppress_below)
+        _write_csv(suppress_small_rows(summary, policy, partition=CATEGORIES), p)
+    log.info("clinical significance: %d cases with a pre score, %d with a pair", len(pairs),
+             int(pairs["post"].notna().sum()))  # fmt: skip
+
+
+def _clinical_significance_parameters(
+    model: str, parameters: Mapping[str, Any]
+) -> list[dict[str, object]]:
+    """The numbers the categories were decided by, as tidy rows: the cut-off and the
+    reliability (their kind and source in ``message``)."""
+    from . import tidy
+
+    cutoff = f"cut-off {parameters['cutoff']}"
+    return [
+        tidy.row(model, "cutoff", parameters["cutoff_value"], message=cutoff),
+        tidy.row(
+            model,
+            "reliability",
+            parameters["reliability"],
+            message=str(parameters["reliability_source"]),
+        ),
+        tidy.row(
+            model, "sd_pre", parameters["sd_pre"], message=f"reference: {parameters['reference']}"
+        ),
+    ]
 
 
 def apa_tables_step(models: Iterable[str | Path], outputs: Iterable[str | Path]) -> None:
@@ -400,16 +495,27 @@ def report_tables_step(
     settings: ReportSettings,
     warning: str | Path | None = None,
     codes: str | Path | None = None,
+    change: str | Path | None = None,
+    change_table: str | Path | None = None,
 ) -> None:
     """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
     (``results/<dataset>/internal/report_tables/<table>.csv``; unsuppressed, not for publication).
     ``warning`` is the early-warning table, whose expected-response model flags clients not on
-    track; ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``)."""
+    track; ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``);
+    ``change`` each case's category of change (``derived/clinical_significance.parquet``) and
+    ``change_table`` the analysis's tidy rows (``tables/clinical_significance.csv``), whose
+    method, cut-off and reliability the report states."""
     from .annual_report import ReportTables, report_tables
 
     early = pd.read_csv(warning) if warning is not None else None
     key = read_codes(codes) if codes is not None else None
-    tables = report_tables(pd.read_parquet(sessions), settings, early, key)
+    categories = pd.read_parquet(change) if change is not None else None
+    basis = ""
+    if change_table is not None:
+        rows = pd.read_csv(change_table).set_index("term")
+        if "recovered" in rows.index:  # "16 of 40; jt index (...), cut-off c = 25.14, ..."
+            basis = str(rows.loc["recovered", "message"]).split("; ", 1)[-1]
+    tables = report_tables(pd.read_parquet(sessions), settings, early, key, categories, basis)
     names = ReportTables.names()
     with atomic_outputs(*(outputs[n] for n in names)) as temps:
         tables.write(dict(zip(names, temps, strict=True)))
@@ -452,6 +558,7 @@ def annual_report_step(
         "excluded_by_rule": facts["excluded_by_rule"],
         "source": Path(facts["file"]).name,
         "software": software_versions(),
+        "therapists": facts.get("counts", {}).get("therapists", 2),
     }
     early = pd.read_csv(warning) if warning is not None else None
     numbers = ReportTables.read(tables)

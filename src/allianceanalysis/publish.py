@@ -232,8 +232,9 @@ def _small_counts(path: Path, suppress_below: int) -> int:
 
 def _recomputable(codes: Mapping[str, str], candidates: Iterable[int]) -> str | None:
     """How the codes could be recomputed without the key, or None: in the order of the IDs,
-    or by the seeded permutation of an earlier version with one of the ``candidates``."""
-    if not codes:
+    or by the seeded permutation of an earlier version with one of the ``candidates``. A
+    single therapist's code reveals no order."""
+    if len(codes) < 2:
         return None
     ids = sorted(codes)
     positions = np.array([int(codes[t][2:]) - 1 for t in ids])

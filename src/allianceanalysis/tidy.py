@@ -28,7 +28,15 @@ import pandas as pd
 
 from .errors import NotEstimable
 
-__all__ = ["TIDY_COLUMNS", "frame", "or_reason", "reason_frame", "row"]
+__all__ = ["NEEDS", "TIDY_COLUMNS", "frame", "or_reason", "reason_frame", "row"]
+
+NEEDS = {
+    "alliance": "the data have no alliance measure (alliance: null in the configuration)",
+    "therapists": "the data have fewer than two therapists (no therapist codes, or a single "
+    "practitioner): there is no therapist level to analyse",
+}
+"""What an analysis (a catalogue model, a figure) may need of the data besides an outcome,
+and the reason it gives when the data lack it."""
 
 TIDY_COLUMNS = [
     "model",

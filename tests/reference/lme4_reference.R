@@ -126,6 +126,9 @@ catalogue <- function(s) {
   out$growth <- lmm_rows("growth", best_lmer(outcome ~ session + alliance_within +
                                                alliance_client_mean + (1 + session | client_id), both))
 
+  out$outcome_growth <- lmm_rows("outcome_growth", best_lmer(
+    outcome ~ session + (1 + session | client_id), st[!is.na(st$outcome), ]))
+
   d <- k3[!is.na(k3$dropout) & !is.na(k3$alliance_early), ]
   out$dropout <- clustered_logit_rows("dropout", dropout ~ alliance_early, d)
   do.call(rbind, out)

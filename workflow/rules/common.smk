@@ -179,6 +179,7 @@ def all_outputs():
             f"{I}/derived/accounting.csv",
             f"{P}/tables/models.csv",
             f"{P}/tables/early_warning.csv",
+            f"{P}/tables/clinical_significance.csv",
             figure_file("{dataset}", "therapist_caterpillar", ".png"),
             model_table("{dataset}", "alliance_outcome", ".html", apa=True),
             f"{P}/provenance.json",

@@ -8,6 +8,8 @@ rule report_tables:
         sessions=f"{I}/validated/sessions.parquet",
         early_warning=f"{I}/tables/early_warning.csv",
         codes=f"{I}/derived/therapist_codes.csv",
+        change=f"{I}/derived/clinical_significance.parquet",
+        change_table=f"{I}/tables/clinical_significance.csv",
     output:
         **report_table_outputs(),
     params:

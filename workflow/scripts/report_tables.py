@@ -11,4 +11,6 @@ with workflow_step(snakemake):
         report_settings(dataset, snakemake.params.settings),
         snakemake.input.early_warning,
         snakemake.input.codes,
+        snakemake.input.change,
+        snakemake.input.change_table,
     )

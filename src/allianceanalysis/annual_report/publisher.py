@@ -95,7 +95,8 @@ class Publisher:
     part : mapping
         The year's rows of each of :class:`ReportTables`' tables.
     policy : DisclosurePolicy
-    alliance : Instrument
+    alliance : Instrument or None
+        None for data without an alliance measure.
     year : str
     validation : mapping, optional
         The validation summary's ``rows`` (read, used, excluded) and ``excluded_by_rule``,
@@ -109,7 +110,7 @@ class Publisher:
         self,
         part: Mapping[str, pd.DataFrame],
         policy: DisclosurePolicy,
-        alliance: Instrument,
+        alliance: Instrument | None,
         year: str,
         validation: Mapping[str, Any] | None = None,
         therapists: bool = False,
@@ -133,6 +134,9 @@ class Publisher:
         self.sites = self._register_sites(part["sites"])
         self.endings = self._register_endings(part["endings"], alliance)
         self.bins = self._register_bins(part["alliance_bins"], alliance)
+        self.categories = self._register_categories(
+            part.get("change_categories", pd.DataFrame(columns=["category", "clients"]))
+        )
         self.funnel = self._register_funnel(part["funnel"] if therapists else part["funnel"][:0])
         self.validation = self._register_validation(validation or {})
         self._register_implied()
@@ -222,9 +226,9 @@ class Publisher:
                 self._same(("sites", "total", j), target)
         return counts
 
-    def _register_endings(self, endings: pd.DataFrame, alliance: Instrument) -> pd.DataFrame:
+    def _register_endings(self, endings: pd.DataFrame, alliance: Instrument | None) -> pd.DataFrame:
         counts = endings.set_index("early_alliance")[["dropout", "planned"]].astype(int)
-        if alliance.cutoff is not None:
+        if alliance is not None and alliance.cutoff is not None:
             cut = f"{alliance.cutoff:g}"
             counts.index = counts.index.map(
                 {"below": f"Below {cut}", "at_or_above": f"{cut} or above"}
@@ -239,7 +243,17 @@ class Publisher:
         )
         return counts
 
-    def _register_bins(self, bins: pd.DataFrame, alliance: Instrument) -> pd.DataFrame:
+    def _register_categories(self, categories: pd.DataFrame) -> pd.DataFrame:
+        counts = categories.set_index("category")[["clients"]].astype(int)
+        counts.columns = ["Clients"]
+        if len(counts):
+            self._register(counts, "categories", f"Clinical significance ({self.year})",
+                           column_totals=True)  # fmt: skip
+        return counts
+
+    def _register_bins(self, bins: pd.DataFrame, alliance: Instrument | None) -> pd.DataFrame:
+        if alliance is None:
+            return bins.set_index("bin_low")[["sessions"]]
         counts = bins.set_index("bin_low")[["sessions"]]
         ranges = [f"{low:g}\u2013{high:g}" for low, high in zip(bins["bin_low"], bins["bin_high"],
                                                               strict=True)]  # fmt: skip

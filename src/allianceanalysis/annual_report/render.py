@@ -135,7 +135,7 @@ def _share(value: float) -> str:
 
 
 def early_warning_paragraphs(
-    warning: pd.DataFrame, outcome: Instrument, alliance: Instrument
+    warning: pd.DataFrame, outcome: Instrument, alliance: Instrument | None
 ) -> list[str]:
     """The early-warning findings across all years of data, one plain paragraph each:
     ruptures and repair, the dropout-risk model, the not-on-track signal and feedback, from
@@ -156,7 +156,7 @@ def early_warning_paragraphs(
     threshold = value("ruptures", "threshold")
     unrepaired = value("rupture_outcome", "rupture_unrepaired")
     repaired = value("rupture_outcome", "rupture_repaired")
-    if threshold is not None and unrepaired is not None and repaired is not None:
+    if alliance and threshold is not None and unrepaired is not None and repaired is not None:
 
         def points(row: pd.Series) -> str:
             higher = row["estimate"] > 0
@@ -234,8 +234,12 @@ SUPPRESSION_NOTE = (
 )
 
 
-def _endings_table(publisher: Publisher, alliance: Instrument) -> tuple[ApaTable | None, str]:
+def _endings_table(
+    publisher: Publisher, alliance: Instrument | None
+) -> tuple[ApaTable | None, str]:
     counts = publisher.endings
+    if alliance is None:
+        return None, ""
     if alliance.cutoff is None or counts.to_numpy().sum() == 0:
         return None, "No ended episodes with an early alliance rating this year."
     protected = publisher.protected("endings", counts, row_totals=True, column_totals=True)
@@ -291,6 +295,40 @@ def _bands_table(publisher: Publisher) -> ApaTable:
         "Episodes ended in the year, by the number of sessions attended. "
         + SUPPRESSION_NOTE.format(below=publisher.policy.suppress_below),
     )
+
+
+def _categories_table(publisher: Publisher, basis: str, outcome: Instrument) -> ApaTable | None:
+    """The year's finished clients by category of change, or None without categories."""
+    counts = publisher.categories
+    if counts.empty or counts.to_numpy().sum() == 0:
+        return None
+    differs = ""
+    if outcome.cutoff is not None and "cut-off published" not in basis:
+        rule = "below" if outcome.cutoff_rule == "below" else "at or above"
+        differs = (
+            f" The recovery rates of the outcomes table use the {outcome.short}'s published "
+            f"cut-off (clinical {rule} {outcome.cutoff:g}); this table's cut-off comes from "
+            "clinical and functional reference samples (Jacobson & Truax, 1991), so the two "
+            "can differ."
+        )
+    protected = publisher.protected("categories", counts, column_totals=True)
+    rows = [[label.capitalize(), *rest] for label, *rest in _count_rows(protected, counts.index)]
+    return ApaTable(
+        f"Clinical significance ({publisher.year})",
+        ["Category of change", "Clients"],
+        rows,
+        f"Clients who finished in the year, by reliable change and cut-off: {basis}. "
+        "Recovered: reliably improved and moved from the clinical into the functional range; "
+        "improved: reliably improved otherwise; deteriorated: reliably worse; harmed: reliably "
+        'worse and moved into the clinical range (docs/models.md, "Clinical significance").'
+        + differs
+        + " "
+        + SUPPRESSION_NOTE.format(below=publisher.policy.suppress_below),
+    )
+
+
+def _first(table: pd.DataFrame, column: str) -> str:
+    return str(table[column].iloc[0]) if len(table) and column in table else ""
 
 
 def _accounting_table(publisher: Publisher) -> ApaTable:
@@ -419,9 +457,9 @@ def supervision_reports(
     return supervision
 
 
-def _alliance_figure(publisher: Publisher, alliance: Instrument) -> str | None:
+def _alliance_figure(publisher: Publisher, alliance: Instrument | None) -> str | None:
     bins = publisher.bins
-    if bins.empty or bins["sessions"].sum() == 0:
+    if alliance is None or bins.empty or bins["sessions"].sum() == 0:
         return None
     hidden = publisher.protected("bins", bins, column_totals=True).suppressed["sessions"].to_numpy()
     edges = bins.index.to_numpy(float)
@@ -592,9 +630,11 @@ def annual_reports(
         Year -> context for :func:`render_html`; ``context["kpis"]`` is the published KPI table
         (``<year>_kpis.csv``) and ``context["suppression_log"]`` the appendix's log.
     """
-    outcome, alliance = get_instrument(settings.outcome), get_instrument(settings.alliance)
+    outcome = get_instrument(settings.outcome)
+    alliance = None if settings.alliance is None else get_instrument(settings.alliance)
     parts = {year: tables.of_year(year) for year in tables.years}
     facts = dict(appendix or {})
+    has_therapists = facts.get("therapists", 2) not in (None, 0, 1)
     publishers = {
         year: Publisher(
             part,
@@ -633,15 +673,21 @@ def annual_reports(
             "year": year,
             "supervision": False,
             "therapists": settings.therapist_plots,
+            "has_therapists": has_therapists,
             "settings": settings,
             "outcome": outcome,
             "alliance": alliance,
             "kpis": published,
             "sections": sections,
             "bands_table": _bands_table(publisher),
+            "categories_table": _categories_table(
+                publisher, _first(parts[year]["change_categories"], "basis"), outcome
+            ),
             "site_table": _site_table(publisher),
             "alliance_png": _alliance_figure(publisher, alliance),
-            "alliance_sentence": _early_alliance_sentence(
+            "alliance_sentence": ""
+            if alliance is None
+            else _early_alliance_sentence(
                 parts[year]["early_alliance"],
                 outcome,
                 alliance,
@@ -656,7 +702,7 @@ def annual_reports(
             "accounting_table": _accounting_table(publisher),
             "appendix": facts,
             "validation_rows": publisher.validation_rows(),
-            "instruments": [outcome, alliance, *nhs_instruments],
+            "instruments": [i for i in (outcome, alliance, *nhs_instruments) if i is not None],
             "suppression_log": summarise_log(publisher.log, counted=publisher.counted_rows),
         }
     return reports

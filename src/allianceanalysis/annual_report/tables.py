@@ -62,7 +62,7 @@ class ReportSettings:
 
     dataset: str
     outcome: str = "ors"
-    alliance: str = "srs"
+    alliance: str | None = "srs"
     early_session: int = 3
     year_start_month: int = 4
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
@@ -93,6 +93,9 @@ class ReportTables:
         ``slope`` (final outcome points per alliance point, intake held constant; therapist-
         clustered standard errors).
     therapist_effects : ``year`` and the tidy rows of :func:`models.therapist_effects`.
+    change_categories : ``year, category, clients, basis``: the clients who finished in the
+        year by category of change (:mod:`allianceanalysis.clinical_significance`), every
+        category; ``basis`` says by which index, cut-off and reliability.
     """
 
     kpis: pd.DataFrame
@@ -104,6 +107,7 @@ class ReportTables:
     alliance_bins: pd.DataFrame
     early_alliance: pd.DataFrame
     therapist_effects: pd.DataFrame
+    change_categories: pd.DataFrame
 
     @classmethod
     def names(cls) -> list[str]:
@@ -135,10 +139,12 @@ def year_file_name(year: str) -> str:
     return year.replace("/", "-")
 
 
-def _alliance_kpis(year_sessions: pd.DataFrame, alliance: Instrument, year: str) -> list[dict]:
-    data = year_sessions.dropna(subset=[alliance.key])
-    if alliance.cutoff is None:
+def _alliance_kpis(
+    year_sessions: pd.DataFrame, alliance: Instrument | None, year: str
+) -> list[dict]:
+    if alliance is None or alliance.cutoff is None:
         return []
+    data = year_sessions.dropna(subset=[alliance.key])
     below = data[alliance.key] < alliance.cutoff
     by_client = below.groupby([data[k] for k in case_keys(data)]).any()
     return [
@@ -147,7 +153,9 @@ def _alliance_kpis(year_sessions: pd.DataFrame, alliance: Instrument, year: str)
     ]
 
 
-def _accounting(in_year: pd.DataFrame, year_clients: pd.DataFrame, year: str) -> pd.DataFrame:
+def _accounting(
+    in_year: pd.DataFrame, year_clients: pd.DataFrame, year: str, alliance: bool = True
+) -> pd.DataFrame:
     finished = in_year["finished"]
     rows = [
         ("outcomes", "episodes ended", len(in_year)),
@@ -158,11 +166,15 @@ def _accounting(in_year: pd.DataFrame, year_clients: pd.DataFrame, year: str) ->
             "excluded: no outcome score at a later session",
             int(((in_year["sessions"] >= 2) & ~finished).sum()),
         ),
-        ("early alliance", "episodes ended", len(year_clients)),
-        ("early alliance", "eligible (included)", int(year_clients["eligible"].sum())),
     ]
-    excluded = year_clients.loc[~year_clients["eligible"], "exclusion"].value_counts(sort=False)
-    rows += [("early alliance", f"excluded: {reason}", int(n)) for reason, n in excluded.items()]
+    if alliance:
+        rows += [
+            ("early alliance", "episodes ended", len(year_clients)),
+            ("early alliance", "eligible (included)", int(year_clients["eligible"].sum())),
+        ]
+        excluded = year_clients.loc[~year_clients["eligible"], "exclusion"]
+        rows += [("early alliance", f"excluded: {reason}", int(n))
+                 for reason, n in excluded.value_counts(sort=False).items()]  # fmt: skip
     return pd.DataFrame(rows, columns=["analysis", "reason", "count"]).assign(year=year)
 
 
@@ -235,9 +247,9 @@ def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame
     return counts.reset_index().assign(year=year)
 
 
-def _endings(year_clients: pd.DataFrame, alliance: Instrument, year: str) -> pd.DataFrame:
+def _endings(year_clients: pd.DataFrame, alliance: Instrument | None, year: str) -> pd.DataFrame:
     data = year_clients.dropna(subset=["dropout", "alliance_early"])
-    if alliance.cutoff is None:
+    if alliance is None or alliance.cutoff is None:
         return pd.DataFrame(columns=["year", "early_alliance", "dropout", "planned"])
     low = data["alliance_early"] < alliance.cutoff
     groups = data.groupby(low.map({True: "below", False: "at_or_above"}))["dropout"]
@@ -246,7 +258,11 @@ def _endings(year_clients: pd.DataFrame, alliance: Instrument, year: str) -> pd.
     return table.rename_axis("early_alliance").reset_index().assign(year=year)
 
 
-def _alliance_bins(year_sessions: pd.DataFrame, alliance: Instrument, year: str) -> pd.DataFrame:
+def _alliance_bins(
+    year_sessions: pd.DataFrame, alliance: Instrument | None, year: str
+) -> pd.DataFrame:
+    if alliance is None:
+        return pd.DataFrame(columns=["year", "bin_low", "bin_high", "sessions"])
     edges = np.linspace(alliance.total_min, alliance.total_max, 11)
     counts, _ = np.histogram(year_sessions[alliance.key].dropna(), bins=edges)
     return pd.DataFrame(
@@ -255,7 +271,9 @@ def _alliance_bins(year_sessions: pd.DataFrame, alliance: Instrument, year: str)
 
 
 def _early_alliance(eligible: pd.DataFrame, settings: ReportSettings, year: str) -> pd.DataFrame:
-    if len(eligible) < MIN_CLIENTS_FOR_MODELS:
+    if settings.alliance is None or len(eligible) < MIN_CLIENTS_FOR_MODELS:
+        return pd.DataFrame()
+    if eligible["therapist_id"].nunique() < 2:  # a cluster bootstrap needs clusters
         return pd.DataFrame()
     table = partial_correlation(
         eligible,
@@ -287,9 +305,27 @@ def _therapist_effects(
     return effects.assign(year=year)
 
 
+def _change_categories(
+    in_year: pd.DataFrame, change: pd.DataFrame | None, year: str
+) -> pd.DataFrame:
+    """The year's finished clients by category of change (none without categories)."""
+    from ..clinical_significance import CATEGORIES
+
+    if change is None or change["category"].isna().all():
+        return pd.DataFrame(columns=["year", "category", "clients", "basis"])
+    keys = case_keys(in_year)
+    finished = in_year.loc[in_year["finished"], keys]
+    cases = finished.merge(change[[*keys, "category"]].dropna(), on=keys)
+    counts = cases["category"].value_counts().reindex(list(CATEGORIES), fill_value=0)
+    return pd.DataFrame({"year": year, "category": counts.index, "clients": counts.to_numpy()})
+
+
 def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame | None:
     """Per case: alliance ratings, ruptures, ruptures whose repair window is complete (or that
-    were repaired) and those repaired; None when the instrument has no rupture threshold."""
+    were repaired) and those repaired; None when the instrument has no rupture threshold (or
+    the data no alliance)."""
+    if settings.alliance is None:
+        return None
     try:
         detected = detect_ruptures(sessions, settings.alliance,
                                    threshold=settings.rupture_threshold,
@@ -352,6 +388,8 @@ def report_tables(
     settings: ReportSettings,
     warning: pd.DataFrame | None = None,
     codes: Mapping[str, str] | None = None,
+    change: pd.DataFrame | None = None,
+    change_basis: str = "",
 ) -> ReportTables:
     """Compute every reporting year's numbers (step 1 of the report; no suppression yet).
 
@@ -366,12 +404,17 @@ def report_tables(
     codes : mapping, optional
         Therapist ID to pseudonymous code (the workflow's ``derived/therapist_codes.csv``,
         :mod:`allianceanalysis.pseudonyms`); without it, codes from a fresh random key.
+    change : pandas.DataFrame, optional
+        Each case's category of change (case keys and ``category``; the workflow's
+        ``derived/clinical_significance.parquet``); without it, no table of categories.
+    change_basis : str
+        The index, cut-off and reliability the categories were decided by, for the report.
 
     Returns
     -------
     ReportTables
     """
-    alliance = get_instrument(settings.alliance)
+    alliance = None if settings.alliance is None else get_instrument(settings.alliance)
     keys = case_keys(sessions)
     outcomes = client_outcomes(sessions, settings.outcome, start_month=settings.year_start_month)
     clients = client_table(sessions, settings.outcome, settings.alliance, settings.early_session)
@@ -399,7 +442,7 @@ def report_tables(
             outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
             pd.DataFrame(extra, columns=KPI_COLUMNS),
         ]
-        parts["accounting"].append(_accounting(in_year, year_clients, year))
+        parts["accounting"].append(_accounting(in_year, year_clients, year, alliance is not None))
         bands = session_bands(in_year["sessions"])
         parts["session_bands"].append(
             pd.DataFrame({"year": year, "band": bands.index, "clients": bands.to_numpy()})
@@ -407,7 +450,7 @@ def report_tables(
         parts["sites"].append(_sites(in_year, seen, year))
         parts["endings"].append(_endings(year_clients, alliance, year))
         finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
-        if len(finished):
+        if len(finished) and finished["therapist_id"].nunique() >= 2:
             table = funnel(
                 finished.assign(therapist=finished["therapist_id"].map(codes)),
                 "therapist",
@@ -417,6 +460,9 @@ def report_tables(
         parts["alliance_bins"].append(_alliance_bins(year_sessions, alliance, year))
         parts["early_alliance"].append(_early_alliance(eligible, settings, year))
         parts["therapist_effects"].append(_therapist_effects(eligible, codes, settings, year))
+        parts["change_categories"].append(
+            _change_categories(in_year, change, year).assign(basis=change_basis)
+        )
     nhs = nhs_talking_therapies(sessions, start_month=settings.year_start_month)
     if nhs is not None:
         parts["kpis"].append(nhs)

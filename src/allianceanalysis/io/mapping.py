@@ -25,6 +25,7 @@ from .read import RawTable
 __all__ = [
     "CONTRACT_COLUMNS",
     "END_STATUSES",
+    "NO_THERAPIST",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "ColumnPlan",
@@ -32,7 +33,11 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("client_id", "therapist_id", "session")
-"""Required besides an outcome and an alliance score."""
+"""Required besides an outcome (and an alliance) score; ``therapist_id`` may be declared absent
+(``columns: {therapist_id: null}``) for data without therapist codes."""
+NO_THERAPIST = "(no therapist codes)"
+"""The ``therapist_id`` of every row of a dataset declared to have no therapist codes: one
+"therapist", so every analysis drops the therapist level and says so (docs/data-format.md)."""
 OPTIONAL_COLUMNS = ("site_id", "session_date", "episode_id", "end_status", "condition")
 CONTRACT_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 END_STATUSES = ("planned", "dropout", "ongoing")
@@ -53,12 +58,15 @@ class ColumnPlan:
         The file's other columns (kept as they are).
     warnings : list of str
         Notes for the validation summary (e.g. empty unnamed columns dropped).
+    absent : list of str
+        Contract columns the configuration declares absent (``therapist_id: null``).
     """
 
     source: dict[str, str]
     items: dict[str, tuple[str, ...]]
     extras: list[str]
     warnings: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
 
     def instruments(self) -> list[str]:
         """Instrument keys with a total or items in the file, in registry order."""
@@ -140,7 +148,10 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
 
     present = set(header)
     source: dict[str, str] = {}
+    absent = [contract for contract, column in spec.columns.items() if column is None]
     for contract, column in spec.columns.items():
+        if column is None:
+            continue
         if column not in present:
             problems.append(
                 _problem(
@@ -198,11 +209,16 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
             )
 
     for contract in REQUIRED_COLUMNS:
-        if contract not in source:
+        if contract not in source and contract not in absent:
+            hint = (
+                ", or set columns: {therapist_id: null} if the data have no therapist codes"
+                if contract == "therapist_id"
+                else ""
+            )
             problems.append(
                 _problem(
                     f"the required column '{contract}' is missing{did_you_mean(contract, header)}; "
-                    "add it or map the file's column to it under columns:",
+                    f"add it or map the file's column to it under columns:{hint}",
                     contract,
                 )
             )
@@ -220,4 +236,4 @@ def plan_columns(raw: RawTable, spec: DatasetSpec) -> ColumnPlan:
 
     used = set(source.values()) | {c for cols in items.values() for c in cols}
     extras = [h for h in header if h not in used]
-    return ColumnPlan(source=source, items=items, extras=extras, warnings=warnings)
+    return ColumnPlan(source=source, items=items, extras=extras, warnings=warnings, absent=absent)

@@ -30,7 +30,7 @@ from ..config import DatasetSpec
 from ..derive import CaseOrder, case_keys, key_codes
 from ..errors import PROBLEM_COLUMNS, DataError
 from ..instruments import INSTRUMENTS, Instrument, instruments_in_use
-from .mapping import END_STATUSES, ColumnPlan, plan_columns
+from .mapping import END_STATUSES, NO_THERAPIST, ColumnPlan, plan_columns
 from .privacy import identifier_value_reasons
 from .read import RawTable, read_raw
 
@@ -394,6 +394,8 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
     for contract in _TEXT_COLUMNS:
         if contract in texts:
             frame[contract] = texts[contract]
+    if "therapist_id" in plan.absent:
+        frame["therapist_id"] = pd.Series(NO_THERAPIST, index=frame.index, dtype="str")
     for contract in ("end_status", "condition"):
         if contract in texts:
             recoded = texts[contract].replace(spec.recode.get(contract, {}))
@@ -722,7 +724,9 @@ def _summary(
         ],
         "counts": {
             "clients": int(sessions["client_id"].nunique()),
-            "therapists": int(sessions["therapist_id"].nunique()),
+            "therapists": None
+            if "therapist_id" in plan.absent
+            else int(sessions["therapist_id"].nunique()),
             "sites": int(sessions["site_id"].nunique()) if "site_id" in sessions else None,
             "sessions": len(sessions),
         },

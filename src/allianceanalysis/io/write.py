@@ -92,7 +92,7 @@ def ingest(
     write_validated(result, sessions, summary, accounting, excluded)
     rows, counts = result.summary["rows"], result.summary["counts"]
     log.info(
-        "%s: %d rows read, %d used, %d excluded; %d clients, %d therapists",
+        "%s: %d rows read, %d used, %d excluded; %d clients, %s therapists",
         spec.name,
         rows["read"],
         rows["used"],
