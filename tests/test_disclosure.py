@@ -14,6 +14,7 @@ from allianceanalysis.disclosure import (
     DisclosurePolicy,
     protect,
     protect_rate,
+    suppress_small_rows,
 )
 
 from .helpers import assert_nothing_small_can_be_worked_out
@@ -205,3 +206,24 @@ def test_an_implied_count_must_belong_to_exactly_one_equation() -> None:
     system.implied("loose", 9, table="k")
     with pytest.raises(ValueError, match="exactly one equation"):
         system.solve()
+
+
+def test_one_small_share_of_a_partition_takes_another_with_it() -> None:
+    # 16 + 9 + 11 + 4 + 0 = 40: hiding only the 4 would let it be worked out as 40 - 36
+    shares = pd.DataFrame({
+        "term": ["recovered", "improved", "unchanged", "deteriorated", "harmed"],
+        "estimate": [16 / 40, 9 / 40, 11 / 40, 4 / 40, 0.0], "n_obs": 40,
+        "ci_method": "wilson", "std_error": None, "ci_low": 0.0, "ci_high": 1.0,
+        "p_value": None, "message": "",
+    })  # fmt: skip
+    published = suppress_small_rows(shares, DisclosurePolicy(5), partition=shares["term"])
+    hidden = published.loc[published["estimate"].isna(), "term"].tolist()
+    assert "deteriorated" in hidden and len(hidden) == 2
+
+
+def test_a_partition_without_small_counts_is_published_whole() -> None:
+    shares = pd.DataFrame({"term": ["a", "b"], "estimate": [0.5, 0.5], "n_obs": 40,
+                           "ci_method": "wilson", "std_error": None, "ci_low": 0.0,
+                           "ci_high": 1.0, "p_value": None, "message": ""})  # fmt: skip
+    published = suppress_small_rows(shares, DisclosurePolicy(5), partition=["a", "b"])
+    assert published["estimate"].notna().all()

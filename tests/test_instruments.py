@@ -110,3 +110,10 @@ def test_every_reliable_change_is_published_or_derived_from_sourced_numbers() ->
     for inst in INSTRUMENTS.values():
         if inst.reliable_change is None and inst.reliable_change_points is not None:
             assert "reliability" in inst.sources and "norms" in inst.sources, inst.key
+
+
+def test_documentation_cites_every_source_of_the_registry() -> None:
+    text = (ROOT / "docs" / "instruments.md").read_text()
+    for inst in INSTRUMENTS.values():
+        for field, source in inst.sources.items():
+            assert f"- **{field}**: {source}" in text, (inst.key, field)

@@ -26,14 +26,20 @@ from allianceanalysis.models import (
     therapist_shrinkage,
 )
 from allianceanalysis.pseudonyms import therapist_codes
-from allianceanalysis.simulate import simulate_study
+from allianceanalysis.simulate import simulate_study, with_items
 
 from .helpers import ROOT
+
+COMPONENTS = ("bond", "goal", "task", "overall")
+"""The SRS's items read as the alliance's components (the registry's SRS entry)."""
 
 
 @pytest.fixture(scope="module")
 def study() -> pd.DataFrame:
-    return simulate_study(n_clients=600, n_therapists=20, seed=31).sessions
+    """A simulated service with the SRS's items beside its totals (for the components)."""
+    sessions = simulate_study(n_clients=600, n_therapists=20, seed=31).sessions
+    items = with_items(sessions, 31)
+    return sessions.join(items[[c for c in items if c.startswith("srs_")]])
 
 
 @pytest.fixture(scope="module")
@@ -218,9 +224,11 @@ def test_every_table_has_the_tidy_columns_and_one_model_name_per_entry(study) ->
     for name in CATALOGUE:
         table = run_model(name, study, bootstrap=50)
         assert list(table.columns) == TIDY_COLUMNS, name
-        expected = (
-            {f"early_alliance_k{k}" for k in range(1, 6)} if name == "early_alliance" else {name}
-        )
+        expected = {
+            "early_alliance": {f"early_alliance_k{k}" for k in range(1, 6)},
+            "alliance_components": {f"{m}_{c}" for m in ("alliance_component",
+                                    "early_alliance_component") for c in COMPONENTS},
+        }.get(name, {name})  # fmt: skip
         assert set(table["model"]) == expected
         assert table["estimate"].notna().all(), name
 

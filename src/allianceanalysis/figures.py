@@ -40,6 +40,7 @@ __all__ = [
     "FIGURE_INPUTS",
     "FigureData",
     "FigureEntry",
+    "alliance_components",
     "alliance_disaggregation",
     "alliance_outcome_scatter",
     "alliance_over_sessions",
@@ -327,6 +328,59 @@ def early_alliance_by_k(
         "Early alliance and final outcome\n(controlling intake and, from k = 2, early change)",
         fontsize=11,
     )
+    return figure
+
+
+def alliance_components(
+    models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
+) -> Figure:
+    """The partial correlation of each component of the alliance with final outcome
+    (controlling intake), with its 95% interval, beside the whole scale's.
+
+    The cluster-bootstrap interval where the table has it (therapists), else Fisher's z.
+
+    Parameters
+    ----------
+    models : pandas.DataFrame
+        Tidy rows of the ``alliance_component_<name>`` models and of ``alliance_outcome``
+        (e.g. ``tables/models.csv``); or the one row saying why they were not computed.
+    outcome, alliance : str or Instrument
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"model": ["alliance_component_bond", "alliance_component_goal"],
+    ...                      "term": "partial_r", "estimate": [0.2, 0.3], "ci_low": [0.1, 0.2],
+    ...                      "ci_high": [0.3, 0.4], "n_obs": 200, "message": ""})
+    >>> sorted(t.get_text() for t in alliance_components(rows).axes[0].get_yticklabels())
+    ['bond', 'goal']
+    """
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    figure = Figure(figsize=(6, 3.6), layout="constrained")
+    axis = figure.subplots()
+    parts = models[models["model"].str.startswith("alliance_component_")]
+    whole = models[models["model"] == "alliance_outcome"]
+    if parts.empty:
+        reason = models.loc[models["model"] == "alliance_components", "message"]
+        return _not_computed(figure, axis, str(reason.iloc[0]) if len(reason) else "")
+    rows = []
+    for model, table in [*parts.groupby("model", sort=False), ("whole", whole)]:
+        terms = table.set_index("term")
+        term = "partial_r_bootstrap" if "partial_r_bootstrap" in terms.index else "partial_r"
+        if term in terms.index:
+            label = model.removeprefix("alliance_component_")
+            if model == "whole":
+                label = f"whole {alliance.short}"
+            rows.append((label, *terms.loc[term, ["estimate", "ci_low", "ci_high"]]))
+    table = pd.DataFrame(rows, columns=["label", "r", "low", "high"]).iloc[::-1]
+    position = np.arange(len(table))
+    for y, row in zip(position, table.itertuples(), strict=True):
+        colour = PALETTE[7] if row.label.startswith("whole") else PALETTE[0]
+        spread = [[row.r - row.low], [row.high - row.r]]
+        axis.errorbar(row.r, y, xerr=spread, fmt="o", color=colour, capsize=3)
+    axis.axvline(0, color="0.6", linewidth=0.8)
+    axis.set_yticks(position, table["label"])
+    axis.set_xlabel(f"Partial r with the final {outcome.short}, controlling intake (95% CI)")
+    axis.set_title(f"Components of the {alliance.short} and outcome", fontsize=11)
     return figure
 
 
@@ -862,6 +916,9 @@ FIGURES: dict[str, FigureEntry] = {
         "Therapist and client parts of the alliance", ("models",),
         lambda d: alliance_disaggregation(d["models"], d.outcome, d.alliance),
         needs=("alliance", "therapists")),
+    "alliance_components": FigureEntry(
+        "Components of the alliance", ("models",),
+        lambda d: alliance_components(d["models"], d.outcome, d.alliance)),
     "therapist_caterpillar": FigureEntry(
         "Therapist effects", ("therapist_effects",),
         lambda d: therapist_caterpillar(d["therapist_effects"], d.outcome), therapist_level=True,

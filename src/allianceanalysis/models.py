@@ -41,6 +41,7 @@ from .engine import (
     profile_interval,
 )
 from .errors import NotEstimable
+from .instruments import get_instrument
 from .pseudonyms import therapist_codes
 from .tidy import NEEDS, TIDY_COLUMNS
 
@@ -719,6 +720,66 @@ def growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame
     return tidy.frame(tidy_fit("growth", fit_lmm(formula, data, engine)))
 
 
+def alliance_components(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    *,
+    early_session: int = 3,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    engine: str = DEFAULT_ENGINE,
+) -> pd.DataFrame:
+    """The alliance's components (Bordin, 1979: goals, tasks, bond) and outcome, one at a time.
+
+    For each component of the alliance instrument
+    (:attr:`~allianceanalysis.instruments.Instrument.component_columns`: the WAI-SR's goal,
+    task and bond subscales; the SRS's items read as bond, goal, task and overall), the
+    client table is derived with the component at session ``k`` as ``alliance_early``, and
+    :func:`alliance_outcome` (model ``alliance_component_<name>``: the mixed model, Nakagawa's
+    R² and the partial correlation with its Fisher-z and cluster-bootstrap intervals) and the
+    early-alliance model with early change (``early_alliance_component_<name>``, from k = 2)
+    are fitted. Components share most of their variance (Horvath & Greenberg, 1989): read the
+    differences between their correlations with their intervals.
+
+    Raises
+    ------
+    NotEstimable
+        When the instrument has no components on record, or the data do not carry them (a
+        file of totals).
+
+    References
+    ----------
+    Bordin, E. S. (1979). The generalizability of the psychoanalytic concept of the working
+    alliance. Psychotherapy: Theory, Research & Practice, 16(3), 252-260.
+    Horvath, A. O., & Greenberg, L. S. (1989). Development and validation of the Working
+    Alliance Inventory. Journal of Counseling Psychology, 36(2), 223-233.
+    """
+    inst = get_instrument(alliance)
+    columns = inst.component_columns
+    if not columns:
+        raise NotEstimable(f"the {inst.short} has no components (subscales) on record")
+    present = {
+        c: col for c, col in columns.items() if col in sessions and sessions[col].notna().any()
+    }
+    if not present:
+        items = ", ".join(inst.item_columns)
+        raise NotEstimable(f"the data carry no {inst.short} components: supply its items "
+                           f"({items}) to analyse them")  # fmt: skip
+    formula = "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
+    frames = []
+    for name, column in present.items():
+        clients = client_table(sessions, outcome, column, early_session)
+        model = f"alliance_component_{name}"
+        frames.append(tidy.or_reason(model, lambda c=clients, m=model: alliance_outcome(
+            c, bootstrap=bootstrap, seed=seed, engine=engine).assign(model=m)))  # fmt: skip
+        if early_session > 1:
+            early = f"early_alliance_component_{name}"
+            frames.append(tidy.or_reason(early, lambda c=clients, m=early: tidy.frame(
+                tidy_fit(m, fit_lmm(formula, _eligible(c), engine)))))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
 def outcome_growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
     """The average course of the outcome over sessions, with each client's own course.
 
@@ -945,7 +1006,7 @@ DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 """The tables a catalogue model is fitted to: the derived client table, session pairs and
 session table, or the validated sessions (``results/<dataset>/internal/derived/``,
 ``validated/``)."""
-SETTINGS = ("outcome", "alliance", "bootstrap", "seed", "engine", "codes")
+SETTINGS = ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "codes")
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
 ``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`)."""
 
@@ -1008,6 +1069,11 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"),
     "dropout": CatalogueEntry(
         dropout, "clients", "glm(dropout ~ alliance_early, family = binomial)", ()),
+    "alliance_components": CatalogueEntry(
+        alliance_components, "sessions",
+        "alliance_outcome and the early-alliance model for each component of the alliance "
+        "(alliance_early = the component at session k)",
+        ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine")),
     "outcome_growth": CatalogueEntry(
         outcome_growth, "sessions_table", "outcome ~ session + (1 + session | client_id)",
         needs=()),
@@ -1022,6 +1088,7 @@ def fit_model(
     *,
     outcome: str = "ors",
     alliance: str = "srs",
+    early_session: int = 3,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
@@ -1032,8 +1099,8 @@ def fit_model(
     support gives one ``not_fitted`` row saying why.
     """
     entry = CATALOGUE[name]
-    settings = {"outcome": outcome, "alliance": alliance, "bootstrap": bootstrap, "seed": seed,
-                "engine": engine, "codes": codes}  # fmt: skip
+    settings = {"outcome": outcome, "alliance": alliance, "early_session": early_session,
+                "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes}  # fmt: skip
     lacking = [need for need in entry.needs if not _has(need, data, alliance)]
     if lacking:
         return tidy.reason_frame(name, NEEDS[lacking[0]])
@@ -1083,6 +1150,7 @@ def run_model(
         derived,
         outcome=outcome,
         alliance=alliance,
+        early_session=early_session,
         bootstrap=bootstrap,
         seed=seed,
         engine=engine,

@@ -77,6 +77,7 @@ def model_options(wildcards):
     """Everything a model job depends on besides its input files (a change reruns it)."""
     return {
         **dataset_instruments(wildcards),
+        "early_session": config["early_session"],
         "bootstrap": config["bootstrap"],
         "seed": config["seed"],
         "engine": config["engine"],
@@ -93,7 +94,6 @@ def report_options(wildcards):
     """Everything a dataset's annual report depends on besides its input files."""
     return {
         **model_options(wildcards),
-        "early_session": config["early_session"],
         "annual_report": config["annual_report"],
         "early_warning": config["early_warning"],
     }

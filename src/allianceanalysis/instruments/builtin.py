@@ -221,9 +221,22 @@ _BUILTIN = (
         cutoff_rule="below",
         reliable_change=None,
         prorate_max_missing=None,
+        components=MappingProxyType(
+            {
+                "bond": "relationship",
+                "goal": "goals_and_topics",
+                "task": "approach_or_method",
+                "overall": "overall",
+            }
+        ),
         sources=_sources(
             items=DUNCAN_2003,
             range=DUNCAN_2003,
+            components=DUNCAN_2003
+            + " The items were written after Bordin's (1979) working alliance: relationship "
+            "(bond), goals and topics (goals), approach or method (tasks), and an overall "
+            "rating. Reading each item as that component is an interpretation, not a validated "
+            "subscale (one item each).",
             cutoff=MILLER_DUNCAN_2004
             + " A total below 36 flags a possible alliance problem; sources differ on whether "
             "36 itself is flagged: here it is not (strictly below).",

@@ -98,6 +98,9 @@ class Instrument:
     clinical_norms, functional_norms : Norms or None
         Mean and SD of a clinical and a functional (non-clinical) reference sample, for the
         Jacobson–Truax cut-offs (:mod:`allianceanalysis.clinical_significance`).
+    components : mapping of str to str
+        For a scale without subscales whose single items stand for the alliance's components
+        (the SRS): component name -> item. :attr:`component_columns` gives the columns.
     user_defined : bool
         Defined in a configuration's ``instruments:`` block rather than built in.
     """
@@ -129,6 +132,7 @@ class Instrument:
     reliability_kind: ReliabilityKind | None = None
     clinical_norms: Norms | None = None
     functional_norms: Norms | None = None
+    components: Mapping[str, str] = field(default_factory=_empty)
     user_defined: bool = False
 
     @property
@@ -140,6 +144,23 @@ class Instrument:
     def subscale_columns(self) -> dict[str, str]:
         """Subscale name -> its score's column, ``<key>_<subscale>``."""
         return {name: f"{self.key}_{name}" for name in self.subscales}
+
+    @property
+    def component_columns(self) -> dict[str, str]:
+        """The alliance's components and their columns: the subscales' scores, or the items
+        that stand for them (:attr:`components`); empty for a scale without either.
+
+        Examples
+        --------
+        >>> from allianceanalysis.instruments import get_instrument
+        >>> get_instrument("wai_sr").component_columns["bond"]
+        'wai_sr_bond'
+        >>> get_instrument("srs").component_columns["goal"]
+        'srs_goals_and_topics'
+        """
+        if self.subscales:
+            return self.subscale_columns
+        return {name: f"{self.key}_{item}" for name, item in self.components.items()}
 
     @property
     def sums_items(self) -> bool:
