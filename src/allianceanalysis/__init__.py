@@ -6,6 +6,7 @@ Data in
     :mod:`~allianceanalysis.instruments` (registry of rating scales),
     :mod:`~allianceanalysis.io` (read, map, validate session data; refuse identifiers),
     :mod:`~allianceanalysis.config` (workflow configuration and its schema),
+    :mod:`~allianceanalysis.starter` (a starter configuration from a clinic's export),
     :mod:`~allianceanalysis.simulate` (studies whose truth is known),
     :mod:`~allianceanalysis.derive` (client, session and session-pair tables).
 Analyses (each returns :mod:`~allianceanalysis.tidy` rows)

@@ -10,6 +10,10 @@ Commands
 ``allianceanalysis simulate OUT [--preset demo | --clients N ...] [--truth FILE]``
     Write a simulated dataset (CSV, Parquet or Excel by OUT's extension) and, optionally, its
     true parameters as JSON.
+``allianceanalysis init EXPORT [--output FILE] [--dataset NAME]``
+    Propose a starter configuration for a clinic's export (:mod:`allianceanalysis.starter`):
+    how it is written and how its columns map onto the data contract; writes a commented
+    YAML file (never over an existing one) and lists what it could not map.
 ``allianceanalysis instruments [--config FILE]``
     List the instrument registry (with the configuration's own instruments).
 ``allianceanalysis run CONFIG [--cores N] [--directory DIR] [--dry-run]``
@@ -215,6 +219,33 @@ def _instruments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from .starter import propose
+
+    export = Path(args.export)
+    output = Path(args.output or f"{export.stem}.yaml")
+    if output.exists():
+        print(f"error: {output} already exists; choose another --output", file=sys.stderr)
+        return 1
+    proposal = propose(export)
+    output.write_text(proposal.config(args.dataset, str(export)), encoding="utf-8")
+    print(f"{export}: {proposal.format}, first {proposal.rows_read} rows read")
+    for key, value in proposal.read.items():
+        print(f"  read.{key}: {value!r}")
+    for contract, column in proposal.columns.items():
+        print(f"  {contract} <- {column if column is not None else '(none: declared absent)'}")
+    for key, column in proposal.totals.items():
+        print(f"  {key} <- {column}")
+    for key, columns in proposal.items.items():
+        print(f"  {key} items <- {', '.join(columns)}")
+    print(f"  outcome: {proposal.outcome}; alliance: {proposal.alliance}")
+    for problem in [*proposal.unmapped, *(f"looks like a direct identifier: {c}"
+                                          for c in proposal.identifiers)]:  # fmt: skip
+        print(f"  not mapped: {problem}")
+    print(f"wrote {output}; check it, then: allianceanalysis run {output}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .run import report_workflow, run_workflow
 
@@ -277,6 +308,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--truth", help="also write the true parameters to this JSON file")
     simulate.set_defaults(func=_simulate)
+
+    init = commands.add_parser("init", help="propose a starter configuration for a clinic's export")
+    init.add_argument("export", help="the export: CSV, Excel (.xlsx) or Parquet")
+    init.add_argument("--output", help="the configuration to write (default: <export>.yaml)")
+    init.add_argument("--dataset", default="clinic", help="the dataset's name (default clinic)")
+    init.set_defaults(func=_init)
 
     instruments = commands.add_parser("instruments", help="list the instrument registry")
     instruments.add_argument(
