@@ -593,3 +593,19 @@ def test_a_service_of_one_client_gets_both_reports() -> None:
     reports = annual_reports(tables, settings)
     for context in supervision_reports(reports, tables, {}).values():
         assert context["funnel_png"] is None and "Supervision report" in render_html(context)
+
+
+def test_another_outcome_measure_is_reported_and_protected_like_the_first() -> None:
+    sessions = simulate_study(n_clients=60, n_therapists=6, n_sites=2, seed=5).sessions
+    sessions["phq9"] = (27 - sessions["ors"] * 27 / 40).round().clip(0, 27)
+    tables = report_tables(sessions, SETTINGS)
+    assert {"phq9:finished", "phq9:reliable_improvement"} <= set(tables.kpis["kpi"])
+    for year, context in annual_reports(tables, SETTINGS).items():
+        published = context["kpis"]
+        assert published["kpi"].str.startswith("phq9:").any()
+        assert [inst.key for inst, _ in context["other_outcomes"]] == ["phq9"]
+        system = Publisher(tables.of_year(year), SETTINGS.policy, get_instrument("srs"),
+                           year).system  # fmt: skip
+        assert_nothing_small_can_be_worked_out(system, year)
+        html = render_html(context)
+        assert "Patient Health Questionnaire-9 (PHQ-9)" in html

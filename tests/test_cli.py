@@ -120,6 +120,30 @@ def test_instruments_lists_the_registry() -> None:
     assert "PHQ-9" in done.stdout and "at_or_above 10" in done.stdout
 
 
+def test_instruments_lists_a_configurations_own_instruments(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(
+        "outcome: hamd\nalliance: null\ninstruments:\n  hamd:\n    name: Hamilton\n"
+        "    short: HAM-D\n    construct: outcome\n    rater: clinician\n"
+        "    total_range: [0, 52]\n    higher_is_better: false\n    source: Hamilton 1960\n"
+        "datasets:\n  trial:\n    path: trial.csv\n"
+    )
+    done = run("instruments", "--config", str(tmp_path / "study.yaml"))
+    assert done.returncode == 0, done.stderr
+    line = next(row for row in done.stdout.splitlines() if row.startswith("hamd"))
+    assert "HAM-D" in line and "clinician" in line and line.rstrip().endswith("config")
+
+
+def test_instruments_with_a_broken_definition_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(
+        "instruments:\n  hamd:\n    name: Hamilton\n    construct: outcome\n"
+        "    total_range: [0, 52]\n    higher_is_better: false\n    cutoff: 60\n"
+        "    source: Hamilton 1960\ndatasets:\n  trial:\n    path: trial.csv\n"
+    )
+    done = run("instruments", "--config", str(tmp_path / "study.yaml"))
+    assert done.returncode == 1 and "'instruments.hamd.cutoff': 60 is outside" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_run_dry_run_plans_the_jobs_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "service.csv").write_bytes(DEMO.read_bytes())
     (tmp_path / "my.yaml").write_text("datasets:\n  service:\n    path: service.csv\n")

@@ -108,3 +108,14 @@ def test_alliance_figures_say_why_they_are_empty(public_study: Path) -> None:
     assert "no alliance measure" in svg
     scatter = public_study / figure_file("claus", "clinical_significance", ".png")
     assert scatter.stat().st_size > 20_000
+
+
+def test_the_annual_report_covers_the_second_outcome_measure(public_study: Path) -> None:
+    kpis = pd.read_csv(public_study / published("claus", "annual_report", "all_kpis.csv"))
+    hamd = kpis[kpis["kpi"].str.startswith("hamd:")].set_index("kpi")
+    assert hamd.loc["hamd:finished", "value"] == "41"
+    assert hamd.loc["hamd:mean_improvement", "unit"] == "HAM-D points"
+    html = (public_study / published("claus", "annual_report", "all.html")).read_text()
+    assert (
+        "Hamilton Rating Scale for Depression (HAM-D)" in html and "rated by the clinician" in html
+    )

@@ -444,8 +444,9 @@ def outcome_kpis(
 
     Rows (``kpi``): ``finished`` (count), ``mean_improvement`` (points, t interval),
     ``cohens_d``, ``severity_adjusted_es`` (with ``norms`` only), ``reliable_improvement``,
-    ``reliable_deterioration``, ``clinical_start``, ``recovery``, ``reliable_recovery``
-    (proportions with Wilson intervals; numerator and denominator kept for disclosure control).
+    ``reliable_deterioration`` (with a reliable-change threshold), ``clinical_start``,
+    ``recovery``, ``reliable_recovery`` (with a cut-off) (proportions with Wilson intervals;
+    numerator and denominator kept for disclosure control).
     """
     inst = get_instrument(outcome)
     rows = outcomes[outcomes["finished"]]
@@ -469,7 +470,8 @@ def outcome_kpis(
         ("recovery", "recovered", at_start),
         ("reliable_recovery", "reliable_recovery", at_start),
     ):
-        if column in base:
+        needs_cutoff = kpi in ("clinical_start", "recovery", "reliable_recovery")
+        if column in base and (inst.cutoff is not None or not needs_cutoff):
             result.append(_rate_row(year, group, kpi, base[column]))
     return pd.DataFrame(result, columns=KPI_COLUMNS)
 

@@ -157,7 +157,7 @@ class Publisher:
     def _register_kpis(self) -> None:
         name = f"Key figures ({self.year})"
         for kpi, row in self.kpis.iterrows():
-            label = KPI_LABELS.get(kpi, kpi)
+            label = kpi_label(kpi)
             if row["unit"] == "proportion":
                 n, events = row["denominator"], row["numerator"]
                 for part, value in (("events", events), ("non_events", n - events), ("n", n)):
@@ -175,19 +175,20 @@ class Publisher:
         ended, finished = _key("episodes_ended", "count"), _key("finished", "count")
         for kpi in ("unplanned_endings", "sessions_per_client_median"):
             self._same(ended, _key(kpi, "n"))
-        for kpi in (
-            "mean_improvement",
-            "cohens_d",
-            "reliable_improvement",
-            "reliable_deterioration",
-            "clinical_start",
-        ):
+        for kpi in OUTCOME_BASED:
             self._same(finished, _key(kpi, "n"))
         self._same(finished, _key("paired_data_completeness", "events"))
         for kpi in ("recovery", "reliable_recovery", "severity_adjusted_es"):
             self._same(_key("clinical_start", "events"), _key(kpi, "n"))
         for kpi in ("nhs_caseness_start", "nhs_reliable_improvement", "nhs_reliable_deterioration"):
             self._same(_key("nhs_finished", "count"), _key(kpi, "n"))
+        for measure in sorted({k.split(":")[0] for k in self.kpis.index if ":" in k}):
+            finished = _key(f"{measure}:finished", "count")
+            for kpi in OUTCOME_BASED:  # another outcome measure's rates are of its finished
+                self._same(finished, _key(f"{measure}:{kpi}", "n"))
+            for kpi in ("recovery", "reliable_recovery"):
+                self._same(_key(f"{measure}:clinical_start", "events"),
+                           _key(f"{measure}:{kpi}", "n"))  # fmt: skip
         for kpi in ("nhs_recovery", "nhs_reliable_recovery"):
             self._same(_key("nhs_caseness_start", "events"), _key(kpi, "n"))
         self._same(_key("not_on_track", "events"), _key("not_on_track_deteriorated", "n"))
@@ -357,7 +358,7 @@ class Publisher:
         for kpi, row in self.kpis.iterrows():
             n = self.system.text(_key(kpi, "n")) if _key(kpi, "n") in self.system.values else ""
             value, ci = self.published(kpi)
-            rows.append({"year": self.year, "kpi": kpi, "label": KPI_LABELS.get(kpi, kpi),
+            rows.append({"year": self.year, "kpi": kpi, "label": kpi_label(kpi),
                          "value": value, "ci": ci, "n": n, "unit": row["unit"]})  # fmt: skip
         return pd.DataFrame(rows, columns=["year", "kpi", "label", "value", "ci", "n", "unit"])
 
@@ -377,6 +378,24 @@ class Publisher:
     def protected(self, prefix: str, counts: pd.DataFrame, **totals: bool) -> Protected:
         """A registered count table as published."""
         return self.system.protected(counts, prefix, **totals)
+
+
+OUTCOME_BASED = ("mean_improvement", "cohens_d", "reliable_improvement",
+                 "reliable_deterioration", "clinical_start")  # fmt: skip
+"""KPIs whose denominator is the clients who finished with paired scores."""
+
+
+def kpi_label(kpi: str) -> str:
+    """A KPI's label in tables; another outcome measure's (``phq9:recovery``) reads as the
+    primary's KPI of that name.
+
+    Examples
+    --------
+    >>> kpi_label("phq9:recovery") == kpi_label("recovery")
+    True
+    """
+    base = kpi.split(":")[-1]
+    return KPI_LABELS.get(base, base)
 
 
 def _estimate_text(row: pd.Series, kpi: str) -> tuple[str, str]:

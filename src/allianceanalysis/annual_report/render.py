@@ -31,7 +31,7 @@ from ..effects import (
 )
 from ..errors import ConfigError
 from ..figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line, therapist_caterpillar
-from ..instruments import Instrument, get_instrument
+from ..instruments import INSTRUMENTS, Instrument, get_instrument
 from ..tables import ApaTable
 from .publisher import KPI_LABELS, Publisher
 from .tables import (
@@ -325,6 +325,15 @@ def _categories_table(publisher: Publisher, basis: str, outcome: Instrument) -> 
         + " "
         + SUPPRESSION_NOTE.format(below=publisher.policy.suppress_below),
     )
+
+
+def _distinct(*instruments: Instrument | None) -> list[Instrument]:
+    """The instruments named, each once, in order (none for a missing one)."""
+    seen: dict[str, Instrument] = {}
+    for inst in instruments:
+        if inst is not None:
+            seen.setdefault(inst.key, inst)
+    return list(seen.values())
 
 
 def _first(table: pd.DataFrame, column: str) -> str:
@@ -656,6 +665,12 @@ def annual_reports(
             .reset_index()
             for name, kpis in KPI_SECTIONS.items()
         }
+        others = sorted({k.split(":")[0] for k in published["kpi"] if ":" in k},
+                        key=list(INSTRUMENTS).index)  # fmt: skip
+        other_outcomes = [
+            (get_instrument(key), published[published["kpi"].str.startswith(f"{key}:")])
+            for key in others
+        ]
         endings_table, endings_text = _endings_table(publisher, alliance)
         therapists = (
             _published_therapists(parts[year], outcome, publisher)
@@ -679,6 +694,7 @@ def annual_reports(
             "alliance": alliance,
             "kpis": published,
             "sections": sections,
+            "other_outcomes": other_outcomes,
             "bands_table": _bands_table(publisher),
             "categories_table": _categories_table(
                 publisher, _first(parts[year]["change_categories"], "basis"), outcome
@@ -702,7 +718,9 @@ def annual_reports(
             "accounting_table": _accounting_table(publisher),
             "appendix": facts,
             "validation_rows": publisher.validation_rows(),
-            "instruments": [i for i in (outcome, alliance, *nhs_instruments) if i is not None],
+            "instruments": _distinct(
+                outcome, alliance, *nhs_instruments, *(o for o, _ in other_outcomes)
+            ),
             "suppression_log": summarise_log(publisher.log, counted=publisher.counted_rows),
         }
     return reports

@@ -38,7 +38,7 @@ from ..expected_response import (
     not_on_track,
     signalled_cases,
 )
-from ..instruments import Instrument, get_instrument
+from ..instruments import INSTRUMENTS, Instrument, get_instrument
 from ..models import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_SEED,
@@ -81,7 +81,8 @@ class ReportTables:
 
     Attributes
     ----------
-    kpis : :data:`~allianceanalysis.effects.KPI_COLUMNS`, every year.
+    kpis : :data:`~allianceanalysis.effects.KPI_COLUMNS`, every year; the outcome KPIs of
+        every other outcome measure in the data under ``<key>:<kpi>`` (:func:`other_outcomes`).
     accounting : ``year, analysis, reason, count``: cases in and out of each analysis.
     session_bands : ``year, band, clients``: sessions per client among episodes ended.
     sites : ``year, site_id, clients_seen, sessions_attended`` (by session date),
@@ -305,6 +306,24 @@ def _therapist_effects(
     return effects.assign(year=year)
 
 
+def other_outcomes(sessions: pd.DataFrame, outcome: str) -> list[str]:
+    """The outcome measures in the data besides the configured ``outcome``, registry order:
+    the report covers each (a PHQ-9 beside the ORS, a HAM-D beside the BDI-II).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"ors": [20.0], "phq9": [12.0], "srs": [36.0], "gad7": [None]})
+    >>> other_outcomes(s, "ors")
+    ['phq9']
+    """
+    return [
+        key
+        for key, inst in INSTRUMENTS.items()
+        if key != outcome and inst.construct == "outcome" and key in sessions
+        and sessions[key].notna().any()
+    ]  # fmt: skip
+
+
 def _change_categories(
     in_year: pd.DataFrame, change: pd.DataFrame | None, year: str
 ) -> pd.DataFrame:
@@ -463,6 +482,11 @@ def report_tables(
         parts["change_categories"].append(
             _change_categories(in_year, change, year).assign(basis=change_basis)
         )
+    for key in other_outcomes(sessions, settings.outcome):
+        other = client_outcomes(sessions, key, start_month=settings.year_start_month)
+        for year in sorted(outcomes["year"].dropna().unique()):
+            kpis = outcome_kpis(other[other["year"] == year], key, year)
+            parts["kpis"].append(kpis.assign(kpi=key + ":" + kpis["kpi"]))
     nhs = nhs_talking_therapies(sessions, start_month=settings.year_start_month)
     if nhs is not None:
         parts["kpis"].append(nhs)
