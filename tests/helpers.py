@@ -213,14 +213,16 @@ def assert_nothing_small_can_be_worked_out(system: CountSystem, context: object 
 
 OPTIONAL = ("site_id", "session_date", "episode_id", "end_status", "condition")
 """The optional columns of the data contract (docs/data-format.md)."""
-SHAPES = {f"no_{column}": (column,) for column in OPTIONAL if column != "episode_id"} | {
-    "required_only": (*OPTIONAL, "therapist_id")
-}
+SHAPES = {
+    f"no_{column}": (column,) for column in OPTIONAL if column not in ("episode_id", "session_date")
+} | {"required_only": (*OPTIONAL, "therapist_id")}
 """A dataset without each optional column, and one with only what is required: client,
 session and the two scores, without therapist codes either (declared absent,
-``columns: {therapist_id: null}``). Data without ``episode_id`` are run as ``required_only``,
-as the audited service (``no_condition``) and as the bundled demo (every workflow test): a
-shape of their own would add a dataset's run to the suite's longest setup and no code path."""
+``columns: {therapist_id: null}``). Two absences have no shape of their own, which would add a
+dataset's run to the suite's longest setup and no code path: data without ``episode_id`` are
+run as ``required_only``, as the audited service (``no_condition``) and as the bundled demo
+(every workflow test); data without ``session_date`` as ``required_only`` and as the public
+study (tests/test_public_study.py)."""
 AUDITED = "no_condition"
 """The shape whose data are the privacy audit's seeded service (:func:`seeded_sessions`)."""
 

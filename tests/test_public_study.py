@@ -119,3 +119,8 @@ def test_the_annual_report_covers_the_second_outcome_measure(public_study: Path)
     assert (
         "Hamilton Rating Scale for Depression (HAM-D)" in html and "rated by the clinician" in html
     )
+
+
+def test_without_dates_the_report_covers_one_period(public_study: Path) -> None:
+    html = (public_study / published("claus", "annual_report", "all.html")).read_text()
+    assert "<h1>Report on all sessions</h1>" in html and "The data have no session dates" in html

@@ -60,7 +60,7 @@ def test_without_sites_the_report_has_no_table_by_site(stranger_run, shape) -> N
     assert any("Activity by site" in p.read_text() for p in with_sites)
 
 
-@pytest.mark.parametrize("shape", ["no_session_date", "required_only"])
+@pytest.mark.parametrize("shape", ["required_only"])
 def test_without_dates_the_report_covers_one_period(stranger_run, shape) -> None:
     assert annual_reports(stranger_run, shape) == ["all.html", "all.pdf", "all_kpis.csv"]
     html = (stranger_run / published(shape, "annual_report", "all.html")).read_text()
