@@ -124,3 +124,11 @@ def test_the_annual_report_covers_the_second_outcome_measure(public_study: Path)
 def test_without_dates_the_report_covers_one_period(public_study: Path) -> None:
     html = (public_study / published("claus", "annual_report", "all.html")).read_text()
     assert "<h1>Report on all sessions</h1>" in html and "The data have no session dates" in html
+
+
+def test_validate_through_the_front_door_reports_what_the_data_lack(public_study: Path) -> None:
+    done = subprocess.run([str(ALLIANCEANALYSIS), "validate", "claus_2020.csv", "--config",
+                           "study.yaml"], cwd=public_study, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "43 clients, no therapist codes" in done.stdout and "alliance: none" in done.stdout

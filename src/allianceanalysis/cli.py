@@ -147,14 +147,15 @@ def _validate(args: argparse.Namespace) -> int:
     s = result.summary
     opts = s["read_options"]
     read = ", ".join(f"{k} {v!r}" for k, v in opts.items())
+    therapists = s["counts"]["therapists"]
+    therapists = "no therapist codes" if therapists is None else f"{therapists} therapists"
     print(
         f"{path}: valid. {s['rows']['read']} rows read, {s['rows']['used']} used; "
-        f"{s['counts']['clients']} clients, {s['counts']['therapists']} therapists."
+        f"{s['counts']['clients']} clients, {therapists}."
     )
-    print(
-        f"  outcome: {s['outcome']['name']} ({s['outcome']['from']}); "
-        f"alliance: {s['alliance']['name']} ({s['alliance']['from']})."
-    )
+    alliance = s["alliance"]
+    alliance = "none" if alliance is None else f"{alliance['name']} ({alliance['from']})"
+    print(f"  outcome: {s['outcome']['name']} ({s['outcome']['from']}); alliance: {alliance}.")
     print(f"  read as {s['format']}: {read}")
     if s["columns"]["extra"]:
         print(f"  extra columns kept: {', '.join(s['columns']['extra'])}")
