@@ -8,6 +8,7 @@ documented defaults, to be overridden where a service has its own norms (a confi
 from __future__ import annotations
 
 from types import MappingProxyType
+from typing import Any
 
 from .core import Instrument, Norms
 
@@ -147,24 +148,57 @@ def _subscales(**kwargs: tuple[int, ...]) -> MappingProxyType:
     return MappingProxyType({name: tuple(map(str, items)) for name, items in kwargs.items()})
 
 
-def _wai(key: str, short: str, form: str, rater: str, source: str) -> Instrument:
+def _scale(
+    key: str,
+    short: str,
+    name: str,
+    construct: str,
+    *,
+    items: tuple[str, ...],
+    item_range: tuple[float, float],
+    higher_is_better: bool,
+    item_count: int | None = None,
+    integer: bool | None = None,
+    scoring: str = "sum",
+    scoring_factor: float = 1.0,
+    **fields: Any,
+) -> Instrument:
+    """A registry entry whose totals follow from its items: ``item_count`` (default: the
+    items'), the total's range (the item range times the count, or times ``scoring_factor``
+    for a mean) and whether it is whole (default: summed whole-numbered items)."""
+    low, high = (float(v) for v in item_range)
+    count = len(items) if item_count is None else item_count
+    span = count if scoring == "sum" else scoring_factor
+    whole = low.is_integer() and high.is_integer()
     return Instrument(
+        key=key,
+        short=short,
+        name=name,
+        construct=construct,
+        items=items,
+        item_count=count,
+        item_min=low,
+        item_max=high,
+        total_min=low * span,
+        total_max=high * span,
+        integer=(scoring == "sum" and whole) if integer is None else integer,
+        higher_is_better=higher_is_better,
+        scoring=scoring,
+        scoring_factor=scoring_factor,
+        **fields,
+    )
+
+
+def _wai(key: str, short: str, form: str, rater: str, source: str) -> Instrument:
+    return _scale(
         key=key,
         short=short,
         name=f"Working Alliance Inventory ({form} form)",
         construct="alliance",
         items=(),
         item_count=36,
-        item_min=1.0,
-        item_max=7.0,
-        total_min=36.0,
-        total_max=252.0,
-        integer=True,
+        item_range=(1.0, 7.0),
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         rater=rater,
         sources=_sources(items=source, range=source),
         notes=(
@@ -178,23 +212,18 @@ def _wai(key: str, short: str, form: str, rater: str, source: str) -> Instrument
 
 
 _BUILTIN = (
-    Instrument(
+    _scale(
         key="ors",
         short="ORS",
         name="Outcome Rating Scale",
         construct="outcome",
         items=("individually", "interpersonally", "socially", "overall"),
-        item_count=4,
-        item_min=0.0,
-        item_max=10.0,
-        total_min=0.0,
-        total_max=40.0,
+        item_range=(0.0, 10.0),
         integer=False,
         higher_is_better=True,
         cutoff=25.0,
         cutoff_rule="below",
         reliable_change=5.0,
-        prorate_max_missing=None,
         sources=_sources(
             items=MILLER_2003,
             range=MILLER_2003,
@@ -204,23 +233,17 @@ _BUILTIN = (
         ),
         notes="Four 10-cm visual analogue lines, each scored 0-10 to one decimal.",
     ),
-    Instrument(
+    _scale(
         key="srs",
         short="SRS",
         name="Session Rating Scale",
         construct="alliance",
         items=("relationship", "goals_and_topics", "approach_or_method", "overall"),
-        item_count=4,
-        item_min=0.0,
-        item_max=10.0,
-        total_min=0.0,
-        total_max=40.0,
+        item_range=(0.0, 10.0),
         integer=False,
         higher_is_better=True,
         cutoff=36.0,
         cutoff_rule="below",
-        reliable_change=None,
-        prorate_max_missing=None,
         components=MappingProxyType(
             {
                 "bond": "relationship",
@@ -241,28 +264,17 @@ _BUILTIN = (
             + " A total below 36 flags a possible alliance problem; sources differ on whether "
             "36 itself is flagged: here it is not (strictly below).",
         ),
-        notes=(
-            "Strong ceiling: many sessions are rated 40. No published reliable-change "
-            "threshold; rupture rules set their own."
-        ),
+        notes="Strong ceiling: many sessions are rated 40. No published reliable-change "
+        "threshold; rupture rules set their own.",
     ),
-    Instrument(
+    _scale(
         key="wai_sr",
         short="WAI-SR",
         name="Working Alliance Inventory - Short Revised (client)",
         construct="alliance",
         items=_numbered(12),
-        item_count=12,
-        item_min=1.0,
-        item_max=5.0,
-        total_min=12.0,
-        total_max=60.0,
-        integer=True,
+        item_range=(1.0, 5.0),
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         subscales=_subscales(goal=(4, 6, 8, 11), task=(1, 2, 10, 12), bond=(3, 5, 7, 9)),
         sources=_sources(
             items=HATCHER_2006,
@@ -272,58 +284,37 @@ _BUILTIN = (
             + MUNDER_2010
             + " Unconfirmed against the primary source's item table.",
         ),
-        notes=(
-            "12 items rated 1-5, all positively worded (none reverse-keyed), total the sum "
-            "(some studies report the item mean; multiply by 12). A therapist form exists "
-            "(WAI-SRT) but its items could not be confirmed, so it is not built in."
-        ),
+        notes="12 items rated 1-5, all positively worded (none reverse-keyed), total the sum "
+        "(some studies report the item mean; multiply by 12). A therapist form exists "
+        "(WAI-SRT) but its items could not be confirmed, so it is not built in.",
     ),
     _wai("wai", "WAI", "client", "client", HORVATH_GREENBERG_1989),
     _wai("wai_t", "WAI-T", "therapist", "therapist", HORVATH_GREENBERG_1989),
     _wai("wai_o", "WAI-O", "observer", "observer", TICHENOR_HILL_1989),
-    Instrument(
+    _scale(
         key="calpas",
         short="CALPAS",
         name="California Psychotherapy Alliance Scales (patient version)",
         construct="alliance",
         items=(),
         item_count=24,
-        item_min=1.0,
-        item_max=7.0,
-        total_min=1.0,
-        total_max=7.0,
-        integer=False,
+        item_range=(1.0, 7.0),
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         scoring="mean",
         sources=_sources(items=GASTON_1991, range=GASTON_MARMAR_1994),
-        notes=(
-            "24 items rated 1-7 in four 6-item scales (patient commitment, patient working "
-            "capacity, therapist understanding and involvement, working strategy consensus); "
-            "the total is the mean (1-7). Supply the total: the item-to-scale key and the "
-            "reverse-keyed items could not be checked (unconfirmed)."
-        ),
+        notes="24 items rated 1-7 in four 6-item scales (patient commitment, patient working "
+        "capacity, therapist understanding and involvement, working strategy consensus); "
+        "the total is the mean (1-7). Supply the total: the item-to-scale key and the "
+        "reverse-keyed items could not be checked (unconfirmed).",
     ),
-    Instrument(
+    _scale(
         key="haq2",
         short="HAq-II",
         name="Revised Helping Alliance Questionnaire (patient version)",
         construct="alliance",
         items=_numbered(19),
-        item_count=19,
-        item_min=1.0,
-        item_max=6.0,
-        total_min=19.0,
-        total_max=114.0,
-        integer=True,
+        item_range=(1.0, 6.0),
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         reverse_items=("4", "8", "11", "16", "19"),
         sources=_sources(
             items=LUBORSKY_1996,
@@ -335,23 +326,17 @@ _BUILTIN = (
         notes="Item columns hold the responses as ticked (1-6); the loader re-keys items 4, 8, "
         "11, 16 and 19. Some studies report the item mean; multiply by 19.",
     ),
-    Instrument(
+    _scale(
         key="cors",
         short="CORS",
         name="Child Outcome Rating Scale",
         construct="outcome",
         items=("me", "family", "school", "everything"),
-        item_count=4,
-        item_min=0.0,
-        item_max=10.0,
-        total_min=0.0,
-        total_max=40.0,
+        item_range=(0.0, 10.0),
         integer=False,
         higher_is_better=True,
         cutoff=32.0,
         cutoff_rule="below",
-        reliable_change=None,
-        prorate_max_missing=None,
         sources=_sources(
             items=DUNCAN_2006,
             range=DUNCAN_2006,
@@ -359,23 +344,15 @@ _BUILTIN = (
         ),
         notes="Four 10-cm visual analogue lines (children 6-12), each scored 0-10.",
     ),
-    Instrument(
+    _scale(
         key="csrs",
         short="CSRS",
         name="Child Session Rating Scale",
         construct="alliance",
         items=("listened", "how_important", "what_we_did", "overall"),
-        item_count=4,
-        item_min=0.0,
-        item_max=10.0,
-        total_min=0.0,
-        total_max=40.0,
+        item_range=(0.0, 10.0),
         integer=False,
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         sources=_sources(
             items=MILLER_DUNCAN_2004 + " Item names unconfirmed.",
             range=MILLER_DUNCAN_2004,
@@ -383,23 +360,17 @@ _BUILTIN = (
         notes="Four 10-cm visual analogue lines (children 6-12); no published cut-off was "
         "confirmed.",
     ),
-    Instrument(
+    _scale(
         key="phq9",
         short="PHQ-9",
         name="Patient Health Questionnaire-9",
         construct="outcome",
         items=_numbered(9),
-        item_count=9,
-        item_min=0.0,
-        item_max=3.0,
-        total_min=0.0,
-        total_max=27.0,
-        integer=True,
+        item_range=(0.0, 3.0),
         higher_is_better=False,
         cutoff=10.0,
         cutoff_rule="at_or_above",
         reliable_change=6.0,
-        prorate_max_missing=None,
         sources=_sources(
             items=KROENKE_2001,
             range=KROENKE_2001,
@@ -407,23 +378,17 @@ _BUILTIN = (
             reliable_change=NHS_TT_MANUAL + " Reliable change: 6 points.",
         ),
     ),
-    Instrument(
+    _scale(
         key="gad7",
         short="GAD-7",
         name="Generalized Anxiety Disorder-7",
         construct="outcome",
         items=_numbered(7),
-        item_count=7,
-        item_min=0.0,
-        item_max=3.0,
-        total_min=0.0,
-        total_max=21.0,
-        integer=True,
+        item_range=(0.0, 3.0),
         higher_is_better=False,
         cutoff=8.0,
         cutoff_rule="at_or_above",
         reliable_change=4.0,
-        prorate_max_missing=None,
         sources=_sources(
             items=SPITZER_2006,
             range=SPITZER_2006,
@@ -431,18 +396,13 @@ _BUILTIN = (
             reliable_change=NHS_TT_MANUAL + " Reliable change: 4 points.",
         ),
     ),
-    Instrument(
+    _scale(
         key="core10",
         short="CORE-10",
         name="Clinical Outcomes in Routine Evaluation-10",
         construct="outcome",
         items=_numbered(10),
-        item_count=10,
-        item_min=0.0,
-        item_max=4.0,
-        total_min=0.0,
-        total_max=40.0,
-        integer=True,
+        item_range=(0.0, 4.0),
         higher_is_better=False,
         cutoff=11.0,
         cutoff_rule="at_or_above",
@@ -456,28 +416,20 @@ _BUILTIN = (
             + " Reliable change of 6 points; primary source unconfirmed.",
             prorate_max_missing=CORE_TRUST_PRORATING,
         ),
-        notes=(
-            "Item columns must hold item scores as printed on the form (the positively worded "
-            "items are reverse-scored on the form itself); the loader does not re-key items."
-        ),
+        notes="Item columns must hold item scores as printed on the form (the positively worded "
+        "items are reverse-scored on the form itself); the loader does not re-key items.",
     ),
-    Instrument(
+    _scale(
         key="oq45",
         short="OQ-45",
         name="Outcome Questionnaire-45.2",
         construct="outcome",
         items=_numbered(45),
-        item_count=45,
-        item_min=0.0,
-        item_max=4.0,
-        total_min=0.0,
-        total_max=180.0,
-        integer=True,
+        item_range=(0.0, 4.0),
         higher_is_better=False,
         cutoff=64.0,
         cutoff_rule="at_or_above",
         reliable_change=14.0,
-        prorate_max_missing=None,
         reverse_items=("1", "12", "13", "20", "21", "24", "31", "37", "43"),
         sources=_sources(
             range=LAMBERT_2004,
@@ -487,51 +439,32 @@ _BUILTIN = (
             + " The nine positively worded items 1, 12, 13, 20, 21, 24, 31, 37, 43 are "
             "reverse-scored; from secondary scoring keys, unconfirmed.",
         ),
-        notes=(
-            "Item columns hold the responses as ticked (0 = never ... 4 = almost always); "
-            "the loader re-keys the nine positively worded items."
-        ),
+        notes="Item columns hold the responses as ticked (0 = never ... 4 = almost always); "
+        "the loader re-keys the nine positively worded items.",
     ),
-    Instrument(
+    _scale(
         key="oq30",
         short="OQ-30",
         name="Outcome Questionnaire-30.2",
         construct="outcome",
         items=(),
         item_count=30,
-        item_min=0.0,
-        item_max=4.0,
-        total_min=0.0,
-        total_max=120.0,
-        integer=True,
+        item_range=(0.0, 4.0),
         higher_is_better=False,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         sources=_sources(range=LAMBERT_OQ30),
-        notes=(
-            "Supply the total. Its cut-off, reliable change and reverse-keyed items could not "
-            "be confirmed; configure your own (instruments:, replaces_builtin: true)."
-        ),
+        notes="Supply the total. Its cut-off, reliable change and reverse-keyed items could not "
+        "be confirmed; configure your own (instruments:, replaces_builtin: true).",
     ),
-    Instrument(
+    _scale(
         key="bdi2",
         short="BDI-II",
         name="Beck Depression Inventory-II",
         construct="outcome",
         items=_numbered(21),
-        item_count=21,
-        item_min=0.0,
-        item_max=3.0,
-        total_min=0.0,
-        total_max=63.0,
-        integer=True,
+        item_range=(0.0, 3.0),
         higher_is_better=False,
         cutoff=14.0,
         cutoff_rule="at_or_above",
-        reliable_change=None,
-        prorate_max_missing=None,
         reliability=0.92,
         reliability_kind="internal_consistency",
         clinical_norms=Norms(mean=22.45, sd=12.75),
@@ -549,18 +482,13 @@ _BUILTIN = (
         notes="No published reliable-change value is built in: the Jacobson-Truax value from "
         "the reliability and the outpatients' SD is used.",
     ),
-    Instrument(
+    _scale(
         key="core_om",
         short="CORE-OM",
         name="Clinical Outcomes in Routine Evaluation - Outcome Measure",
         construct="outcome",
         items=_numbered(34),
-        item_count=34,
-        item_min=0.0,
-        item_max=4.0,
-        total_min=0.0,
-        total_max=40.0,
-        integer=False,
+        item_range=(0.0, 4.0),
         higher_is_better=False,
         cutoff=10.0,
         cutoff_rule="at_or_above",
@@ -584,29 +512,20 @@ _BUILTIN = (
             "unconfirmed.",
             prorate_max_missing=EVANS_2002 + " Up to 3 missing items; unconfirmed.",
         ),
-        notes=(
-            "Item columns hold item scores as printed on the form (the positively worded "
-            "items are reverse-scored on the form itself); the loader does not re-key them. "
-            "Subscales are scored like the total (item mean times 10)."
-        ),
+        notes="Item columns hold item scores as printed on the form (the positively worded "
+        "items are reverse-scored on the form itself); the loader does not re-key them. "
+        "Subscales are scored like the total (item mean times 10).",
     ),
-    Instrument(
+    _scale(
         key="k10",
         short="K10",
         name="Kessler Psychological Distress Scale",
         construct="outcome",
         items=_numbered(10),
-        item_count=10,
-        item_min=1.0,
-        item_max=5.0,
-        total_min=10.0,
-        total_max=50.0,
-        integer=True,
+        item_range=(1.0, 5.0),
         higher_is_better=False,
         cutoff=22.0,
         cutoff_rule="at_or_above",
-        reliable_change=None,
-        prorate_max_missing=None,
         sources=_sources(
             items=KESSLER_2002,
             range=KESSLER_2002,
@@ -614,23 +533,14 @@ _BUILTIN = (
             "high distress: 22 or more is high; unconfirmed.",
         ),
     ),
-    Instrument(
+    _scale(
         key="wemwbs",
         short="WEMWBS",
         name="Warwick-Edinburgh Mental Well-being Scale",
         construct="outcome",
         items=_numbered(14),
-        item_count=14,
-        item_min=1.0,
-        item_max=5.0,
-        total_min=14.0,
-        total_max=70.0,
-        integer=True,
+        item_range=(1.0, 5.0),
         higher_is_better=True,
-        cutoff=None,
-        cutoff_rule=None,
-        reliable_change=None,
-        prorate_max_missing=None,
         reliability=0.91,
         reliability_kind="internal_consistency",
         functional_norms=Norms(mean=50.7, sd=8.79),

@@ -117,10 +117,10 @@ class Instrument:
     total_max: float
     integer: bool
     higher_is_better: bool
-    cutoff: float | None
-    cutoff_rule: CutoffRule | None
-    reliable_change: float | None
-    prorate_max_missing: int | None
+    cutoff: float | None = None
+    cutoff_rule: CutoffRule | None = None
+    reliable_change: float | None = None
+    prorate_max_missing: int | None = None
     sources: MappingProxyType = field(default_factory=_empty)
     notes: str = ""
     rater: Rater = "client"
