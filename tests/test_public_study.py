@@ -132,3 +132,17 @@ def test_validate_through_the_front_door_reports_what_the_data_lack(public_study
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "43 clients, no therapist codes" in done.stdout and "alliance: none" in done.stdout
+
+
+def test_a_deleted_figure_is_drawn_again_by_the_next_run(public_study: Path) -> None:
+    figure = public_study / figure_file("claus", "clinical_significance", ".svg")
+    aside = figure.with_suffix(".aside")
+    figure.rename(aside)
+    try:
+        command = [str(ALLIANCEANALYSIS), "run", "study.yaml", "--dry-run"]
+        done = subprocess.run(command, cwd=public_study, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+    finally:
+        aside.rename(figure)
+    assert done.returncode == 0, done.stderr
+    assert "figures" in done.stdout and "dataset=claus" in done.stdout

@@ -180,7 +180,7 @@ def all_outputs():
             f"{P}/tables/models.csv",
             f"{P}/tables/early_warning.csv",
             f"{P}/tables/clinical_significance.csv",
-            figure_file("{dataset}", "therapist_caterpillar", ".png"),
+            *(figure_file("{dataset}", name, ext) for name in FIGURES for ext in (".png", ".svg")),
             model_table("{dataset}", "alliance_outcome", ".html", apa=True),
             f"{P}/provenance.json",
             f"{P}/tables/pooled_sites.csv",
