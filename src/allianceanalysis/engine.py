@@ -29,11 +29,13 @@ Engines
     errors of fixed effects come from its joint Hessian and differ from lme4's by a few percent
     (estimates, variance components and likelihoods agree).
 
-Formulas (the shapes the catalogue uses)
-----------------------------------------
-``y ~ x1 + x2 + (1 | g)``, ``y ~ x1 + (1 | g1/g2)`` (``g2`` nested in ``g1``) and
-``y ~ x1 + (1 + x | g)`` (correlated random intercept and slope). Rows with a missing value in
-any variable of the formula are dropped (complete cases).
+Formulas
+--------
+lme4 notation (:meth:`Formula.parse`): numeric columns in the fixed part, and in the random
+part ``(1 | g)``; ``(x | g)`` or ``(1 + x | g)`` (correlated random intercept and slope);
+``(1 | g1/g2)`` or ``(1 | g1) + (1 | g1:g2)`` (``g2`` nested in ``g1``). Any other term is
+refused with an error naming it. Rows with a missing value in any variable of the formula are
+dropped (complete cases).
 
 The therapist level is optional (:data:`OPTIONAL_GROUPS`): data without therapist codes, or
 with a single practitioner, have fewer than two therapists, and a model with ``(1 |
@@ -85,7 +87,58 @@ _GROUP_LABELS = {"therapist_id": "therapist", "client_id": "client", "site_id": 
 OPTIONAL_GROUPS = ("therapist_id",)
 """Grouping factors a model loses, saying so, when the data have fewer than two levels: data
 may have no therapist codes (docs/data-format.md)."""
-_RANDOM = re.compile(r"\(\s*(1(?:\s*\+\s*(?P<slope>\w+))?)\s*\|\s*(?P<groups>[\w/]+)\s*\)")
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+SUPPORTED = (
+    "numeric columns in the fixed part; in the random part (1 | g), (x | g) or (1 + x | g), "
+    "and (1 | g1/g2) or (1 | g1) + (1 | g1:g2)"
+)
+"""The formula shapes the engines fit (factors, interactions, transformations, uncorrelated
+or crossed random effects: not yet)."""
+
+
+def _unsupported(term: str, text: str) -> str:
+    return f"unsupported term '{term}' in the formula {text!r}: supported are {SUPPORTED}"
+
+
+def _terms(rhs: str) -> list[str]:
+    """The terms of a formula's right-hand side, split at ``+`` outside parentheses."""
+    terms, depth, current = [], 0, ""
+    for char in rhs:
+        depth += (char == "(") - (char == ")")
+        if char == "+" and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    terms.append(current.strip())
+    return [t for t in terms if t]
+
+
+def _random_structure(
+    randoms: list[tuple[str, str, str]], text: str
+) -> tuple[tuple[str, ...], str | None]:
+    """The grouping factors and random slope of the random terms, or an error naming one."""
+    for term, left, right in randoms:
+        parts = [p.strip() for p in left.split("+")]
+        simple = all(_NAME.fullmatch(g) for g in re.split(r"[/:]", right))
+        if not simple or not (left == "1" or _NAME.fullmatch(left) or (
+                len(parts) == 2 and parts[0] == "1" and _NAME.fullmatch(parts[1]))):  # fmt: skip
+            raise ValueError(_unsupported(term, text))
+    if len(randoms) == 1:
+        term, left, right = randoms[0]
+        slope = None if left == "1" else left.split("+")[-1].strip()
+        if ":" in right or (slope and "/" in right) or right.count("/") > 1:
+            raise ValueError(_unsupported(term, text))
+        return tuple(right.split("/")), slope
+    if len(randoms) == 2 and all(left == "1" for _, left, _ in randoms):
+        (_, _, a), (_, _, b) = sorted(randoms, key=lambda r: ":" in r[2])
+        if ":" not in a and "/" not in a and b.count(":") == 1 and b.split(":")[0] == a:
+            return (a, b.split(":")[1]), None
+    if not randoms:
+        raise ValueError(f"the formula {text!r} has no random effect: supported are {SUPPORTED}")
+    raise ValueError(_unsupported(" + ".join(term for term, _, _ in randoms), text))
 
 
 def group_label(column: str) -> str:
@@ -116,25 +169,46 @@ class Formula:
 
     @classmethod
     def parse(cls, text: str) -> Formula:
-        """Parse ``y ~ a + b + (1 | g)`` and the other supported shapes.
+        """Parse an lme4 formula of the shapes the engines fit.
+
+        The fixed part is numeric columns (an intercept always). The random part is one of
+        ``(1 | g)``; ``(x | g)`` or ``(1 + x | g)`` (correlated random intercept and slope,
+        as lme4 reads both); ``(1 | g1/g2)`` or ``(1 | g1) + (1 | g1:g2)`` (``g2`` nested in
+        ``g1``). Anything else is refused with an error naming the term.
+
+        Raises
+        ------
+        ValueError
+            Naming the unsupported term and what is supported.
 
         Examples
         --------
         >>> Formula.parse("y ~ a + (1 + t | g)")
         Formula(response='y', fixed=('a',), groups=('g',), slope='t')
+        >>> Formula.parse("Reaction ~ Days + (Days | Subject)").lme4()
+        'Reaction ~ Days + (1 + Days | Subject)'
+        >>> Formula.parse("strength ~ 1 + (1 | batch) + (1 | batch:cask)").groups
+        ('batch', 'cask')
         """
         response, _, rhs = text.partition("~")
-        randoms = list(_RANDOM.finditer(rhs))
-        if not response.strip() or len(randoms) != 1:
-            raise ValueError(f"unsupported formula {text!r}: need 'y ~ x + (1 | g)' shapes")
-        random = randoms[0]
-        fixed_part = _RANDOM.sub("", rhs)
-        fixed = tuple(t.strip() for t in fixed_part.split("+") if t.strip() not in ("", "1"))
-        groups = tuple(random.group("groups").split("/"))
-        slope = random.group("slope")
-        if len(groups) > 2 or (slope and len(groups) > 1):
-            raise ValueError(f"unsupported random-effects structure in {text!r}")
-        return cls(response.strip(), fixed, groups, slope)
+        response = response.strip()
+        if not _NAME.fullmatch(response):
+            raise ValueError(_unsupported(response or "(no response)", text))
+        fixed: list[str] = []
+        randoms: list[tuple[str, str, str]] = []  # (term, left of |, right of |)
+        for term in _terms(rhs):
+            if term.startswith("(") and term.endswith(")") and "|" in term:
+                inside = term[1:-1]
+                if "||" in inside:
+                    raise ValueError(_unsupported(term, text))
+                left, _, right = inside.partition("|")
+                randoms.append((term, " ".join(left.split()), "".join(right.split())))
+            elif _NAME.fullmatch(term):
+                fixed.append(term)
+            elif term != "1":
+                raise ValueError(_unsupported(term, text))
+        groups, slope = _random_structure(randoms, text)
+        return cls(response, tuple(fixed), groups, slope)
 
     @property
     def variables(self) -> list[str]:
@@ -233,7 +307,15 @@ def _complete_cases(formula: Formula, data: pd.DataFrame, text_groups: bool = Tr
     ``text_groups`` is false (the core codes any labels itself, without a copy as text)."""
     missing = [c for c in formula.variables if c not in data]
     if missing:
-        raise KeyError(f"the data have no column {missing[0]!r} for {formula.lme4()}")
+        raise ValueError(f"the data have no column {missing[0]!r} for {formula.lme4()}")
+    numeric = [formula.response, *formula.fixed, *([formula.slope] if formula.slope else [])]
+    text = [c for c in numeric if not pd.api.types.is_numeric_dtype(data[c])]
+    if text:
+        raise ValueError(
+            f"the column {text[0]!r} of {formula.lme4()} is not numeric (e.g. "
+            f"{data[text[0]].dropna().iloc[0]!r}): the fixed part takes numeric columns "
+            "(factors: not yet; code it as 0/1 columns)"
+        )
     frame = data[formula.variables].dropna().reset_index(drop=True)
     for group in formula.groups if text_groups else ():
         frame[group] = frame[group].astype("str")
