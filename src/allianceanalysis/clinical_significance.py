@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from .derive import case_keys
-from .effects import wilson_interval
+from .effects import in_clinical_range, wilson_interval
 from .errors import NotEstimable
 from .instruments import Instrument, Norms
 from .tidy import frame, row
@@ -351,8 +351,8 @@ def clinical_significance(
         if instrument.cutoff is None:
             raise NotEstimable(f"{instrument.short} has no published cut-off")
         value = instrument.cutoff
-        clinical_pre = _in_clinical_range(pre, instrument)
-        functional_post = ~_in_clinical_range(post, instrument)
+        clinical_pre = in_clinical_range(pd.Series(pre), instrument).to_numpy(dtype=bool)
+        functional_post = ~in_clinical_range(pd.Series(post), instrument).to_numpy(dtype=bool)
         clinical_post = ~functional_post
     else:
         value = cutoff_value(cutoff, clinical, functional, instrument.higher_is_better,
@@ -409,10 +409,6 @@ def clinical_significance(
         "cases_without_pair": len(pairs) - len(clean),
     }
     return ClinicalSignificance(cases.reset_index(drop=True), parameters)
-
-
-def _in_clinical_range(scores: np.ndarray, inst: Instrument) -> np.ndarray:
-    return scores < inst.cutoff if inst.cutoff_rule == "below" else scores >= inst.cutoff
 
 
 def _effective_n(flags: np.ndarray, groups: np.ndarray | None) -> tuple[float, int | None]:

@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from ._files import atomic_outputs
 from .instruments import Instrument, get_instrument
 from .tables import TERM_LABELS, read_model_table
-from .tidy import NEEDS
+from .tidy import unmet_need
 
 __all__ = [
     "FEEDBACK_TERMS",
@@ -853,13 +853,9 @@ class FigureData:
         self.alliance = None if self.alliance is None else _instrument(self.alliance)
 
     def lacks(self, needs: Iterable[str]) -> str | None:
-        """Why the data cannot support a figure that ``needs`` these (:data:`NEEDS`), or None."""
-        for need in needs:
-            if need == "alliance" and self.alliance is None:
-                return NEEDS[need]
-            if need == "therapists" and self["sessions"]["therapist_id"].nunique() < 2:
-                return NEEDS[need]
-        return None
+        """Why the data cannot support a figure that ``needs`` these
+        (:func:`~allianceanalysis.tidy.unmet_need`), or None."""
+        return unmet_need(tuple(needs), self["sessions"], self.alliance)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._tables:

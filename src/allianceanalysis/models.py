@@ -359,7 +359,7 @@ def alliance_outcome(
         "outcome_final",
         "outcome_intake",
         model=model,
-        cluster="therapist_id" if data["therapist_id"].nunique() >= 2 else None,
+        cluster="therapist_id" if tidy.has_therapists(data) else None,
         bootstrap=bootstrap,
         seed=seed,
     )
@@ -993,7 +993,7 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
     Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: A
     meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
     """
-    several = clients["therapist_id"].nunique() >= 2
+    several = tidy.has_therapists(clients)
     rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"],
                               "therapist_id" if several else None)  # fmt: skip
     if not several:
@@ -1101,20 +1101,13 @@ def fit_model(
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "early_session": early_session,
                 "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes}  # fmt: skip
-    lacking = [need for need in entry.needs if not _has(need, data, alliance)]
-    if lacking:
-        return tidy.reason_frame(name, NEEDS[lacking[0]])
+    reason = tidy.unmet_need(entry.needs, data, alliance)
+    if reason is not None:
+        return tidy.reason_frame(name, reason)
     try:
         return entry.function(data, **{option: settings[option] for option in entry.options})
     except NotEstimable as exc:
         return tidy.reason_frame(name, str(exc))
-
-
-def _has(need: str, data: pd.DataFrame, alliance: str | None) -> bool:
-    """Whether ``data`` (a catalogue table) has what a model needs."""
-    if need == "alliance":
-        return alliance is not None
-    return "therapist_id" in data and data["therapist_id"].nunique() >= 2
 
 
 def run_model(

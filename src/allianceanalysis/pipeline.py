@@ -345,9 +345,9 @@ def clinical_significance_step(
     else:  # every case with a pre score; those without a post one have no category
         unpaired = pairs[pairs["post"].isna()]
         per_case = pd.concat([result.cases, unpaired], ignore_index=True)
-        several = per_case["therapist_id"].nunique() >= 2
+        by = "therapist_id" if tidy.has_therapists(per_case) else None
         summary = pd.concat([
-            category_summary(result, model, by="therapist_id" if several else None),
+            category_summary(result, model, by=by),
             tidy.frame(_clinical_significance_parameters(model, result.parameters)),
         ], ignore_index=True)  # fmt: skip
     with atomic_outputs(cases, table, published) as (c, t, p):

@@ -28,7 +28,16 @@ import pandas as pd
 
 from .errors import NotEstimable
 
-__all__ = ["NEEDS", "TIDY_COLUMNS", "frame", "or_reason", "reason_frame", "row"]
+__all__ = [
+    "NEEDS",
+    "TIDY_COLUMNS",
+    "frame",
+    "has_therapists",
+    "or_reason",
+    "reason_frame",
+    "row",
+    "unmet_need",
+]
 
 NEEDS = {
     "alliance": "the data have no alliance measure (alliance: null in the configuration)",
@@ -37,6 +46,30 @@ NEEDS = {
 }
 """What an analysis (a catalogue model, a figure) may need of the data besides an outcome,
 and the reason it gives when the data lack it."""
+
+
+def has_therapists(data: pd.DataFrame) -> bool:
+    """Whether ``data`` have a therapist level: two or more therapists (data without codes
+    have one, docs/data-format.md).
+
+    Examples
+    --------
+    >>> has_therapists(pd.DataFrame({"therapist_id": ["t1", "t1"]}))
+    False
+    """
+    return "therapist_id" in data and data["therapist_id"].nunique() >= 2
+
+
+def unmet_need(needs: tuple[str, ...], data: pd.DataFrame, alliance: object) -> str | None:
+    """The reason (:data:`NEEDS`) of the first of ``needs`` that ``data`` (with the dataset's
+    ``alliance`` instrument, None for none) do not meet; None when all are met."""
+    for need in needs:
+        if (need == "alliance" and alliance is None) or (
+            need == "therapists" and not has_therapists(data)
+        ):
+            return NEEDS[need]
+    return None
+
 
 TIDY_COLUMNS = [
     "model",

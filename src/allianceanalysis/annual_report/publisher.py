@@ -5,14 +5,14 @@ them in one :class:`~allianceanalysis.disclosure.CountSystem` and solves suppres
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..disclosure import SUPPRESSED, CountSystem, DisclosurePolicy, Protected
-from ..instruments import Instrument
+from ..instruments import INSTRUMENTS, Instrument
 from .tables import (
     SITE_COLUMNS,
 )
@@ -182,7 +182,7 @@ class Publisher:
             self._same(_key("clinical_start", "events"), _key(kpi, "n"))
         for kpi in ("nhs_caseness_start", "nhs_reliable_improvement", "nhs_reliable_deterioration"):
             self._same(_key("nhs_finished", "count"), _key(kpi, "n"))
-        for measure in sorted({k.split(":")[0] for k in self.kpis.index if ":" in k}):
+        for measure in other_measures(self.kpis.index):
             finished = _key(f"{measure}:finished", "count")
             for kpi in OUTCOME_BASED:  # another outcome measure's rates are of its finished
                 self._same(finished, _key(f"{measure}:{kpi}", "n"))
@@ -383,6 +383,19 @@ class Publisher:
 OUTCOME_BASED = ("mean_improvement", "cohens_d", "reliable_improvement",
                  "reliable_deterioration", "clinical_start")  # fmt: skip
 """KPIs whose denominator is the clients who finished with paired scores."""
+
+
+def other_measures(kpis: Iterable[str]) -> list[str]:
+    """The other outcome measures among KPI names (``phq9:recovery`` -> ``phq9``), in
+    registry order (:func:`~allianceanalysis.annual_report.tables.other_outcomes`).
+
+    Examples
+    --------
+    >>> other_measures(["finished", "phq9:finished", "gad7:recovery", "phq9:cohens_d"])
+    ['phq9', 'gad7']
+    """
+    keys = {kpi.split(":")[0] for kpi in kpis if ":" in kpi}
+    return [key for key in INSTRUMENTS if key in keys]
 
 
 def kpi_label(kpi: str) -> str:

@@ -31,9 +31,9 @@ from ..effects import (
 )
 from ..errors import ConfigError
 from ..figures import MAX_LABELLED_THERAPISTS, PALETTE, apa_r, cutoff_line, therapist_caterpillar
-from ..instruments import INSTRUMENTS, Instrument, get_instrument
+from ..instruments import Instrument, get_instrument
 from ..tables import ApaTable
-from .publisher import KPI_LABELS, Publisher
+from .publisher import KPI_LABELS, Publisher, other_measures
 from .tables import (
     ReportSettings,
     ReportTables,
@@ -665,11 +665,9 @@ def annual_reports(
             .reset_index()
             for name, kpis in KPI_SECTIONS.items()
         }
-        others = sorted({k.split(":")[0] for k in published["kpi"] if ":" in k},
-                        key=list(INSTRUMENTS).index)  # fmt: skip
         other_outcomes = [
             (get_instrument(key), published[published["kpi"].str.startswith(f"{key}:")])
-            for key in others
+            for key in other_measures(published["kpi"])
         ]
         endings_table, endings_text = _endings_table(publisher, alliance)
         therapists = (

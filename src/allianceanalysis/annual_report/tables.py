@@ -48,6 +48,7 @@ from ..models import (
 from ..models import therapist_effects as fit_therapist_effects
 from ..pseudonyms import therapist_codes
 from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
+from ..tidy import has_therapists
 
 log = logging.getLogger("allianceanalysis")
 
@@ -274,7 +275,7 @@ def _alliance_bins(
 def _early_alliance(eligible: pd.DataFrame, settings: ReportSettings, year: str) -> pd.DataFrame:
     if settings.alliance is None or len(eligible) < MIN_CLIENTS_FOR_MODELS:
         return pd.DataFrame()
-    if eligible["therapist_id"].nunique() < 2:  # a cluster bootstrap needs clusters
+    if not has_therapists(eligible):  # a cluster bootstrap needs clusters
         return pd.DataFrame()
     table = partial_correlation(
         eligible,
@@ -469,7 +470,7 @@ def report_tables(
         parts["sites"].append(_sites(in_year, seen, year))
         parts["endings"].append(_endings(year_clients, alliance, year))
         finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
-        if len(finished) and finished["therapist_id"].nunique() >= 2:
+        if len(finished) and has_therapists(finished):
             table = funnel(
                 finished.assign(therapist=finished["therapist_id"].map(codes)),
                 "therapist",

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["Instrument", "Norms"]
+__all__ = ["Instrument", "Norms", "jacobson_truax_change"]
 
 Construct = Literal["outcome", "alliance"]
 CutoffRule = Literal["below", "at_or_above"]
@@ -21,6 +21,18 @@ ReliabilityKind = Literal["internal_consistency", "test_retest"]
 
 _Z = 1.959963984540054
 """The two-sided 95% normal quantile of the Jacobson–Truax reliable change index."""
+
+
+def jacobson_truax_change(sd: float, reliability: float) -> float:
+    """The change in points needed for reliable change, ``1.96 · √2 · SD · √(1 − r)``
+    (Jacobson & Truax, 1991, p. 14).
+
+    Examples
+    --------
+    >>> round(jacobson_truax_change(12.75, 0.92), 3)
+    9.996
+    """
+    return _Z * math.sqrt(2.0) * sd * math.sqrt(1.0 - reliability)
 
 
 @dataclass(frozen=True)
@@ -190,7 +202,7 @@ class Instrument:
             return self.reliable_change
         if self.reliability is None or self.clinical_norms is None:
             return None
-        return _Z * math.sqrt(2.0) * self.clinical_norms.sd * math.sqrt(1.0 - self.reliability)
+        return jacobson_truax_change(self.clinical_norms.sd, self.reliability)
 
     def score(
         self, items: pd.DataFrame, prorate: bool = False, subset: tuple[str, ...] | None = None

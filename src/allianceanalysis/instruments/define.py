@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .builtin import BUILTIN
-from .core import _Z, Instrument, Norms
+from .core import Instrument, Norms, jacobson_truax_change
 
 __all__ = ["define_instrument", "instruments_from_definitions"]
 
@@ -36,10 +36,6 @@ RESERVED_KEYS = (
     "alliance",
 )
 """Names an instrument key may not take: the contract's columns and the package's own."""
-
-
-def _item_name(value: Any) -> str:
-    return str(value)
 
 
 def _range(spec: Mapping[str, Any], name: str) -> tuple[float, float] | None:
@@ -69,7 +65,7 @@ def _items(spec: Mapping[str, Any], check: _Checker) -> tuple[str, ...]:
         return ()
     if isinstance(raw, int):
         return tuple(str(i) for i in range(1, raw + 1))
-    names = tuple(_item_name(v) for v in raw)
+    names = tuple(str(v) for v in raw)
     for name, count in Counter(names).items():
         if count > 1:
             check.add("items", f"item '{name}' is listed {count} times")
@@ -79,7 +75,7 @@ def _items(spec: Mapping[str, Any], check: _Checker) -> tuple[str, ...]:
 def _item_list(
     spec: Mapping[str, Any], field: str, values: Any, items: tuple[str, ...], check: _Checker
 ) -> tuple[str, ...]:
-    names = tuple(_item_name(v) for v in values)
+    names = tuple(str(v) for v in values)
     for name, count in Counter(names).items():
         if count > 1:
             check.add(field, f"item '{name}' is listed {count} times")
@@ -280,7 +276,7 @@ def define_instrument(key: str, spec: Mapping[str, Any], where: str = "instrumen
     clinical = _norms(spec, "clinical")
     change = spec.get("reliable_change")
     if change == "jacobson_truax":
-        change = _Z * math.sqrt(2.0) * clinical.sd * math.sqrt(1.0 - reliability)
+        change = jacobson_truax_change(clinical.sd, reliability)
         sources.setdefault(
             "reliable_change",
             f"Jacobson & Truax (1991): 1.96 x sqrt(2) x SD {clinical.sd:g} x sqrt(1 - "
