@@ -97,6 +97,7 @@ reference:
 	Rscript tests/reference/clinical_significance_reference.R
 	Rscript tests/reference/lm_reference.R
 	Rscript tests/reference/lme4_public_reference.R
+	Rscript tests/reference/formula_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000

@@ -1,5 +1,5 @@
-"""The lme4 formula language the engines accept, on lme4's own public data, and the errors
-for what they do not accept (never a KeyError).
+"""Random terms as lme4 users write them, on lme4's own public data (the rest of the formula
+language: tests/test_formula.py).
 
 R reference: ``tests/reference/lme4_public_reference.R`` (lme4 1.1.31, lmerTest, REML,
 Satterthwaite) on lme4's sleepstudy and Pastes data (``tests/reference/data/README.md``).
@@ -42,29 +42,6 @@ def test_lme4_users_formulas_fit_and_equal_lme4(name: str, engine: str) -> None:
 
 def test_a_slope_without_its_intercept_reads_as_lme4_reads_it() -> None:
     assert Formula.parse("y ~ x + (x | g)") == Formula.parse("y ~ x + (1 + x | g)")
-
-
-@pytest.mark.parametrize(
-    ("formula", "term"),
-    [
-        ("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "(0 + Days | Subject)"),
-        ("Reaction ~ Days + (Days || Subject)", "(Days || Subject)"),
-        ("y ~ SES * meanSES + (1 | school)", "SES * meanSES"),
-        ("y ~ I(SES^2) + (1 | school)", "I(SES^2)"),
-        ("y ~ x + (1 | client_id) + (1 | therapist_id)", "(1 | client_id) + (1 | therapist_id)"),
-    ],
-)  # fmt: skip
-def test_an_unsupported_term_is_named_with_what_is_supported(formula: str, term: str) -> None:
-    with pytest.raises(ValueError, match="supported are numeric columns") as caught:
-        Formula.parse(formula)
-    assert f"unsupported term '{term}'" in str(caught.value)
-
-
-def test_a_text_column_is_refused_by_name_not_by_a_conversion_error() -> None:
-    data = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "sex": ["F", "M", "F", "M"],
-                         "g": ["a", "a", "b", "b"]})  # fmt: skip
-    with pytest.raises(ValueError, match=r"the column 'sex' .* is not numeric \(e.g. 'F'\)"):
-        fit_lmm("y ~ sex + (1 | g)", data)
 
 
 def test_a_missing_column_is_a_plain_error_not_a_key_error() -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from allianceanalysis import lmm
 from allianceanalysis.derive import client_table, session_pairs, session_table
-from allianceanalysis.engine import Formula, _complete_cases, _core_problem, fit_lmm
+from allianceanalysis.engine import _complete_cases, _core_problem, core_structure, fit_lmm
+from allianceanalysis.formula import Formula, design
 from allianceanalysis.models import NEXT_SESSION_FIXED
 from allianceanalysis.simulate import simulate_study
 
@@ -29,6 +30,7 @@ STRUCTURES = {
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)",
         "table",
     ),
+    "uncorrelated": ("outcome ~ session + alliance_within + (session || client_id)", "table"),
 }
 
 
@@ -47,7 +49,9 @@ def test_reml_criterion_equals_mixedlms_deviance_at_any_theta(tables, structure:
     formula, table = STRUCTURES[structure]
     reference = fit_lmm(formula, tables[table], engine="mixedlm")
     parsed = Formula.parse(formula)
-    problem = _core_problem(parsed, _complete_cases(parsed, tables[table]))
+    frame, _ = _complete_cases(parsed, tables[table])
+    y = frame[parsed.response].to_numpy(dtype=float)
+    problem = _core_problem(core_structure(parsed, frame), y, design(parsed, frame).x, frame)
     rng = np.random.default_rng(3)
     for _ in range(5):
         theta = np.abs(reference.theta * rng.uniform(0.3, 3.0, reference.theta.size))

@@ -31,11 +31,17 @@ Engines
 
 Formulas
 --------
-lme4 notation (:meth:`Formula.parse`): numeric columns in the fixed part, and in the random
-part ``(1 | g)``; ``(x | g)`` or ``(1 + x | g)`` (correlated random intercept and slope);
-``(1 | g1/g2)`` or ``(1 | g1) + (1 | g1:g2)`` (``g2`` nested in ``g1``). Any other term is
-refused with an error naming it. Rows with a missing value in any variable of the formula are
-dropped (complete cases).
+lme4 notation, read with R's semantics by :mod:`allianceanalysis.formula`: factors,
+interactions and transformations in the fixed part; in the random part intercepts and slopes,
+correlated or not (``||``), nested and crossed. Rows with a missing value in any variable of
+the formula are dropped (complete cases) and counted (:attr:`MixedFit.n_dropped`).
+
+Which algorithm fits the random part: the fast core has a closed form for the structures of
+:class:`Structure` (one random intercept; two nested ones; a correlated or uncorrelated
+random intercept and slope). Any other structure (crossed random intercepts such as clients
+who change therapist, several slopes, three levels) is fitted by lme4's own algorithm (a
+penalised least-squares problem with a sparse Cholesky factor) through the ``mixedlm`` engine,
+and the fit's ``messages`` say so; never a wrong answer, only a slower one.
 
 The therapist level is optional (:data:`OPTIONAL_GROUPS`): data without therapist codes, or
 with a single practitioner, have fewer than two therapists, and a model with ``(1 |
@@ -67,13 +73,17 @@ from scipy import optimize
 from . import lmm
 from .distributions import chi2_ppf, norm_ppf, norm_sf, t_ppf, t_sf
 from .errors import NotEstimable
+from .formula import SUPPORTED, Design, Formula, design
 
 __all__ = [
     "DEFAULT_ENGINE",
     "ENGINES",
     "OPTIONAL_GROUPS",
+    "SUPPORTED",
     "Formula",
     "MixedFit",
+    "Structure",
+    "core_structure",
     "fit_lmm",
     "group_label",
     "profile_interval",
@@ -89,153 +99,63 @@ OPTIONAL_GROUPS = ("therapist_id",)
 may have no therapist codes (docs/data-format.md)."""
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-SUPPORTED = (
-    "numeric columns in the fixed part; in the random part (1 | g), (x | g) or (1 + x | g), "
-    "and (1 | g1/g2) or (1 | g1) + (1 | g1:g2)"
-)
-"""The formula shapes the engines fit (factors, interactions, transformations, uncorrelated
-or crossed random effects: not yet)."""
-
-
-def _unsupported(term: str, text: str) -> str:
-    return f"unsupported term '{term}' in the formula {text!r}: supported are {SUPPORTED}"
-
-
-def _terms(rhs: str) -> list[str]:
-    """The terms of a formula's right-hand side, split at ``+`` outside parentheses."""
-    terms, depth, current = [], 0, ""
-    for char in rhs:
-        depth += (char == "(") - (char == ")")
-        if char == "+" and depth == 0:
-            terms.append(current.strip())
-            current = ""
-        else:
-            current += char
-    terms.append(current.strip())
-    return [t for t in terms if t]
-
-
-def _random_structure(
-    randoms: list[tuple[str, str, str]], text: str
-) -> tuple[tuple[str, ...], str | None]:
-    """The grouping factors and random slope of the random terms, or an error naming one."""
-    for term, left, right in randoms:
-        parts = [p.strip() for p in left.split("+")]
-        simple = all(_NAME.fullmatch(g) for g in re.split(r"[/:]", right))
-        if not simple or not (left == "1" or _NAME.fullmatch(left) or (
-                len(parts) == 2 and parts[0] == "1" and _NAME.fullmatch(parts[1]))):  # fmt: skip
-            raise ValueError(_unsupported(term, text))
-    if len(randoms) == 1:
-        term, left, right = randoms[0]
-        slope = None if left == "1" else left.split("+")[-1].strip()
-        if ":" in right or (slope and "/" in right) or right.count("/") > 1:
-            raise ValueError(_unsupported(term, text))
-        return tuple(right.split("/")), slope
-    if len(randoms) == 2 and all(left == "1" for _, left, _ in randoms):
-        (_, _, a), (_, _, b) = sorted(randoms, key=lambda r: ":" in r[2])
-        if ":" not in a and "/" not in a and b.count(":") == 1 and b.split(":")[0] == a:
-            return (a, b.split(":")[1]), None
-    if not randoms:
-        raise ValueError(f"the formula {text!r} has no random effect: supported are {SUPPORTED}")
-    raise ValueError(_unsupported(" + ".join(term for term, _, _ in randoms), text))
-
-
 def group_label(column: str) -> str:
     """Short name of a grouping column in term names: ``therapist_id`` -> ``therapist``."""
     return _GROUP_LABELS.get(column, column)
 
 
 @dataclass(frozen=True)
-class Formula:
-    """A parsed catalogue formula.
+class Structure:
+    """A random-effect structure the fast core has a closed form for.
 
-    Attributes
-    ----------
-    response : str
-    fixed : tuple of str
-        Fixed-effect variables (an intercept is always included).
-    groups : tuple of str
-        Grouping columns, outermost first (two for a nested model; none once an optional
-        level is dropped, :meth:`without`).
-    slope : str or None
-        Variable with a random slope (within the single grouping factor).
+    ``kind`` is ``"intercept"`` (``(1 | g)``), ``"nested"`` (``(1 | g1/g2)``, or ``(1 | g1) +
+    (1 | g2)`` with every level of ``g2`` in one level of ``g1``), ``"slope"`` (``(1 + s |
+    g)``) or ``"uncorrelated"`` (``(1 | g) + (0 + s | g)``); ``groups`` outermost first.
     """
 
-    response: str
-    fixed: tuple[str, ...]
+    kind: str
     groups: tuple[str, ...]
     slope: str | None = None
 
-    @classmethod
-    def parse(cls, text: str) -> Formula:
-        """Parse an lme4 formula of the shapes the engines fit.
 
-        The fixed part is numeric columns (an intercept always). The random part is one of
-        ``(1 | g)``; ``(x | g)`` or ``(1 + x | g)`` (correlated random intercept and slope,
-        as lme4 reads both); ``(1 | g1/g2)`` or ``(1 | g1) + (1 | g1:g2)`` (``g2`` nested in
-        ``g1``). Anything else is refused with an error naming the term.
+def _nested_in(inner: str, outer: str, frame: pd.DataFrame) -> bool:
+    """Whether every level of ``inner`` lies in a single level of ``outer``."""
+    return bool(frame.groupby(inner, sort=False)[outer].nunique().max() <= 1)
 
-        Raises
-        ------
-        ValueError
-            Naming the unsupported term and what is supported.
 
-        Examples
-        --------
-        >>> Formula.parse("y ~ a + (1 + t | g)")
-        Formula(response='y', fixed=('a',), groups=('g',), slope='t')
-        >>> Formula.parse("Reaction ~ Days + (Days | Subject)").lme4()
-        'Reaction ~ Days + (1 + Days | Subject)'
-        >>> Formula.parse("strength ~ 1 + (1 | batch) + (1 | batch:cask)").groups
-        ('batch', 'cask')
-        """
-        response, _, rhs = text.partition("~")
-        response = response.strip()
-        if not _NAME.fullmatch(response):
-            raise ValueError(_unsupported(response or "(no response)", text))
-        fixed: list[str] = []
-        randoms: list[tuple[str, str, str]] = []  # (term, left of |, right of |)
-        for term in _terms(rhs):
-            if term.startswith("(") and term.endswith(")") and "|" in term:
-                inside = term[1:-1]
-                if "||" in inside:
-                    raise ValueError(_unsupported(term, text))
-                left, _, right = inside.partition("|")
-                randoms.append((term, " ".join(left.split()), "".join(right.split())))
-            elif _NAME.fullmatch(term):
-                fixed.append(term)
-            elif term != "1":
-                raise ValueError(_unsupported(term, text))
-        groups, slope = _random_structure(randoms, text)
-        return cls(response, tuple(fixed), groups, slope)
+def core_structure(formula: Formula, frame: pd.DataFrame) -> Structure | None:
+    """The fast core's structure of the formula's random part on these data, or None.
 
-    @property
-    def variables(self) -> list[str]:
-        """Every column the model uses."""
-        extra = [self.slope] if self.slope and self.slope not in self.fixed else []
-        return [self.response, *self.fixed, *extra, *self.groups]
-
-    def lme4(self) -> str:
-        """The formula in lme4 notation (R's ``lm`` notation without a random effect)."""
-        fixed = " + ".join(self.fixed) if self.fixed else "1"
-        if not self.groups:
-            return f"{self.response} ~ {fixed}"
-        random = f"1 + {self.slope}" if self.slope else "1"
-        return f"{self.response} ~ {fixed} + ({random} | {'/'.join(self.groups)})"
-
-    def without(self, group: str) -> Formula:
-        """The formula without the grouping factor ``group`` (and its random slope).
-
-        Examples
-        --------
-        >>> Formula.parse("y ~ a + (1 | t/c)").without("t").lme4()
-        'y ~ a + (1 | c)'
-        >>> Formula.parse("y ~ a + (1 | t)").without("t").lme4()
-        'y ~ a'
-        """
-        groups = tuple(g for g in self.groups if g != group)
-        return Formula(self.response, self.fixed, groups, self.slope if groups else None)
+    Examples
+    --------
+    >>> data = pd.DataFrame({"g": list("aabb"), "h": list("wxyz"), "s": [0.0, 1, 0, 1]})
+    >>> core_structure(Formula.parse("y ~ 1 + (1 | g) + (1 | h)"), data)
+    Structure(kind='nested', groups=('g', 'h'), slope=None)
+    >>> core_structure(Formula.parse("y ~ s + (s || g)"), data).kind
+    'uncorrelated'
+    """
+    terms = formula.random
+    simple = [t for t in terms if len(t.group) == 1]
+    if len(terms) == 1 and simple and terms[0].intercept and len(terms[0].slopes) <= 1:
+        term = terms[0]
+        return Structure("slope" if term.slopes else "intercept", term.group,
+                         term.slopes[0] if term.slopes else None)  # fmt: skip
+    if len(terms) != 2:
+        return None
+    a, b = terms
+    if (len(simple) == 2 and a.group == b.group and a.intercept and not a.slopes
+            and not b.intercept and len(b.slopes) == 1):  # fmt: skip
+        return Structure("uncorrelated", a.group, b.slopes[0])
+    if any(t.slopes or not t.intercept for t in terms):
+        return None
+    for outer, inner in ((a, b), (b, a)):
+        if len(outer.group) == 1 and inner.group[:-1] == outer.group and len(inner.group) == 2:
+            return Structure("nested", inner.group)
+    if len(simple) == 2:
+        for outer, inner in ((a, b), (b, a)):
+            if _nested_in(inner.group[0], outer.group[0], frame):
+                return Structure("nested", (outer.group[0], inner.group[0]))
+    return None
 
 
 @dataclass
@@ -274,6 +194,8 @@ class MixedFit:
         For a single random intercept: one row per group level (index), with the predicted
         effect (``estimate``, the BLUP) and its conditional variance (``cond_var``, lme4's
         ``ranef(condVar = TRUE)``), and ``n_obs``, the level's rows.
+    n_dropped : int
+        Rows dropped for a missing value in a variable of the formula.
     """
 
     formula: Formula
@@ -291,35 +213,33 @@ class MixedFit:
     deviance: Callable[[np.ndarray], float] | None = None
     fixed_prediction_variance: float = float("nan")
     random_effects: pd.DataFrame | None = None
+    n_dropped: int = 0
 
     @property
     def random_variance(self) -> float:
         """Sum of the random-intercept variances (for Nakagawa's R² of intercept models)."""
-        return sum(
-            v
-            for k, v in self.variances.items()
-            if k.startswith("var_") and k != "var_residual" and k.count("_") == 1
-        )
+        return sum(self.variances.get(f"var_{label}", 0.0) for label in self.n_groups)
 
 
-def _complete_cases(formula: Formula, data: pd.DataFrame, text_groups: bool = True) -> pd.DataFrame:
-    """The model's columns, complete rows only; grouping columns as text unless
-    ``text_groups`` is false (the core codes any labels itself, without a copy as text)."""
+def _complete_cases(formula: Formula, data: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The model's columns, complete rows only, and how many rows were dropped."""
     missing = [c for c in formula.variables if c not in data]
     if missing:
         raise ValueError(f"the data have no column {missing[0]!r} for {formula.lme4()}")
-    numeric = [formula.response, *formula.fixed, *([formula.slope] if formula.slope else [])]
+    numeric = [formula.response, *formula.slopes]
     text = [c for c in numeric if not pd.api.types.is_numeric_dtype(data[c])]
     if text:
+        values = data[text[0]].dropna()
+        example = f" (e.g. {values.iloc[0]!r})" if len(values) else ""
         raise ValueError(
-            f"the column {text[0]!r} of {formula.lme4()} is not numeric (e.g. "
-            f"{data[text[0]].dropna().iloc[0]!r}): the fixed part takes numeric columns "
-            "(factors: not yet; code it as 0/1 columns)"
+            f"the column {text[0]!r} of {formula.lme4()} is not numeric{example}: the response "
+            "and random slopes are numeric columns (factors belong in the fixed part)"
         )
-    frame = data[formula.variables].dropna().reset_index(drop=True)
-    for group in formula.groups if text_groups else ():
-        frame[group] = frame[group].astype("str")
-    return frame
+    frame = data[formula.variables]
+    complete = frame.notna().all(axis=1).to_numpy()
+    if complete.all():
+        return frame.reset_index(drop=True), 0
+    return frame[complete].reset_index(drop=True), int((~complete).sum())
 
 
 def _inference(
@@ -345,9 +265,9 @@ def _inference(
     )
 
 
-def _fixed_prediction_variance(formula: Formula, frame: pd.DataFrame, beta: pd.Series) -> float:
-    prediction = _fixed_prediction(formula, frame, beta)
-    return float(np.var(prediction, ddof=1)) if len(frame) > 1 else float("nan")
+def _prediction_variance(x: np.ndarray, beta: np.ndarray) -> float:
+    """Sample variance (n - 1) of the fixed-effect predictions Xβ."""
+    return float(np.var(x @ beta, ddof=1)) if len(x) > 1 else float("nan")
 
 
 def _plain(message: str) -> str:
@@ -357,7 +277,7 @@ def _plain(message: str) -> str:
 def _singular_message(variances: dict[str, float]) -> str:
     residual = variances["var_residual"]
     at_zero = [
-        k.removeprefix("var_").replace("_", " slope of ")
+        k.removeprefix("var_").replace("_", " slope of ", 1)
         for k, v in variances.items()
         if k.startswith("var_") and k != "var_residual" and v <= 1e-6 * residual
     ]
@@ -368,32 +288,55 @@ def _singular_message(variances: dict[str, float]) -> str:
     return f"singular fit: {detail}; the data do not support that part of the model"
 
 
-def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+def _numeric_frame(
+    formula: Formula, frame: pd.DataFrame, x: np.ndarray
+) -> tuple[pd.DataFrame, str]:
+    """The response, the design's columns as ``_x0`` …, the slopes and the groups (as text), and
+    the formula over them: other engines see the fixed part exactly as the design built it."""
+    columns = {"_y": frame[formula.response].to_numpy(dtype=float)}
+    columns |= {f"_x{j}": x[:, j] for j in range(x.shape[1])}
+    columns |= {s: frame[s].to_numpy(dtype=float) for s in formula.slopes}
+    columns |= {g: frame[g].astype("str").to_numpy() for g in formula.groups}
+    fixed = " + ".join(["0", *(f"_x{j}" for j in range(x.shape[1]))])
+    return pd.DataFrame(columns), " + ".join([f"_y ~ {fixed}", *(t.lme4() for t in formula.random)])
+
+
+def _term_label(name: str) -> str:
+    """lme4's name of a random term's group (``Subject.1``, ``batch:cask``) -> its label."""
+    return group_label(re.sub(r"\.\d+$", "", name).split(":")[-1])
+
+
+def _mixedlm_variances(varcorr) -> dict[str, float]:
+    variances: dict[str, float] = {}
+    for name, group in varcorr.groups.items():
+        label = _term_label(name)
+        components = list(group.variance)
+        for component, value in group.variance.items():
+            key = label if component == "(Intercept)" else f"{label}_{component}"
+            variances[f"var_{key}"] = float(value)
+        corr = None if group.corr is None else np.asarray(group.corr, dtype=float)
+        for i in range(len(components) if corr is not None else 0):
+            for j in range(i + 1, len(components)):
+                pair = [c for c in (components[i], components[j]) if c != "(Intercept)"]
+                variances[f"cor_{label}_{'_'.join(pair)}"] = float(corr[i, j])
+    variances["var_residual"] = float(varcorr.residual)
+    return variances
+
+
+def _fit_mixedlm(formula: Formula, frame: pd.DataFrame, fixed: Design,
+                 structure: Structure | None) -> MixedFit:  # fmt: skip
     import mixedlm
 
+    numeric, text = _numeric_frame(formula, frame, fixed.x)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = mixedlm.lmer(formula.lme4(), frame, REML=True)
-        tidy = model.tidy(ddf_method="Satterthwaite").set_index("term")
-    fixef = pd.Series(model.fixef()).rename({"(Intercept)": "Intercept"})
-    terms = list(fixef.index)
+        model = mixedlm.lmer(text, numeric, REML=True)
+        tidy = model.tidy(ddf_method="Satterthwaite")
+    beta = np.array(list(model.fixef().values()), dtype=float)
     std_error = np.sqrt(np.diag(np.asarray(model.vcov(), dtype=float)))
-    df = tidy.rename(index={"(Intercept)": "Intercept"}).loc[terms, "df"].to_numpy(dtype=float)
-    coefficients = _inference(fixef.to_numpy(dtype=float), std_error, df, terms)
-
-    varcorr = model.VarCorr()
-    variances: dict[str, float] = {}
-    n_groups: dict[str, int] = {}
-    levels = model.ngrps()
-    for name, group in varcorr.groups.items():
-        label = group_label(name.split(":")[-1])
-        variances[f"var_{label}"] = float(group.variance["(Intercept)"])
-        n_groups[label] = int(levels[name])
-        if formula.slope:
-            variances[f"var_{label}_{formula.slope}"] = float(group.variance[formula.slope])
-            variances[f"cor_{label}_{formula.slope}"] = float(np.asarray(group.corr)[0, 1])
-    variances["var_residual"] = float(varcorr.residual)
-
+    df = tidy.loc[tidy["effect"] == "fixed", "df"].to_numpy(dtype=float)
+    variances = _mixedlm_variances(model.VarCorr())
+    n_groups = {_term_label(name): int(n) for name, n in model.ngrps().items()}
     singular = bool(model.isSingular())
     converged = bool(model.converged)
     messages = [
@@ -405,9 +348,10 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         messages.insert(0, f"the optimiser did not converge ({_plain(model.message)})")
     if singular:
         messages.append(_singular_message(variances))
+    theta = np.asarray(model.theta, dtype=float)
     return MixedFit(
         formula=formula,
-        coefficients=coefficients,
+        coefficients=_inference(beta, std_error, df, fixed.terms),
         variances=variances,
         loglik=float(model.logLik().value),
         n_obs=int(model.nobs()),
@@ -417,29 +361,29 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         messages=tuple(dict.fromkeys(messages)),
         engine="mixedlm",
         ci_method="satterthwaite_t",
-        theta=np.asarray(model.theta, dtype=float),
+        theta=theta,
         deviance=model.as_function(),
-        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, fixef),
+        fixed_prediction_variance=_prediction_variance(fixed.x, beta),
         random_effects=_random_intercepts(
-            formula, frame, fixef, float(np.asarray(model.theta)[0]), variances["var_residual"]
+            structure,
+            frame,
+            fixed.x @ beta,
+            float(theta[0]),
+            variances["var_residual"],
+            y=formula.response,
         ),
     )
 
 
-def _fixed_prediction(formula: Formula, frame: pd.DataFrame, beta: pd.Series) -> np.ndarray:
-    prediction = np.full(len(frame), beta["Intercept"])
-    for term in formula.fixed:
-        prediction = prediction + beta[term] * frame[term].to_numpy(dtype=float)
-    return prediction
-
-
 def _random_intercepts(
-    formula: Formula,
+    structure: Structure | None,
     frame: pd.DataFrame,
-    beta: pd.Series,
+    prediction: np.ndarray,
     theta: float,
     sigma2: float,
     problem: lmm.RandomIntercept | None = None,
+    *,
+    y: str,
 ) -> pd.DataFrame | None:
     """BLUPs and conditional variances of a single random intercept (levels sorted, as lme4).
 
@@ -448,15 +392,12 @@ def _random_intercepts(
     conditional variance σ² θ² / (1 + n_j θ²): lme4's ``ranef(condVar = TRUE)`` for this model,
     in one vectorised pass (no solve per level).
     """
-    if len(formula.groups) != 1 or formula.slope:
+    if structure is None or structure.kind != "intercept":
         return None
-    group = formula.groups[0]
+    group = structure.groups[0]
     if problem is None:
-        problem = lmm.RandomIntercept(frame[formula.response], np.ones((len(frame), 1)),
-                                      frame[group])  # fmt: skip
-    residual = frame[formula.response].to_numpy(dtype=float) - _fixed_prediction(
-        formula, frame, beta
-    )
+        problem = lmm.RandomIntercept(frame[y], np.ones((len(frame), 1)), frame[group])
+    residual = frame[y].to_numpy(dtype=float) - prediction
     sums = np.bincount(problem.codes, weights=residual, minlength=len(problem.levels))
     shrink = theta**2 / (1.0 + problem.size * theta**2)
     return pd.DataFrame(
@@ -465,42 +406,46 @@ def _random_intercepts(
     )
 
 
-def _core_problem(formula: Formula, frame: pd.DataFrame) -> lmm._Problem:
-    y = frame[formula.response].to_numpy(dtype=float)
-    x = np.column_stack([np.ones(len(frame)), *(frame[t].to_numpy(dtype=float)
-                                                 for t in formula.fixed)])  # fmt: skip
-    groups = [frame[g] for g in formula.groups]
-    if formula.slope:
-        return lmm.RandomSlope(y, x, groups[0], frame[formula.slope].to_numpy(dtype=float))
-    if len(groups) == 2:
+def _core_problem(structure: Structure, y: np.ndarray, x: np.ndarray,
+                  frame: pd.DataFrame) -> lmm._Problem:  # fmt: skip
+    groups = [frame[g] for g in structure.groups]
+    if structure.kind in ("slope", "uncorrelated"):
+        kind = lmm.RandomSlope if structure.kind == "slope" else lmm.UncorrelatedSlope
+        return kind(y, x, groups[0], frame[structure.slope].to_numpy(dtype=float))
+    if structure.kind == "nested":
         return lmm.Nested(y, x, groups[0], groups[1])
     return lmm.RandomIntercept(y, x, groups[0])
 
 
-def _core_variances(formula: Formula, theta: np.ndarray, sigma2: float) -> dict[str, float]:
+def _core_variances(structure: Structure, theta: np.ndarray, sigma2: float) -> dict[str, float]:
     """Variance components from θ and σ² (lme4's θ order), named as the other engines do."""
-    labels = [group_label(g) for g in formula.groups]
-    if formula.slope:
+    labels = [group_label(g) for g in structure.groups]
+    if structure.kind == "slope":
         t1, t2, t3 = theta
         slope_sd = float(np.hypot(t2, t3))
         cor = t2 / slope_sd if t1 > 0 and slope_sd > 0 else 0.0
         return {f"var_{labels[0]}": sigma2 * t1**2,
-                f"var_{labels[0]}_{formula.slope}": sigma2 * slope_sd**2,
-                f"cor_{labels[0]}_{formula.slope}": float(cor), "var_residual": sigma2}  # fmt: skip
-    if len(labels) == 2:
+                f"var_{labels[0]}_{structure.slope}": sigma2 * slope_sd**2,
+                f"cor_{labels[0]}_{structure.slope}": float(cor),
+                "var_residual": sigma2}  # fmt: skip
+    if structure.kind == "uncorrelated":
+        return {f"var_{labels[0]}": sigma2 * theta[0] ** 2,
+                f"var_{labels[0]}_{structure.slope}": sigma2 * theta[1] ** 2,
+                "var_residual": sigma2}  # fmt: skip
+    if structure.kind == "nested":
         return {f"var_{labels[0]}": sigma2 * theta[1] ** 2,
                 f"var_{labels[1]}": sigma2 * theta[0] ** 2, "var_residual": sigma2}  # fmt: skip
     return {f"var_{labels[0]}": sigma2 * theta[0] ** 2, "var_residual": sigma2}
 
 
-def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
-    problem = _core_problem(formula, frame)
+def _fit_core(formula: Formula, frame: pd.DataFrame, fixed: Design,
+              structure: Structure) -> MixedFit:  # fmt: skip
+    y = frame[formula.response].to_numpy(dtype=float)
+    problem = _core_problem(structure, y, fixed.x, frame)
     solution = lmm.solve(problem)
-    terms = ["Intercept", *formula.fixed]
-    beta = pd.Series(solution.beta, index=terms)
     sigma2 = solution.sigma**2
-    variances = _core_variances(formula, solution.theta, sigma2)
-    labels = [group_label(g) for g in formula.groups]
+    variances = _core_variances(structure, solution.theta, sigma2)
+    labels = [group_label(g) for g in structure.groups]
     if isinstance(problem, lmm.Nested):
         n_groups = {labels[0]: problem.n_outer, labels[1]: len(problem.size)}
     else:
@@ -512,7 +457,7 @@ def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
     std_error = np.sqrt(np.diag(solution.vcov))
     return MixedFit(
         formula=formula,
-        coefficients=_inference(solution.beta, std_error, solution.df, terms),
+        coefficients=_inference(solution.beta, std_error, solution.df, fixed.terms),
         variances=variances,
         loglik=-solution.criterion / 2,
         n_obs=problem.n,
@@ -524,24 +469,33 @@ def _fit_core(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         ci_method="satterthwaite_t",
         theta=solution.theta,
         deviance=problem.criterion,
-        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
+        fixed_prediction_variance=_prediction_variance(fixed.x, solution.beta),
         random_effects=_random_intercepts(
-            formula, frame, beta, float(solution.theta[0]), sigma2, problem
+            structure,
+            frame,
+            fixed.x @ solution.beta,
+            float(solution.theta[0]),
+            sigma2,
+            problem if structure.kind == "intercept" else None,
+            y=formula.response,
         ),
     )
 
 
-def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+def _fit_statsmodels(formula: Formula, frame: pd.DataFrame, fixed: Design,
+                     structure: Structure) -> MixedFit:  # fmt: skip
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    fixed = " + ".join(formula.fixed) if formula.fixed else "1"
-    options: dict = {"groups": frame[formula.groups[0]], "re_formula": "1"}
-    if formula.slope:
-        options["re_formula"] = f"~{formula.slope}"
-    if len(formula.groups) == 2:
-        options["vc_formula"] = {formula.groups[1]: f"0 + C({formula.groups[1]})"}
-    model = smf.mixedlm(f"{formula.response} ~ {fixed}", frame, **options)
+    numeric, _ = _numeric_frame(formula, frame, fixed.x)
+    outer_column = structure.groups[0]
+    options: dict = {"groups": numeric[outer_column], "re_formula": "1"}
+    if structure.kind == "slope":
+        options["re_formula"] = f"~{structure.slope}"
+    if structure.kind == "nested":
+        options["vc_formula"] = {structure.groups[1]: f"0 + C({structure.groups[1]})"}
+    fixed_text = " + ".join(["0", *(f"_x{j}" for j in range(fixed.x.shape[1]))])
+    model = smf.mixedlm(f"_y ~ {fixed_text}", numeric, **options)
     candidates = []
     for method in ("lbfgs", "bfgs", "powell"):
         with warnings.catch_warnings(record=True) as caught:
@@ -559,29 +513,27 @@ def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         raise RuntimeError(f"statsmodels could not fit {formula.lme4()}")
     # the best REML likelihood among converged fits (any fit when none converged)
     _, _, best, best_messages = max(candidates, key=lambda c: (c[0], c[1]))
-    terms = list(best.fe_params.index)
     estimate = best.fe_params.to_numpy(dtype=float)
     std_error = best.bse_fe.to_numpy(dtype=float)
-    coefficients = _inference(estimate, std_error, np.full(len(terms), np.inf), terms)
-    outer = group_label(formula.groups[0])
+    coefficients = _inference(estimate, std_error, np.full(len(estimate), np.inf), fixed.terms)
+    outer = group_label(outer_column)
     cov_re = np.asarray(best.cov_re, dtype=float)
     variances = {f"var_{outer}": float(cov_re[0, 0])}
-    n_groups = {outer: int(frame[formula.groups[0]].nunique())}
-    if formula.slope:
-        variances[f"var_{outer}_{formula.slope}"] = float(cov_re[1, 1])
-        variances[f"cor_{outer}_{formula.slope}"] = float(
+    n_groups = {outer: int(frame[outer_column].nunique())}
+    if structure.kind == "slope":
+        variances[f"var_{outer}_{structure.slope}"] = float(cov_re[1, 1])
+        variances[f"cor_{outer}_{structure.slope}"] = float(
             cov_re[0, 1] / np.sqrt(cov_re[0, 0] * cov_re[1, 1])
         )
-    if len(formula.groups) == 2:
-        inner = group_label(formula.groups[1])
+    if structure.kind == "nested":
+        inner = group_label(structure.groups[1])
         variances[f"var_{inner}"] = float(np.asarray(best.vcomp)[0])
-        n_groups[inner] = int(frame[list(formula.groups)].drop_duplicates().shape[0])
+        n_groups[inner] = int(frame[list(structure.groups)].drop_duplicates().shape[0])
     variances["var_residual"] = float(best.scale)
     converged = bool(best.converged) and not best_messages
     messages = list(best_messages)
     if not bool(best.converged):
         messages.insert(0, "the optimiser did not converge")
-    beta = best.fe_params
     return MixedFit(
         formula=formula,
         coefficients=coefficients,
@@ -594,7 +546,7 @@ def _fit_statsmodels(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         messages=tuple(messages),
         engine="statsmodels",
         ci_method="wald_z",
-        fixed_prediction_variance=_fixed_prediction_variance(formula, frame, beta),
+        fixed_prediction_variance=_prediction_variance(fixed.x, estimate),
     )
 
 
@@ -604,10 +556,13 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     Parameters
     ----------
     formula : str
-        lme4 notation, one of the supported shapes (module docstring).
+        lme4 notation (:mod:`allianceanalysis.formula`).
     data : pandas.DataFrame
-        The model's variables; rows with a missing value are dropped.
-    engine : {"mixedlm", "statsmodels"}
+        The model's variables; rows with a missing value are dropped and counted.
+    engine : {"lmm", "mixedlm", "statsmodels"}
+        ``"lmm"`` fits the structures of :class:`Structure` with the fast core and any other
+        with lme4's algorithm (``mixedlm``), saying so; ``"statsmodels"`` fits only the
+        structures of :class:`Structure`.
 
     Returns
     -------
@@ -616,39 +571,70 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     Raises
     ------
     ValueError
-        For an unsupported formula or engine.
+        For an unsupported formula or engine, or a column the data do not have.
     NotEstimable
         When too few complete rows or groups are left to fit.
+
+    Examples
+    --------
+    >>> sleep = pd.DataFrame({"Subject": np.repeat(list("abcdef"), 5),
+    ...                       "Days": np.tile(np.arange(5.0), 6)})
+    >>> sleep["Reaction"] = 250 + 10 * sleep["Days"] + np.sin(np.arange(30.0)) * 9
+    >>> fit = fit_lmm("Reaction ~ Days + (Days || Subject)", sleep)
+    >>> fit.engine, round(float(fit.coefficients.loc["Days", "estimate"]), 2)
+    ('lmm', 9.69)
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     parsed = Formula.parse(formula)
-    frame = _complete_cases(parsed, data, text_groups=engine != "lmm")
+    frame, n_dropped = _complete_cases(parsed, data)
     dropped = [g for g in OPTIONAL_GROUPS if g in parsed.groups and frame[g].nunique() < 2]
     for group in dropped:
         parsed = parsed.without(group)
-    few_groups = bool(parsed.groups) and frame[parsed.groups[0]].nunique() < 2
-    if len(frame) <= len(parsed.fixed) + 2 or few_groups:
+    fixed = design(parsed, frame)
+    few_groups = [g for g in parsed.groups if frame[g].nunique() < 2]
+    if len(frame) <= fixed.x.shape[1] + 1 or few_groups:
         raise NotEstimable(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
-    if not parsed.groups:
-        fit = _fit_ols(parsed, frame)
-    else:
-        engines = {"lmm": _fit_core, "mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}
-        fit = engines[engine](parsed, frame)
+    structure = core_structure(parsed, frame) if parsed.random else None
+    notes = []
     if dropped:
-        note = (
+        notes.append(
             f"fitted without the {group_label(dropped[0])} level as {parsed.lme4()}: the data "
             f"have fewer than two {group_label(dropped[0])}s (no codes, or a single one)"
         )
-        fit.messages = (note, *fit.messages)
+    if fixed.dropped:
+        notes.append(
+            "the fixed-effect model matrix is rank deficient: dropped "
+            + ", ".join(f"'{t}'" for t in fixed.dropped)
+            + " (a linear combination of the other columns), as lme4 does"
+        )
+    if not parsed.random:
+        fit = _fit_ols(parsed, frame, fixed)
+    elif engine == "statsmodels":
+        if structure is None:
+            raise ValueError(
+                f"the statsmodels engine fits one random intercept, two nested ones or a random "
+                f"slope, not {' + '.join(t.lme4() for t in parsed.random)}: use engine 'lmm'"
+            )
+        fit = _fit_statsmodels(parsed, frame, fixed, structure)
+    elif engine == "lmm" and structure is not None:
+        fit = _fit_core(parsed, frame, fixed, structure)
+    else:
+        fit = _fit_mixedlm(parsed, frame, fixed, structure)
+        if engine == "lmm":
+            notes.append(
+                "fitted by lme4's algorithm (the mixedlm engine): the fast core has no closed "
+                f"form for {' + '.join(t.lme4() for t in parsed.random)}"
+            )
+    fit.messages = (*notes, *fit.messages)
+    fit.n_dropped = n_dropped
     return fit
 
 
-def _fit_ols(formula: Formula, frame: pd.DataFrame) -> MixedFit:
+def _fit_ols(formula: Formula, frame: pd.DataFrame, fixed: Design) -> MixedFit:
     """Ordinary least squares with t inference on ``n - p`` degrees of freedom (R's ``lm``);
     the log-likelihood is the REML one, as R's ``logLik(fit, REML = TRUE)``."""
-    terms = ["Intercept", *formula.fixed]
-    x = np.column_stack([np.ones(len(frame)), *(frame[c].to_numpy(float) for c in formula.fixed)])
+    x, terms = fixed.x, fixed.terms
     y = frame[formula.response].to_numpy(float)
     n, p = x.shape
     q, r = np.linalg.qr(x)
@@ -672,7 +658,7 @@ def _fit_ols(formula: Formula, frame: pd.DataFrame) -> MixedFit:
         messages=(),
         engine="ols",
         ci_method="t",
-        fixed_prediction_variance=float(np.var(x @ beta, ddof=1)),
+        fixed_prediction_variance=_prediction_variance(x, beta),
     )
 
 

@@ -1,4 +1,4 @@
-"""A small, fast REML core for the catalogue's three random-effect structures.
+"""A small, fast REML core for the catalogue's random-effect structures.
 
 lme4 fits a linear mixed model by profiling the REML criterion over the relative covariance
 parameters θ, using the sparse block structure of the random effects (Bates et al., 2015).
@@ -16,6 +16,8 @@ pass over the groups (no Python loop over clients, no matrix over clients or ses
     Per group the 2 × 2 matrix M_g = I + Λ'Z_g'Z_gΛ (Λ lower-triangular, θ its three
     elements in lme4's order), with Z_g = [1, s]: X'V⁻¹X = X'X − Σ_g W_g'M_g⁻¹W_g,
     W_g = Λ'Z_g'X_g, log|V| = Σ_g log|M_g|.
+``y ~ X + (1 + s || g)``
+    The same with Λ diagonal (uncorrelated intercept and slope).
 
 Given θ, the fixed effects are the generalised least-squares solution, the residual variance
 is profiled out (σ̂² = r'V⁻¹r / (n − p)), and the REML criterion is
@@ -59,7 +61,16 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, sparse
 
-__all__ = ["Nested", "RandomIntercept", "RandomSlope", "Solution", "hessian", "jacobian", "solve"]
+__all__ = [
+    "Nested",
+    "RandomIntercept",
+    "RandomSlope",
+    "Solution",
+    "UncorrelatedSlope",
+    "hessian",
+    "jacobian",
+    "solve",
+]
 
 SINGULAR_TOLERANCE = 1e-4
 """A θ on its lower bound of 0 within this distance makes a fit singular (lme4's
@@ -265,6 +276,20 @@ class RandomSlope(_Problem):
             yvy=self.yty - float(self.pyy @ weights),
             logdet=float(np.log(det).sum()),
         )
+
+
+class UncorrelatedSlope(RandomSlope):
+    """``y ~ X + (1 | g) + (0 + s | g)``, lme4's ``(1 + s || g)``: a random intercept and slope
+    per group, uncorrelated. θ = (Λ₁₁, Λ₂₂): :class:`RandomSlope` with Λ₂₁ = 0."""
+
+    n_theta = 2
+    lower = (0.0, 0.0)
+
+    def start(self) -> np.ndarray:
+        return np.array([1.0, 1.0])
+
+    def products(self, theta: np.ndarray) -> _Products:
+        return super().products(np.array([theta[0], 0.0, theta[1]]))
 
 
 def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
