@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report publish test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest bench-faults bench fuzz simulation-study clean lab notebooks
+	bench-ingest bench-faults bench bench-covariates fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-ingest  benchmark simulation and ingest (benchmarks/results/ingest.csv)"
 	@echo "make bench-faults  faults of scale in input: a 5 GB file, a million bad rows, 10 MB cells (benchmarks/results/input_faults.csv)"
 	@echo "make bench      models against lme4 and the whole workflow, 1k-100k clients (BENCH_FULL=1: 1M)"
+	@echo "make bench-covariates  10 covariates and a moderator against lme4, 100k and 1M clients"
 	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
@@ -98,6 +99,7 @@ reference:
 	Rscript tests/reference/lm_reference.R
 	Rscript tests/reference/lme4_public_reference.R
 	Rscript tests/reference/formula_reference.R
+	Rscript tests/reference/covariates_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000
@@ -123,6 +125,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/models.py --tiers $(BENCH_TIERS) --workflow
 	$(BIN)/python benchmarks/glmm.py --tiers $(BENCH_TIERS)
 	$(BIN)/python benchmarks/plot.py
+
+# Issue 19's tier: the catalogue with 10 covariates (one a 5-level factor) and a moderator, ours
+# against lme4 at 100k and 1M clients (benchmarks/results/covariates.csv; docs/performance.md).
+bench-covariates: $(STAMP)
+	$(BIN)/python benchmarks/covariates.py --tiers 100000 1000000
 
 simulation-study: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs results/_simulation/power.csv

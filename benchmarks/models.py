@@ -95,9 +95,7 @@ def model_tables(sessions: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def write_model_data(table: pd.DataFrame, formula: str, stem: Path) -> int:
-    parsed = Formula.parse(formula)
-    columns = [parsed.response, *parsed.fixed, *parsed.groups, *filter(None, [parsed.slope])]
-    data = table[list(dict.fromkeys(columns))].dropna()
+    data = table[Formula.parse(formula).variables].dropna()
     data.to_parquet(stem.with_suffix(".parquet"), index=False)
     data.to_csv(stem.with_suffix(".csv"), index=False)
     return len(data)

@@ -119,7 +119,9 @@ def from_schema(node: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy
         return st.one_of(words, st.text(**size))
     if types == "array":
         return st.lists(
-            from_schema(node.get("items", {}), root), min_size=node.get("minItems", 0), max_size=4
+            from_schema(node.get("items", {}), root),
+            min_size=node.get("minItems", 0),
+            max_size=node.get("maxItems", 4),
         )
     properties = node.get("properties", {})
     required = set(node.get("required", ()))
@@ -211,6 +213,9 @@ SEMANTIC_RULES = (
     "is not a known text encoding",
     "'instruments.",  # the rules of an instrument definition (tests/test_instruments.py)
     "only therapist_id may be declared absent",
+    "is listed twice",  # covariates and moderators (tests/test_covariates.py)
+    "is also a covariate",
+    "the mean of a categorical column",
 )
 
 

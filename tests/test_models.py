@@ -7,13 +7,15 @@ import pandas as pd
 import pingouin
 import pytest
 
+from allianceanalysis.covariates import Adjustment
 from allianceanalysis.derive import client_table, session_pairs, session_table
 from allianceanalysis.engine import fit_lmm
 from allianceanalysis.models import (
     CATALOGUE,
     TIDY_COLUMNS,
     _cluster_bootstrap_partial_r,
-    _partial_r_from_sums,
+    _cross_products,
+    _partial_r,
     alliance_disaggregated,
     alliance_outcome,
     dropout,
@@ -25,6 +27,7 @@ from allianceanalysis.models import (
     therapist_icc,
     therapist_shrinkage,
 )
+from allianceanalysis.moderation import MODELS as MODERATION_MODELS
 from allianceanalysis.pseudonyms import therapist_codes
 from allianceanalysis.simulate import simulate_study, with_items
 
@@ -126,27 +129,16 @@ def test_bootstrap_is_reproducible_from_its_seed(clients: pd.DataFrame) -> None:
     assert a.set_index("term").loc[boot, "ci_low"] != c.set_index("term").loc[boot, "ci_low"]
 
 
-def test_partial_r_from_sums_matches_residual_correlation() -> None:
+def test_partial_r_from_cross_products_matches_residual_correlation() -> None:
     rng = np.random.default_rng(1)
-    x, y, z = rng.normal(size=(3, 200))
-    y = y + 0.5 * x + z
-    sums = np.array(
-        [
-            200,
-            x.sum(),
-            y.sum(),
-            z.sum(),
-            (x * x).sum(),
-            (y * y).sum(),
-            (z * z).sum(),
-            (x * y).sum(),
-            (x * z).sum(),
-            (y * z).sum(),
-        ]
-    )
-    rx = x - np.polyval(np.polyfit(z, x, 1), z)
-    ry = y - np.polyval(np.polyfit(z, y, 1), z)
-    assert _partial_r_from_sums(sums) == pytest.approx(np.corrcoef(rx, ry)[0, 1], rel=1e-12)
+    x, y, z1, z2 = rng.normal(size=(4, 200))
+    y = y + 0.5 * x + z1 - z2
+    columns = np.column_stack([np.ones(200), x, y, z1, z2])
+    controls = np.column_stack([np.ones(200), z1, z2])
+    rx = x - controls @ np.linalg.lstsq(controls, x, rcond=None)[0]
+    ry = y - controls @ np.linalg.lstsq(controls, y, rcond=None)[0]
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert _partial_r(_cross_products(columns)[0]) == pytest.approx(expected, rel=1e-12)
 
 
 FORMULAS = {
@@ -220,14 +212,24 @@ def test_fast_core_agrees_with_the_mixedlm_backend(study, structure: str) -> Non
                                       atol=1e-6, check_dtype=False)  # fmt: skip
 
 
+MODERATED = Adjustment.from_config({"moderators": ["arm"]})
+"""A moderator of the tests' simulated service: its clients in two arms by their number."""
+
+
+def _with_arm(sessions: pd.DataFrame) -> pd.DataFrame:
+    odd = sessions["client_id"].str[-1].isin(list("13579"))
+    return sessions.assign(arm=np.where(odd, "odd", "even"))
+
+
 def test_every_table_has_the_tidy_columns_and_one_model_name_per_entry(study) -> None:
     for name in CATALOGUE:
-        table = run_model(name, study, bootstrap=50)
+        table = run_model(name, _with_arm(study), bootstrap=50, adjustment=MODERATED)
         assert list(table.columns) == TIDY_COLUMNS, name
         expected = {
             "early_alliance": {f"early_alliance_k{k}" for k in range(1, 6)},
             "alliance_components": {f"{m}_{c}" for m in ("alliance_component",
                                     "early_alliance_component") for c in COMPONENTS},
+            "moderation": {f"{m}_by_arm" for m in MODERATION_MODELS},
         }.get(name, {name})  # fmt: skip
         assert set(table["model"]) == expected
         assert table["estimate"].notna().all(), name
@@ -290,8 +292,8 @@ def test_dropout_odds_ratio_is_the_exponentiated_slope(clients) -> None:
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_model_on_too_little_data_says_so_instead_of_failing(study, name: str) -> None:
-    tiny = study[study["client_id"].isin(["C001", "C002"])]
-    table = run_model(name, tiny, bootstrap=20)
+    tiny = _with_arm(study[study["client_id"].isin(["C001", "C002"])])
+    table = run_model(name, tiny, bootstrap=20, adjustment=MODERATED)
     assert list(table.columns) == TIDY_COLUMNS
     if table["term"].eq("not_fitted").any():
         assert not table["converged"].any()

@@ -23,6 +23,7 @@ import pytest
 from scipy.special import expit
 
 from allianceanalysis.derive import client_table, session_pairs, session_table
+from allianceanalysis.engine import fit_lmm
 from allianceanalysis.models import (
     alliance_disaggregated,
     alliance_icc,
@@ -372,3 +373,44 @@ def test_replicates_partial_correlation_fisher_interval() -> None:
         [r["ci_high"] for r in rows],
         truth,
     )
+
+
+# -- moderation: an interaction and a conditional effect (docs/models.md, "moderation") ---------
+
+MODERATION_TRUTH = {"x": 0.5, "x:armB": 0.4}
+"""y = 1 + 0.5 x + 0.3 B + 0.4 x·B + u_therapist + e: the alliance-like x's effect is 0.5 in arm
+A and 0.9 in arm B."""
+
+
+def draw_moderated(n_therapists: int, per: int, rng: np.random.Generator) -> pd.DataFrame:
+    therapist = np.repeat(np.arange(n_therapists), per)
+    x = rng.normal(size=therapist.size)
+    b = rng.random(therapist.size) < 0.5
+    u = rng.normal(0, 0.5, n_therapists)[therapist]
+    y = (1 + MODERATION_TRUTH["x"] * x + 0.3 * b + MODERATION_TRUTH["x:armB"] * x * b + u
+         + rng.normal(size=therapist.size))  # fmt: skip
+    return pd.DataFrame({"y": y, "x": x, "arm": np.where(b, "B", "A"), "therapist_id": therapist})
+
+
+def moderated_fit(data: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The interaction row and the conditional effect in arm B (a contrast, Satterthwaite)."""
+    fit = fit_lmm("y ~ x * arm + (1 | therapist_id)", data)
+    effect = fit.contrast({"x": 1.0, "x:armB": 1.0}).iloc[0]
+    return fit.coefficients.loc["x:armB"], effect
+
+
+def test_moderation_recovers_the_interaction_and_the_conditional_effect() -> None:
+    interaction, effect = moderated_fit(draw_moderated(200, 25, np.random.default_rng(48)))
+    truth = MODERATION_TRUTH["x:armB"]
+    assert abs(interaction["estimate"] - truth) < 4 * interaction["std_error"]
+    assert abs(effect["estimate"] - 0.9) < 4 * effect["std_error"]
+
+
+@pytest.mark.slow
+def test_replicates_moderation_interaction_and_conditional_effect() -> None:
+    rng = np.random.default_rng(49)
+    fits = [moderated_fit(draw_moderated(40, 10, rng)) for _ in range(1000)]
+    for which, truth in ((0, MODERATION_TRUTH["x:armB"]), (1, 0.9)):
+        rows = [f[which] for f in fits]
+        check_replicates([r["estimate"] for r in rows], [r["ci_low"] for r in rows],
+                         [r["ci_high"] for r in rows], truth)  # fmt: skip

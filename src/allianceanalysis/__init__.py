@@ -11,6 +11,8 @@ Data in
     :mod:`~allianceanalysis.derive` (client, session and session-pair tables).
 Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.models` (the model catalogue),
+    :mod:`~allianceanalysis.covariates` and :mod:`~allianceanalysis.moderation` (covariates,
+    moderators, conditional effects),
     :mod:`~allianceanalysis.formula` (the lme4 formula language), :mod:`~allianceanalysis.engine`,
     :mod:`~allianceanalysis.lmm` and
     :mod:`~allianceanalysis.glmm` (mixed-model fitting),

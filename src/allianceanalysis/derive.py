@@ -45,8 +45,13 @@ symptomatic improvement session by session. Journal of Counseling Psychology, 60
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .covariates import Adjustment
 
 __all__ = [
     "EXCLUSION_REASONS",
@@ -181,6 +186,7 @@ def client_table(
     outcome: str = "ors",
     alliance: str | None = "srs",
     early_session: int = 3,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """One row per case with the client-level variables of the model catalogue.
 
@@ -192,6 +198,10 @@ def client_table(
         The score columns; ``alliance`` is ``None`` for data without an alliance measure.
     early_session : int
         ``k``, the session whose alliance rating is the early alliance.
+    adjustment : Adjustment, optional
+        Covariates and moderators (:mod:`allianceanalysis.covariates`): each client-level one
+        becomes a column (one value per case, by its summary rule), and a case missing one is
+        not eligible (``exclusion``: ``no <column> (covariate)`` or ``(moderator)``).
 
     Returns
     -------
@@ -199,7 +209,8 @@ def client_table(
         Columns: the case keys, ``therapist_id`` (and ``site_id``), ``sessions_attended``,
         ``end_status`` (when present), ``dropout``, ``outcome_intake``, ``alliance_early``,
         ``outcome_early``, ``early_change``, ``outcome_final``, ``session_final``, ``eligible``,
-        ``exclusion``, ``alliance_therapist_mean``, ``alliance_client_dev``.
+        ``exclusion``, ``alliance_therapist_mean``, ``alliance_client_dev``; and the
+        client-level covariates and moderators.
 
     Examples
     --------
@@ -210,7 +221,7 @@ def client_table(
        outcome_intake  alliance_early  outcome_final  early_change
     0            20.0            37.0           30.0           5.0
     """
-    return client_tables(sessions, outcome, alliance, (early_session,))[early_session]
+    return client_tables(sessions, outcome, alliance, (early_session,), adjustment)[early_session]
 
 
 def client_tables(
@@ -218,6 +229,7 @@ def client_tables(
     outcome: str = "ors",
     alliance: str | None = "srs",
     early_sessions: tuple[int, ...] = (1, 2, 3, 4, 5),
+    adjustment: Adjustment | None = None,
 ) -> dict[int, pd.DataFrame]:
     """:func:`client_table` for each early session k, ordering the sessions once.
 
@@ -232,7 +244,7 @@ def client_tables(
     if min(early_sessions) < 1:
         raise ValueError("early_session must be at least 1")
     ordered = CaseOrder(_with_alliance(sessions, alliance))
-    return {k: _client_table(ordered, outcome, alliance, k) for k in early_sessions}
+    return {k: _client_table(ordered, outcome, alliance, k, adjustment) for k in early_sessions}
 
 
 NO_ALLIANCE = "_no_alliance"
@@ -245,7 +257,11 @@ def _with_alliance(sessions: pd.DataFrame, alliance: str | None) -> pd.DataFrame
 
 
 def _client_table(
-    ordered: CaseOrder, outcome: str, alliance: str | None, early_session: int
+    ordered: CaseOrder,
+    outcome: str,
+    alliance: str | None,
+    early_session: int,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     rows, session = ordered.frame, ordered.frame["session"].to_numpy()
     cases = rows.iloc[ordered.first][ordered.keys].reset_index(drop=True)
@@ -270,7 +286,15 @@ def _client_table(
         cases["alliance_early"].isna() & (alliance is not None),
         cases["outcome_final"].isna(),
     ]
-    cases["exclusion"] = np.select(missing, EXCLUSION_REASONS, default="")
+    reasons = list(EXCLUSION_REASONS)
+    for spec in adjustment.client_level if adjustment else ():
+        from .covariates import case_values
+
+        cases[spec.column] = case_values(ordered, spec).array
+        missing.append(cases[spec.column].isna())
+        role = "moderator" if spec in adjustment.moderators else "covariate"
+        reasons.append(f"no {spec.column} ({role})")
+    cases["exclusion"] = np.select(missing, reasons, default="")
     cases["eligible"] = cases["exclusion"] == ""
     eligible_early = cases["alliance_early"].where(cases["eligible"])
     cases["alliance_therapist_mean"] = eligible_early.groupby(cases["therapist_id"]).transform(
@@ -282,7 +306,10 @@ def _client_table(
 
 
 def session_table(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str | None = "srs"
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """One row per attended session with the case means and within-case deviations (and
     ``site_id`` when the data have it).
@@ -291,6 +318,8 @@ def session_table(
     sessions where that score is observed; ``alliance_within`` and ``outcome_within`` are the
     session's deviations from them (missing where the session's score is missing). The
     ``growth`` and ``rm_corr`` analyses use this table; :func:`session_pairs` builds on it.
+    With an ``adjustment``, its client-level covariates and moderators (the case's value on
+    every session) and its session-level ones (the session's value) are columns too.
 
     Examples
     --------
@@ -301,10 +330,13 @@ def session_table(
     0        1                  30.0            -2.0
     1        2                  30.0             2.0
     """
-    return _session_frame(CaseOrder(_with_alliance(sessions, alliance)), outcome, alliance)
+    ordered = CaseOrder(_with_alliance(sessions, alliance))
+    return _session_frame(ordered, outcome, alliance, adjustment)
 
 
-def _session_frame(cases: CaseOrder, outcome: str, alliance: str | None) -> pd.DataFrame:
+def _session_frame(
+    cases: CaseOrder, outcome: str, alliance: str | None, adjustment: Adjustment | None = None
+) -> pd.DataFrame:
     alliance = alliance or NO_ALLIANCE
     ordered = cases.frame
     carried = [c for c in ("site_id",) if c in ordered]
@@ -315,11 +347,21 @@ def _session_frame(cases: CaseOrder, outcome: str, alliance: str | None) -> pd.D
     frame["outcome_client_mean"] = cases.mean(outcome)
     frame["alliance_within"] = frame["alliance"] - frame["alliance_client_mean"]
     frame["outcome_within"] = frame["outcome"] - frame["outcome_client_mean"]
+    if adjustment:
+        from .covariates import case_values
+
+        for spec in adjustment.client_level:  # the case's value on each of its sessions
+            frame[spec.column] = case_values(cases, spec).array.take(cases.case)
+        for spec in adjustment.session_level:
+            frame[spec.column] = ordered[spec.column].array
     return frame
 
 
 def session_pairs(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str | None = "srs"
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """One row per pair of consecutive attended sessions with the session-level variables.
 
@@ -329,6 +371,8 @@ def session_pairs(
         Validated sessions.
     outcome, alliance : str
         The score columns.
+    adjustment : Adjustment, optional
+        Covariates and moderators, carried as :func:`session_table` carries them.
 
     Returns
     -------
@@ -347,7 +391,7 @@ def session_pairs(
     1        2             4          28.0              2.0
     """
     cases = CaseOrder(_with_alliance(sessions, alliance))
-    frame = _session_frame(cases, outcome, alliance)
+    frame = _session_frame(cases, outcome, alliance, adjustment)
     following = np.minimum(np.arange(1, len(frame) + 1), len(frame) - 1)  # last: itself
     frame["session_next"] = frame["session"].to_numpy()[following]
     frame["outcome_next"] = frame["outcome"].to_numpy()[following]

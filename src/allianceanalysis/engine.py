@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,6 +196,12 @@ class MixedFit:
         ``ranef(condVar = TRUE)``), and ``n_obs``, the level's rows.
     n_dropped : int
         Rows dropped for a missing value in a variable of the formula.
+    vcov : numpy.ndarray
+        The fixed effects' covariance (terms × terms, in the order of ``coefficients``).
+    contrast_df : callable or None
+        The Satterthwaite degrees of freedom of a contrast w'β (lmerTest's ``contest1D``) for
+        the fast core; the residual degrees of freedom for a fit without random effects; None
+        where the engine gives none (intervals of contrasts are then Wald z).
     """
 
     formula: Formula
@@ -214,6 +220,33 @@ class MixedFit:
     fixed_prediction_variance: float = float("nan")
     random_effects: pd.DataFrame | None = None
     n_dropped: int = 0
+    vcov: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    contrast_df: Callable[[np.ndarray], float] | None = None
+
+    def contrast(self, weights: Mapping[str, float], term: str = "contrast") -> pd.DataFrame:
+        """A linear combination of the fixed effects, with its SE, Satterthwaite df, p-value
+        and 95% interval (one row, index ``term``): e.g. the alliance's effect at a level of a
+        moderator, ``{"alliance_early": 1, "alliance_early:treatmentB": 1}``.
+
+        Examples
+        --------
+        >>> from allianceanalysis.simulate import simulate_study
+        >>> from allianceanalysis.derive import client_table
+        >>> c = client_table(simulate_study(n_clients=200, n_therapists=10, seed=1).sessions)
+        >>> fit = fit_lmm("outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)", c)
+        >>> row = fit.contrast({"alliance_early": 1.0})
+        >>> bool(np.isclose(row["df"].item(), fit.coefficients.loc["alliance_early", "df"]))
+        True
+        """
+        terms = list(self.coefficients.index)
+        unknown = [t for t in weights if t not in terms]
+        if unknown:
+            raise ValueError(f"the model has no coefficient {unknown[0]!r}")
+        w = np.array([float(weights.get(t, 0.0)) for t in terms])
+        estimate = float(w @ self.coefficients["estimate"].to_numpy())
+        std_error = float(np.sqrt(w @ self.vcov @ w))
+        df = self.contrast_df(w) if self.contrast_df is not None else float("inf")
+        return _inference(np.array([estimate]), np.array([std_error]), np.array([df]), [term])
 
     @property
     def random_variance(self) -> float:
@@ -333,7 +366,8 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame, fixed: Design,
         model = mixedlm.lmer(text, numeric, REML=True)
         tidy = model.tidy(ddf_method="Satterthwaite")
     beta = np.array(list(model.fixef().values()), dtype=float)
-    std_error = np.sqrt(np.diag(np.asarray(model.vcov(), dtype=float)))
+    vcov = np.asarray(model.vcov(), dtype=float)
+    std_error = np.sqrt(np.diag(vcov))
     df = tidy.loc[tidy["effect"] == "fixed", "df"].to_numpy(dtype=float)
     variances = _mixedlm_variances(model.VarCorr())
     n_groups = {_term_label(name): int(n) for name, n in model.ngrps().items()}
@@ -364,6 +398,7 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame, fixed: Design,
         theta=theta,
         deviance=model.as_function(),
         fixed_prediction_variance=_prediction_variance(fixed.x, beta),
+        vcov=vcov,
         random_effects=_random_intercepts(
             structure,
             frame,
@@ -470,6 +505,8 @@ def _fit_core(formula: Formula, frame: pd.DataFrame, fixed: Design,
         theta=solution.theta,
         deviance=problem.criterion,
         fixed_prediction_variance=_prediction_variance(fixed.x, solution.beta),
+        vcov=solution.vcov,
+        contrast_df=lambda w: lmm.contrast_df(solution, w),
         random_effects=_random_intercepts(
             structure,
             frame,
@@ -547,6 +584,7 @@ def _fit_statsmodels(formula: Formula, frame: pd.DataFrame, fixed: Design,
         engine="statsmodels",
         ci_method="wald_z",
         fixed_prediction_variance=_prediction_variance(fixed.x, estimate),
+        vcov=np.asarray(best.cov_params(), dtype=float)[: len(estimate), : len(estimate)],
     )
 
 
@@ -659,6 +697,8 @@ def _fit_ols(formula: Formula, frame: pd.DataFrame, fixed: Design) -> MixedFit:
         engine="ols",
         ci_method="t",
         fixed_prediction_variance=_prediction_variance(x, beta),
+        vcov=sigma2 * r_inv @ r_inv.T,
+        contrast_df=lambda w: float(n - p),
     )
 
 

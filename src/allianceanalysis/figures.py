@@ -384,6 +384,87 @@ def alliance_components(
     return figure
 
 
+MODERATED_TITLES = {
+    "alliance_outcome": "Early alliance and final outcome",
+    "early_alliance": "... beyond early change",
+    "alliance_next_session": "Session alliance and next outcome",
+}
+"""Panel titles of the moderated models (:data:`allianceanalysis.moderation.MODELS`)."""
+
+
+def conditional_effects(models: pd.DataFrame, outcome: str | Instrument = "ors") -> Figure:
+    """The alliance's conditional effect on outcome at each level of every moderator (a
+    categorical one) or across its range with the Johnson–Neyman region (a continuous one),
+    with 95% intervals: one panel per moderated model (rows: moderators).
+
+    Parameters
+    ----------
+    models : pandas.DataFrame
+        Tidy rows of the ``<model>_by_<moderator>`` models (e.g. ``tables/models.csv``); or
+        the ``moderation`` row saying why there are none.
+
+    Examples
+    --------
+    >>> terms = ["alliance_early|treatment=CBT", "alliance_early|treatment=PDT"]
+    >>> rows = pd.DataFrame({"model": "alliance_outcome_by_treatment", "term": terms,
+    ...                      "estimate": [0.3, 0.6], "ci_low": [0.1, 0.4], "ci_high": [0.5, 0.8],
+    ...                      "message": ""})
+    >>> [t.get_text() for t in conditional_effects(rows).axes[0].get_xticklabels()]
+    ['CBT', 'PDT']
+    """
+    outcome = _instrument(outcome)
+    effects = models[models["term"].str.contains("|", regex=False)]
+    moderated = list(dict.fromkeys(effects["model"]))
+    if not moderated:
+        figure = Figure(figsize=(7, 2.5), layout="constrained")
+        reason = models.loc[models["model"] == "moderation", "message"]
+        return _not_computed(figure, figure.subplots(), str(reason.iloc[0]) if len(reason) else "")
+    stems = [s for s in MODERATED_TITLES if any(m.startswith(f"{s}_by_") for m in moderated)]
+    moderators = list(dict.fromkeys(m.split("_by_", 1)[1] for m in moderated))
+    figure = Figure(figsize=(3.4 * len(stems), 2.8 * len(moderators)), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(len(moderators), len(stems), squeeze=False))
+    for row, moderator in enumerate(moderators):
+        for column, stem in enumerate(stems):
+            axis = axes[row, column]
+            table = models[models["model"] == f"{stem}_by_{moderator}"]
+            _conditional_panel(axis, table, moderator)
+            axis.axhline(0, color="0.6", linewidth=0.8)
+            if row == 0:
+                axis.set_title(MODERATED_TITLES[stem], fontsize=10)
+            if column == 0:
+                axis.set_ylabel(f"{outcome.short} points per alliance point")
+    figure.suptitle("The alliance's effect by moderator (95% CI)", fontsize=11)
+    return figure
+
+
+def _conditional_panel(axis: Axes, table: pd.DataFrame, moderator: str) -> None:
+    rows = table[table["term"].str.contains("|", regex=False)].copy()
+    if rows.empty:
+        message = table["message"].iloc[0] if len(table) else "not computed"
+        axis.text(0.5, 0.5, textwrap.fill(str(message), 40), ha="center", va="center",
+                  transform=axis.transAxes, fontsize=7)  # fmt: skip
+        axis.set_xticks([])
+        return
+    rows["value"] = rows["term"].str.split("=", n=1).str[1]
+    summary = rows["value"].isin(["mean-1sd", "mean", "mean+1sd"])
+    if not summary.any():  # a categorical moderator: a point per level
+        position = np.arange(len(rows))
+        spread = [rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]]
+        axis.errorbar(position, rows["estimate"], yerr=spread, fmt="o", color=PALETTE[0],
+                      capsize=4)  # fmt: skip
+        axis.set_xticks(position, rows["value"])
+        axis.set_xlabel(moderator)
+        return
+    grid = rows[~summary].assign(at=lambda r: r["value"].astype(float))
+    axis.plot(grid["at"], grid["estimate"], color=PALETTE[0])
+    axis.fill_between(grid["at"], grid["ci_low"], grid["ci_high"], color=PALETTE[0], alpha=0.2)
+    bounds = table.loc[table["term"].str.startswith("johnson_neyman"), "estimate"].dropna()
+    low, high = grid["at"].min(), grid["at"].max()
+    for bound in bounds[(bounds >= low) & (bounds <= high)]:
+        axis.axvline(bound, color=PALETTE[3], linestyle="--", linewidth=1)
+    axis.set_xlabel(moderator + (" (dashed: Johnson–Neyman bounds)" if len(bounds) else ""))
+
+
 def alliance_disaggregation(
     models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
 ) -> Figure:
@@ -935,6 +1016,9 @@ FIGURES: dict[str, FigureEntry] = {
         "Clinical significance", ("change_cases", "change_table"),
         lambda d: clinical_significance_plot(d["change_cases"], d["change_table"], d.outcome),
         needs=()),
+    "conditional_effects": FigureEntry(
+        "The alliance's effect by moderator", ("models",),
+        lambda d: conditional_effects(d["models"], d.outcome)),
 }  # fmt: skip
 """The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
 ``internal/`` for therapist-level ones): one entry

@@ -67,6 +67,7 @@ __all__ = [
     "RandomSlope",
     "Solution",
     "UncorrelatedSlope",
+    "contrast_df",
     "hessian",
     "jacobian",
     "solve",
@@ -302,7 +303,8 @@ def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class Solution:
     """The REML fit of a problem: θ̂, σ̂, β̂ with its covariance and Satterthwaite degrees of
-    freedom, the REML criterion, and how the optimisation went."""
+    freedom, the REML criterion, and how the optimisation went; for contrasts
+    (:func:`contrast_df`), the covariance of (θ, σ) and the Jacobian of β̂'s covariance."""
 
     theta: np.ndarray
     sigma: float
@@ -313,6 +315,8 @@ class Solution:
     converged: bool
     singular: bool
     message: str
+    varpar_covariance: np.ndarray | None = None
+    vcov_jacobian: np.ndarray | None = None
 
 
 def _minimise(problem: _Problem, start: np.ndarray) -> optimize.OptimizeResult:
@@ -438,18 +442,45 @@ def jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray
     return _richardson(at_step, _steps(x))
 
 
-def _satterthwaite(problem: _Problem, varpar: np.ndarray, vcov: np.ndarray) -> np.ndarray:
+def _satterthwaite(
+    problem: _Problem, varpar: np.ndarray, vcov: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Satterthwaite degrees of freedom of each fixed effect (lmerTest's method): the
     covariance of (θ, σ) from the Hessian of the unprofiled criterion, and the gradient of
-    each coefficient's variance along (θ, σ)."""
+    each coefficient's variance along (θ, σ). Also returns that covariance and the Jacobian
+    of the coefficients' covariance (None when the Hessian is singular), for contrasts."""
     try:
         a = 2.0 * np.linalg.inv(hessian(problem.criterion_sigma, varpar))
     except np.linalg.LinAlgError:
-        return np.full(problem.p, np.nan)
-    grads = np.einsum("kii->ik", jacobian(problem.covbeta, varpar))
+        return np.full(problem.p, np.nan), None, None
+    jac = jacobian(problem.covbeta, varpar)
+    grads = np.einsum("kii->ik", jac)
     denominator = np.einsum("ik,kl,il->i", grads, a, grads)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, 2.0 * np.diag(vcov) ** 2 / denominator, np.nan)
+        df = np.where(denominator > 0, 2.0 * np.diag(vcov) ** 2 / denominator, np.nan)
+    return df, a, jac
+
+
+def contrast_df(solution: Solution, weights: np.ndarray) -> float:
+    """Satterthwaite degrees of freedom of the contrast w'β (lmerTest's ``contest1D``): with
+    the variance v = w'Vw and its gradient g along (θ, σ), df = 2v² / (g'Ag).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(30), 5)
+    >>> x = np.column_stack([np.ones(150), rng.normal(size=150)])
+    >>> s = solve(RandomIntercept(x[:, 1] + rng.normal(size=30)[g] + rng.normal(size=150), x, g))
+    >>> bool(np.isclose(contrast_df(s, np.array([0.0, 1.0])), s.df[1]))
+    True
+    """
+    if solution.varpar_covariance is None or solution.vcov_jacobian is None:
+        return float("nan")
+    w = np.asarray(weights, dtype=float)
+    variance = float(w @ solution.vcov @ w)
+    gradient = np.einsum("i,kij,j->k", w, solution.vcov_jacobian, w)
+    denominator = float(gradient @ solution.varpar_covariance @ gradient)
+    return 2.0 * variance**2 / denominator if denominator > 0 else float("nan")
 
 
 def solve(problem: _Problem) -> Solution:
@@ -460,14 +491,17 @@ def solve(problem: _Problem) -> Solution:
     sigma = float(np.sqrt(rss / (problem.n - problem.p)))
     vcov = sigma**2 * np.linalg.inv(prod.xvx)
     diagonal = [t for t, low in zip(theta, problem.lower, strict=True) if low == 0.0]
+    df, varpar_covariance, vcov_jacobian = _satterthwaite(problem, np.append(theta, sigma), vcov)
     return Solution(
         theta=theta,
         sigma=sigma,
         beta=beta,
         vcov=vcov,
-        df=_satterthwaite(problem, np.append(theta, sigma), vcov),
+        df=df,
         criterion=float(problem.criterion(theta)),
         converged=converged,
         singular=any(t < SINGULAR_TOLERANCE for t in diagonal),
         message=message,
+        varpar_covariance=varpar_covariance,
+        vcov_jacobian=vcov_jacobian,
     )

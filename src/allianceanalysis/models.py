@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import tidy
+from .covariates import Adjustment
 from .derive import client_table, client_tables, session_pairs, session_table
 from .distributions import norm_ppf, norm_sf, t_sf
 from .engine import (
@@ -41,7 +42,9 @@ from .engine import (
     profile_interval,
 )
 from .errors import NotEstimable
+from .formula import Formula, design
 from .instruments import get_instrument
+from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .tidy import NEEDS, TIDY_COLUMNS
 
@@ -59,6 +62,7 @@ __all__ = [
     "early_alliance",
     "fit_model",
     "growth",
+    "moderation",
     "outcome_growth",
     "partial_correlation",
     "repeated_measures_correlation",
@@ -106,8 +110,10 @@ def tidy_fit(model: str, fit: MixedFit) -> list[dict[str, object]]:
     """Rows for a mixed model's fixed effects, variance components and log-likelihood."""
     common = _fit_common(fit)
     rows = [_coefficient_row(model, term, fit, term) for term in fit.coefficients.index]
+    labels = sorted(fit.n_groups, key=len, reverse=True)  # the longest label that fits
     for term, value in fit.variances.items():
-        label = term.split("_")[1]
+        name = term.split("_", 1)[1]
+        label = next((g for g in labels if name == g or name.startswith(f"{g}_")), None)
         rows.append(tidy.row(model, term, value, n_groups=fit.n_groups.get(label), **common))
     rows.append(tidy.row(model, "loglik_reml", fit.loglik, n_groups=_outer_groups(fit), **common))
     return rows
@@ -127,50 +133,63 @@ def _square_interval(low: float, high: float) -> tuple[float, float]:
     return 0.0, max(low**2, high**2)
 
 
-_SUMS = ("n", "x", "y", "z", "xx", "yy", "zz", "xy", "xz", "yz")
+def _partial_r(m: np.ndarray) -> np.ndarray:
+    """Partial correlation of x and y given the controls, from (stacked) cross-product matrices
+    of the columns [1, x, y, controls…]: the Schur complement of the intercept and controls."""
+    controls = [0, *range(3, m.shape[-1])]
+    a = m[..., controls, :][..., controls]
+    b = m[..., controls, :][..., [1, 2]]
+    try:
+        solved = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:  # a replicate whose controls are collinear (a level unseen)
+        solved = np.linalg.pinv(a) @ b
+    s = m[..., [1, 2], :][..., [1, 2]] - np.swapaxes(b, -1, -2) @ solved
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s[..., 0, 1] / np.sqrt(s[..., 0, 0] * s[..., 1, 1])
 
 
-def _partial_r_from_sums(s: np.ndarray) -> np.ndarray:
-    """Partial correlation of x and y given z from (stacked) sums in the order ``_SUMS``."""
-    n, x, y, z, xx, yy, zz, xy, xz, yz = (s[..., i] for i in range(len(_SUMS)))
-
-    def cov(ab: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return ab - a * b / n
-
-    vx, vy, vz = cov(xx, x, x), cov(yy, y, y), cov(zz, z, z)
-    rxy = cov(xy, x, y) / np.sqrt(vx * vy)
-    rxz = cov(xz, x, z) / np.sqrt(vx * vz)
-    ryz = cov(yz, y, z) / np.sqrt(vy * vz)
-    return (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+def _cross_products(columns: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    """Σ w w' of the rows' columns w (rows × m): one matrix, or one per code (groups × m × m),
+    one pass per pair of columns (no temporary of rows × m²)."""
+    n_groups = 1 if codes is None else int(codes.max()) + 1
+    codes = np.zeros(len(columns), dtype=np.int64) if codes is None else codes
+    m = columns.shape[1]
+    out = np.empty((n_groups, m, m))
+    for i in range(m):
+        for j in range(i, m):
+            out[:, i, j] = out[:, j, i] = np.bincount(
+                codes, weights=columns[:, i] * columns[:, j], minlength=n_groups
+            )
+    return out
 
 
 def _cluster_bootstrap_partial_r(
-    data: pd.DataFrame, x: str, y: str, covar: str, cluster: str, replicates: int, seed: int
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    covar: str | list[str],
+    cluster: str,
+    replicates: int,
+    seed: int,
 ) -> np.ndarray:
-    """Partial r in ``replicates`` resamples of whole clusters (vectorised via per-cluster sums).
+    """Partial r in ``replicates`` resamples of whole clusters (vectorised via per-cluster
+    cross-products).
 
-    Each replicate draws as many clusters as there are, with replacement; its sums are the
-    draw counts times the per-cluster sums, so no replicate touches the rows again.
+    Each replicate draws as many clusters as there are, with replacement; its cross-products
+    are the draw counts times the per-cluster ones, so no replicate touches the rows again.
     """
-    values = {
-        "x": data[x].to_numpy(float),
-        "y": data[y].to_numpy(float),
-        "z": data[covar].to_numpy(float),
-    }
+    controls = [covar] if isinstance(covar, str) else list(covar)
+    columns = np.column_stack([np.ones(len(data)), data[[x, y, *controls]].to_numpy(float)])
     codes, _ = pd.factorize(data[cluster])
-    columns = [np.ones(len(data))]
-    columns += [values[k] for k in ("x", "y", "z")]
-    columns += [values[a] * values[b] for a, b in ("xx", "yy", "zz", "xy", "xz", "yz")]
-    per_cluster = np.zeros((codes.max() + 1, len(_SUMS)))
-    np.add.at(per_cluster, codes, np.column_stack(columns))
+    per_cluster = _cross_products(columns, codes)
+    n_clusters, m = per_cluster.shape[0], columns.shape[1]
+    flat = per_cluster.reshape(n_clusters, m * m)
     rng = np.random.default_rng(seed)
-    n_clusters = per_cluster.shape[0]
     estimates = []
     for start in range(0, replicates, 250):
         size = min(250, replicates - start)
         counts = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=size)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            estimates.append(_partial_r_from_sums(counts @ per_cluster))
+        estimates.append(_partial_r((counts @ flat).reshape(size, m, m)))
     return np.concatenate(estimates)
 
 
@@ -187,9 +206,10 @@ def partial_correlation(
 ) -> pd.DataFrame:
     """Partial correlation of ``x`` and ``y`` controlling ``covar``, and its square.
 
-    Rows ``partial_r`` (95% CI by Fisher's z with SE 1/sqrt(n - 4), p-value from t with n - 3
-    df, as pingouin's ``partial_corr``) and ``r2_alliance`` (its square: the share of outcome
-    variance the alliance explains; CI from the squared bounds). With ``cluster``, also
+    Rows ``partial_r`` (95% CI by Fisher's z with SE 1/sqrt(n - 3 - k), p-value from t with
+    n - 2 - k df for k controls, as pingouin's ``partial_corr``) and ``r2_alliance`` (its
+    square: the share of outcome variance the alliance explains; CI from the squared
+    bounds). With ``cluster``, also
     ``partial_r_bootstrap`` and ``r2_alliance_bootstrap``: the same estimates with percentile
     intervals from a cluster bootstrap (whole clusters resampled; ``bootstrap`` replicates,
     seeded).
@@ -197,14 +217,17 @@ def partial_correlation(
     Parameters
     ----------
     data : pandas.DataFrame
-    x, y, covar : str
+    x, y : str
         Columns (rows with any missing are dropped).
+    covar : str or list of str
+        The column, or columns, controlled for (numeric: a factor enters as its indicator
+        columns, :func:`alliance_outcome`).
     model : str
         Model name written in the table.
     cluster : str, optional
         Column of the clusters to resample (therapists).
     bootstrap : int
-        Bootstrap replicates.
+        Bootstrap replicates (0: no bootstrap rows).
     seed : int
 
     Returns
@@ -220,22 +243,18 @@ def partial_correlation(
     >>> round(t.loc[t["term"] == "partial_r", "estimate"].item(), 2)
     0.67
     """
-    columns = [x, y, covar, *([cluster] if cluster else [])]
+    controls = [covar] if isinstance(covar, str) else list(covar)
+    columns = [x, y, *controls, *([cluster] if cluster else [])]
     frame = data[columns].dropna()
-    n = len(frame)
-    if n < 5:
+    n, k = len(frame), len(controls)
+    if n < k + 4:
         raise NotEstimable(f"too few complete rows ({n}) for a partial correlation")
-    sums = np.array(
-        [n, *(frame[c].sum() for c in (x, y, covar))]
-        + [
-            (frame[a] * frame[b]).sum()
-            for a, b in ((x, x), (y, y), (covar, covar), (x, y), (x, covar), (y, covar))
-        ]
-    )
-    r = float(_partial_r_from_sums(sums))
-    t = r * np.sqrt((n - 3) / (1 - r**2))
-    p_value = float(2 * t_sf(abs(t), n - 3))
-    low, high = _fisher_interval(r, 1 / np.sqrt(n - 4))
+    values = np.column_stack([np.ones(n), frame[[x, y, *controls]].to_numpy(float)])
+    r = float(_partial_r(_cross_products(values)[0]))
+    dof = n - 2 - k
+    t = r * np.sqrt(dof / (1 - r**2))
+    p_value = float(2 * t_sf(abs(t), dof))
+    low, high = _fisher_interval(r, 1 / np.sqrt(n - 3 - k))
     groups = frame[cluster].nunique() if cluster else pd.NA
     common = {"n_obs": n, "n_groups": groups, "converged": True, "p_value": p_value}
     rows = [
@@ -245,7 +264,7 @@ def partial_correlation(
             r,
             ci_low=low,
             ci_high=high,
-            df=n - 3,
+            df=dof,
             ci_method="fisher_z",
             **common,
         ),
@@ -259,8 +278,8 @@ def partial_correlation(
             **common,
         ),
     ]
-    if cluster:
-        boot = _cluster_bootstrap_partial_r(frame, x, y, covar, cluster, bootstrap, seed)
+    if cluster and bootstrap > 0:
+        boot = _cluster_bootstrap_partial_r(frame, x, y, controls, cluster, bootstrap, seed)
         boot = boot[np.isfinite(boot)]
         message = f"{len(boot)} cluster-bootstrap replicates (seed {seed})"
         rows += [
@@ -303,6 +322,43 @@ def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
     return clients[clients["eligible"]] if "eligible" in clients else clients
 
 
+def adjusted(
+    formula: str, data: pd.DataFrame, adjustment: Adjustment | None, level: str = "client"
+) -> str:
+    """``formula`` with the covariates of ``adjustment`` added to its fixed part (a
+    client-level model takes the client-level covariates, a session-level one all of them;
+    :mod:`allianceanalysis.covariates`); unchanged without covariates.
+
+    Examples
+    --------
+    >>> from allianceanalysis.covariates import Adjustment
+    >>> data = pd.DataFrame({"age_band": ["18-25", "26-35"]})
+    >>> adjusted("y ~ x + (1 | g)", data, Adjustment.from_config({"covariates": ["age_band"]}))
+    'y ~ x + age_band + (1 | g)'
+    """
+    terms = adjustment.terms(data, level) if adjustment else []
+    if not terms:
+        return formula
+    parsed = Formula.parse(formula)
+    return parsed.with_fixed(" + ".join([parsed.fixed, *terms])).lme4()
+
+
+def _controls(
+    data: pd.DataFrame, adjustment: Adjustment | None, columns: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The partial correlation's controls: ``outcome_intake`` and the covariates, a factor as
+    its indicator columns (``_control1`` …), on the rows complete in ``columns`` and them."""
+    terms = adjustment.terms(data, "client") if adjustment else []
+    if not terms:
+        return data, ["outcome_intake"]
+    parsed = Formula.parse(" + ".join(["outcome_final ~ outcome_intake", *terms]))
+    frame = data.dropna(subset=list(dict.fromkeys([*parsed.variables, *columns])))
+    frame = frame.reset_index(drop=True)
+    fixed = design(parsed, frame)
+    names = [f"_control{j}" for j in range(1, fixed.x.shape[1])]
+    return frame.assign(**dict(zip(names, fixed.x[:, 1:].T, strict=True))), names
+
+
 NO_THERAPIST_LEVEL = (
     "fitted without the therapist level: the data have fewer than two therapists (no "
     "therapist codes, or a single practitioner)"
@@ -317,9 +373,11 @@ def alliance_outcome(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """Early alliance and final outcome: ``outcome_final ~ outcome_intake + alliance_early +
-    (1 | therapist_id)``.
+    (1 | therapist_id)``, plus the covariates of ``adjustment`` (which the partial
+    correlation then controls for too).
 
     Adds the partial correlation of early alliance with final outcome controlling intake
     (``partial_r``, with Fisher-z and therapist-cluster-bootstrap intervals), its square
@@ -350,14 +408,15 @@ def alliance_outcome(
     """
     model = "alliance_outcome"
     data = _eligible(clients)
-    fit = fit_lmm(
-        "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)", data, engine
-    )
+    formula = "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"
+    fit = fit_lmm(adjusted(formula, data, adjustment), data, engine)
+    cluster = ["therapist_id"] if tidy.has_therapists(data) else []
+    frame, controls = _controls(data, adjustment, ["alliance_early", *cluster])
     correlation = partial_correlation(
-        data,
+        frame,
         "alliance_early",
         "outcome_final",
-        "outcome_intake",
+        controls,
         model=model,
         cluster="therapist_id" if tidy.has_therapists(data) else None,
         bootstrap=bootstrap,
@@ -376,6 +435,7 @@ def early_alliance(
     *,
     early_sessions: tuple[int, ...] = (1, 2, 3, 4, 5),
     engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """Does early alliance predict outcome beyond early improvement? One model per k.
 
@@ -393,17 +453,21 @@ def early_alliance(
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
     frames = []
-    for k, table in client_tables(sessions, outcome, alliance, early_sessions).items():
+    for k, table in client_tables(sessions, outcome, alliance, early_sessions, adjustment).items():
         clients = _eligible(table)
         change = " + early_change" if k > 1 else ""
         formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
-        frames.append(
-            tidy.frame(tidy_fit(f"early_alliance_k{k}", fit_lmm(formula, clients, engine)))
-        )
+        fit = fit_lmm(adjusted(formula, clients, adjustment), clients, engine)
+        frames.append(tidy.frame(tidy_fit(f"early_alliance_k{k}", fit)))
     return pd.concat(frames, ignore_index=True)
 
 
-def alliance_disaggregated(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
+def alliance_disaggregated(
+    clients: pd.DataFrame,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+) -> pd.DataFrame:
     """Therapist and client parts of the alliance (Baldwin, Wampold & Imel, 2007).
 
     ``outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev +
@@ -420,17 +484,14 @@ def alliance_disaggregated(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGIN
     """
     model = "alliance_disaggregated"
     data = _eligible(clients)
+    fixed = "outcome_final ~ outcome_intake + alliance_therapist_mean"
     fit = fit_lmm(
-        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
-        " + (1 | therapist_id)",
+        adjusted(f"{fixed} + alliance_client_dev + (1 | therapist_id)", data, adjustment),
         data,
         engine,
     )
     contextual = fit_lmm(
-        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_early"
-        " + (1 | therapist_id)",
-        data,
-        engine,
+        adjusted(f"{fixed} + alliance_early + (1 | therapist_id)", data, adjustment), data, engine
     )
     rows = tidy_fit(model, fit)
     rows.append(
@@ -459,7 +520,12 @@ def _icc(model: str, formula: str, data: pd.DataFrame, engine: str) -> pd.DataFr
     return tidy.frame(rows)
 
 
-def therapist_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
+def therapist_icc(
+    clients: pd.DataFrame,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+) -> pd.DataFrame:
     """Therapist effects on outcome: ``outcome_final ~ outcome_intake + (1 | therapist_id)``.
 
     Row ``icc`` = var_therapist / (var_therapist + var_residual), the therapists' share of
@@ -472,8 +538,9 @@ def therapist_icc(clients: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.
     Johns, R. G., Barkham, M., Kellett, S., & Saxon, D. (2019). A systematic review of
     therapist effects. Clinical Psychology Review, 67, 78-93.
     """
-    formula = "outcome_final ~ outcome_intake + (1 | therapist_id)"
-    return _icc("therapist_icc", formula, _eligible(clients), engine)
+    data = _eligible(clients)
+    formula = adjusted("outcome_final ~ outcome_intake + (1 | therapist_id)", data, adjustment)
+    return _icc("therapist_icc", formula, data, engine)
 
 
 def therapist_effects(
@@ -481,8 +548,10 @@ def therapist_effects(
     *,
     codes: Mapping[str, str] | None = None,
     engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
-    """Shrunken therapist effects on outcome, for caterpillar and funnel plots.
+    """Shrunken therapist effects on outcome, for caterpillar and funnel plots (adjusted for
+    the covariates of ``adjustment``: case-mix adjustment).
 
     The predicted random intercepts (BLUPs) of :func:`therapist_icc`'s model, one row per
     therapist: ``term`` is a pseudonymous code (``TH01`` …) from ``codes`` (therapist ID to
@@ -500,7 +569,9 @@ def therapist_effects(
     Journal of the Royal Statistical Society A, 159(3), 385-443.
     """
     model = "therapist_effects"
-    fit = fit_lmm("outcome_final ~ outcome_intake + (1 | therapist_id)", _eligible(clients), engine)
+    data = _eligible(clients)
+    formula = adjusted("outcome_final ~ outcome_intake + (1 | therapist_id)", data, adjustment)
+    fit = fit_lmm(formula, data, engine)
     effects = fit.random_effects
     if effects is None:
         raise ValueError("therapist effects need the mixedlm engine")
@@ -608,7 +679,12 @@ NEXT_SESSION_FIXED = (
 )
 
 
-def alliance_next_session(pairs: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame:
+def alliance_next_session(
+    pairs: pd.DataFrame,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+) -> pd.DataFrame:
     """Session-by-session: state and trait alliance and next-session outcome.
 
     ``outcome_next ~ outcome_within + alliance_within + alliance_client_mean + session +
@@ -623,16 +699,21 @@ def alliance_next_session(pairs: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) 
     symptomatic improvement session by session. Journal of Counseling Psychology, 60(3),
     317-328.
     """
-    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, engine)
-    return tidy.frame(tidy_fit("alliance_next_session", fit))
+    formula = adjusted(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, adjustment, "session")
+    return tidy.frame(tidy_fit("alliance_next_session", fit_lmm(formula, pairs, engine)))
 
 
 def alliance_next_session_nested(
-    pairs: pd.DataFrame, *, engine: str = DEFAULT_ENGINE
+    pairs: pd.DataFrame,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """As :func:`alliance_next_session` with clients nested in therapists:
     ``(1 | therapist_id/client_id)``."""
-    fit = fit_lmm(f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", pairs, engine)
+    random = "(1 | therapist_id/client_id)"
+    formula = adjusted(f"{NEXT_SESSION_FIXED} + {random}", pairs, adjustment, "session")
+    fit = fit_lmm(formula, pairs, engine)
     return tidy.frame(tidy_fit("alliance_next_session_nested", fit))
 
 
@@ -729,6 +810,7 @@ def alliance_components(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """The alliance's components (Bordin, 1979: goals, tasks, bond) and outcome, one at a time.
 
@@ -769,14 +851,15 @@ def alliance_components(
     formula = "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
     frames = []
     for name, column in present.items():
-        clients = client_table(sessions, outcome, column, early_session)
+        clients = client_table(sessions, outcome, column, early_session, adjustment)
         model = f"alliance_component_{name}"
         frames.append(tidy.or_reason(model, lambda c=clients, m=model: alliance_outcome(
-            c, bootstrap=bootstrap, seed=seed, engine=engine).assign(model=m)))  # fmt: skip
+            c, bootstrap=bootstrap, seed=seed, engine=engine, adjustment=adjustment,
+        ).assign(model=m)))  # fmt: skip
         if early_session > 1:
-            early = f"early_alliance_component_{name}"
-            frames.append(tidy.or_reason(early, lambda c=clients, m=early: tidy.frame(
-                tidy_fit(m, fit_lmm(formula, _eligible(c), engine)))))  # fmt: skip
+            early, eligible = f"early_alliance_component_{name}", _eligible(clients)
+            frames.append(tidy.or_reason(early, lambda c=eligible, m=early: tidy.frame(
+                tidy_fit(m, fit_lmm(adjusted(formula, c, adjustment), c, engine)))))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 
 
@@ -1006,9 +1089,11 @@ DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 """The tables a catalogue model is fitted to: the derived client table, session pairs and
 session table, or the validated sessions (``results/<dataset>/internal/derived/``,
 ``validated/``)."""
-SETTINGS = ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "codes")
+SETTINGS = ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "codes",
+            "adjustment")  # fmt: skip
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
-``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`)."""
+``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`);
+``adjustment`` the covariates and moderators (:mod:`allianceanalysis.covariates`)."""
 
 
 @dataclass(frozen=True)
@@ -1039,29 +1124,31 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "alliance_outcome": CatalogueEntry(
         alliance_outcome, "clients",
         "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)",
-        ("bootstrap", "seed", "engine")),
+        ("bootstrap", "seed", "engine", "adjustment")),
     "early_alliance": CatalogueEntry(
         early_alliance, "sessions",
         "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
-        " (early_change from k = 2)", ("outcome", "alliance", "engine")),
+        " (early_change from k = 2)", ("outcome", "alliance", "engine", "adjustment")),
     "alliance_disaggregated": CatalogueEntry(
         alliance_disaggregated, "clients",
         "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
-        " + (1 | therapist_id)", needs=("alliance", "therapists")),
+        " + (1 | therapist_id)", ("engine", "adjustment"), needs=("alliance", "therapists")),
     "therapist_icc": CatalogueEntry(
         therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
-        needs=("therapists",)),
+        ("engine", "adjustment"), needs=("therapists",)),
     "therapist_effects": CatalogueEntry(
         therapist_effects, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
-        ("codes", "engine"), therapist_level=True, needs=("therapists",)),
+        ("codes", "engine", "adjustment"), therapist_level=True, needs=("therapists",)),
     "alliance_icc": CatalogueEntry(
         alliance_icc, "clients", "alliance_early ~ 1 + (1 | therapist_id)",
         needs=("alliance", "therapists")),
     "alliance_next_session": CatalogueEntry(
-        alliance_next_session, "pairs", f"{NEXT_SESSION_FIXED} + (1 | client_id)"),
+        alliance_next_session, "pairs", f"{NEXT_SESSION_FIXED} + (1 | client_id)",
+        ("engine", "adjustment")),
     "alliance_next_session_nested": CatalogueEntry(
         alliance_next_session_nested, "pairs",
-        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", needs=("alliance", "therapists")),
+        f"{NEXT_SESSION_FIXED} + (1 | therapist_id/client_id)", ("engine", "adjustment"),
+        needs=("alliance", "therapists")),
     "rm_corr": CatalogueEntry(
         rm_corr, "sessions_table", "repeated-measures correlation of alliance and outcome", ()),
     "growth": CatalogueEntry(
@@ -1073,10 +1160,15 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         alliance_components, "sessions",
         "alliance_outcome and the early-alliance model for each component of the alliance "
         "(alliance_early = the component at session k)",
-        ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine")),
+        ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "adjustment")),
     "outcome_growth": CatalogueEntry(
         outcome_growth, "sessions_table", "outcome ~ session + (1 + session | client_id)",
         needs=()),
+    "moderation": CatalogueEntry(
+        moderation, "sessions",
+        "alliance_outcome, early_alliance (k = early_session) and alliance_next_session with "
+        "the alliance term's interaction with each moderator (models <model>_by_<moderator>)",
+        ("outcome", "alliance", "early_session", "engine", "adjustment")),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""
@@ -1093,14 +1185,17 @@ def fit_model(
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which), passing
     the settings its entry declares (``CATALOGUE[name].options``); a model the data cannot
-    support gives one ``not_fitted`` row saying why.
+    support gives one ``not_fitted`` row saying why. ``adjustment`` holds the covariates and
+    moderators; the table must carry their columns (:func:`run_model` derives it so).
     """
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "early_session": early_session,
-                "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes}  # fmt: skip
+                "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes,
+                "adjustment": adjustment}  # fmt: skip
     reason = tidy.unmet_need(entry.needs, data, alliance)
     if reason is not None:
         return tidy.reason_frame(name, reason)
@@ -1121,6 +1216,7 @@ def run_model(
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
+    adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 
@@ -1133,9 +1229,9 @@ def run_model(
     """
     kind = CATALOGUE[name].data
     derived = {
-        "clients": lambda: client_table(sessions, outcome, alliance, early_session),
-        "pairs": lambda: session_pairs(sessions, outcome, alliance),
-        "sessions_table": lambda: session_table(sessions, outcome, alliance),
+        "clients": lambda: client_table(sessions, outcome, alliance, early_session, adjustment),
+        "pairs": lambda: session_pairs(sessions, outcome, alliance, adjustment),
+        "sessions_table": lambda: session_table(sessions, outcome, alliance, adjustment),
         "sessions": lambda: sessions,
     }[kind]()
     return fit_model(
@@ -1148,4 +1244,5 @@ def run_model(
         seed=seed,
         engine=engine,
         codes=codes,
+        adjustment=adjustment,
     )

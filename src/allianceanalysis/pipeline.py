@@ -70,13 +70,15 @@ def client_accounting(
         {"stage": "cases", "reason": "", "count": len(clients)},
         {"stage": "eligible", "reason": "", "count": int(clients["eligible"].sum())},
     ]
+    reasons = [*EXCLUSION_REASONS]  # then a missing covariate's or moderator's, as found
+    reasons += [r for r in dict.fromkeys(clients["exclusion"]) if r and r not in reasons]
     rows += [
         {
             "stage": "excluded",
             "reason": reason,
             "count": int((clients["exclusion"] == reason).sum()),
         }
-        for reason in EXCLUSION_REASONS
+        for reason in reasons
     ]
     both = table.dropna(subset=["alliance", "outcome"]) if len(table) else table
     rows += [
@@ -94,21 +96,28 @@ def derive_step(
     alliance: str,
     early_session: int,
     key: str | Path,
+    adjustment: Mapping[str, Any] | None = None,
 ) -> None:
     """Rule ``derive``: validated sessions -> client table, session table, pairs, accounting,
     and the therapists' pseudonymous codes.
 
     ``outputs`` names the files: ``clients``, ``sessions``, ``pairs`` (Parquet),
     ``accounting`` and ``codes`` (CSV; internal: it maps each therapist ID to its code). ``key``
-    is the pseudonym key file (:func:`allianceanalysis.pseudonyms.load_key`).
+    is the pseudonym key file (:func:`allianceanalysis.pseudonyms.load_key`). ``adjustment``
+    holds the covariates and moderators (:meth:`~allianceanalysis.covariates.Adjustment.as_dict`):
+    checked against the data before anything is written (a plain error naming the config key
+    and the column), then carried into the tables.
     """
-    from .derive import client_table, session_pairs, session_table
+    from .covariates import Adjustment
+    from .derive import case_keys, client_table, session_pairs, session_table
     from .pseudonyms import codes_frame, load_key, therapist_codes
 
     data = pd.read_parquet(sessions)
-    clients = client_table(data, outcome, alliance, early_session)
-    table = session_table(data, outcome, alliance)
-    pairs = session_pairs(data, outcome, alliance)
+    adjusted = Adjustment.from_dict(adjustment)
+    adjusted.check(data, case_keys(data))
+    clients = client_table(data, outcome, alliance, early_session, adjusted)
+    table = session_table(data, outcome, alliance, adjusted)
+    pairs = session_pairs(data, outcome, alliance, adjusted)
     accounting = client_accounting(clients, pairs, table)
     codes = codes_frame(therapist_codes(data["therapist_id"].unique(), load_key(key)))
     keys = ("clients", "sessions", "pairs", "accounting", "codes")
@@ -144,9 +153,11 @@ def models_step(
     are internal, :mod:`allianceanalysis.layout`); ``options`` holds ``outcome``,
     ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
     """
+    from .covariates import Adjustment
     from .models import CATALOGUE, fit_model
 
-    options = {**options, "codes": read_codes(inputs["codes"])}
+    options = {**options, "codes": read_codes(inputs["codes"]),
+               "adjustment": Adjustment.from_dict(options.get("adjustment"))}  # fmt: skip
     files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",
              "sessions": "validated"}  # fmt: skip
     paths = {Path(p).stem: Path(p) for p in tables}
@@ -381,25 +392,46 @@ def _clinical_significance_parameters(
     ]
 
 
-def apa_tables_step(models: Iterable[str | Path], outputs: Iterable[str | Path]) -> None:
+def apa_tables_step(
+    models: Iterable[str | Path],
+    outputs: Iterable[str | Path],
+    adjustment: Mapping[str, Any] | None = None,
+) -> None:
     """Rule ``apa_tables``: each model table as APA-style Markdown, LaTeX and HTML.
 
     ``models`` lists the model tables (tidy CSV); ``outputs`` lists ``<model>.<md|tex|html>``
     paths, ``<model>`` a catalogue name; the ``early_alliance`` files hold the tables of every
-    k in turn.
+    k in turn, the ``moderation`` files those of every moderated model. ``adjustment`` (the
+    covariates and moderators, :meth:`~allianceanalysis.covariates.Adjustment.as_dict`) is
+    named in the notes of the models that take it.
     """
+    from .covariates import CLIENT_MODELS, SESSION_MODELS, Adjustment
     from .models import CATALOGUE
     from .tables import ApaTable, apa_table, read_model_table
+
+    adjusted = Adjustment.from_dict(adjustment)
+
+    def note(name: str) -> str:
+        formula = CATALOGUE[name].formula
+        level = "session" if name in SESSION_MODELS else "client"
+        takes = name in (*CLIENT_MODELS, *SESSION_MODELS, "moderation")
+        chosen = [c.column for c in adjusted.covariates
+                  if takes and (level == "session" or c.level == "client")]  # fmt: skip
+        if name == "moderation" and adjusted.moderators:
+            moderators = ", ".join(c.column for c in adjusted.moderators)
+            formula += (f"; moderators: {moderators} (conditional effects: the alliance's effect "
+                        "at each moderator value, Satterthwaite df per contrast)")  # fmt: skip
+        return formula + (f"; covariates: {', '.join(chosen)}" if chosen else "")
 
     table = pd.concat(map(read_model_table, models), ignore_index=True)
     paths = [Path(p) for p in outputs]
     with atomic_outputs(*paths) as temps:
         for path, temp in zip(paths, temps, strict=True):
             name = path.stem
-            family = sorted(
-                m for m in table["model"].unique() if m == name or m.startswith(f"{name}_k")
-            )
-            tables = [apa_table(table, m, CATALOGUE[name].formula) for m in family]
+            family = [m for m in table["model"].unique()
+                      if m == name or m.startswith(f"{name}_k")
+                      or (name == "moderation" and "_by_" in m)]  # fmt: skip
+            tables = [apa_table(table, m, note(name)) for m in sorted(family)]
             render = {".md": ApaTable.markdown, ".tex": ApaTable.latex, ".html": ApaTable.html}
             temp.write_text("\n".join(render[path.suffix](t) for t in tables), encoding="utf-8")
     log.info("%d APA tables", len(paths))

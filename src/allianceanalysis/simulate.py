@@ -152,6 +152,15 @@ class SimulationParameters:
     Instruments
         outcome="ors", alliance="srs": any outcome or alliance scale of the registry; scores
         are mapped linearly from the ORS/SRS metric (:func:`rescale`).
+    Covariates and a moderator (all illustrative)
+        covariates=False; with True, each client gets an ``age_band`` (:data:`AGE_BANDS`, with
+        probabilities :data:`AGE_BAND_SHARES`), a ``diagnosis`` (:data:`DIAGNOSES`,
+        :data:`DIAGNOSIS_SHARES`) and a ``treatment`` (:data:`TREATMENTS`, half each), drawn
+        from a stream of their own so that every other draw is as without them.
+        age_band_effects and diagnosis_effects are ORS points of gain for each level (the
+        first level 0); treatment_alliance_effect is the extra gain per SRS point of the
+        client's alliance component under the second treatment (a moderation of the
+        within-therapist alliance effect).
     """
 
     n_clients: int = 300
@@ -199,6 +208,10 @@ class SimulationParameters:
     feedback_dropout: float = -0.2
     outcome: str = "ors"
     alliance: str = "srs"
+    covariates: bool = False
+    age_band_effects: tuple[float, ...] = (0.0, -0.5, -1.0, -1.5, -2.0)
+    diagnosis_effects: tuple[float, ...] = (0.0, -1.5, 0.5)
+    treatment_alliance_effect: float = 0.0
 
     def __post_init__(self) -> None:
         _check_parameters(self)
@@ -284,10 +297,19 @@ def _check_parameters(p: SimulationParameters) -> None:
         raise ValueError("invalid simulation parameters: " + "; ".join(problems))
 
 
+AGE_BANDS = ("18-25", "26-35", "36-45", "46-60", "61+")
+AGE_BAND_SHARES = (0.25, 0.25, 0.2, 0.2, 0.1)
+DIAGNOSES = ("anxiety", "depression", "other")
+DIAGNOSIS_SHARES = (0.4, 0.45, 0.15)
+TREATMENTS = ("CBT", "PDT")
+"""The simulated covariates' levels and shares (``covariates=True``; illustrative)."""
+
 PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {"n_clients": 300, "n_therapists": 20, "n_sites": 3},
-    "demo-clinic-b": {"n_clients": 240, "n_therapists": 12, "n_sites": 2},
-}
+    "demo": {"n_clients": 300, "n_therapists": 20, "n_sites": 3, "covariates": True,
+             "treatment_alliance_effect": 0.5},
+    "demo-clinic-b": {"n_clients": 240, "n_therapists": 12, "n_sites": 2, "covariates": True,
+                      "treatment_alliance_effect": 0.5},
+}  # fmt: skip
 """Named parameter sets: ``demo`` made ``data/demo/sessions.csv`` (seed :data:`DEMO_SEED`),
 ``demo-clinic-b`` made ``data/demo/clinic_b.csv`` (seed :data:`DEMO_SEED` + 1, clinic export)."""
 DEMO_SEED = 20261125
@@ -436,9 +458,25 @@ class _Population:
     feedback: np.ndarray
     gain: np.ndarray
     planned: np.ndarray
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _population(p: SimulationParameters, rng: np.random.Generator) -> _Population:
+def _covariates(p: SimulationParameters, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The clients' covariates (level indices) from their own stream, and their gain."""
+    if not p.covariates:
+        return {}, np.zeros(p.n_clients)
+    rng = np.random.default_rng([seed, 19])
+    codes = {
+        "age_band": rng.choice(len(AGE_BANDS), size=p.n_clients, p=AGE_BAND_SHARES),
+        "diagnosis": rng.choice(len(DIAGNOSES), size=p.n_clients, p=DIAGNOSIS_SHARES),
+        "treatment": rng.integers(0, len(TREATMENTS), size=p.n_clients),
+    }
+    gain = (np.asarray(p.age_band_effects)[codes["age_band"]]
+            + np.asarray(p.diagnosis_effects)[codes["diagnosis"]])  # fmt: skip
+    return codes, gain
+
+
+def _population(p: SimulationParameters, rng: np.random.Generator, seed: int) -> _Population:
     therapist_site = np.arange(p.n_therapists) % p.n_sites
     u = rng.normal(0.0, p.alliance_sd_therapist, p.n_therapists)
     o = rng.normal(0.0, p.outcome_sd_therapist, p.n_therapists)
@@ -467,9 +505,12 @@ def _population(p: SimulationParameters, rng: np.random.Generator) -> _Populatio
         + p.feedback_effect * feedback
     )
     planned = _planned_sessions(p, rng)
-    return _Population(
-        therapist_site, u, o, therapist, v, intake, start_day, feedback, gain, planned
-    )
+    covariates, covariate_gain = _covariates(p, seed)
+    if covariates:
+        moderated = covariates["treatment"] == 1
+        gain = gain + covariate_gain + p.treatment_alliance_effect * v * moderated
+    return _Population(therapist_site, u, o, therapist, v, intake, start_day, feedback, gain,
+                       planned, covariates)  # fmt: skip
 
 
 def simulate_study(
@@ -500,7 +541,7 @@ def simulate_study(
     """
     p = (params or SimulationParameters()).replace(**changes)
     rng = np.random.default_rng(seed)
-    pop = _population(p, rng)
+    pop = _population(p, rng, seed)
     therapist, intake, feedback, gain, planned = (
         pop.therapist,
         pop.intake,
@@ -659,6 +700,9 @@ def _assemble(
         sessions["condition"] = pd.Series(
             np.where(feedback[client], "feedback", "none"), dtype="str"
         )
+    levels = {"age_band": AGE_BANDS, "diagnosis": DIAGNOSES, "treatment": TREATMENTS}
+    for name, codes in pop.covariates.items():
+        sessions[name] = pd.Series(np.asarray(levels[name])[codes[client]], dtype="str")
     sessions[outcome_inst.key] = outcome
     sessions[alliance_inst.key] = alliance
     latent = pd.DataFrame(
@@ -682,6 +726,7 @@ def _assemble(
             "planned_sessions": pop.planned,
             "sessions_attended": attended,
             "end_status": status.astype(str),
+            **{name: np.asarray(levels[name])[codes] for name, codes in pop.covariates.items()},
         }
     )
     therapists = pd.DataFrame(

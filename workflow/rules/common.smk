@@ -16,6 +16,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import report as report_item  # "report(" opening a line is Snakemake syntax
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
+from allianceanalysis.covariates import Adjustment
 from allianceanalysis.instruments import use_instruments
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
@@ -73,10 +74,17 @@ def dataset_instruments(wildcards):
     return {"outcome": entry["outcome"], "alliance": entry["alliance"]}
 
 
+def dataset_adjustment(wildcards):
+    """The dataset's covariates and moderators, as plain data (a change reruns the jobs that
+    use them: derive and models)."""
+    return Adjustment.from_config(config, wildcards.dataset).as_dict()
+
+
 def model_options(wildcards):
     """Everything a model job depends on besides its input files (a change reruns it)."""
     return {
         **dataset_instruments(wildcards),
+        "adjustment": dataset_adjustment(wildcards),
         "early_session": config["early_session"],
         "bootstrap": config["bootstrap"],
         "seed": config["seed"],

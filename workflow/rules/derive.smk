@@ -15,6 +15,7 @@ rule derive:
     params:
         instruments=dataset_instruments,
         early_session=config["early_session"],
+        adjustment=dataset_adjustment,
     conda:
         CONDA_ENV
     log:

@@ -6,6 +6,8 @@ rule apa_tables:
         model_outputs(),
     output:
         apa_outputs(),
+    params:
+        adjustment=dataset_adjustment,
     conda:
         CONDA_ENV
     log:

@@ -4,4 +4,6 @@ from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import apa_tables_step
 
 with workflow_step(snakemake):
-    apa_tables_step(list(snakemake.input), list(snakemake.output))
+    apa_tables_step(
+        list(snakemake.input), list(snakemake.output), adjustment=snakemake.params.adjustment
+    )

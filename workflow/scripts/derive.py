@@ -9,5 +9,6 @@ with workflow_step(snakemake):
         dict(snakemake.output.items()),
         early_session=snakemake.params.early_session,
         key=snakemake.input.key,
+        adjustment=snakemake.params.adjustment,
         **snakemake.params.instruments,
     )
