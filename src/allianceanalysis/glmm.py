@@ -100,16 +100,34 @@ class _Collapsed:
 
     def mode(self, beta: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
         """Each group's conditional mode of u and the curvature there (−second derivative),
-        by Newton's method for every group at once (the log-density is concave in u), from
-        the last modes found (the optimiser's next point is near its last)."""
-        u = self.last_mode.copy()
+        by Newton's method for every group at once, from the last modes found (the
+        optimiser's next point is near its last). The log-density is concave in u, but a full
+        Newton step from far away can overshoot where μ saturates (then the iteration
+        diverges): a group's step is halved until its log-density does not fall."""
         fixed = self.exog @ beta
-        for _ in range(100):
+        u = self.last_mode.copy()
+
+        def density(u: np.ndarray) -> np.ndarray:
+            eta = fixed + theta * u[self.group]
+            log_lik = self.events * eta - self.trials * np.logaddexp(0.0, eta)
+            return self.per_group(log_lik) - 0.5 * u**2
+
+        value = density(u)
+        for _ in range(200):
             mu = special.expit(fixed + theta * u[self.group])
             gradient = theta * self.per_group(self.events - self.trials * mu) - u
             curvature = theta**2 * self.per_group(self.trials * mu * (1 - mu)) + 1.0
             step = gradient / curvature
-            u += step
+            trial = u + step
+            new = density(trial)
+            for _ in range(60):
+                worse = new < value - 1e-12 * np.abs(value)
+                if not worse.any():
+                    break
+                step = np.where(worse, step / 2, step)
+                trial = u + step
+                new = density(trial)
+            u, value = trial, new
             if np.max(np.abs(step)) < 1e-11:
                 break
         if np.all(np.isfinite(u)):
