@@ -216,6 +216,10 @@ SEMANTIC_RULES = (
     "is listed twice",  # covariates and moderators (tests/test_covariates.py)
     "is also a covariate",
     "the mean of a categorical column",
+    "is not a free model name",  # custom models (tests/test_custom_models.py)
+    "is used twice",
+    "unsupported term",
+    "a binomial model takes",
 )
 
 

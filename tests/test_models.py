@@ -8,6 +8,7 @@ import pingouin
 import pytest
 
 from allianceanalysis.covariates import Adjustment
+from allianceanalysis.custom_models import custom_models
 from allianceanalysis.derive import client_table, session_pairs, session_table
 from allianceanalysis.engine import fit_lmm
 from allianceanalysis.models import (
@@ -214,6 +215,9 @@ def test_fast_core_agrees_with_the_mixedlm_backend(study, structure: str) -> Non
 
 MODERATED = Adjustment.from_config({"moderators": ["arm"]})
 """A moderator of the tests' simulated service: its clients in two arms by their number."""
+OWN = custom_models({"models": [{"name": "own", "formula": "outcome_final ~ alliance_early * arm"
+                                                          " + (1 | therapist_id)"}]})  # fmt: skip
+"""A model of the config's own."""
 
 
 def _with_arm(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -223,13 +227,14 @@ def _with_arm(sessions: pd.DataFrame) -> pd.DataFrame:
 
 def test_every_table_has_the_tidy_columns_and_one_model_name_per_entry(study) -> None:
     for name in CATALOGUE:
-        table = run_model(name, _with_arm(study), bootstrap=50, adjustment=MODERATED)
+        table = run_model(name, _with_arm(study), bootstrap=50, adjustment=MODERATED, custom=OWN)
         assert list(table.columns) == TIDY_COLUMNS, name
         expected = {
             "early_alliance": {f"early_alliance_k{k}" for k in range(1, 6)},
             "alliance_components": {f"{m}_{c}" for m in ("alliance_component",
                                     "early_alliance_component") for c in COMPONENTS},
             "moderation": {f"{m}_by_arm" for m in MODERATION_MODELS},
+            "custom_models": {"own"},
         }.get(name, {name})  # fmt: skip
         assert set(table["model"]) == expected
         assert table["estimate"].notna().all(), name
@@ -293,7 +298,7 @@ def test_dropout_odds_ratio_is_the_exponentiated_slope(clients) -> None:
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_model_on_too_little_data_says_so_instead_of_failing(study, name: str) -> None:
     tiny = _with_arm(study[study["client_id"].isin(["C001", "C002"])])
-    table = run_model(name, tiny, bootstrap=20, adjustment=MODERATED)
+    table = run_model(name, tiny, bootstrap=20, adjustment=MODERATED, custom=OWN)
     assert list(table.columns) == TIDY_COLUMNS
     if table["term"].eq("not_fitted").any():
         assert not table["converged"].any()

@@ -95,7 +95,8 @@ def test_reference_files_list_every_catalogue_model() -> None:
         # alliance_components is alliance_outcome fitted to a component in place of the total:
         # equal to it when the component is the total (tests/test_alliance_components.py)
         # moderation needs moderators: tests/test_covariates.py (covariates_reference.R)
-        omitted = ("early_alliance", "alliance_components", "moderation")
+        # custom_models are the config's own: tests/test_custom_models.py
+        omitted = ("early_alliance", "alliance_components", "moderation", "custom_models")
         expected = {m for m in CATALOGUE if m not in omitted}
         expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
         assert models == expected

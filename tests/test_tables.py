@@ -87,7 +87,7 @@ def test_unknown_model_is_an_error() -> None:
 
 def test_early_alliance_file_holds_one_table_per_k(tmp_path) -> None:
     rows = pd.concat([ROWS.assign(model=f"early_alliance_k{k}") for k in range(1, 6)])
-    models = tmp_path / "models.csv"
+    models = tmp_path / "early_alliance.csv"  # the model table, as the workflow writes it
     rows.to_csv(models, index=False)
     apa_tables_step([models], [tmp_path / "early_alliance.md"])
     text = (tmp_path / "early_alliance.md").read_text()

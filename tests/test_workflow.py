@@ -48,11 +48,12 @@ def test_every_catalogue_model_has_its_table_and_the_published_ones_are_in_model
         assert (demo_run / model_table("demo", name)).is_file(), name
     combined = pd.read_csv(demo_run / published("demo", "tables", "models.csv"))
     assert list(combined.columns) == TIDY_COLUMNS
-    expanded = ("early_alliance", "moderation")  # their tables hold several models each
+    expanded = ("early_alliance", "moderation", "custom_models")  # tables of several models
     expected = {m for m, entry in CATALOGUE.items()
                 if m not in expanded and not entry.therapist_level}  # fmt: skip
     expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
     expected |= {f"{m}_by_treatment" for m in MODERATION_MODELS}  # the demo's moderator
+    expected |= {"alliance_by_dose", "dropout_after_session"}  # the demo config's own models
     assert set(combined["model"]) == expected
 
 

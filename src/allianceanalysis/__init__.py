@@ -12,7 +12,7 @@ Data in
 Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.models` (the model catalogue),
     :mod:`~allianceanalysis.covariates` and :mod:`~allianceanalysis.moderation` (covariates,
-    moderators, conditional effects),
+    moderators, conditional effects), :mod:`~allianceanalysis.custom_models` (your own models),
     :mod:`~allianceanalysis.formula` (the lme4 formula language), :mod:`~allianceanalysis.engine`,
     :mod:`~allianceanalysis.lmm` and
     :mod:`~allianceanalysis.glmm` (mixed-model fitting),

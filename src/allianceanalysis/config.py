@@ -264,13 +264,15 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
 def _check_semantics(config: dict[str, Any], registry: Mapping[str, Instrument]) -> list[str]:
     """Rules JSON Schema cannot express: item counts, encodings, distinct instruments."""
     from .covariates import Adjustment
+    from .custom_models import custom_models
 
     messages = []
     for name, dataset in config["datasets"].items():
-        try:
-            Adjustment.from_config(config, name)
-        except ConfigError as exc:
-            messages += [m for m in exc.messages if m not in messages]
+        for check in (Adjustment.from_config, custom_models):
+            try:
+                check(config, name)
+            except ConfigError as exc:
+                messages += [m for m in exc.messages if m not in messages]
         outcome = dataset.get("outcome", config["outcome"])
         alliance = dataset.get("alliance", config["alliance"])
         if outcome == alliance:

@@ -29,6 +29,8 @@ Steyerberg, E. W. (2019). Clinical prediction models (2nd ed.). Springer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import special
@@ -59,9 +61,15 @@ DEFAULT_FOLDS = 5
 
 
 def person_periods(
-    sessions: pd.DataFrame, outcome: str = "ors", alliance: str = "srs"
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    carry: Sequence[str] = (),
 ) -> pd.DataFrame:
     """One row per attended session at which the case was at risk of dropping out after it.
+
+    ``carry`` names further columns of the sessions to keep, at each row's session (a custom
+    model's variables, :mod:`allianceanalysis.custom_models`).
 
     Returns
     -------
@@ -89,7 +97,8 @@ def person_periods(
     first_rating = ordered.first_where(rows[alliance].notna().to_numpy())
     first_value = ordered.take(alliance, first_rating).to_numpy(dtype=float)
     first_session = np.where(first_rating >= 0, session[first_rating], np.iinfo("int64").max)
-    periods = rows[[*ordered.keys, "therapist_id", "session"]].copy()
+    kept = [c for c in dict.fromkeys(carry) if c not in (*ordered.keys, "therapist_id", "session")]
+    periods = rows[[*ordered.keys, "therapist_id", "session", *kept]].copy()
     known = session >= first_session[case]
     periods["alliance_first"] = np.where(known, first_value[case], np.nan)
     periods["alliance_change"] = rows[alliance].to_numpy() - periods["alliance_first"].to_numpy()

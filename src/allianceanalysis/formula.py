@@ -379,8 +379,20 @@ def _r_name(column: str, names: dict[str, str], logical: set[str]) -> str:
 def _aliased(x: np.ndarray, tolerance: float = 1e-7) -> list[int]:
     """Columns of ``x`` that are linear combinations of earlier ones: the diagonal of R in the
     QR decomposition of X, relative to the column's norm, below ``tolerance`` (lme4's rank
-    tolerance)."""
-    norms = np.sqrt((x**2).sum(axis=0))
+    tolerance).
+
+    The Cholesky factor of the column-scaled X'X has the same diagonal, to about √ε: when all
+    of it is far above the tolerance (the usual case) no column is aliased and the QR of the
+    rows × terms matrix is not needed."""
+    xtx = x.T @ x
+    norms = np.sqrt(np.diag(xtx))
+    if np.all(norms > 0):
+        try:
+            factor = np.linalg.cholesky(xtx / np.outer(norms, norms))
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is not None and np.all(np.diag(factor) > 1e-4):
+            return []
     diagonal = np.zeros(x.shape[1])  # with fewer rows than columns, the later ones are aliased
     r = np.linalg.qr(x, mode="r")
     diagonal[: min(r.shape)] = np.abs(np.diag(r))
@@ -443,7 +455,7 @@ def _formulaic_design(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # log(0): refused below, by name
             matrix = formulaic.model_matrix(translated, data, context=_FUNCTIONS,
-                                            na_action="ignore")  # fmt: skip
+                                            na_action="ignore", output="numpy")  # fmt: skip
     except FactorEvaluationError as error:
         term = re.search(r"factor `(.*?)`", str(error))
         raise ValueError(
@@ -451,5 +463,5 @@ def _formulaic_design(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray
             f"evaluated ({str(error).split('[', 1)[-1].rstrip('].')}): supported are {SUPPORTED}"
         ) from None
     logical = {c for c in columns if pd.api.types.is_bool_dtype(data[c])}
-    terms = [_r_name(str(c), names, logical) for c in matrix.columns]
-    return matrix.to_numpy(dtype=float), terms
+    terms = [_r_name(str(c), names, logical) for c in matrix.model_spec.column_names]
+    return np.asarray(matrix, dtype=float), terms

@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment
+from .custom_models import CustomModel, custom_models_table
 from .derive import client_table, client_tables, session_pairs, session_table
 from .distributions import norm_ppf, norm_sf, t_sf
 from .engine import (
@@ -1090,10 +1091,11 @@ DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 session table, or the validated sessions (``results/<dataset>/internal/derived/``,
 ``validated/``)."""
 SETTINGS = ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "codes",
-            "adjustment")  # fmt: skip
+            "adjustment", "custom")  # fmt: skip
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
 ``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`);
-``adjustment`` the covariates and moderators (:mod:`allianceanalysis.covariates`)."""
+``adjustment`` the covariates and moderators (:mod:`allianceanalysis.covariates`);
+``custom`` the config's own models (:mod:`allianceanalysis.custom_models`)."""
 
 
 @dataclass(frozen=True)
@@ -1169,6 +1171,9 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         "alliance_outcome, early_alliance (k = early_session) and alliance_next_session with "
         "the alliance term's interaction with each moderator (models <model>_by_<moderator>)",
         ("outcome", "alliance", "early_session", "engine", "adjustment")),
+    "custom_models": CatalogueEntry(
+        custom_models_table, "sessions", "the config's own models (models:), each its formula",
+        ("outcome", "alliance", "early_session", "engine", "adjustment", "custom"), needs=()),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""
@@ -1186,6 +1191,7 @@ def fit_model(
     engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
     adjustment: Adjustment | None = None,
+    custom: Sequence[CustomModel] = (),
 ) -> pd.DataFrame:
     """Fit catalogue model ``name`` to its table (``CATALOGUE[name].data`` says which), passing
     the settings its entry declares (``CATALOGUE[name].options``); a model the data cannot
@@ -1195,7 +1201,7 @@ def fit_model(
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "early_session": early_session,
                 "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes,
-                "adjustment": adjustment}  # fmt: skip
+                "adjustment": adjustment, "custom": custom}  # fmt: skip
     reason = tidy.unmet_need(entry.needs, data, alliance)
     if reason is not None:
         return tidy.reason_frame(name, reason)
@@ -1217,6 +1223,7 @@ def run_model(
     engine: str = DEFAULT_ENGINE,
     codes: Mapping[str, str] | None = None,
     adjustment: Adjustment | None = None,
+    custom: Sequence[CustomModel] = (),
 ) -> pd.DataFrame:
     """Derive the model's table from validated sessions and fit catalogue model ``name``.
 
@@ -1245,4 +1252,5 @@ def run_model(
         engine=engine,
         codes=codes,
         adjustment=adjustment,
+        custom=custom,
     )

@@ -153,10 +153,15 @@ def models_step(
     are internal, :mod:`allianceanalysis.layout`); ``options`` holds ``outcome``,
     ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
     """
+    import pyarrow.parquet as pq
+
     from .covariates import Adjustment
+    from .custom_models import CustomModel, check_variables
     from .models import CATALOGUE, fit_model
 
-    options = {**options, "codes": read_codes(inputs["codes"]),
+    custom = [CustomModel(**m) for m in options.get("custom", ())]
+    check_variables(custom, pq.read_schema(inputs["validated"]).names)  # before any fitting
+    options = {**options, "codes": read_codes(inputs["codes"]), "custom": custom,
                "adjustment": Adjustment.from_dict(options.get("adjustment"))}  # fmt: skip
     files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",
              "sessions": "validated"}  # fmt: skip
@@ -396,22 +401,27 @@ def apa_tables_step(
     models: Iterable[str | Path],
     outputs: Iterable[str | Path],
     adjustment: Mapping[str, Any] | None = None,
+    custom: Iterable[Mapping[str, str]] = (),
 ) -> None:
     """Rule ``apa_tables``: each model table as APA-style Markdown, LaTeX and HTML.
 
     ``models`` lists the model tables (tidy CSV); ``outputs`` lists ``<model>.<md|tex|html>``
-    paths, ``<model>`` a catalogue name; the ``early_alliance`` files hold the tables of every
-    k in turn, the ``moderation`` files those of every moderated model. ``adjustment`` (the
-    covariates and moderators, :meth:`~allianceanalysis.covariates.Adjustment.as_dict`) is
-    named in the notes of the models that take it.
+    paths, ``<model>`` a catalogue name, whose table may hold several models (``early_alliance``
+    one per k, ``moderation`` one per moderated model, ``custom_models`` the config's own):
+    each gets its APA table, in turn. ``adjustment`` (the covariates and moderators,
+    :meth:`~allianceanalysis.covariates.Adjustment.as_dict`) is named in the notes of the models
+    that take it; ``custom`` (the config's own models) gives their formulas.
     """
     from .covariates import CLIENT_MODELS, SESSION_MODELS, Adjustment
     from .models import CATALOGUE
     from .tables import ApaTable, apa_table, read_model_table
 
     adjusted = Adjustment.from_dict(adjustment)
+    own = {m["name"]: m["formula"] for m in custom}
 
-    def note(name: str) -> str:
+    def note(name: str, model: str) -> str:
+        if name == "custom_models":
+            return own.get(model, "")
         formula = CATALOGUE[name].formula
         level = "session" if name in SESSION_MODELS else "client"
         takes = name in (*CLIENT_MODELS, *SESSION_MODELS, "moderation")
@@ -423,17 +433,15 @@ def apa_tables_step(
                         "at each moderator value, Satterthwaite df per contrast)")  # fmt: skip
         return formula + (f"; covariates: {', '.join(chosen)}" if chosen else "")
 
-    table = pd.concat(map(read_model_table, models), ignore_index=True)
+    tables = {Path(p).stem: read_model_table(p) for p in models}
     paths = [Path(p) for p in outputs]
     with atomic_outputs(*paths) as temps:
         for path, temp in zip(paths, temps, strict=True):
-            name = path.stem
-            family = [m for m in table["model"].unique()
-                      if m == name or m.startswith(f"{name}_k")
-                      or (name == "moderation" and "_by_" in m)]  # fmt: skip
-            tables = [apa_table(table, m, note(name)) for m in sorted(family)]
+            name = path.stem  # the catalogue entry: its table holds one model or several
+            family = sorted(tables[name]["model"].unique())
+            rendered = [apa_table(tables[name], m, note(name, m)) for m in family]
             render = {".md": ApaTable.markdown, ".tex": ApaTable.latex, ".html": ApaTable.html}
-            temp.write_text("\n".join(render[path.suffix](t) for t in tables), encoding="utf-8")
+            temp.write_text("\n".join(render[path.suffix](t) for t in rendered), encoding="utf-8")
     log.info("%d APA tables", len(paths))
 
 

@@ -23,6 +23,11 @@ write.csv(lme4::Penicillin, "tests/reference/data/penicillin.csv", row.names = F
 hsb <- read.csv("tests/reference/data/hsb.csv")
 penicillin <- read.csv("tests/reference/data/penicillin.csv")
 sleep <- read.csv("tests/reference/data/sleepstudy.csv")
+# Claus et al. (2020), as the workflow's session table holds it (tests/test_public_study.py: a
+# custom model run through `allianceanalysis run`): outcome = BDI-II, session = time
+claus <- read.csv("tests/reference/data/claus_2020.csv")
+claus <- data.frame(outcome = claus$bdi, session = claus$time, treatment = claus$treatment,
+                    client_id = claus$id)
 # missing values, placed as tests/test_formula.py places them: SES in every 37th row, Sex in
 # every 101st
 hsb_na <- hsb
@@ -39,7 +44,8 @@ models <- list(
   missing_rows = list(MathAch ~ SES + Sex + (1 | School), hsb_na),
   rank_deficient = list(MathAch ~ SES + scale(SES, scale = FALSE) + (1 | School), hsb),
   double_bar = list(Reaction ~ Days + (Days || Subject), sleep),
-  crossed = list(diameter ~ 1 + (1 | plate) + (1 | sample), penicillin)
+  crossed = list(diameter ~ 1 + (1 | plate) + (1 | sample), penicillin),
+  claus_custom = list(outcome ~ session * treatment + (1 | client_id), claus)
 )
 
 group_label <- function(g) sub("_id$", "", sub("\\.[0-9]+$", "", sub(":.*", "", g)))

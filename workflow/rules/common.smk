@@ -17,6 +17,7 @@ from snakemake.io import report as report_item  # "report(" opening a line is Sn
 
 from allianceanalysis.config import ConfigError, dataset_entry, load_config, validate_config
 from allianceanalysis.covariates import Adjustment
+from allianceanalysis.custom_models import as_dicts, custom_models
 from allianceanalysis.instruments import use_instruments
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
@@ -80,11 +81,17 @@ def dataset_adjustment(wildcards):
     return Adjustment.from_config(config, wildcards.dataset).as_dict()
 
 
+def dataset_custom_models(wildcards):
+    """The dataset's own models (models: in the config), as plain data."""
+    return as_dicts(custom_models(config, wildcards.dataset))
+
+
 def model_options(wildcards):
     """Everything a model job depends on besides its input files (a change reruns it)."""
     return {
         **dataset_instruments(wildcards),
         "adjustment": dataset_adjustment(wildcards),
+        "custom": dataset_custom_models(wildcards),
         "early_session": config["early_session"],
         "bootstrap": config["bootstrap"],
         "seed": config["seed"],

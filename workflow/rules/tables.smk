@@ -8,6 +8,7 @@ rule apa_tables:
         apa_outputs(),
     params:
         adjustment=dataset_adjustment,
+        custom=dataset_custom_models,
     conda:
         CONDA_ENV
     log:

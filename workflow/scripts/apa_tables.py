@@ -5,5 +5,8 @@ from allianceanalysis.pipeline import apa_tables_step
 
 with workflow_step(snakemake):
     apa_tables_step(
-        list(snakemake.input), list(snakemake.output), adjustment=snakemake.params.adjustment
+        list(snakemake.input),
+        list(snakemake.output),
+        adjustment=snakemake.params.adjustment,
+        custom=snakemake.params.custom,
     )
