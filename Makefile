@@ -131,6 +131,7 @@ bench: $(STAMP)
 # against lme4 at 100k and 1M clients (benchmarks/results/covariates.csv; docs/performance.md).
 bench-covariates: $(STAMP)
 	$(BIN)/python benchmarks/covariates.py --tiers 100000 1000000
+	$(BIN)/python benchmarks/plot.py
 
 simulation-study: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs results/_simulation/power.csv

@@ -105,6 +105,12 @@ def main() -> None:
                  "`allianceanalysis.glmm`, Laplace) against `lme4::glmer` (Laplace, default "
                  "controls) on the person-periods of each tier:\n\n")  # fmt: skip
         text += markdown(pd.read_csv(glmm))
+    covariates = RESULTS / "covariates.csv"
+    if covariates.exists():
+        text += ("\nThe catalogue with 10 covariates (one a 5-level factor) and a moderator "
+                 "(`benchmarks/covariates.py`, `make bench-covariates`) against "
+                 "`lme4::lmer`:\n\n")  # fmt: skip
+        text += markdown(pd.read_csv(covariates).assign(engine="lmm"))
     (RESULTS / "models.md").write_text(text)
     insert(ROOT / "docs" / "performance.md", text)
     print(text)

@@ -162,3 +162,13 @@ def test_a_text_response_is_refused_by_name() -> None:
 def test_a_missing_column_is_a_plain_error_not_a_key_error() -> None:
     with pytest.raises(ValueError, match="the data have no column 'age'"):
         fit_lmm("y ~ log(age) + (1 | g)", pd.DataFrame({"y": [1.0], "g": ["a"]}))
+
+
+def test_a_design_built_by_chunks_equals_the_whole(monkeypatch) -> None:
+    data = _data("hsb")
+    formula = Formula.parse("MathAch ~ SES * Sex + Minority:SES + I(SES^2) + (1 | School)")
+    whole = design(formula, data)
+    monkeypatch.setattr("allianceanalysis.formula.CHUNK_ROWS", 1000)
+    chunks = design(formula, data)
+    assert chunks.terms == whole.terms
+    np.testing.assert_array_equal(chunks.x, whole.x)

@@ -35,6 +35,10 @@ instruments:
     total_range: [0, 52]
     higher_is_better: false
     source: "Hamilton, M. (1960). A rating scale for depression. J Neurol Neurosurg Psychiatry."
+models:
+  - name: bdi_by_treatment
+    formula: outcome ~ session * treatment + (1 | client_id)
+    table: sessions
 datasets:
   claus:
     path: claus_2020.csv
@@ -60,8 +64,25 @@ def models(workdir: Path) -> pd.DataFrame:
 
 def test_every_alliance_model_says_the_data_have_no_alliance(public_study: Path) -> None:
     table = models(public_study)
-    alliance = table[~table["model"].isin(["therapist_icc", "outcome_growth", "custom_models"])]
+    own = ["therapist_icc", "outcome_growth", "bdi_by_treatment"]  # need no alliance
+    alliance = table[~table["model"].isin(own)]
     assert set(alliance["message"]) == {f"not computed: {NEEDS['alliance']}"}
+
+
+def test_a_researchers_own_model_equals_lme4_through_the_front_door(public_study: Path) -> None:
+    """The study's own question, the BDI-II's course by treatment arm, as a model of the
+    config: equal to lmer(bdi ~ time * treatment + (1 | id)) (tests/reference/formula_reference.R,
+    model claus_custom), at the catalogue's tolerances."""
+    ours = models(public_study).query("model == 'bdi_by_treatment'").set_index("term")
+    expected = pd.read_csv(ROOT / "tests" / "reference" / "formula_lme4.csv")
+    for row in expected.query("model == 'claus_custom'").itertuples():
+        covariance = row.term.startswith("var_")
+        tolerance = 1e-6 if row.term == "loglik_reml" else 1e-3 if covariance else 1e-4
+        assert ours.loc[row.term, "estimate"] == pytest.approx(row.estimate, rel=tolerance), row
+        if not pd.isna(row.std_error):
+            assert ours.loc[row.term, "df"] == pytest.approx(row.df, rel=1e-4), row
+    apa = (public_study / published("claus", "tables", "apa", "custom_models.md")).read_text()
+    assert "Model: outcome ~ session * treatment + (1 | client_id)" in apa
 
 
 def test_therapist_effects_say_there_are_no_therapists(public_study: Path) -> None:

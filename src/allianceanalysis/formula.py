@@ -439,6 +439,13 @@ def design(formula: Formula, frame: pd.DataFrame) -> Design:
     return Design(x, terms)
 
 
+CHUNK_ROWS = 50_000
+"""Rows of the model matrix formulaic builds at a time, when the formula allows (no stateful
+transform: ``scale``, ``center``, ``poly``, ``C``): formulaic holds every column as an array
+before it stacks them, twice the matrix; by chunks, the matrix and one chunk's columns."""
+_STATEFUL = re.compile(r"\b(scale|center|poly|C)\s*\(")
+
+
 def _formulaic_design(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     import formulaic
     from formulaic.errors import FactorEvaluationError
@@ -450,18 +457,39 @@ def _formulaic_design(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray
     }
     names |= {f"C({m[1]})": m[0] for m in _FACTOR.finditer(formula.fixed)}
     columns = [c for c in formula.fixed_variables if c in frame]
-    data = frame[columns]
+    chunked = len(frame) > CHUNK_ROWS and not _STATEFUL.search(translated)
+    levels = {  # by chunks, a text column is encoded with all its levels, sorted as formulaic does
+        c: sorted(frame[c].dropna().unique()) for c in columns if chunked
+        and not pd.api.types.is_numeric_dtype(frame[c])
+        and not isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }  # fmt: skip
+
+    def rows(start: int, stop: int) -> pd.DataFrame:
+        part = frame.iloc[start:stop] if chunked else frame
+        return part.assign(**{c: pd.Categorical(part[c], categories=v)
+                              for c, v in levels.items()})  # fmt: skip
+
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # log(0): refused below, by name
-            matrix = formulaic.model_matrix(translated, data, context=_FUNCTIONS,
+            matrix = formulaic.model_matrix(translated, rows(0, CHUNK_ROWS), context=_FUNCTIONS,
                                             na_action="ignore", output="numpy")  # fmt: skip
+            x = np.asarray(matrix, dtype=float)
+            if chunked:
+                out = np.empty((len(frame), x.shape[1]))
+                out[:CHUNK_ROWS] = x
+                for start in range(CHUNK_ROWS, len(frame), CHUNK_ROWS):
+                    stop = min(start + CHUNK_ROWS, len(frame))
+                    out[start:stop] = matrix.model_spec.get_model_matrix(
+                        rows(start, stop), output="numpy", na_action="ignore",
+                        context=_FUNCTIONS)  # fmt: skip
+                x = out
     except FactorEvaluationError as error:
         term = re.search(r"factor `(.*?)`", str(error))
         raise ValueError(
             f"the term '{term[1] if term else formula.fixed}' of {formula.lme4()} cannot be "
             f"evaluated ({str(error).split('[', 1)[-1].rstrip('].')}): supported are {SUPPORTED}"
         ) from None
-    logical = {c for c in columns if pd.api.types.is_bool_dtype(data[c])}
+    logical = {c for c in columns if pd.api.types.is_bool_dtype(frame[c])}
     terms = [_r_name(str(c), names, logical) for c in matrix.model_spec.column_names]
-    return np.asarray(matrix, dtype=float), terms
+    return x, terms
