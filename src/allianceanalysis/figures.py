@@ -460,9 +460,10 @@ def _conditional_panel(axis: Axes, table: pd.DataFrame, moderator: str) -> None:
     axis.fill_between(grid["at"], grid["ci_low"], grid["ci_high"], color=PALETTE[0], alpha=0.2)
     bounds = table.loc[table["term"].str.startswith("johnson_neyman"), "estimate"].dropna()
     low, high = grid["at"].min(), grid["at"].max()
-    for bound in bounds[(bounds >= low) & (bounds <= high)]:
+    shown = bounds[(bounds >= low) & (bounds <= high)]
+    for bound in shown:
         axis.axvline(bound, color=PALETTE[3], linestyle="--", linewidth=1)
-    axis.set_xlabel(moderator + (" (dashed: Johnson–Neyman bounds)" if len(bounds) else ""))
+    axis.set_xlabel(moderator + (" (dashed: Johnson–Neyman bound)" if len(shown) else ""))
 
 
 def alliance_disaggregation(
