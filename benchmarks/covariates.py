@@ -27,9 +27,9 @@ import pandas as pd
 from ingest import machine
 from models import ROOT, compare, fit_lme4, fit_ours, merge, write_model_data
 
-from allianceanalysis.covariates import Adjustment
+from allianceanalysis.covariates import Adjustment, adjusted
 from allianceanalysis.derive import client_table, session_pairs
-from allianceanalysis.models import NEXT_SESSION_FIXED, adjusted
+from allianceanalysis.models import NEXT_SESSION_FIXED
 from allianceanalysis.moderation import MODELS as MODERATED
 from allianceanalysis.moderation import _moderated_formula
 from allianceanalysis.simulate import simulate_study

@@ -15,10 +15,10 @@ import pandas as pd
 import pingouin
 import pytest
 
-from allianceanalysis.covariates import Adjustment
+from allianceanalysis.covariates import Adjustment, adjusted
 from allianceanalysis.derive import case_keys, client_table, session_pairs
 from allianceanalysis.errors import ConfigError
-from allianceanalysis.models import adjusted, alliance_outcome, tidy_fit
+from allianceanalysis.models import alliance_outcome, tidy_fit
 from allianceanalysis.moderation import moderation
 
 from .helpers import ROOT

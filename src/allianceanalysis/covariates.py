@@ -64,6 +64,7 @@ __all__ = [
     "SUMMARIES",
     "Adjustment",
     "Covariate",
+    "adjusted",
     "case_values",
 ]
 
@@ -121,6 +122,31 @@ class Covariate:
         column declared categorical."""
         numeric = pd.api.types.is_numeric_dtype(data[self.column])
         return f"factor({self.column})" if self.categorical(data) and numeric else self.column
+
+
+def adjusted(
+    formula: str,
+    data: pd.DataFrame,
+    adjustment: Adjustment | None,
+    level: str = "client",
+    extra: Sequence[str] = (),
+) -> str:
+    """``formula`` with the covariates of ``adjustment`` (:meth:`Adjustment.for_level`) and
+    any ``extra`` terms added to its fixed part, in that order; unchanged without either.
+
+    Examples
+    --------
+    >>> data = pd.DataFrame({"age_band": ["18-25", "26-35"]})
+    >>> adjusted("y ~ x + (1 | g)", data, Adjustment.from_config({"covariates": ["age_band"]}))
+    'y ~ x + age_band + (1 | g)'
+    """
+    from .formula import Formula
+
+    terms = [*(adjustment.terms(data, level) if adjustment else []), *extra]
+    if not terms:
+        return formula
+    parsed = Formula.parse(formula)
+    return parsed.with_fixed(" + ".join([parsed.fixed, *terms])).lme4()
 
 
 def _covariates(entries: Any, key: str) -> tuple[tuple[Covariate, ...], list[str]]:
@@ -221,11 +247,14 @@ class Adjustment:
     def session_level(self) -> tuple[Covariate, ...]:
         return tuple(c for c in (*self.covariates, *self.moderators) if c.level == "session")
 
+    def for_level(self, level: str = "client") -> tuple[Covariate, ...]:
+        """The covariates a model at ``level`` takes: a client-level model the client-level
+        ones, a session-level model all of them."""
+        return tuple(c for c in self.covariates if level == "session" or c.level == "client")
+
     def terms(self, data: pd.DataFrame, level: str = "client") -> list[str]:
-        """The covariates' formula terms for a model at ``level`` (a client-level model takes
-        the client-level covariates; a session-level one takes all)."""
-        chosen = [c for c in self.covariates if level == "session" or c.level == "client"]
-        return [c.term(data) for c in chosen]
+        """The formula terms of :meth:`for_level`'s covariates."""
+        return [c.term(data) for c in self.for_level(level)]
 
     def check(self, sessions: pd.DataFrame, keys: Sequence[str]) -> None:
         """Refuse covariates and moderators the data cannot support, before any fitting.

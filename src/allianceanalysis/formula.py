@@ -422,10 +422,9 @@ def design(formula: Formula, frame: pd.DataFrame) -> Design:
     if plain is not None and not any(pd.api.types.is_bool_dtype(frame[c]) or
                                      not pd.api.types.is_numeric_dtype(frame[c])
                                      for c in plain):  # fmt: skip
-        intercept = "- 1" not in formula.fixed and not formula.fixed.startswith("0")
-        x = np.column_stack([np.ones(len(frame))] * intercept +
-                            [frame[c].to_numpy(dtype=float) for c in plain])  # fmt: skip
-        terms = ["Intercept"] * intercept + list(plain)
+        # column names alone (and "1") always have an intercept: "0", "- 1" go through formulaic
+        x = np.column_stack([np.ones(len(frame)), *(frame[c].to_numpy(dtype=float) for c in plain)])
+        terms = ["Intercept", *plain]
     else:
         x, terms = _formulaic_design(formula, frame)
     if not np.isfinite(x).all():

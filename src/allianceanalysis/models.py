@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import tidy
-from .covariates import Adjustment
+from .covariates import Adjustment, adjusted
 from .custom_models import CustomModel, custom_models_table
 from .derive import client_table, client_tables, session_pairs, session_table
 from .distributions import norm_ppf, norm_sf, t_sf
@@ -323,27 +323,6 @@ def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
     return clients[clients["eligible"]] if "eligible" in clients else clients
 
 
-def adjusted(
-    formula: str, data: pd.DataFrame, adjustment: Adjustment | None, level: str = "client"
-) -> str:
-    """``formula`` with the covariates of ``adjustment`` added to its fixed part (a
-    client-level model takes the client-level covariates, a session-level one all of them;
-    :mod:`allianceanalysis.covariates`); unchanged without covariates.
-
-    Examples
-    --------
-    >>> from allianceanalysis.covariates import Adjustment
-    >>> data = pd.DataFrame({"age_band": ["18-25", "26-35"]})
-    >>> adjusted("y ~ x + (1 | g)", data, Adjustment.from_config({"covariates": ["age_band"]}))
-    'y ~ x + age_band + (1 | g)'
-    """
-    terms = adjustment.terms(data, level) if adjustment else []
-    if not terms:
-        return formula
-    parsed = Formula.parse(formula)
-    return parsed.with_fixed(" + ".join([parsed.fixed, *terms])).lme4()
-
-
 def _controls(
     data: pd.DataFrame, adjustment: Adjustment | None, columns: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -411,15 +390,15 @@ def alliance_outcome(
     data = _eligible(clients)
     formula = "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"
     fit = fit_lmm(adjusted(formula, data, adjustment), data, engine)
-    cluster = ["therapist_id"] if tidy.has_therapists(data) else []
-    frame, controls = _controls(data, adjustment, ["alliance_early", *cluster])
+    cluster = "therapist_id" if tidy.has_therapists(data) else None
+    frame, controls = _controls(data, adjustment, ["alliance_early", *filter(None, [cluster])])
     correlation = partial_correlation(
         frame,
         "alliance_early",
         "outcome_final",
         controls,
         model=model,
-        cluster="therapist_id" if tidy.has_therapists(data) else None,
+        cluster=cluster,
         bootstrap=bootstrap,
         seed=seed,
     )

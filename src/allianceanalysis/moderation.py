@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from . import tidy
-from .covariates import Adjustment, Covariate
+from .covariates import Adjustment, Covariate, adjusted
 from .derive import client_table, session_pairs
 from .distributions import t_ppf
 from .engine import DEFAULT_ENGINE, MixedFit, fit_lmm
@@ -92,11 +92,9 @@ MODELS = {
 def _moderated_formula(
     base: str, focal: str, moderator: Covariate, data: pd.DataFrame, adjustment: Adjustment
 ) -> str:
-    parsed = Formula.parse(base)
-    level = "session" if "client_id" in parsed.groups else "client"
+    level = "session" if "client_id" in Formula.parse(base).groups else "client"
     term = moderator.term(data)
-    fixed = [parsed.fixed, *adjustment.terms(data, level), term, f"{focal}:{term}"]
-    return parsed.with_fixed(" + ".join(fixed)).lme4()
+    return adjusted(base, data, adjustment, level, extra=[term, f"{focal}:{term}"])
 
 
 def _row(model: str, term: str, fit: MixedFit, contrast: pd.DataFrame, message: str) -> dict:

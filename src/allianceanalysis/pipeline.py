@@ -425,8 +425,7 @@ def apa_tables_step(
         formula = CATALOGUE[name].formula
         level = "session" if name in SESSION_MODELS else "client"
         takes = name in (*CLIENT_MODELS, *SESSION_MODELS, "moderation")
-        chosen = [c.column for c in adjusted.covariates
-                  if takes and (level == "session" or c.level == "client")]  # fmt: skip
+        chosen = [c.column for c in adjusted.for_level(level)] if takes else []
         if name == "moderation" and adjusted.moderators:
             moderators = ", ".join(c.column for c in adjusted.moderators)
             formula += (f"; moderators: {moderators} (conditional effects: the alliance's effect "
