@@ -101,6 +101,7 @@ reference:
 	Rscript tests/reference/formula_reference.R
 	Rscript tests/reference/covariates_reference.R
 	Rscript tests/reference/glmm_formula_reference.R
+	Rscript tests/reference/within_person_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000

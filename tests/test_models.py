@@ -235,6 +235,10 @@ def test_every_table_has_the_tidy_columns_and_one_model_name_per_entry(study) ->
                                     "early_alliance_component") for c in COMPONENTS},
             "moderation": {f"{m}_by_arm" for m in MODERATION_MODELS},
             "custom_models": {"own"},
+            "alliance_disaggregated_latent": {name, "alliance_disaggregated_observed"},
+            "alliance_next_session_detrended": {name, "alliance_next_session_same_sample",
+                                                "alliance_next_session_lag_raw"},
+            "riclpm": {name, "riclpm_unconstrained"},
         }.get(name, {name})  # fmt: skip
         assert set(table["model"]) == expected
         assert table["estimate"].notna().all(), name

@@ -96,7 +96,16 @@ def test_reference_files_list_every_catalogue_model() -> None:
         # equal to it when the component is the total (tests/test_alliance_components.py)
         # moderation needs moderators: tests/test_covariates.py (covariates_reference.R)
         # custom_models are the config's own: tests/test_custom_models.py
-        omitted = ("early_alliance", "alliance_components", "moderation", "custom_models")
+        # the within-person methods: tests/test_within_person.py (within_person_reference.R)
+        omitted = (
+            "early_alliance",
+            "alliance_components",
+            "moderation",
+            "custom_models",
+            "alliance_disaggregated_latent",
+            "alliance_next_session_detrended",
+            "riclpm",
+        )
         expected = {m for m in CATALOGUE if m not in omitted}
         expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
         assert models == expected

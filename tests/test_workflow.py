@@ -54,6 +54,12 @@ def test_every_catalogue_model_has_its_table_and_the_published_ones_are_in_model
     expected |= {f"early_alliance_k{k}" for k in range(1, 6)}
     expected |= {f"{m}_by_treatment" for m in MODERATION_MODELS}  # the demo's moderator
     expected |= {"alliance_by_dose", "dropout_after_session"}  # the demo config's own models
+    expected |= {
+        "alliance_disaggregated_observed",
+        "alliance_next_session_same_sample",
+        "alliance_next_session_lag_raw",
+        "riclpm_unconstrained",
+    }  # shown beside
     assert set(combined["model"]) == expected
 
 

@@ -8,6 +8,7 @@ Data in
     :mod:`~allianceanalysis.config` (workflow configuration and its schema),
     :mod:`~allianceanalysis.starter` (a starter configuration from a clinic's export),
     :mod:`~allianceanalysis.simulate` (studies whose truth is known),
+    :mod:`~allianceanalysis.simulate_within` (worlds with known within-person truths),
     :mod:`~allianceanalysis.derive` (client, session and session-pair tables).
 Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.models` (the model catalogue),
@@ -16,6 +17,9 @@ Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.formula` (the lme4 formula language), :mod:`~allianceanalysis.engine`,
     :mod:`~allianceanalysis.lmm` and
     :mod:`~allianceanalysis.glmm` (mixed-model fitting),
+    :mod:`~allianceanalysis.latent_disaggregation`, :mod:`~allianceanalysis.detrended` and
+    :mod:`~allianceanalysis.riclpm` (within or between: latent means, detrended states, the
+    RI-CLPM), :mod:`~allianceanalysis.sem` (structural equation ML on sufficient statistics),
     :mod:`~allianceanalysis.pooled` (meta-analysis across sites and datasets),
     :mod:`~allianceanalysis.effects` (change indices and KPIs),
     :mod:`~allianceanalysis.clinical_significance` (reliable change, cut-offs, categories),

@@ -61,7 +61,9 @@ __all__ = [
     "client_tables",
     "dropout_indicator",
     "key_codes",
+    "pairs_of",
     "rupture_windows",
+    "session_frame",
     "session_pairs",
     "session_table",
 ]
@@ -331,12 +333,13 @@ def session_table(
     1        2                  30.0             2.0
     """
     ordered = CaseOrder(_with_alliance(sessions, alliance))
-    return _session_frame(ordered, outcome, alliance, adjustment)
+    return session_frame(ordered, outcome, alliance, adjustment)
 
 
-def _session_frame(
+def session_frame(
     cases: CaseOrder, outcome: str, alliance: str | None, adjustment: Adjustment | None = None
 ) -> pd.DataFrame:
+    """:func:`session_table` of sessions already in ``cases``' order (aligned with it)."""
     alliance = alliance or NO_ALLIANCE
     ordered = cases.frame
     carried = [c for c in ("site_id",) if c in ordered]
@@ -391,7 +394,13 @@ def session_pairs(
     1        2             4          28.0              2.0
     """
     cases = CaseOrder(_with_alliance(sessions, alliance))
-    frame = _session_frame(cases, outcome, alliance, adjustment)
+    return pairs_of(cases, session_frame(cases, outcome, alliance, adjustment))
+
+
+def pairs_of(cases: CaseOrder, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a session frame (aligned with ``cases``) that have a next session of the
+    same case, with its ``session_next`` and ``outcome_next``, where the outcome at both and
+    the alliance at the first are observed (:func:`session_pairs`)."""
     following = np.minimum(np.arange(1, len(frame) + 1), len(frame) - 1)  # last: itself
     frame["session_next"] = frame["session"].to_numpy()[following]
     frame["outcome_next"] = frame["outcome"].to_numpy()[following]

@@ -34,6 +34,7 @@ from . import tidy
 from .covariates import Adjustment, adjusted
 from .custom_models import CustomModel, custom_models_table
 from .derive import client_table, client_tables, session_pairs, session_table
+from .detrended import alliance_next_session_detrended
 from .distributions import norm_ppf, norm_sf, t_sf
 from .engine import (
     DEFAULT_ENGINE,
@@ -45,16 +46,20 @@ from .engine import (
 from .errors import NotEstimable
 from .formula import Formula, design
 from .instruments import get_instrument
+from .latent_disaggregation import alliance_disaggregated_latent
 from .moderation import moderation
 from .pseudonyms import therapist_codes
+from .riclpm import riclpm
 from .tidy import NEEDS, TIDY_COLUMNS
 
 __all__ = [
     "CATALOGUE",
     "TIDY_COLUMNS",
     "alliance_disaggregated",
+    "alliance_disaggregated_latent",
     "alliance_icc",
     "alliance_next_session",
+    "alliance_next_session_detrended",
     "alliance_next_session_nested",
     "alliance_outcome",
     "clustered_logit",
@@ -67,6 +72,7 @@ __all__ = [
     "outcome_growth",
     "partial_correlation",
     "repeated_measures_correlation",
+    "riclpm",
     "rm_corr",
     "run_model",
     "therapist_effects",
@@ -325,18 +331,20 @@ def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
 
 def _controls(
     data: pd.DataFrame, adjustment: Adjustment | None, columns: list[str]
-) -> tuple[pd.DataFrame, list[str]]:
-    """The partial correlation's controls: ``outcome_intake`` and the covariates, a factor as
-    its indicator columns (``_control1`` …), on the rows complete in ``columns`` and them."""
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The client-level controls: ``outcome_intake`` and the covariates, a factor as its
+    indicator columns (``_control1`` …), on the rows complete in ``columns`` and them; with
+    each control column's R name (``diagnosisdepression`` …)."""
     terms = adjustment.terms(data, "client") if adjustment else []
     if not terms:
-        return data, ["outcome_intake"]
+        return data, {"outcome_intake": "outcome_intake"}
     parsed = Formula.parse(" + ".join(["outcome_final ~ outcome_intake", *terms]))
     frame = data.dropna(subset=list(dict.fromkeys([*parsed.variables, *columns])))
     frame = frame.reset_index(drop=True)
     fixed = design(parsed, frame)
     names = [f"_control{j}" for j in range(1, fixed.x.shape[1])]
-    return frame.assign(**dict(zip(names, fixed.x[:, 1:].T, strict=True))), names
+    frame = frame.assign(**dict(zip(names, fixed.x[:, 1:].T, strict=True)))
+    return frame, dict(zip(names, fixed.terms[1:], strict=True))
 
 
 NO_THERAPIST_LEVEL = (
@@ -391,7 +399,8 @@ def alliance_outcome(
     formula = "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"
     fit = fit_lmm(adjusted(formula, data, adjustment), data, engine)
     cluster = "therapist_id" if tidy.has_therapists(data) else None
-    frame, controls = _controls(data, adjustment, ["alliance_early", *filter(None, [cluster])])
+    frame, named = _controls(data, adjustment, ["alliance_early", *filter(None, [cluster])])
+    controls = list(named)
     correlation = partial_correlation(
         frame,
         "alliance_early",
@@ -1153,6 +1162,20 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "custom_models": CatalogueEntry(
         custom_models_table, "sessions", "the config's own models (models:), each its formula",
         ("outcome", "alliance", "early_session", "engine", "adjustment", "custom"), needs=()),
+    "alliance_disaggregated_latent": CatalogueEntry(
+        alliance_disaggregated_latent, "clients",
+        "level 1: outcome_final ~ bw*alliance_early + outcome_intake; level 2: outcome_final ~ "
+        "bb*alliance_early + outcome_intake (two-level SEM, latent therapist means)",
+        ("engine", "adjustment"), needs=("alliance", "therapists")),
+    "alliance_next_session_detrended": CatalogueEntry(
+        alliance_next_session_detrended, "sessions",
+        "outcome_next ~ outcome_detrended + alliance_detrended + alliance_client_mean + session"
+        " + (1 | client_id), beside the undetrended and uncentred-lag models",
+        ("outcome", "alliance", "engine", "adjustment")),
+    "riclpm": CatalogueEntry(
+        riclpm, "sessions",
+        "random-intercept cross-lagged panel model of alliance and outcome over the first six "
+        "sessions (Mulder & Hamaker, 2021)", ("outcome", "alliance")),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""
