@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report publish test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest bench-faults bench bench-covariates fuzz simulation-study clean lab notebooks
+	bench-ingest bench-faults bench bench-covariates bench-within fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-faults  faults of scale in input: a 5 GB file, a million bad rows, 10 MB cells (benchmarks/results/input_faults.csv)"
 	@echo "make bench      models against lme4 and the whole workflow, 1k-100k clients (BENCH_FULL=1: 1M)"
 	@echo "make bench-covariates  10 covariates and a moderator against lme4, 100k and 1M clients"
+	@echo "make bench-within  latent disaggregation and RI-CLPM against lavaan, 10k-1M clients"
 	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
@@ -132,6 +133,11 @@ bench: $(STAMP)
 # against lme4 at 100k and 1M clients (benchmarks/results/covariates.csv; docs/performance.md).
 bench-covariates: $(STAMP)
 	$(BIN)/python benchmarks/covariates.py --tiers 100000 1000000
+
+# Issue 20's tier: the latent disaggregation and the RI-CLPM against lavaan, 10k to 1M clients
+# (benchmarks/results/within_person.csv; docs/performance.md).
+bench-within: $(STAMP)
+	$(BIN)/python benchmarks/within_person.py --tiers 10000 100000 1000000
 	$(BIN)/python benchmarks/plot.py
 
 simulation-study: $(STAMP)

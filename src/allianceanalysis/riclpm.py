@@ -281,7 +281,7 @@ def riclpm(
     try:
         fits["riclpm"] = fit_ml(constrained, data)
         fits["riclpm_unconstrained"] = fit_ml(riclpm_model(waves, False, starts), data)
-        baseline = fit_ml(_baseline(waves, starts), data)
+        baseline = fit_ml(_baseline(waves, starts), data, standard_errors=False)
         h1 = saturated_moments(data)
     except np.linalg.LinAlgError as exc:
         raise NotEstimable(f"the RI-CLPM could not be estimated from these data ({exc})") from exc

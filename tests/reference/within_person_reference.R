@@ -14,6 +14,7 @@
 # tests/reference/data/demo_twolevel.csv.
 source("tests/reference/common.R")
 suppressPackageStartupMessages(library(lavaan))
+source("tests/reference/within_person_syntax.R")
 
 sem_rows <- function(model, fit, keep) {
   pe <- parameterEstimates(fit)
@@ -36,11 +37,6 @@ e <- clients[clients$eligible, ]
 e$diagnosisdepression <- as.numeric(e$diagnosis == "depression")
 e$diagnosisother <- as.numeric(e$diagnosis == "other")
 
-latent <- function(predictors) {
-  g <- paste0(" + g_", predictors, "*", predictors, collapse = "")
-  paste0("level: 1\n outcome_final ~ bw*alliance_early", g,
-         "\nlevel: 2\n outcome_final ~ bb*alliance_early", g, "\n contextual := bb - bw\n")
-}
 keep <- function(predictors) c("bw", "bb", "contextual", paste0("g_", predictors),
                                "outcome_final~~outcome_final", "outcome_final~~outcome_final@1",
                                "alliance_early~~alliance_early", "alliance_early~~alliance_early@1")
@@ -106,32 +102,12 @@ for (t in 1:waves) {
   wide[[paste0("a", t)]] <- at$srs[match(wide$client_id, at$client_id)]
   wide[[paste0("y", t)]] <- at$ors[match(wide$client_id, at$client_id)]
 }
-riclpm_syntax <- function(constrained) {
-  lab <- function(name, t) if (constrained) name else paste0(name, "_t", t)
-  lines <- c(paste("RIa =~", paste0("1*a", 1:waves, collapse = " + ")),
-             paste("RIy =~", paste0("1*y", 1:waves, collapse = " + ")),
-             paste0("wa", 1:waves, " =~ 1*a", 1:waves), paste0("wy", 1:waves, " =~ 1*y", 1:waves))
-  for (t in 2:waves) {
-    lines <- c(lines,
-      sprintf("wa%d ~ %s*wa%d + %s*wy%d", t, lab("alliance_autoregression", t), t - 1,
-              lab("outcome_to_alliance", t), t - 1),
-      sprintf("wy%d ~ %s*wy%d + %s*wa%d", t, lab("outcome_autoregression", t), t - 1,
-              lab("alliance_to_outcome", t), t - 1))
-  }
-  c(lines, sprintf("wa%d ~~ cov_within_t%d*wy%d", 1:waves, 1:waves, 1:waves),
-    sprintf("wa%d ~~ var_within_alliance_t%d*wa%d", 1:waves, 1:waves, 1:waves),
-    sprintf("wy%d ~~ var_within_outcome_t%d*wy%d", 1:waves, 1:waves, 1:waves),
-    sprintf("a%d ~ mean_alliance_t%d*1", 1:waves, 1:waves),
-    sprintf("y%d ~ mean_outcome_t%d*1", 1:waves, 1:waves),
-    "RIa ~~ var_ri_alliance*RIa", "RIy ~~ var_ri_outcome*RIy", "RIa ~~ cov_ri*RIy",
-    "RIa ~~ 0*wa1", "RIa ~~ 0*wy1", "RIy ~~ 0*wa1", "RIy ~~ 0*wy1")
-}
 fit_names <- c("chisq", "df", "pvalue", "cfi", "rmsea", "rmsea.ci.lower", "rmsea.ci.upper", "srmr",
                "logl")
 for (constrained in c(TRUE, FALSE)) {
   model <- if (constrained) "riclpm" else "riclpm_unconstrained"
-  fit <- lavaan(paste(riclpm_syntax(constrained), collapse = "\n"), wide[, -1], missing = "ML",
-                meanstructure = TRUE, int.ov.free = TRUE)
+  fit <- lavaan(paste(riclpm_syntax(constrained, waves), collapse = "\n"), wide[, -1],
+                missing = "ML", meanstructure = TRUE, int.ov.free = TRUE)
   pe <- parameterEstimates(fit)
   pe <- pe[pe$label != "" & !duplicated(pe$label), ]
   fm <- fitMeasures(fit, fit_names)
