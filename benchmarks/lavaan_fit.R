@@ -24,7 +24,7 @@ fit_all <- function(data) {
   lapply(c(TRUE, FALSE), function(constrained) {
     fit <- lavaan(paste(riclpm_syntax(constrained, waves), collapse = "\n"), data,
                   missing = "ML", meanstructure = TRUE, int.ov.free = TRUE)
-    fitMeasures(fit, c("chisq", "cfi", "rmsea", "srmr"))
+    if (lavInspect(fit, "converged")) fitMeasures(fit, c("chisq", "cfi", "rmsea", "srmr"))
     fit
   })
 }
@@ -37,7 +37,7 @@ write_json(
   list(
     seconds = run$seconds,
     estimates = as.list(setNames(pe$est, pe$label)),
-    loglik = as.numeric(fitMeasures(first, "logl")),
+    loglik = if (lavInspect(first, "converged")) as.numeric(fitMeasures(first, "logl")) else NA,
     converged = lavInspect(first, "converged"),
     warnings = run$warnings,
     lavaan = as.character(packageVersion("lavaan")),

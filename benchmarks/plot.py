@@ -83,6 +83,26 @@ def job_table(jobs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def within_table(table: pd.DataFrame) -> str:
+    """The within-person models against lavaan: time, memory, agreement and convergence."""
+    columns = {"clients": "clients", "model": "model", "seconds": "ours (s)",
+               "lavaan_seconds": "lavaan (s)", "time_ratio": "time ratio",
+               "peak_mb": "ours (MB)", "lavaan_peak_mb": "lavaan (MB)",
+               "memory_ratio": "memory ratio", "max_rel_diff": "estimates (rel.)",
+               "converged": "ours converged", "lavaan_converged": "lavaan converged"}  # fmt: skip
+    shown = table.reindex(columns=list(columns))
+    for name in ("converged", "lavaan_converged"):
+        shown[name] = shown[name].map({True: "yes", False: "no"}).fillna("not run")
+    shown["max_rel_diff"] = shown["max_rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v:.2g}")
+    shown = shown.rename(columns=columns)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
+    for row in shown.itertuples(index=False):
+        cells = [f"{v:,}" if isinstance(v, int) else (f"{v:.3g}" if isinstance(v, float) else v)
+                 for v in row]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     table = pd.read_csv(RESULTS / "models.csv")
     plot(table, ROOT / "docs" / "performance_models.png")
@@ -111,6 +131,12 @@ def main() -> None:
                  "(`benchmarks/covariates.py`, `make bench-covariates`) against "
                  "`lme4::lmer`:\n\n")  # fmt: skip
         text += markdown(pd.read_csv(covariates).assign(engine="lmm"))
+    within = RESULTS / "within_person.csv"
+    if within.exists():
+        text += ("\nThe latent disaggregation and the RI-CLPM (`benchmarks/within_person.py`, "
+                 "`make bench-within`) against lavaan: ours from the 8 sessions per client "
+                 "(the table derived too), lavaan from the table it is given:\n\n")  # fmt: skip
+        text += within_table(pd.read_csv(within))
     (RESULTS / "models.md").write_text(text)
     insert(ROOT / "docs" / "performance.md", text)
     print(text)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from ingest import machine
 from models import ROOT, measured, merge, simulate
@@ -100,10 +101,11 @@ def fit_lavaan(kind: str, data: Path, out: Path) -> dict | None:
 
 
 def largest_difference(ours: dict, theirs: dict, kind: str) -> float:
-    """The largest relative difference of the shared estimates (floor 1 on the scale)."""
+    """The largest relative difference of the shared estimates (floor 1 on the scale); NaN
+    where either side found no maximum (ours then reports no estimates)."""
     pairs = [(ours["estimates"][term], theirs["estimates"][label])
              for label, term in SHARED[kind].items() if label in theirs["estimates"]]  # fmt: skip
-    return max(abs(a - b) / max(abs(b), 1.0) for a, b in pairs)
+    return float(np.max([abs(a - b) / max(abs(b), 1.0) for a, b in pairs]))
 
 
 def main() -> None:

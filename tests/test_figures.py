@@ -77,6 +77,26 @@ def test_disaggregation_shows_between_within_and_difference(tables) -> None:
     ]
 
 
+def test_within_or_between_draws_each_method_with_its_interval(tables) -> None:
+    figure = figures.within_or_between(tables["models"])
+    sessions_axis, riclpm_axis = figure.axes[1], figure.axes[2]
+    assert [t.get_text() for t in sessions_axis.get_yticklabels()] == [
+        "Person-mean centred", "Detrended", "Uncentred lagged outcome"]  # fmt: skip
+    rows = tables["models"].set_index(["model", "term"])
+    drawn = [line.get_xdata()[0] for line in riclpm_axis.lines if line.get_marker() == "o"]
+    expected = [rows.loc[("riclpm", t), "estimate"] for t in
+                ("alliance_to_outcome", "outcome_to_alliance", "alliance_autoregression",
+                 "outcome_autoregression")]  # fmt: skip
+    assert drawn == pytest.approx(expected)
+
+
+def test_within_or_between_names_a_model_the_data_cannot_support() -> None:
+    rows = pd.DataFrame({"model": ["riclpm"], "term": ["not_fitted"], "estimate": [np.nan],
+                         "message": ["not computed: too few waves"]})  # fmt: skip
+    axis = figures.within_or_between(rows).axes[2]
+    assert [t.get_text() for t in axis.texts] == ["Not computed: too few waves"]
+
+
 def test_caterpillar_shows_pseudonymous_codes_only(tables) -> None:
     axis = figures.therapist_caterpillar(tables["models"]).axes[0]
     ticks = {t.get_text() for t in axis.get_yticklabels()}

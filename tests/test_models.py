@@ -241,7 +241,11 @@ def test_every_table_has_the_tidy_columns_and_one_model_name_per_entry(study) ->
             "riclpm": {name, "riclpm_unconstrained"},
         }.get(name, {name})  # fmt: skip
         assert set(table["model"]) == expected
-        assert table["estimate"].notna().all(), name
+        # An estimate is missing only where a fit found no maximum and says so (the latent
+        # model here: lavaan 0.6.14 does not converge on these data either).
+        missing = table[table["estimate"].isna()]
+        assert not missing["converged"].any(), name
+        assert missing["message"].str.contains("did not converge").all(), name
 
 
 def test_mixed_model_terms_use_the_interface_names(clients: pd.DataFrame) -> None:

@@ -31,8 +31,8 @@ def _cells(notebook) -> list[tuple]:
     ]  # fmt: skip
 
 
-def test_there_are_six_notebooks_and_the_readme_names_each() -> None:
-    assert [p.stem[:2] for p in SOURCES] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_notebooks_and_the_readme_names_each() -> None:
+    assert [p.stem[:2] for p in SOURCES] == ["01", "02", "03", "04", "05", "06", "07"]
     readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
     assert all(f"`{p.stem}`" in readme for p in SOURCES)
 

@@ -21,6 +21,7 @@ from allianceanalysis.derive import client_table
 from allianceanalysis.detrended import alliance_next_session_detrended, detrend
 from allianceanalysis.errors import NotEstimable
 from allianceanalysis.latent_disaggregation import alliance_disaggregated_latent
+from allianceanalysis.models import fit_model
 from allianceanalysis.riclpm import riclpm
 from allianceanalysis.sem import Patterns, saturated_moments
 from allianceanalysis.simulate_within import simulate_contextual, simulate_panel
@@ -194,11 +195,31 @@ def test_riclpm_with_more_waves_than_any_client_has_says_why(panel) -> None:
         riclpm(panel, waves=10)
 
 
+def test_configured_waves_reach_the_riclpm_through_the_catalogue(panel) -> None:
+    table = fit_model("riclpm", panel, riclpm_waves=4)
+    paths = table.loc[table["model"] == "riclpm_unconstrained", "term"]
+    lagged = sorted(t for t in paths if t.startswith("alliance_to_outcome_t"))
+    assert lagged == ["alliance_to_outcome_t2", "alliance_to_outcome_t3", "alliance_to_outcome_t4"]
+
+
 def test_latent_disaggregation_with_one_client_per_therapist_says_why(contextual) -> None:
     clients = client_table(contextual)
     single = clients.drop_duplicates("therapist_id")
     with pytest.raises(NotEstimable, match="too few clients per therapist"):
         alliance_disaggregated_latent(single)
+
+
+def test_latent_model_without_a_maximum_reports_no_estimates_and_says_why() -> None:
+    # The demo's 20 therapists: the between alliance variance runs negative and the
+    # likelihood has no maximum (lavaan 0.6.14 does not converge on these data either).
+    sessions = pd.read_csv(ROOT / "data" / "demo" / "sessions.csv")
+    table = alliance_disaggregated_latent(client_table(sessions))
+    latent = table[table["model"] == "alliance_disaggregated_latent"]
+    assert latent["estimate"].isna().all()
+    assert not latent["converged"].any()
+    assert latent["message"].str.contains("did not converge").all()
+    observed = table[table["model"] == "alliance_disaggregated_observed"]
+    assert observed["estimate"].notna().all()
 
 
 def _row(table: pd.DataFrame, model: str, term: str) -> pd.Series:

@@ -890,6 +890,107 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
     return figure
 
 
+WITHIN_PANELS = {
+    "Therapists: observed or latent mean": [
+        ("alliance_disaggregated_observed", "alliance_between", "Between, observed mean"),
+        ("alliance_disaggregated_latent", "alliance_between", "Between, latent mean"),
+        ("alliance_disaggregated_observed", "alliance_within", "Within, observed mean"),
+        ("alliance_disaggregated_latent", "alliance_within", "Within, latent mean"),
+    ],
+    "Sessions: next outcome on alliance": [
+        ("alliance_next_session_same_sample", "alliance_within", "Person-mean centred"),
+        ("alliance_next_session_detrended", "alliance_detrended", "Detrended"),
+        ("alliance_next_session_lag_raw", "alliance_within", "Uncentred lagged outcome"),
+    ],
+    "RI-CLPM: within-person paths": [
+        ("riclpm", "alliance_to_outcome", "Alliance → next outcome"),
+        ("riclpm", "outcome_to_alliance", "Outcome → next alliance"),
+        ("riclpm", "alliance_autoregression", "Alliance → next alliance"),
+        ("riclpm", "outcome_autoregression", "Outcome → next outcome"),
+    ],
+}
+"""The within-or-between figure's panels: each a list of (model, term, label)."""
+
+
+def _estimates_panel(axis: Axes, models: pd.DataFrame, specs: list[tuple[str, str, str]]) -> None:
+    """Estimates with 95% intervals of the (model, term) rows, top to bottom; a row without
+    an estimate (not converged) is named with the reason, and a panel with none says why."""
+    found = [_term_row(models, model, term) for model, term, _ in specs]
+    if all(row is None or not np.isfinite(row["estimate"]) for row in found):
+        held = models[models["model"].isin({model for model, _, _ in specs})]
+        reasons = list(dict.fromkeys(held["message"].dropna().astype(str))) or ["not in this run"]
+        reason = reasons[0] if reasons[0].startswith("not ") else f"not estimated: {reasons[0]}"
+        axis.text(0.5, 0.5, textwrap.fill(reason[0].upper() + reason[1:], 40), ha="center",
+                  va="center", fontsize=8)  # fmt: skip
+        axis.set_axis_off()
+        return
+    positions = np.arange(len(specs))[::-1]
+    labels = []
+    for position, row, (model, _, label) in zip(positions, found, specs, strict=True):
+        if row is None or not np.isfinite(row["estimate"]):
+            rows = models.loc[models["model"] == model, "message"].dropna().astype(str)
+            reason = rows.iloc[0].split(";")[0] if len(rows) else "not in this run"
+            why = textwrap.fill(textwrap.shorten(f"not estimated: {reason}", 80), 34)
+            why = why.replace("not estimated: not ", "not ")
+            labels.append(f"{label}\n{why}")
+            continue
+        labels.append(label)
+        low, high = row["ci_low"], row["ci_high"]
+        xerr = [[row["estimate"] - low], [high - row["estimate"]]] if np.isfinite(low) else None
+        axis.errorbar(row["estimate"], position, xerr=xerr, fmt="o", color=PALETTE[0],
+                      capsize=4)  # fmt: skip
+    axis.axvline(0, color="0.6", linewidth=0.8)
+    axis.set_yticks(positions, labels, fontsize=8)
+    axis.set_ylim(positions.min() - 0.6, positions.max() + 0.6)
+
+
+def _term_row(models: pd.DataFrame, model: str, term: str) -> pd.Series | None:
+    rows = models[(models["model"] == model) & (models["term"] == term)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def within_or_between(
+    models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
+) -> Figure:
+    """The within-person sensitivity analyses side by side (docs/models.md, "Within or
+    between?"): the therapist-level effect with the therapist's observed and latent mean
+    alliance (Lüdtke et al., 2008), the next-session effect centred, detrended (Wang &
+    Maxwell, 2015) and with the uncentred lagged outcome (Nickell, 1981), and the RI-CLPM's
+    within-person paths (Hamaker et al., 2015), each with its 95% interval.
+
+    Parameters
+    ----------
+    models : pandas.DataFrame
+        Tidy rows holding ``alliance_disaggregated_latent``, ``alliance_next_session_detrended``
+        and ``riclpm`` (e.g. ``tables/models.csv``); a model without rows, or not fitted, is
+        named in its place with the reason.
+    outcome, alliance : str or Instrument
+        The instruments (axis labels).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"model": "riclpm", "term": ["alliance_to_outcome"],
+    ...                      "estimate": [0.2], "ci_low": [0.1], "ci_high": [0.3], "message": ""})
+    >>> len(within_or_between(rows).axes)
+    3
+    """
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    axes = figure.subplots(1, len(WITHIN_PANELS))
+    for axis, (title, specs) in zip(axes, WITHIN_PANELS.items(), strict=True):
+        _estimates_panel(axis, models, specs)
+        axis.set_title(title, fontsize=10)
+    axes[0].set_xlabel(f"Final {outcome.short} points per {alliance.short} point")
+    axes[1].set_xlabel(f"Next {outcome.short} points per {alliance.short} point")
+    axes[2].set_xlabel("Lagged path (raw units)")
+    figure.suptitle("Within or between? The alliance's effect by method (95% CI)", fontsize=11)
+    return figure
+
+
 FIGURE_INPUTS = {
     "sessions": "internal/derived/sessions.parquet",
     "change_cases": "internal/derived/clinical_significance.parquet",
@@ -1020,6 +1121,9 @@ FIGURES: dict[str, FigureEntry] = {
     "conditional_effects": FigureEntry(
         "The alliance's effect by moderator", ("models",),
         lambda d: conditional_effects(d["models"], d.outcome)),
+    "within_or_between": FigureEntry(
+        "Within or between?", ("models",),
+        lambda d: within_or_between(d["models"], d.outcome, d.alliance)),
 }  # fmt: skip
 """The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
 ``internal/`` for therapist-level ones): one entry

@@ -133,9 +133,13 @@ def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[di
         "contextual": {"bb": 1.0, "bw": -1.0},
         **{name: {f"g_{name}": 1.0} for name in controls},
     }
+    # Where no maximum was found the parameters are where the optimiser stopped (often far
+    # out where the likelihood is unbounded): no estimate is reported, the message says why.
+    shown = 1.0 if fit.at_maximum else np.nan
     rows = []
     for term, weights in inferred.items():
         estimate, se = fit.contrast(weights)
+        estimate, se = estimate * shown, se * shown
         rows.append(
             tidy.row(
                 MODEL,
@@ -155,7 +159,8 @@ def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[di
         "var_alliance_therapist": "alliance_early~~alliance_early@1",
         "var_alliance_client": "alliance_early~~alliance_early",
     }
-    est, se = fit.estimates, fit.std_errors
+    est = {k: v * shown for k, v in fit.estimates.items()}
+    se = fit.std_errors
     for term, name in variances.items():
         rows.append(
             tidy.row(
@@ -170,9 +175,9 @@ def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[di
             )
         )
     rows.append(
-        tidy.row(MODEL, "reliability_therapist_mean", _reliability(fit, clusters), **common)
+        tidy.row(MODEL, "reliability_therapist_mean", _reliability(fit, clusters) * shown, **common)
     )
-    rows.append(tidy.row(MODEL, "loglik", fit.loglik, **common))
+    rows.append(tidy.row(MODEL, "loglik", fit.loglik * shown, **common))
     return rows
 
 

@@ -49,7 +49,7 @@ from .instruments import get_instrument
 from .latent_disaggregation import alliance_disaggregated_latent
 from .moderation import moderation
 from .pseudonyms import therapist_codes
-from .riclpm import riclpm
+from .riclpm import DEFAULT_WAVES, riclpm
 from .tidy import NEEDS, TIDY_COLUMNS
 
 __all__ = [
@@ -1078,9 +1078,19 @@ DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")
 """The tables a catalogue model is fitted to: the derived client table, session pairs and
 session table, or the validated sessions (``results/<dataset>/internal/derived/``,
 ``validated/``)."""
-SETTINGS = ("outcome", "alliance", "early_session", "bootstrap", "seed", "engine", "codes",
-            "adjustment", "custom")  # fmt: skip
+
+
+def _riclpm(
+    sessions: pd.DataFrame, *, outcome: str, alliance: str, riclpm_waves: int
+) -> pd.DataFrame:
+    """:func:`allianceanalysis.riclpm.riclpm` with the configured waves."""
+    return riclpm(sessions, outcome=outcome, alliance=alliance, waves=riclpm_waves)
+
+
+SETTINGS = ("outcome", "alliance", "early_session", "riclpm_waves", "bootstrap", "seed", "engine",
+            "codes", "adjustment", "custom")  # fmt: skip
 """The workflow settings a catalogue model may take (:attr:`CatalogueEntry.options`):
+``riclpm_waves`` is the RI-CLPM's T (:func:`allianceanalysis.riclpm.riclpm`'s ``waves``);
 ``codes`` are the therapists' pseudonymous codes (:mod:`allianceanalysis.pseudonyms`);
 ``adjustment`` the covariates and moderators (:mod:`allianceanalysis.covariates`);
 ``custom`` the config's own models (:mod:`allianceanalysis.custom_models`)."""
@@ -1173,9 +1183,9 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         " + (1 | client_id), beside the undetrended and uncentred-lag models",
         ("outcome", "alliance", "engine", "adjustment")),
     "riclpm": CatalogueEntry(
-        riclpm, "sessions",
+        _riclpm, "sessions",
         "random-intercept cross-lagged panel model of alliance and outcome over the first six "
-        "sessions (Mulder & Hamaker, 2021)", ("outcome", "alliance")),
+        "sessions (Mulder & Hamaker, 2021)", ("outcome", "alliance", "riclpm_waves")),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""
@@ -1188,6 +1198,7 @@ def fit_model(
     outcome: str = "ors",
     alliance: str = "srs",
     early_session: int = 3,
+    riclpm_waves: int = DEFAULT_WAVES,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
@@ -1202,8 +1213,9 @@ def fit_model(
     """
     entry = CATALOGUE[name]
     settings = {"outcome": outcome, "alliance": alliance, "early_session": early_session,
-                "bootstrap": bootstrap, "seed": seed, "engine": engine, "codes": codes,
-                "adjustment": adjustment, "custom": custom}  # fmt: skip
+                "riclpm_waves": riclpm_waves, "bootstrap": bootstrap, "seed": seed,
+                "engine": engine, "codes": codes, "adjustment": adjustment,
+                "custom": custom}  # fmt: skip
     reason = tidy.unmet_need(entry.needs, data, alliance)
     if reason is not None:
         return tidy.reason_frame(name, reason)
@@ -1220,6 +1232,7 @@ def run_model(
     outcome: str = "ors",
     alliance: str = "srs",
     early_session: int = 3,
+    riclpm_waves: int = DEFAULT_WAVES,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     engine: str = DEFAULT_ENGINE,
@@ -1249,6 +1262,7 @@ def run_model(
         outcome=outcome,
         alliance=alliance,
         early_session=early_session,
+        riclpm_waves=riclpm_waves,
         bootstrap=bootstrap,
         seed=seed,
         engine=engine,

@@ -187,9 +187,10 @@ def _rows(model: str, fit: MLFit, n: int, message: str) -> list[dict[str, object
     crit = norm_ppf(0.975)
     se = fit.std_errors
     messages = "; ".join(filter(None, [*fit.messages, message]))
+    shown = 1.0 if fit.at_maximum else np.nan  # no maximum found: no estimates
     rows = []
     for name, estimate in fit.estimates.items():
-        s = se[name]
+        estimate, s = estimate * shown, se[name] * shown
         rows.append(
             tidy.row(
                 model,
@@ -290,13 +291,15 @@ def riclpm(
     for name, fit in fits.items():
         rows += _rows(name, fit, data.n, note)
         est = fit.estimates
-        common = {"n_obs": data.n, "converged": fit.converged, "message": note}
+        shown = 1.0 if fit.at_maximum else np.nan
+        common = {"n_obs": data.n, "converged": fit.converged,
+                  "message": "; ".join([*fit.messages, note])}  # fmt: skip
         cor = (
             est["cov_ri"] / np.sqrt(est["var_ri_alliance"] * est["var_ri_outcome"])
             if min(est["var_ri_alliance"], est["var_ri_outcome"]) > 0
             else np.nan
         )
-        rows.append(tidy.row(name, "cor_ri", cor, **common))
+        rows.append(tidy.row(name, "cor_ri", cor * shown, **common))
         for term, (value, a, b) in fit_indices(fit, data, h1, baseline).items():
             extra = (
                 {"df": a, "p_value": b}
@@ -305,10 +308,11 @@ def riclpm(
                 if term == "rmsea"
                 else {}
             )
-            rows.append(tidy.row(name, term, value, **extra, **common))
-        rows.append(tidy.row(name, "loglik", fit.loglik, **common))
+            rows.append(tidy.row(name, term, value * shown, **extra, **common))
+        rows.append(tidy.row(name, "loglik", fit.loglik * shown, **common))
     free, tied = fits["riclpm_unconstrained"], fits["riclpm"]
-    difference = max(2.0 * (free.loglik - tied.loglik), 0.0)
+    reached = free.at_maximum and tied.at_maximum
+    difference = max(2.0 * (free.loglik - tied.loglik), 0.0) if reached else np.nan
     df = free.n_parameters - tied.n_parameters
     rows.append(
         tidy.row(

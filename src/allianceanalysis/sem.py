@@ -441,6 +441,9 @@ class MLFit:
     n: int
     converged: bool
     messages: tuple[str, ...]
+    at_maximum: bool = True
+    """False where the optimiser found no maximum (the gradient is not zero): the parameters
+    are then where it stopped, not estimates."""
 
     @property
     def estimates(self) -> dict[str, float]:
@@ -607,7 +610,7 @@ def fit_ml(
             (),
         )
     hessian = _hessian(gradient, theta)
-    converged = bool(np.max(np.abs(gradient(theta))) / n < 1e-6)
+    converged = at_maximum = bool(np.max(np.abs(gradient(theta))) / n < 1e-6)
     if not converged:
         messages.append(
             "did not converge: no maximum of the likelihood was found (the model "
@@ -631,7 +634,7 @@ def fit_ml(
     ]
     if negative:
         messages.append("negative variance (a Heywood case): " + ", ".join(dict.fromkeys(negative)))
-    return MLFit(model, theta, vcov, float(value(theta)), n, converged, tuple(messages))
+    return MLFit(model, theta, vcov, float(value(theta)), n, converged, tuple(messages), at_maximum)
 
 
 def saturated_moments(data: Patterns, iterations: int = 10_000, tol: float = 1e-12):

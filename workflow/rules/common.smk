@@ -93,6 +93,7 @@ def model_options(wildcards):
         "adjustment": dataset_adjustment(wildcards),
         "custom": dataset_custom_models(wildcards),
         "early_session": config["early_session"],
+        "riclpm_waves": config["riclpm_waves"],
         "bootstrap": config["bootstrap"],
         "seed": config["seed"],
         "engine": config["engine"],
