@@ -63,6 +63,11 @@ def markdown(table: pd.DataFrame) -> str:
         "rel_diff_loglik": "loglik (rel.)",
     }
     shown = table[list(columns)].rename(columns=columns)
+    return _pipe_table(shown)
+
+
+def _pipe_table(shown: pd.DataFrame) -> str:
+    """A Markdown table of ``shown``: integers with thousands separators, floats to 3 digits."""
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
     for row in shown.itertuples(index=False):
         cells = [f"{v:,}" if isinstance(v, int) else (f"{v:.3g}" if isinstance(v, float) else v)
@@ -95,12 +100,7 @@ def within_table(table: pd.DataFrame) -> str:
         shown[name] = shown[name].map({True: "yes", False: "no"}).fillna("not run")
     shown["max_rel_diff"] = shown["max_rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v:.2g}")
     shown = shown.rename(columns=columns)
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
-    for row in shown.itertuples(index=False):
-        cells = [f"{v:,}" if isinstance(v, int) else (f"{v:.3g}" if isinstance(v, float) else v)
-                 for v in row]  # fmt: skip
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return _pipe_table(shown)
 
 
 def main() -> None:

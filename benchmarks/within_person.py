@@ -45,7 +45,7 @@ PEER_TIMEOUT = 1200
 """Seconds after which a lavaan fit is stopped and recorded as not finished."""
 MODELS = {"alliance_disaggregated_latent": "latent", "riclpm": "riclpm"}
 SHARED = {
-    "latent": {"bw": "alliance_within", "bb": "alliance_between",
+    "latent": {"bw": "alliance_client_dev", "bb": "alliance_therapist_mean",
                "g_outcome_intake": "outcome_intake"},
     "riclpm": {name: name for name in ("alliance_to_outcome", "outcome_to_alliance",
                                        "alliance_autoregression", "outcome_autoregression",

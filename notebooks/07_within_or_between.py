@@ -64,9 +64,8 @@ world.truth["effect_between"], world.truth["effect_within"]
 
 # %%
 latent = alliance_disaggregated_latent(client_table(world.sessions))
-latent[latent["term"].isin(["alliance_between", "alliance_within", "contextual"])][
-    ["model", "term", "estimate", "ci_low", "ci_high"]
-].round(2)
+effects = ["alliance_therapist_mean", "alliance_client_dev", "between_minus_within"]
+latent[latent["term"].isin(effects)][["model", "term", "estimate", "ci_low", "ci_high"]].round(2)
 
 # %% [markdown]
 # The observed mean of four clients is a noisy measure of the therapist's alliance: part of
@@ -170,9 +169,10 @@ fit[
 # %% [markdown]
 # ## All three on the demo service
 #
-# The figure `within_or_between` (also drawn by the workflow for every dataset) puts the
-# three side by side. Compare the next-session effect centred and detrended, and the RI-CLPM's
-# alliance → next outcome path. A panel whose model the data cannot support says why.
+# The figure `within_or_between` puts the three side by side (the workflow draws each of
+# them for every dataset: `latent_disaggregation`, `detrended_effects`, `riclpm_paths`).
+# Compare the next-session effect centred and detrended, and the RI-CLPM's alliance → next
+# outcome path. A panel whose model the data cannot support says why.
 
 # %%
 demo = pd.concat([demo_latent, alliance_next_session_detrended(sessions), riclpm(sessions)])
@@ -202,7 +202,7 @@ figures.within_or_between(demo)
 big = simulate_contextual(n_therapists=40, clients_per_therapist=20, seed=8)
 table = alliance_disaggregated_latent(client_table(big.sessions))
 print(
-    table[table["term"].isin(["alliance_between", "reliability_therapist_mean"])][
+    table[table["term"].isin(["alliance_therapist_mean", "reliability_therapist_mean"])][
         ["model", "term", "estimate"]
     ].round(2)
 )

@@ -30,9 +30,9 @@ from .helpers import ROOT
 
 REFERENCE = ROOT / "tests" / "reference"
 LATENT_TERMS = {
-    "bw": "alliance_within",
-    "bb": "alliance_between",
-    "contextual": "contextual",
+    "bw": "alliance_client_dev",
+    "bb": "alliance_therapist_mean",
+    "contextual": "between_minus_within",
     "outcome_final~~outcome_final": "var_residual",
     "outcome_final~~outcome_final@1": "var_therapist",
     "alliance_early~~alliance_early": "var_alliance_client",
@@ -268,11 +268,11 @@ def test_latent_between_effect_covers_the_truth_where_the_observed_mean_is_biase
     for seed in range(400):
         world = simulate_contextual(seed=1000 + seed)
         table = alliance_disaggregated_latent(client_table(world.sessions))
-        row = _row(table, "alliance_disaggregated_latent", "alliance_between")
+        row = _row(table, "alliance_disaggregated_latent", "alliance_therapist_mean")
         covered.append(row["ci_low"] <= world.truth["effect_between"] <= row["ci_high"])
         latent.append(row["estimate"])
         observed.append(
-            _row(table, "alliance_disaggregated_observed", "alliance_between")["estimate"]
+            _row(table, "alliance_disaggregated_observed", "alliance_therapist_mean")["estimate"]
         )
     assert 0.93 <= np.mean(covered) <= 0.97
     assert abs(np.mean(latent) - 1.0) < 0.03

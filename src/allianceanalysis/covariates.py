@@ -82,9 +82,14 @@ CLIENT_MODELS = (
     "alliance_components",
     "therapist_icc",
     "therapist_effects",
+    "alliance_disaggregated_latent",
 )
 """The catalogue's client-level models that take the covariates (case-mix adjustment)."""
-SESSION_MODELS = ("alliance_next_session", "alliance_next_session_nested")
+SESSION_MODELS = (
+    "alliance_next_session",
+    "alliance_next_session_nested",
+    "alliance_next_session_detrended",
+)
 """The catalogue's session-level models that take them."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")

@@ -891,25 +891,30 @@ def pooled_forest(table: pd.DataFrame, study_label: str = "Study") -> Figure:
 
 
 WITHIN_PANELS = {
-    "Therapists: observed or latent mean": [
-        ("alliance_disaggregated_observed", "alliance_between", "Between, observed mean"),
-        ("alliance_disaggregated_latent", "alliance_between", "Between, latent mean"),
-        ("alliance_disaggregated_observed", "alliance_within", "Within, observed mean"),
-        ("alliance_disaggregated_latent", "alliance_within", "Within, latent mean"),
-    ],
-    "Sessions: next outcome on alliance": [
-        ("alliance_next_session_same_sample", "alliance_within", "Person-mean centred"),
-        ("alliance_next_session_detrended", "alliance_detrended", "Detrended"),
-        ("alliance_next_session_lag_raw", "alliance_within", "Uncentred lagged outcome"),
-    ],
-    "RI-CLPM: within-person paths": [
-        ("riclpm", "alliance_to_outcome", "Alliance → next outcome"),
-        ("riclpm", "outcome_to_alliance", "Outcome → next alliance"),
-        ("riclpm", "alliance_autoregression", "Alliance → next alliance"),
-        ("riclpm", "outcome_autoregression", "Outcome → next outcome"),
-    ],
-}
-"""The within-or-between figure's panels: each a list of (model, term, label)."""
+    "latent_disaggregation": (
+        "Therapists: observed or latent mean", "Final {o} points per {a} point", [
+            ("alliance_disaggregated_observed", "alliance_therapist_mean",
+             "Between, observed mean"),
+            ("alliance_disaggregated_latent", "alliance_therapist_mean", "Between, latent mean"),
+            ("alliance_disaggregated_observed", "alliance_client_dev", "Within, observed mean"),
+            ("alliance_disaggregated_latent", "alliance_client_dev", "Within, latent mean"),
+        ]),
+    "detrended_effects": (
+        "Sessions: next outcome on alliance", "Next {o} points per {a} point", [
+            ("alliance_next_session_same_sample", "alliance_within", "Person-mean centred"),
+            ("alliance_next_session_detrended", "alliance_detrended", "Detrended"),
+            ("alliance_next_session_lag_raw", "alliance_within", "Uncentred lagged outcome"),
+        ]),
+    "riclpm_paths": (
+        "RI-CLPM: within-person paths", "Lagged path (raw units)", [
+            ("riclpm", "alliance_to_outcome", "Alliance → next outcome"),
+            ("riclpm", "outcome_to_alliance", "Outcome → next alliance"),
+            ("riclpm", "alliance_autoregression", "Alliance → next alliance"),
+            ("riclpm", "outcome_autoregression", "Outcome → next outcome"),
+        ]),
+}  # fmt: skip
+"""The within-person figures (docs/models.md, "Within or between?"), each one panel: its title,
+axis label (``{o}``, ``{a}``: the instruments) and (model, term, label) rows, top to bottom."""
 
 
 def _estimates_panel(axis: Axes, models: pd.DataFrame, specs: list[tuple[str, str, str]]) -> None:
@@ -949,23 +954,31 @@ def _term_row(models: pd.DataFrame, model: str, term: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
-def within_or_between(
-    models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
+def within_person_figure(
+    name: str,
+    models: pd.DataFrame,
+    outcome: str | Instrument = "ors",
+    alliance: str | Instrument = "srs",
+    axis: Axes | None = None,
 ) -> Figure:
-    """The within-person sensitivity analyses side by side (docs/models.md, "Within or
-    between?"): the therapist-level effect with the therapist's observed and latent mean
-    alliance (Lüdtke et al., 2008), the next-session effect centred, detrended (Wang &
-    Maxwell, 2015) and with the uncentred lagged outcome (Nickell, 1981), and the RI-CLPM's
-    within-person paths (Hamaker et al., 2015), each with its 95% interval.
+    """One of the within-person sensitivity analyses (:data:`WITHIN_PANELS`) with 95%
+    intervals: ``latent_disaggregation``, the therapist-level and client-level slopes with the
+    therapist's observed and latent mean alliance (Lüdtke et al., 2008);
+    ``detrended_effects``, the next-session effect centred, detrended (Wang & Maxwell, 2015)
+    and with the uncentred lagged outcome (Nickell, 1981); ``riclpm_paths``, the RI-CLPM's
+    within-person paths (Hamaker, Kuiper & Grasman, 2015).
 
     Parameters
     ----------
+    name : str
+        A key of :data:`WITHIN_PANELS`.
     models : pandas.DataFrame
-        Tidy rows holding ``alliance_disaggregated_latent``, ``alliance_next_session_detrended``
-        and ``riclpm`` (e.g. ``tables/models.csv``); a model without rows, or not fitted, is
-        named in its place with the reason.
+        Tidy rows holding its models (e.g. ``tables/models.csv``); a model that is not in
+        them, not fitted or without a maximum is named with the reason.
     outcome, alliance : str or Instrument
-        The instruments (axis labels).
+        The instruments (axis label).
+    axis : matplotlib.axes.Axes, optional
+        Draw into this axis (a panel of :func:`within_or_between`) instead of a new figure.
 
     Returns
     -------
@@ -975,19 +988,36 @@ def within_or_between(
     --------
     >>> rows = pd.DataFrame({"model": "riclpm", "term": ["alliance_to_outcome"],
     ...                      "estimate": [0.2], "ci_low": [0.1], "ci_high": [0.3], "message": ""})
+    >>> figure = within_person_figure("riclpm_paths", rows)
+    >>> figure.axes[0].get_title()
+    'RI-CLPM: within-person paths'
+    """
+    title, label, specs = WITHIN_PANELS[name]
+    if axis is None:
+        axis = Figure(figsize=(5.5, 4), layout="constrained").subplots()
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    _estimates_panel(axis, models, specs)
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(label.format(o=outcome.short, a=alliance.short) + " (95% CI)")
+    return axis.figure
+
+
+def within_or_between(
+    models: pd.DataFrame, outcome: str | Instrument = "ors", alliance: str | Instrument = "srs"
+) -> Figure:
+    """The three within-person figures (:func:`within_person_figure`) side by side.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"model": "riclpm", "term": ["alliance_to_outcome"],
+    ...                      "estimate": [0.2], "ci_low": [0.1], "ci_high": [0.3], "message": ""})
     >>> len(within_or_between(rows).axes)
     3
     """
-    outcome, alliance = _instrument(outcome), _instrument(alliance)
     figure = Figure(figsize=(13, 4), layout="constrained")
-    axes = figure.subplots(1, len(WITHIN_PANELS))
-    for axis, (title, specs) in zip(axes, WITHIN_PANELS.items(), strict=True):
-        _estimates_panel(axis, models, specs)
-        axis.set_title(title, fontsize=10)
-    axes[0].set_xlabel(f"Final {outcome.short} points per {alliance.short} point")
-    axes[1].set_xlabel(f"Next {outcome.short} points per {alliance.short} point")
-    axes[2].set_xlabel("Lagged path (raw units)")
-    figure.suptitle("Within or between? The alliance's effect by method (95% CI)", fontsize=11)
+    for axis, name in zip(figure.subplots(1, len(WITHIN_PANELS)), WITHIN_PANELS, strict=True):
+        within_person_figure(name, models, outcome, alliance, axis)
+    figure.suptitle("Within or between? The alliance's effect by method", fontsize=11)
     return figure
 
 
@@ -1121,9 +1151,17 @@ FIGURES: dict[str, FigureEntry] = {
     "conditional_effects": FigureEntry(
         "The alliance's effect by moderator", ("models",),
         lambda d: conditional_effects(d["models"], d.outcome)),
-    "within_or_between": FigureEntry(
-        "Within or between?", ("models",),
-        lambda d: within_or_between(d["models"], d.outcome, d.alliance)),
+    "latent_disaggregation": FigureEntry(
+        "Therapist and client parts: observed or latent mean", ("models",),
+        lambda d: within_person_figure("latent_disaggregation", d["models"], d.outcome,
+                                       d.alliance), needs=("alliance", "therapists")),
+    "detrended_effects": FigureEntry(
+        "Next-session effect: centred or detrended", ("models",),
+        lambda d: within_person_figure("detrended_effects", d["models"], d.outcome,
+                                       d.alliance)),
+    "riclpm_paths": FigureEntry(
+        "Random-intercept cross-lagged paths", ("models",),
+        lambda d: within_person_figure("riclpm_paths", d["models"], d.outcome, d.alliance)),
 }  # fmt: skip
 """The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
 ``internal/`` for therapist-level ones): one entry

@@ -39,7 +39,6 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment
-from .distributions import norm_ppf, norm_sf
 from .engine import DEFAULT_ENGINE
 from .errors import NotEstimable
 from .sem import Clusters, MLFit, Model, fit_ml
@@ -48,12 +47,10 @@ __all__ = ["alliance_disaggregated_latent", "latent_model"]
 
 MODEL = "alliance_disaggregated_latent"
 OBSERVED = "alliance_disaggregated_observed"
-TERMS = {
-    "alliance_therapist_mean": "alliance_between",
-    "alliance_client_dev": "alliance_within",
-    "between_minus_within": "contextual",
-}
-"""The observed-mean model's rows under the latent model's names, for the comparison."""
+TERMS = ("alliance_therapist_mean", "alliance_client_dev", "between_minus_within")
+"""The between, within and contextual effects: the observed-mean model's terms
+(:func:`allianceanalysis.models.alliance_disaggregated`), which the latent model's rows share
+so that the two read alike (a latent therapist mean in place of the observed one)."""
 
 
 def latent_model(predictors: list[str], starts: dict[str, float] | None = None) -> Model:
@@ -120,7 +117,6 @@ def _reliability(fit: MLFit, clusters: Clusters) -> float:
 
 
 def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[dict]:
-    crit = norm_ppf(0.975)
     common = {
         "n_obs": clusters.n,
         "n_groups": clusters.n_clusters,
@@ -128,52 +124,23 @@ def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[di
         "message": "; ".join(fit.messages),
     }
     inferred = {
-        "alliance_within": {"bw": 1.0},
-        "alliance_between": {"bb": 1.0},
-        "contextual": {"bb": 1.0, "bw": -1.0},
+        "alliance_therapist_mean": {"bb": 1.0},
+        "alliance_client_dev": {"bw": 1.0},
+        "between_minus_within": {"bb": 1.0, "bw": -1.0},
         **{name: {f"g_{name}": 1.0} for name in controls},
     }
     # Where no maximum was found the parameters are where the optimiser stopped (often far
     # out where the likelihood is unbounded): no estimate is reported, the message says why.
     shown = 1.0 if fit.at_maximum else np.nan
-    rows = []
-    for term, weights in inferred.items():
-        estimate, se = fit.contrast(weights)
-        estimate, se = estimate * shown, se * shown
-        rows.append(
-            tidy.row(
-                MODEL,
-                term,
-                estimate,
-                std_error=se,
-                ci_low=estimate - crit * se,
-                ci_high=estimate + crit * se,
-                p_value=2.0 * norm_sf(abs(estimate / se)),
-                ci_method="wald_observed_information",
-                **common,
-            )
-        )
+    rows = [fit.wald_row(MODEL, term, weights, **common) for term, weights in inferred.items()]
     variances = {
         "var_therapist": "outcome_final~~outcome_final@1",
         "var_residual": "outcome_final~~outcome_final",
         "var_alliance_therapist": "alliance_early~~alliance_early@1",
         "var_alliance_client": "alliance_early~~alliance_early",
     }
-    est = {k: v * shown for k, v in fit.estimates.items()}
-    se = fit.std_errors
-    for term, name in variances.items():
-        rows.append(
-            tidy.row(
-                MODEL,
-                term,
-                est[name],
-                std_error=se[name],
-                ci_low=est[name] - crit * se[name],
-                ci_high=est[name] + crit * se[name],
-                ci_method="wald_observed_information",
-                **common,
-            )
-        )
+    rows += [fit.wald_row(MODEL, term, {name: 1.0}, test=False, **common)
+             for term, name in variances.items()]  # fmt: skip
     rows.append(
         tidy.row(MODEL, "reliability_therapist_mean", _reliability(fit, clusters) * shown, **common)
     )
@@ -184,7 +151,6 @@ def _latent_rows(fit: MLFit, clusters: Clusters, controls: list[str]) -> list[di
 def _observed_rows(observed: pd.DataFrame) -> list[dict]:
     rows = observed[observed["term"].isin(TERMS)].copy()
     rows["model"] = OBSERVED
-    rows["term"] = rows["term"].map(TERMS)
     return rows.to_dict("records")
 
 
@@ -210,8 +176,10 @@ def alliance_disaggregated_latent(
     Returns
     -------
     pandas.DataFrame
-        Model ``alliance_disaggregated_latent``: ``alliance_within`` (bw), ``alliance_between``
-        (bb), ``contextual`` (bb − bw), ``outcome_intake`` and each covariate column, with
+        Model ``alliance_disaggregated_latent``: ``alliance_therapist_mean`` (bb, the
+        between effect of the therapist's latent mean alliance), ``alliance_client_dev`` (bw,
+        within therapists), ``between_minus_within`` (bb − bw, the contextual effect),
+        ``outcome_intake`` and each covariate column, with
         Wald intervals from the observed information (lavaan's with two levels);
         ``var_therapist`` and ``var_residual`` (the outcome's residual variances),
         ``var_alliance_therapist`` and ``var_alliance_client``,

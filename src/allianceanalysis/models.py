@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,8 @@ from . import tidy
 from .covariates import Adjustment, adjusted
 from .custom_models import CustomModel, custom_models_table
 from .derive import client_table, client_tables, session_pairs, session_table
+from .detrended import FORMULAS as DETRENDED_FORMULAS
+from .detrended import MODEL as DETRENDED
 from .detrended import alliance_next_session_detrended
 from .distributions import norm_ppf, norm_sf, t_sf
 from .engine import (
@@ -1101,7 +1103,8 @@ class CatalogueEntry:
     """A model of the catalogue: its function, the table it is fitted to, its formula, which
     of the workflow's :data:`SETTINGS` it takes as keyword arguments, whether its rows are
     therapists (``therapist_level``: its table is internal, :mod:`allianceanalysis.layout`),
-    and what it :data:`NEEDS` of the data (an alliance measure, therapists)."""
+    and what it :data:`NEEDS` of the data (an alliance measure, therapists); a table that
+    holds models beside the entry's own names their formulas in ``companions``."""
 
     function: Callable[..., pd.DataFrame]
     data: str  # one of DATA_TABLES
@@ -1109,6 +1112,8 @@ class CatalogueEntry:
     options: tuple[str, ...] = ("engine",)
     therapist_level: bool = False
     needs: tuple[str, ...] = ("alliance",)
+    companions: Mapping[str, str] = field(default_factory=dict)
+    """The formulas of the other models its table holds, by model name (the APA notes)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(SETTINGS)
@@ -1120,6 +1125,11 @@ class CatalogueEntry:
             raise TypeError(f"unknown table {self.data!r}; one of {', '.join(DATA_TABLES)}")
 
 
+ALLIANCE_DISAGGREGATED_FORMULA = (
+    "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
+    " + (1 | therapist_id)"
+)
+
 CATALOGUE: dict[str, CatalogueEntry] = {
     "alliance_outcome": CatalogueEntry(
         alliance_outcome, "clients",
@@ -1130,9 +1140,8 @@ CATALOGUE: dict[str, CatalogueEntry] = {
         "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
         " (early_change from k = 2)", ("outcome", "alliance", "engine", "adjustment")),
     "alliance_disaggregated": CatalogueEntry(
-        alliance_disaggregated, "clients",
-        "outcome_final ~ outcome_intake + alliance_therapist_mean + alliance_client_dev"
-        " + (1 | therapist_id)", ("engine", "adjustment"), needs=("alliance", "therapists")),
+        alliance_disaggregated, "clients", ALLIANCE_DISAGGREGATED_FORMULA, ("engine", "adjustment"),
+        needs=("alliance", "therapists")),
     "therapist_icc": CatalogueEntry(
         therapist_icc, "clients", "outcome_final ~ outcome_intake + (1 | therapist_id)",
         ("engine", "adjustment"), needs=("therapists",)),
@@ -1175,17 +1184,22 @@ CATALOGUE: dict[str, CatalogueEntry] = {
     "alliance_disaggregated_latent": CatalogueEntry(
         alliance_disaggregated_latent, "clients",
         "level 1: outcome_final ~ bw*alliance_early + outcome_intake; level 2: outcome_final ~ "
-        "bb*alliance_early + outcome_intake (two-level SEM, latent therapist means)",
-        ("engine", "adjustment"), needs=("alliance", "therapists")),
+        "bb*alliance_early + outcome_intake (two-level SEM, latent therapist means; covariates "
+        "at both levels, one coefficient each)",
+        ("engine", "adjustment"), needs=("alliance", "therapists"),
+        companions={"alliance_disaggregated_observed": ALLIANCE_DISAGGREGATED_FORMULA}),
     "alliance_next_session_detrended": CatalogueEntry(
-        alliance_next_session_detrended, "sessions",
-        "outcome_next ~ outcome_detrended + alliance_detrended + alliance_client_mean + session"
-        " + (1 | client_id), beside the undetrended and uncentred-lag models",
-        ("outcome", "alliance", "engine", "adjustment")),
+        alliance_next_session_detrended, "sessions", DETRENDED_FORMULAS[DETRENDED],
+        ("outcome", "alliance", "engine", "adjustment"),
+        companions={m: f"{f}, on the detrended model's pairs"
+                    for m, f in DETRENDED_FORMULAS.items() if m != DETRENDED}),
     "riclpm": CatalogueEntry(
         _riclpm, "sessions",
-        "random-intercept cross-lagged panel model of alliance and outcome over the first six "
-        "sessions (Mulder & Hamaker, 2021)", ("outcome", "alliance", "riclpm_waves")),
+        "random-intercept cross-lagged panel model of alliance and outcome over each case's "
+        "first T attended sessions (riclpm_waves), lagged paths equal over sessions, FIML "
+        "(Mulder & Hamaker, 2021)", ("outcome", "alliance", "riclpm_waves"),
+        companions={"riclpm_unconstrained": "the RI-CLPM with lagged paths free over sessions "
+                                            "(Mulder & Hamaker, 2021)"}),
 }  # fmt: skip
 """The catalogue: table names (``results/<dataset>/published/tables/<name>.csv``, or
 ``internal/`` for therapist-level ones) and their functions."""

@@ -422,7 +422,7 @@ def apa_tables_step(
     def note(name: str, model: str) -> str:
         if name == "custom_models":
             return own.get(model, "")
-        formula = CATALOGUE[name].formula
+        formula = CATALOGUE[name].companions.get(model, CATALOGUE[name].formula)
         level = "session" if name in SESSION_MODELS else "client"
         takes = name in (*CLIENT_MODELS, *SESSION_MODELS, "moderation")
         chosen = [c.column for c in adjusted.for_level(level)] if takes else []

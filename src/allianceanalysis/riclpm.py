@@ -38,7 +38,6 @@ from scipy import stats
 
 from . import tidy
 from .derive import CaseOrder
-from .distributions import norm_ppf, norm_sf
 from .errors import NotEstimable
 from .sem import MLFit, Model, Patterns, fit_ml, saturated_moments
 
@@ -184,29 +183,12 @@ def _baseline(waves: int, starts: dict[str, float]) -> Model:
 
 
 def _rows(model: str, fit: MLFit, n: int, message: str) -> list[dict[str, object]]:
-    crit = norm_ppf(0.975)
-    se = fit.std_errors
     messages = "; ".join(filter(None, [*fit.messages, message]))
-    shown = 1.0 if fit.at_maximum else np.nan  # no maximum found: no estimates
-    rows = []
-    for name, estimate in fit.estimates.items():
-        estimate, s = estimate * shown, se[name] * shown
-        rows.append(
-            tidy.row(
-                model,
-                name,
-                estimate,
-                std_error=s,
-                ci_low=estimate - crit * s,
-                ci_high=estimate + crit * s,
-                p_value=2.0 * norm_sf(abs(estimate / s)),
-                n_obs=n,
-                converged=fit.converged,
-                ci_method="wald_observed_information",
-                message=messages,
-            )
-        )
-    return rows
+    return [
+        fit.wald_row(model, name, {name: 1.0}, n_obs=n, converged=fit.converged,
+                     message=messages)
+        for name in fit.model.names
+    ]  # fmt: skip
 
 
 def riclpm(

@@ -58,6 +58,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
+from . import tidy
+from .distributions import norm_ppf, norm_sf
+
 __all__ = [
     "Clusters",
     "MLFit",
@@ -463,6 +466,21 @@ class MLFit:
         ``:=`` for a linear definition)."""
         w = np.array([weights.get(name, 0.0) for name in self.model.names])
         return float(w @ self.theta), float(np.sqrt(max(w @ self.vcov @ w, 0.0)))
+
+    def wald_row(
+        self, model: str, term: str, weights: dict[str, float], *, test: bool = True, **fields
+    ) -> dict[str, object]:
+        """A tidy row of a linear combination of the parameters with its 95% Wald interval
+        and, with ``test``, its p-value; no estimate where the fit found no maximum (the
+        parameters are then where the optimiser stopped)."""
+        estimate, se = self.contrast(weights)
+        if not self.at_maximum:
+            estimate = se = float("nan")
+        half = norm_ppf(0.975) * se
+        extra = {"p_value": 2.0 * norm_sf(abs(estimate / se))} if test else {}
+        return tidy.row(model, term, estimate, std_error=se, ci_low=estimate - half,
+                        ci_high=estimate + half, ci_method="wald_observed_information",
+                        **extra, **fields)  # fmt: skip
 
 
 def _objective(model: Model, data: Patterns | Clusters):

@@ -63,6 +63,27 @@ TERM_LABELS = {
     "var_client_session": "Session-slope variance",
     "cor_client_session": "Intercept-slope correlation",
     "loglik_reml": "REML log-likelihood",
+    "loglik": "Log-likelihood",
+    "reliability_therapist_mean": "Reliability of the observed therapist mean",
+    "var_alliance_therapist": "Alliance variance, between therapists",
+    "var_alliance_client": "Alliance variance, within therapists",
+    "outcome_detrended": "Outcome, detrended within client",
+    "alliance_detrended": "Alliance, detrended within client (state)",
+    "outcome": "Outcome (uncentred lag)",
+    "nickell_bias_expected": "Expected Nickell bias of the centred lag",
+    "alliance_to_outcome": "Alliance → next outcome (within)",
+    "outcome_to_alliance": "Outcome → next alliance (within)",
+    "alliance_autoregression": "Alliance → next alliance (within)",
+    "outcome_autoregression": "Outcome → next outcome (within)",
+    "var_ri_alliance": "Random-intercept variance, alliance",
+    "var_ri_outcome": "Random-intercept variance, outcome",
+    "cov_ri": "Random-intercept covariance",
+    "cor_ri": "Random-intercept correlation",
+    "chisq": "χ² (model fit)",
+    "cfi": "CFI",
+    "rmsea": "RMSEA (90% CI)",
+    "srmr": "SRMR",
+    "lrt_time_invariance": "χ² difference: paths equal over sessions",
 }
 """How terms read in published tables."""
 MODEL_TITLES = {
@@ -76,6 +97,16 @@ MODEL_TITLES = {
     "rm_corr": "Within-client association of alliance and outcome",
     "growth": "Outcome trajectories with state and trait alliance",
     "dropout": "Early alliance and unplanned ending",
+    "alliance_disaggregated_latent": "Therapist and client parts of the early alliance, "
+    "latent therapist means",
+    "alliance_disaggregated_observed": "Therapist and client parts of the early alliance, "
+    "observed therapist means (beside the latent model)",
+    "alliance_next_session_detrended": "Alliance and next-session outcome, detrended states",
+    "alliance_next_session_same_sample": "Alliance and next-session outcome, person-mean "
+    "centred (the detrended model's pairs)",
+    "alliance_next_session_lag_raw": "Alliance and next-session outcome, uncentred lagged outcome",
+    "riclpm": "Random-intercept cross-lagged panel model, paths equal over sessions",
+    "riclpm_unconstrained": "Random-intercept cross-lagged panel model, paths free",
 }
 """Table titles; ``early_alliance_k<k>`` reads "Early alliance at session k ..."."""
 _BOUNDED = {"partial_r", "partial_r_bootstrap", "r2_alliance", "r2_alliance_bootstrap",
