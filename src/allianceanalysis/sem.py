@@ -484,7 +484,8 @@ class MLFit:
 
 
 def _objective(model: Model, data: Patterns | Clusters):
-    """The log-likelihood and its gradient in the free parameters."""
+    """The log-likelihood, its gradient in the free parameters, and the gradient with the
+    expected information (one evaluation of the moments and their Jacobian serves both)."""
 
     def value(theta: np.ndarray) -> float:
         moments = model.moments(theta)
@@ -492,9 +493,7 @@ def _objective(model: Model, data: Patterns | Clusters):
             return data.loglik(moments[0], moments[1])[0]
         return data.loglik(*moments[0])[0]
 
-    def gradient(theta: np.ndarray) -> np.ndarray:
-        moments = model.moments(theta)
-        jac = model.jacobian(theta)
+    def _gradient(moments: list, jac: list) -> np.ndarray:
         if isinstance(data, Clusters):
             _, (g_w, g_b, g_mu) = data.loglik(moments[0], moments[1], gradient=True)
             (dw, _), (db, dm) = jac
@@ -503,7 +502,14 @@ def _objective(model: Model, data: Patterns | Clusters):
         ds, dm = jac[0]
         return np.einsum("qij,ij->q", ds, g_sigma) + dm @ g_mu
 
-    return value, gradient
+    def gradient(theta: np.ndarray) -> np.ndarray:
+        return _gradient(model.moments(theta), model.jacobian(theta))
+
+    def scored(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        moments, jac = model.moments(theta), model.jacobian(theta)
+        return _gradient(moments, jac), data.information(moments, jac)
+
+    return value, gradient, scored
 
 
 def _scoring(
@@ -514,12 +520,11 @@ def _scoring(
     over patterns, so a step costs about one gradient; scoring gets near the maximum in a
     dozen steps but, with missing data, closes in only linearly. Returns the point and its
     expected information (to start BFGS's curvature from)."""
-    value, gradient = _objective(model, data)
+    value, _, scored = _objective(model, data)
     current = value(theta)
     info = np.eye(theta.size) * data.n
     for _ in range(SCORING_ITERATIONS):
-        g = gradient(theta)
-        info = data.information(model.moments(theta), model.jacobian(theta))
+        g, info = scored(theta)
         if np.max(np.abs(g)) / data.n < SCORING_GRADIENT:
             break
         try:
@@ -581,7 +586,7 @@ def fit_ml(
         Non-convergence, a Hessian that is not negative definite and negative variances are
         in ``messages`` (and the first two in ``converged``).
     """
-    value, gradient = _objective(model, data)
+    value, gradient, scored = _objective(model, data)
     n = data.n
     theta = np.array(model.starts if theta0 is None else theta0, dtype=float)
     messages: list[str] = []
@@ -611,22 +616,16 @@ def fit_ml(
             result.x if near else theta,
             jac=True,
             method="trust-exact",
-            hess=lambda t: data.information(model.moments(t), model.jacobian(t)) / n,
+            hess=lambda t: scored(t)[1] / n,
             options={"gtol": GRADIENT_TOLERANCE, "maxiter": TRUST_ITERATIONS},
         )
     theta = result.x
     if not np.isfinite(result.fun):
         raise np.linalg.LinAlgError("the model's implied covariance is not positive definite")
     if not standard_errors:
-        return MLFit(
-            model,
-            theta,
-            np.full((theta.size, theta.size), np.nan),
-            float(value(theta)),
-            n,
-            bool(reached or result.success),
-            (),
-        )
+        found = bool(reached or result.success)
+        nan = np.full((theta.size, theta.size), np.nan)
+        return MLFit(model, theta, nan, float(value(theta)), n, found, (), found)
     hessian = _hessian(gradient, theta)
     converged = at_maximum = bool(np.max(np.abs(gradient(theta))) / n < 1e-6)
     if not converged:

@@ -83,6 +83,7 @@ __all__ = [
     "PRESETS",
     "SimulatedStudy",
     "SimulationParameters",
+    "padded_ids",
     "rescale",
     "simulate_study",
     "split_items",
@@ -662,6 +663,12 @@ def simulate_study(
     return _assemble(p, seed, rng, data, pop, attended, status)
 
 
+def padded_ids(prefix: str, n: int) -> np.ndarray:
+    """``n`` IDs ``prefix`` + 1 … n, zero-padded to one width (``C001`` … ``C250``): the
+    simulators' client and therapist IDs."""
+    return np.array([f"{prefix}{i + 1:0{len(str(n))}d}" for i in range(n)])
+
+
 def _assemble(
     p: SimulationParameters,
     seed: int,
@@ -674,10 +681,7 @@ def _assemble(
     therapist, therapist_site, feedback = pop.therapist, pop.therapist_site, pop.feedback
     start = pd.Timestamp(p.start_date)
     n_rows = len(data["client"])
-    client_width = len(str(p.n_clients))
-    therapist_width = len(str(p.n_therapists))
-    client_ids = np.array([f"C{i + 1:0{client_width}d}" for i in range(p.n_clients)])
-    therapist_ids = np.array([f"T{j + 1:0{therapist_width}d}" for j in range(p.n_therapists)])
+    client_ids, therapist_ids = padded_ids("C", p.n_clients), padded_ids("T", p.n_therapists)
     site_ids = np.array([f"S{s + 1}" for s in range(p.n_sites)])
     client = data["client"]
     outcome_inst, alliance_inst = get_instrument(p.outcome), get_instrument(p.alliance)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .simulate import padded_ids
+
 __all__ = ["SimulatedWorld", "simulate_contextual", "simulate_panel"]
 
 START = pd.Timestamp("2025-01-06")
@@ -52,10 +54,6 @@ class SimulatedWorld:
 
     sessions: pd.DataFrame
     truth: dict[str, Any]
-
-
-def _ids(prefix: str, n: int) -> np.ndarray:
-    return np.array([f"{prefix}{i + 1:0{len(str(n))}d}" for i in range(n)])
 
 
 def _sessions(
@@ -72,8 +70,10 @@ def _sessions(
     and clipped to the SRS/ORS range."""
     return pd.DataFrame(
         {
-            "client_id": pd.Series(_ids("C", n_clients)[client], dtype="str"),
-            "therapist_id": pd.Series(_ids("T", n_therapists)[therapist[client]], dtype="str"),
+            "client_id": pd.Series(padded_ids("C", n_clients)[client], dtype="str"),
+            "therapist_id": pd.Series(
+                padded_ids("T", n_therapists)[therapist[client]], dtype="str"
+            ),
             "session": session.astype(np.int64),
             "session_date": START + pd.to_timedelta(7 * (session - 1) + client % 28, unit="D"),
             "end_status": pd.Series(status[client], dtype="str"),
