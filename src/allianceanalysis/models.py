@@ -68,6 +68,7 @@ __all__ = [
     "clustered_ols",
     "dropout",
     "early_alliance",
+    "early_alliance_at",
     "fit_model",
     "growth",
     "moderation",
@@ -443,14 +444,28 @@ def early_alliance(
     Flückiger, C., et al. (2020). The reciprocal relationship between alliance and early
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
-    frames = []
-    for k, table in client_tables(sessions, outcome, alliance, early_sessions, adjustment).items():
-        clients = _eligible(table)
-        change = " + early_change" if k > 1 else ""
-        formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
-        fit = fit_lmm(adjusted(formula, clients, adjustment), clients, engine)
-        frames.append(tidy.frame(tidy_fit(f"early_alliance_k{k}", fit)))
+    tables = client_tables(sessions, outcome, alliance, early_sessions, adjustment)
+    frames = [
+        early_alliance_at(table, k, engine=engine, adjustment=adjustment)
+        for k, table in tables.items()
+    ]
     return pd.concat(frames, ignore_index=True)
+
+
+def early_alliance_at(
+    clients: pd.DataFrame,
+    k: int,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+) -> pd.DataFrame:
+    """Model ``early_alliance_k<k>`` of :func:`early_alliance`, fitted to the client table of
+    early session ``k`` (eligible cases)."""
+    clients = _eligible(clients)
+    change = " + early_change" if k > 1 else ""
+    formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
+    fit = fit_lmm(adjusted(formula, clients, adjustment), clients, engine)
+    return tidy.frame(tidy_fit(f"early_alliance_k{k}", fit))
 
 
 def alliance_disaggregated(

@@ -1,0 +1,634 @@
+"""Missing data, faced: the client-level models after multilevel multiple imputation, a
+tipping-point analysis for dropouts' final outcomes, and the missingness pattern.
+
+**Target population.** Every case of the client table (every client, or episode, with at least
+one attended session and its client-level covariates), including cases that never reached the
+early session or left before any outcome after it: their early alliance, early outcome and
+final outcome are imputed. A case missing a client-level covariate stays out (as in the
+complete-case models; its count is in the rows' message).
+
+**Imputation model** (:mod:`allianceanalysis.imputation`), one per early session k the models
+use: the joint two-level normal model of the outcome at sessions 1 … k, the alliance at
+sessions 1 … k and the final outcome (the last one after session k), with therapist random
+intercepts for each, given every case's number of attended sessions (log), how it ended
+(dropout, planned, unknown or ongoing) and the client-level covariates. The early sessions'
+scores carry the information of every attended session up to k; the ending and the number of
+sessions carry why and when a case left. Missing at random given these is the assumption.
+
+**Analyses.** Each catalogue model (:data:`MI_MODELS`) is fitted to each completed data set by
+its own function, with the same engine, and pooled by Rubin's rules (:mod:`allianceanalysis.
+pooling`): coefficients with Barnard-Rubin degrees of freedom (the complete-data ones being the
+fit's); the partial correlation on Fisher's z scale and its square from the pooled
+correlation (Harel, 2009); odds ratios from the pooled log odds; variance components, the ICC
+and R² as the mean over imputations (no interval: Rubin's rules need a standard error).
+
+**Tipping point** (:func:`tipping_point`): the dropouts' imputed final outcomes are shifted by
+delta points towards a worse outcome (a pattern-mixture, delta-adjusted analysis; Carpenter &
+Kenward, 2013, ch. 10) and the alliance-outcome coefficient pooled again at each delta.
+
+References
+----------
+Carpenter, J. R., & Kenward, M. G. (2013). Multiple imputation and its application. Wiley.
+Harel, O. (2009). The estimation of R² and adjusted R² in incomplete data sets using multiple
+imputation. Journal of Applied Statistics, 36(10), 1109-1118.
+van Buuren, S. (2018). Flexible imputation of missing data (2nd ed.). CRC Press.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import tidy
+from .covariates import Adjustment, adjusted
+from .derive import CaseOrder, client_tables
+from .engine import DEFAULT_ENGINE, fit_lmm
+from .errors import NotEstimable
+from .formula import Formula, design
+from .imputation import BETWEEN, BURN_IN, Imputations, impute
+from .instruments import get_instrument
+from .models import (
+    CATALOGUE,
+    NO_THERAPIST_LEVEL,
+    alliance_disaggregated,
+    alliance_outcome,
+    dropout,
+    early_alliance_at,
+    therapist_icc,
+    tidy_fit,
+)
+from .pooling import MI_COLUMNS, Pooled, pool
+
+__all__ = [
+    "DEFAULT_M",
+    "EARLY_SESSIONS",
+    "MI_MODELS",
+    "ImputationData",
+    "ImputedClients",
+    "imputation_data",
+    "impute_clients",
+    "missingness",
+    "multiple_imputation",
+    "tipping_point",
+    "tipping_shifts",
+]
+
+DEFAULT_M = 20
+"""Imputations (the config's ``missing_data.m``). Twenty keep the relative efficiency above
+.98 at a fraction of missing information of .3 and the Monte Carlo error of a pooled estimate
+under a quarter of its between-imputation SD (van Buuren, 2018, sec. 2.8)."""
+
+EARLY_SESSIONS = (1, 2, 3, 4, 5)
+"""The early sessions of ``early_alliance_k*`` (as
+:func:`allianceanalysis.models.early_alliance`)."""
+
+MI_MODELS = ("alliance_outcome", "early_alliance", "alliance_disaggregated", "therapist_icc",
+             "dropout")  # fmt: skip
+"""The client-level catalogue models pooled over imputations (models ``<model>_mi``;
+``early_alliance`` gives ``early_alliance_k<k>_mi``)."""
+
+TIPPING_STEPS = 11
+"""Points of the default delta grid (0 to :data:`TIPPING_SHARE` of the range, in equal
+steps)."""
+
+TIPPING_SHARE = 0.25
+"""The default grid's largest shift as a share of the outcome instrument's range: 10 ORS
+points (0-40), the scale of the shifts in the tipping-point examples of Carpenter & Kenward
+(2013, ch. 10) and of a clinically meaningful difference on the ORS (5 points is its reliable
+change; Miller et al., 2003)."""
+
+SIZE_BANDS = ((1, 9, "1-9 cases"), (10, 29, "10-29 cases"), (30, np.inf, "30 or more cases"))
+"""Therapist size bands of the missingness table (cases per therapist)."""
+
+
+def _ending(clients: pd.DataFrame) -> pd.DataFrame:
+    """The complete predictors of the imputation model besides the covariates."""
+    status = clients.get("end_status")
+    dropped = clients["dropout"].eq(1.0)
+    unknown = clients["dropout"].isna()
+    frame = pd.DataFrame(
+        {
+            "log_sessions": np.log(clients["sessions_attended"].to_numpy(float)),
+            "ending_dropout": dropped.astype(float).to_numpy(),
+            "ending_unknown": unknown.astype(float).to_numpy(),
+        }
+    )
+    if status is not None:
+        frame["ending_ongoing"] = status.eq("ongoing").astype(float).to_numpy()
+    return frame
+
+
+@dataclass(frozen=True)
+class ImputedClients:
+    """The client table of early session ``k`` and ``m`` imputations of its missing scores.
+
+    Attributes
+    ----------
+    base : pandas.DataFrame
+        The population's cases (the client table without cases missing a covariate).
+    variables : list of str
+        The imputed columns (core and early-session scores), in the imputation's order.
+    imputations : Imputations
+    k : int
+    excluded : int
+        Cases left out for a missing client-level covariate.
+    """
+
+    base: pd.DataFrame
+    variables: list[str]
+    imputations: Imputations
+    k: int
+    excluded: int
+
+    @property
+    def m(self) -> int:
+        """The number of imputations."""
+        return self.imputations.m
+
+    def was_missing(self, column: str) -> np.ndarray:
+        """Which cases had ``column`` imputed."""
+        return np.isnan(self.imputations.observed[:, self.variables.index(column)])
+
+    def completed(self, j: int) -> pd.DataFrame:
+        """The ``j``-th completed client table: every case eligible, the derived columns
+        (early change, therapist mean and client deviation of the early alliance) recomputed."""
+        table = self.base.copy()
+        table[self.variables] = self.imputations.completed(j)
+        table["early_change"] = (
+            table["outcome_early"] - table["outcome_intake"] if self.k > 1 else 0.0
+        )
+        table["eligible"], table["exclusion"] = True, ""
+        if "alliance_early" in self.variables:
+            mean = table.groupby("therapist_id", dropna=False)["alliance_early"].transform("mean")
+            table["alliance_therapist_mean"] = mean
+            table["alliance_client_dev"] = table["alliance_early"] - mean
+        return table
+
+
+def _scores(
+    sessions: pd.DataFrame, outcome: str, alliance: str | None, k: int
+) -> dict[str, np.ndarray]:
+    """The early sessions' scores of each case, in client-table order (auxiliaries)."""
+    ordered = CaseOrder(sessions)
+    scores = {f"outcome_s{s}": ordered.at_session(outcome, s).to_numpy(float)
+              for s in range(2, k)}  # fmt: skip
+    if alliance is not None:
+        scores |= {f"alliance_s{s}": ordered.at_session(alliance, s).to_numpy(float)
+                   for s in range(1, k)}  # fmt: skip
+    return scores
+
+
+def impute_clients(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    k: int = 3,
+    *,
+    adjustment: Adjustment | None = None,
+    m: int = DEFAULT_M,
+    seed: int = 0,
+    burn_in: int = BURN_IN,
+    between: int = BETWEEN,
+) -> ImputedClients:
+    """Impute the client table of early session ``k`` ``m`` times (module docstring).
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions.
+    outcome, alliance : str
+        The score columns (``alliance`` None for data without an alliance measure).
+    k : int
+        The early session.
+    adjustment : Adjustment, optional
+        Covariates: client-level ones are predictors of the imputation model.
+    m, seed, burn_in, between : int
+        :func:`allianceanalysis.imputation.impute`.
+
+    Returns
+    -------
+    ImputedClients
+
+    Raises
+    ------
+    NotEstimable
+        When a score the models need is observed in fewer than two cases.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=300, n_therapists=15, seed=3).sessions
+    >>> imp = impute_clients(s, m=2, seed=1, burn_in=20, between=5)
+    >>> bool(imp.completed(0)["outcome_final"].notna().all())
+    True
+    """
+    data = imputation_data(sessions, outcome, alliance, k, adjustment=adjustment)
+    imputations = impute(data.y.to_numpy(float), data.x.to_numpy(float), data.groups, m=m,
+                         seed=seed, burn_in=burn_in, between=between)  # fmt: skip
+    return ImputedClients(data.base, list(data.y.columns), imputations, k, data.excluded)
+
+
+@dataclass(frozen=True)
+class ImputationData:
+    """The imputation model's data (:func:`imputation_data`)."""
+
+    base: pd.DataFrame
+    """The population's client table."""
+    y: pd.DataFrame
+    """The incomplete scores (core, then the early sessions' auxiliaries)."""
+    x: pd.DataFrame
+    """The complete predictors, by their design names (``Intercept`` first)."""
+    groups: np.ndarray | None
+    """Each case's therapist as 0 … T − 1 (None: fewer than two therapists)."""
+    excluded: int
+    """Cases left out for a missing client-level covariate."""
+
+
+def imputation_data(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    k: int = 3,
+    *,
+    adjustment: Adjustment | None = None,
+) -> ImputationData:
+    """The incomplete scores, the complete predictors and the therapists of the imputation
+    model of early session ``k`` (module docstring), on the population's cases.
+
+    Raises
+    ------
+    NotEstimable
+        When a score the models need is observed in fewer than two cases.
+    """
+    table = client_tables(sessions, outcome, alliance, (k,), adjustment)[k]
+    keep = np.ones(len(table), dtype=bool)
+    for spec in adjustment.client_level if adjustment else ():
+        keep &= table[spec.column].notna().to_numpy()
+    base = table[keep].reset_index(drop=True)
+    core = ["outcome_intake", *(["alliance_early"] if alliance else []),
+            *(["outcome_early"] if k > 1 else []), "outcome_final"]  # fmt: skip
+    for column in core:
+        seen = int(base[column].notna().sum())
+        if seen < 2:
+            raise NotEstimable(f"{column} is observed in {seen} cases: nothing to impute from")
+    scores = {name: values[keep] for name, values in _scores(sessions, outcome, alliance, k).items()
+              if np.isfinite(values[keep]).sum() >= 2}  # fmt: skip
+    variables = [*core, *scores]
+    y = np.column_stack([base[core].to_numpy(float), *scores.values()])
+    predictors = _ending(base)
+    terms = adjustment.terms(base, "client") if adjustment else []
+    frame = pd.concat([predictors, base.drop(columns=predictors.columns, errors="ignore")], axis=1)
+    formula = Formula.parse(" + ".join(["outcome_final ~ 1", *predictors.columns, *terms]))
+    fixed = design(formula, frame.assign(outcome_final=0.0))
+    x, names = fixed.x, fixed.terms
+    groups = None
+    if tidy.has_therapists(base):
+        groups = pd.factorize(base["therapist_id"], use_na_sentinel=False)[0]
+    return ImputationData(base, pd.DataFrame(y, columns=variables), pd.DataFrame(x, columns=names),
+                          groups, int((~keep).sum()))  # fmt: skip
+
+
+def _pooled_row(model: str, term: str, p: Pooled, method: str, transform: Callable = float,
+                **common: object) -> dict[str, object]:  # fmt: skip
+    """The tidy row of a pooled estimate, its interval mapped by ``transform``, with the
+    :data:`~allianceanalysis.pooling.MI_COLUMNS`."""
+    interval = {"ci_low": transform(p.ci_low), "ci_high": transform(p.ci_high)}
+    se = {} if transform is not float else {"std_error": float(p.std_error)}
+    row = tidy.row(model, term, transform(p.estimate), **se, **interval,
+                   p_value=float(p.p_value), df=float(p.df), ci_method=f"rubin_{method}",
+                   **common)  # fmt: skip
+    mi = (p.m, float(p.fmi), float(p.riv), float(p.relative_efficiency))
+    return row | dict(zip(MI_COLUMNS, mi, strict=True))
+
+
+def _squared(r: float, low: float, high: float) -> tuple[float, float, float]:
+    """r² and the square of r's interval (0 at the low end when it spans zero)."""
+    ends = sorted([low**2, high**2])
+    return r**2, 0.0 if low < 0 < high else ends[0], ends[1]
+
+
+def _pooled_terms(model: str, term: str, group: pd.DataFrame, terms: set[str],
+                  **common: object) -> list[dict[str, object]]:  # fmt: skip
+    """One term's pooled rows (module docstring: which rule for which term)."""
+    est, se = group["estimate"].to_numpy(float), group["std_error"].to_numpy(float)
+    method = str(group["ci_method"].iloc[0])
+    if term == "partial_r":
+        z_var = 1 / (group["df"].to_numpy(float) - 1)  # df = n - 2 - k; Var(z) = 1/(n - 3 - k)
+        p = pool(np.arctanh(est), z_var, float(group["df"].mean()) - 1)
+        r, low, high = (float(v) for v in np.tanh([p.estimate, p.ci_low, p.ci_high]))
+        square = _squared(r, low, high)
+        return [
+            _pooled_row(model, term, p, method, np.tanh, **common) | {"estimate": r},
+            _pooled_row(model, "r2_alliance", p, method, **common)
+            | {"estimate": square[0], "ci_low": square[1], "ci_high": square[2],
+               "std_error": np.nan},
+        ]  # fmt: skip
+    if np.isfinite(se).all():
+        p = pool(est, se**2, float(group["df"].mean()) if method.endswith("_t") else np.inf)
+        rows = [_pooled_row(model, term, p, method, **common)]
+        if f"odds_ratio_{term}" in terms:
+            rows.append(_pooled_row(model, f"odds_ratio_{term}", p, method, np.exp, **common))
+        return rows
+    if term == "r2_alliance" or term.startswith(("odds_ratio_", "loglik")):
+        return []  # from partial_r's and the log odds' pooled rows; a log-likelihood is not pooled
+    message = f"{common['message']}; the mean of the {len(est)} imputations' estimates (no "
+    message += "standard error to pool by Rubin's rules)"
+    return [tidy.row(model, term, float(est.mean()), **(common | {"message": message}))
+            | {"m": len(est)}]  # fmt: skip
+
+
+def _pool_frames(model: str, frames: list[pd.DataFrame], note: str) -> pd.DataFrame:
+    """Pool one model's tidy rows from each imputation (a term must be in every one)."""
+    stacked = pd.concat(frames, ignore_index=True)
+    terms = set(stacked["term"])
+    rows = []
+    for term, group in stacked.groupby("term", sort=False):
+        if len(group) == len(frames):
+            common = {"n_obs": int(group["n_obs"].max()), "n_groups": group["n_groups"].max(),
+                      "converged": bool(group["converged"].all()), "message": note}  # fmt: skip
+            rows += _pooled_terms(model, str(term), group, terms, **common)
+    table = tidy.frame(rows)
+    table[MI_COLUMNS] = pd.DataFrame(rows, columns=MI_COLUMNS)
+    return table.astype({"m": "Int64"})
+
+
+def _mi_reason(model: str, reason: str) -> pd.DataFrame:
+    table = tidy.reason_frame(model, reason)
+    table[MI_COLUMNS] = [pd.NA, np.nan, np.nan, np.nan]
+    return table.astype({"m": "Int64"})
+
+
+def _model_fits(
+    alliance: str | None, seed: int, engine: str, adjustment: Adjustment | None
+) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
+    """Each pooled model's fit to one completed client table (at the configured k)."""
+    fits: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+        "therapist_icc": lambda t: therapist_icc(t, engine=engine, adjustment=adjustment),
+    }
+    if alliance is not None:
+        fits |= {
+            "alliance_outcome": lambda t: alliance_outcome(
+                t, bootstrap=0, seed=seed, engine=engine, adjustment=adjustment),
+            "alliance_disaggregated": lambda t: alliance_disaggregated(
+                t, engine=engine, adjustment=adjustment),
+            "dropout": dropout,
+        }  # fmt: skip
+    return fits
+
+
+def multiple_imputation(
+    sessions: pd.DataFrame,
+    outcome: str = "ors",
+    alliance: str | None = "srs",
+    early_session: int = 3,
+    *,
+    m: int = DEFAULT_M,
+    seed: int = 0,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+    burn_in: int = BURN_IN,
+    between: int = BETWEEN,
+    early_sessions: Sequence[int] = EARLY_SESSIONS,
+) -> tuple[pd.DataFrame, ImputedClients | None]:
+    """The client-level catalogue after multiple imputation: models ``<model>_mi``.
+
+    Parameters
+    ----------
+    sessions : pandas.DataFrame
+        Validated sessions.
+    outcome, alliance : str
+        The score columns.
+    early_session : int
+        The configured k (``alliance_outcome``, ``alliance_disaggregated``,
+        ``therapist_icc``, ``dropout``); ``early_alliance_k<k>_mi`` for k in
+        :data:`EARLY_SESSIONS` each have their own imputations.
+    m : int
+        Imputations per early session (at least 2).
+    seed : int
+        The seed; each early session's sampler gets its own stream from it.
+    engine : str
+        The mixed-model engine of the fits.
+    adjustment : Adjustment, optional
+        Covariates of the models and of the imputation model.
+    burn_in, between : int
+        The sampler's iterations (:mod:`allianceanalysis.imputation`).
+    early_sessions : sequence of int
+        The k of the ``early_alliance_k<k>_mi`` models (empty: none).
+
+    Returns
+    -------
+    (pandas.DataFrame, ImputedClients or None)
+        Tidy rows with :data:`~allianceanalysis.pooling.MI_COLUMNS`; and the imputations at the
+        configured k (for :func:`tipping_point`), None when they could not be made.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=300, n_therapists=15, seed=3).sessions
+    >>> table, _ = multiple_imputation(s, m=3, seed=1, burn_in=20, between=5)
+    >>> sorted(table["model"].unique())[:2]
+    ['alliance_disaggregated_mi', 'alliance_outcome_mi']
+    """
+    if m < 2:
+        raise ValueError(f"missing_data.m must be at least 2 (Rubin's rules need two); got {m}")
+    early_sessions = tuple(early_sessions) if alliance is not None else ()
+    ks = sorted({early_session, *early_sessions})
+    streams = np.random.SeedSequence(seed).spawn(len(ks))
+    imputed: dict[int, ImputedClients | str] = {}
+    for k, stream in zip(ks, streams, strict=True):
+        try:
+            imputed[k] = impute_clients(
+                sessions, outcome, alliance, k, adjustment=adjustment, m=m,
+                seed=int(stream.generate_state(1)[0]), burn_in=burn_in, between=between,
+            )  # fmt: skip
+        except NotEstimable as exc:
+            imputed[k] = f"the imputation model cannot be estimated: {exc}"
+    frames = []
+    main = imputed[early_session]
+    population = (
+        main.base
+        if isinstance(main, ImputedClients)
+        else client_tables(sessions, outcome, alliance, (early_session,))[early_session]
+    )
+    fits = _model_fits(alliance, seed, engine, adjustment)
+    fits |= {f"early_alliance_k{k}": (
+        lambda t, k=k: early_alliance_at(t, k, engine=engine, adjustment=adjustment))
+        for k in early_sessions}  # fmt: skip
+    for name, fit in fits.items():
+        entry = CATALOGUE[name.split("_k")[0] if name.startswith("early_alliance") else name]
+        reason = tidy.unmet_need(entry.needs, population, alliance)
+        source = imputed[int(name.rsplit("_k", 1)[1])] if name.startswith("early") else main
+        frames.append(_pooled_model(f"{name}_mi", reason or source, fit))
+    order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
+    table = pd.concat(frames, ignore_index=True)
+    rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
+    table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+    return table, main if isinstance(main, ImputedClients) else None
+
+
+def _note(imputed: ImputedClients) -> str:
+    parts = [f"{imputed.m} imputations of {len(imputed.base)} cases (two-level joint model, "
+             f"early session {imputed.k})"]  # fmt: skip
+    if imputed.excluded:
+        parts.append(f"{imputed.excluded} cases missing a covariate left out")
+    if not tidy.has_therapists(imputed.base):
+        parts.append(NO_THERAPIST_LEVEL)
+    return "; ".join(parts)
+
+
+def _pooled_model(
+    model: str,
+    imputed: ImputedClients | str,
+    fit: Callable[[pd.DataFrame], pd.DataFrame],
+) -> pd.DataFrame:
+    """One model fitted to every completed table and pooled; a reason row when the data
+    cannot support it (``imputed`` is then the reason)."""
+    if isinstance(imputed, str):
+        return _mi_reason(model, imputed)
+    try:
+        frames = [fit(imputed.completed(j)) for j in range(imputed.m)]
+    except NotEstimable as exc:
+        return _mi_reason(model, str(exc))
+    if any((frame["term"] == "not_fitted").any() for frame in frames):
+        reason = next(f for f in frames if (f["term"] == "not_fitted").any())["message"].iloc[0]
+        return _mi_reason(model, str(reason).removeprefix("not computed: "))
+    table = _pool_frames(model, frames, _note(imputed))
+    return table.assign(model=model)
+
+
+def tipping_shifts(outcome: str, shifts: Sequence[float] | None = None) -> np.ndarray:
+    """The delta grid in the outcome instrument's points: ``shifts`` as given (signed: a
+    negative delta lowers the score), or by default 0 to :data:`TIPPING_SHARE` of the
+    instrument's range in :data:`TIPPING_STEPS` steps towards a worse outcome (down for an
+    instrument where higher is better, up for a symptom scale).
+
+    Examples
+    --------
+    >>> tipping_shifts("ors").tolist()[:3]
+    [0.0, -1.0, -2.0]
+    >>> tipping_shifts("phq9").tolist()[-1]
+    6.75
+    >>> tipping_shifts("ors", [0, 3]).tolist()
+    [0.0, 3.0]
+    """
+    if shifts is not None:
+        return np.asarray(shifts, dtype=float)
+    inst = get_instrument(outcome)
+    worse = -1.0 if inst.higher_is_better else 1.0
+    span = TIPPING_SHARE * (inst.total_max - inst.total_min)
+    return worse * np.linspace(0.0, span, TIPPING_STEPS) + 0.0
+
+
+def tipping_point(
+    imputed: ImputedClients,
+    outcome: str = "ors",
+    shifts: Sequence[float] | None = None,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    adjustment: Adjustment | None = None,
+    level: float = 0.05,
+) -> pd.DataFrame:
+    """How far from missing at random before the alliance-outcome association changes?
+
+    For each delta of :func:`tipping_shifts`, the final outcomes imputed for dropouts are
+    shifted by delta (by default towards a worse outcome), ``alliance_outcome``'s fixed part
+    is fitted to each completed table and its ``alliance_early`` coefficient pooled. Rows
+    ``alliance_early`` (one per delta, column ``delta``), then ``tipping_delta_significance``
+    (the first delta at which the pooled p-value reaches ``level``) and ``tipping_delta_sign``
+    (the first at which the estimate's sign differs from that at delta 0): their estimate is
+    the delta, missing with a message when the grid does not reach it.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=300, n_therapists=15, seed=3).sessions
+    >>> imp = impute_clients(s, m=3, seed=1, burn_in=20, between=5)
+    >>> t = tipping_point(imp, shifts=[0, -5])
+    >>> t["delta"].tolist()[:2]
+    [0.0, -5.0]
+    """
+    model = "tipping_point"
+    deltas = tipping_shifts(outcome, shifts)
+    shifted = imputed.was_missing("outcome_final") & imputed.base["dropout"].eq(1.0).to_numpy()
+    completed = [imputed.completed(j) for j in range(imputed.m)]
+    base_formula = "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"
+    formula = adjusted(base_formula, imputed.base, adjustment)
+    note = f"{_note(imputed)}; {int(shifted.sum())} dropouts' imputed final outcomes shifted"
+    frames = []
+    for delta in deltas:
+        fits = []
+        for table in completed:
+            final = table["outcome_final"].to_numpy(float) + delta * shifted
+            fit = fit_lmm(formula, table.assign(outcome_final=final), engine)
+            rows = tidy.frame(tidy_fit(model, fit))
+            fits.append(rows[rows["term"] == "alliance_early"])
+        frames.append(_pool_frames(model, fits, note).assign(delta=delta))
+    table = pd.concat(frames, ignore_index=True)
+    return pd.concat([table, _tipping_rows(table, level, note)], ignore_index=True)
+
+
+def _tipping_rows(table: pd.DataFrame, level: float, note: str) -> pd.DataFrame:
+    """The first delta of lost significance and of a changed sign."""
+    sign0 = np.sign(table["estimate"].iloc[0])
+    significant0 = table["p_value"].iloc[0] < level
+    checks = {
+        "tipping_delta_significance": (table["p_value"] >= level) if significant0 else None,
+        "tipping_delta_sign": np.sign(table["estimate"]) != sign0,
+    }
+    rows = []
+    for term, hit in checks.items():
+        if hit is None:
+            message = f"not significant at delta 0 (p = {table['p_value'].iloc[0]:.3g})"
+            rows.append(tidy.row("tipping_point", term, np.nan, message=message))
+        elif hit.any():
+            delta = float(table.loc[hit.idxmax(), "delta"])
+            rows.append(tidy.row("tipping_point", term, delta, message=note))
+        else:
+            last = float(table["delta"].iloc[-1])
+            message = f"not reached within the grid (to delta {last:g})"
+            rows.append(tidy.row("tipping_point", term, np.nan, message=message))
+    out = tidy.frame(rows)
+    out[MI_COLUMNS] = [pd.NA, np.nan, np.nan, np.nan]
+    return out.astype({"m": "Int64"})
+
+
+def missingness(clients: pd.DataFrame, alliance: str | None = "srs") -> pd.DataFrame:
+    """Which pieces of the client-level models are missing how often, by therapist size band.
+
+    One row per piece (``outcome_intake``, ``alliance_early``, ``outcome_early``,
+    ``outcome_final`` and ``any``: a case missing one that ``alliance_outcome`` needs, so left
+    out of the complete-case models) and band of
+    :data:`SIZE_BANDS` (and ``all``): ``cases``, ``missing`` and ``share``. Counts are raw
+    here; published copies go through :mod:`allianceanalysis.disclosure`.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"therapist_id": ["a"] * 3, "outcome_intake": [1.0, None, 2.0],
+    ...                   "alliance_early": [1.0, 1.0, None], "outcome_early": [1.0] * 3,
+    ...                   "outcome_final": [1.0, None, None]})
+    >>> missingness(c).query("band == 'all'")[["piece", "missing"]].values.tolist()[-1]
+    ['any', 2]
+    """
+    pieces = ["outcome_intake", *(["alliance_early"] if alliance else []), "outcome_early",
+              "outcome_final"]  # fmt: skip
+    missing = clients[pieces].isna()
+    needed = ["outcome_intake", *(["alliance_early"] if alliance else []), "outcome_final"]
+    missing["any"] = missing[needed].any(axis=1)
+    size = clients.groupby("therapist_id", dropna=False)["therapist_id"].transform("size")
+    size = size.fillna(len(clients)).to_numpy()
+    bands = np.full(len(clients), "", dtype=object)
+    for low, high, label in SIZE_BANDS:
+        bands[(size >= low) & (size <= high)] = label
+    rows = []
+    for label in [*(b[2] for b in SIZE_BANDS), "all"]:
+        chosen = np.ones(len(clients), dtype=bool) if label == "all" else bands == label
+        if not chosen.any():
+            continue
+        for piece in missing.columns:
+            count = int(missing.loc[chosen, piece].sum())
+            rows.append({"piece": piece, "band": label, "cases": int(chosen.sum()),
+                         "missing": count, "share": count / int(chosen.sum())})  # fmt: skip
+    return pd.DataFrame(rows)
