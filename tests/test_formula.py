@@ -172,3 +172,17 @@ def test_a_design_built_by_chunks_equals_the_whole(monkeypatch) -> None:
     chunks = design(formula, data)
     assert chunks.terms == whole.terms
     np.testing.assert_array_equal(chunks.x, whole.x)
+
+
+def test_text_columns_are_encoded_directly_as_formulaic_encodes_them() -> None:
+    from allianceanalysis.formula import _formulaic_design
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60),
+                          "band": rng.choice(["61+", "18-25", "26-35"], 60),
+                          "site": rng.choice(["b", "a"], 60)})  # fmt: skip
+    formula = Formula.parse("y ~ x + band + site")
+    fixed = design(formula, frame)
+    x, terms = _formulaic_design(formula, frame)
+    assert fixed.terms == terms == ["Intercept", "x", "band26-35", "band61+", "siteb"]
+    np.testing.assert_array_equal(fixed.x, x)

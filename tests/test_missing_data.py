@@ -209,3 +209,32 @@ def test_an_unestimable_model_in_one_imputation_is_a_row_not_a_traceback(demo_se
     imputed = impute_clients(demo_sessions, m=2, seed=1, **QUICK)
     row = _pooled_model("x_mi", imputed, refuse)
     assert row["term"].tolist() == ["not_fitted"]
+
+
+def test_published_missingness_hides_every_band_of_a_piece_with_a_small_one(
+    demo_sessions,
+) -> None:
+    from allianceanalysis.derive import client_table
+    from allianceanalysis.disclosure import DisclosurePolicy
+    from allianceanalysis.missing_data import missingness_rows
+
+    rows = missingness_rows(missingness(client_table(demo_sessions)), DisclosurePolicy(5))
+    intake = rows[rows["term"].str.startswith("missing_outcome_intake_")]
+    assert intake["message"].str.startswith("suppressed").all()  # 1 and 2 of 11 in two bands
+    assert rows.query("term == 'missing_outcome_intake'")["estimate"].notna().all()
+
+
+def test_missing_data_step_writes_every_table(demo_sessions, tmp_path) -> None:
+    from allianceanalysis.pipeline import missing_data_step
+
+    sessions = tmp_path / "sessions.parquet"
+    demo_sessions.to_parquet(sessions)
+    out = {name: tmp_path / f"{name}.csv" for name in
+           ("imputed", "tipping", "pattern", "published_pattern")}  # fmt: skip
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "seed": 1,
+               "engine": "lmm", "adjustment": None}  # fmt: skip
+    missing_data_step(sessions, **out, options=options,
+                      settings={"m": 2, "tipping_shifts": [0, -5]})  # fmt: skip
+    tipping = pd.read_csv(out["tipping"])
+    assert tipping["delta"].dropna().tolist() == [0.0, -5.0]
+    assert set(pd.read_csv(out["imputed"])["model"]) >= {"alliance_outcome_mi", "dropout_mi"}

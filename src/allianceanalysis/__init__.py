@@ -20,6 +20,9 @@ Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.latent_disaggregation`, :mod:`~allianceanalysis.detrended` and
     :mod:`~allianceanalysis.riclpm` (within or between: latent means, detrended states, the
     RI-CLPM), :mod:`~allianceanalysis.sem` (structural equation ML on sufficient statistics),
+    :mod:`~allianceanalysis.missing_data`, :mod:`~allianceanalysis.imputation` and
+    :mod:`~allianceanalysis.pooling` (multilevel multiple imputation, Rubin's rules, the
+    tipping point),
     :mod:`~allianceanalysis.pooled` (meta-analysis across sites and datasets),
     :mod:`~allianceanalysis.effects` (change indices and KPIs),
     :mod:`~allianceanalysis.clinical_significance` (reliable change, cut-offs, categories),

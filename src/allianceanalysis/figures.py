@@ -51,6 +51,7 @@ __all__ = [
     "early_alliance_by_k",
     "expected_response",
     "feedback_effects",
+    "missing_data_plot",
     "outcome_trajectories",
     "pooled_forest",
     "power_plot",
@@ -58,6 +59,7 @@ __all__ = [
     "save_figure",
     "shrinkage_plot",
     "therapist_caterpillar",
+    "tipping_point_plot",
 ]
 
 PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4",
@@ -1021,6 +1023,130 @@ def within_or_between(
     return figure
 
 
+MISSING_DATA_TERMS = (
+    ("alliance_outcome", "alliance_early", "Alliance → outcome"),
+    *((f"early_alliance_k{k}", "alliance_early", f"Early alliance, k = {k}") for k in range(1, 6)),
+    ("alliance_disaggregated", "alliance_therapist_mean", "Therapist mean alliance"),
+    ("alliance_disaggregated", "alliance_client_dev", "Client deviation"),
+)
+"""The alliance coefficients of :func:`missing_data_plot`: model, term and label."""
+
+
+def missing_data_plot(
+    models: pd.DataFrame,
+    imputed: pd.DataFrame,
+    pattern: pd.DataFrame,
+    outcome: str | Instrument = "ors",
+    alliance: str | Instrument = "srs",
+) -> Figure:
+    """Complete-case and imputed estimates side by side, beside the missingness pattern.
+
+    Left, each alliance coefficient of :data:`MISSING_DATA_TERMS` with its 95% interval from
+    the complete-case model (``models``) and after multiple imputation (``imputed``, models
+    ``<model>_mi``); right, the share of cases missing each piece, for all cases and by
+    therapist size band (``pattern``: the published rows of
+    :func:`allianceanalysis.missing_data.missingness_rows`; suppressed ones are left out).
+
+    Examples
+    --------
+    >>> cc = pd.DataFrame({"model": ["alliance_outcome"], "term": ["alliance_early"],
+    ...                    "estimate": [0.5], "ci_low": [0.3], "ci_high": [0.7]})
+    >>> mi = cc.assign(model="alliance_outcome_mi", estimate=0.6)
+    >>> pattern = pd.DataFrame({"term": ["missing_any"], "estimate": [0.3],
+    ...                         "message": ["any missing, all cases"]})
+    >>> [a.get_title() for a in missing_data_plot(cc, mi, pattern).axes]
+    ['Complete cases and imputed', 'Missing pieces']
+    """
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    left, right = figure.subplots(1, 2, width_ratios=[1.2, 1])
+    found = [(label, _term_row(models, model, term), _term_row(imputed, f"{model}_mi", term))
+             for model, term, label in MISSING_DATA_TERMS]  # fmt: skip
+    found = [item for item in found if item[1] is not None or item[2] is not None]
+    positions = np.arange(len(found))[::-1]
+    for offset, index, name, color in ((0.15, 1, "complete cases", PALETTE[0]),
+                                       (-0.15, 2, "multiple imputation", PALETTE[1])):  # fmt: skip
+        shown = [(pos, item[index]) for pos, item in zip(positions, found, strict=True)
+                 if item[index] is not None and np.isfinite(item[index]["estimate"])]  # fmt: skip
+        if not shown:
+            continue
+        est = np.array([row["estimate"] for _, row in shown])
+        err = np.array([[row["estimate"] - row["ci_low"], row["ci_high"] - row["estimate"]]
+                        for _, row in shown]).T  # fmt: skip
+        left.errorbar(est, [pos + offset for pos, _ in shown], xerr=err, fmt="o", capsize=3,
+                      color=color, label=name)  # fmt: skip
+    left.axvline(0, color="0.6", linewidth=0.8)
+    left.set_yticks(positions, [item[0] for item in found], fontsize=8)
+    left.set_xlabel(f"{outcome.short} points per {alliance.short} point (95% CI)")
+    left.set_title("Complete cases and imputed", fontsize=10)
+    if found:
+        left.legend(fontsize=8, loc="lower right")
+    shown = pattern[pattern["estimate"].notna()].copy()
+    shown["piece"] = shown["message"].str.split(" missing, ").str[0]
+    shown["band"] = shown["message"].str.split(" missing, ").str[1]
+    order = ["outcome_intake", "alliance_early", "outcome_early", "outcome_final", "any"]
+    pieces = sorted(dict.fromkeys(shown["piece"]),
+                    key=lambda p: order.index(p) if p in order else len(order))  # fmt: skip
+    bands = list(dict.fromkeys(shown["band"]))
+    width = 0.8 / max(len(bands), 1)
+    for j, band in enumerate(bands):
+        rows = shown[shown["band"] == band].set_index("piece").reindex(pieces)
+        right.bar(np.arange(len(pieces)) + j * width, rows["estimate"], width, label=band,
+                  color=PALETTE[j % len(PALETTE)])  # fmt: skip
+    right.set_xticks(np.arange(len(pieces)) + width * (len(bands) - 1) / 2,
+                     [p.replace("_", " ") for p in pieces], fontsize=8, rotation=20)  # fmt: skip
+    right.set_ylabel("Share of cases missing")
+    right.set_title("Missing pieces", fontsize=10)
+    if bands:
+        right.legend(fontsize=7)
+    return figure
+
+
+def tipping_point_plot(tipping: pd.DataFrame, outcome: str | Instrument = "ors",
+                       alliance: str | Instrument = "srs") -> Figure:  # fmt: skip
+    """The alliance-outcome coefficient and its 95% interval against the shift ``delta`` of
+    the dropouts' imputed final outcomes (:func:`allianceanalysis.missing_data.tipping_point`),
+    the shifts where it loses significance or changes sign marked.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"term": ["alliance_early"] * 2, "delta": [0.0, -5.0],
+    ...                      "estimate": [0.5, 0.4], "ci_low": [0.2, 0.1],
+    ...                      "ci_high": [0.8, 0.7], "message": ""})
+    >>> tipping_point_plot(rows).axes[0].get_xlabel()
+    "Shift of dropouts' imputed final ORS (points)"
+    """
+    outcome, alliance = _instrument(outcome), _instrument(alliance)
+    axis = Figure(figsize=(6.5, 4.2), layout="constrained").subplots()
+    grid = tipping[tipping["term"] == "alliance_early"].sort_values("delta")
+    if grid.empty or grid["estimate"].isna().all():
+        reason = tipping["message"].dropna().astype(str)
+        text = reason.iloc[0] if len(reason) else "no tipping-point analysis in this run"
+        axis.text(0.5, 0.5, textwrap.fill(text, 60), ha="center", va="center", fontsize=9)
+        axis.set_axis_off()
+        return axis.figure
+    axis.fill_between(grid["delta"], grid["ci_low"], grid["ci_high"], color=PALETTE[0],
+                      alpha=0.2, linewidth=0)  # fmt: skip
+    axis.plot(grid["delta"], grid["estimate"], "o-", color=PALETTE[0], label="pooled estimate")
+    axis.axhline(0, color="0.6", linewidth=0.8)
+    for term, label, style in (("tipping_delta_significance", "loses significance", "--"),
+                               ("tipping_delta_sign", "changes sign", ":")):  # fmt: skip
+        row = tipping[tipping["term"] == term]
+        if len(row) and np.isfinite(row["estimate"].iloc[0]):
+            at = row["estimate"].iloc[0]
+            axis.axvline(at, color="0.3", linestyle=style, label=label)
+    summary = tipping["term"].str.startswith("tipping_delta_") & tipping["estimate"].isna()
+    unreached = tipping.loc[summary, "message"].dropna().astype(str)
+    if len(unreached):
+        axis.text(0.02, 0.02, "Sign and significance: " + unreached.iloc[-1],
+                  transform=axis.transAxes, fontsize=8, color="0.3")  # fmt: skip
+    axis.set_xlabel(f"Shift of dropouts' imputed final {outcome.short} (points)")
+    axis.set_ylabel(f"{outcome.short} points per {alliance.short} point")
+    axis.set_title("Tipping point: how far from missing at random?", fontsize=10)
+    axis.legend(fontsize=8)
+    return axis.figure
+
+
 FIGURE_INPUTS = {
     "sessions": "internal/derived/sessions.parquet",
     "change_cases": "internal/derived/clinical_significance.parquet",
@@ -1032,6 +1158,9 @@ FIGURE_INPUTS = {
     "calibration": "internal/tables/dropout_calibration.csv",
     "sequences": "internal/derived/rupture_sequences.parquet",
     "curves": "published/tables/expected_response_curves.csv",
+    "imputed": "published/tables/multiple_imputation.csv",
+    "tipping": "published/tables/tipping_point.csv",
+    "missingness": "published/tables/missingness.csv",
 }
 """The files of ``results/<dataset>/`` that figures are drawn from, by name
 (:mod:`allianceanalysis.layout`)."""
@@ -1162,6 +1291,13 @@ FIGURES: dict[str, FigureEntry] = {
     "riclpm_paths": FigureEntry(
         "Random-intercept cross-lagged paths", ("models",),
         lambda d: within_person_figure("riclpm_paths", d["models"], d.outcome, d.alliance)),
+    "missing_data": FigureEntry(
+        "Complete cases and multiple imputation", ("models", "imputed", "missingness"),
+        lambda d: missing_data_plot(d["models"], d["imputed"], d["missingness"], d.outcome,
+                                    d.alliance)),
+    "tipping_point": FigureEntry(
+        "Tipping point of the alliance-outcome association", ("tipping",),
+        lambda d: tipping_point_plot(d["tipping"], d.outcome, d.alliance)),
 }  # fmt: skip
 """The per-dataset figures, ``results/<dataset>/published/figures/<name>.png`` (and ``.svg``;
 ``internal/`` for therapist-level ones): one entry

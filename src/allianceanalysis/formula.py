@@ -419,12 +419,9 @@ def design(formula: Formula, frame: pd.DataFrame) -> Design:
     ['Intercept', 'I(x^2)']
     """
     plain = formula.plain_fixed
-    if plain is not None and not any(pd.api.types.is_bool_dtype(frame[c]) or
-                                     not pd.api.types.is_numeric_dtype(frame[c])
-                                     for c in plain):  # fmt: skip
+    if plain is not None and all(_plain_kind(frame[c]) for c in plain):
         # column names alone (and "1") always have an intercept: "0", "- 1" go through formulaic
-        x = np.column_stack([np.ones(len(frame)), *(frame[c].to_numpy(dtype=float) for c in plain)])
-        terms = ["Intercept", *plain]
+        x, terms = _plain_design(plain, frame)
     else:
         x, terms = _formulaic_design(formula, frame)
     if not np.isfinite(x).all():
@@ -436,6 +433,34 @@ def design(formula: Formula, frame: pd.DataFrame) -> Design:
         keep = [j for j in range(x.shape[1]) if j not in aliased]
         return Design(x[:, keep], [terms[j] for j in keep], tuple(terms[j] for j in aliased))
     return Design(x, terms)
+
+
+def _plain_kind(column: pd.Series) -> str | None:
+    """``"number"`` or ``"text"`` for a column the plain path stacks directly (a number, or
+    plain text: encoded as R's ``model.matrix`` encodes a character column); None for any
+    other (logical, categorical: formulaic)."""
+    if pd.api.types.is_bool_dtype(column) or isinstance(column.dtype, pd.CategoricalDtype):
+        return None
+    if pd.api.types.is_numeric_dtype(column):
+        return "number"
+    return "text" if pd.api.types.is_string_dtype(column) else None
+
+
+def _plain_design(plain: tuple[str, ...], frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The model matrix of an intercept and column names alone: a number as it is, a text
+    column as treatment indicators of its levels after the first (sorted, as formulaic sorts
+    them; named ``<column><level>`` as R does)."""
+    columns, terms = [np.ones(len(frame))], ["Intercept"]
+    for name in plain:
+        if _plain_kind(frame[name]) == "number":
+            columns.append(frame[name].to_numpy(dtype=float))
+            terms.append(name)
+            continue
+        codes, levels = pd.factorize(frame[name], sort=True)
+        for j, level in enumerate(levels[1:], start=1):
+            columns.append((codes == j).astype(float))
+            terms.append(f"{name}{level}")
+    return np.column_stack(columns), terms
 
 
 CHUNK_ROWS = 50_000

@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, sparse, stats
+from scipy import sparse
 
 from .errors import NotEstimable
 
@@ -85,8 +85,15 @@ class Imputations:
 
 
 def _inverse_wishart(df: float, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw of an inverse-Wishart(``df``, ``scale``) matrix."""
-    return np.atleast_2d(stats.invwishart.rvs(df=df, scale=scale, random_state=rng))
+    """One draw of an inverse-Wishart(``df``, ``scale``) matrix, by Bartlett's decomposition of
+    the Wishart(``df``, ``scale``^-1) draw it inverts (as ``scipy.stats.invwishart``;
+    ``tests/test_imputation.py`` checks the two agree in distribution)."""
+    d = len(scale)
+    lower = np.linalg.cholesky(np.linalg.inv(scale))
+    bartlett = np.tril(rng.standard_normal((d, d)), -1)
+    bartlett[np.diag_indices(d)] = np.sqrt(rng.chisquare(df - np.arange(d)))
+    factor = lower @ bartlett
+    return np.linalg.inv(factor @ factor.T)
 
 
 class _Patterns:
@@ -129,8 +136,8 @@ class _Sampler:
         self.row_order = np.argsort(inc, kind="stable")
         xc, yc = x[complete], y[complete]
         self.xtx = x.T @ x
-        self.xtx_inv = linalg.inv(self.xtx)
-        self.xtx_inv_chol = linalg.cholesky(self.xtx_inv, lower=True)
+        self.xtx_inv = np.linalg.inv(self.xtx)
+        self.xtx_inv_chol = np.linalg.cholesky(self.xtx_inv)
         self.xty_fixed = xc.T @ yc
         self.yty_fixed = yc.T @ yc
         if groups is None:
@@ -171,7 +178,7 @@ class _Sampler:
             self._draw_random_effects(zy - self.zx @ self.beta)
             xty_star = xty - self.zx.T @ self.b
         noise = self.rng.standard_normal((self.p, self.d))
-        chol = linalg.cholesky(self.sigma, lower=True)
+        chol = np.linalg.cholesky(self.sigma)
         self.beta = self.xtx_inv @ xty_star + self.xtx_inv_chol @ noise @ chol.T
         cross = self._residual_cross_products(xty, yty, zy)
         self.sigma = _inverse_wishart(self.n + self.d, cross + np.eye(self.d), self.rng)
@@ -193,11 +200,11 @@ class _Sampler:
     def _draw_random_effects(self, sums: np.ndarray) -> None:
         """b_t | Y, B, Sigma, Psi for every therapist at once (simultaneous diagonalisation of
         Sigma^-1 and Psi^-1: the posterior precision Psi^-1 + n_t Sigma^-1 in one basis)."""
-        chol = linalg.cholesky(self.sigma, lower=True)
-        psi_inv = linalg.inv(self.psi)
-        lam, q = linalg.eigh(chol.T @ psi_inv @ chol)
+        chol = np.linalg.cholesky(self.sigma)
+        psi_inv = np.linalg.inv(self.psi)
+        lam, q = np.linalg.eigh(chol.T @ psi_inv @ chol)
         w = chol @ q
-        u = linalg.solve_triangular(chol, sums.T, lower=True).T @ q
+        u = np.linalg.solve(chol, sums.T).T @ q
         scale = lam[None, :] + self.n_t[:, None]
         z = self.rng.standard_normal(u.shape)
         self.b = (u / scale + z / np.sqrt(scale)) @ w.T

@@ -45,6 +45,8 @@ import pandas as pd
 from . import tidy
 from .covariates import Adjustment, adjusted
 from .derive import CaseOrder, client_tables
+from .disclosure import DisclosurePolicy, suppress_small_rows
+from .effects import wilson_interval
 from .engine import DEFAULT_ENGINE, fit_lmm
 from .errors import NotEstimable
 from .formula import Formula, design
@@ -71,6 +73,7 @@ __all__ = [
     "imputation_data",
     "impute_clients",
     "missingness",
+    "missingness_rows",
     "multiple_imputation",
     "tipping_point",
     "tipping_shifts",
@@ -283,7 +286,7 @@ def imputation_data(
     frame = pd.concat([predictors, base.drop(columns=predictors.columns, errors="ignore")], axis=1)
     formula = Formula.parse(" + ".join(["outcome_final ~ 1", *predictors.columns, *terms]))
     fixed = design(formula, frame.assign(outcome_final=0.0))
-    x, names = fixed.x, fixed.terms
+    x, names = _identified(fixed.x, fixed.terms, ~np.isnan(y))
     groups = None
     if tidy.has_therapists(base):
         groups = pd.factorize(base["therapist_id"], use_na_sentinel=False)[0]
@@ -338,6 +341,32 @@ def _pooled_terms(model: str, term: str, group: pd.DataFrame, terms: set[str],
     message += "standard error to pool by Rubin's rules)"
     return [tidy.row(model, term, float(est.mean()), **(common | {"message": message}))
             | {"m": len(est)}]  # fmt: skip
+
+
+def _identified(
+    x: np.ndarray, names: list[str], observed: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """The predictors whose coefficients every score's observed cases identify: a column
+    (other than the intercept) is dropped when, among the cases observing some score, it is a
+    combination of the columns before it — as the ending ``dropout`` is for the final outcome
+    when every dropout left before it (nothing observed says how dropouts' final outcomes
+    differ; under a flat prior the sampler would wander)."""
+    grams = [x[seen].T @ x[seen] for seen in observed.T]
+    keep = [0]
+    for j in range(1, x.shape[1]):
+        block = np.ix_([*keep, j], [*keep, j])
+        if all(_full_rank(gram[block]) for gram in grams):
+            keep.append(j)
+    return x[:, keep], [names[j] for j in keep]
+
+
+def _full_rank(gram: np.ndarray) -> bool:
+    """Whether a cross-product matrix is of full rank: the smallest eigenvalue of its
+    correlation form above 1e-10 (an exact dependence leaves rounding error, ~1e-16)."""
+    scale = np.sqrt(np.diag(gram))
+    if (scale == 0).any():
+        return False
+    return bool(np.linalg.eigvalsh(gram / np.outer(scale, scale))[0] > 1e-10)
 
 
 def _pool_frames(model: str, frames: list[pd.DataFrame], note: str) -> pd.DataFrame:
@@ -632,3 +661,47 @@ def missingness(clients: pd.DataFrame, alliance: str | None = "srs") -> pd.DataF
             rows.append({"piece": piece, "band": label, "cases": int(chosen.sum()),
                          "missing": count, "share": count / int(chosen.sum())})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def missingness_rows(table: pd.DataFrame, policy: DisclosurePolicy | None = None) -> pd.DataFrame:
+    """:func:`missingness` as tidy rows (model ``missingness``, term ``missing_<piece>`` for all
+    cases and ``missing_<piece>_<band>`` per therapist size band: the share missing with its
+    Wilson interval, ``n_obs`` the band's cases), fit to publish under ``policy``.
+
+    A row resting on a small count is suppressed (:func:`~allianceanalysis.disclosure.
+    suppress_small_rows`); the bands of a piece add up to its row for all cases, so when one of
+    them is suppressed every band of that piece is (a single hidden one could be worked out).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"therapist_id": ["a"] * 20, "outcome_intake": [1.0] * 20,
+    ...                   "alliance_early": [1.0] * 18 + [None] * 2, "outcome_early": 1.0,
+    ...                   "outcome_final": 1.0})
+    >>> rows = missingness_rows(missingness(c), DisclosurePolicy(5))
+    >>> rows.set_index("term").loc["missing_alliance_early", "message"][:10]
+    'suppressed'
+    """
+    rows = []
+    for record in table.itertuples(index=False):
+        band = "" if record.band == "all" else "_" + record.band.split(" ")[0].replace("-", "_")
+        low, high = wilson_interval(record.missing, record.cases)
+        where = "all cases" if record.band == "all" else f"therapists with {record.band}"
+        rows.append(tidy.row("missingness", f"missing_{record.piece}{band}", record.share,
+                             ci_low=low, ci_high=high, n_obs=record.cases, ci_method="wilson",
+                             message=f"{record.piece} missing, {where}"))  # fmt: skip
+    out = tidy.frame(rows)
+    if policy is None:
+        return out
+    out = suppress_small_rows(out, policy)
+    hidden = out["message"].str.startswith("suppressed")
+    pieces = table["piece"].reset_index(drop=True)
+    banded = (table["band"] != "all").reset_index(drop=True)
+    spill = banded & pieces.isin(pieces[hidden & banded])
+    numbers = ["estimate", "std_error", "ci_low", "ci_high", "p_value"]
+    out.loc[spill & ~hidden, numbers] = np.nan
+    out.loc[spill & ~hidden, "n_obs"] = pd.NA
+    out.loc[spill & ~hidden, "message"] = (
+        "suppressed: another band of this piece rests on a small count, and the bands add up "
+        "to all cases"
+    )
+    return out

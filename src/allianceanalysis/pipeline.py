@@ -24,6 +24,7 @@ from .pseudonyms import read_codes
 
 if TYPE_CHECKING:
     from .annual_report import ReportSettings
+    from .disclosure import DisclosurePolicy
 
 __all__ = [
     "annual_report_step",
@@ -33,6 +34,7 @@ __all__ = [
     "derive_step",
     "early_warning_step",
     "figures_step",
+    "missing_data_step",
     "models_step",
     "pooled_step",
     "provenance_step",
@@ -373,6 +375,70 @@ def clinical_significance_step(
         _write_csv(suppress_small_rows(summary, policy, partition=CATEGORIES), p)
     log.info("clinical significance: %d cases with a pre score, %d with a pair", len(pairs),
              int(pairs["post"].notna().sum()))  # fmt: skip
+
+
+def missing_data_step(
+    sessions: str | Path,
+    *,
+    imputed: str | Path,
+    tipping: str | Path,
+    pattern: str | Path,
+    published_pattern: str | Path,
+    options: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    suppress_below: int = 5,
+) -> None:
+    """Rule ``missing_data``: the client-level models after multiple imputation
+    (``imputed``: models ``<model>_mi``), the tipping-point analysis (``tipping``), and the
+    missingness pattern (``pattern`` internal, raw counts; ``published_pattern`` as tidy
+    shares with small counts suppressed). :mod:`allianceanalysis.missing_data`.
+
+    ``options`` are the model options (``outcome``, ``alliance``, ``early_session``,
+    ``seed``, ``engine``, ``adjustment``); ``settings`` the config's ``missing_data`` block
+    (``m``, ``tipping_shifts``).
+    """
+    from . import tidy
+    from .covariates import Adjustment
+    from .derive import client_table
+    from .disclosure import DisclosurePolicy
+    from .missing_data import missingness, missingness_rows, multiple_imputation, tipping_point
+    from .pooling import MI_COLUMNS
+
+    data = pd.read_parquet(sessions)
+    outcome, alliance = options["outcome"], options["alliance"]
+    adjustment = Adjustment.from_dict(options.get("adjustment"))
+    table, main = multiple_imputation(
+        data, outcome, alliance, options["early_session"], m=settings["m"],
+        seed=options["seed"], engine=options["engine"], adjustment=adjustment,
+    )  # fmt: skip
+    if main is None or alliance is None:
+        why = tidy.unmet_need(("alliance",), data, alliance) or table["message"].iloc[0]
+        points = tidy.reason_frame("tipping_point", str(why).removeprefix("not computed: "))
+        points[[*MI_COLUMNS, "delta"]] = [pd.NA, None, None, None, None]
+    else:
+        points = tipping_point(main, outcome, settings["tipping_shifts"],
+                               engine=options["engine"], adjustment=adjustment)  # fmt: skip
+    pattern_table = missingness(client_table(data, outcome, alliance, options["early_session"]),
+                                alliance)  # fmt: skip
+    policy = DisclosurePolicy(suppress_below)
+    with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
+        _write_csv(_suppressed(table, policy), i)
+        _write_csv(_suppressed(points, policy), t)
+        _write_csv(pattern_table, p)
+        _write_csv(missingness_rows(pattern_table, policy), q)
+    for model, rows in table.groupby("model", sort=False):
+        log.info("%s: %d rows", model, len(rows))
+    log.info("tipping point: %d rows", len(points))
+
+
+def _suppressed(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.DataFrame:
+    """:func:`~allianceanalysis.disclosure.suppress_small_rows` on the tidy columns of
+    ``table``, its other columns (the pooled ones) kept."""
+    from . import tidy
+    from .disclosure import suppress_small_rows
+
+    extra = [c for c in table.columns if c not in tidy.TIDY_COLUMNS]
+    return pd.concat([suppress_small_rows(table[tidy.TIDY_COLUMNS], policy), table[extra]], axis=1)
 
 
 def _clinical_significance_parameters(
