@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report publish test test-slow test-browser check-report lint format demo-data reference \
-	bench-ingest bench-faults bench bench-covariates bench-within fuzz simulation-study clean lab notebooks
+	bench-ingest bench-faults bench bench-covariates bench-within bench-missing fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      models against lme4 and the whole workflow, 1k-100k clients (BENCH_FULL=1: 1M)"
 	@echo "make bench-covariates  10 covariates and a moderator against lme4, 100k and 1M clients"
 	@echo "make bench-within  latent disaggregation and RI-CLPM against lavaan, 10k-1M clients"
+	@echo "make bench-missing multiple imputation against mice, 1k-1M clients"
 	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
@@ -103,6 +104,9 @@ reference:
 	Rscript tests/reference/covariates_reference.R
 	Rscript tests/reference/glmm_formula_reference.R
 	Rscript tests/reference/within_person_reference.R
+	Rscript tests/reference/pooling_reference.R
+	$(BIN)/python tests/reference/make_missing_data.py
+	Rscript tests/reference/missing_data_reference.R
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py --tiers 16000 160000 1280000
@@ -139,6 +143,11 @@ bench-covariates: $(STAMP)
 bench-within: $(STAMP)
 	$(BIN)/python benchmarks/within_person.py --tiers 10000 100000 1000000
 	$(BIN)/python benchmarks/plot.py
+
+# Issue 21's tier: multiple imputation and the pooled client-level models, 1k to 1M clients,
+# against R's mice where it finishes in 10 minutes (benchmarks/results/missing_data.csv).
+bench-missing: $(STAMP)
+	$(BIN)/python benchmarks/missing_data.py --tiers 1000 10000 100000 1000000
 
 simulation-study: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs results/_simulation/power.csv

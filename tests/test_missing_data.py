@@ -8,8 +8,9 @@ joint model; both are proper imputations of the same two-level structure, so the
 Monte Carlo error and the small difference between the two imputation models (Enders, Mistler
 & Keller, 2016). Tolerances: pooled estimates within 4 Monte Carlo standard errors,
 sqrt(b_ours / m + b_mice / m) from each side's between-imputation variance b (m = 100); pooled
-standard errors within 5% (relative); fractions of missing information within 0.06 (the same
-first digit: the Monte Carlo SD of an FMI near .3 at m = 100 is about .03 on each side).
+standard errors within 5% (relative); fractions of missing information within
+:data:`FMI_MONTE_CARLO` in one run each, and within 0.03 (the same first digit) when ours is
+averaged over four runs (slow suite).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from .helpers import ROOT
 
 REFERENCE_DIR = ROOT / "tests" / "reference"
 M = 100
+FMI_MONTE_CARLO = 0.1
+"""Tolerance of one run's fraction of missing information against mice's: 2.5 Monte Carlo SDs
+of the difference of two independent estimates at m = 100 (an FMI f is estimated with SD about
+f(1 - f) sqrt(2 / (m - 1)), .03 near f = .3, on each side)."""
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +87,23 @@ def test_pooled_partial_correlation_equals_mice(ours, reference) -> None:
     assert abs(z_ours - z_mice) < 4 * np.sqrt(2 * row["between"] / M)
 
 
-def test_fraction_of_missing_information_equals_mice(ours, reference) -> None:
+def test_fraction_of_missing_information_equals_mice_within_monte_carlo_error(
+    ours, reference
+) -> None:
     both = compared(ours, reference)
-    np.testing.assert_allclose(both["fmi"], both["fmi_mice"], atol=0.06)
+    np.testing.assert_allclose(both["fmi"], both["fmi_mice"], atol=FMI_MONTE_CARLO)
+
+
+@pytest.mark.slow
+def test_fraction_of_missing_information_equals_mice_to_the_first_digit(reference) -> None:
+    """Four runs of m = 100 (400 imputations) halve our side's Monte Carlo error: the mean
+    fraction of missing information then equals mice's within 0.03, the same first digit."""
+    sessions = pd.read_csv(REFERENCE_DIR / "data" / "ors_srs.csv")
+    runs = [multiple_imputation(sessions, m=M, seed=seed, early_sessions=())[0]
+            for seed in (11, 12, 13, 14)]  # fmt: skip
+    mean = pd.concat(runs).groupby(["model", "term"], as_index=False)["fmi"].mean()
+    both = mean.merge(reference, on=["model", "term"], suffixes=("", "_mice"))
+    np.testing.assert_allclose(both["fmi"], both["fmi_mice"], atol=0.03)
 
 
 def test_public_popmis_pooled_model_equals_mice(reference) -> None:
@@ -238,3 +257,35 @@ def test_missing_data_step_writes_every_table(demo_sessions, tmp_path) -> None:
     tipping = pd.read_csv(out["tipping"])
     assert tipping["delta"].dropna().tolist() == [0.0, -5.0]
     assert set(pd.read_csv(out["imputed"])["model"]) >= {"alliance_outcome_mi", "dropout_mi"}
+
+
+def _headline_tables(cc: float, mi: float, any_share: float | None) -> dict[str, pd.DataFrame]:
+    def rows(model: str, estimate: float) -> pd.DataFrame:
+        return pd.DataFrame({"model": [model], "term": ["alliance_early"],
+                             "estimate": [estimate], "p_value": [0.001],
+                             "ci_low": [estimate - 0.2], "ci_high": [estimate + 0.2]})  # fmt: skip
+
+    tipping = pd.DataFrame({"term": ["tipping_delta_sign"], "estimate": [np.nan]})
+    pattern = pd.DataFrame({"term": ["missing_any"], "estimate": [any_share]})
+    return {"models": rows("alliance_outcome", cc), "imputed": rows("alliance_outcome_mi", mi),
+            "tipping": tipping, "missingness": pattern}  # fmt: skip
+
+
+def test_annual_report_paragraph_appears_when_imputation_moves_the_headline() -> None:
+    from allianceanalysis.annual_report import missing_data_paragraph
+    from allianceanalysis.instruments import get_instrument
+
+    ors, srs = get_instrument("ors"), get_instrument("srs")
+    text = missing_data_paragraph(_headline_tables(0.5, 0.3, 0.31), ors, srs, 3)
+    assert "40% smaller" in text and "31% of clients who started" in text
+    assert missing_data_paragraph(_headline_tables(0.5, 0.48, 0.31), ors, srs, 3) is None
+
+
+def test_annual_report_paragraph_quotes_no_suppressed_share() -> None:
+    from allianceanalysis.annual_report import missing_data_paragraph
+    from allianceanalysis.instruments import get_instrument
+
+    text = missing_data_paragraph(_headline_tables(0.5, 0.3, None), get_instrument("ors"),
+                                  get_instrument("srs"), 3)  # fmt: skip
+    assert "% of clients" not in text
+    assert "Among complete cases" in text

@@ -108,6 +108,8 @@ class _Patterns:
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
         bounds = np.r_[starts, len(codes)]
         masks = [missing[incomplete[start]] for start in starts]
+        self.masks = np.array(masks, dtype=bool).reshape(len(masks), missing.shape[1])
+        """Each pattern's missing variables (patterns × variables)."""
         self.groups = [
             (slice(bounds[g], bounds[g + 1]), np.flatnonzero(mask), np.flatnonzero(~mask))
             for g, mask in enumerate(masks)
@@ -210,21 +212,28 @@ class _Sampler:
         self.b = (u / scale + z / np.sqrt(scale)) @ w.T
 
     def _draw_missing(self) -> None:
-        """Y_mis | Y_obs, b, B, Sigma, pattern by pattern."""
+        """Y_mis | Y_obs, b, B, Sigma. With Q = Sigma^-1, the missing part of a case is normal
+        with covariance (Q_mm)^-1 and mean mu_m - (Q_mm)^-1 Q_mo (y_o - mu_o). Every pattern's
+        (Q_mm)^-1 and Cholesky factor come from one batched inverse of Q with its observed rows
+        and columns replaced by the identity's; Q_mo (y_o - mu_o) from one product over all
+        cases (the missing residuals set to zero)."""
         mu = self.x_inc @ self.beta
         if self.z is not None:
             mu += self.b[self.g_inc]
-        for rows, m, o in self.patterns.groups:
-            block, centre = self.y_inc[rows], mu[rows]
-            cond = self.sigma[m[:, None], m]
-            mean = centre[:, m]
-            if len(o):
-                s_mo = self.sigma[m[:, None], o]
-                k = np.linalg.solve(self.sigma[o[:, None], o], s_mo.T)
-                mean += (block[:, o] - centre[:, o]) @ k
-                cond = cond - s_mo @ k
-            noise = self.rng.standard_normal(mean.shape)
-            block[:, m] = mean + noise @ np.linalg.cholesky(cond).T
+        q = np.linalg.inv(self.sigma)
+        missing = self.patterns.masks
+        both = missing[:, :, None] & missing[:, None, :]
+        blocks = np.where(both, q, 0.0) + np.eye(self.d) * ~missing[:, None, :]
+        inverse = np.linalg.inv(blocks)
+        noise_factor = np.linalg.inv(np.linalg.cholesky(blocks))  # L^-1: L^-T z has cov A^-1
+        residual = self.y_inc - mu
+        residual[~self.observed_inc] = 0.0
+        pull = residual @ q
+        for g, (rows, m, _) in enumerate(self.patterns.groups):
+            cells = np.ix_(m, m)
+            z = self.rng.standard_normal((rows.stop - rows.start, len(m)))
+            draw = mu[rows, m] - pull[rows, m] @ inverse[g][cells].T + z @ noise_factor[g][cells]
+            self.y_inc[rows, m] = draw
 
     def missing_values(self) -> np.ndarray:
         """The current imputed values, in the order of the full matrix's missing cells."""

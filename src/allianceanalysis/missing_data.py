@@ -67,9 +67,11 @@ from .pooling import MI_COLUMNS, Pooled, pool
 __all__ = [
     "DEFAULT_M",
     "EARLY_SESSIONS",
+    "HEADLINE_CHANGE",
     "MI_MODELS",
     "ImputationData",
     "ImputedClients",
+    "headline_changes",
     "imputation_data",
     "impute_clients",
     "missingness",
@@ -705,3 +707,48 @@ def missingness_rows(table: pd.DataFrame, policy: DisclosurePolicy | None = None
         "to all cases"
     )
     return out
+
+
+HEADLINE_CHANGE = 0.2
+"""How much the imputed alliance-outcome coefficient may differ from the complete-case one,
+as a share of it, before the annual report says that missing data could change the headline.
+There is no published standard for this; a fifth is this project's choice, a change a reader
+of the report would notice (the meta-analytic r = .28 becoming .22 or .34)."""
+
+
+def headline_changes(
+    complete: pd.Series, imputed: pd.Series, tipping: pd.DataFrame | None = None,
+    level: float = 0.05,
+) -> list[str]:  # fmt: skip
+    """Why missing data could change the headline (the alliance-outcome association), in plain
+    words; empty when it could not. ``complete`` and ``imputed`` are the ``alliance_early``
+    rows of ``alliance_outcome`` and ``alliance_outcome_mi``; ``tipping`` the tipping-point
+    table. The rule: the two differ in sign or in significance at ``level``, or by at least
+    :data:`HEADLINE_CHANGE` of the complete-case estimate; or the tipping-point grid reaches a
+    shift at which the association loses significance or changes sign.
+
+    Examples
+    --------
+    >>> cc = pd.Series({"estimate": 0.5, "p_value": 0.01})
+    >>> headline_changes(cc, pd.Series({"estimate": 0.35, "p_value": 0.02}))
+    ['the estimate after imputation is 30% smaller']
+    >>> headline_changes(cc, pd.Series({"estimate": 0.48, "p_value": 0.02}))
+    []
+    """
+    reasons = []
+    if np.sign(complete["estimate"]) != np.sign(imputed["estimate"]):
+        reasons.append("the estimate after imputation has the opposite sign")
+    elif (complete["p_value"] < level) != (imputed["p_value"] < level):
+        clear = "clear" if imputed["p_value"] < level else "no longer clear"
+        reasons.append(f"after imputation the association is {clear}")
+    change = (imputed["estimate"] - complete["estimate"]) / abs(complete["estimate"])
+    if abs(change) >= HEADLINE_CHANGE:
+        size = "larger" if change > 0 else "smaller"
+        reasons.append(f"the estimate after imputation is {abs(change):.0%} {size}")
+    if tipping is not None:
+        for term, what in (("tipping_delta_significance", "loses significance"),
+                           ("tipping_delta_sign", "changes sign")):  # fmt: skip
+            row = tipping[tipping["term"] == term]
+            if len(row) and np.isfinite(row["estimate"].iloc[0]):
+                reasons.append(f"{what} at a shift of {row['estimate'].iloc[0]:g} points")
+    return reasons

@@ -635,6 +635,7 @@ def annual_report_step(
     warning: str | Path | None = None,
     codes: str | Path | None = None,
     supervision: str | Path | None = None,
+    missing: Mapping[str, str | Path] | None = None,
 ) -> None:
     """Rule ``annual_report``: per reporting year ``<year>.html``, ``<year>.pdf`` and the
     published KPI table ``<year>_kpis.csv`` in ``output``, and the internal supervision
@@ -645,7 +646,9 @@ def annual_report_step(
     is the validation summary (rows read, used, excluded) for the appendix; ``warning`` the
     early-warning table, for its findings across all years; ``codes`` the therapists' codes
     (``derived/therapist_codes.csv``), which the supervision report shows therapists' own IDs
-    by. Nothing is refitted: the reports are built from the tables.
+    by; ``missing`` the published ``models``, ``imputed``, ``tipping`` and ``missingness``
+    tables, for the paragraph on missing data. Nothing is refitted: the reports are built from
+    the tables.
     """
     from .annual_report import (
         ReportTables,
@@ -667,7 +670,11 @@ def annual_report_step(
     }
     early = pd.read_csv(warning) if warning is not None else None
     numbers = ReportTables.read(tables)
-    reports = annual_reports(numbers, settings, appendix=appendix, warning=early)
+    missing_tables = (
+        {name: pd.read_csv(path) for name, path in missing.items()} if missing else None
+    )
+    reports = annual_reports(numbers, settings, appendix=appendix, warning=early,
+                             missing=missing_tables)  # fmt: skip
     variants = [(output, reports, True)]
     if supervision is not None:
         if codes is None:

@@ -32,6 +32,10 @@ rule annual_report:
         summary=f"{I}/validation/summary.json",
         early_warning=f"{I}/tables/early_warning.csv",
         codes=f"{I}/derived/therapist_codes.csv",
+        models=f"{P}/tables/models.csv",
+        imputed=f"{P}/tables/multiple_imputation.csv",
+        tipping=f"{P}/tables/tipping_point.csv",
+        missingness=f"{P}/tables/missingness.csv",
     output:
         published=directory(f"{P}/annual_report"),
         supervision=directory(f"{I}/supervision"),

@@ -14,4 +14,7 @@ with workflow_step(snakemake):
         snakemake.input.early_warning,
         codes=snakemake.input.codes,
         supervision=snakemake.output.supervision,
+        missing={
+            name: snakemake.input[name] for name in ("models", "imputed", "tipping", "missingness")
+        },
     )

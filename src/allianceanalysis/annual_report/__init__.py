@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .render import (
         annual_reports,
         early_warning_paragraphs,
+        missing_data_paragraph,
         render_html,
         render_pdf,
         summarise_log,
@@ -56,6 +57,7 @@ _MODULE_OF = {
     "ReportTables": "tables",
     "annual_reports": "render",
     "early_warning_paragraphs": "render",
+    "missing_data_paragraph": "render",
     "render_html": "render",
     "render_pdf": "render",
     "report_tables": "tables",
@@ -70,6 +72,7 @@ __all__ = [
     "ReportTables",
     "annual_reports",
     "early_warning_paragraphs",
+    "missing_data_paragraph",
     "render_html",
     "render_pdf",
     "report_tables",

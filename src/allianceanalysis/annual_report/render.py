@@ -217,6 +217,57 @@ def early_warning_paragraphs(
     return paragraphs
 
 
+def missing_data_paragraph(
+    missing: Mapping[str, pd.DataFrame] | None,
+    outcome: Instrument,
+    alliance: Instrument | None,
+    k: int,
+) -> str | None:
+    """One plain paragraph when missing data could change the headline alliance-outcome
+    finding (:func:`allianceanalysis.missing_data.headline_changes`), else None.
+
+    ``missing`` holds the dataset's published tables ``models`` (complete cases),
+    ``imputed`` (``multiple_imputation.csv``), ``tipping`` and ``missingness``. The share of
+    clients left out is quoted only from the published missingness row (suppressed when it
+    rests on a small count); no count is quoted. The tables cover all years of data.
+    """
+    from ..missing_data import headline_changes
+
+    if missing is None or alliance is None:
+        return None
+
+    def row(table: pd.DataFrame, model: str) -> pd.Series | None:
+        found = table[(table["model"] == model) & (table["term"] == "alliance_early")]
+        ok = len(found) and np.isfinite(found[["estimate", "p_value"]].to_numpy(float)).all()
+        return found.iloc[0] if ok else None
+
+    complete = row(missing["models"], "alliance_outcome")
+    imputed = row(missing["imputed"], "alliance_outcome_mi")
+    if complete is None or imputed is None:
+        return None
+    reasons = headline_changes(complete, imputed, missing["tipping"])
+    if not reasons:
+        return None
+    pattern = missing["missingness"]
+    left_out = pattern.loc[pattern["term"] == "missing_any", "estimate"].dropna()
+    share = (
+        f"{_share(left_out.iloc[0])} of clients who started had no intake {outcome.short} "
+        f"score, no {alliance.short} rating at session {k} or no final {outcome.short} score, "
+        "so the complete-case results leave them out. "
+        if len(left_out)
+        else ""
+    )
+    return (
+        f"Missing data could change the headline finding. {share}Among complete cases, each "
+        f"{alliance.short} point at session {k} went with a final {outcome.short} "
+        f"{complete['estimate']:.2f} points higher ({_interval(complete, 2)}); with the missing "
+        f"scores filled in by multiple imputation from what was recorded about every client "
+        f"who started, {imputed['estimate']:.2f} points ({_interval(imputed, 2)}). Why this "
+        f"matters: {'; '.join(reasons)}. The imputed result assumes that clients with and "
+        "without a final score were alike once what was recorded about them is allowed for."
+    )
+
+
 def _count_rows(protected: Protected, index: pd.Index) -> list[list[str]]:
     rows = []
     for name in index:
@@ -611,6 +662,7 @@ def annual_reports(
     *,
     appendix: Mapping[str, Any] | None = None,
     warning: pd.DataFrame | None = None,
+    missing: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every reporting year's report context, with disclosure control applied (step 2).
 
@@ -632,6 +684,9 @@ def annual_reports(
     warning : pandas.DataFrame, optional
         The early-warning table, for the early-warning findings across all years
         (:func:`early_warning_paragraphs`).
+    missing : mapping, optional
+        The published ``models``, ``imputed``, ``tipping`` and ``missingness`` tables, for
+        the paragraph on missing data (:func:`missing_data_paragraph`).
 
     Returns
     -------
@@ -656,6 +711,7 @@ def annual_reports(
         for year, part in parts.items()
     }
     paragraphs = [] if warning is None else early_warning_paragraphs(warning, outcome, alliance)
+    missing_paragraph = missing_data_paragraph(missing, outcome, alliance, settings.early_session)
     reports = {}
     for year, publisher in publishers.items():
         published = publisher.kpi_table()
@@ -713,6 +769,7 @@ def annual_reports(
             **therapists,
             "year_over_year": _year_over_year(publishers, year),
             "early_warning_paragraphs": paragraphs,
+            "missing_data_paragraph": missing_paragraph,
             "accounting_table": _accounting_table(publisher),
             "appendix": facts,
             "validation_rows": publisher.validation_rows(),
