@@ -223,10 +223,10 @@ def test_an_unestimable_model_in_one_imputation_is_a_row_not_a_traceback(demo_se
     def refuse(_table: pd.DataFrame) -> pd.DataFrame:
         raise NotEstimable("too few cases")
 
-    from allianceanalysis.missing_data import _pooled_model
+    from allianceanalysis.missing_data import _pooled_models
 
     imputed = impute_clients(demo_sessions, m=2, seed=1, **QUICK)
-    row = _pooled_model("x_mi", imputed, refuse)
+    row = _pooled_models({"x": refuse}, imputed)["x"]
     assert row["term"].tolist() == ["not_fitted"]
 
 

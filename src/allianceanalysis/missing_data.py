@@ -8,12 +8,13 @@ final outcome are imputed. A case missing a client-level covariate stays out (as
 complete-case models; its count is in the rows' message).
 
 **Imputation model** (:mod:`allianceanalysis.imputation`), one per early session k the models
-use: the joint two-level normal model of the outcome at sessions 1 … k, the alliance at
-sessions 1 … k and the final outcome (the last one after session k), with therapist random
-intercepts for each, given every case's number of attended sessions (log), how it ended
-(dropout, planned, unknown or ongoing) and the client-level covariates. The early sessions'
-scores carry the information of every attended session up to k; the ending and the number of
-sessions carry why and when a case left. Missing at random given these is the assumption.
+use: the joint two-level normal model of the outcome at sessions 1 and k, the alliance at
+session k, the final outcome (the last one after session k) and, as auxiliaries, both scores
+at the two sessions before k (:data:`AUXILIARY_SESSIONS`), with therapist random intercepts
+for each, given every case's number of attended sessions (log), how it ended (dropout,
+planned, unknown or ongoing) and the client-level covariates. The early sessions' scores carry
+what the attended sessions up to k say; the ending and the number of sessions carry why and
+when a case left. Missing at random given these is the assumption.
 
 **Analyses.** Each catalogue model (:data:`MI_MODELS`) is fitted to each completed data set by
 its own function, with the same engine, and pooled by Rubin's rules (:mod:`allianceanalysis.
@@ -36,8 +37,10 @@ van Buuren, S. (2018). Flexible imputation of missing data (2nd ed.). CRC Press.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +68,7 @@ from .models import (
 from .pooling import MI_COLUMNS, Pooled, pool
 
 __all__ = [
+    "AUXILIARY_SESSIONS",
     "DEFAULT_M",
     "EARLY_SESSIONS",
     "HEADLINE_CHANGE",
@@ -173,16 +177,26 @@ class ImputedClients:
         return table
 
 
+AUXILIARY_SESSIONS = 2
+"""The sessions just before k whose scores enter the imputation model as auxiliaries (the
+outcome from session 2, the alliance from session 1). Two carry most of what the earlier ones
+say about session k (scores a session apart correlate most) and keep the model small: each
+further one adds two variables and, with them, missing-data patterns the sampler visits every
+iteration."""
+
+
 def _scores(
     sessions: pd.DataFrame, outcome: str, alliance: str | None, k: int
 ) -> dict[str, np.ndarray]:
-    """The early sessions' scores of each case, in client-table order (auxiliaries)."""
+    """The scores of the :data:`AUXILIARY_SESSIONS` sessions before k of each case, in
+    client-table order (auxiliaries)."""
     ordered = CaseOrder(sessions)
+    before = range(max(1, k - AUXILIARY_SESSIONS), k)
     scores = {f"outcome_s{s}": ordered.at_session(outcome, s).to_numpy(float)
-              for s in range(2, k)}  # fmt: skip
+              for s in before if s > 1}  # fmt: skip
     if alliance is not None:
         scores |= {f"alliance_s{s}": ordered.at_session(alliance, s).to_numpy(float)
-                   for s in range(1, k)}  # fmt: skip
+                   for s in before}  # fmt: skip
     return scores
 
 
@@ -468,36 +482,47 @@ def multiple_imputation(
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
     streams = np.random.SeedSequence(seed).spawn(len(ks))
-    imputed: dict[int, ImputedClients | str] = {}
-    for k, stream in zip(ks, streams, strict=True):
-        try:
-            imputed[k] = impute_clients(
-                sessions, outcome, alliance, k, adjustment=adjustment, m=m,
-                seed=int(stream.generate_state(1)[0]), burn_in=burn_in, between=between,
-            )  # fmt: skip
-        except NotEstimable as exc:
-            imputed[k] = f"the imputation model cannot be estimated: {exc}"
-    frames = []
-    main = imputed[early_session]
-    population = (
-        main.base
-        if isinstance(main, ImputedClients)
-        else client_tables(sessions, outcome, alliance, (early_session,))[early_session]
-    )
-    fits = _model_fits(alliance, seed, engine, adjustment)
-    fits |= {f"early_alliance_k{k}": (
-        lambda t, k=k: early_alliance_at(t, k, engine=engine, adjustment=adjustment))
-        for k in early_sessions}  # fmt: skip
-    for name, fit in fits.items():
-        entry = CATALOGUE[name.split("_k")[0] if name.startswith("early_alliance") else name]
-        reason = tidy.unmet_need(entry.needs, population, alliance)
-        source = imputed[int(name.rsplit("_k", 1)[1])] if name.startswith("early") else main
-        frames.append(_pooled_model(f"{name}_mi", reason or source, fit))
+    seeds = [int(stream.generate_state(1)[0]) for stream in streams]
+    chain = partial(_chain, sessions, outcome, alliance, early_session, early_sessions,
+                    adjustment=adjustment, m=m, burn_in=burn_in, between=between, seed=seed,
+                    engine=engine)  # fmt: skip
+    results = [chain(k, chain_seed) for k, chain_seed in zip(ks, seeds, strict=True)]
+    frames = [frame for found, _ in results for frame in found]
+    main = next(imputed for _, imputed in results if imputed is not None)
     order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
     table = pd.concat(frames, ignore_index=True)
     rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
     table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
     return table, main if isinstance(main, ImputedClients) else None
+
+
+def _chain(
+    sessions: pd.DataFrame, outcome: str, alliance: str | None, early_session: int,
+    early_sessions: tuple[int, ...], k: int, chain_seed: int, *, seed: int, engine: str,
+    adjustment: Adjustment | None, **options: Any,
+) -> tuple[list[pd.DataFrame], ImputedClients | str | None]:  # fmt: skip
+    """One early session's imputations and the pooled models fitted to them: the
+    configured k's models (then also its imputations, for the tipping point) and
+    ``early_alliance_k<k>``."""
+    try:
+        imputed: ImputedClients | str = impute_clients(
+            sessions, outcome, alliance, k, seed=chain_seed, adjustment=adjustment, **options
+        )
+    except NotEstimable as exc:
+        imputed = f"the imputation model cannot be estimated: {exc}"
+    population = (imputed.base if isinstance(imputed, ImputedClients)
+                  else client_tables(sessions, outcome, alliance, (k,))[k])  # fmt: skip
+    fits = _model_fits(alliance, seed, engine, adjustment) if k == early_session else {}
+    if k in early_sessions:
+        fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
+                                               adjustment=adjustment)  # fmt: skip
+    needs = {name: CATALOGUE["early_alliance" if name.startswith("early") else name].needs
+             for name in fits}  # fmt: skip
+    reasons = {name: tidy.unmet_need(needs[name], population, alliance) for name in fits}
+    fitted = _pooled_models({n: f for n, f in fits.items() if reasons[n] is None}, imputed)
+    frames = [_mi_reason(f"{name}_mi", reason) if reason else fitted[name]
+              for name, reason in reasons.items()]  # fmt: skip
+    return frames, imputed if k == early_session else None
 
 
 def _note(imputed: ImputedClients) -> str:
@@ -510,24 +535,34 @@ def _note(imputed: ImputedClients) -> str:
     return "; ".join(parts)
 
 
-def _pooled_model(
-    model: str,
+def _pooled_models(
+    fits: Mapping[str, Callable[[pd.DataFrame], pd.DataFrame]],
     imputed: ImputedClients | str,
-    fit: Callable[[pd.DataFrame], pd.DataFrame],
-) -> pd.DataFrame:
-    """One model fitted to every completed table and pooled; a reason row when the data
-    cannot support it (``imputed`` is then the reason)."""
+) -> dict[str, pd.DataFrame]:
+    """Each model fitted to every completed table (made once per imputation) and pooled
+    (model ``<name>_mi``); a reason row for one the data cannot support (``imputed`` is then
+    the reason, or a fit raised :class:`~allianceanalysis.errors.NotEstimable`)."""
     if isinstance(imputed, str):
-        return _mi_reason(model, imputed)
-    try:
-        frames = [fit(imputed.completed(j)) for j in range(imputed.m)]
-    except NotEstimable as exc:
-        return _mi_reason(model, str(exc))
-    if any((frame["term"] == "not_fitted").any() for frame in frames):
-        reason = next(f for f in frames if (f["term"] == "not_fitted").any())["message"].iloc[0]
-        return _mi_reason(model, str(reason).removeprefix("not computed: "))
-    table = _pool_frames(model, frames, _note(imputed))
-    return table.assign(model=model)
+        return {name: _mi_reason(f"{name}_mi", imputed) for name in fits}
+    rows: dict[str, list[pd.DataFrame]] = {name: [] for name in fits}
+    reasons: dict[str, str] = {}
+    for j in range(imputed.m):
+        table = imputed.completed(j)
+        for name, fit in fits.items():
+            if name in reasons:
+                continue
+            try:
+                frame = fit(table)
+            except NotEstimable as exc:
+                reasons[name] = str(exc)
+                continue
+            if (frame["term"] == "not_fitted").any():
+                message = str(frame.loc[frame["term"] == "not_fitted", "message"].iloc[0])
+                reasons[name] = message.removeprefix("not computed: ")
+            rows[name].append(frame)
+    return {name: _mi_reason(f"{name}_mi", reasons[name]) if name in reasons
+            else _pool_frames(f"{name}_mi", rows[name], _note(imputed))
+            for name in fits}  # fmt: skip
 
 
 def tipping_shifts(outcome: str, shifts: Sequence[float] | None = None) -> np.ndarray:
