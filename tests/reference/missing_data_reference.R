@@ -16,7 +16,7 @@
 #    data/popmis.csv: popular imputed by 2l.pan given sex and teacher experience, then
 #    lmer(popular ~ sex + texp + (1 | school)) pooled.
 source("tests/reference/common.R")
-suppressPackageStartupMessages(library(mice))
+source("tests/reference/mice_two_level.R")
 m <- 100
 
 pooled <- function(model, estimates, variances, dfcom) {
@@ -41,19 +41,7 @@ clients$therapist <- as.integer(factor(clients$therapist_id))
 scores <- c("outcome_intake", "alliance_early", "outcome_early", "outcome_final", "outcome_s2",
             "alliance_s1", "alliance_s2")
 predictors <- c("log_sessions", "ending_dropout", "ending_unknown")
-data <- clients[, c("therapist", scores, predictors)]
-pred <- make.predictorMatrix(data)
-pred[, ] <- 0
-for (v in scores) {
-  pred[v, "therapist"] <- -2
-  pred[v, predictors] <- 1
-  pred[v, setdiff(scores, v)] <- 3
-}
-meth <- make.method(data)
-meth[] <- ""
-meth[scores] <- "2l.pan"
-imp <- mice(data, m = m, maxit = 20, method = meth, predictorMatrix = pred, seed = 20261205,
-            printFlag = FALSE)
+imp <- two_level_mice(clients, scores, predictors, m = m, maxit = 20, seed = 20261205)
 completed <- lapply(seq_len(m), function(j) {
   d <- complete(imp, j)
   d$dropout <- clients$dropout
