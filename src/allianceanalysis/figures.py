@@ -1138,7 +1138,7 @@ def tipping_point_plot(tipping: pd.DataFrame, outcome: str | Instrument = "ors",
     summary = tipping["term"].str.startswith("tipping_delta_") & tipping["estimate"].isna()
     unreached = tipping.loc[summary, "message"].dropna().astype(str)
     if len(unreached):
-        axis.text(0.02, 0.02, "Sign and significance: " + unreached.iloc[-1],
+        axis.text(0.02, 0.97, "Sign and significance: " + unreached.iloc[-1], va="top",
                   transform=axis.transAxes, fontsize=8, color="0.3")  # fmt: skip
     axis.set_xlabel(f"Shift of dropouts' imputed final {outcome.short} (points)")
     axis.set_ylabel(f"{outcome.short} points per {alliance.short} point")
