@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from .distributions import t_ppf, t_sf
 
 __all__ = ["MI_COLUMNS", "Pooled", "barnard_rubin", "pool"]
 
@@ -101,8 +102,8 @@ def pool(
         df = barnard_rubin(m, b, t, np.broadcast_to(np.asarray(dfcom, dtype=float), qbar.shape))
         fmi = (riv + 2 / (df + 3)) / (riv + 1)
         se = np.sqrt(t)
-        crit = stats.t.ppf(0.5 + level / 2, df)
-        p_value = 2 * stats.t.sf(np.abs(qbar / se), df)
+        crit = t_ppf(0.5 + level / 2, df)
+        p_value = 2 * t_sf(np.abs(qbar / se), df)
     return Pooled(
         estimate=qbar,
         std_error=se,
