@@ -186,11 +186,10 @@ iteration."""
 
 
 def _scores(
-    sessions: pd.DataFrame, outcome: str, alliance: str | None, k: int
+    ordered: CaseOrder, outcome: str, alliance: str | None, k: int
 ) -> dict[str, np.ndarray]:
     """The scores of the :data:`AUXILIARY_SESSIONS` sessions before k of each case, in
-    client-table order (auxiliaries)."""
-    ordered = CaseOrder(sessions)
+    client-table order (auxiliaries), from the ordered sessions."""
     before = range(max(1, k - AUXILIARY_SESSIONS), k)
     scores = {f"outcome_s{s}": ordered.at_session(outcome, s).to_numpy(float)
               for s in before if s > 1}  # fmt: skip
@@ -245,8 +244,12 @@ def impute_clients(
     True
     """
     data = imputation_data(sessions, outcome, alliance, k, adjustment=adjustment)
-    imputations = impute(data.y.to_numpy(float), data.x.to_numpy(float), data.groups, m=m,
-                         seed=seed, burn_in=burn_in, between=between)  # fmt: skip
+    return _imputed(data, k, m=m, seed=seed, burn_in=burn_in, between=between)
+
+
+def _imputed(data: ImputationData, k: int, **options: Any) -> ImputedClients:
+    """:func:`allianceanalysis.imputation.impute` of the imputation model's data."""
+    imputations = impute(data.y.to_numpy(float), data.x.to_numpy(float), data.groups, **options)
     return ImputedClients(data.base, list(data.y.columns), imputations, k, data.excluded)
 
 
@@ -283,6 +286,19 @@ def imputation_data(
         When a score the models need is observed in fewer than two cases.
     """
     table = client_tables(sessions, outcome, alliance, (k,), adjustment)[k]
+    scores = _scores(CaseOrder(sessions), outcome, alliance, k)
+    return _imputation_data(table, scores, alliance, k, adjustment)
+
+
+def _imputation_data(
+    table: pd.DataFrame,
+    scores: Mapping[str, np.ndarray],
+    alliance: str | None,
+    k: int,
+    adjustment: Adjustment | None,
+) -> ImputationData:
+    """:func:`imputation_data` from the client table of early session ``k`` and the
+    auxiliary scores of every case (:func:`_scores`)."""
     keep = np.ones(len(table), dtype=bool)
     for spec in adjustment.client_level if adjustment else ():
         keep &= table[spec.column].notna().to_numpy()
@@ -293,7 +309,7 @@ def imputation_data(
         seen = int(base[column].notna().sum())
         if seen < 2:
             raise NotEstimable(f"{column} is observed in {seen} cases: nothing to impute from")
-    scores = {name: values[keep] for name, values in _scores(sessions, outcome, alliance, k).items()
+    scores = {name: values[keep] for name, values in scores.items()
               if np.isfinite(values[keep]).sum() >= 2}  # fmt: skip
     variables = [*core, *scores]
     y = np.column_stack([base[core].to_numpy(float), *scores.values()])
@@ -340,7 +356,7 @@ def _pooled_terms(model: str, term: str, group: pd.DataFrame, terms: set[str],
         r, low, high = (float(v) for v in np.tanh([p.estimate, p.ci_low, p.ci_high]))
         square = _squared(r, low, high)
         return [
-            _pooled_row(model, term, p, method, np.tanh, **common) | {"estimate": r},
+            _pooled_row(model, term, p, method, np.tanh, **common),
             _pooled_row(model, "r2_alliance", p, method, **common)
             | {"estimate": square[0], "ci_low": square[1], "ci_high": square[2],
                "std_error": np.nan},
@@ -482,11 +498,25 @@ def multiple_imputation(
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
     streams = np.random.SeedSequence(seed).spawn(len(ks))
-    seeds = [int(stream.generate_state(1)[0]) for stream in streams]
-    chain = partial(_chain, sessions, outcome, alliance, early_session, early_sessions,
-                    adjustment=adjustment, m=m, burn_in=burn_in, between=between, seed=seed,
-                    engine=engine)  # fmt: skip
-    results = [chain(k, chain_seed) for k, chain_seed in zip(ks, seeds, strict=True)]
+    tables = client_tables(sessions, outcome, alliance, tuple(ks), adjustment)  # one ordering
+    ordered = CaseOrder(sessions)
+    results = []
+    for k, stream in zip(ks, streams, strict=True):
+        try:
+            data = _imputation_data(tables[k], _scores(ordered, outcome, alliance, k), alliance,
+                                    k, adjustment)  # fmt: skip
+            imputed: ImputedClients | str = _imputed(
+                data, k, m=m, seed=int(stream.generate_state(1)[0]), burn_in=burn_in,
+                between=between)  # fmt: skip
+        except NotEstimable as exc:
+            imputed = f"the imputation model cannot be estimated: {exc}"
+        fits = _model_fits(alliance, seed, engine, adjustment) if k == early_session else {}
+        if k in early_sessions:
+            fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
+                                                   adjustment=adjustment)  # fmt: skip
+        population = imputed.base if isinstance(imputed, ImputedClients) else tables[k]
+        results.append((_pooled_or_reasons(fits, imputed, population, alliance),
+                        imputed if k == early_session else None))  # fmt: skip
     frames = [frame for found, _ in results for frame in found]
     main = next(imputed for _, imputed in results if imputed is not None)
     order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
@@ -496,33 +526,20 @@ def multiple_imputation(
     return table, main if isinstance(main, ImputedClients) else None
 
 
-def _chain(
-    sessions: pd.DataFrame, outcome: str, alliance: str | None, early_session: int,
-    early_sessions: tuple[int, ...], k: int, chain_seed: int, *, seed: int, engine: str,
-    adjustment: Adjustment | None, **options: Any,
-) -> tuple[list[pd.DataFrame], ImputedClients | str | None]:  # fmt: skip
-    """One early session's imputations and the pooled models fitted to them: the
-    configured k's models (then also its imputations, for the tipping point) and
-    ``early_alliance_k<k>``."""
-    try:
-        imputed: ImputedClients | str = impute_clients(
-            sessions, outcome, alliance, k, seed=chain_seed, adjustment=adjustment, **options
-        )
-    except NotEstimable as exc:
-        imputed = f"the imputation model cannot be estimated: {exc}"
-    population = (imputed.base if isinstance(imputed, ImputedClients)
-                  else client_tables(sessions, outcome, alliance, (k,))[k])  # fmt: skip
-    fits = _model_fits(alliance, seed, engine, adjustment) if k == early_session else {}
-    if k in early_sessions:
-        fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
-                                               adjustment=adjustment)  # fmt: skip
+def _pooled_or_reasons(
+    fits: Mapping[str, Callable[[pd.DataFrame], pd.DataFrame]],
+    imputed: ImputedClients | str,
+    population: pd.DataFrame,
+    alliance: str | None,
+) -> list[pd.DataFrame]:
+    """Each model pooled over ``imputed``, or a row saying what the data lack for it (the
+    catalogue entry's needs, checked on the population's cases)."""
     needs = {name: CATALOGUE["early_alliance" if name.startswith("early") else name].needs
              for name in fits}  # fmt: skip
     reasons = {name: tidy.unmet_need(needs[name], population, alliance) for name in fits}
     fitted = _pooled_models({n: f for n, f in fits.items() if reasons[n] is None}, imputed)
-    frames = [_mi_reason(f"{name}_mi", reason) if reason else fitted[name]
-              for name, reason in reasons.items()]  # fmt: skip
-    return frames, imputed if k == early_session else None
+    return [_mi_reason(f"{name}_mi", reason) if reason else fitted[name]
+            for name, reason in reasons.items()]  # fmt: skip
 
 
 def _note(imputed: ImputedClients) -> str:
@@ -619,19 +636,19 @@ def tipping_point(
     model = "tipping_point"
     deltas = tipping_shifts(outcome, shifts)
     shifted = imputed.was_missing("outcome_final") & imputed.base["dropout"].eq(1.0).to_numpy()
-    completed = [imputed.completed(j) for j in range(imputed.m)]
     base_formula = "outcome_final ~ outcome_intake + alliance_early + (1 | therapist_id)"
     formula = adjusted(base_formula, imputed.base, adjustment)
     note = f"{_note(imputed)}; {int(shifted.sum())} dropouts' imputed final outcomes shifted"
-    frames = []
-    for delta in deltas:
-        fits = []
-        for table in completed:
-            final = table["outcome_final"].to_numpy(float) + delta * shifted
-            fit = fit_lmm(formula, table.assign(outcome_final=final), engine)
+    fits: list[list[pd.DataFrame]] = [[] for _ in deltas]
+    for j in range(imputed.m):  # one completed table in memory at a time
+        table = imputed.completed(j)
+        final = table["outcome_final"].to_numpy(float)
+        for at, delta in zip(fits, deltas, strict=True):
+            fit = fit_lmm(formula, table.assign(outcome_final=final + delta * shifted), engine)
             rows = tidy.frame(tidy_fit(model, fit))
-            fits.append(rows[rows["term"] == "alliance_early"])
-        frames.append(_pool_frames(model, fits, note).assign(delta=delta))
+            at.append(rows[rows["term"] == "alliance_early"])
+    frames = [_pool_frames(model, at, note).assign(delta=delta)
+              for at, delta in zip(fits, deltas, strict=True)]  # fmt: skip
     table = pd.concat(frames, ignore_index=True)
     return pd.concat([table, _tipping_rows(table, level, note)], ignore_index=True)
 
