@@ -113,10 +113,9 @@ class _Patterns:
         self.masks = np.array(masks, dtype=bool).reshape(len(masks), missing.shape[1])
         """Each pattern's missing variables (patterns × variables)."""
         self.groups = [
-            (slice(bounds[g], bounds[g + 1]), np.flatnonzero(mask), np.flatnonzero(~mask))
-            for g, mask in enumerate(masks)
+            (slice(bounds[g], bounds[g + 1]), np.flatnonzero(mask)) for g, mask in enumerate(masks)
         ]
-        """Each pattern's rows (a slice of :attr:`rows`), missing and observed variables."""
+        """Each pattern's rows (a slice of :attr:`rows`) and missing variables."""
 
 
 class _Sampler:
@@ -178,11 +177,11 @@ class _Sampler:
         self._draw_missing()
         xty, yty, zy = self._sums()
         xty_star = xty
+        chol = np.linalg.cholesky(self.sigma)
         if self.z is not None:
-            self._draw_random_effects(zy - self.zx @ self.beta)
+            self._draw_random_effects(zy - self.zx @ self.beta, chol)
             xty_star = xty - self.zx.T @ self.b
         noise = self.rng.standard_normal((self.p, self.d))
-        chol = np.linalg.cholesky(self.sigma)
         self.beta = self.xtx_inv @ xty_star + self.xtx_inv_chol @ noise @ chol.T
         cross = self._residual_cross_products(xty, yty, zy)
         self.sigma = _inverse_wishart(self.n + self.d, cross + np.eye(self.d), self.rng)
@@ -201,10 +200,10 @@ class _Sampler:
         cb = (zy - self.zx @ self.beta).T @ self.b
         return cross - cb - cb.T + (self.b * self.n_t[:, None]).T @ self.b
 
-    def _draw_random_effects(self, sums: np.ndarray) -> None:
+    def _draw_random_effects(self, sums: np.ndarray, chol: np.ndarray) -> None:
         """b_t | Y, B, Sigma, Psi for every therapist at once (simultaneous diagonalisation of
-        Sigma^-1 and Psi^-1: the posterior precision Psi^-1 + n_t Sigma^-1 in one basis)."""
-        chol = np.linalg.cholesky(self.sigma)
+        Sigma^-1 and Psi^-1: the posterior precision Psi^-1 + n_t Sigma^-1 in one basis);
+        ``chol`` is Sigma's lower Cholesky factor."""
         psi_inv = np.linalg.inv(self.psi)
         lam, q = np.linalg.eigh(chol.T @ psi_inv @ chol)
         w = chol @ q
@@ -231,7 +230,7 @@ class _Sampler:
         residual = self.y_inc - mu
         residual[~self.observed_inc] = 0.0
         pull = residual @ q
-        for g, (rows, m, _) in enumerate(self.patterns.groups):
+        for g, (rows, m) in enumerate(self.patterns.groups):
             cells = np.ix_(m, m)
             z = self.rng.standard_normal((rows.stop - rows.start, len(m)))
             draw = mu[rows, m] - pull[rows, m] @ inverse[g][cells].T + z @ noise_factor[g][cells]
