@@ -210,17 +210,26 @@ class SecondRun:
 
 @pytest.fixture(scope="module")
 def second_run(tmp_path_factory: pytest.TempPathFactory, demo_run: Path) -> SecondRun:
-    """The bundled configuration run again from scratch in another working directory, as
-    ``make run`` runs the workflow (its browsable report aside), except that it is stopped by
-    SIGKILL of every process once the demo's early-warning table exists, and resumed: one run
-    serves the interrupted-run check (what it left) and the identical-rerun check (how it
-    ended)."""
+    """The bundled configuration's ``demo`` dataset run again from scratch in another working
+    directory, as ``make run`` runs the workflow (its browsable report aside), except that it
+    is stopped by SIGKILL of every process once the demo's early-warning table exists, and
+    resumed: one run serves the interrupted-run check (what it left) and the identical-rerun
+    check (how it ended). One dataset of the two halves the run; both datasets and their
+    pooling are run twice in the slow suite
+    (:func:`test_two_runs_of_every_dataset_give_byte_identical_outputs`)."""
     workdir = tmp_path_factory.mktemp("again")
-    config = demo_workdir(workdir, key_from=demo_run)
+    config = demo_only(workdir, key_from=demo_run)
     interrupt(workdir, config, signal.SIGKILL, published("demo", "tables", "early_warning.csv"))
-    left = published_bytes(workdir)
+    left = published_bytes(workdir, "demo")
     resume(workdir, config)
     return SecondRun(workdir, left)
+
+
+def assert_identical(first: dict[str, bytes], again: dict[str, bytes]) -> None:
+    """The same files with the same bytes."""
+    assert sorted(first) == sorted(again)
+    different = [name for name in first if first[name] != again[name]]
+    assert not different, different
 
 
 def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, second_run) -> None:
@@ -230,22 +239,33 @@ def test_two_runs_on_the_same_inputs_give_byte_identical_outputs(demo_run, secon
     the front door (``allianceanalysis run``), the second as ``make run`` runs Snakemake
     (stopped and resumed on the way, as the next test checks)."""
     assert (demo_run / "results" / "report.html").stat().st_size > 100_000
-    first, again = published_bytes(demo_run), published_bytes(second_run.workdir)
-    assert sorted(first) == sorted(again)
-    assert len(first) > 150
-    different = [name for name in first if first[name] != again[name]]
-    assert not different, different
+    first = published_bytes(demo_run, "demo")
+    assert len(first) > 100
+    assert_identical(first, published_bytes(second_run.workdir, "demo"))
+
+
+@pytest.mark.slow
+def test_two_runs_of_every_dataset_give_byte_identical_outputs(
+    demo_run: Path, tmp_path: Path
+) -> None:
+    """The whole bundled configuration (both datasets and their pooling) run again, as
+    ``make run`` runs it, gives every output of the front-door run byte for byte."""
+    config = demo_workdir(tmp_path, key_from=demo_run)
+    assert snakemake(tmp_path, *config).returncode == 0
+    first = published_bytes(demo_run)
+    assert len(first) > 300
+    assert_identical(first, published_bytes(tmp_path))
 
 
 def test_a_killed_run_leaves_nothing_half_written_and_resumes_to_the_same_outputs(
     demo_run: Path, second_run: SecondRun
 ) -> None:
     """Every file the run killed by SIGKILL (once the demo's early-warning table existed)
-    left under results/ (logs and hidden ``.<name>.<pid>.tmp`` files aside) equals the
+    left under results/demo/ (logs and hidden ``.<name>.<pid>.tmp`` files aside) equals the
     uninterrupted run's: no truncated file looks complete. Unlocked and rerun with
     ``--rerun-incomplete``, it finished with the uninterrupted run's outputs and no temporary
     file left behind (the byte-identity test above)."""
-    reference = published_bytes(demo_run)
+    reference = published_bytes(demo_run, "demo")
     assert 0 < len(second_run.left) < len(reference)
     assert_nothing_half_written(second_run.left, reference)
     assert not [name for name in published_bytes(second_run.workdir) if _temporary(name)]
