@@ -7,7 +7,7 @@ LAB_STAMP := $(VENV)/.lab-installed
 CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
-.PHONY: help setup run report publish test test-slow test-browser check-report lint format demo-data reference \
+.PHONY: help setup run report publish test test-slow test-browser test-cluster check-report lint format demo-data reference \
 	bench-ingest bench-faults bench bench-covariates bench-within bench-missing fuzz simulation-study clean lab notebooks
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make lab        set up JupyterLab and open the student notebooks (notebooks/README.md)"
 	@echo "make notebooks  rebuild each notebooks/*.ipynb from its reviewed .py twin (jupytext)"
 	@echo "make test-slow  the slow (marked) checks: many-replicate recovery and coverage"
+	@echo "make test-cluster  the workflow through a real one-node SLURM cluster (root; installs Slurm)"
 	@echo "make test-browser  the report in headless Chromium (needs: apt-get install chromium)"
 	@echo "make check-report  run, build the report, screenshot every figure to results/report_screenshots"
 	@echo "make fuzz       coverage-guided fuzzing (atheris) of the loader and the config, FUZZ_SECONDS each"
@@ -73,6 +74,23 @@ test-slow: $(STAMP)
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -m "browser"
+
+# A real one-node SLURM cluster (tests/slurm.py, docs/cluster.md): Debian's Slurm and munge are
+# installed when missing (as root), the workflow runs through workflow/profiles/slurm and is
+# compared with a local run; bounded by SIGINT after CLUSTER_TIMEOUT seconds, and afterwards no
+# daemon and no /etc/slurm/slurm.conf may be left.
+CLUSTER_PACKAGES := slurmctld slurmd slurm-client munge
+CLUSTER_TIMEOUT ?= 600
+test-cluster: $(STAMP)
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
+		&& command -v munged >/dev/null || { apt-get install -y -qq $(CLUSTER_PACKAGES) >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq $(CLUSTER_PACKAGES) >/dev/null; }; }
+	timeout -s INT -k 60 $(CLUSTER_TIMEOUT) $(BIN)/python -m pytest -m cluster -n0 -rP tests/test_slurm_cluster.py
+	@! pgrep -x slurmctld >/dev/null || { echo "test-cluster left slurmctld running"; exit 1; }
+	@! pgrep -x slurmd >/dev/null || { echo "test-cluster left slurmd running"; exit 1; }
+	@! pgrep -x slurmstepd >/dev/null || { echo "test-cluster left a job step running"; exit 1; }
+	@test ! -e /etc/slurm/slurm.conf || ! grep -q "allianceanalysis's cluster test" /etc/slurm/slurm.conf \
+		|| { echo "test-cluster left /etc/slurm/slurm.conf"; exit 1; }
 
 check-report: run
 	$(BIN)/python tests/report_check.py results/report.html results/report_screenshots $(DATASETS)

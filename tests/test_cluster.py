@@ -40,9 +40,14 @@ def planned_jobs(workdir: Path, *extra: str) -> dict[str, int]:
 def test_profile_uses_the_slurm_executor_with_resources() -> None:
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    assert {"slurm_account", "slurm_partition", "runtime", "mem_mb"} <= set(
-        profile["default-resources"]
-    )
+    assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
+
+
+def test_profile_names_no_placeholder_account_or_partition() -> None:
+    """A placeholder fails at the first submission where accounts are enforced; without one
+    the plugin uses the user's default account and the cluster's default partition."""
+    resources = yaml.safe_load((PROFILE / "config.yaml").read_text())["default-resources"]
+    assert not {"slurm_account", "slurm_partition"} & set(resources)
 
 
 def test_dry_run_with_the_slurm_profile_plans_the_same_jobs(tmp_path: Path) -> None:
