@@ -53,7 +53,7 @@ def config_text(workdir: Path, cpus: int, memory_mb: int) -> str:
     return "\n".join([
         MARKER,
         "ClusterName=allianceanalysis-test",
-        f"SlurmctldHost={host}",
+        f"SlurmctldHost={host}(127.0.0.1)",  # loopback only, whether or not the name resolves
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
@@ -73,7 +73,7 @@ def config_text(workdir: Path, cpus: int, memory_mb: int) -> str:
         f"SlurmdPidFile={workdir / 'slurmd.pid'}",
         f"SlurmctldLogFile={workdir / 'slurmctld.log'}",
         f"SlurmdLogFile={workdir / 'slurmd.log'}",
-        f"NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN",
         f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP",
         "",
     ])  # fmt: skip
