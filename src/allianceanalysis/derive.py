@@ -57,6 +57,8 @@ __all__ = [
     "EXCLUSION_REASONS",
     "CaseOrder",
     "case_keys",
+    "case_order",
+    "client_frames",
     "client_table",
     "client_tables",
     "dropout_indicator",
@@ -243,10 +245,28 @@ def client_tables(
     >>> {k: t["alliance_early"].item() for k, t in client_tables(s, early_sessions=(2, 3)).items()}
     {2: 36.0, 3: 37.0}
     """
+    return client_frames(case_order(sessions, alliance), outcome, alliance, early_sessions,
+                         adjustment)  # fmt: skip
+
+
+def client_frames(
+    cases: CaseOrder,
+    outcome: str,
+    alliance: str | None,
+    early_sessions: tuple[int, ...],
+    adjustment: Adjustment | None = None,
+) -> dict[int, pd.DataFrame]:
+    """:func:`client_tables` from sessions already ordered by :func:`case_order` (for a caller
+    that reads more from the same ordering)."""
     if min(early_sessions) < 1:
         raise ValueError("early_session must be at least 1")
-    ordered = CaseOrder(_with_alliance(sessions, alliance))
-    return {k: _client_table(ordered, outcome, alliance, k, adjustment) for k in early_sessions}
+    return {k: _client_table(cases, outcome, alliance, k, adjustment) for k in early_sessions}
+
+
+def case_order(sessions: pd.DataFrame, alliance: str | None) -> CaseOrder:
+    """The sessions in case order, with the all-missing alliance of data without one
+    (:data:`NO_ALLIANCE`): the ordering every derived table is read from."""
+    return CaseOrder(_with_alliance(sessions, alliance))
 
 
 NO_ALLIANCE = "_no_alliance"
@@ -332,8 +352,7 @@ def session_table(
     0        1                  30.0            -2.0
     1        2                  30.0             2.0
     """
-    ordered = CaseOrder(_with_alliance(sessions, alliance))
-    return session_frame(ordered, outcome, alliance, adjustment)
+    return session_frame(case_order(sessions, alliance), outcome, alliance, adjustment)
 
 
 def session_frame(
@@ -393,7 +412,7 @@ def session_pairs(
     0        1             2          24.0             -2.0
     1        2             4          28.0              2.0
     """
-    cases = CaseOrder(_with_alliance(sessions, alliance))
+    cases = case_order(sessions, alliance)
     return pairs_of(cases, session_frame(cases, outcome, alliance, adjustment))
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment, adjusted
-from .derive import CaseOrder, client_tables
+from .derive import CaseOrder, case_order, client_frames
 from .disclosure import DisclosurePolicy, suppress_small_rows
 from .effects import wilson_interval
 from .engine import DEFAULT_ENGINE, fit_lmm
@@ -285,9 +285,9 @@ def imputation_data(
     NotEstimable
         When a score the models need is observed in fewer than two cases.
     """
-    table = client_tables(sessions, outcome, alliance, (k,), adjustment)[k]
-    scores = _scores(CaseOrder(sessions), outcome, alliance, k)
-    return _imputation_data(table, scores, alliance, k, adjustment)
+    ordered = case_order(sessions, alliance)
+    table = client_frames(ordered, outcome, alliance, (k,), adjustment)[k]
+    return _imputation_data(table, _scores(ordered, outcome, alliance, k), alliance, k, adjustment)
 
 
 def _imputation_data(
@@ -498,9 +498,10 @@ def multiple_imputation(
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
     streams = np.random.SeedSequence(seed).spawn(len(ks))
-    tables = client_tables(sessions, outcome, alliance, tuple(ks), adjustment)  # one ordering
-    ordered = CaseOrder(sessions)
-    results = []
+    ordered = case_order(sessions, alliance)  # one ordering for every table and score
+    tables = client_frames(ordered, outcome, alliance, tuple(ks), adjustment)
+    frames: list[pd.DataFrame] = []
+    main: ImputedClients | str = ""
     for k, stream in zip(ks, streams, strict=True):
         try:
             data = _imputation_data(tables[k], _scores(ordered, outcome, alliance, k), alliance,
@@ -515,10 +516,9 @@ def multiple_imputation(
             fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
                                                    adjustment=adjustment)  # fmt: skip
         population = imputed.base if isinstance(imputed, ImputedClients) else tables[k]
-        results.append((_pooled_or_reasons(fits, imputed, population, alliance),
-                        imputed if k == early_session else None))  # fmt: skip
-    frames = [frame for found, _ in results for frame in found]
-    main = next(imputed for _, imputed in results if imputed is not None)
+        frames += _pooled_or_reasons(fits, imputed, population, alliance)
+        if k == early_session:
+            main = imputed
     order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
     table = pd.concat(frames, ignore_index=True)
     rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
