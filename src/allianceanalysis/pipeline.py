@@ -24,7 +24,6 @@ from .pseudonyms import read_codes
 
 if TYPE_CHECKING:
     from .annual_report import ReportSettings
-    from .disclosure import DisclosurePolicy
 
 __all__ = [
     "annual_report_step",
@@ -400,7 +399,7 @@ def missing_data_step(
     from . import tidy
     from .covariates import Adjustment
     from .derive import client_table
-    from .disclosure import DisclosurePolicy
+    from .disclosure import DisclosurePolicy, suppress_small_rows
     from .missing_data import missingness, missingness_rows, multiple_imputation, tipping_point
     from .pooling import MI_COLUMNS
 
@@ -422,23 +421,13 @@ def missing_data_step(
                                 alliance)  # fmt: skip
     policy = DisclosurePolicy(suppress_below)
     with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
-        _write_csv(_suppressed(table, policy), i)
-        _write_csv(_suppressed(points, policy), t)
+        _write_csv(suppress_small_rows(table, policy), i)
+        _write_csv(suppress_small_rows(points, policy), t)
         _write_csv(pattern_table, p)
         _write_csv(missingness_rows(pattern_table, policy), q)
     for model, rows in table.groupby("model", sort=False):
         log.info("%s: %d rows", model, len(rows))
     log.info("tipping point: %d rows", len(points))
-
-
-def _suppressed(table: pd.DataFrame, policy: DisclosurePolicy) -> pd.DataFrame:
-    """:func:`~allianceanalysis.disclosure.suppress_small_rows` on the tidy columns of
-    ``table``, its other columns (the pooled ones) kept."""
-    from . import tidy
-    from .disclosure import suppress_small_rows
-
-    extra = [c for c in table.columns if c not in tidy.TIDY_COLUMNS]
-    return pd.concat([suppress_small_rows(table[tidy.TIDY_COLUMNS], policy), table[extra]], axis=1)
 
 
 def _clinical_significance_parameters(
