@@ -21,13 +21,14 @@ finished jobs when Snakemake asks.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -86,9 +87,9 @@ def _munge_answers() -> bool:
     return done.returncode == 0
 
 
-def _wait(condition: object, what: str, seconds: float, log: Path) -> None:
+def _wait(condition: Callable[[], bool], what: str, seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise ClusterUnavailableError(f"{what} within {seconds:g} s\n{tail}")
@@ -161,8 +162,7 @@ def local_slurm(workdir: Path, cpus: int = 2, memory_mb: int = 8000) -> Iterator
         Not root, a command missing, a ``slurm.conf`` this module did not write, or a daemon
         that did not come up.
     """
-    if shutil.which("id") and subprocess.run(["id", "-u"], capture_output=True,
-                                             text=True).stdout.strip() != "0":  # fmt: skip
+    if os.geteuid() != 0:
         raise ClusterUnavailableError("the test cluster's daemons must be started as root")
     missing = missing_commands()
     if missing:
