@@ -40,6 +40,7 @@ def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(tmp_path: Pat
     rule = info.value.problems["rule"].iloc[0]
     assert rule.startswith("the file is 5.0 GiB, larger than this dataset's limit of 2048 MiB")
     assert "read.max_file_mb" in rule and "about 50.0 GiB here" in rule
+    assert "shards: {column: therapist_id, count: 6}" in rule
 
 
 def test_the_size_limit_is_set_per_dataset(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from allianceanalysis.errors import DataError, format_problem_counts, format_problems
 from allianceanalysis.io import check_dataset, load_dataset
-from allianceanalysis.io.validate import _joined_reasons
+from allianceanalysis.io.validate import joined_reasons
 
 from .helpers import CORPUS, spec_for
 
@@ -149,7 +149,7 @@ def test_exclusion_reasons_join_each_rows_distinct_reasons_in_order(pairs) -> No
     expected = {}
     for row, label in pairs:
         expected.setdefault(row, {})[label] = None
-    joined = _joined_reasons(rows, labels)
+    joined = joined_reasons(rows, labels)
     assert joined.to_dict() == {row: "; ".join(seen) for row, seen in expected.items()}
 
 

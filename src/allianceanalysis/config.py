@@ -383,6 +383,9 @@ class DatasetSpec:
     prorate: bool = False
     allow_identifier_columns: tuple[str, ...] = ()
     instruments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    shard: Path | None = None
+    """One shard of ``path`` to validate instead of the whole file
+    (:mod:`allianceanalysis.shards`); messages still name ``path`` and its rows."""
 
     def roles(self) -> dict[str, str]:
         """The instruments the dataset analyses, by role (no alliance for outcome-only data)."""

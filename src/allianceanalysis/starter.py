@@ -34,7 +34,7 @@ from .errors import DataError
 from .instruments import INSTRUMENTS, Instrument
 from .io.privacy import identifier_name_reason
 from .io.read import SAMPLE_BYTES, detect_delimiter, detect_encoding, detect_format
-from .io.validate import _choose_date_format, _detect_decimal, as_text
+from .io.validate import as_text, choose_date_format, detect_decimal
 
 __all__ = ["SAMPLE_ROWS", "Proposal", "propose"]
 
@@ -322,12 +322,12 @@ def propose(path: str | Path) -> Proposal:
     texts = {h: as_text(frame[h], DEFAULT_NA_VALUES) for h in headers}
     numeric = [texts[h] for k in found for h in [proposal.totals.get(k), *proposal.items.get(k, [])]
                if h is not None and texts[h].dtype == "str"]  # fmt: skip
-    if kind == "csv" and _detect_decimal(numeric, read.get("sep", ",")) == ",":
+    if kind == "csv" and detect_decimal(numeric, read.get("sep", ",")) == ",":
         proposal.read["decimal"] = ","
     date = proposal.columns.get("session_date")
     if date is not None and texts[date].dtype == "str" and texts[date].notna().any():
         try:
-            fmt = _choose_date_format(texts[date], str(path), date)
+            fmt = choose_date_format(texts[date], str(path), date)
         except DataError as exc:  # ambiguous day and month
             proposal.unmapped.append(exc.problems["rule"].iloc[0])
         else:

@@ -1,6 +1,7 @@
 # Configuration and helpers shared by the rules. The configuration is checked against
 # workflow/schemas/config.schema.yaml by the package (plain-words errors, defaults filled in).
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +58,29 @@ P, I = published("{dataset}"), internal("{dataset}")
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+
+
+def sharded(dataset):
+    """The dataset's shard count (0: read and validated whole)."""
+    return (config["datasets"][dataset].get("shards") or {}).get("count", 0)
+
+
+def datasets_pattern(sharded_ones):
+    """The dataset wildcard's pattern for the sharded datasets, or for the others (a pattern
+    nothing matches when there are none)."""
+    names = [d for d in DATASETS if bool(sharded(d)) == sharded_ones]
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def shard_files(*names):
+    """An input function: each of the dataset's shards' files ``names``, shard by shard."""
+
+    def files(wildcards):
+        count = sharded(wildcards.dataset)
+        return [f"{I}/shards/{k}/{name}".format(dataset=wildcards.dataset)
+                for k in range(count) for name in names]  # fmt: skip
+
+    return files
 
 
 def dataset_path(wildcards):

@@ -25,6 +25,7 @@ import codecs
 import contextlib
 import csv
 import io
+import json
 import re
 import sys
 import zipfile
@@ -43,7 +44,21 @@ from openpyxl.utils.exceptions import InvalidFileException
 from ..config import ReadOptions
 from ..errors import DataError
 
-__all__ = ["RawTable", "detect_delimiter", "detect_encoding", "detect_format", "read_raw"]
+__all__ = [
+    "CsvLayout",
+    "RawTable",
+    "csv_chunks",
+    "csv_layout",
+    "detect_delimiter",
+    "detect_encoding",
+    "detect_format",
+    "raw_pieces",
+    "read_raw",
+    "read_shard",
+    "set_aside_frame",
+    "shard_metadata",
+    "shard_table",
+]
 
 SAMPLE_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
@@ -69,6 +84,21 @@ def _megabytes(size: float) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
+def too_large(size: float, limit_mb: float) -> str:
+    """The refusal of a file (or a shard) larger than ``read.max_file_mb``, naming the shards
+    that would read it in pieces within the limit."""
+    count = max(2, -int(-size // (limit_mb * 2**20)) * 2)
+    return (
+        f"the file is {_megabytes(size)}, larger than this dataset's limit of {limit_mb:g} MiB "
+        f"(read.max_file_mb) for a file read whole: reading and validating take about "
+        f"{MEMORY_PER_FILE_BYTE} times a CSV's size in memory, about "
+        f"{_megabytes(size * MEMORY_PER_FILE_BYTE)} here. Shard it (shards: {{column: "
+        f"therapist_id, count: {count}}} in its configuration): each shard is then read and "
+        "validated by its own job (docs/performance.md); or raise read.max_file_mb on a "
+        "machine with the memory for it"
+    )
+
+
 def _check_width(name: str, columns: int) -> None:
     if columns > MAX_COLUMNS:
         raise DataError.single(
@@ -79,9 +109,10 @@ def _check_width(name: str, columns: int) -> None:
         )
 
 
-def _set_aside_frame(
+def set_aside_frame(
     row: list[int], column: list[str], value: list[str], rule: list[str], text: list[str]
 ) -> pd.DataFrame:
+    """Rows set aside as problems (:attr:`RawTable.set_aside`)."""
     return pd.DataFrame(
         {
             "row": pd.Series(row, dtype="int64"),
@@ -132,15 +163,19 @@ class RawTable:
         ``"csv"``, ``"parquet"`` or ``"excel"``.
     options : dict
         Read options as used (given or detected), for the validation summary.
+    records : int
+        The records read from the file for this table (set-aside rows, blank rows and a
+        header included), which numbers the rows of the piece after it (:func:`csv_chunks`).
     """
 
     frame: pd.DataFrame
     header: list[str]
     file_row: np.ndarray
-    set_aside: pd.DataFrame = field(default_factory=lambda: _set_aside_frame([], [], [], [], []))
+    set_aside: pd.DataFrame = field(default_factory=lambda: set_aside_frame([], [], [], [], []))
     blank_rows: int = 0
     format: str = "csv"
     options: dict = field(default_factory=dict)
+    records: int = 0
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -237,15 +272,7 @@ def read_raw(path: Path, options: ReadOptions, declared_format: str = "auto") ->
     if size == 0:
         raise DataError.single(name, "the file is empty")
     if size > options.max_file_mb * 2**20:
-        raise DataError.single(
-            name,
-            f"the file is {_megabytes(size)}, larger than this dataset's limit of "
-            f"{options.max_file_mb:g} MiB (read.max_file_mb). Reading and "
-            f"validating takes about {MEMORY_PER_FILE_BYTE} times a CSV's size in memory, "
-            f"about {_megabytes(size * MEMORY_PER_FILE_BYTE)} here, and the models need more: "
-            "split the file (by year or site) into several datasets, or raise read.max_file_mb "
-            "on a machine with the memory for it",
-        )
+        raise DataError.single(name, too_large(size, options.max_file_mb))
     kind = detect_format(path, declared_format)
     if kind == "legacy-excel":
         raise DataError.single(
@@ -290,7 +317,28 @@ def _header_fields(name: str, text: str, sep: str) -> list[str]:
         ) from None
 
 
-def _read_csv(path: Path, options: ReadOptions) -> RawTable:
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV file is laid out: what :func:`read_raw` detects before reading its rows.
+
+    Attributes
+    ----------
+    header : list of str
+        The column names of row 1.
+    sep, encoding : str
+        The delimiter and the text encoding (given or detected).
+    data_start : int
+        The byte offset where the first record after the header starts.
+    """
+
+    header: list[str]
+    sep: str
+    encoding: str
+    data_start: int
+
+
+def csv_layout(path: Path, options: ReadOptions) -> CsvLayout:
+    """Detect a CSV file's encoding, delimiter and header, refusing what is not CSV text."""
     name = str(path)
     with path.open("rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
@@ -310,10 +358,88 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
     if not any(h.strip() for h in header):
         raise DataError.single(name, "the first row (the header) is empty", row=1)
     _check_width(name, len(header))
+    data_start = -1
+    if _ascii_compatible(encoding):
+        newlines, _ = _unquoted(np.frombuffer(sample, dtype=np.uint8), "\n")
+        data_start = int(newlines[0]) + 1 if len(newlines) else len(sample)
+    return CsvLayout(header=header, sep=sep, encoding=encoding, data_start=data_start)
+
+
+def _read_csv(path: Path, options: ReadOptions) -> RawTable:
+    layout = csv_layout(path, options)
+    return _csv_rows(path, layout, first_record=1, name=str(path))
+
+
+def csv_chunks(path: Path, options: ReadOptions, chunk_bytes: int = 64 << 20) -> Iterator[RawTable]:
+    """Read a CSV file in pieces of about ``chunk_bytes``, in bounded memory.
+
+    Each piece is a :class:`RawTable` of whole records, with the row numbers, set-aside rows
+    and blank rows :func:`read_raw` gives the same rows of the whole file: together the
+    pieces are the whole file's table. A piece ends at a newline outside double quotes, as
+    the reader splits records.
+
+    Raises
+    ------
+    DataError
+        As :func:`read_raw`; and for a text encoding whose delimiters are not single bytes
+        (UTF-16), which only the whole-file reader reads.
+
+    Examples
+    --------
+    >>> from allianceanalysis.config import ReadOptions
+    >>> pieces = list(csv_chunks(Path("data/demo/sessions.csv"), ReadOptions(), 100_000))
+    >>> len(pieces) > 1, int(pieces[1].file_row[0]) == int(pieces[0].file_row[-1]) + 1
+    (True, True)
+    """
+    name = str(path)
+    layout = csv_layout(path, options)
+    if layout.data_start < 0:
+        raise DataError.single(
+            name,
+            f"a file in {layout.encoding} is only read whole; save it as UTF-8 to read it in "
+            "pieces (shards)",
+        )
+    record = 2  # the header is record 1; every piece starts at a record's start
+    with path.open("rb") as handle:
+        handle.seek(layout.data_start)
+        carry = b""
+        while True:
+            block = handle.read(chunk_bytes)
+            data = carry + block
+            if not data:
+                return
+            if block:
+                newlines, _ = _unquoted(np.frombuffer(data, dtype=np.uint8), "\n")
+                if not len(newlines):  # no record ends here: read on
+                    if len(data) > MAX_RECORD_BYTES + chunk_bytes:
+                        _refuse_record(path, layout.sep, layout.header, record,
+                                       handle.tell() - len(data))  # fmt: skip
+                    carry = data
+                    continue
+                cut = int(newlines[-1]) + 1
+                piece, carry = data[:cut], data[cut:]
+            else:
+                piece, carry = data, b""
+            table = _csv_rows(pa.BufferReader(piece), layout, first_record=record, name=name,
+                              header_row=False)  # fmt: skip
+            yield table
+            record += table.records
+            if not block:
+                return
+
+
+def _csv_rows(
+    source, layout: CsvLayout, *, first_record: int, name: str, header_row: bool = True
+) -> RawTable:
+    """Read the records of ``source`` (a path, or the bytes of whole records) into a
+    :class:`RawTable` numbered from ``first_record`` (the file's header is record 1; with
+    ``header_row`` the source starts with it and it is dropped)."""
+    sep, encoding, header = layout.sep, layout.encoding, layout.header
     n_columns = len(header)
     names = [f"f{i}" for i in range(n_columns)]
     native_utf8 = codecs.lookup(encoding).name == "utf-8"  # pyarrow decodes UTF-8 itself
     ragged: list[tuple[int | None, int, int, str]] = []
+    in_memory = isinstance(source, pa.BufferReader)
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         ragged.append((row.number, row.actual_columns, row.expected_columns, row.text))
@@ -321,8 +447,10 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
 
     def read(use_threads: bool, block_size: int = 1 << 20) -> pa.Table:
         ragged.clear()
+        if in_memory:
+            source.seek(0)
         return pacsv.read_csv(
-            path,
+            source,
             read_options=pacsv.ReadOptions(
                 column_names=names,
                 encoding="utf8" if native_utf8 else encoding,
@@ -352,7 +480,10 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             except pa.ArrowInvalid as exc:
                 if "straddl" not in str(exc) or not _ascii_compatible(encoding):
                     raise
-                longest = _longest_record(path, sep, header)
+                if in_memory:
+                    longest = _longest_in(source, layout, first_record, name)
+                else:
+                    longest = _longest_record(source, sep, header)
                 block_size = 1 << (2 * longest).bit_length()
                 table = read(use_threads=True, block_size=block_size)
             if ragged:  # row numbers of invalid rows are only known from a single-threaded read
@@ -370,25 +501,30 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
             f"could not be read as {encoding} CSV with delimiter {sep!r} ({reason}); set "
             "read.encoding / read.sep for this dataset",
         ) from None
-    skipped = np.array([r[0] for r in ragged], dtype="int64")
-    if 1 in skipped:
+    offset = first_record - 1  # pyarrow numbers the source's records from 1
+    skipped = np.array([r[0] for r in ragged], dtype="int64") + offset
+    if header_row and first_record in skipped:
         raise DataError.single(name, "the header row could not be split into columns", row=1)
     for number, _, _, text in ragged:
         if len(text) > MAX_CELL_BYTES and "\n" in text:
             encoded = text.encode("utf-8", errors="replace")
-            raise _runaway(name, sep, header, number, encoded, _megabytes(len(encoded)))
-    records = np.arange(1, table.num_rows + len(skipped) + 1)
+            raise _runaway(name, sep, header, number + offset, encoded, _megabytes(len(encoded)))
+    n_records = table.num_rows + len(skipped)
+    records = np.arange(first_record, first_record + n_records)
     if len(skipped):
         records = records[~np.isin(records, skipped)]
-    table, file_row = table.slice(1), records[1:]  # the first record is the header
+    if header_row:  # the first record is the header
+        table, file_row = table.slice(1), records[1:]
+    else:
+        file_row = records
     blank = np.ones(table.num_rows, dtype=bool)
     for column in table.columns:
         blank &= pc.equal(column, "").to_numpy(zero_copy_only=False)
     blank_rows = int(blank.sum())
     if blank_rows:
         table, file_row = table.filter(pa.array(~blank)), file_row[~blank]
-    ragged_frame = _set_aside_frame(
-        [r[0] for r in ragged],
+    ragged_frame = set_aside_frame(
+        skipped.tolist(),
         [""] * len(ragged),
         [""] * len(ragged),
         [
@@ -411,7 +547,23 @@ def _read_csv(path: Path, options: ReadOptions) -> RawTable:
         blank_rows=blank_rows,
         format="csv",
         options={"sep": sep, "encoding": encoding},
+        records=n_records,
     )
+
+
+def _longest_in(source: pa.BufferReader, layout: CsvLayout, first_record: int, name: str) -> int:
+    """:func:`_longest_record` of a piece of a file held in memory."""
+    data = np.frombuffer(source.read_buffer(), dtype=np.uint8)
+    newlines, _ = _unquoted(data, "\n")
+    bounds = np.concatenate([[-1], newlines, [len(data) - 1]])
+    lengths = np.diff(bounds)
+    over = np.flatnonzero(lengths > MAX_RECORD_BYTES)
+    if len(over):
+        start = int(bounds[over[0]]) + 1
+        raise _runaway(name, layout.sep, layout.header, first_record + int(over[0]),
+                       data[start:start + MAX_RECORD_BYTES + 1].tobytes(),
+                       f"more than {_megabytes(MAX_RECORD_BYTES)}")  # fmt: skip
+    return int(lengths.max(initial=0))
 
 
 @contextlib.contextmanager
@@ -541,7 +693,7 @@ def _set_aside_overlong(
         first_column[long & ~over] = position
         over |= long
     if not over.any():
-        return table, file_row, _set_aside_frame([], [], [], [], [])
+        return table, file_row, set_aside_frame([], [], [], [], [])
     rows = table.filter(pa.array(over))
     where = first_column[over].tolist()
     if csv_name:
@@ -557,7 +709,7 @@ def _set_aside_overlong(
         f"the cell holds more than {_megabytes(MAX_CELL_BYTES)} of text (an unclosed quote, or "
         "a document pasted into a cell?)"
     )
-    frame = _set_aside_frame(
+    frame = set_aside_frame(
         file_row[over].tolist(),
         np.asarray(header, dtype=object)[where].tolist(),
         pc.choose(pa.array(where), *short).to_pylist(),
@@ -634,3 +786,85 @@ def _read_excel(path: Path, options: ReadOptions) -> RawTable:
         format="excel",
         options={"sheet": sheet},
     )
+
+
+SHARD_METADATA = b"allianceanalysis.shard"
+"""The Parquet metadata key of a shard file: the source's header, format and read options."""
+SHARD_ROW = "__file_row"
+"""The column of a shard file holding each row's number in the source file."""
+
+
+def raw_pieces(
+    path: Path, options: ReadOptions, declared_format: str = "auto", chunk_bytes: int = 64 << 20
+) -> Iterator[RawTable]:
+    """Read a CSV or Parquet session file in pieces, in bounded memory: :func:`csv_chunks`, or
+    a Parquet file's rows in batches, each a :class:`RawTable` as :func:`read_raw` gives the
+    same rows of the whole file.
+
+    Raises
+    ------
+    DataError
+        As :func:`read_raw`, and for an Excel workbook (read whole; save it as CSV to read it
+        in pieces).
+    """
+    name = str(path)
+    if not path.is_file():
+        raise DataError.single(name, "the file does not exist (or is not a regular file)")
+    if path.stat().st_size == 0:
+        raise DataError.single(name, "the file is empty")
+    kind = detect_format(path, declared_format)
+    if kind in ("excel", "legacy-excel"):
+        raise DataError.single(
+            name, "an Excel workbook is only read whole; save it as CSV to read it in pieces"
+        )
+    if kind == "csv":
+        yield from csv_chunks(path, options, chunk_bytes)
+        return
+    try:
+        parquet = pq.ParquetFile(path)
+        _check_width(name, len(parquet.schema_arrow))
+        header = [str(c) for c in parquet.schema_arrow.names]
+        first = 1
+        for batch in parquet.iter_batches(batch_size=max(chunk_bytes >> 6, 1)):
+            table = pa.Table.from_batches([batch]).rename_columns(
+                [f"f{i}" for i in range(len(header))]
+            )
+            rows = np.arange(first, first + table.num_rows)
+            first += table.num_rows
+            table, rows, overlong = _set_aside_overlong(table, header, rows, ",")
+            frame = table.to_pandas()
+            frame.columns = header
+            yield RawTable(frame=frame, header=header, file_row=rows, set_aside=overlong,
+                           format="parquet", records=batch.num_rows)  # fmt: skip
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError.single(
+            name, f"not a readable Parquet file ({str(exc).splitlines()[0][:160]})"
+        ) from None
+
+
+def shard_table(piece: RawTable) -> pa.Table:
+    """A piece of a source file as the Parquet table of a shard file (cells as read, the
+    file's row numbers in :data:`SHARD_ROW`)."""
+    frame = piece.frame.set_axis([f"f{i}" for i in range(len(piece.header))], axis=1)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.append_column(SHARD_ROW, pa.array(piece.file_row, pa.int64()))
+
+
+def shard_metadata(header: list[str], kind: str, options: dict) -> dict[bytes, bytes]:
+    """The Parquet metadata of a shard file (:data:`SHARD_METADATA`)."""
+    return {SHARD_METADATA: json.dumps({"header": header, "format": kind,
+                                        "options": options}).encode()}  # fmt: skip
+
+
+def read_shard(path: Path) -> RawTable:
+    """Read a shard file (written by :mod:`allianceanalysis.shards`) as the :class:`RawTable`
+    of its rows of the source file: the source's header, cells, row numbers (in file order)
+    and read options."""
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[SHARD_METADATA])
+    table = table.sort_by(SHARD_ROW)
+    rows = table.column(SHARD_ROW).to_numpy()
+    frame = table.drop_columns([SHARD_ROW]).to_pandas()
+    frame.columns = meta["header"]
+    return RawTable(frame=frame, header=meta["header"], file_row=rows, format=meta["format"],
+                    options=meta["options"], records=len(rows))  # fmt: skip

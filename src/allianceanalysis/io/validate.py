@@ -32,7 +32,7 @@ from ..errors import PROBLEM_COLUMNS, DataError
 from ..instruments import INSTRUMENTS, Instrument, instruments_in_use
 from .mapping import END_STATUSES, NO_THERAPIST, ColumnPlan, plan_columns
 from .privacy import identifier_value_reasons
-from .read import RawTable, read_raw
+from .read import RawTable, read_raw, read_shard
 
 __all__ = ["DATE_FORMATS", "DATE_RANGE", "ValidationResult", "check_dataset", "load_dataset"]
 
@@ -54,7 +54,10 @@ DATE_FORMATS = (
 """Session-date formats tried when a dataset sets no ``read.date_format``."""
 DATE_RANGE = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-12-31"))
 """Session dates outside this range are refused as impossible."""
-_DETECTION_SAMPLE = 20_000
+DETECTION_SAMPLE = 20_000
+"""The decimal mark and the date format are decided from a column's first this many values
+(distinct values, for dates): enough for any real export, and the same for a file read in
+pieces (:mod:`allianceanalysis.shards`)."""
 _TEXT_COLUMNS = ("client_id", "therapist_id", "site_id", "episode_id", "condition")
 
 
@@ -154,20 +157,20 @@ def as_text(series: pd.Series, na_values: tuple[str, ...]) -> pd.Series:
     return text.mask(text.isin(na_values)).astype("str")
 
 
-def _detect_decimal(texts: list[pd.Series], sep: str | None) -> str:
+def detect_decimal(texts: list[pd.Series], sep: str | None) -> str:
     """``","`` when numbers are written like ``3,5`` (never with a point) in a file whose
     delimiter is not a comma; ``"."`` otherwise."""
     if sep == ",":
         return "."
     comma = point = False
     for text in texts:
-        sample = text.dropna().head(_DETECTION_SAMPLE)
+        sample = text.dropna().head(DETECTION_SAMPLE)
         comma = comma or bool(sample.str.fullmatch(r"[-+]?\d*,\d+").any())
         point = point or bool(sample.str.fullmatch(r"[-+]?\d*\.\d+").any())
     return "," if comma and not point else "."
 
 
-def _to_float(text: pd.Series) -> pd.Series:
+def to_float(text: pd.Series) -> pd.Series:
     """Text to float64 (missing and unparseable cells become NaN).
 
     pyarrow's cast parses a clean column about 25 times faster than :func:`pandas.to_numeric`;
@@ -185,14 +188,14 @@ def _to_float(text: pd.Series) -> pd.Series:
 def _parse_numbers(text: pd.Series, decimal: str) -> tuple[pd.Series, np.ndarray]:
     """Numbers from text; the mask marks present cells that are not finite numbers."""
     candidate = text if decimal == "." else text.str.replace(",", ".", regex=False)
-    numbers = _to_float(candidate)
+    numbers = to_float(candidate)
     numbers = numbers.where(np.isfinite(numbers))
     bad = (text.notna() & numbers.isna()).to_numpy(dtype=bool)
     return numbers, bad
 
 
-def _choose_date_format(text: pd.Series, file: str, column: str) -> str:
-    sample = pd.Series(text.dropna().unique()[:_DETECTION_SAMPLE], dtype="str")
+def choose_date_format(text: pd.Series, file: str, column: str) -> str:
+    sample = pd.Series(text.dropna().unique()[:DETECTION_SAMPLE], dtype="str")
     parsed = {f: pd.to_datetime(sample, format=f, errors="coerce") for f in DATE_FORMATS}
     counts = {f: int(p.notna().sum()) for f, p in parsed.items()}
     best = max(DATE_FORMATS, key=lambda f: counts[f])
@@ -217,7 +220,7 @@ def _choose_date_format(text: pd.Series, file: str, column: str) -> str:
 def _parse_dates(
     text: pd.Series, date_format: str | None, file: str, column: str
 ) -> tuple[pd.Series, np.ndarray, np.ndarray, str]:
-    fmt = date_format or _choose_date_format(text, file, column)
+    fmt = date_format or choose_date_format(text, file, column)
     # A service has a few thousand distinct dates in millions of rows: each is parsed once.
     codes, distinct = pd.factorize(text)
     parsed = pd.to_datetime(pd.Series(distinct, dtype="str"), format=fmt, errors="coerce")
@@ -232,7 +235,7 @@ def _parse_dates(
     return dates.where(~outside), invalid, outside, fmt
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -350,7 +353,7 @@ def _duplicate_problems(
     rows = file_row[dup_rows]
     _, inverse, size = np.unique(group, return_inverse=True, return_counts=True)
     first = pd.Series(group).groupby(group).cumcount().to_numpy() < 5
-    listed = _joined_reasons(group[first], rows[first].astype("str"), sep=", ")
+    listed = joined_reasons(group[first], rows[first].astype("str"), sep=", ")
     rows_of = listed.reindex(group).to_numpy(dtype=object) + np.where(size[inverse] > 5, " …", "")
     session = frame["session"].iloc[dup_rows].to_numpy()
     problems = pd.DataFrame(
@@ -373,23 +376,15 @@ class _Typed:
     options: dict[str, Any]
     prorated: dict[str, int]
     file_problems: list[dict]
+    scored: dict[str, bool]
 
 
 def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _Problems) -> _Typed:
     """Convert the mapped columns to their types, recording conversion problems."""
     file = str(spec.path)
-    na = spec.read.na_values
     frame = pd.DataFrame(index=pd.RangeIndex(len(raw.frame)))
-    texts: dict[str, pd.Series] = {}
-    names: dict[str, str] = {}
+    texts, names = source_texts(raw, plan, spec.read.na_values)
     file_problems: list[dict] = []
-    for contract, column in plan.source.items():
-        texts[contract] = as_text(raw.frame[column], na)
-        names[contract] = column
-    for key, columns in plan.items.items():
-        for canonical, column in zip(INSTRUMENTS[key].item_columns, columns, strict=True):
-            texts[canonical] = as_text(raw.frame[column], na)
-            names[canonical] = column
 
     for contract in _TEXT_COLUMNS:
         if contract in texts:
@@ -403,8 +398,8 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
                 recoded = recoded.str.lower()
             frame[contract] = recoded.astype("str")
 
-    numeric = [c for c in texts if c == "session" or c in INSTRUMENTS or c in _item_names(plan)]
-    decimal = spec.read.decimal or _detect_decimal(
+    numeric = numeric_columns(texts, plan)
+    decimal = spec.read.decimal or detect_decimal(
         [texts[c] for c in numeric if texts[c].dtype == "str"], raw.options.get("sep")
     )
     for contract in numeric:
@@ -458,22 +453,63 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
         frame["session_date"] = dates
         options["date_format"] = fmt
 
-    for role, key in spec.roles().items():
+    scored = score_columns_with_values(texts, plan, spec)
+    if spec.shard is None:  # a shard's empty column may have values in another shard
+        file_problems += empty_score_problems(scored, names, spec)
+    return _Typed(frame, texts, names, options, prorated, file_problems, scored)
+
+
+def source_texts(
+    raw: RawTable, plan: ColumnPlan, na_values: tuple[str, ...]
+) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """The mapped columns and instrument items as stripped text (``na_values`` missing), by
+    contract name, and the file's name of each."""
+    texts: dict[str, pd.Series] = {}
+    names: dict[str, str] = {}
+    for contract, column in plan.source.items():
+        texts[contract] = as_text(raw.frame[column], na_values)
+        names[contract] = column
+    for key, columns in plan.items.items():
+        for canonical, column in zip(INSTRUMENTS[key].item_columns, columns, strict=True):
+            texts[canonical] = as_text(raw.frame[column], na_values)
+            names[canonical] = column
+    return texts, names
+
+
+def numeric_columns(texts: dict[str, pd.Series], plan: ColumnPlan) -> list[str]:
+    """The contract columns read as numbers: the session, scores and items."""
+    return [c for c in texts if c == "session" or c in INSTRUMENTS or c in _item_names(plan)]
+
+
+def score_columns_with_values(
+    texts: dict[str, pd.Series], plan: ColumnPlan, spec: DatasetSpec
+) -> dict[str, bool]:
+    """For each role's instrument: whether its column (or any of its items) has a value."""
+    scored = {}
+    for key in spec.roles().values():
         sources = (
             [texts[key]]
             if key in plan.source
             else [texts[c] for c in INSTRUMENTS[key].item_columns]
         )
-        if all(s.isna().all() for s in sources) and len(frame):
-            file_problems.append(
-                {
-                    "row": pd.NA,
-                    "column": names[key],
-                    "value": "",
-                    "rule": f"the {role} score column has no values at all",
-                }
-            )
-    return _Typed(frame, texts, names, options, prorated, file_problems)
+        scored[key] = not all(s.isna().all() for s in sources)
+    return scored
+
+
+def empty_score_problems(
+    scored: dict[str, bool], names: dict[str, str], spec: DatasetSpec
+) -> list[dict[str, Any]]:
+    """File-level problems: a role's score column without a single value."""
+    return [
+        {
+            "row": pd.NA,
+            "column": names[key],
+            "value": "",
+            "rule": f"the {role} score column has no values at all",
+        }
+        for role, key in spec.roles().items()
+        if not scored[key]
+    ]
 
 
 def _item_names(plan: ColumnPlan) -> set[str]:
@@ -511,6 +547,10 @@ def _rows(n: int) -> str:
     return f"{n} row" if n == 1 else f"{n} rows"
 
 
+BACKWARDS_RULE = "session dates go backwards while session numbers rise (check the dates)"
+"""The warning of a case whose dates go backwards."""
+
+
 def _backwards_dates(frame: pd.DataFrame, file_row: np.ndarray) -> dict[str, Any] | None:
     if "session_date" not in frame:
         return None
@@ -522,7 +562,7 @@ def _backwards_dates(frame: pd.DataFrame, file_row: np.ndarray) -> dict[str, Any
     if not len(flagged):
         return None
     return {
-        "rule": "session dates go backwards while session numbers rise (check the dates)",
+        "rule": BACKWARDS_RULE,
         "count": len(flagged),
         "rows": [int(r) for r in flagged[:10]],
     }
@@ -532,7 +572,7 @@ RESERVED_COLUMNS = ("source_row", "exclusion_reasons", "raw_line")
 """Column names the package adds to its outputs; a file may not use them."""
 
 
-def _joined_reasons(rows: np.ndarray, labels: np.ndarray, sep: str = "; ") -> pd.Series:
+def joined_reasons(rows: np.ndarray, labels: np.ndarray, sep: str = "; ") -> pd.Series:
     """Each row's distinct labels, in order of first appearance, joined with ``sep``.
 
     Vectorised: one pass per rank of a label within its row (a row has at most a few), not
@@ -540,7 +580,7 @@ def _joined_reasons(rows: np.ndarray, labels: np.ndarray, sep: str = "; ") -> pd
 
     Examples
     --------
-    >>> _joined_reasons(np.array([3, 2, 3, 3]), np.array(["a", "b", "c", "a"])).to_dict()
+    >>> joined_reasons(np.array([3, 2, 3, 3]), np.array(["a", "b", "c", "a"])).to_dict()
     {2: 'b', 3: 'a; c'}
     """
     pairs = pd.DataFrame({"row": rows, "label": labels}).drop_duplicates()
@@ -558,7 +598,7 @@ def _excluded_frame(raw: RawTable, problems: pd.DataFrame, kept: np.ndarray) -> 
     labelled = np.where(
         problems["column"] == "", problems["rule"], problems["column"] + ": " + problems["rule"]
     )
-    reasons = _joined_reasons(problems["row"].to_numpy(), labelled)
+    reasons = joined_reasons(problems["row"].to_numpy(), labelled)
     cells = raw.frame.loc[~kept].astype("str")
     cells.insert(0, "source_row", raw.file_row[~kept])
     aside = pd.DataFrame({"source_row": raw.set_aside["row"], "raw_line": raw.set_aside["text"]})
@@ -612,8 +652,12 @@ def _check_dataset(spec: DatasetSpec) -> ValidationResult:
             f"unknown instrument '{unknown[0]}' for dataset '{spec.name}'; known instruments: "
             f"{', '.join(INSTRUMENTS)} (define others under instruments: in the configuration)",
         )
-    raw = read_raw(spec.path, spec.read, spec.format)
-    if raw.frame.empty and raw.set_aside.empty:
+    raw = (
+        read_raw(spec.path, spec.read, spec.format)
+        if spec.shard is None
+        else read_shard(spec.shard)
+    )
+    if raw.frame.empty and raw.set_aside.empty and spec.shard is None:
         raise DataError.single(file, "the file has a header but no data rows")
     plan = plan_columns(raw, spec)
     reserved = [c for c in plan.extras if c in RESERVED_COLUMNS]
@@ -697,7 +741,7 @@ def _summary(
         problems.drop_duplicates(["row", "column", "rule"])
         .groupby(["column", "rule"], sort=False)
         .size()
-        .sort_values(ascending=False)
+        .sort_values(ascending=False, kind="stable")  # ties: the rule first met in the file
     )
     warnings = [{"rule": w, "count": 1, "rows": []} for w in plan.warnings]
     backwards = _backwards_dates(typed.frame.loc[kept], raw.file_row[kept])
@@ -707,7 +751,7 @@ def _summary(
     summary = {
         "dataset": spec.name,
         "file": str(spec.path),
-        "file_sha256": _file_sha256(spec.path),
+        "file_sha256": file_sha256(spec.path) if spec.shard is None else None,
         "format": raw.format,
         "read_options": typed.options,
         "on_invalid_rows": spec.on_invalid_rows,
@@ -741,6 +785,17 @@ def _summary(
     }
     if summary["rows"]["read"] != summary["rows"]["used"] + summary["rows"]["excluded"]:
         raise RuntimeError("row accounting does not add up; this is a bug")  # pragma: no cover
+    if spec.shard is not None:  # what merging the shards' summaries needs besides the sums
+        first = problems.drop_duplicates(["column", "rule"])
+        summary["shard"] = {
+            "first_row": {f"{c}\x1f{r}": int(n) for c, r, n in
+                          zip(first["column"], first["rule"], first["row"], strict=True)},
+            "scored": typed.scored,
+            "score_names": {k: typed.names[k] for k in typed.scored},
+            "backwards_rows": [] if not backwards else backwards["rows"],
+            "distinct": {c: sorted(sessions[c].dropna().unique().tolist())
+                         for c in ("therapist_id", "site_id") if c in sessions},
+        }  # fmt: skip
     return summary
 
 

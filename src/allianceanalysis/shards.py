@@ -1,0 +1,589 @@
+"""Shards: one dataset split by therapist or site, validated piece by piece, and merged.
+
+A national programme's decade of sessions is larger than one job's memory. A dataset with
+``shards: {column: therapist_id, count: 8}`` in its configuration is split into that many
+shard files, each validated by its own job (the map), and the shards' validation files are
+merged into the dataset's (the reduce):
+
+1. :func:`split_dataset` reads the file in pieces (:func:`~allianceanalysis.io.read.raw_pieces`,
+   bounded memory) twice. The first pass finds each client's shard: that of the shard column's
+   value in the client's first session (the lowest session number with a value), so all of a
+   client's sessions, in all episodes, fall in one shard even when the client changed
+   therapist. It also decides, from the head of the file, what the whole-file reader decides
+   from it: the decimal mark and the date format. The second pass writes each row to its
+   client's shard. A shard is the hash of the value modulo the count (a stable hash: the same
+   file gives the same shards on every machine).
+2. :func:`validate_shard` validates one shard with every rule of
+   :func:`~allianceanalysis.io.check_dataset`, the decided read options pinned, naming the
+   source file and its rows.
+3. :func:`merge_validation` adds the shards' summaries up (clients, sessions, rows, problems
+   by rule), counts therapists and sites over all shards, applies the dataset's
+   ``on_invalid_rows`` policy to every shard's problems together, and writes the dataset's
+   validation files as the unsharded ingest writes them: the same bytes.
+
+Refused, in plain words: a shard column that is not in the file (or not mapped), a file read
+only whole (an Excel workbook, UTF-16 text), and, when sharding by site, a therapist whose
+clients fall in two shards (the therapist-level analyses need each therapist in one shard).
+
+Examples
+--------
+>>> import tempfile
+>>> from allianceanalysis.config import DatasetSpec
+>>> spec = DatasetSpec(name="demo", path=Path("data/demo/sessions.csv"))
+>>> folder = Path(tempfile.mkdtemp())
+>>> parts = [folder / f"part{k}.parquet" for k in range(3)]
+>>> split = split_dataset(spec, "therapist_id", parts, folder / "split.json",
+...                       folder / "aside.parquet")
+>>> sum(split["rows"]) == split["rows_read"], len(split["rows"])
+(True, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._files import atomic_outputs
+from .config import DatasetSpec
+from .errors import DataError
+from .instruments import instruments_in_use
+from .io.mapping import ColumnPlan, plan_columns
+from .io.read import RawTable, raw_pieces, set_aside_frame, shard_metadata, shard_table
+from .io.validate import (
+    BACKWARDS_RULE,
+    DETECTION_SAMPLE,
+    PROBLEM_DTYPES,
+    ValidationResult,
+    as_text,
+    check_dataset,
+    choose_date_format,
+    detect_decimal,
+    empty_score_problems,
+    file_sha256,
+    joined_reasons,
+    numeric_columns,
+    source_texts,
+    to_float,
+)
+from .io.write import row_accounting
+
+__all__ = [
+    "SHARD_COLUMNS",
+    "merge_step",
+    "merge_validation",
+    "part_path",
+    "shard_number",
+    "split_dataset",
+    "split_step",
+    "validate_shard",
+]
+
+log = logging.getLogger("allianceanalysis")
+
+SHARD_COLUMNS = ("therapist_id", "site_id")
+"""The columns a dataset may be sharded by: no therapist's clients straddle two shards."""
+CHUNK_BYTES = 64 << 20
+"""The size of the pieces a file is read in (about 700,000 rows of a typical session CSV)."""
+_MISSING_KEY = "\x00"
+
+
+def _hash(values: pd.Series) -> np.ndarray:
+    """A stable 64-bit hash of each value's text (missing values share one)."""
+    return pd.util.hash_array(values.fillna(_MISSING_KEY).to_numpy(dtype=object))
+
+
+def shard_number(values: pd.Series, count: int) -> np.ndarray:
+    """The shard of each value: a stable 64-bit hash of its text modulo ``count`` (missing
+    values share one shard), the same on every machine and in every run.
+
+    Examples
+    --------
+    >>> shard_number(pd.Series(["T1", "T2", "T1", None]), 4).tolist()
+    [2, 3, 2, 1]
+    """
+    return (_hash(values) % np.uint64(count)).astype(np.int64)
+
+
+class _Detection:
+    """The head of the file that the whole-file reader decides the decimal mark and the date
+    format from (:func:`~allianceanalysis.io.validate.detect_decimal`,
+    :func:`~allianceanalysis.io.validate.choose_date_format`), gathered piece by piece."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, list[pd.Series]] = {}
+        self.dates: pd.Series | None = None
+        self.done = False
+
+    def add(self, texts: dict[str, pd.Series], numeric: list[str]) -> None:
+        for column in numeric:
+            if texts[column].dtype != "str":
+                continue
+            parts = self.numbers.setdefault(column, [])
+            have = sum(map(len, parts))
+            if have < DETECTION_SAMPLE:
+                parts.append(texts[column].dropna().head(DETECTION_SAMPLE - have))
+        if "session_date" in texts and (self.dates is None or len(self.dates) < DETECTION_SAMPLE):
+            seen = [] if self.dates is None else [self.dates]
+            distinct = pd.unique(pd.concat([*seen, texts["session_date"].dropna()]))
+            self.dates = pd.Series(distinct[:DETECTION_SAMPLE], dtype="str")
+        counts = [sum(map(len, parts)) for parts in self.numbers.values()]
+        dates_full = "session_date" not in texts or len(self.dates) >= DETECTION_SAMPLE
+        self.done = dates_full and all(n >= DETECTION_SAMPLE for n in counts)
+
+    def options(self, spec: DatasetSpec, names: Mapping[str, str]) -> dict[str, str]:
+        """The decimal mark and the date format, as the whole-file reader decides them."""
+        decided: dict[str, str] = {}
+        if spec.read.decimal is None:
+            texts = [pd.concat(parts, ignore_index=True) for parts in self.numbers.values()]
+            decided["decimal"] = detect_decimal(texts, None)
+        if self.dates is not None and spec.read.date_format is None:
+            decided["date_format"] = choose_date_format(
+                self.dates, str(spec.path), names["session_date"]
+            )
+        return decided
+
+
+def _plan(piece: RawTable, spec: DatasetSpec) -> ColumnPlan:
+    """The column plan of a piece, worked out on a copy (planning renames and drops columns)."""
+    copy = dataclasses.replace(piece, frame=piece.frame.copy(deep=False), header=list(piece.header))
+    return plan_columns(copy, spec)
+
+
+def _stripped(piece: RawTable) -> RawTable:
+    """A piece with its column names stripped, as planning leaves them."""
+    return dataclasses.replace(piece, frame=piece.frame.set_axis(
+        [h.strip() for h in piece.header], axis=1))  # fmt: skip
+
+
+def _texts(piece: RawTable, plan: ColumnPlan, spec: DatasetSpec, columns: list[str]) -> dict:
+    """Some mapped columns of a piece as text (as validation reads them)."""
+    frame = _stripped(piece).frame
+    return {c: as_text(frame[plan.source[c]], spec.read.na_values)
+            for c in columns if c in plan.source}  # fmt: skip
+
+
+def split_dataset(
+    spec: DatasetSpec,
+    column: str,
+    shards: Sequence[str | Path],
+    summary: str | Path,
+    aside: str | Path,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> dict[str, Any]:
+    """Split a dataset's session file into shard files by ``column``, in bounded memory.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+        The dataset (its file, read options, mapping).
+    column : {"therapist_id", "site_id"}
+        The contract column to shard by (mapped as the dataset maps it).
+    shards : list of path
+        One Parquet file per shard; their number is the shard count.
+    summary : path
+        JSON: the read options decided for all shards, the file's checksum, the rows per
+        shard, the blank rows ignored.
+    aside : path
+        Parquet: the rows that could not be split into fields (problems of no shard).
+    chunk_bytes : int
+        The size of the pieces the file is read in.
+
+    Returns
+    -------
+    dict
+        What ``summary`` holds.
+
+    Raises
+    ------
+    DataError
+        As :func:`~allianceanalysis.io.check_dataset` for problems of the file as a whole, and
+        when the shard column is not in the file or, sharding by site, a therapist's clients
+        fall in two shards.
+    """
+    if column not in SHARD_COLUMNS:
+        raise DataError.single(
+            str(spec.path),
+            f"a dataset is sharded by {' or '.join(SHARD_COLUMNS)}, not by {column!r}",
+        )
+    size = spec.path.stat().st_size if spec.path.is_file() else 0
+    if size / len(shards) > spec.read.max_file_mb * 2**20:
+        raise DataError.single(
+            str(spec.path),
+            f"the file is {size / 2**30:.1f} GiB: each of its {len(shards)} shards would be "
+            f"larger than the limit of {spec.read.max_file_mb:g} MiB for a piece read whole "
+            f"(read.max_file_mb); use more shards",
+        )
+    if spec.instruments:
+        with instruments_in_use(spec.instruments):
+            return _split(spec, column, shards, summary, aside, chunk_bytes)
+    return _split(spec, column, shards, summary, aside, chunk_bytes)
+
+
+_ROUTE_COLUMNS = ["client_id", "session", "therapist_id", "site_id"]
+
+
+def _split(
+    spec: DatasetSpec, column: str, shards: Sequence[str | Path], summary: str | Path,
+    aside: str | Path, chunk_bytes: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Pass 1: each client's shard and the read options; pass 2 (:func:`_write_shards`)."""
+    file = str(spec.path)
+    plan: ColumnPlan | None = None
+    detection, routes = _Detection(), []
+    names: dict[str, str] = {}
+    for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
+        if plan is None:
+            plan = _plan(piece, spec)
+            if column not in plan.source:
+                raise DataError.single(
+                    file,
+                    f"the dataset is sharded by {column} (shards.column), but the file has no "
+                    f"{column} column (map it under columns:, or shard by another column)",
+                )
+        if not detection.done:
+            texts, names = source_texts(_stripped(piece), plan, spec.read.na_values)
+            detection.add(texts, numeric_columns(texts, plan))
+        else:
+            texts = _texts(piece, plan, spec, _ROUTE_COLUMNS)
+        routes.append(_first_sessions(texts, column, piece.file_row))
+    if plan is None:
+        raise DataError.single(file, "the file has a header but no data rows")
+    first = _client_shards(pd.concat(routes, ignore_index=True), len(shards))
+    del routes
+    if column == "site_id" and "therapist_id" in plan.source:
+        _check_therapists(first, spec, plan)
+    decided = detection.options(spec, names)
+    return _write_shards(spec, plan, first, column, shards, summary, aside, decided, chunk_bytes)
+
+
+def _first_sessions(texts: dict[str, pd.Series], column: str, rows: np.ndarray) -> pd.DataFrame:
+    """Per client of a piece, its first session with a shard value (the lowest session number,
+    then the first row): the hashes of the client, the shard value and the therapist."""
+    client = texts["client_id"]
+    has = client.notna().to_numpy()
+    frame = pd.DataFrame({
+        "client": _hash(client[has]),
+        "blank": texts[column][has].isna().to_numpy(),
+        "session": to_float(texts["session"][has]).fillna(np.inf).to_numpy(),
+        "row": rows[has],
+        "value": _hash(texts[column][has]),
+        "therapist": (_hash(texts["therapist_id"][has]) if "therapist_id" in texts
+                      else np.zeros(int(has.sum()), dtype=np.uint64)),
+    })  # fmt: skip
+    frame = frame.sort_values(["client", "blank", "session", "row"], kind="stable")
+    return frame.drop_duplicates("client")
+
+
+def _client_shards(routes: pd.DataFrame, count: int) -> pd.DataFrame:
+    """Each client's shard (sorted by the client's hash), from the pieces' first sessions."""
+    first = routes.sort_values(["client", "blank", "session", "row"], kind="stable")
+    first = first.drop_duplicates("client").reset_index(drop=True)
+    first["shard"] = (first["value"].to_numpy() % np.uint64(count)).astype(np.int64)
+    return first[["client", "row", "therapist", "shard"]]
+
+
+def _check_therapists(first: pd.DataFrame, spec: DatasetSpec, plan: ColumnPlan) -> None:
+    """Sharding by site: refuse a therapist whose clients' first sessions fall in two shards."""
+    spread = first.groupby("therapist")["shard"].transform("nunique") > 1
+    if not spread.any():
+        return
+    therapist = first.loc[spread, "therapist"].iloc[0]
+    cases = first[first["therapist"] == therapist].drop_duplicates("shard").head(2)
+    rows = sorted(int(r) for r in cases["row"])
+    raise DataError.single(
+        str(spec.path),
+        f"sharding by site_id splits a therapist's clients over two shards (their first "
+        f"sessions are in rows {rows[0]} and {rows[1]}, at sites in different shards); the "
+        "therapist-level analyses need each therapist in one shard: shard by therapist_id",
+        plan.source["therapist_id"],
+        rows[1],
+    )
+
+
+def _write_shards(
+    spec: DatasetSpec, plan: ColumnPlan, first: pd.DataFrame, column: str,
+    shards: Sequence[str | Path], summary: str | Path, aside: str | Path,
+    decided: dict[str, str], chunk_bytes: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Pass 2: each row to its client's shard (a row without a client: its own value's)."""
+    count = len(shards)
+    clients, shard_of_client = first["client"].to_numpy(), first["shard"].to_numpy()
+    writers: list[pq.ParquetWriter] = []
+    rows, blank, read, asides = np.zeros(count, dtype=np.int64), 0, 0, []
+    options: dict[str, Any] = {}
+    with atomic_outputs(*shards, summary, aside) as temps:
+        for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
+            texts = _texts(piece, plan, spec, ["client_id", column])
+            has = texts["client_id"].notna().to_numpy()
+            target = shard_number(texts[column], count)
+            target[has] = shard_of_client[np.searchsorted(clients, _hash(texts["client_id"][has]))]
+            table = shard_table(piece)
+            if not writers:
+                options = piece.options
+                schema = table.schema.with_metadata(
+                    shard_metadata(piece.header, piece.format, options)
+                )
+                writers = [pq.ParquetWriter(t, schema) for t in temps[:count]]
+            order = np.argsort(target, kind="stable")
+            bounds = np.searchsorted(target[order], np.arange(count + 1))
+            for k in range(count):
+                if bounds[k + 1] > bounds[k]:
+                    chosen = pa.array(order[bounds[k] : bounds[k + 1]])
+                    writers[k].write_table(table.take(chosen).cast(schema))
+            rows += np.bincount(target, minlength=count)
+            blank += piece.blank_rows
+            read += len(piece.frame) + len(piece.set_aside)
+            if len(piece.set_aside):
+                asides.append(piece.set_aside)
+        for writer in writers:
+            writer.close()
+        set_aside = (pd.concat(asides, ignore_index=True) if asides
+                     else set_aside_frame([], [], [], [], []))  # fmt: skip
+        set_aside.to_parquet(temps[count + 1], index=False)
+        result = {
+            "dataset": spec.name,
+            "file": str(spec.path),
+            "file_sha256": file_sha256(spec.path),
+            "column": column,
+            "rows": rows.tolist(),
+            "rows_read": read,
+            "set_aside": len(set_aside),
+            "blank_rows": blank,
+            "read_options": {**options, **decided},
+        }
+        Path(temps[count]).write_text(json.dumps(result, indent=2) + "\n")
+    log.info("%s: %d rows in %d shards by %s (%s rows each)", spec.name, read, count, column,
+             ", ".join(map(str, rows)))  # fmt: skip
+    return result
+
+
+def shard_spec(spec: DatasetSpec, shard: str | Path, split: Mapping[str, Any]) -> DatasetSpec:
+    """The dataset as one of its shards: the shard file read, the decided options pinned."""
+    pinned = {k: v for k, v in split["read_options"].items() if k in ("decimal", "date_format")}
+    return dataclasses.replace(
+        spec, shard=Path(shard), read=dataclasses.replace(spec.read, **pinned)
+    )
+
+
+def validate_shard(
+    spec: DatasetSpec,
+    shard: str | Path,
+    split: str | Path,
+    outputs: Mapping[str, str | Path],
+) -> ValidationResult:
+    """Validate one shard with every rule of :func:`~allianceanalysis.io.check_dataset`.
+
+    ``outputs`` names ``sessions`` (Parquet), ``summary`` (JSON, with what merging needs),
+    ``problems`` and ``excluded`` (Parquet). The ``on_invalid_rows`` policy is applied to all
+    shards together, by :func:`merge_validation`.
+    """
+    settings = json.loads(Path(split).read_text())
+    result = check_dataset(shard_spec(spec, shard, settings))
+    paths = [outputs[k] for k in ("sessions", "summary", "problems", "excluded")]
+    with atomic_outputs(*paths) as (sessions, summary, problems, excluded):
+        result.sessions.to_parquet(sessions, index=False)
+        Path(summary).write_text(json.dumps(result.summary, indent=2, ensure_ascii=False) + "\n")
+        result.problems.to_parquet(problems, index=False)
+        result.excluded.astype("str").to_parquet(excluded, index=False)
+    log.info("%s shard: %d rows, %d used", spec.name, result.summary["rows"]["read"],
+             result.summary["rows"]["used"])  # fmt: skip
+    return result
+
+
+def merge_validation(
+    spec: DatasetSpec,
+    split: str | Path,
+    aside: str | Path,
+    shards: Sequence[Mapping[str, str | Path]],
+    outputs: Mapping[str, str | Path],
+) -> dict[str, Any]:
+    """Merge the shards' validation into the dataset's: the files the unsharded ingest writes.
+
+    Parameters
+    ----------
+    spec : DatasetSpec
+        The dataset.
+    split, aside : path
+        :func:`split_dataset`'s summary and set-aside rows.
+    shards : list of mapping
+        Each shard's :func:`validate_shard` outputs.
+    outputs : mapping
+        ``sessions``, ``summary``, ``accounting``, ``excluded``, as
+        :func:`~allianceanalysis.io.write_validated` writes them.
+
+    Raises
+    ------
+    DataError
+        When a role's score column has no value in any shard; and, under
+        ``on_invalid_rows: fail``, listing every shard's row-level problems.
+    """
+    settings = json.loads(Path(split).read_text())
+    set_aside = pd.read_parquet(aside)
+    summaries = [json.loads(Path(s["summary"]).read_text()) for s in shards]
+    file, base = str(spec.path), summaries[0]["shard"]
+    scored = {k: any(s["shard"]["scored"][k] for s in summaries) for k in base["scored"]}
+    empty = empty_score_problems(scored, base["score_names"], spec)
+    if empty:
+        raise DataError(file, pd.DataFrame(empty).astype({"row": "Int64"}))
+    if spec.on_invalid_rows == "fail" and (len(set_aside) or any(
+            s["rows"]["excluded"] for s in summaries)):  # fmt: skip
+        problems = pd.concat(
+            [*(pd.read_parquet(s["problems"]) for s in shards),
+             set_aside[["row", "column", "value", "rule"]]],
+            ignore_index=True,
+        ).astype(PROBLEM_DTYPES)  # fmt: skip
+        raise DataError(file, problems.sort_values("row", kind="stable").reset_index(drop=True))
+    merged = _merged_summary(summaries, settings, set_aside)
+    excluded = _merged_excluded([pd.read_parquet(s["excluded"]) for s in shards], set_aside)
+    paths = [outputs[k] for k in ("sessions", "summary", "accounting", "excluded")]
+    with atomic_outputs(*paths) as (sessions, summary, accounting, excluded_file):
+        _concatenated_sessions([s["sessions"] for s in shards], sessions)
+        Path(summary).write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+        row_accounting(merged).to_csv(accounting, index=False, lineterminator="\n")
+        excluded.to_csv(excluded_file, index=False, lineterminator="\n")
+    return merged
+
+
+def _excluded_by_rule(summaries: list[dict], set_aside: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows excluded by each rule over all shards, most first (ties: the rule met first in
+    the file), as the whole-file summary orders them."""
+    rules: dict[tuple[str, str], list[int]] = {}
+    entries = [((e["column"], e["rule"]), e["rows"],
+                s["shard"]["first_row"][f"{e['column']}\x1f{e['rule']}"])
+               for s in summaries for e in s["excluded_by_rule"]]  # fmt: skip
+    entries += [(key, len(g), int(g["row"].min()))
+                for key, g in set_aside.groupby(["column", "rule"], sort=False)]  # fmt: skip
+    for key, rows, first in entries:
+        count, row = rules.get(key, [0, first])
+        rules[key] = [count + rows, min(row, first)]
+    ordered = sorted(rules.items(), key=lambda item: (-item[1][0], item[1][1]))
+    return [{"column": c, "rule": r, "rows": n} for (c, r), (n, _) in ordered]
+
+
+def _backwards_warning(summaries: list[dict]) -> list[dict[str, Any]]:
+    """The shards' warnings of dates going backwards, as one (the first ten rows)."""
+    flagged = [w for s in summaries for w in s["warnings"] if w["rule"] == BACKWARDS_RULE]
+    if not flagged:
+        return []
+    rows = sorted(r for s in summaries for r in s["shard"]["backwards_rows"])
+    return [{"rule": BACKWARDS_RULE, "count": sum(w["count"] for w in flagged), "rows": rows[:10]}]
+
+
+def _merged_summary(
+    summaries: list[dict], settings: Mapping[str, Any], set_aside: pd.DataFrame
+) -> dict[str, Any]:
+    """The dataset's validation summary from its shards' (and the split's)."""
+    base = summaries[0]
+
+    def total(section: str, key: str) -> int:
+        return int(sum(s[section][key] for s in summaries))
+
+    def distinct(column: str, key: str) -> int | None:
+        if base["counts"][key] is None:
+            return None
+        return len(set().union(*(s["shard"]["distinct"].get(column, []) for s in summaries)))
+
+    keys = dict.fromkeys(k for s in summaries for k in s["prorated_totals"])
+    prorated = {k: sum(s["prorated_totals"].get(k, 0) for s in summaries) for k in keys}
+    merged = {
+        **{k: base[k] for k in ("dataset", "file")},
+        "file_sha256": settings["file_sha256"],
+        "format": base["format"],
+        "read_options": base["read_options"],
+        **{k: base[k] for k in ("on_invalid_rows", "outcome", "alliance")},
+        "rows": {
+            "read": total("rows", "read") + len(set_aside),
+            "used": total("rows", "used"),
+            "excluded": total("rows", "excluded") + len(set_aside),
+            "blank_rows_ignored": settings["blank_rows"],
+        },
+        "excluded_by_rule": _excluded_by_rule(summaries, set_aside),
+        "counts": {
+            "clients": total("counts", "clients"),
+            "therapists": distinct("therapist_id", "therapists"),
+            "sites": distinct("site_id", "sites"),
+            "sessions": total("counts", "sessions"),
+        },
+        "missing_scores": {k: total("missing_scores", k) for k in base["missing_scores"]},
+        "prorated_totals": {k: n for k, n in prorated.items() if n},
+        "columns": base["columns"],
+        "warnings": [w for w in base["warnings"] if w["rule"] != BACKWARDS_RULE]
+        + _backwards_warning(summaries),
+    }
+    if merged["rows"]["read"] != settings["rows_read"]:
+        raise RuntimeError("the shards' rows do not add up to the file's; this is a bug")
+    return merged
+
+
+def _merged_excluded(frames: list[pd.DataFrame], set_aside: pd.DataFrame) -> pd.DataFrame:
+    """The shards' excluded rows and the rows set aside by the split, in file order."""
+    header = [c for c in frames[0].columns if c not in ("source_row", "exclusion_reasons",
+                                                          "raw_line")]  # fmt: skip
+    parts = [f.astype({"source_row": "int64"}) for f in frames if len(f)]
+    if len(set_aside):
+        reasons = joined_reasons(set_aside["row"].to_numpy(), set_aside["rule"].to_numpy())
+        parts.append(pd.DataFrame({
+            "source_row": set_aside["row"].to_numpy(dtype="int64"),
+            "exclusion_reasons": set_aside["row"].map(reasons).to_numpy(),
+            "raw_line": set_aside["text"].to_numpy(),
+        }))  # fmt: skip
+    if not parts:
+        return frames[0]
+    out = pd.concat(parts, ignore_index=True)
+    out = out.reindex(columns=["source_row", "exclusion_reasons", *header, "raw_line"])
+    return out.sort_values("source_row", kind="stable").reset_index(drop=True)
+
+
+def _concatenated_sessions(paths: Sequence[str | Path], target: str | Path) -> None:
+    """The shards' analysable sessions in one file, in the file's row order."""
+    tables = [pq.read_table(p) for p in paths]
+    table = pa.concat_tables(tables, promote_options="permissive").sort_by("source_row")
+    pq.write_table(table, target)
+
+
+SHARD_FILES = ("sessions", "summary", "problems", "excluded")
+"""The files of one validated shard (:func:`validate_shard`), in the workflow's order."""
+
+
+def part_path(parts: Path, shard: int) -> Path:
+    """The file of shard ``shard`` in the split's folder ``parts``."""
+    return parts / f"part{shard}.parquet"
+
+
+def split_step(
+    spec: DatasetSpec, shards: Mapping[str, Any], *, parts: str | Path, split: str | Path,
+    aside: str | Path,
+) -> None:  # fmt: skip
+    """Rule ``split``: :func:`split_dataset` by the dataset's ``shards`` setting (``column``,
+    ``count``) into the folder ``parts``."""
+    folder = Path(parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [part_path(folder, k) for k in range(shards["count"])]
+    split_dataset(spec, shards["column"], paths, split, aside)
+
+
+def merge_step(
+    spec: DatasetSpec,
+    split: str | Path,
+    aside: str | Path,
+    shard_files: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """Rule ``merge_validation``: ``shard_files`` lists each shard's :data:`SHARD_FILES` in
+    turn; ``outputs`` names ``sessions``, ``summary``, ``accounting``, ``excluded``."""
+    n = len(SHARD_FILES)
+    shards = [dict(zip(SHARD_FILES, shard_files[i : i + n], strict=True))
+              for i in range(0, len(shard_files), n)]  # fmt: skip
+    merged = merge_validation(spec, split, aside, shards, outputs)
+    rows = merged["rows"]
+    log.info("%s: %d rows read, %d used, %d excluded, in %d shards", spec.name, rows["read"],
+             rows["used"], rows["excluded"], len(shards))  # fmt: skip

@@ -1,0 +1,255 @@
+"""Sharded ingest: reading in pieces, splitting by therapist or site, validating each shard and
+merging gives the files the whole-file ingest gives, byte for byte; refusals are as plain."""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from allianceanalysis.config import DatasetSpec, ReadOptions
+from allianceanalysis.errors import DataError
+from allianceanalysis.io import ingest, load_dataset
+from allianceanalysis.io.read import csv_chunks, read_raw
+from allianceanalysis.layout import internal
+from allianceanalysis.shards import merge_validation, split_dataset, validate_shard
+
+from .helpers import CORPUS, DEMO, OUTPUTS, demo_workdir, snakemake, spec_for
+
+FILES = ("sessions.parquet", "summary.json", "row_accounting.csv", "excluded_rows.csv")
+CASES = yaml.safe_load((CORPUS / "bad" / "cases.yaml").read_text())
+ROW_CASES = sorted(n for n, c in CASES.items() if c["level"] == "row" and n.endswith(".csv"))
+GOOD = sorted(p.name for p in (CORPUS / "good").glob("*.csv") if p.name != "utf16_bom.csv")
+
+
+def whole(spec: DatasetSpec, folder: Path) -> list[Path]:
+    paths = [folder / f"whole_{name}" for name in FILES]
+    ingest(spec, *paths)
+    return paths
+
+
+def sharded(
+    spec: DatasetSpec, folder: Path, column: str = "therapist_id", count: int = 3,
+    chunk_bytes: int = 200,
+) -> list[Path]:  # fmt: skip
+    """Split, validate each shard, merge: the dataset's four validation files."""
+    parts = [folder / f"part{k}.parquet" for k in range(count)]
+    split, aside = folder / "split.json", folder / "aside.parquet"
+    split_dataset(spec, column, parts, split, aside, chunk_bytes=chunk_bytes)
+    outputs = []
+    for k, part in enumerate(parts):
+        names = {"sessions": "parquet", "summary": "json", "problems": "parquet",
+                 "excluded": "parquet"}  # fmt: skip
+        out = {name: folder / f"shard{k}_{name}.{ext}" for name, ext in names.items()}
+        validate_shard(spec, part, split, out)
+        outputs.append(out)
+    paths = [folder / f"merged_{name}" for name in FILES]
+    merge_validation(spec, split, aside, outputs, dict(zip(
+        ("sessions", "summary", "accounting", "excluded"), paths, strict=True)))  # fmt: skip
+    return paths
+
+
+def assert_same_files(left: list[Path], right: list[Path]) -> None:
+    for a, b in zip(left, right, strict=True):
+        if a.suffix == ".parquet":  # the same table (Parquet metadata names the writer)
+            pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
+        else:
+            assert filecmp.cmp(a, b, shallow=False), (a.read_text()[:2000], b.read_text()[:2000])
+
+
+def csv_pieces_equal_whole(path: Path, options: ReadOptions, chunk_bytes: int) -> None:
+    full = read_raw(path, options)
+    pieces = list(csv_chunks(path, options, chunk_bytes))
+    frame = pd.concat([p.frame for p in pieces], ignore_index=True)
+    pd.testing.assert_frame_equal(frame, full.frame, check_index_type=False)
+    np.testing.assert_array_equal(np.concatenate([p.file_row for p in pieces]), full.file_row)
+    aside = pd.concat([p.set_aside for p in pieces], ignore_index=True)
+    pd.testing.assert_frame_equal(aside, full.set_aside.reset_index(drop=True))
+    assert sum(p.blank_rows for p in pieces) == full.blank_rows
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 64, 1000])
+@pytest.mark.parametrize("name", [*GOOD, "ragged_rows.csv", "duplicate_client_session.csv"])
+def test_csv_read_in_pieces_equals_the_whole_file(name: str, chunk_bytes: int) -> None:
+    folder = "good" if name in GOOD else "bad"
+    csv_pieces_equal_whole(CORPUS / folder / name, ReadOptions(), chunk_bytes)
+
+
+def test_demo_read_in_pieces_equals_the_whole_file() -> None:
+    csv_pieces_equal_whole(DEMO, ReadOptions(), 20_000)
+
+
+@pytest.mark.parametrize(("column", "count"), [("therapist_id", 3), ("site_id", 2)])
+def test_sharded_ingest_of_the_demo_writes_the_whole_file_ingest_bytes(
+    tmp_path: Path, column: str, count: int
+) -> None:
+    spec = DatasetSpec(name="demo", path=DEMO)
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path, column, count, 20_000))
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_sharded_ingest_of_each_accepted_export_equals_the_whole_file_ingest(
+    tmp_path: Path, name: str
+) -> None:
+    spec = spec_for(CORPUS / "good" / name)
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path))
+
+
+@pytest.mark.parametrize("name", ROW_CASES)
+def test_sharded_ingest_excludes_the_same_bad_rows_with_the_same_reasons(
+    tmp_path: Path, name: str
+) -> None:
+    spec = dataclasses.replace(
+        spec_for(CORPUS / "bad" / name, **CASES[name].get("spec", {})), on_invalid_rows="exclude"
+    )
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path))
+
+
+@pytest.mark.parametrize("name", ["duplicate_client_session.csv", "ragged_rows.csv"])
+def test_sharded_ingest_under_fail_lists_every_shards_problems_as_the_whole_file(
+    tmp_path: Path, name: str
+) -> None:
+    spec = spec_for(CORPUS / "bad" / name, **CASES[name].get("spec", {}))
+    with pytest.raises(DataError) as whole_error:
+        load_dataset(spec)
+    with pytest.raises(DataError) as shard_error:
+        sharded(spec, tmp_path)
+    assert str(shard_error.value) == str(whole_error.value)
+
+
+def test_a_file_level_refusal_is_the_whole_file_ingests(tmp_path: Path) -> None:
+    spec = spec_for(CORPUS / "bad" / "missing_alliance.csv")
+    with pytest.raises(DataError) as whole_error:
+        load_dataset(spec)
+    with pytest.raises(DataError) as shard_error:
+        sharded(spec, tmp_path)
+    assert str(shard_error.value) == str(whole_error.value)
+
+
+def write_sessions(path: Path, rows: list[tuple]) -> Path:
+    frame = pd.DataFrame(rows, columns=["client_id", "therapist_id", "site_id", "session", "ors",
+                                        "srs"])  # fmt: skip
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_client_who_changed_therapist_stays_in_one_shard(tmp_path: Path) -> None:
+    rows = [(f"C{c}", f"T{c % 7}", "S1", s, 20.0, 35.0) for c in range(40) for s in (1, 2)]
+    rows += [("C3", "T6", "S1", 3, 21.0, 36.0)]  # C3's third session with another therapist
+    spec = DatasetSpec(name="x", path=write_sessions(tmp_path / "s.csv", rows))
+    paths = sharded(spec, tmp_path, count=4)
+    parts = [pd.read_parquet(tmp_path / f"shard{k}_sessions.parquet") for k in range(4)]
+    assert [k for k, p in enumerate(parts) if "C3" in set(p["client_id"])] != []
+    assert sum("C3" in set(p["client_id"]) for p in parts) == 1
+    assert_same_files(whole(spec, tmp_path), paths)
+
+
+def test_a_score_column_empty_in_one_shard_only_is_not_refused(tmp_path: Path) -> None:
+    rows = [(f"C{c}", f"T{c % 5}", "S1", 1, 20.0, 35.0 if c % 5 else None) for c in range(50)]
+    spec = DatasetSpec(name="x", path=write_sessions(tmp_path / "s.csv", rows))
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path, count=5))
+
+
+def test_a_shard_column_not_in_the_file_is_refused_in_plain_words(tmp_path: Path) -> None:
+    spec = spec_for(CORPUS / "good" / "no_optional_columns.csv")
+    with pytest.raises(DataError, match=r"sharded by site_id .* no site_id column"):
+        sharded(spec, tmp_path, column="site_id")
+
+
+def test_sharding_by_site_refuses_a_therapist_at_sites_in_two_shards(tmp_path: Path) -> None:
+    rows = [(f"C{c}", "T1", f"S{c}", 1, 20.0, 35.0) for c in range(20)]
+    spec = DatasetSpec(name="x", path=write_sessions(tmp_path / "s.csv", rows))
+    with pytest.raises(DataError, match="splits a therapist's clients over two shards"):
+        sharded(spec, tmp_path, column="site_id", count=4)
+
+
+def test_a_parquet_file_is_sharded_as_it_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.parquet"
+    pd.read_csv(DEMO).to_parquet(path, index=False)
+    spec = DatasetSpec(name="demo", path=path)
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path, chunk_bytes=20_000))
+
+
+def test_a_utf16_file_is_refused_for_sharding_in_plain_words(tmp_path: Path) -> None:
+    spec = spec_for(CORPUS / "good" / "utf16_bom.csv")
+    with pytest.raises(DataError, match="only read whole; save it as UTF-8"):
+        sharded(spec, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def faulty_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's sessions with bad rows spread over every shard: scores out of range, a blank
+    therapist, duplicated sessions, impossible dates and rows with a field too many."""
+    lines = DEMO.read_text().splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    columns = header.split(",")
+    ors, therapist, date = (columns.index(c) for c in ("ors", "therapist_id", "session_date"))
+    for i in range(0, len(rows), 97):
+        rows[i][ors] = "99"
+    for i in range(13, len(rows), 211):
+        rows[i][therapist] = ""
+    for i in range(29, len(rows), 173):
+        rows[i][date] = "2021-02-30"
+    text = [",".join(r) for r in rows]
+    text += [text[i] for i in range(50, len(text), 301)]  # duplicated sessions, at the end
+    for i in range(77, len(text), 389):
+        text[i] += ",stray"
+    path = tmp_path_factory.mktemp("faulty") / "sessions.csv"
+    path.write_text("\n".join([header, *text]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("column", "count"), [("therapist_id", 4), ("site_id", 3)])
+def test_bad_rows_spread_over_shards_are_excluded_as_from_the_whole_file(
+    tmp_path: Path, faulty_demo: Path, column: str, count: int
+) -> None:
+    spec = DatasetSpec(name="demo", path=faulty_demo, on_invalid_rows="exclude")
+    paths = sharded(spec, tmp_path, column, count, 5_000)
+    shard_rows = [len(pd.read_parquet(tmp_path / f"shard{k}_problems.parquet"))
+                  for k in range(count)]  # fmt: skip
+    assert sum(n > 0 for n in shard_rows) >= 2  # the problems are found in several shards
+    assert_same_files(whole(spec, tmp_path), paths)
+
+
+def test_bad_rows_spread_over_shards_fail_with_the_whole_files_message(
+    tmp_path: Path, faulty_demo: Path
+) -> None:
+    spec = DatasetSpec(name="demo", path=faulty_demo)
+    with pytest.raises(DataError) as whole_error:
+        load_dataset(spec)
+    with pytest.raises(DataError) as shard_error:
+        sharded(spec, tmp_path, count=4, chunk_bytes=5_000)
+    assert str(shard_error.value) == str(whole_error.value)
+
+
+def test_the_workflow_splits_a_sharded_dataset_and_merges_the_unsharded_files(
+    tmp_path: Path, demo_run: Path
+) -> None:
+    """The demo sharded by therapist into three, through Snakemake (split, three shard jobs,
+    merge): the dataset's validation files are the unsharded run's; every later job reads
+    only them, so its outputs are too (the whole run was compared once by hand: byte-identical
+    but for provenance, which records the shards setting)."""
+    config = Path(demo_workdir(tmp_path, key_from=demo_run)[1])
+    settings = yaml.safe_load(config.read_text())
+    settings["datasets"] = {"demo": {**settings["datasets"]["demo"],
+                                     "shards": {"column": "therapist_id", "count": 3}}}  # fmt: skip
+    config.write_text(yaml.safe_dump(settings))
+    targets = [f"{internal('demo')}/{name}" for name in OUTPUTS]
+    done = snakemake(tmp_path, *targets, "--configfile", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    shard_logs = sorted((tmp_path / internal("demo") / "logs").glob("ingest_shard*.log"))
+    assert len(shard_logs) == 3
+    assert_same_files([demo_run / t for t in targets], [tmp_path / t for t in targets])
+
+
+def test_too_few_shards_for_the_size_limit_are_refused_naming_the_setting(tmp_path: Path) -> None:
+    spec = spec_for(DEMO, read={"max_file_mb": 0.05})
+    with pytest.raises(DataError, match=r"each of its 2 shards would be larger .* more shards"):
+        sharded(spec, tmp_path, count=2)
+    assert_same_files(whole(dataclasses.replace(spec, read=ReadOptions()), tmp_path),
+                      sharded(spec, tmp_path, count=4, chunk_bytes=20_000))  # fmt: skip
