@@ -12,14 +12,31 @@ import pandas as pd
 import pytest
 import yaml
 
-from allianceanalysis.config import DatasetSpec, ReadOptions
+from allianceanalysis.config import DatasetSpec, ReadOptions, load_config
+from allianceanalysis.covariates import Adjustment
 from allianceanalysis.errors import DataError
 from allianceanalysis.io import ingest, load_dataset
 from allianceanalysis.io.read import csv_chunks, read_raw
 from allianceanalysis.layout import internal
+from allianceanalysis.pipeline import (
+    DERIVED_SHARD_FILES,
+    derive_shard_step,
+    derive_step,
+    merge_derived_step,
+)
 from allianceanalysis.shards import merge_validation, split_dataset, validate_shard
 
-from .helpers import CORPUS, DEMO, OUTPUTS, demo_workdir, snakemake, spec_for
+from .helpers import (
+    CORPUS,
+    DEMO,
+    KEY_FILE,
+    OUTPUTS,
+    ROOT,
+    demo_workdir,
+    snakemake,
+    spec_for,
+    write_test_key,
+)
 
 FILES = ("sessions.parquet", "summary.json", "row_accounting.csv", "excluded_rows.csv")
 CASES = yaml.safe_load((CORPUS / "bad" / "cases.yaml").read_text())
@@ -227,23 +244,28 @@ def test_bad_rows_spread_over_shards_fail_with_the_whole_files_message(
     assert str(shard_error.value) == str(whole_error.value)
 
 
-def test_the_workflow_splits_a_sharded_dataset_and_merges_the_unsharded_files(
+def test_the_workflow_shards_a_dataset_and_merges_the_unsharded_files(
     tmp_path: Path, demo_run: Path
 ) -> None:
-    """The demo sharded by therapist into three, through Snakemake (split, three shard jobs,
-    merge): the dataset's validation files are the unsharded run's; every later job reads
-    only them, so its outputs are too (the whole run was compared once by hand: byte-identical
-    but for provenance, which records the shards setting)."""
+    """The demo sharded by therapist into three, through Snakemake (split; three jobs each to
+    validate and derive a shard; the merges): the dataset's validation files and derived
+    tables are the unsharded run's; every later job reads only them, so its outputs are too
+    (the whole run was compared by hand: byte-identical but for provenance, which records the
+    shards setting)."""
     config = Path(demo_workdir(tmp_path, key_from=demo_run)[1])
     settings = yaml.safe_load(config.read_text())
     settings["datasets"] = {"demo": {**settings["datasets"]["demo"],
                                      "shards": {"column": "therapist_id", "count": 3}}}  # fmt: skip
     config.write_text(yaml.safe_dump(settings))
-    targets = [f"{internal('demo')}/{name}" for name in OUTPUTS]
+    derived = [f"derived/{n}" for n in ("clients.parquet", "sessions.parquet", "pairs.parquet",
+                                        "accounting.csv", "therapist_codes.csv")]  # fmt: skip
+    targets = [f"{internal('demo')}/{name}" for name in (*OUTPUTS, *derived)]
     done = snakemake(tmp_path, *targets, "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
-    shard_logs = sorted((tmp_path / internal("demo") / "logs").glob("ingest_shard*.log"))
-    assert len(shard_logs) == 3
+    logs = tmp_path / internal("demo") / "logs"
+    assert (
+        len(list(logs.glob("ingest_shard*.log"))) == len(list(logs.glob("derive_shard*.log"))) == 3
+    )
     assert_same_files([demo_run / t for t in targets], [tmp_path / t for t in targets])
 
 
@@ -253,3 +275,59 @@ def test_too_few_shards_for_the_size_limit_are_refused_naming_the_setting(tmp_pa
         sharded(spec, tmp_path, count=2)
     assert_same_files(whole(dataclasses.replace(spec, read=ReadOptions()), tmp_path),
                       sharded(spec, tmp_path, count=4, chunk_bytes=20_000))  # fmt: skip
+
+
+def derive_whole_and_sharded(
+    spec: DatasetSpec, folder: Path, adjustment: dict | None, count: int = 3
+) -> tuple:
+    """The derivation of the whole validated data and of its shards merged: both file sets."""
+    write_test_key(folder)
+    key = folder / KEY_FILE
+    sharded(spec, folder, count=count, chunk_bytes=20_000)
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "adjustment": adjustment}
+    names = ("clients", "sessions", "pairs", "accounting", "codes")
+    ext = {"accounting": "csv", "codes": "csv"}
+    whole_out = {n: folder / f"whole_{n}.{ext.get(n, 'parquet')}" for n in names}
+    derive_step(folder / "merged_sessions.parquet", whole_out, key=key, **options)
+    shards = []
+    for k in range(count):
+        out = {n.split(".")[0]: folder / f"d{k}_{n}" for n in DERIVED_SHARD_FILES}
+        derive_shard_step(folder / f"shard{k}_sessions.parquet", out, **options)
+        shards.append({n: out[n.split(".")[0]] for n in DERIVED_SHARD_FILES})
+    merged_out = {n: folder / f"merged_{n}.{ext.get(n, 'parquet')}" for n in names}
+    merge_derived_step(shards, merged_out, key=key, early_session=3)
+    return list(whole_out.values()), list(merged_out.values())
+
+
+def test_derived_tables_of_the_shards_merged_are_the_whole_datas(tmp_path: Path) -> None:
+    adjustment = Adjustment.from_config(load_config(ROOT / "config" / "config.yaml"), "demo")
+    spec = DatasetSpec(name="demo", path=DEMO)
+    assert_same_files(*derive_whole_and_sharded(spec, tmp_path, adjustment.as_dict()))
+
+
+def test_derived_tables_of_shards_with_episodes_are_the_whole_datas(tmp_path: Path) -> None:
+    spec = spec_for(CORPUS / "good" / "episodes.csv")
+    assert_same_files(*derive_whole_and_sharded(spec, tmp_path, None))
+
+
+def test_a_therapists_mean_counts_a_case_routed_to_another_shard(tmp_path: Path) -> None:
+    """C1's lowest session number (0, with T1, shard 0 of 2) is invalid, so the case is routed
+    to T1's shard while its first valid session is with T2 (shard 1): T2's alliance mean must
+    still count C1 (means are derived over all shards)."""
+    rows = [(f"C{c}", t, "S1", s, 20.0 + s, 30.0 + c % 7) for c, t in
+            [(2, "T1"), (3, "T1"), (4, "T2"), (5, "T2")] for s in (1, 2, 3, 4)]  # fmt: skip
+    rows += [("C1", "T1", "S1", 0, 20.0, 30.0)]
+    rows += [("C1", "T2", "S1", s, 20.0 + s, 39.0) for s in (1, 2, 3, 4)]
+    spec = DatasetSpec(name="x", path=write_sessions(tmp_path / "s.csv", rows),
+                       on_invalid_rows="exclude")  # fmt: skip
+    whole_files, merged_files = derive_whole_and_sharded(spec, tmp_path, None, count=2)
+    clients = pd.read_parquet(merged_files[0]).set_index("client_id")
+    assert clients.loc["C1", "therapist_id"] == "T2"
+    assert clients.loc["C1", "alliance_therapist_mean"] == pytest.approx((39.0 + 34 + 35) / 3)
+    shard_of_c1 = [
+        k
+        for k in range(2)
+        if "C1" in set(pd.read_parquet(tmp_path / f"d{k}_clients.parquet")["client_id"])
+    ]
+    assert shard_of_c1 == [0]
+    assert_same_files(whole_files, merged_files)

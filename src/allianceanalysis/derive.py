@@ -68,6 +68,7 @@ __all__ = [
     "session_frame",
     "session_pairs",
     "session_table",
+    "therapist_means",
 ]
 
 EXCLUSION_REASONS = (
@@ -318,6 +319,23 @@ def _client_table(
         reasons.append(f"no {spec.column} ({role})")
     cases["exclusion"] = np.select(missing, reasons, default="")
     cases["eligible"] = cases["exclusion"] == ""
+    return therapist_means(cases)
+
+
+def therapist_means(cases: pd.DataFrame) -> pd.DataFrame:
+    """Set ``alliance_therapist_mean`` (the mean ``alliance_early`` over the therapist's
+    eligible cases) and ``alliance_client_dev`` of a client table, in place; returns it.
+
+    A client table merged from shards (:mod:`allianceanalysis.shards`) gets them here again,
+    over all of each therapist's cases.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"therapist_id": ["t", "t", "u"], "alliance_early": [30.0, 34.0, 36.0],
+    ...                   "eligible": [True, True, False]})
+    >>> therapist_means(c)["alliance_client_dev"].tolist()
+    [-2.0, 2.0, nan]
+    """
     eligible_early = cases["alliance_early"].where(cases["eligible"])
     cases["alliance_therapist_mean"] = eligible_early.groupby(cases["therapist_id"]).transform(
         "mean"

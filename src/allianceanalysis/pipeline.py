@@ -26,13 +26,16 @@ if TYPE_CHECKING:
     from .annual_report import ReportSettings
 
 __all__ = [
+    "DERIVED_SHARD_FILES",
     "annual_report_step",
     "apa_tables_step",
     "client_accounting",
     "clinical_significance_step",
+    "derive_shard_step",
     "derive_step",
     "early_warning_step",
     "figures_step",
+    "merge_derived_step",
     "missing_data_step",
     "models_step",
     "pooled_step",
@@ -50,21 +53,18 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
-def client_accounting(
-    clients: pd.DataFrame, pairs: pd.DataFrame, table: pd.DataFrame
-) -> pd.DataFrame:
+def client_accounting(clients: pd.DataFrame, both: int, pairs: int) -> pd.DataFrame:
     """Cases and sessions accounted for by the derivation (``derived/accounting.csv``).
 
     ``cases = eligible + excluded`` (one reason each, in the order of
     :data:`~allianceanalysis.derive.EXCLUSION_REASONS`); then the sessions with both scores
-    (rm_corr, growth) and the session pairs (next-session models).
+    (``both``: rm_corr, growth) and the session pairs (``pairs``: next-session models).
 
     Examples
     --------
     >>> c = pd.DataFrame({"eligible": [True, False],
     ...                   "exclusion": ["", "no outcome at session 1"]})
-    >>> empty = pd.DataFrame({"alliance": [], "outcome": []})
-    >>> client_accounting(c, empty, empty)["count"].tolist()
+    >>> client_accounting(c, 0, 0)["count"].tolist()
     [2, 1, 1, 0, 0, 0, 0]
     """
     rows = [
@@ -81,12 +81,70 @@ def client_accounting(
         }
         for reason in reasons
     ]
-    both = table.dropna(subset=["alliance", "outcome"]) if len(table) else table
     rows += [
-        {"stage": "sessions_with_both_scores", "reason": "", "count": len(both)},
-        {"stage": "session_pairs", "reason": "", "count": len(pairs)},
+        {"stage": "sessions_with_both_scores", "reason": "", "count": both},
+        {"stage": "session_pairs", "reason": "", "count": pairs},
     ]
     return pd.DataFrame(rows, columns=["stage", "reason", "count"])
+
+
+def _derived_tables(
+    sessions: str | Path,
+    *,
+    outcome: str,
+    alliance: str,
+    early_session: int,
+    adjustment: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The client table, session table and pairs of validated sessions (a dataset, or one of
+    its shards), and what accounting and the therapists' codes need of them."""
+    from .covariates import Adjustment
+    from .derive import case_keys, client_table, session_pairs, session_table
+
+    data = pd.read_parquet(sessions)
+    adjusted = Adjustment.from_dict(adjustment)
+    adjusted.check(data, case_keys(data))
+    table = session_table(data, outcome, alliance, adjusted)
+    tables = {
+        "clients": client_table(data, outcome, alliance, early_session, adjusted),
+        "sessions": table,
+        "pairs": session_pairs(data, outcome, alliance, adjusted),
+    }
+    counts = {
+        "both": int(table[["alliance", "outcome"]].notna().all(axis=1).sum()),
+        "pairs": len(tables["pairs"]),
+        "therapists": [str(t) for t in data["therapist_id"].unique()],
+    }
+    return tables, counts
+
+
+def _write_derived(
+    tables: Mapping[str, pd.DataFrame],
+    counts: Mapping[str, Any],
+    outputs: Mapping[str, str | Path],
+    key: str | Path,
+    early_session: int,
+) -> None:
+    """The derivation's files: the tables, the accounting and the therapists' codes."""
+    from .pseudonyms import codes_frame, load_key, therapist_codes
+
+    clients = tables["clients"]
+    accounting = client_accounting(clients, counts["both"], counts["pairs"])
+    codes = codes_frame(therapist_codes(counts["therapists"], load_key(key)))
+    keys = ("clients", "sessions", "pairs", "accounting", "codes")
+    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, a, k):
+        for table, temp in zip(tables.values(), (c, s, p), strict=True):
+            table.to_parquet(temp, index=False)
+        _write_csv(accounting, a)
+        _write_csv(codes, k)
+    log.info(
+        "%d cases, %d eligible (k = %d); %d sessions with both scores; %d session pairs",
+        len(clients),
+        int(clients["eligible"].sum()),
+        early_session,
+        counts["both"],
+        counts["pairs"],
+    )
 
 
 def derive_step(
@@ -109,33 +167,69 @@ def derive_step(
     checked against the data before anything is written (a plain error naming the config key
     and the column), then carried into the tables.
     """
-    from .covariates import Adjustment
-    from .derive import case_keys, client_table, session_pairs, session_table
-    from .pseudonyms import codes_frame, load_key, therapist_codes
+    tables, counts = _derived_tables(
+        sessions, outcome=outcome, alliance=alliance, early_session=early_session,
+        adjustment=adjustment,
+    )  # fmt: skip
+    _write_derived(tables, counts, outputs, key, early_session)
 
-    data = pd.read_parquet(sessions)
-    adjusted = Adjustment.from_dict(adjustment)
-    adjusted.check(data, case_keys(data))
-    clients = client_table(data, outcome, alliance, early_session, adjusted)
-    table = session_table(data, outcome, alliance, adjusted)
-    pairs = session_pairs(data, outcome, alliance, adjusted)
-    accounting = client_accounting(clients, pairs, table)
-    codes = codes_frame(therapist_codes(data["therapist_id"].unique(), load_key(key)))
-    keys = ("clients", "sessions", "pairs", "accounting", "codes")
-    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, a, k):
-        clients.to_parquet(c, index=False)
-        table.to_parquet(s, index=False)
-        pairs.to_parquet(p, index=False)
-        _write_csv(accounting, a)
-        _write_csv(codes, k)
-    log.info(
-        "%d cases, %d eligible (k = %d); %d sessions with both scores; %d session pairs",
-        len(clients),
-        int(clients["eligible"].sum()),
-        early_session,
-        len(table),
-        len(pairs),
-    )
+
+DERIVED_SHARD_FILES = ("clients.parquet", "sessions.parquet", "pairs.parquet", "counts.json")
+"""The files of one shard's derivation (:func:`derive_shard_step`), by name."""
+
+
+def derive_shard_step(
+    sessions: str | Path,
+    outputs: Mapping[str, str | Path],
+    *,
+    outcome: str,
+    alliance: str,
+    early_session: int,
+    adjustment: Mapping[str, Any] | None = None,
+) -> None:
+    """Rule ``derive_shard``: one shard's tables (:func:`derive_step`'s ``clients``,
+    ``sessions``, ``pairs``) and ``counts`` (JSON: sessions with both scores, pairs, the
+    therapists' IDs, for :func:`merge_derived_step`)."""
+    tables, counts = _derived_tables(
+        sessions, outcome=outcome, alliance=alliance, early_session=early_session,
+        adjustment=adjustment,
+    )  # fmt: skip
+    keys = ("clients", "sessions", "pairs", "counts")
+    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, n):
+        for table, temp in zip(tables.values(), (c, s, p), strict=True):
+            table.to_parquet(temp, index=False)
+        Path(n).write_text(json.dumps(counts) + "\n")
+    log.info("%d cases, %d session pairs", len(tables["clients"]), counts["pairs"])
+
+
+def merge_derived_step(
+    shards: Iterable[Mapping[str, str | Path]],
+    outputs: Mapping[str, str | Path],
+    *,
+    key: str | Path,
+    early_session: int,
+) -> None:
+    """Rule ``merge_derived``: the shards' tables (:func:`derive_shard_step`; each shard's
+    files by their names in :data:`DERIVED_SHARD_FILES`) as the dataset's,
+    the files :func:`derive_step` writes from the whole data: each table in case order, the
+    therapists' means over all their cases, the accounting and codes over all shards."""
+    from .derive import case_keys, therapist_means
+
+    shards = list(shards)
+    tables = {}
+    for name in ("clients", "sessions", "pairs"):
+        frame = pd.concat([pd.read_parquet(s[f"{name}.parquet"]) for s in shards],
+                          ignore_index=True)  # fmt: skip
+        order = [*case_keys(frame), *(["session"] if name != "clients" else [])]
+        tables[name] = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    therapist_means(tables["clients"])
+    parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
+    counts = {
+        "both": sum(p["both"] for p in parts),
+        "pairs": sum(p["pairs"] for p in parts),
+        "therapists": list(dict.fromkeys(t for p in parts for t in p["therapists"])),
+    }
+    _write_derived(tables, counts, outputs, key, early_session)
 
 
 def models_step(

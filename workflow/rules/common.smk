@@ -24,6 +24,7 @@ from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.annual_report import ReportTables
 from allianceanalysis.layout import POOLED, figure_file, internal, model_table, published
+from allianceanalysis.pipeline import DERIVED_SHARD_FILES
 from allianceanalysis.pseudonyms import load_key
 
 try:
