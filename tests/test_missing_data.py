@@ -315,3 +315,25 @@ def test_annual_report_paragraph_quotes_no_suppressed_share() -> None:
                                   get_instrument("srs"), 3)  # fmt: skip
     assert "% of clients" not in text
     assert "Among complete cases" in text
+
+
+def test_missing_data_step_refuses_a_covariate_the_data_lack_in_plain_words(
+    demo_sessions, tmp_path
+) -> None:
+    """The step may run before derive (it reads the validated sessions): it checks the
+    covariates itself, naming the config key and the column, and writes nothing."""
+    from allianceanalysis.covariates import Adjustment
+    from allianceanalysis.errors import ConfigError
+    from allianceanalysis.pipeline import missing_data_step
+
+    sessions = tmp_path / "sessions.parquet"
+    demo_sessions.drop(columns=["age_band"]).to_parquet(sessions)
+    out = {name: tmp_path / f"{name}.csv" for name in
+           ("imputed", "tipping", "pattern", "published_pattern")}  # fmt: skip
+    adjustment = Adjustment.from_config({"covariates": ["age_band"], "datasets": {"d": {}}}, "d")
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "seed": 1,
+               "engine": "lmm", "adjustment": adjustment.as_dict()}  # fmt: skip
+    with pytest.raises(ConfigError, match="covariates: the data have no column 'age_band'"):
+        missing_data_step(sessions, **out, options=options,
+                          settings={"m": 2, "tipping_shifts": [0]})  # fmt: skip
+    assert not any(path.exists() for path in out.values())

@@ -492,7 +492,7 @@ def missing_data_step(
     """
     from . import tidy
     from .covariates import Adjustment
-    from .derive import client_table
+    from .derive import case_keys, client_table
     from .disclosure import DisclosurePolicy, suppress_small_rows
     from .missing_data import missingness, missingness_rows, multiple_imputation, tipping_point
     from .pooling import MI_COLUMNS
@@ -500,6 +500,7 @@ def missing_data_step(
     data = pd.read_parquet(sessions)
     outcome, alliance = options["outcome"], options["alliance"]
     adjustment = Adjustment.from_dict(options.get("adjustment"))
+    adjustment.check(data, case_keys(data))  # this step may run before derive checks them
     table, main = multiple_imputation(
         data, outcome, alliance, options["early_session"], m=settings["m"],
         seed=options["seed"], engine=options["engine"], adjustment=adjustment,
