@@ -547,7 +547,7 @@ def _concatenated_sessions(paths: Sequence[str | Path], target: str | Path) -> N
     """The shards' analysable sessions in one file, in the file's row order."""
     tables = [pq.read_table(p) for p in paths]
     table = pa.concat_tables(tables, promote_options="permissive").sort_by("source_row")
-    pq.write_table(table, target)
+    pq.write_table(table.combine_chunks(), target)  # one chunk: the whole-file ingest's layout
 
 
 SHARD_FILES = ("sessions", "summary", "problems", "excluded")

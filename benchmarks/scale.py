@@ -1,0 +1,170 @@
+"""Benchmark: the whole workflow on a national decade (1M to 10M clients), whole and sharded.
+
+For each tier a service is simulated block by block (1M clients per block, each block its own
+seed, therapists and clients prefixed by the block: a consortium of services), written to a
+CSV and a Parquet file without holding more than a block in memory. The whole workflow (every
+rule from ingest to the annual report, the default settings) then runs on it
+with Snakemake (2 cores): sharded by therapist (``--shards``, the file read and validated in
+pieces), and, with ``--whole``, unsharded as well, where it fits in memory. Recorded per run:
+the wall time, the peak memory of all running jobs together (sampled every 0.2 s), each job's
+time and peak memory (Snakemake's benchmark files); and, when both ran, whether every output
+is byte-identical (logs, provenance's creation time and the browsable report aside).
+
+Usage: ``python benchmarks/scale.py --tiers 1000000 10000000 [--shards 16] [--whole]``
+(``make bench-scale``). Needs about 1 GB of free disk per million clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import yaml
+from ingest import machine
+from models import merge, tree_peak_mb
+
+from allianceanalysis.pseudonyms import load_key
+from allianceanalysis.simulate import simulate_study
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORED = ("report.html", "provenance.json")
+"""Outputs that record when or how a run was made, not what it found."""
+BLOCK = 1_000_000
+"""Clients simulated at a time (about 1.5 GB of memory)."""
+
+
+def write_dataset(clients: int, folder: Path) -> tuple[Path, Path, int]:
+    """A CSV and a Parquet file of ``clients`` simulated clients, about 8 sessions each, 100
+    clients per therapist, 10 sites per block; and the number of sessions."""
+    csv, parquet = folder / "sessions.csv", folder / "sessions.parquet"
+    writer_csv = writer_parquet = None
+    sessions = 0
+    for block, start in enumerate(range(0, clients, BLOCK)):
+        n = min(BLOCK, clients - start)
+        frame = simulate_study(n_clients=n, n_therapists=max(20, n // 100), n_sites=10,
+                               planned_sessions_mean=11, seed=1 + block).sessions  # fmt: skip
+        if clients > BLOCK:
+            for column in ("client_id", "therapist_id"):
+                frame[column] = f"B{block}-" + frame[column]
+        frame["session_date"] = frame["session_date"].dt.date
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if writer_csv is None:
+            writer_csv = pacsv.CSVWriter(csv, table.schema)
+            writer_parquet = pq.ParquetWriter(parquet, table.schema)
+        writer_csv.write_table(table)
+        writer_parquet.write_table(table)
+        sessions += len(frame)
+        del frame, table
+    writer_csv.close()
+    writer_parquet.close()
+    return csv, parquet, sessions
+
+
+def run_workflow(data: Path, work: Path, shards: int, key: Path) -> tuple[dict, pd.DataFrame]:
+    """The whole workflow on ``data`` in ``work`` (``shards`` 0: read whole) with the pseudonym
+    key ``key``: wall time, the peak of all jobs together, each job's time and peak memory."""
+    work.mkdir(parents=True)
+    entry: dict = {"path": str(data)}
+    if shards:
+        entry["shards"] = {"column": "therapist_id", "count": shards}
+    settings = {"pseudonym_key": str(key), "datasets": {"bench": entry}}
+    (work / "config.yaml").write_text(yaml.safe_dump(settings))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+         "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    total_peak = tree_peak_mb(process)
+    failed = process.wait() != 0
+    seconds = time.perf_counter() - start
+    jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
+            for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
+    table = pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(
+        columns=["rule", "s", "max_rss"])  # fmt: skip
+    largest = table.loc[table["max_rss"].idxmax()] if len(table) else {"rule": "", "max_rss": 0}
+    summary = {"seconds": seconds, "total_peak_mb": total_peak,
+               "largest_job": largest["rule"], "peak_mb": float(largest["max_rss"]),
+               "jobs": len(table), "job_seconds": float(table["s"].sum()),
+               "failed": process.stderr.read()[-2000:] if failed else ""}  # fmt: skip
+    per_job = table[["rule", "s", "max_rss"]].rename(columns={"s": "seconds", "max_rss": "peak_mb"})
+    return summary, per_job
+
+
+def same_outputs(left: Path, right: Path) -> list[str]:
+    """The outputs of two runs that differ (logs, shards, the browsable report and
+    provenance's creation time and settings aside): an empty list when they are identical."""
+
+    def files(work: Path) -> dict[str, Path]:
+        found = {}
+        for path in (work / "results").rglob("*"):
+            relative = path.relative_to(work / "results")
+            skipped = {"logs", "shards"} & set(relative.parts) or path.name in IGNORED
+            if path.is_file() and not skipped:
+                found[str(relative)] = path
+        return found
+
+    a, b = files(left), files(right)
+    differ = sorted(set(a) ^ set(b))
+    differ += [name for name in sorted(set(a) & set(b))
+               if a[name].read_bytes() != b[name].read_bytes()]  # fmt: skip
+    return differ
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--shards", type=int, default=16, help="shards at 10M (fewer below)")
+    parser.add_argument("--whole", action="store_true", help="also run unsharded, compare")
+    parser.add_argument("--input", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.csv"))
+    args = parser.parse_args()
+    stamp = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    for clients in args.tiers:
+        with tempfile.TemporaryDirectory(dir=ROOT.parent) as name:
+            folder = Path(name)
+            start = time.perf_counter()
+            csv, parquet, sessions = write_dataset(clients, folder)
+            written = {"clients": clients, "sessions": sessions,
+                       "written_s": round(time.perf_counter() - start, 1),
+                       "csv_mb": round(csv.stat().st_size / 2**20)}  # fmt: skip
+            print(json.dumps(written), flush=True)
+            data = csv if args.input == "csv" else parquet
+            shards = max(1, round(args.shards * clients / 10_000_000))
+            runs = {"sharded": shards, **({"whole": 0} if args.whole else {})}
+            rows, jobs = [], []
+            key = folder / "keys" / "pseudonym.key"
+            load_key(key, create=True)  # one key: the same therapist codes in both runs
+            for label, count in runs.items():
+                summary, per_job = run_workflow(data, folder / label, count, key)
+                row = {"clients": clients, "sessions": sessions, "input": args.input,
+                       "run": label, "shards": count, **summary}  # fmt: skip
+                rows.append(row)
+                jobs.append(per_job.assign(clients=clients, input=args.input, run=label))
+                print(json.dumps(row), flush=True)
+            if args.whole and not any(r["failed"] for r in rows):
+                differ = same_outputs(folder / "sharded", folder / "whole")
+                for row in rows:
+                    row["outputs_differ"] = len(differ)
+                print(json.dumps({"differ": differ[:20]}), flush=True)
+            out = Path(args.out)
+            merge(pd.DataFrame(rows).assign(**stamp), out, ["clients", "input", "run"])
+            table = pd.concat(jobs, ignore_index=True)
+            merge(table.assign(**stamp), out.with_name("scale_jobs.csv"),
+                  ["clients", "input", "run", "rule"])  # fmt: skip
+            shutil.rmtree(folder / "whole", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
