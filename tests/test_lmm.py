@@ -15,7 +15,13 @@ import pytest
 
 from allianceanalysis import lmm
 from allianceanalysis.derive import client_table, session_pairs, session_table
-from allianceanalysis.engine import _complete_cases, _core_problem, core_structure, fit_lmm
+from allianceanalysis.engine import (
+    _complete_cases,
+    _core_problem,
+    core_structure,
+    fit_lmm,
+    structure_sums,
+)
 from allianceanalysis.formula import Formula, design
 from allianceanalysis.models import NEXT_SESSION_FIXED
 from allianceanalysis.simulate import simulate_study
@@ -51,7 +57,8 @@ def test_reml_criterion_equals_mixedlms_deviance_at_any_theta(tables, structure:
     parsed = Formula.parse(formula)
     frame, _ = _complete_cases(parsed, tables[table])
     y = frame[parsed.response].to_numpy(dtype=float)
-    problem = _core_problem(core_structure(parsed, frame), y, design(parsed, frame).x, frame)
+    kind = core_structure(parsed, frame)
+    problem = _core_problem(kind, structure_sums(kind, y, design(parsed, frame).x, frame))
     rng = np.random.default_rng(3)
     for _ in range(5):
         theta = np.abs(reference.theta * rng.uniform(0.3, 3.0, reference.theta.size))
@@ -71,7 +78,7 @@ def test_a_variance_that_a_gradient_method_leaves_at_zero_is_found() -> None:
     inner = np.repeat(np.arange(90), 10)  # thirty therapists each, with therapist variance
     x = rng.normal(size=outer.size)
     y = -0.3 * x + rng.normal(0, 0.3, 90)[inner] + rng.normal(0, 0.95, outer.size)
-    problem = lmm.Nested(y, np.column_stack([np.ones_like(x), x]), outer, inner)
+    problem = lmm.Nested.of(y, np.column_stack([np.ones_like(x), x]), outer, inner)
     stuck = lmm._minimise(problem, np.zeros(2))
     assert stuck.x.max() < lmm.SINGULAR_TOLERANCE  # the trap: it stays at 0
     problem.start = lambda: np.zeros(2)
@@ -85,7 +92,7 @@ def test_a_random_intercept_with_no_group_variance_is_a_singular_fit_at_exactly_
     groups = np.repeat(np.arange(40), 12)
     x = rng.normal(size=groups.size)
     y = 1 + 0.5 * x + rng.normal(size=groups.size)  # no group effect at all
-    problem = lmm.RandomIntercept(y, np.column_stack([np.ones_like(x), x]), groups)
+    problem = lmm.RandomIntercept.of(y, np.column_stack([np.ones_like(x), x]), groups)
     solution = lmm.solve(problem)
     if solution.theta[0] == 0.0:  # the usual outcome here; lme4 reports it the same way
         assert solution.singular

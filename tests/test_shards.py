@@ -293,7 +293,7 @@ def derive_whole_and_sharded(
     for k in range(count):
         out = {n.split(".")[0]: folder / f"d{k}_{n}" for n in DERIVED_SHARD_FILES}
         derive_shard_step(folder / f"shard{k}_sessions.parquet", out, **options)
-        shards.append({n: out[n.split(".")[0]] for n in DERIVED_SHARD_FILES})
+        shards += [out[n.split(".")[0]] for n in DERIVED_SHARD_FILES]
     merged_out = {n: folder / f"merged_{n}.{ext.get(n, 'parquet')}" for n in names}
     merge_derived_step(shards, merged_out, key=key, early_session=3)
     return list(whole_out.values()), list(merged_out.values())

@@ -9,14 +9,17 @@ Data in
     :mod:`~allianceanalysis.starter` (a starter configuration from a clinic's export),
     :mod:`~allianceanalysis.simulate` (studies whose truth is known),
     :mod:`~allianceanalysis.simulate_within` (worlds with known within-person truths),
-    :mod:`~allianceanalysis.derive` (client, session and session-pair tables).
+    :mod:`~allianceanalysis.derive` (client, session and session-pair tables),
+    :mod:`~allianceanalysis.shards` (a dataset split by therapist or site, validated in
+    pieces, merged).
 Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     :mod:`~allianceanalysis.models` (the model catalogue),
     :mod:`~allianceanalysis.covariates` and :mod:`~allianceanalysis.moderation` (covariates,
     moderators, conditional effects), :mod:`~allianceanalysis.custom_models` (your own models),
     :mod:`~allianceanalysis.formula` (the lme4 formula language), :mod:`~allianceanalysis.engine`,
     :mod:`~allianceanalysis.lmm` and
-    :mod:`~allianceanalysis.glmm` (mixed-model fitting),
+    :mod:`~allianceanalysis.glmm` (mixed-model fitting), :mod:`~allianceanalysis.sums`
+    (sufficient statistics, exact and mergeable over shards),
     :mod:`~allianceanalysis.latent_disaggregation`, :mod:`~allianceanalysis.detrended` and
     :mod:`~allianceanalysis.riclpm` (within or between: latent means, detrended states, the
     RI-CLPM), :mod:`~allianceanalysis.sem` (structural equation ML on sufficient statistics),

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,7 +73,8 @@ from scipy import optimize
 from . import lmm
 from .distributions import chi2_ppf, norm_ppf, norm_sf, t_ppf, t_sf
 from .errors import NotEstimable
-from .formula import SUPPORTED, Design, Formula, design
+from .formula import SUPPORTED, Design, Formula, aliased_from_crossproducts, design
+from .sums import GroupSums, group_sums, merge_sums
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -85,6 +86,7 @@ __all__ = [
     "Structure",
     "core_structure",
     "fit_lmm",
+    "fit_lmm_pieces",
     "group_label",
     "profile_interval",
 ]
@@ -401,55 +403,65 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame, fixed: Design,
         vcov=vcov,
         random_effects=_random_intercepts(
             structure,
-            frame,
-            fixed.x @ beta,
+            structure_sums(
+                structure,
+                frame[formula.response].to_numpy(dtype=float) - fixed.x @ beta,
+                np.zeros((len(frame), 0)),
+                frame,
+            )
+            if structure is not None
+            else None,
+            np.zeros(0),
             float(theta[0]),
             variances["var_residual"],
-            y=formula.response,
         ),
     )
 
 
 def _random_intercepts(
     structure: Structure | None,
-    frame: pd.DataFrame,
-    prediction: np.ndarray,
+    sums: lmm._Problem | GroupSums | None,
+    beta: np.ndarray,
     theta: float,
     sigma2: float,
-    problem: lmm.RandomIntercept | None = None,
-    *,
-    y: str,
 ) -> pd.DataFrame | None:
     """BLUPs and conditional variances of a single random intercept (levels sorted, as lme4).
 
     With relative SD θ and residual variance σ², level j's conditional mean given β̂ is
-    θ² S_j / (1 + n_j θ²), S_j the sum of its residuals y − Xβ̂ over its n_j rows, and its
-    conditional variance σ² θ² / (1 + n_j θ²): lme4's ``ranef(condVar = TRUE)`` for this model,
-    in one vectorised pass (no solve per level).
+    θ² S_j / (1 + n_j θ²), S_j the sum of its residuals y − Xβ̂ over its n_j rows (from the
+    level's sums: Σ y − (Σ x)'β̂; or the sums of the residuals themselves, with no columns
+    and no β̂), and its conditional variance σ² θ² / (1 + n_j θ²): lme4's
+    ``ranef(condVar = TRUE)`` for this model, in one vectorised pass (no solve per level).
     """
-    if structure is None or structure.kind != "intercept":
+    if structure is None or sums is None or structure.kind != "intercept":
         return None
-    group = structure.groups[0]
-    if problem is None:
-        problem = lmm.RandomIntercept(frame[y], np.ones((len(frame), 1)), frame[group])
-    residual = frame[y].to_numpy(dtype=float) - prediction
-    sums = np.bincount(problem.codes, weights=residual, minlength=len(problem.levels))
-    shrink = theta**2 / (1.0 + problem.size * theta**2)
+    residual = sums.sy - sums.sx @ beta
+    shrink = theta**2 / (1.0 + sums.size * theta**2)
     return pd.DataFrame(
-        {"estimate": shrink * sums, "cond_var": sigma2 * shrink, "n_obs": problem.size.astype(int)},
-        index=pd.Index(problem.levels, name=group),
-    )
+        {"estimate": shrink * residual, "cond_var": sigma2 * shrink,
+         "n_obs": sums.size.astype(int)},
+        index=pd.Index(sums.levels, name=structure.groups[0]),
+    )  # fmt: skip
 
 
-def _core_problem(structure: Structure, y: np.ndarray, x: np.ndarray,
-                  frame: pd.DataFrame) -> lmm._Problem:  # fmt: skip
-    groups = [frame[g] for g in structure.groups]
+def structure_sums(
+    structure: Structure, y: np.ndarray, x: np.ndarray, frame: pd.DataFrame
+) -> GroupSums:
+    """The sufficient statistics a structure's core needs, from complete rows."""
+    groups = [frame[g].to_numpy() for g in structure.groups]
     if structure.kind in ("slope", "uncorrelated"):
-        kind = lmm.RandomSlope if structure.kind == "slope" else lmm.UncorrelatedSlope
-        return kind(y, x, groups[0], frame[structure.slope].to_numpy(dtype=float))
+        return group_sums(y, x, groups[0], slope=frame[structure.slope].to_numpy(dtype=float))
     if structure.kind == "nested":
-        return lmm.Nested(y, x, groups[0], groups[1])
-    return lmm.RandomIntercept(y, x, groups[0])
+        return group_sums(y, x, groups[1], outer=groups[0])
+    return group_sums(y, x, groups[0])
+
+
+def _core_problem(structure: Structure, sums: GroupSums) -> lmm._Problem:
+    if structure.kind in ("slope", "uncorrelated"):
+        return (lmm.RandomSlope if structure.kind == "slope" else lmm.UncorrelatedSlope)(sums)
+    if structure.kind == "nested":
+        return lmm.Nested(sums)
+    return lmm.RandomIntercept(sums)
 
 
 def _core_variances(structure: Structure, theta: np.ndarray, sigma2: float) -> dict[str, float]:
@@ -473,10 +485,20 @@ def _core_variances(structure: Structure, theta: np.ndarray, sigma2: float) -> d
     return {f"var_{labels[0]}": sigma2 * theta[0] ** 2, "var_residual": sigma2}
 
 
-def _fit_core(formula: Formula, frame: pd.DataFrame, fixed: Design,
-              structure: Structure) -> MixedFit:  # fmt: skip
-    y = frame[formula.response].to_numpy(dtype=float)
-    problem = _core_problem(structure, y, fixed.x, frame)
+def _fit_core(
+    formula: Formula, structure: Structure, sums: GroupSums, terms: list[str],
+    notes: list[str],
+) -> MixedFit:  # fmt: skip
+    """The fast core's fit from sufficient statistics; columns of X that are combinations of
+    earlier ones are dropped here, from X'X (as lme4 drops them)."""
+    aliased = aliased_from_crossproducts(sums.xtx) if sums.p else []
+    if aliased:
+        keep = [j for j in range(sums.p) if j not in aliased]
+        notes = [*notes, _aliased_note([terms[j] for j in aliased])]
+        sums, terms = sums.columns(keep), [terms[j] for j in keep]
+    if sums.n <= sums.p + 1:
+        raise NotEstimable(f"too few complete rows ({sums.n}) or groups to fit {formula.lme4()}")
+    problem = _core_problem(structure, sums)
     solution = lmm.solve(problem)
     sigma2 = solution.sigma**2
     variances = _core_variances(structure, solution.theta, sigma2)
@@ -490,33 +512,43 @@ def _fit_core(formula: Formula, frame: pd.DataFrame, fixed: Design,
     if solution.singular:
         messages.append(_singular_message(variances))
     std_error = np.sqrt(np.diag(solution.vcov))
-    return MixedFit(
+    fit = MixedFit(
         formula=formula,
-        coefficients=_inference(solution.beta, std_error, solution.df, fixed.terms),
+        coefficients=_inference(solution.beta, std_error, solution.df, terms),
         variances=variances,
         loglik=-solution.criterion / 2,
         n_obs=problem.n,
         n_groups=n_groups,
         converged=solution.converged,
         singular=solution.singular,
-        messages=tuple(messages),
+        messages=(*notes, *messages),
         engine="lmm",
         ci_method="satterthwaite_t",
         theta=solution.theta,
         deviance=problem.criterion,
-        fixed_prediction_variance=_prediction_variance(fixed.x, solution.beta),
+        fixed_prediction_variance=_sums_prediction_variance(sums, solution.beta),
         vcov=solution.vcov,
         contrast_df=lambda w: lmm.contrast_df(solution, w),
         random_effects=_random_intercepts(
-            structure,
-            frame,
-            fixed.x @ solution.beta,
-            float(solution.theta[0]),
-            sigma2,
-            problem if structure.kind == "intercept" else None,
-            y=formula.response,
+            structure, problem, solution.beta, float(solution.theta[0]), sigma2
         ),
     )
+    return fit
+
+
+def _sums_prediction_variance(sums: GroupSums, beta: np.ndarray) -> float:
+    """:func:`_prediction_variance` from X'X and the column sums of X."""
+    n = sums.n
+    if n < 2:
+        return float("nan")
+    total = float(sums.column_sums @ beta)
+    return float((beta @ sums.xtx @ beta - total * total / n) / (n - 1))
+
+
+def _aliased_note(dropped: Sequence[str]) -> str:
+    return ("the fixed-effect model matrix is rank deficient: dropped "
+            + ", ".join(f"'{t}'" for t in dropped)
+            + " (a linear combination of the other columns), as lme4 does")  # fmt: skip
 
 
 def _fit_statsmodels(formula: Formula, frame: pd.DataFrame, fixed: Design,
@@ -622,30 +654,27 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     >>> fit.engine, round(float(fit.coefficients.loc["Days", "estimate"]), 2)
     ('lmm', 9.69)
     """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    _check_engine(engine)
     parsed = Formula.parse(formula)
     frame, n_dropped = _complete_cases(parsed, data)
     dropped = [g for g in OPTIONAL_GROUPS if g in parsed.groups and frame[g].nunique() < 2]
     for group in dropped:
         parsed = parsed.without(group)
-    fixed = design(parsed, frame)
+    notes = [_dropped_note(group, parsed) for group in dropped[:1]]
     few_groups = [g for g in parsed.groups if frame[g].nunique() < 2]
+    structure = core_structure(parsed, frame) if parsed.random and not few_groups else None
+    if engine == "lmm" and structure is not None:
+        fixed = design(parsed, frame, drop_aliased=False)
+        y = frame[parsed.response].to_numpy(dtype=float)
+        fit = _fit_core(parsed, structure, structure_sums(structure, y, fixed.x, frame),
+                        fixed.terms, notes)  # fmt: skip
+        fit.n_dropped = n_dropped
+        return fit
+    fixed = design(parsed, frame)
     if len(frame) <= fixed.x.shape[1] + 1 or few_groups:
         raise NotEstimable(f"too few complete rows ({len(frame)}) or groups to fit {parsed.lme4()}")
-    structure = core_structure(parsed, frame) if parsed.random else None
-    notes = []
-    if dropped:
-        notes.append(
-            f"fitted without the {group_label(dropped[0])} level as {parsed.lme4()}: the data "
-            f"have fewer than two {group_label(dropped[0])}s (no codes, or a single one)"
-        )
     if fixed.dropped:
-        notes.append(
-            "the fixed-effect model matrix is rank deficient: dropped "
-            + ", ".join(f"'{t}'" for t in fixed.dropped)
-            + " (a linear combination of the other columns), as lme4 does"
-        )
+        notes.append(_aliased_note(fixed.dropped))
     if not parsed.random:
         fit = _fit_ols(parsed, frame, fixed)
     elif engine == "statsmodels":
@@ -655,8 +684,6 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
                 f"slope, not {' + '.join(t.lme4() for t in parsed.random)}: use engine 'lmm'"
             )
         fit = _fit_statsmodels(parsed, frame, fixed, structure)
-    elif engine == "lmm" and structure is not None:
-        fit = _fit_core(parsed, frame, fixed, structure)
     else:
         fit = _fit_mixedlm(parsed, frame, fixed, structure)
         if engine == "lmm":
@@ -667,6 +694,93 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     fit.messages = (*notes, *fit.messages)
     fit.n_dropped = n_dropped
     return fit
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+def _dropped_note(group: str, parsed: Formula) -> str:
+    return (
+        f"fitted without the {group_label(group)} level as {parsed.lme4()}: the data "
+        f"have fewer than two {group_label(group)}s (no codes, or a single one)"
+    )
+
+
+Piece = Callable[[list[str]], pd.DataFrame]
+"""A piece of a table (a shard): called with the columns to read, it returns them."""
+
+
+def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_ENGINE) -> MixedFit:
+    """:func:`fit_lmm` of a table given in pieces (its shards), one piece in memory at a time.
+
+    Each group of the random part (each client, or each therapist) must lie in one piece. The
+    fast core (engine ``lmm``) is fitted from the pieces' sufficient statistics
+    (:mod:`allianceanalysis.sums`): per-group sums, and global sums that are exact. The fit is
+    therefore :func:`fit_lmm`'s on the whole table, to the last bit, whatever the pieces. A
+    model the core cannot fit from sums (another engine or structure, or a formula whose
+    terms are computed from all rows, such as ``scale()``) is fitted to the pieces' rows put
+    together.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 notation.
+    pieces : list of callable
+        Each returns its piece's columns (a DataFrame) when called with their names.
+    engine : str
+        As :func:`fit_lmm`.
+
+    Returns
+    -------
+    MixedFit
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(3)
+    >>> data = pd.DataFrame({"g": np.repeat(np.arange(40), 5), "x": rng.normal(size=200)})
+    >>> data["y"] = data["x"] + rng.normal(size=40)[data["g"]] + rng.normal(size=200)
+    >>> halves = [data[data["g"] < 25], data[data["g"] >= 25]]
+    >>> pieces = [lambda columns, h=h: h[columns] for h in halves]
+    >>> a, b = fit_lmm("y ~ x + (1 | g)", data), fit_lmm_pieces("y ~ x + (1 | g)", pieces)
+    >>> bool((a.coefficients == b.coefficients).all().all()), a.loglik == b.loglik
+    (True, True)
+    """
+    _check_engine(engine)
+    parsed = Formula.parse(formula)
+    read = [parsed.variables] * len(pieces)
+    if len(pieces) == 1 or engine != "lmm" or not parsed.random or parsed.plain_fixed is None:
+        return _fit_together(formula, pieces, read[0], engine)
+    sums, terms, structure, n_dropped, optional = [], None, None, 0, {}
+    for piece in pieces:
+        frame, dropped_rows = _complete_cases(parsed, piece(parsed.variables))
+        part_structure = core_structure(parsed, frame) if len(frame) else structure
+        fixed = design(parsed, frame, drop_aliased=False)
+        if part_structure is None or structure not in (None, part_structure) or terms not in (
+                None, fixed.terms):  # fmt: skip
+            return _fit_together(formula, pieces, read[0], engine)
+        structure, terms, n_dropped = part_structure, fixed.terms, n_dropped + dropped_rows
+        for group in (g for g in OPTIONAL_GROUPS if g in parsed.groups):
+            optional.setdefault(group, set()).update(frame[group].unique()[:2].tolist())
+        y = frame[parsed.response].to_numpy(dtype=float)
+        sums.append(structure_sums(structure, y, fixed.x, frame))
+    if any(len(levels) < 2 for levels in optional.values()):
+        return _fit_together(formula, pieces, read[0], engine)
+    merged = merge_sums(sums)
+    counts = [len(merged.levels)] + ([] if merged.outer is None else [len(set(merged.outer))])
+    if min(counts) < 2:
+        raise NotEstimable(f"too few complete rows ({merged.n}) or groups to fit {parsed.lme4()}")
+    fit = _fit_core(parsed, structure, merged, terms, [])
+    fit.n_dropped = n_dropped
+    return fit
+
+
+def _fit_together(formula: str, pieces: Sequence[Piece], columns: list[str],
+                  engine: str) -> MixedFit:  # fmt: skip
+    """:func:`fit_lmm` on the pieces' rows put together."""
+    data = pd.concat([piece(columns) for piece in pieces], ignore_index=True)
+    return fit_lmm(formula, data, engine)
 
 
 def _fit_ols(formula: Formula, frame: pd.DataFrame, fixed: Design) -> MixedFit:

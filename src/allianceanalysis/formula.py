@@ -63,7 +63,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUPPORTED", "Design", "Formula", "RandomTerm", "design"]
+__all__ = ["SUPPORTED", "Design", "Formula", "RandomTerm", "aliased_from_crossproducts", "design"]
 
 SUPPORTED = (
     "in the fixed part numeric and text columns (factors), a*b, a:b, (a+b)^2, I(), log(), "
@@ -399,9 +399,44 @@ def _aliased(x: np.ndarray, tolerance: float = 1e-7) -> list[int]:
     return [j for j in range(x.shape[1]) if norms[j] == 0 or diagonal[j] < tolerance * norms[j]]
 
 
-def design(formula: Formula, frame: pd.DataFrame) -> Design:
+def aliased_from_crossproducts(xtx: np.ndarray, tolerance: float = 1e-7) -> list[int]:
+    """:func:`_aliased` from X'X alone (the sums of a model fitted from sufficient
+    statistics): a column whose residual norm given the kept earlier columns (the diagonal
+    of R, from the Schur complements of X'X) is below ``tolerance`` times its norm.
+
+    Examples
+    --------
+    >>> x = np.column_stack([np.ones(4), [1.0, 2, 3, 4], [2.0, 4, 6, 8]])
+    >>> aliased_from_crossproducts(x.T @ x)
+    [2]
+    """
+    norms = np.sqrt(np.diag(xtx))
+    if np.all(norms > 0):
+        try:
+            factor = np.linalg.cholesky(xtx / np.outer(norms, norms))
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is not None and np.all(np.diag(factor) > 1e-4):
+            return []
+    kept: list[int] = []
+    aliased = []
+    for j in range(len(xtx)):
+        residual = xtx[j, j]
+        if kept:
+            block = xtx[np.ix_(kept, kept)]
+            cross = xtx[kept, j]
+            residual -= float(cross @ np.linalg.solve(block, cross))
+        if norms[j] == 0 or np.sqrt(max(residual, 0.0)) < tolerance * norms[j]:
+            aliased.append(j)
+        else:
+            kept.append(j)
+    return aliased
+
+
+def design(formula: Formula, frame: pd.DataFrame, *, drop_aliased: bool = True) -> Design:
     """The fixed-effects model matrix of ``formula`` on ``frame`` (complete rows), as R's
-    ``model.matrix``; columns that are combinations of earlier ones are dropped, named.
+    ``model.matrix``; columns that are combinations of earlier ones are dropped, named
+    (unless ``drop_aliased`` is false: a fit from sums decides that from X'X).
 
     A fixed part of column names alone is stacked directly (no formula library on the
     catalogue's path); anything else goes through formulaic.
@@ -428,7 +463,7 @@ def design(formula: Formula, frame: pd.DataFrame) -> Design:
         bad = terms[int(np.flatnonzero(~np.isfinite(x).all(axis=0))[0])]
         count = int((~np.isfinite(x)).any(axis=1).sum())
         raise ValueError(f"the term '{bad}' of {formula.lme4()} is not finite in {count} rows")
-    aliased = _aliased(x) if x.shape[1] else []
+    aliased = _aliased(x) if x.shape[1] and drop_aliased else []
     if aliased:
         keep = [j for j in range(x.shape[1]) if j not in aliased]
         return Design(x[:, keep], [terms[j] for j in keep], tuple(terms[j] for j in aliased))

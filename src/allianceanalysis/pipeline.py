@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,19 +203,21 @@ def derive_shard_step(
 
 
 def merge_derived_step(
-    shards: Iterable[Mapping[str, str | Path]],
+    shard_files: Sequence[str | Path],
     outputs: Mapping[str, str | Path],
     *,
     key: str | Path,
     early_session: int,
 ) -> None:
-    """Rule ``merge_derived``: the shards' tables (:func:`derive_shard_step`; each shard's
-    files by their names in :data:`DERIVED_SHARD_FILES`) as the dataset's,
+    """Rule ``merge_derived``: the shards' tables (:func:`derive_shard_step`) as the dataset's,
     the files :func:`derive_step` writes from the whole data: each table in case order, the
-    therapists' means over all their cases, the accounting and codes over all shards."""
+    therapists' means over all their cases, the accounting and codes over all shards.
+    ``shard_files`` lists each shard's :data:`DERIVED_SHARD_FILES` in turn."""
     from .derive import case_keys, therapist_means
 
-    shards = list(shards)
+    n = len(DERIVED_SHARD_FILES)
+    shards = [dict(zip(DERIVED_SHARD_FILES, shard_files[i : i + n], strict=True))
+              for i in range(0, len(shard_files), n)]  # fmt: skip
     tables = {}
     for name in ("clients", "sessions", "pairs"):
         frame = pd.concat([pd.read_parquet(s[f"{name}.parquet"]) for s in shards],
