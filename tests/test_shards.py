@@ -23,6 +23,7 @@ from allianceanalysis.pipeline import (
     derive_shard_step,
     derive_step,
     merge_derived_step,
+    models_step,
 )
 from allianceanalysis.shards import merge_validation, split_dataset, validate_shard
 
@@ -331,3 +332,32 @@ def test_a_therapists_mean_counts_a_case_routed_to_another_shard(tmp_path: Path)
     ]
     assert shard_of_c1 == [0]
     assert_same_files(whole_files, merged_files)
+
+
+def test_models_fitted_from_the_shards_tables_are_the_whole_tables_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    """The models job given each shard's session table and pairs (read one shard at a time
+    by the models fitted from sufficient statistics) writes the tables it writes from the
+    merged files."""
+    derive_whole_and_sharded(DatasetSpec(name="demo", path=DEMO), tmp_path, None)
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "riclpm_waves": 6,
+               "bootstrap": 20, "seed": 1, "engine": "lmm", "adjustment": None}  # fmt: skip
+    names = ["alliance_next_session", "alliance_next_session_nested", "growth",
+             "outcome_growth", "rm_corr", "alliance_outcome"]  # fmt: skip
+    written = {}
+    for label, pieces in (("whole", ["whole"]), ("sharded", ["d0", "d1", "d2"])):
+        folder = tmp_path / label
+        folder.mkdir()
+        inputs = {
+            "clients": tmp_path / "whole_clients.parquet",
+            "sessions": [tmp_path / f"{p}_sessions.parquet" for p in pieces],
+            "pairs": [tmp_path / f"{p}_pairs.parquet" for p in pieces],
+            "validated": tmp_path / "merged_sessions.parquet",
+            "codes": tmp_path / "whole_codes.csv",
+        }
+        tables = [folder / f"{name}.csv" for name in names]
+        models_step(inputs, tables=tables, combined=folder / "models.csv", options=options)
+        written[label] = [t.read_bytes() for t in [*tables, folder / "models.csv"]]
+    assert written["sharded"] == written["whole"]
+    assert b"not_fitted" not in written["whole"][-1]

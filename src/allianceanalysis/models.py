@@ -42,6 +42,7 @@ from .engine import (
     DEFAULT_ENGINE,
     MixedFit,
     fit_lmm,
+    fit_lmm_pieces,
     group_label,
     profile_interval,
 )
@@ -52,6 +53,7 @@ from .latent_disaggregation import alliance_disaggregated_latent
 from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .riclpm import DEFAULT_WAVES, riclpm
+from .sums import ExactSum
 from .tidy import NEEDS, TIDY_COLUMNS
 
 __all__ = [
@@ -326,6 +328,21 @@ def _nakagawa_rows(model: str, fit: MixedFit) -> list[dict[str, object]]:
         tidy.row(model, "r2_marginal", vf / total, **common),
         tidy.row(model, "r2_conditional", (vf + vr) / total, **common),
     ]
+
+
+def _pieces(table: pd.DataFrame | Any, where: Callable | None = None) -> list:
+    """A table's pieces for :func:`~allianceanalysis.engine.fit_lmm_pieces`: a DataFrame is
+    one; a :class:`~allianceanalysis.shards.ShardedTable` has one per shard. ``where`` keeps
+    rows (it may read columns the fit does not)."""
+    if not isinstance(table, pd.DataFrame):
+        return table.pieces(where)
+    frame = table if where is None else where(table)
+    return [lambda columns: frame[columns]]
+
+
+def _schema(table: pd.DataFrame | Any) -> pd.DataFrame:
+    """A table's columns and their types (no rows for a sharded one)."""
+    return table if isinstance(table, pd.DataFrame) else table.schema()
 
 
 def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
@@ -705,8 +722,10 @@ def alliance_next_session(
     symptomatic improvement session by session. Journal of Counseling Psychology, 60(3),
     317-328.
     """
-    formula = adjusted(f"{NEXT_SESSION_FIXED} + (1 | client_id)", pairs, adjustment, "session")
-    return tidy.frame(tidy_fit("alliance_next_session", fit_lmm(formula, pairs, engine)))
+    formula = adjusted(f"{NEXT_SESSION_FIXED} + (1 | client_id)", _schema(pairs), adjustment,
+                       "session")  # fmt: skip
+    fit = fit_lmm_pieces(formula, _pieces(pairs), engine)
+    return tidy.frame(tidy_fit("alliance_next_session", fit))
 
 
 def alliance_next_session_nested(
@@ -718,15 +737,16 @@ def alliance_next_session_nested(
     """As :func:`alliance_next_session` with clients nested in therapists:
     ``(1 | therapist_id/client_id)``."""
     random = "(1 | therapist_id/client_id)"
-    formula = adjusted(f"{NEXT_SESSION_FIXED} + {random}", pairs, adjustment, "session")
-    fit = fit_lmm(formula, pairs, engine)
+    formula = adjusted(f"{NEXT_SESSION_FIXED} + {random}", _schema(pairs), adjustment, "session")
+    fit = fit_lmm_pieces(formula, _pieces(pairs), engine)
     return tidy.frame(tidy_fit("alliance_next_session_nested", fit))
 
 
 def repeated_measures_correlation(
     data: pd.DataFrame, x: str, y: str, subject: str
 ) -> tuple[float, int, float, tuple[float, float], int, int]:
-    """Repeated-measures correlation in O(N) by demeaning within subject.
+    """Repeated-measures correlation in O(N) by demeaning within subject (``data``: a table,
+    or a :class:`~allianceanalysis.shards.ShardedTable` whose subjects each lie in one shard).
 
     The same r as the ANCOVA with subject as a factor (Bakdash & Marusich, 2017) and as
     :func:`pingouin.rm_corr`, without its dense observations-by-subjects design matrix.
@@ -738,12 +758,16 @@ def repeated_measures_correlation(
         p-value of t = r sqrt(dof / (1 - r²)), and a Fisher-z interval with SE 1/sqrt(dof - 1)
         (pingouin's).
     """
-    frame = data[[x, y, subject]].dropna()
-    groups = frame.groupby(subject, sort=False)
-    xw = frame[x] - groups[x].transform("mean")
-    yw = frame[y] - groups[y].transform("mean")
-    r = float((xw * yw).sum() / np.sqrt((xw**2).sum() * (yw**2).sum()))
-    n, k = len(frame), groups.ngroups
+    total, n, k = ExactSum(3), 0, 0
+    for piece in _pieces(data):
+        frame = piece([x, y, subject]).dropna()
+        groups = frame.groupby(subject, sort=False)
+        xw = (frame[x] - groups[x].transform("mean")).to_numpy()
+        yw = (frame[y] - groups[y].transform("mean")).to_numpy()
+        total.add(np.column_stack([xw * yw, xw**2, yw**2]))  # exact: any order, any shards
+        n, k = n + len(frame), k + groups.ngroups
+    xy, xx, yy = total.value()
+    r = float(xy / np.sqrt(xx * yy))
     dof = n - k - 1
     if dof < 3:
         raise NotEstimable(
@@ -800,11 +824,11 @@ def growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame
     Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis. Oxford
     University Press.
     """
-    data = table.dropna(subset=["outcome", "alliance"])
     formula = (
         "outcome ~ session + alliance_within + alliance_client_mean + (1 + session | client_id)"
     )
-    return tidy.frame(tidy_fit("growth", fit_lmm(formula, data, engine)))
+    pieces = _pieces(table, lambda d: d.dropna(subset=["outcome", "alliance"]))
+    return tidy.frame(tidy_fit("growth", fit_lmm_pieces(formula, pieces, engine)))
 
 
 def alliance_components(
@@ -883,8 +907,8 @@ def outcome_growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.D
     Singer, J. D., & Willett, J. B. (2003). Applied longitudinal data analysis. Oxford
     University Press.
     """
-    data = table.dropna(subset=["outcome"])
-    fit = fit_lmm("outcome ~ session + (1 + session | client_id)", data, engine)
+    pieces = _pieces(table, lambda d: d.dropna(subset=["outcome"]))
+    fit = fit_lmm_pieces("outcome ~ session + (1 + session | client_id)", pieces, engine)
     return tidy.frame(tidy_fit("outcome_growth", fit))
 
 

@@ -243,12 +243,13 @@ def models_step(
 ) -> None:
     """Rule ``models``: fit every catalogue model; write each table and all of them together.
 
-    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived), ``validated``
-    (the validated sessions, for the per-k models) and ``codes`` (the therapists'
-    pseudonymous codes); ``tables`` lists one path per catalogue model, named
-    ``<model>.csv``; ``combined`` gets every model's rows but the therapist-level ones (which
-    are internal, :mod:`allianceanalysis.layout`); ``options`` holds ``outcome``,
-    ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
+    ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived; for a sharded
+    dataset, ``sessions`` and ``pairs`` may list the shards' files, read one at a time by the
+    models fitted from sufficient statistics), ``validated`` (the validated sessions, for the
+    per-k models) and ``codes`` (the therapists' pseudonymous codes); ``tables`` lists one
+    path per catalogue model, named ``<model>.csv``; ``combined`` gets every model's rows
+    but the therapist-level ones (which are internal, :mod:`allianceanalysis.layout`);
+    ``options`` holds ``outcome``, ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
     """
     import pyarrow.parquet as pq
 
@@ -267,7 +268,7 @@ def models_step(
     for source, file in files.items():  # one table in memory at a time (8M rows at 1M clients)
         names = [name for name in paths if CATALOGUE[name].data == source]
         if names:
-            data = pd.read_parquet(inputs[file])
+            data = _table(inputs[file], sharded=source in ("pairs", "sessions_table"))
             fitted.update({name: fit_model(name, data, **options) for name in names})
             del data
     results = {name: fitted[name] for name in paths}
@@ -281,6 +282,19 @@ def models_step(
         for _, row in problems.drop_duplicates().iterrows():
             log.warning("%s: %s", row["model"], row["message"])
         log.info("%s: %d rows", name, len(table))
+
+
+def _table(paths: str | Path | Sequence[str | Path], sharded: bool) -> Any:
+    """A table's file read whole, or its shards' files as a
+    :class:`~allianceanalysis.shards.ShardedTable` (the models that take one read it a shard
+    at a time)."""
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if len(files) == 1:
+        return pd.read_parquet(files[0])
+    from .shards import ShardedTable
+
+    table = ShardedTable.of(files)
+    return table if sharded else table.read()
 
 
 def figures_step(

@@ -41,9 +41,11 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,7 @@ from .io.write import row_accounting
 
 __all__ = [
     "SHARD_COLUMNS",
+    "ShardedTable",
     "merge_step",
     "merge_validation",
     "part_path",
@@ -587,3 +590,59 @@ def merge_step(
     rows = merged["rows"]
     log.info("%s: %d rows read, %d used, %d excluded, in %d shards", spec.name, rows["read"],
              rows["used"], rows["excluded"], len(shards))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShardedTable:
+    """A derived table stored as one Parquet file per shard (or one file for all): read
+    piece by piece (:meth:`pieces`, for fits from sufficient statistics), or whole.
+
+    Attributes
+    ----------
+    paths : tuple of Path
+        The shards' files, in shard order.
+    """
+
+    paths: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, paths: str | Path | Sequence[str | Path]) -> ShardedTable:
+        """The table of one file or of a list of shard files."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        return cls(tuple(Path(p) for p in paths))
+
+    def schema(self) -> pd.DataFrame:
+        """No rows: the columns and their types."""
+        return pq.read_schema(self.paths[0]).empty_table().to_pandas()
+
+    def pieces(self, where: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> list:
+        """One callable per shard: called with column names, it reads them (rows kept by
+        ``where``, which may read the other columns it needs)."""
+
+        def read(path: Path, columns: list[str]) -> pd.DataFrame:
+            if where is None:
+                return pd.read_parquet(path, columns=columns)
+            frame = where(pd.read_parquet(path))
+            return frame[columns]
+
+        return [functools.partial(read, path) for path in self.paths]
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The whole table (``columns`` only), in the order of the unsharded table (by case
+        and session, as :mod:`allianceanalysis.derive` writes it)."""
+        frames = [pd.read_parquet(path, columns=columns) for path in self.paths]
+        if len(frames) == 1:
+            return frames[0]
+        frame = pd.concat(frames, ignore_index=True)
+        keys = [c for c in ("client_id", "episode_id", "session") if c in frame]
+        return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def distinct(self, column: str, limit: int) -> int:
+        """How many distinct values ``column`` holds, counting up to ``limit``."""
+        seen: set = set()
+        for path in self.paths:
+            seen.update(pd.read_parquet(path, columns=[column])[column].dropna().unique())
+            if len(seen) >= limit:
+                break
+        return min(len(seen), limit)

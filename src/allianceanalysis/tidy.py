@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,15 +49,18 @@ NEEDS = {
 and the reason it gives when the data lack it."""
 
 
-def has_therapists(data: pd.DataFrame) -> bool:
-    """Whether ``data`` have a therapist level: two or more therapists (data without codes
-    have one, docs/data-format.md).
+def has_therapists(data: pd.DataFrame | Any) -> bool:
+    """Whether ``data`` (a table, or a :class:`~allianceanalysis.shards.ShardedTable`) have a
+    therapist level: two or more therapists (data without codes have one,
+    docs/data-format.md).
 
     Examples
     --------
     >>> has_therapists(pd.DataFrame({"therapist_id": ["t1", "t1"]}))
     False
     """
+    if not isinstance(data, pd.DataFrame):
+        return "therapist_id" in data.schema() and data.distinct("therapist_id", 2) >= 2
     return "therapist_id" in data and data["therapist_id"].nunique() >= 2
 
 

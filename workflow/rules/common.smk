@@ -84,6 +84,17 @@ def shard_files(*names):
     return files
 
 
+def derived_pieces(name):
+    """An input function: a derived table's file, or each shard's for a sharded dataset."""
+
+    def files(wildcards):
+        if sharded(wildcards.dataset):
+            return shard_files(f"derived/{name}")(wildcards)
+        return f"{I}/derived/{name}".format(dataset=wildcards.dataset)
+
+    return files
+
+
 def dataset_path(wildcards):
     """The dataset's session file (absolute or relative to the working directory)."""
     return config["datasets"][wildcards.dataset]["path"]

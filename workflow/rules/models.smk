@@ -1,12 +1,13 @@
 # The model catalogue: all models of a dataset in one job (each is quick; one process saves
-# the start-up of many), every table separately and together.
+# the start-up of many), every table separately and together. A sharded dataset's session
+# table and pairs are read shard by shard by the models fitted from sufficient statistics.
 
 
 rule models:
     input:
         clients=f"{I}/derived/clients.parquet",
-        sessions=f"{I}/derived/sessions.parquet",
-        pairs=f"{I}/derived/pairs.parquet",
+        sessions=derived_pieces("sessions.parquet"),
+        pairs=derived_pieces("pairs.parquet"),
         validated=f"{I}/validated/sessions.parquet",
         codes=f"{I}/derived/therapist_codes.csv",
     output:
