@@ -8,7 +8,7 @@ CORES ?= 2
 DATASETS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['datasets']))")
 
 .PHONY: help setup run report publish test test-slow test-browser test-cluster check-report lint format demo-data reference \
-	bench-ingest bench-faults bench bench-covariates bench-within bench-missing fuzz simulation-study clean lab notebooks
+	bench-ingest bench-faults bench bench-covariates bench-within bench-missing bench-scale fuzz simulation-study clean lab notebooks
 
 help:
 	@echo "make run        set up .venv and run the workflow on the bundled demo data"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-covariates  10 covariates and a moderator against lme4, 100k and 1M clients"
 	@echo "make bench-within  latent disaggregation and RI-CLPM against lavaan, 10k-1M clients"
 	@echo "make bench-missing multiple imputation against mice, 1k-1M clients"
+	@echo "make bench-scale   the whole workflow sharded (and whole) at BENCH_SCALE clients (default 1M)"
 	@echo "make simulation-study  power and bias by simulation, one job per batch (results/_simulation/)"
 	@echo "make clean      remove results/ and workflow state (keeps .venv)"
 
@@ -166,6 +167,12 @@ bench-within: $(STAMP)
 # against R's mice where it finishes in 10 minutes (benchmarks/results/missing_data.csv).
 bench-missing: $(STAMP)
 	$(BIN)/python benchmarks/missing_data.py --tiers 1000 10000 100000 1000000
+
+# Issue 23's tier: the whole workflow on a national decade, sharded by therapist and whole, each
+# job's time and memory, outputs compared (benchmarks/results/scale.csv; docs/performance.md).
+BENCH_SCALE ?= 1000000
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py --tiers $(BENCH_SCALE) --whole
 
 simulation-study: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --show-failed-logs results/_simulation/power.csv

@@ -361,3 +361,21 @@ def test_models_fitted_from_the_shards_tables_are_the_whole_tables_byte_for_byte
         written[label] = [t.read_bytes() for t in [*tables, folder / "models.csv"]]
     assert written["sharded"] == written["whole"]
     assert b"not_fitted" not in written["whole"][-1]
+
+
+def test_clinical_significance_of_the_shards_is_the_whole_datas_byte_for_byte(
+    tmp_path: Path, faulty_demo: Path
+) -> None:
+    from allianceanalysis.pipeline import clinical_significance_step
+
+    spec = DatasetSpec(name="demo", path=faulty_demo, on_invalid_rows="exclude")
+    sharded(spec, tmp_path, count=3, chunk_bytes=20_000)
+    settings = load_config(ROOT / "config" / "config.yaml")["clinical_significance"]
+    written = {}
+    for label, sessions in (("whole", tmp_path / "merged_sessions.parquet"),
+                            ("sharded", [tmp_path / f"shard{k}_sessions.parquet"
+                                         for k in range(3)])):  # fmt: skip
+        out = {name: tmp_path / f"{label}_{name}" for name in ("cases", "table", "published")}
+        clinical_significance_step(sessions, **out, outcome="ors", settings=settings)
+        written[label] = [path.read_bytes() for path in out.values()]
+    assert written["sharded"] == written["whole"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ __all__ = [
     "merge_derived_step",
     "missing_data_step",
     "models_step",
+    "per_case_table",
     "pooled_step",
     "provenance_step",
     "report_settings",
@@ -284,6 +285,22 @@ def models_step(
         log.info("%s: %d rows", name, len(table))
 
 
+def per_case_table(
+    sessions: str | Path | Sequence[str | Path],
+    function: Callable[[pd.DataFrame], pd.DataFrame],
+) -> pd.DataFrame:
+    """A per-case table (one row per case, computed from each case's sessions alone) of the
+    validated sessions in ``sessions``, or of their shards, one shard in memory at a time: the
+    shards' rows in case order, as the whole data give them."""
+    from .derive import case_keys
+
+    files = [sessions] if isinstance(sessions, (str, Path)) else list(sessions)
+    if len(files) == 1:
+        return function(pd.read_parquet(files[0]))
+    frame = pd.concat([function(pd.read_parquet(f)) for f in files], ignore_index=True)
+    return frame.sort_values(case_keys(frame), kind="stable").reset_index(drop=True)
+
+
 def _table(paths: str | Path | Sequence[str | Path], sharded: bool) -> Any:
     """A table's file read whole, or its shards' files as a
     :class:`~allianceanalysis.shards.ShardedTable` (the models that take one read it a shard
@@ -436,6 +453,7 @@ def clinical_significance_step(
     """Rule ``clinical_significance``: each case's reliable change and category of change
     (``cases``, internal Parquet), the share of cases in each category as tidy rows
     (``table``, internal; ``published``, with rows resting on small counts suppressed).
+    ``sessions`` is the validated sessions' file, or its shards' files (:func:`per_case_table`).
 
     ``settings`` is the config's ``clinical_significance`` block: ``pre`` and ``post`` (which
     scores, :func:`~allianceanalysis.clinical_significance.pre_post`), ``method``, ``cutoff``,
@@ -455,8 +473,9 @@ def clinical_significance_step(
     from .instruments import get_instrument
 
     model = "clinical_significance"
-    data = pd.read_parquet(sessions)
-    pairs = pre_post(data, outcome, pre=settings["pre"], post=settings["post"])
+    pairs = per_case_table(
+        sessions, lambda data: pre_post(data, outcome, pre=settings["pre"], post=settings["post"])
+    )
     per_case = pairs.assign(category=pd.Series(dtype="str"))
     try:
         result = clinical_significance(

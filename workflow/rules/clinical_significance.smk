@@ -1,10 +1,11 @@
 # Clinical significance of one dataset's outcome (docs/models.md, "Clinical significance"):
-# each case's reliable change and category, and the share of cases in each category.
+# each case's reliable change and category, and the share of cases in each category (a
+# sharded dataset's cases computed shard by shard).
 
 
 rule clinical_significance:
     input:
-        f"{I}/validated/sessions.parquet",
+        validated_pieces(),
     output:
         cases=f"{I}/derived/clinical_significance.parquet",
         table=f"{I}/tables/clinical_significance.csv",

@@ -95,6 +95,17 @@ def derived_pieces(name):
     return files
 
 
+def validated_pieces():
+    """An input function: the validated sessions' file, or each shard's."""
+
+    def files(wildcards):
+        if sharded(wildcards.dataset):
+            return shard_files("validated/sessions.parquet")(wildcards)
+        return f"{I}/validated/sessions.parquet".format(dataset=wildcards.dataset)
+
+    return files
+
+
 def dataset_path(wildcards):
     """The dataset's session file (absolute or relative to the working directory)."""
     return config["datasets"][wildcards.dataset]["path"]

@@ -5,7 +5,7 @@ from allianceanalysis.pipeline import clinical_significance_step
 
 with workflow_step(snakemake):
     clinical_significance_step(
-        snakemake.input[0],
+        list(snakemake.input),
         cases=snakemake.output.cases,
         table=snakemake.output.table,
         published=snakemake.output.published,
