@@ -172,6 +172,16 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> tuple[dict, pd.DataFra
     sessions.to_csv(work / "sessions.csv", index=False, float_format="%g",
                     date_format="%Y-%m-%d")  # fmt: skip
     (work / "config.yaml").write_text("datasets:\n  bench:\n    path: sessions.csv\n")
+    summary, per_job, failure = measured_workflow(work)
+    if failure:
+        raise RuntimeError(f"the workflow failed:\n{failure}")
+    return summary, per_job
+
+
+def measured_workflow(work: Path) -> tuple[dict, pd.DataFrame, str]:
+    """Snakemake (2 cores) on ``work/config.yaml`` in ``work``: wall time, the largest job's
+    peak memory and the peak of all jobs together, each job's time and peak memory, and the
+    end of Snakemake's messages when it failed ("" when it did not)."""
     snakemake = Path(sys.executable).with_name("snakemake")
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -180,18 +190,18 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> tuple[dict, pd.DataFra
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     total_peak = tree_peak_mb(process)
-    if process.wait() != 0:
-        raise RuntimeError(f"the workflow failed:\n{process.stderr.read()[-3000:]}")
+    failure = process.stderr.read()[-3000:] if process.wait() != 0 else ""
     seconds = time.perf_counter() - start
     jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
             for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
-    table = pd.concat(jobs, ignore_index=True)
+    table = pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(
+        {"rule": [""], "s": [0.0], "max_rss": [0.0]})  # fmt: skip
     largest = table.loc[table["max_rss"].idxmax()]
     summary = {"seconds": seconds, "peak_mb": float(largest["max_rss"]),
-               "largest_job": largest["rule"], "total_peak_mb": total_peak, "jobs": len(table),
+               "largest_job": largest["rule"], "total_peak_mb": total_peak, "jobs": len(jobs),
                "job_seconds": float(table["s"].sum())}  # fmt: skip
     per_job = table[["rule", "s", "max_rss"]].rename(columns={"s": "seconds", "max_rss": "peak_mb"})
-    return summary, per_job
+    return summary, per_job, failure
 
 
 def tree_peak_mb(process: subprocess.Popen, interval: float = 0.2) -> float:

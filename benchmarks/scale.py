@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 from ingest import machine
-from models import merge, tree_peak_mb
+from models import measured_workflow, merge
 
 from allianceanalysis.pseudonyms import load_key
 from allianceanalysis.simulate import simulate_study
@@ -79,27 +77,8 @@ def run_workflow(data: Path, work: Path, shards: int, key: Path) -> tuple[dict, 
         entry["shards"] = {"column": "therapist_id", "count": shards}
     settings = {"pseudonym_key": str(key), "datasets": {"bench": entry}}
     (work / "config.yaml").write_text(yaml.safe_dump(settings))
-    snakemake = Path(sys.executable).with_name("snakemake")
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-         "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    total_peak = tree_peak_mb(process)
-    failed = process.wait() != 0
-    seconds = time.perf_counter() - start
-    jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
-            for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip
-    table = pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(
-        columns=["rule", "s", "max_rss"])  # fmt: skip
-    largest = table.loc[table["max_rss"].idxmax()] if len(table) else {"rule": "", "max_rss": 0}
-    summary = {"seconds": seconds, "total_peak_mb": total_peak,
-               "largest_job": largest["rule"], "peak_mb": float(largest["max_rss"]),
-               "jobs": len(table), "job_seconds": float(table["s"].sum()),
-               "failed": process.stderr.read()[-2000:] if failed else ""}  # fmt: skip
-    per_job = table[["rule", "s", "max_rss"]].rename(columns={"s": "seconds", "max_rss": "peak_mb"})
-    return summary, per_job
+    summary, per_job, failure = measured_workflow(work)
+    return {**summary, "failed": failure}, per_job
 
 
 def same_outputs(left: Path, right: Path) -> list[str]:

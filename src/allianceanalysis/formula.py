@@ -376,6 +376,18 @@ def _r_name(column: str, names: dict[str, str], logical: set[str]) -> str:
     return ":".join(parts)
 
 
+def _clearly_full_rank(xtx: np.ndarray, norms: np.ndarray) -> bool:
+    """Whether the Cholesky factor of the column-scaled X'X is far from singular (its
+    diagonal above 1e-4): no column is aliased, and no finer test is needed."""
+    if not np.all(norms > 0):
+        return False
+    try:
+        factor = np.linalg.cholesky(xtx / np.outer(norms, norms))
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.all(np.diag(factor) > 1e-4))
+
+
 def _aliased(x: np.ndarray, tolerance: float = 1e-7) -> list[int]:
     """Columns of ``x`` that are linear combinations of earlier ones: the diagonal of R in the
     QR decomposition of X, relative to the column's norm, below ``tolerance`` (lme4's rank
@@ -386,13 +398,8 @@ def _aliased(x: np.ndarray, tolerance: float = 1e-7) -> list[int]:
     rows × terms matrix is not needed."""
     xtx = x.T @ x
     norms = np.sqrt(np.diag(xtx))
-    if np.all(norms > 0):
-        try:
-            factor = np.linalg.cholesky(xtx / np.outer(norms, norms))
-        except np.linalg.LinAlgError:
-            factor = None
-        if factor is not None and np.all(np.diag(factor) > 1e-4):
-            return []
+    if _clearly_full_rank(xtx, norms):
+        return []
     diagonal = np.zeros(x.shape[1])  # with fewer rows than columns, the later ones are aliased
     r = np.linalg.qr(x, mode="r")
     diagonal[: min(r.shape)] = np.abs(np.diag(r))
@@ -411,13 +418,8 @@ def aliased_from_crossproducts(xtx: np.ndarray, tolerance: float = 1e-7) -> list
     [2]
     """
     norms = np.sqrt(np.diag(xtx))
-    if np.all(norms > 0):
-        try:
-            factor = np.linalg.cholesky(xtx / np.outer(norms, norms))
-        except np.linalg.LinAlgError:
-            factor = None
-        if factor is not None and np.all(np.diag(factor) > 1e-4):
-            return []
+    if _clearly_full_rank(xtx, norms):
+        return []
     kept: list[int] = []
     aliased = []
     for j in range(len(xtx)):
