@@ -279,12 +279,13 @@ def test_too_few_shards_for_the_size_limit_are_refused_naming_the_setting(tmp_pa
 
 
 def derive_whole_and_sharded(
-    spec: DatasetSpec, folder: Path, adjustment: dict | None, count: int = 3
-) -> tuple:
+    spec: DatasetSpec, folder: Path, adjustment: dict | None, count: int = 3,
+    column: str = "therapist_id",
+) -> tuple:  # fmt: skip
     """The derivation of the whole validated data and of its shards merged: both file sets."""
     write_test_key(folder)
     key = folder / KEY_FILE
-    sharded(spec, folder, count=count, chunk_bytes=20_000)
+    sharded(spec, folder, column, count, chunk_bytes=20_000)
     options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "adjustment": adjustment}
     names = ("clients", "sessions", "pairs", "accounting", "codes")
     ext = {"accounting": "csv", "codes": "csv"}
@@ -296,7 +297,7 @@ def derive_whole_and_sharded(
         derive_shard_step(folder / f"shard{k}_sessions.parquet", out, **options)
         shards += [out[n.split(".")[0]] for n in DERIVED_SHARD_FILES]
     merged_out = {n: folder / f"merged_{n}.{ext.get(n, 'parquet')}" for n in names}
-    merge_derived_step(shards, merged_out, key=key, early_session=3)
+    merge_derived_step(shards, merged_out, key=key, early_session=3, adjustment=adjustment)
     return list(whole_out.values()), list(merged_out.values())
 
 
@@ -334,19 +335,22 @@ def test_a_therapists_mean_counts_a_case_routed_to_another_shard(tmp_path: Path)
     assert_same_files(whole_files, merged_files)
 
 
+@pytest.mark.parametrize(("column", "count"), [("therapist_id", 3), ("site_id", 2)])
 def test_models_fitted_from_the_shards_tables_are_the_whole_tables_byte_for_byte(
-    tmp_path: Path,
+    tmp_path: Path, column: str, count: int
 ) -> None:
     """The models job given each shard's session table and pairs (read one shard at a time
     by the models fitted from sufficient statistics) writes the tables it writes from the
-    merged files."""
-    derive_whole_and_sharded(DatasetSpec(name="demo", path=DEMO), tmp_path, None)
+    merged files; the demo's three sites in two shards leave one shard empty."""
+    derive_whole_and_sharded(DatasetSpec(name="demo", path=DEMO), tmp_path, None, count,
+                             column)  # fmt: skip
+    assert column == "therapist_id" or pd.read_parquet(tmp_path / "d0_pairs.parquet").empty
     options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "riclpm_waves": 6,
                "bootstrap": 20, "seed": 1, "engine": "lmm", "adjustment": None}  # fmt: skip
     names = ["alliance_next_session", "alliance_next_session_nested", "growth",
              "outcome_growth", "rm_corr", "alliance_outcome"]  # fmt: skip
     written = {}
-    for label, pieces in (("whole", ["whole"]), ("sharded", ["d0", "d1", "d2"])):
+    for label, pieces in (("whole", ["whole"]), ("sharded", [f"d{k}" for k in range(count)])):
         folder = tmp_path / label
         folder.mkdir()
         inputs = {
@@ -379,3 +383,61 @@ def test_clinical_significance_of_the_shards_is_the_whole_datas_byte_for_byte(
         clinical_significance_step(sessions, **out, outcome="ors", settings=settings)
         written[label] = [path.read_bytes() for path in out.values()]
     assert written["sharded"] == written["whole"]
+
+
+def test_a_covariate_missing_in_one_shard_only_is_not_refused(tmp_path: Path) -> None:
+    """Sharded by site, one shard may hold no value of a covariate the others hold: the
+    covariates are checked on all shards' facts together, as on the whole data (the demo's
+    sites each record the covariates here; one site's are blanked)."""
+    data = pd.read_csv(DEMO)
+    site = data["site_id"].iloc[0]
+    data.loc[data["site_id"] == site, "age_band"] = None
+    path = tmp_path / "sessions.csv"
+    data.to_csv(path, index=False)
+    adjustment = Adjustment.from_config({"covariates": ["age_band"], "datasets": {"d": {}}}, "d")
+    spec = DatasetSpec(name="demo", path=path)
+    assert_same_files(*derive_whole_and_sharded(spec, tmp_path, adjustment.as_dict(), count=4))
+
+
+def test_a_constant_covariate_is_refused_after_the_shards_as_on_the_whole_data(
+    tmp_path: Path,
+) -> None:
+    """Constant in every shard, so constant: no shard can tell alone; the merge refuses it in
+    the words of the whole data's check, before writing anything."""
+    from allianceanalysis.errors import ConfigError
+
+    adjustment = Adjustment.from_config({"covariates": ["nope"], "datasets": {"d": {}}}, "d")
+    path = tmp_path / "sessions.csv"
+    pd.read_csv(DEMO).assign(nope="x").to_csv(path, index=False)
+    spec = DatasetSpec(name="demo", path=path)
+    sharded(spec, tmp_path, count=3, chunk_bytes=20_000)
+    write_test_key(tmp_path)
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3,
+               "adjustment": adjustment.as_dict()}  # fmt: skip
+    with pytest.raises(ConfigError) as whole:
+        derive_step(tmp_path / "merged_sessions.parquet", {}, key=tmp_path / KEY_FILE, **options)
+    files = []
+    for k in range(3):
+        out = {n.split(".")[0]: tmp_path / f"d{k}_{n}" for n in DERIVED_SHARD_FILES}
+        derive_shard_step(tmp_path / f"shard{k}_sessions.parquet", out, **options)
+        files += [out[n.split(".")[0]] for n in DERIVED_SHARD_FILES]
+    outputs = {n: tmp_path / f"m_{n}" for n in ("clients", "sessions", "pairs", "accounting",
+                                                 "codes")}  # fmt: skip
+    with pytest.raises(ConfigError) as merged:
+        merge_derived_step(files, outputs, key=tmp_path / KEY_FILE, early_session=3,
+                           adjustment=adjustment.as_dict())  # fmt: skip
+    assert str(merged.value) == str(whole.value)
+    assert "'nope' is constant ('x')" in str(merged.value)
+    assert not any(p.exists() for p in outputs.values())
+
+
+def test_sharding_by_therapist_data_without_therapist_codes_is_refused_in_plain_words(
+    tmp_path: Path,
+) -> None:
+    """The public study (no therapist codes, tests/reference/data/claus_2020.csv)."""
+    spec = DatasetSpec(name="claus", path=ROOT / "tests" / "reference" / "data" / "claus_2020.csv",
+                       columns={"client_id": "id", "session": "time", "therapist_id": None,
+                                "bdi2": "bdi"},
+                       outcome="bdi2", alliance=None)  # fmt: skip
+    with pytest.raises(DataError, match=r"declares that the data have no therapist_id"):
+        sharded(spec, tmp_path)

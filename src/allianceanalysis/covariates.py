@@ -276,49 +276,111 @@ class Adjustment:
         ConfigError
             One line per problem, naming the config key and the column.
         """
-        problems = []
+        self.check_facts([self.facts(sessions, keys)])
+
+    def facts(self, sessions: pd.DataFrame, keys: Sequence[str]) -> dict[str, Any]:
+        """What :meth:`check` decides from, for validated sessions or one shard of them (plain
+        data, merged over shards by :meth:`check_facts`): the cases, and per column whether
+        it is present, its observed values, its type, its levels (as many as a check needs)
+        and the cases in which it varies."""
         n_cases = int(sessions[list(keys)].drop_duplicates().shape[0]) if len(sessions) else 0
+        columns = {}
+        for spec in (*self.covariates, *self.moderators):
+            columns[spec.column] = _facts(spec, sessions, keys, n_cases)
+        return {"cases": n_cases, "columns": columns}
+
+    def check_facts(self, facts: Sequence[Mapping[str, Any]], *, partial: bool = False) -> None:
+        """:meth:`check` from the :meth:`facts` of the whole data or of each of its shards
+        (a case lies in one shard): the same problems, in the same words. With ``partial``
+        (the facts of some shards only), only the problems that hold for the whole data when
+        they hold for a part: a missing column, text where a number is needed.
+
+        Raises
+        ------
+        ConfigError
+            One line per problem, naming the config key and the column.
+        """
+        n_cases = sum(f["cases"] for f in facts)
+        problems = []
         for role in ("covariates", "moderators"):
             for spec in getattr(self, role):
-                problem = _problem(spec, sessions, keys, n_cases)
+                problem = _problem(spec, [f["columns"][spec.column] for f in facts], n_cases,
+                                   partial)  # fmt: skip
                 if problem:
                     problems.append(f"{self.source.get(role, role)}: {problem}")
         if problems:
             raise ConfigError(problems)
 
 
-def _problem(spec: Covariate, sessions: pd.DataFrame, keys: Sequence[str], n_cases: int) -> str:
-    """What makes ``spec`` unusable on these data, or an empty string."""
+LEVELS_KEPT = 100_000
+"""The distinct values of a column the check keeps per shard: more than any factor can have
+(a factor needs :data:`MIN_CASES_PER_LEVEL` cases per level)."""
+
+
+def _facts(spec: Covariate, sessions: pd.DataFrame, keys: Sequence[str], n_cases: int) -> dict:
     column = spec.column
     if column not in sessions:
-        return f"the data have no column {column!r}"
+        return {"present": False}
     values = sessions[column]
     observed = values.dropna()
-    if observed.empty:
-        return f"the column {column!r} is missing in every row"
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    if spec.kind == "numeric" and not numeric:
-        example = observed.iloc[0]
+    rows = (sessions["source_row"] if "source_row" in sessions
+            else pd.Series(np.arange(len(values)), index=values.index))  # fmt: skip
+    first = observed.index[0] if len(observed) else None
+    varying = 0
+    if spec.level == "client" and spec.summary is None:
+        pairs = pd.DataFrame({"k": _case_codes(sessions, keys), "v": values}).dropna()
+        distinct = pairs.drop_duplicates()["k"]
+        varying = int(distinct[distinct.duplicated()].nunique())
+    levels = pd.unique(observed)[: LEVELS_KEPT + 1]
+    return {
+        "present": True,
+        "observed": len(observed),
+        "numeric": bool(pd.api.types.is_numeric_dtype(values)
+                        and not pd.api.types.is_bool_dtype(values)),
+        "categorical": bool(spec.categorical(sessions)),
+        "first": None if first is None else [int(rows.loc[first]), _plain(observed.loc[first])],
+        "levels": [_plain(v) for v in levels],
+        "varying": varying,
+    }  # fmt: skip
+
+
+def _plain(value: object) -> object:
+    """A value as JSON keeps it (numpy scalars as Python numbers)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _problem(spec: Covariate, facts: list[dict], n_cases: int, partial: bool = False) -> str:
+    """What makes ``spec`` unusable on these data (the facts of each piece; ``partial``: of
+    some pieces, so only what holds for the whole), or ""."""
+    column = spec.column
+    if not all(f["present"] for f in facts):
+        return f"the data have no column {column!r}"
+    seen = [f for f in facts if f["observed"]]
+    numeric = all(f["numeric"] for f in seen)
+    if seen and spec.kind == "numeric" and not numeric:
+        example = min(f["first"] for f in seen if not f["numeric"])[1]
         return f"the column {column!r} is declared numeric but holds text (e.g. {example!r})"
-    if spec.summary == "mean" and not numeric:
+    if seen and spec.summary == "mean" and not numeric:
         return f"the column {column!r} holds text: its mean is not defined (use first or last)"
-    distinct = observed.nunique()
+    if partial:
+        return ""
+    if not seen:
+        return f"the column {column!r} is missing in every row"
+    example = min(f["first"] for f in seen)[1]
+    distinct = len({level for f in seen for level in f["levels"]})
     if distinct < 2:
-        return f"the column {column!r} is constant ({observed.iloc[0]!r}): it cannot be estimated"
-    if spec.categorical(sessions) and distinct * MIN_CASES_PER_LEVEL > n_cases:
+        return f"the column {column!r} is constant ({example!r}): it cannot be estimated"
+    if any(f["categorical"] for f in facts) and distinct * MIN_CASES_PER_LEVEL > n_cases:
         return (
             f"the column {column!r} has {distinct} levels for {n_cases} cases: a factor needs "
             f"at least {MIN_CASES_PER_LEVEL} cases per level on average"
         )
-    if spec.level == "client" and spec.summary is None:
-        pairs = pd.DataFrame({"k": _case_codes(sessions, keys), "v": values}).dropna()
-        distinct = pairs.drop_duplicates()["k"]
-        varying = distinct[distinct.duplicated()].nunique()
-        if varying:
-            return (
-                f"the column {column!r} varies within {varying} cases: declare "
-                "summary: first, last or mean, or level: session"
-            )
+    varying = sum(f["varying"] for f in facts)
+    if varying:
+        return (
+            f"the column {column!r} varies within {varying} cases: declare "
+            "summary: first, last or mean, or level: session"
+        )
     return ""
 
 

@@ -755,17 +755,20 @@ def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_
     sums, terms, structure, n_dropped, optional = [], None, None, 0, {}
     for piece in pieces:
         frame, dropped_rows = _complete_cases(parsed, piece(parsed.variables))
-        part_structure = core_structure(parsed, frame) if len(frame) else structure
+        n_dropped += dropped_rows
+        if not len(frame):  # an empty shard (or one without complete rows) adds nothing
+            continue
+        part_structure = core_structure(parsed, frame)
         fixed = design(parsed, frame, drop_aliased=False)
         if part_structure is None or structure not in (None, part_structure) or terms not in (
                 None, fixed.terms):  # fmt: skip
             return _fit_together(formula, pieces, read[0], engine)
-        structure, terms, n_dropped = part_structure, fixed.terms, n_dropped + dropped_rows
+        structure, terms = part_structure, fixed.terms
         for group in (g for g in OPTIONAL_GROUPS if g in parsed.groups):
             optional.setdefault(group, set()).update(frame[group].unique()[:2].tolist())
         y = frame[parsed.response].to_numpy(dtype=float)
         sums.append(structure_sums(structure, y, fixed.x, frame))
-    if any(len(levels) < 2 for levels in optional.values()):
+    if not sums or any(len(levels) < 2 for levels in optional.values()):
         return _fit_together(formula, pieces, read[0], engine)
     merged = merge_sums(sums)
     counts = [len(merged.levels)] + ([] if merged.outer is None else [len(set(merged.outer))])

@@ -96,15 +96,18 @@ def _derived_tables(
     alliance: str,
     early_session: int,
     adjustment: Mapping[str, Any] | None = None,
+    shard: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The client table, session table and pairs of validated sessions (a dataset, or one of
-    its shards), and what accounting and the therapists' codes need of them."""
+    its shards), and what accounting, the therapists' codes and the covariates' check need of
+    them (:meth:`~allianceanalysis.covariates.Adjustment.facts`)."""
     from .covariates import Adjustment
     from .derive import case_keys, client_table, session_pairs, session_table
 
     data = pd.read_parquet(sessions)
     adjusted = Adjustment.from_dict(adjustment)
-    adjusted.check(data, case_keys(data))
+    facts = adjusted.facts(data, case_keys(data))
+    adjusted.check_facts([facts], partial=shard)  # a shard's facts decide the rest when merged
     table = session_table(data, outcome, alliance, adjusted)
     tables = {
         "clients": client_table(data, outcome, alliance, early_session, adjusted),
@@ -115,6 +118,7 @@ def _derived_tables(
         "both": int(table[["alliance", "outcome"]].notna().all(axis=1).sum()),
         "pairs": len(tables["pairs"]),
         "therapists": [str(t) for t in data["therapist_id"].unique()],
+        "covariates": facts,
     }
     return tables, counts
 
@@ -190,10 +194,10 @@ def derive_shard_step(
 ) -> None:
     """Rule ``derive_shard``: one shard's tables (:func:`derive_step`'s ``clients``,
     ``sessions``, ``pairs``) and ``counts`` (JSON: sessions with both scores, pairs, the
-    therapists' IDs, for :func:`merge_derived_step`)."""
+    therapists' IDs and the covariates' facts, for :func:`merge_derived_step`)."""
     tables, counts = _derived_tables(
         sessions, outcome=outcome, alliance=alliance, early_session=early_session,
-        adjustment=adjustment,
+        adjustment=adjustment, shard=True,
     )  # fmt: skip
     keys = ("clients", "sessions", "pairs", "counts")
     with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, n):
@@ -209,16 +213,21 @@ def merge_derived_step(
     *,
     key: str | Path,
     early_session: int,
+    adjustment: Mapping[str, Any] | None = None,
 ) -> None:
     """Rule ``merge_derived``: the shards' tables (:func:`derive_shard_step`) as the dataset's,
     the files :func:`derive_step` writes from the whole data: each table in case order, the
     therapists' means over all their cases, the accounting and codes over all shards.
-    ``shard_files`` lists each shard's :data:`DERIVED_SHARD_FILES` in turn."""
+    ``shard_files`` lists each shard's :data:`DERIVED_SHARD_FILES` in turn; ``adjustment``'s
+    covariates are checked on all shards' facts together before anything is written."""
+    from .covariates import Adjustment
     from .derive import case_keys, therapist_means
 
     n = len(DERIVED_SHARD_FILES)
     shards = [dict(zip(DERIVED_SHARD_FILES, shard_files[i : i + n], strict=True))
               for i in range(0, len(shard_files), n)]  # fmt: skip
+    parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
+    Adjustment.from_dict(adjustment).check_facts([p["covariates"] for p in parts])
     tables = {}
     for name in ("clients", "sessions", "pairs"):
         frame = pd.concat([pd.read_parquet(s[f"{name}.parquet"]) for s in shards],
@@ -226,7 +235,6 @@ def merge_derived_step(
         order = [*case_keys(frame), *(["session"] if name != "clients" else [])]
         tables[name] = frame.sort_values(order, kind="stable").reset_index(drop=True)
     therapist_means(tables["clients"])
-    parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
     counts = {
         "both": sum(p["both"] for p in parts),
         "pairs": sum(p["pairs"] for p in parts),

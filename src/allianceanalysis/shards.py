@@ -246,6 +246,13 @@ def _split(
     for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
         if plan is None:
             plan = _plan(piece, spec)
+            if column in plan.absent:
+                raise DataError.single(
+                    file,
+                    f"the dataset is sharded by {column} (shards.column), but its configuration "
+                    f"declares that the data have no {column} ({column}: null under columns:): "
+                    "shard it by another column, or not at all",
+                )
             if column not in plan.source:
                 raise DataError.single(
                     file,

@@ -73,7 +73,10 @@ class ExactSum:
 
     def add(self, values: np.ndarray) -> None:
         """Add the rows of ``values`` (rows x columns, finite)."""
-        values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        values = np.asarray(values, dtype=np.float64)
+        if not values.size:
+            return
+        values = values.reshape(len(values), -1)
         for start in range(0, len(values), _CHUNK):
             # column by column, each contiguous (bincount reads strided columns slowly)
             fraction, exponent = np.frexp(np.ascontiguousarray(values[start : start + _CHUNK].T))

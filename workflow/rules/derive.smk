@@ -72,6 +72,7 @@ rule merge_derived:
         dataset=datasets_pattern(sharded_ones=True),
     params:
         early_session=config["early_session"],
+        adjustment=dataset_adjustment,
     conda:
         CONDA_ENV
     log:

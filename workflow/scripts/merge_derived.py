@@ -9,4 +9,5 @@ with workflow_step(snakemake):
         dict(snakemake.output.items()),
         key=snakemake.input.key,
         early_session=snakemake.params.early_session,
+        adjustment=snakemake.params.adjustment,
     )
