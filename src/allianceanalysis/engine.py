@@ -403,14 +403,9 @@ def _fit_mixedlm(formula: Formula, frame: pd.DataFrame, fixed: Design,
         vcov=vcov,
         random_effects=_random_intercepts(
             structure,
-            structure_sums(
-                structure,
-                frame[formula.response].to_numpy(dtype=float) - fixed.x @ beta,
-                np.zeros((len(frame), 0)),
-                frame,
-            )
-            if structure is not None
-            else None,
+            _residual_sums(
+                structure, frame, frame[formula.response].to_numpy(float) - fixed.x @ beta
+            ),
             np.zeros(0),
             float(theta[0]),
             variances["var_residual"],
@@ -442,6 +437,16 @@ def _random_intercepts(
          "n_obs": sums.size.astype(int)},
         index=pd.Index(sums.levels, name=structure.groups[0]),
     )  # fmt: skip
+
+
+def _residual_sums(
+    structure: Structure | None, frame: pd.DataFrame, residual: np.ndarray
+) -> GroupSums | None:
+    """Per level of a single random intercept, the sums of the residuals (another engine's
+    fit, for :func:`_random_intercepts`); None for any other structure."""
+    if structure is None or structure.kind != "intercept":
+        return None
+    return group_sums(residual, np.zeros((len(frame), 0)), frame[structure.groups[0]].to_numpy())
 
 
 def structure_sums(
@@ -512,7 +517,7 @@ def _fit_core(
     if solution.singular:
         messages.append(_singular_message(variances))
     std_error = np.sqrt(np.diag(solution.vcov))
-    fit = MixedFit(
+    return MixedFit(
         formula=formula,
         coefficients=_inference(solution.beta, std_error, solution.df, terms),
         variances=variances,
@@ -533,7 +538,6 @@ def _fit_core(
             structure, problem, solution.beta, float(solution.theta[0]), sigma2
         ),
     )
-    return fit
 
 
 def _sums_prediction_variance(sums: GroupSums, beta: np.ndarray) -> float:
@@ -664,10 +668,8 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     few_groups = [g for g in parsed.groups if frame[g].nunique() < 2]
     structure = core_structure(parsed, frame) if parsed.random and not few_groups else None
     if engine == "lmm" and structure is not None:
-        fixed = design(parsed, frame, drop_aliased=False)
-        y = frame[parsed.response].to_numpy(dtype=float)
-        fit = _fit_core(parsed, structure, structure_sums(structure, y, fixed.x, frame),
-                        fixed.terms, notes)  # fmt: skip
+        sums, terms = _core_sums(parsed, structure, frame)
+        fit = _fit_core(parsed, structure, sums, terms, notes)
         fit.n_dropped = n_dropped
         return fit
     fixed = design(parsed, frame)
@@ -749,9 +751,9 @@ def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_
     """
     _check_engine(engine)
     parsed = Formula.parse(formula)
-    read = [parsed.variables] * len(pieces)
+    columns = parsed.variables
     if len(pieces) == 1 or engine != "lmm" or not parsed.random or parsed.plain_fixed is None:
-        return _fit_together(formula, pieces, read[0], engine)
+        return _fit_together(formula, pieces, columns, engine)
     sums, terms, structure, n_dropped, optional = [], None, None, 0, {}
     for piece in pieces:
         frame, dropped_rows = _complete_cases(parsed, piece(parsed.variables))
@@ -759,17 +761,17 @@ def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_
         if not len(frame):  # an empty shard (or one without complete rows) adds nothing
             continue
         part_structure = core_structure(parsed, frame)
-        fixed = design(parsed, frame, drop_aliased=False)
-        if part_structure is None or structure not in (None, part_structure) or terms not in (
-                None, fixed.terms):  # fmt: skip
-            return _fit_together(formula, pieces, read[0], engine)
-        structure, terms = part_structure, fixed.terms
+        if part_structure is None or structure not in (None, part_structure):
+            return _fit_together(formula, pieces, columns, engine)
+        part_sums, part_terms = _core_sums(parsed, part_structure, frame)
+        if terms not in (None, part_terms):
+            return _fit_together(formula, pieces, columns, engine)
+        structure, terms = part_structure, part_terms
         for group in (g for g in OPTIONAL_GROUPS if g in parsed.groups):
             optional.setdefault(group, set()).update(frame[group].unique()[:2].tolist())
-        y = frame[parsed.response].to_numpy(dtype=float)
-        sums.append(structure_sums(structure, y, fixed.x, frame))
+        sums.append(part_sums)
     if not sums or any(len(levels) < 2 for levels in optional.values()):
-        return _fit_together(formula, pieces, read[0], engine)
+        return _fit_together(formula, pieces, columns, engine)
     merged = merge_sums(sums)
     counts = [len(merged.levels)] + ([] if merged.outer is None else [len(set(merged.outer))])
     if min(counts) < 2:
@@ -781,9 +783,21 @@ def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_
 
 def _fit_together(formula: str, pieces: Sequence[Piece], columns: list[str],
                   engine: str) -> MixedFit:  # fmt: skip
-    """:func:`fit_lmm` on the pieces' rows put together."""
+    """:func:`fit_lmm` on the pieces' rows put together (one piece as it is: no copy)."""
+    if len(pieces) == 1:
+        return fit_lmm(formula, pieces[0](columns), engine)
     data = pd.concat([piece(columns) for piece in pieces], ignore_index=True)
     return fit_lmm(formula, data, engine)
+
+
+def _core_sums(
+    parsed: Formula, structure: Structure, frame: pd.DataFrame
+) -> tuple[GroupSums, list[str]]:
+    """The core's sufficient statistics of complete rows, and the design's terms (aliased
+    columns kept: they are dropped from the merged sums, :func:`_fit_core`)."""
+    fixed = design(parsed, frame, drop_aliased=False)
+    y = frame[parsed.response].to_numpy(dtype=float)
+    return structure_sums(structure, y, fixed.x, frame), fixed.terms
 
 
 def _fit_ols(formula: Formula, frame: pd.DataFrame, fixed: Design) -> MixedFit:
