@@ -441,3 +441,15 @@ def test_sharding_by_therapist_data_without_therapist_codes_is_refused_in_plain_
                        outcome="bdi2", alliance=None)  # fmt: skip
     with pytest.raises(DataError, match=r"declares that the data have no therapist_id"):
         sharded(spec, tmp_path)
+
+
+def test_a_quoted_decimal_comma_in_a_comma_file_is_read_as_the_whole_file_reads_it(
+    tmp_path: Path,
+) -> None:
+    """In a comma-delimited file the decimal mark is a point whatever the cells hold: a
+    quoted "3,5" is not a number, in the shards as in the whole file."""
+    rows = "".join(f'C{c},T{c % 3},{s},"2{c % 9},5",30\n' for c in range(12) for s in (1, 2))
+    path = tmp_path / "s.csv"
+    path.write_text("client_id,therapist_id,session,ors,srs\n" + rows)
+    spec = DatasetSpec(name="x", path=path, on_invalid_rows="exclude")
+    assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path))

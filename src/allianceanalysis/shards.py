@@ -142,12 +142,15 @@ class _Detection:
         dates_full = "session_date" not in texts or len(self.dates) >= DETECTION_SAMPLE
         self.done = dates_full and all(n >= DETECTION_SAMPLE for n in counts)
 
-    def options(self, spec: DatasetSpec, names: Mapping[str, str]) -> dict[str, str]:
-        """The decimal mark and the date format, as the whole-file reader decides them."""
+    def options(
+        self, spec: DatasetSpec, names: Mapping[str, str], sep: str | None
+    ) -> dict[str, str]:
+        """The decimal mark and the date format, as the whole-file reader decides them (the
+        delimiter ``sep`` decides the decimal mark when it is a comma)."""
         decided: dict[str, str] = {}
         if spec.read.decimal is None:
             texts = [pd.concat(parts, ignore_index=True) for parts in self.numbers.values()]
-            decided["decimal"] = detect_decimal(texts, None)
+            decided["decimal"] = detect_decimal(texts, sep)
         if self.dates is not None and spec.read.date_format is None:
             decided["date_format"] = choose_date_format(
                 self.dates, str(spec.path), names["session_date"]
@@ -245,7 +248,7 @@ def _split(
     names: dict[str, str] = {}
     for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
         if plan is None:
-            plan = _plan(piece, spec)
+            plan, sep = _plan(piece, spec), piece.options.get("sep")
             if column in plan.absent:
                 raise DataError.single(
                     file,
@@ -271,7 +274,7 @@ def _split(
     del routes
     if column == "site_id" and "therapist_id" in plan.source:
         _check_therapists(first, spec, plan)
-    decided = detection.options(spec, names)
+    decided = detection.options(spec, names, sep)
     return _write_shards(spec, plan, first, column, shards, summary, aside, decided, chunk_bytes)
 
 
