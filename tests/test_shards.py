@@ -453,3 +453,16 @@ def test_a_quoted_decimal_comma_in_a_comma_file_is_read_as_the_whole_file_reads_
     path.write_text("client_id,therapist_id,session,ors,srs\n" + rows)
     spec = DatasetSpec(name="x", path=path, on_invalid_rows="exclude")
     assert_same_files(whole(spec, tmp_path), sharded(spec, tmp_path))
+
+
+def test_a_nested_parquet_column_is_refused_by_the_split_as_by_the_whole_file_reader(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "nested.parquet"
+    pd.read_csv(DEMO).head(4).assign(tags=[[1], [2, 3], [], [4]]).to_parquet(path, index=False)
+    spec = DatasetSpec(name="x", path=path)
+    with pytest.raises(DataError) as whole_error:
+        load_dataset(spec)
+    with pytest.raises(DataError) as shard_error:
+        sharded(spec, tmp_path)
+    assert str(shard_error.value) == str(whole_error.value)

@@ -65,7 +65,6 @@ from .io.validate import (
     DETECTION_SAMPLE,
     PROBLEM_DTYPES,
     ValidationResult,
-    as_text,
     check_dataset,
     choose_date_format,
     detect_decimal,
@@ -113,7 +112,11 @@ def shard_number(values: pd.Series, count: int) -> np.ndarray:
     >>> shard_number(pd.Series(["T1", "T2", "T1", None]), 4).tolist()
     [2, 3, 2, 1]
     """
-    return (_hash(values) % np.uint64(count)).astype(np.int64)
+    return _modulo(_hash(values), count)
+
+
+def _modulo(hashes: np.ndarray, count: int) -> np.ndarray:
+    return (hashes % np.uint64(count)).astype(np.int64)
 
 
 class _Detection:
@@ -168,13 +171,6 @@ def _stripped(piece: RawTable) -> RawTable:
     """A piece with its column names stripped, as planning leaves them."""
     return dataclasses.replace(piece, frame=piece.frame.set_axis(
         [h.strip() for h in piece.header], axis=1))  # fmt: skip
-
-
-def _texts(piece: RawTable, plan: ColumnPlan, spec: DatasetSpec, columns: list[str]) -> dict:
-    """Some mapped columns of a piece as text (as validation reads them)."""
-    frame = _stripped(piece).frame
-    return {c: as_text(frame[plan.source[c]], spec.read.na_values)
-            for c in columns if c in plan.source}  # fmt: skip
 
 
 def split_dataset(
@@ -266,7 +262,7 @@ def _split(
             texts, names = source_texts(_stripped(piece), plan, spec.read.na_values)
             detection.add(texts, numeric_columns(texts, plan))
         else:
-            texts = _texts(piece, plan, spec, _ROUTE_COLUMNS)
+            texts, _ = source_texts(_stripped(piece), plan, spec.read.na_values, _ROUTE_COLUMNS)
         routes.append(_first_sessions(texts, column, piece.file_row))
     if plan is None:
         raise DataError.single(file, "the file has a header but no data rows")
@@ -300,7 +296,7 @@ def _client_shards(routes: pd.DataFrame, count: int) -> pd.DataFrame:
     """Each client's shard (sorted by the client's hash), from the pieces' first sessions."""
     first = routes.sort_values(["client", "blank", "session", "row"], kind="stable")
     first = first.drop_duplicates("client").reset_index(drop=True)
-    first["shard"] = (first["value"].to_numpy() % np.uint64(count)).astype(np.int64)
+    first["shard"] = _modulo(first["value"].to_numpy(), count)
     return first[["client", "row", "therapist", "shard"]]
 
 
@@ -335,7 +331,8 @@ def _write_shards(
     options: dict[str, Any] = {}
     with atomic_outputs(*shards, summary, aside) as temps:
         for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
-            texts = _texts(piece, plan, spec, ["client_id", column])
+            texts, _ = source_texts(_stripped(piece), plan, spec.read.na_values,
+                                    ("client_id", column))  # fmt: skip
             has = texts["client_id"].notna().to_numpy()
             target = shard_number(texts[column], count)
             target[has] = shard_of_client[np.searchsorted(clients, _hash(texts["client_id"][has]))]

@@ -266,11 +266,7 @@ def read_raw(path: Path, options: ReadOptions, declared_format: str = "auto") ->
         When the file is missing, empty, not a table, or not text where text is expected.
     """
     name = str(path)
-    if not path.is_file():
-        raise DataError.single(name, "the file does not exist (or is not a regular file)")
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError.single(name, "the file is empty")
+    size = _file_size(path)
     if size > options.max_file_mb * 2**20:
         raise DataError.single(name, too_large(size, options.max_file_mb))
     kind = detect_format(path, declared_format)
@@ -283,6 +279,16 @@ def read_raw(path: Path, options: ReadOptions, declared_format: str = "auto") ->
     if kind == "excel":
         return _read_excel(path, options)
     return _read_csv(path, options)
+
+
+def _file_size(path: Path) -> int:
+    """The file's size; refused when it is missing or empty."""
+    if not path.is_file():
+        raise DataError.single(str(path), "the file does not exist (or is not a regular file)")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError.single(str(path), "the file is empty")
+    return size
 
 
 def _check_text(name: str, sample: bytes, encoding_given: bool) -> None:
@@ -720,16 +726,30 @@ def _set_aside_overlong(
 
 
 def _read_parquet(path: Path) -> RawTable:
-    name = str(path)
+    header = _parquet_header(path)
     try:
-        _check_width(name, len(pq.read_schema(path)))
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError.single(
-            name, f"not a readable Parquet file ({str(exc).splitlines()[0][:160]})"
-        ) from None
-    header = [str(c) for c in table.column_names]
-    nested = [(h, f.type) for h, f in zip(header, table.schema, strict=True) if f.type.num_fields]
+        raise _unreadable_parquet(path, exc) from None
+    return _parquet_piece(table, header, 1)
+
+
+def _unreadable_parquet(path: Path, exc: BaseException) -> DataError:
+    return DataError.single(
+        str(path), f"not a readable Parquet file ({str(exc).splitlines()[0][:160]})"
+    )
+
+
+def _parquet_header(path: Path) -> list[str]:
+    """A Parquet file's column names, refusing a file too wide or with nested columns."""
+    name = str(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable_parquet(path, exc) from None
+    _check_width(name, len(schema))
+    header = [str(c) for c in schema.names]
+    nested = [(h, f.type) for h, f in zip(header, schema, strict=True) if f.type.num_fields]
     if nested:
         problems = pd.DataFrame(
             {
@@ -744,15 +764,20 @@ def _read_parquet(path: Path) -> RawTable:
             }
         )
         raise DataError(name, problems)
+    return header
+
+
+def _parquet_piece(table: pa.Table, header: list[str], first_row: int) -> RawTable:
+    """Rows of a Parquet file (numbered from ``first_row``) as a :class:`RawTable`."""
+    records = table.num_rows
     table = table.rename_columns([f"f{i}" for i in range(len(header))])
     table, file_row, overlong = _set_aside_overlong(
-        table, header, np.arange(1, table.num_rows + 1), ","
+        table, header, np.arange(first_row, first_row + records), ","
     )
     frame = table.to_pandas()
     frame.columns = header
-    return RawTable(
-        frame=frame, header=header, file_row=file_row, set_aside=overlong, format="parquet"
-    )
+    return RawTable(frame=frame, header=header, file_row=file_row, set_aside=overlong,
+                    format="parquet", records=records)  # fmt: skip
 
 
 def _read_excel(path: Path, options: ReadOptions) -> RawTable:
@@ -808,10 +833,7 @@ def raw_pieces(
         in pieces).
     """
     name = str(path)
-    if not path.is_file():
-        raise DataError.single(name, "the file does not exist (or is not a regular file)")
-    if path.stat().st_size == 0:
-        raise DataError.single(name, "the file is empty")
+    _file_size(path)
     kind = detect_format(path, declared_format)
     if kind in ("excel", "legacy-excel"):
         raise DataError.single(
@@ -820,26 +842,14 @@ def raw_pieces(
     if kind == "csv":
         yield from csv_chunks(path, options, chunk_bytes)
         return
+    header = _parquet_header(path)
+    first = 1
     try:
-        parquet = pq.ParquetFile(path)
-        _check_width(name, len(parquet.schema_arrow))
-        header = [str(c) for c in parquet.schema_arrow.names]
-        first = 1
-        for batch in parquet.iter_batches(batch_size=max(chunk_bytes >> 6, 1)):
-            table = pa.Table.from_batches([batch]).rename_columns(
-                [f"f{i}" for i in range(len(header))]
-            )
-            rows = np.arange(first, first + table.num_rows)
-            first += table.num_rows
-            table, rows, overlong = _set_aside_overlong(table, header, rows, ",")
-            frame = table.to_pandas()
-            frame.columns = header
-            yield RawTable(frame=frame, header=header, file_row=rows, set_aside=overlong,
-                           format="parquet", records=batch.num_rows)  # fmt: skip
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=max(chunk_bytes >> 6, 1)):
+            yield _parquet_piece(pa.Table.from_batches([batch]), header, first)
+            first += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise DataError.single(
-            name, f"not a readable Parquet file ({str(exc).splitlines()[0][:160]})"
-        ) from None
+        raise _unreadable_parquet(path, exc) from None
 
 
 def shard_table(piece: RawTable) -> pa.Table:

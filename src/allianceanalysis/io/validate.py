@@ -15,6 +15,7 @@ names it, the offending value, and the rule in plain words. Rows are accounted f
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,15 +461,19 @@ def _typed_frame(raw: RawTable, plan: ColumnPlan, spec: DatasetSpec, problems: _
 
 
 def source_texts(
-    raw: RawTable, plan: ColumnPlan, na_values: tuple[str, ...]
-) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    raw: RawTable, plan: ColumnPlan, na_values: tuple[str, ...],
+    only: Collection[str] | None = None,
+) -> tuple[dict[str, pd.Series], dict[str, str]]:  # fmt: skip
     """The mapped columns and instrument items as stripped text (``na_values`` missing), by
-    contract name, and the file's name of each."""
+    contract name, and the file's name of each; ``only`` some mapped columns (no items)."""
     texts: dict[str, pd.Series] = {}
     names: dict[str, str] = {}
     for contract, column in plan.source.items():
-        texts[contract] = as_text(raw.frame[column], na_values)
-        names[contract] = column
+        if only is None or contract in only:
+            texts[contract] = as_text(raw.frame[column], na_values)
+            names[contract] = column
+    if only is not None:
+        return texts, names
     for key, columns in plan.items.items():
         for canonical, column in zip(INSTRUMENTS[key].item_columns, columns, strict=True):
             texts[canonical] = as_text(raw.frame[column], na_values)
