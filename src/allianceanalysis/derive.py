@@ -62,6 +62,7 @@ __all__ = [
     "client_table",
     "client_tables",
     "dropout_indicator",
+    "in_case_order",
     "key_codes",
     "pairs_of",
     "rupture_windows",
@@ -82,6 +83,20 @@ EXCLUSION_REASONS = (
 def case_keys(sessions: pd.DataFrame) -> list[str]:
     """The columns that identify a case: ``client_id`` (and ``episode_id`` when present)."""
     return ["client_id", "episode_id"] if "episode_id" in sessions else ["client_id"]
+
+
+def in_case_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table's rows by case (and session, when it has one), in the order the derivation
+    writes them: a table put together from shards reads as the whole data's.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"client_id": ["b", "a", "a"], "session": [1, 2, 1]})
+    >>> in_case_order(t).values.tolist()
+    [['a', 1], ['a', 2], ['b', 1]]
+    """
+    order = [*case_keys(frame), *(["session"] if "session" in frame else [])]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def key_codes(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:

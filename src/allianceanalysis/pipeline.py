@@ -24,9 +24,11 @@ from .pseudonyms import read_codes
 
 if TYPE_CHECKING:
     from .annual_report import ReportSettings
+    from .config import DatasetSpec
 
 __all__ = [
     "DERIVED_SHARD_FILES",
+    "VALIDATED_SHARD_FILES",
     "annual_report_step",
     "apa_tables_step",
     "client_accounting",
@@ -35,9 +37,12 @@ __all__ = [
     "derive_step",
     "early_warning_step",
     "figures_step",
+    "ingest_shard_step",
     "merge_derived_step",
+    "merge_validation_step",
     "missing_data_step",
     "models_step",
+    "part_path",
     "per_case_table",
     "pooled_step",
     "provenance_step",
@@ -45,6 +50,7 @@ __all__ = [
     "report_tables_step",
     "simulation_batch_step",
     "simulation_summary_step",
+    "split_step",
 ]
 
 log = logging.getLogger("allianceanalysis")
@@ -181,6 +187,64 @@ def derive_step(
 
 DERIVED_SHARD_FILES = ("clients.parquet", "sessions.parquet", "pairs.parquet", "counts.json")
 """The files of one shard's derivation (:func:`derive_shard_step`), by name."""
+VALIDATED_SHARD_FILES = ("sessions", "summary", "problems", "excluded")
+"""The files of one validated shard (:func:`~allianceanalysis.shards.validate_shard`), in the
+workflow's order."""
+
+
+def _by_shard(files: Sequence[str | Path], names: Sequence[str]) -> list[dict[str, str | Path]]:
+    """A merge rule's inputs (each shard's files ``names``, in turn) shard by shard."""
+    n = len(names)
+    return [dict(zip(names, files[i : i + n], strict=True)) for i in range(0, len(files), n)]
+
+
+def part_path(parts: str | Path, shard: int) -> Path:
+    """The file of shard ``shard`` in the split's folder ``parts``."""
+    return Path(parts) / f"part{shard}.parquet"
+
+
+def split_step(
+    spec: DatasetSpec, shards: Mapping[str, Any], *, parts: str | Path, split: str | Path,
+    aside: str | Path,
+) -> None:  # fmt: skip
+    """Rule ``split``: :func:`~allianceanalysis.shards.split_dataset` by the dataset's
+    ``shards`` setting (``column``, ``count``) into the folder ``parts``."""
+    from .shards import split_dataset
+
+    Path(parts).mkdir(parents=True, exist_ok=True)
+    paths = [part_path(parts, k) for k in range(shards["count"])]
+    split_dataset(spec, shards["column"], paths, split, aside)
+
+
+def ingest_shard_step(
+    spec: DatasetSpec, parts: str | Path, shard: int, split: str | Path,
+    outputs: Mapping[str, str | Path],
+) -> None:  # fmt: skip
+    """Rule ``ingest_shard``: :func:`~allianceanalysis.shards.validate_shard` of shard
+    ``shard`` of the split's folder ``parts``; ``outputs`` names
+    :data:`VALIDATED_SHARD_FILES`."""
+    from .shards import validate_shard
+
+    validate_shard(spec, part_path(parts, shard), split, outputs)
+
+
+def merge_validation_step(
+    spec: DatasetSpec,
+    split: str | Path,
+    aside: str | Path,
+    shard_files: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """Rule ``merge_validation``: :func:`~allianceanalysis.shards.merge_validation`;
+    ``shard_files`` lists each shard's :data:`VALIDATED_SHARD_FILES` in turn; ``outputs``
+    names ``sessions``, ``summary``, ``accounting``, ``excluded``."""
+    from .shards import merge_validation
+
+    shards = _by_shard(shard_files, VALIDATED_SHARD_FILES)
+    merged = merge_validation(spec, split, aside, shards, outputs)
+    rows = merged["rows"]
+    log.info("%s: %d rows read, %d used, %d excluded, in %d shards", spec.name, rows["read"],
+             rows["used"], rows["excluded"], len(shards))  # fmt: skip
 
 
 def derive_shard_step(
@@ -221,19 +285,15 @@ def merge_derived_step(
     ``shard_files`` lists each shard's :data:`DERIVED_SHARD_FILES` in turn; ``adjustment``'s
     covariates are checked on all shards' facts together before anything is written."""
     from .covariates import Adjustment
-    from .derive import case_keys, therapist_means
+    from .derive import in_case_order, therapist_means
 
-    n = len(DERIVED_SHARD_FILES)
-    shards = [dict(zip(DERIVED_SHARD_FILES, shard_files[i : i + n], strict=True))
-              for i in range(0, len(shard_files), n)]  # fmt: skip
+    shards = _by_shard(shard_files, DERIVED_SHARD_FILES)
     parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
     Adjustment.from_dict(adjustment).check_facts([p["covariates"] for p in parts])
     tables = {}
     for name in ("clients", "sessions", "pairs"):
-        frame = pd.concat([pd.read_parquet(s[f"{name}.parquet"]) for s in shards],
-                          ignore_index=True)  # fmt: skip
-        order = [*case_keys(frame), *(["session"] if name != "clients" else [])]
-        tables[name] = frame.sort_values(order, kind="stable").reset_index(drop=True)
+        frames = [pd.read_parquet(s[f"{name}.parquet"]) for s in shards]
+        tables[name] = in_case_order(pd.concat(frames, ignore_index=True))
     therapist_means(tables["clients"])
     counts = {
         "both": sum(p["both"] for p in parts),
@@ -277,7 +337,7 @@ def models_step(
     for source, file in files.items():  # one table in memory at a time (8M rows at 1M clients)
         names = [name for name in paths if CATALOGUE[name].data == source]
         if names:
-            data = _table(inputs[file], sharded=source in ("pairs", "sessions_table"))
+            data = _table(inputs[file])
             fitted.update({name: fit_model(name, data, **options) for name in names})
             del data
     results = {name: fitted[name] for name in paths}
@@ -300,26 +360,30 @@ def per_case_table(
     """A per-case table (one row per case, computed from each case's sessions alone) of the
     validated sessions in ``sessions``, or of their shards, one shard in memory at a time: the
     shards' rows in case order, as the whole data give them."""
-    from .derive import case_keys
+    from .derive import in_case_order
 
-    files = [sessions] if isinstance(sessions, (str, Path)) else list(sessions)
+    files = _paths(sessions)
     if len(files) == 1:
         return function(pd.read_parquet(files[0]))
-    frame = pd.concat([function(pd.read_parquet(f)) for f in files], ignore_index=True)
-    return frame.sort_values(case_keys(frame), kind="stable").reset_index(drop=True)
+    return in_case_order(pd.concat([function(pd.read_parquet(f)) for f in files],
+                                   ignore_index=True))  # fmt: skip
 
 
-def _table(paths: str | Path | Sequence[str | Path], sharded: bool) -> Any:
+def _paths(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One file, or a list of them (a sharded dataset's), as a list."""
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
+def _table(paths: str | Path | Sequence[str | Path]) -> Any:
     """A table's file read whole, or its shards' files as a
     :class:`~allianceanalysis.shards.ShardedTable` (the models that take one read it a shard
     at a time)."""
-    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files = _paths(paths)
     if len(files) == 1:
         return pd.read_parquet(files[0])
     from .shards import ShardedTable
 
-    table = ShardedTable.of(files)
-    return table if sharded else table.read()
+    return ShardedTable.of(files)
 
 
 def figures_step(

@@ -80,12 +80,9 @@ from .io.write import row_accounting
 __all__ = [
     "SHARD_COLUMNS",
     "ShardedTable",
-    "merge_step",
     "merge_validation",
-    "part_path",
     "shard_number",
     "split_dataset",
-    "split_step",
     "validate_shard",
 ]
 
@@ -560,49 +557,10 @@ def _concatenated_sessions(paths: Sequence[str | Path], target: str | Path) -> N
     pq.write_table(table.combine_chunks(), target)  # one chunk: the whole-file ingest's layout
 
 
-SHARD_FILES = ("sessions", "summary", "problems", "excluded")
-"""The files of one validated shard (:func:`validate_shard`), in the workflow's order."""
-
-
-def part_path(parts: Path, shard: int) -> Path:
-    """The file of shard ``shard`` in the split's folder ``parts``."""
-    return parts / f"part{shard}.parquet"
-
-
-def split_step(
-    spec: DatasetSpec, shards: Mapping[str, Any], *, parts: str | Path, split: str | Path,
-    aside: str | Path,
-) -> None:  # fmt: skip
-    """Rule ``split``: :func:`split_dataset` by the dataset's ``shards`` setting (``column``,
-    ``count``) into the folder ``parts``."""
-    folder = Path(parts)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [part_path(folder, k) for k in range(shards["count"])]
-    split_dataset(spec, shards["column"], paths, split, aside)
-
-
-def merge_step(
-    spec: DatasetSpec,
-    split: str | Path,
-    aside: str | Path,
-    shard_files: Sequence[str | Path],
-    outputs: Mapping[str, str | Path],
-) -> None:
-    """Rule ``merge_validation``: ``shard_files`` lists each shard's :data:`SHARD_FILES` in
-    turn; ``outputs`` names ``sessions``, ``summary``, ``accounting``, ``excluded``."""
-    n = len(SHARD_FILES)
-    shards = [dict(zip(SHARD_FILES, shard_files[i : i + n], strict=True))
-              for i in range(0, len(shard_files), n)]  # fmt: skip
-    merged = merge_validation(spec, split, aside, shards, outputs)
-    rows = merged["rows"]
-    log.info("%s: %d rows read, %d used, %d excluded, in %d shards", spec.name, rows["read"],
-             rows["used"], rows["excluded"], len(shards))  # fmt: skip
-
-
 @dataclass(frozen=True)
 class ShardedTable:
-    """A derived table stored as one Parquet file per shard (or one file for all): read
-    piece by piece (:meth:`pieces`, for fits from sufficient statistics), or whole.
+    """A derived table stored as one Parquet file per shard: read piece by piece
+    (:meth:`pieces`, for fits from sufficient statistics).
 
     Attributes
     ----------
@@ -634,16 +592,6 @@ class ShardedTable:
             return frame[columns]
 
         return [functools.partial(read, path) for path in self.paths]
-
-    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The whole table (``columns`` only), in the order of the unsharded table (by case
-        and session, as :mod:`allianceanalysis.derive` writes it)."""
-        frames = [pd.read_parquet(path, columns=columns) for path in self.paths]
-        if len(frames) == 1:
-            return frames[0]
-        frame = pd.concat(frames, ignore_index=True)
-        keys = [c for c in ("client_id", "episode_id", "session") if c in frame]
-        return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
     def distinct(self, column: str, limit: int) -> int:
         """How many distinct values ``column`` holds, counting up to ``limit``."""

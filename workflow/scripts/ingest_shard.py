@@ -1,15 +1,14 @@
 """Rule ingest_shard: validate one shard of a dataset."""
 
-from pathlib import Path
-
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.config import DatasetSpec
-from allianceanalysis.shards import part_path, validate_shard
+from allianceanalysis.pipeline import ingest_shard_step
 
 with workflow_step(snakemake):
-    validate_shard(
+    ingest_shard_step(
         DatasetSpec.from_mapping(snakemake.wildcards.dataset, snakemake.params.spec),
-        part_path(Path(snakemake.input.parts), int(snakemake.wildcards.shard)),
+        snakemake.input.parts,
+        int(snakemake.wildcards.shard),
         snakemake.input.split,
         dict(snakemake.output.items()),
     )

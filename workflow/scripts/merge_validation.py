@@ -2,10 +2,10 @@
 
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.config import DatasetSpec
-from allianceanalysis.shards import merge_step
+from allianceanalysis.pipeline import merge_validation_step
 
 with workflow_step(snakemake):
-    merge_step(
+    merge_validation_step(
         DatasetSpec.from_mapping(snakemake.wildcards.dataset, snakemake.params.spec),
         snakemake.input.split,
         snakemake.input.aside,

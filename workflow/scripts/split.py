@@ -2,7 +2,7 @@
 
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.config import DatasetSpec
-from allianceanalysis.shards import split_step
+from allianceanalysis.pipeline import split_step
 
 with workflow_step(snakemake):
     split_step(
