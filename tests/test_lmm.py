@@ -107,3 +107,20 @@ def test_group_labels_of_any_type_give_the_same_fit(tables) -> None:
     as_numbers = fit_lmm(formula, data)
     np.testing.assert_allclose(as_numbers.coefficients["estimate"],
                                as_text.coefficients["estimate"], rtol=1e-7)  # fmt: skip
+
+
+def test_a_random_slope_problem_too_large_to_lay_out_evaluates_column_by_column_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above MAX_SLOPE_PRODUCTS (10M clients) the groups' outer products are not laid out;
+    the criterion computed column by column is the same (to rounding)."""
+    rng = np.random.default_rng(0)
+    g, s = np.repeat(np.arange(300), 5), np.tile(np.arange(5.0), 300)
+    x = np.column_stack([np.ones(1500), s, rng.normal(size=1500)])
+    y = rng.normal(size=1500) + 0.3 * s
+    laid_out = lmm.RandomSlope.of(y, x, g, s)
+    monkeypatch.setattr(lmm, "MAX_SLOPE_PRODUCTS", 0)
+    by_column = lmm.RandomSlope.of(y, x, g, s)
+    assert laid_out.columns is None and by_column.columns is not None
+    for theta in ([1.0, 0.2, 0.5], [0.3, -0.4, 1.2]):
+        assert by_column.criterion(theta) == pytest.approx(laid_out.criterion(theta), rel=1e-12)

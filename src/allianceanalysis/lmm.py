@@ -256,8 +256,10 @@ class RandomSlope(_Problem):
         s1, s2, self.x1, self.y1 = sums.slope
         self.ztz = np.vstack([self.size, s1, s2])  # Z'Z entries per group, Z_g = [1, s]
         x0, x1, y0, y1, g = self.sx, self.x1, self.sy, self.y1, len(self.size)
-        self.pxx = None
-        if 3 * self.p * self.p * g <= MAX_SLOPE_PRODUCTS:
+        self.pxx = self.columns = None
+        if 3 * self.p * self.p * g > MAX_SLOPE_PRODUCTS:  # column by column, contiguous
+            self.columns = (np.asfortranarray(x0), np.asfortranarray(x1))
+        else:
             # per group, once: x0x0', x0x1' + x1x0', x1x1' laid out so that each evaluation is
             # one matrix product over groups: pxx[i·p + j, k·G + g]
             pxx = np.empty((self.p, self.p, 3, g))
@@ -266,8 +268,6 @@ class RandomSlope(_Problem):
             pxx[:, :, 1] += pxx[:, :, 1].transpose(1, 0, 2).copy()
             np.einsum("gi,gj->ijg", x1, x1, out=pxx[:, :, 2])
             self.pxx = pxx.reshape(self.p * self.p, 3 * g)
-        self.x0f, self.x1f = np.asfortranarray(x0), np.asfortranarray(x1)
-        self.pxy = (x0, y0, y1, x1)
         self.pyy = np.concatenate([y0 * y0, 2.0 * y0 * y1, y1 * y1])
 
     @classmethod
@@ -294,15 +294,16 @@ class RandomSlope(_Problem):
         alpha, beta, gamma = (
             np.array([[a * a, 0, 0], [a * b, a * c, 0], [b * b, 2 * b * c, c * c]]) @ inverse
         )
-        x0, y0, y1, x1 = self.pxy
-        if self.pxx is not None:
+        x0, x1, y0, y1 = self.sx, self.x1, self.sy, self.y1
+        if self.columns is None:
             weighted = (self.pxx @ np.concatenate([alpha, beta, gamma])).reshape(self.p, self.p)
         else:  # column by column: no array of p² per group
+            x0f, x1f = self.columns
             weighted = np.empty((self.p, self.p))
             for i in range(self.p):
-                left = self.x0f[:, i] * alpha + self.x1f[:, i] * beta
-                right = self.x0f[:, i] * beta + self.x1f[:, i] * gamma
-                weighted[i] = left @ self.x0f + right @ self.x1f
+                left = x0f[:, i] * alpha + x1f[:, i] * beta
+                right = x0f[:, i] * beta + x1f[:, i] * gamma
+                weighted[i] = left @ x0f + right @ x1f
         return _Products(
             xvx=self.xtx - weighted,
             xvy=self.xty - x0.T @ (alpha * y0 + beta * y1) - x1.T @ (beta * y0 + gamma * y1),
