@@ -466,3 +466,64 @@ def test_a_nested_parquet_column_is_refused_by_the_split_as_by_the_whole_file_re
     with pytest.raises(DataError) as shard_error:
         sharded(spec, tmp_path)
     assert str(shard_error.value) == str(whole_error.value)
+
+
+def early_warning_whole_and_sharded(tmp_path: Path, spec: DatasetSpec, count: int) -> dict:
+    """The early-warning step's files from the merged validated sessions and from the shards'
+    (read one shard at a time), as tables."""
+    from allianceanalysis.pipeline import early_warning_step
+
+    sharded(spec, tmp_path, count=count, chunk_bytes=20_000)
+    settings = load_config(ROOT / "config" / "config.yaml")["early_warning"]
+    written = {}
+    for label, sessions in (("whole", tmp_path / "merged_sessions.parquet"),
+                            ("sharded", [tmp_path / f"shard{k}_sessions.parquet"
+                                         for k in range(count)])):  # fmt: skip
+        out = {name: tmp_path / f"{label}_{name}.{ext}" for name, ext in
+               (("table", "csv"), ("calibration", "csv"), ("sequences", "parquet"),
+                ("curves", "csv"), ("published", "csv"))}  # fmt: skip
+        early_warning_step(sessions, **out, outcome="ors", alliance="srs", early_session=3,
+                           settings=settings, seed=1)  # fmt: skip
+        written[label] = {name: pd.read_parquet(path) if path.suffix == ".parquet"
+                          else pd.read_csv(path) for name, path in out.items()}  # fmt: skip
+    return written
+
+
+def test_early_warning_of_the_shards_is_the_whole_datas(tmp_path: Path) -> None:
+    """Every early-warning file from three shards equals the whole data's. The figures' rupture
+    sequences and curves exactly; the tables and the calibration points to 1e-10 relative,
+    since two models add their sums in another order (the rupture-outcome model numbers its
+    cases shard by shard; the dropout-risk regressions add X'WX shard by shard); the rates,
+    the rupture-dropout model and the expected response to the last bit (exact or
+    order-free sums)."""
+    written = early_warning_whole_and_sharded(tmp_path, DatasetSpec(name="demo", path=DEMO), 3)
+    whole, shards = written["whole"], written["sharded"]
+    for name in ("sequences", "curves"):
+        pd.testing.assert_frame_equal(shards[name], whole[name], check_exact=True)
+    for name in ("table", "published", "calibration"):
+        pd.testing.assert_frame_equal(shards[name], whole[name], check_exact=False, rtol=1e-10,
+                                      atol=0)  # fmt: skip
+    for name in ("table", "published"):
+        exact = ~whole[name]["model"].isin(["rupture_outcome", "dropout_risk"])
+        pd.testing.assert_frame_equal(shards[name][exact], whole[name][exact], check_exact=True)
+    table = whole["table"].set_index("model")
+    fitted = table.loc[["rupture_outcome", "dropout_risk", "expected_response"], "converged"]
+    assert fitted.dropna().astype(bool).all()
+    assert {"ruptures", "rupture_outcome", "rupture_dropout", "dropout_risk",
+            "expected_response", "not_on_track_signal"} <= set(table.index)  # fmt: skip
+
+
+def test_feedback_models_of_the_shards_are_the_whole_datas(tmp_path: Path) -> None:
+    """A service comparing feedback with none: the three feedback models from three shards
+    are the whole data's (client-level rows made shard by shard), to 1e-10 relative."""
+    from allianceanalysis.simulate import simulate_study
+
+    data = simulate_study(n_clients=400, n_therapists=20, feedback="client", seed=5).sessions
+    path = tmp_path / "feedback.csv"
+    data.assign(session_date=data["session_date"].dt.date).to_csv(path, index=False)
+    written = early_warning_whole_and_sharded(tmp_path, spec_for(path), 3)
+    whole, shards = (written[k]["table"] for k in ("whole", "sharded"))
+    feedback = whole["model"].str.startswith("feedback")
+    assert set(whole.loc[feedback, "model"]) == {"feedback_outcome", "feedback_alliance",
+                                                 "feedback_dropout"}  # fmt: skip
+    pd.testing.assert_frame_equal(shards, whole, check_exact=False, rtol=1e-10, atol=0)

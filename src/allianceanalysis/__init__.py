@@ -18,7 +18,8 @@ Analyses (each returns :mod:`~allianceanalysis.tidy` rows)
     moderators, conditional effects), :mod:`~allianceanalysis.custom_models` (your own models),
     :mod:`~allianceanalysis.formula` (the lme4 formula language), :mod:`~allianceanalysis.engine`,
     :mod:`~allianceanalysis.lmm` and
-    :mod:`~allianceanalysis.glmm` (mixed-model fitting), :mod:`~allianceanalysis.sums`
+    :mod:`~allianceanalysis.glmm` (mixed-model fitting), :mod:`~allianceanalysis.logit`
+    (logistic regression from sums over shards), :mod:`~allianceanalysis.sums`
     (sufficient statistics, exact and mergeable over shards),
     :mod:`~allianceanalysis.latent_disaggregation`, :mod:`~allianceanalysis.detrended` and
     :mod:`~allianceanalysis.riclpm` (within or between: latent means, detrended states, the

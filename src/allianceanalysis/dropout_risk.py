@@ -29,7 +29,7 @@ Steyerberg, E. W. (2019). Clinical prediction models (2nd ed.). Springer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,18 +40,22 @@ from .derive import CaseOrder
 from .distributions import norm_ppf
 from .effects import proportion
 from .errors import NotEstimable
-from .models import DEFAULT_SEED, clustered_logit
+from .logit import LogitRows, fit_logits
+from .models import DEFAULT_SEED, _logit_rows
+from .shards import ShardedTable, Spilled, frames
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_FOLDS",
     "RISK_PREDICTORS",
+    "RiskRows",
     "area_under_curve",
     "auc_interval",
     "calibration_table",
     "cross_validated_risk",
     "dropout_risk",
     "person_periods",
+    "risk_analyses",
     "risk_table",
     "therapist_folds",
 ]
@@ -113,7 +117,8 @@ def person_periods(
 
 def therapist_folds(therapists: pd.Series, folds: int = DEFAULT_FOLDS, seed: int = 0) -> np.ndarray:
     """The cross-validation fold (0 … ``folds`` − 1) of each row, by its therapist: therapists
-    in a seeded random order, dealt to the folds in turn.
+    in their codes' sorted order, permuted by ``seed``, dealt to the folds in turn (so the
+    folds do not depend on the order of the rows, nor on how they are split into shards).
 
     Examples
     --------
@@ -121,36 +126,144 @@ def therapist_folds(therapists: pd.Series, folds: int = DEFAULT_FOLDS, seed: int
     >>> bool(f[0] == f[2]), sorted(set(f.tolist()))
     (True, [0, 1, 2])
     """
-    codes, distinct = pd.factorize(therapists)
-    order = np.random.default_rng(seed).permutation(len(distinct))
-    fold_of = np.empty(len(distinct), dtype="int64")
-    fold_of[order] = np.arange(len(distinct)) % folds
-    return fold_of[codes]
+    codes, distinct = pd.factorize(therapists, sort=True)
+    return _fold_of(len(distinct), folds, seed)[codes]
+
+
+def _fold_of(therapists: int, folds: int, seed: int) -> np.ndarray:
+    """The fold of each of ``therapists`` (in their sorted order)."""
+    order = np.random.default_rng(seed).permutation(therapists)
+    fold_of = np.empty(therapists, dtype="int64")
+    fold_of[order] = np.arange(therapists) % folds
+    return fold_of
+
+
+class RiskRows:
+    """The dropout-risk model's complete person-periods as numbers, made piece by piece and
+    kept (in memory for one piece, on disk for shards,
+    :class:`~allianceanalysis.shards.Spilled`): :data:`RISK_PREDICTORS`, ``event``,
+    ``therapist`` (a code in the therapists' sorted order; rows without one share a code of
+    their own) and ``fold`` (:func:`therapist_folds`).
+
+    Parameters
+    ----------
+    periods : iterable of pandas.DataFrame
+        :func:`person_periods` of each piece of the sessions (no case in two pieces).
+    folds, seed : int
+        The cross-validation folds and their seed.
+    on_disk : bool
+        Keep the pieces on disk (remove them with :meth:`close`).
+
+    Attributes
+    ----------
+    therapists : numpy.ndarray
+        The therapists of the complete rows, sorted.
+    n_groups : int
+        Therapists among all person-periods, complete or not.
+    n_obs, events : int
+        Complete rows, and their events.
+    """
+
+    def __init__(
+        self, periods: Iterable[pd.DataFrame], folds: int, seed: int, on_disk: bool = False
+    ) -> None:
+        self.folds = folds
+        everyone: set = set()
+        complete: set = set()
+        with Spilled(on_disk) as raw:
+            for piece in periods:
+                everyone.update(piece["therapist_id"].dropna().unique())
+                data = piece.dropna(subset=RISK_PREDICTORS)
+                complete.update(data["therapist_id"].dropna().unique())
+                raw.add(data[["therapist_id", *RISK_PREDICTORS, "event"]].reset_index(drop=True))
+                del piece, data
+            self.therapists = np.array(sorted(complete), dtype=object)
+            self.n_groups = len(everyone)
+            fold_of = _fold_of(len(self.therapists) + 1, folds, seed)  # the last: no therapist
+            self.kept = Spilled(on_disk)
+            self.n_obs = self.events = 0
+            self.per_fold = np.zeros((folds, 2), dtype="int64")  # rows and events per fold
+            self.missing_therapist = False
+            for read in raw.pieces():
+                data = read(None)
+                code = pd.Categorical(data["therapist_id"], categories=self.therapists).codes
+                code = np.where(code < 0, len(self.therapists), code).astype("int64")
+                self.missing_therapist |= bool((code == len(self.therapists)).any())
+                fold = fold_of[code]
+                event = data["event"].to_numpy(dtype="int64")
+                np.add.at(self.per_fold, (fold, 0), 1)
+                np.add.at(self.per_fold, (fold, 1), event)
+                numbers = data[RISK_PREDICTORS].astype(float)
+                self.kept.add(numbers.assign(event=event, therapist=code, fold=fold))
+        self.n_obs, self.events = (int(v) for v in self.per_fold.sum(axis=0))
+
+    @classmethod
+    def of_sessions(
+        cls,
+        sessions: pd.DataFrame | ShardedTable,
+        outcome: str = "ors",
+        alliance: str = "srs",
+        folds: int = DEFAULT_FOLDS,
+        seed: int = 0,
+    ) -> RiskRows:
+        """The rows of sessions given whole or in shards, one shard in memory at a time."""
+        columns = ["client_id", "episode_id", "therapist_id", "session", "end_status", alliance,
+                   outcome]  # fmt: skip
+        periods = (person_periods(f, outcome, alliance) for f in frames(sessions, columns))
+        return cls(periods, folds, seed, on_disk=not isinstance(sessions, pd.DataFrame))
+
+    @property
+    def clusters(self) -> int:
+        """The number of therapist codes (the therapists, and one for rows without)."""
+        return len(self.therapists) + int(self.missing_therapist)
+
+    def pieces(self) -> list:
+        """One callable per piece, giving its :class:`~allianceanalysis.logit.LogitRows`."""
+
+        def rows(read) -> LogitRows:
+            data = read(None)
+            exog = np.column_stack([np.ones(len(data)), data[RISK_PREDICTORS].to_numpy()])
+            return LogitRows(exog, data["event"].to_numpy(dtype=float),
+                             data["fold"].to_numpy(), data["therapist"].to_numpy())  # fmt: skip
+
+        return [lambda read=read: rows(read) for read in self.kept.pieces()]
+
+    def close(self) -> None:
+        """Remove the pieces kept on disk."""
+        self.kept.close()
+
+
+def _rows(periods: pd.DataFrame | RiskRows, folds: int, seed: int) -> RiskRows:
+    return periods if isinstance(periods, RiskRows) else RiskRows([periods], folds, seed)
 
 
 def cross_validated_risk(
-    periods: pd.DataFrame, folds: int = DEFAULT_FOLDS, seed: int = 0
+    periods: pd.DataFrame | RiskRows, folds: int = DEFAULT_FOLDS, seed: int = 0
 ) -> pd.DataFrame:
     """Held-out predicted risks: each fold's person-periods scored by the model fitted to the
-    other folds (:func:`therapist_folds`). Complete rows only; columns ``event``, ``risk``,
-    ``fold`` and ``therapist`` (an integer code); no rows when no fold's training part holds
-    both kinds of ending (no dropout at all, for one)."""
-    import statsmodels.api as sm
-
-    data = periods.dropna(subset=RISK_PREDICTORS).reset_index(drop=True)
-    fold = therapist_folds(data["therapist_id"], folds, seed)
-    values = data[RISK_PREDICTORS].to_numpy(dtype=float)
-    exog = np.column_stack([np.ones(len(data)), values])  # add_constant fails on no rows
-    event = data["event"].to_numpy(dtype=float)
-    risk = np.full(len(data), np.nan)
-    for k in range(folds):  # a handful of folds, each a vectorised fit
-        test = fold == k
-        if test.any() and len(np.unique(event[~test])) == 2:
-            fit = sm.Logit(event[~test], exog[~test]).fit(disp=0)
-            risk[test] = fit.predict(exog[test])
-    therapist = pd.factorize(data["therapist_id"])[0]
-    held_out = pd.DataFrame({"event": event, "risk": risk, "fold": fold, "therapist": therapist})
-    return held_out.dropna()
+    other folds (:func:`therapist_folds`; :func:`~allianceanalysis.logit.fit_logits`, all
+    folds' models in the same passes over the rows). Complete rows only; columns ``event``,
+    ``risk``, ``fold`` and ``therapist`` (an integer code); no rows when no fold's training
+    part holds both kinds of ending (no dropout at all, for one). ``periods`` is
+    :func:`person_periods`' table, or its :class:`RiskRows` (then ``folds`` and ``seed`` are
+    theirs)."""
+    rows = _rows(periods, folds, seed)
+    n, events = rows.per_fold[:, 0], rows.per_fold[:, 1]
+    train_n, train_events = rows.n_obs - n, rows.events - events
+    models = [k for k in range(rows.folds) if n[k] and 0 < train_events[k] < train_n[k]]
+    fits = dict(zip(models, fit_logits(rows.pieces(), models), strict=True)) if models else {}
+    parts = []
+    for piece in rows.pieces():
+        data = piece()
+        risk = np.full(len(data.endog), np.nan)
+        for k, fit in fits.items():
+            test = data.fold == k
+            risk[test] = special.expit(data.exog[test] @ fit.params)
+        parts.append(pd.DataFrame({"event": data.endog, "risk": risk, "fold": data.fold,
+                                   "therapist": data.cluster}))  # fmt: skip
+    columns = {"event": float, "risk": float, "fold": "int64", "therapist": "int64"}
+    held_out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return held_out.dropna().reset_index(drop=True)
 
 
 def area_under_curve(event: np.ndarray, risk: np.ndarray) -> float:
@@ -262,15 +375,15 @@ def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
 def _calibration(held_out: pd.DataFrame) -> tuple[float, float]:
     """Calibration slope and intercept: the logistic regression of the event on the logit of
     the held-out risk (1 and 0 when the predictions are calibrated)."""
-    import statsmodels.api as sm
-
     logit = special.logit(np.clip(held_out["risk"].to_numpy(), 1e-12, 1 - 1e-12))
-    fit = sm.Logit(held_out["event"].to_numpy(), sm.add_constant(logit)).fit(disp=0)
+    rows = LogitRows(np.column_stack([np.ones(len(logit)), logit]),
+                     held_out["event"].to_numpy(dtype=float))  # fmt: skip
+    fit = fit_logits([lambda: rows])[0]
     return float(fit.params[1]), float(fit.params[0])
 
 
 def dropout_risk(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str = "srs",
     *,
@@ -283,35 +396,90 @@ def dropout_risk(
     standard errors) and their odds ratios; ``auc_cv`` (with its interval,
     :func:`auc_interval`), ``brier_cv``, ``calibration_slope_cv`` and
     ``calibration_intercept_cv`` from the held-out predictions of :func:`cross_validated_risk`,
-    whose ``n_obs`` is the number of person-periods scored.
+    whose ``n_obs`` is the number of person-periods scored. ``sessions`` may be given in
+    shards (:class:`~allianceanalysis.shards.ShardedTable`).
     """
-    periods = person_periods(sessions, outcome, alliance)
-    return risk_table(periods, cross_validated_risk(periods, folds, seed), folds)
+    return risk_analyses(sessions, outcome, alliance, folds=folds, seed=seed)[0]
 
 
-def risk_table(periods: pd.DataFrame, held_out: pd.DataFrame, folds: int) -> pd.DataFrame:
-    """:func:`dropout_risk`'s table from its person-periods and their held-out risks (so that a
-    caller who also wants the calibration table cross-validates once)."""
+def risk_analyses(
+    sessions: pd.DataFrame | ShardedTable,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    *,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = DEFAULT_SEED,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`dropout_risk`'s table and the calibration plot's points
+    (:func:`calibration_table`; no rows when there is nothing to calibrate), from sessions
+    given whole or in shards: the person-periods are made shard by shard and kept as numbers
+    (:class:`RiskRows`), and every logistic regression is fitted from sums over them
+    (:func:`~allianceanalysis.logit.fit_logits`), so only the held-out risks are held whole.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=600, n_therapists=30, seed=4).sessions
+    >>> table, points = risk_analyses(s)
+    >>> "auc_cv" in set(table["term"]), len(points)
+    (True, 10)
+    """
+    rows = RiskRows.of_sessions(sessions, outcome, alliance, folds, seed)
+    try:
+        held_out = cross_validated_risk(rows)
+        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed", "ci_low",
+                                       "ci_high"])  # fmt: skip
+        if len(held_out):
+            points = calibration_table(held_out)
+        return tidy.or_reason("dropout_risk", lambda: risk_table(rows, held_out, folds)), points
+    finally:
+        rows.close()
+
+
+def _risk_model(model: str, rows: RiskRows) -> tuple[list[dict[str, object]], bool]:
+    """The coefficient rows of the risk model over all complete rows (therapist-clustered CR1
+    standard errors), and whether it was fitted."""
+    if not 0 < rows.events < rows.n_obs or len(rows.therapists) < 2:
+        message = "too few cases with a known ending, or only one kind of ending, to fit"
+        return [tidy.row(model, RISK_PREDICTORS[0], np.nan, converged=False, message=message,
+                         n_obs=rows.n_obs)], False  # fmt: skip
+    fit = fit_logits(rows.pieces(), [None], clusters=rows.clusters)[0]
+    se = (np.sqrt(np.diag(fit.covariance)) if fit.covariance is not None
+          else np.full(len(fit.params), np.nan))  # fmt: skip
+    common = {"n_obs": rows.n_obs, "n_groups": len(rows.therapists),
+              "converged": fit.converged, "message": fit.message,
+              "ci_method": "wald_z_cluster"}  # fmt: skip
+    return _logit_rows(model, ["Intercept", *RISK_PREDICTORS], fit.params, se, **common), True
+
+
+def risk_table(
+    periods: pd.DataFrame | RiskRows, held_out: pd.DataFrame, folds: int
+) -> pd.DataFrame:
+    """:func:`dropout_risk`'s table from its person-periods (or their :class:`RiskRows`) and
+    their held-out risks (so that a caller who also wants the calibration table
+    cross-validates once)."""
     model = "dropout_risk"
-    rows, result = clustered_logit(model, periods, "event", RISK_PREDICTORS, "therapist_id")
-    if result is None:
-        return tidy.frame(rows)[TIDY_COLUMNS]
+    rows = _rows(periods, folds, DEFAULT_SEED)
+    coefficients, fitted = _risk_model(model, rows)
+    if not fitted:
+        return tidy.frame(coefficients)[TIDY_COLUMNS]
     if held_out.empty:
         raise NotEstimable(
             "no held-out predictions: cross-validation by therapist was not possible"
         )
     event, risk = held_out["event"].to_numpy(), held_out["risk"].to_numpy()
     slope, intercept = _calibration(held_out)
-    common = {"n_obs": len(held_out), "n_groups": periods["therapist_id"].nunique(),
+    common = {"n_obs": len(held_out), "n_groups": rows.n_groups,
               "ci_method": f"{folds}-fold cross-validation by therapist"}  # fmt: skip
     se, low, high = auc_interval(event, risk, held_out["therapist"].to_numpy())
     interval = f"{common['ci_method']}; interval clustered by therapist (Obuchowski, 1997)"
     auc = tidy.row(model, "auc_cv", area_under_curve(event, risk), std_error=se, ci_low=low,
                ci_high=high, **{**common, "ci_method": interval})  # fmt: skip
-    rows += [
+    rows_out = [
+        *coefficients,
         auc,
         tidy.row(model, "brier_cv", float(np.mean((risk - event) ** 2)), **common),
         tidy.row(model, "calibration_slope_cv", slope, **common),
         tidy.row(model, "calibration_intercept_cv", intercept, **common),
     ]
-    return tidy.frame(rows)[TIDY_COLUMNS]
+    return tidy.frame(rows_out)[TIDY_COLUMNS]

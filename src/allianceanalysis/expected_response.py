@@ -38,6 +38,7 @@ meaningful change in psychotherapy research. Journal of Consulting and Clinical 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,17 +48,21 @@ from . import tidy
 from .derive import CaseOrder, case_keys
 from .distributions import norm_ppf
 from .effects import proportion
-from .engine import DEFAULT_ENGINE, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm_pieces
 from .errors import NotEstimable
 from .instruments import get_instrument
 from .models import tidy_fit
+from .shards import ShardedTable, Spilled, frames
+from .sums import exact_mean
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_PERCENTILE",
     "ETR_FORMULA",
     "ExpectedResponse",
+    "accuracy_table",
     "expected_curves",
+    "expected_response_analyses",
     "fit_expected_response",
     "not_on_track",
     "signal_accuracy",
@@ -127,47 +132,97 @@ class ExpectedResponse:
         return intake + mean, intake + mean + worse * z * sd
 
 
-def _change_data(sessions: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    ordered = CaseOrder(sessions)
+def _change_data(ordered: CaseOrder, outcome: str) -> pd.DataFrame:
+    """The sessions of 2 or later with an outcome and an intake (session 1) outcome: the case
+    keys, ``therapist_id``, ``session``, ``intake`` and ``outcome``, in case order."""
     rows = ordered.frame
     data = rows[[*ordered.keys, "therapist_id", "session"]].copy()
     data["intake"] = ordered.at_session(outcome, 1).to_numpy(dtype=float)[ordered.case]
     data["outcome"] = rows[outcome].to_numpy()
-    return data
+    data = data[data["session"] >= 2].dropna(subset=["intake", "outcome"])
+    return data.reset_index(drop=True)
+
+
+class _Prepared:
+    """The sessions' change data (:func:`_change_data`), made piece by piece and kept
+    (:class:`~allianceanalysis.shards.Spilled`), with what the model needs of all pieces: the
+    mean intake of the clients it describes, their number, and every case's intake."""
+
+    def __init__(self, sessions: pd.DataFrame | ShardedTable, outcome: str) -> None:
+        self.kept = Spilled(on_disk=not isinstance(sessions, pd.DataFrame))
+        means, intakes = [], []
+        for frame in frames(sessions, ["client_id", "episode_id", "therapist_id", "session",
+                                       outcome]):  # fmt: skip
+            ordered = CaseOrder(frame)
+            data = _change_data(ordered, outcome)
+            means.append(data.drop_duplicates("client_id")["intake"].to_numpy(dtype=float))
+            intakes.append(ordered.at_session(outcome, 1).dropna().to_numpy(dtype=float))
+            self.kept.add(data)
+            del frame, ordered, data
+        self.intake_mean = exact_mean(np.concatenate(means))
+        self.clients = sum(map(len, means))
+        self.intakes = np.concatenate(intakes)
+
+    def pieces(self) -> list:
+        """The model's rows, piece by piece (:func:`~allianceanalysis.engine.fit_lmm_pieces`)."""
+
+        def rows(read, columns: list[str]) -> pd.DataFrame:
+            data = read(None)
+            data = data.assign(
+                change=data["outcome"] - data["intake"],
+                intake_c=data["intake"] - self.intake_mean,
+                log_session=np.log(data["session"].astype(float)),
+            )
+            data["intake_log_session"] = data["intake_c"] * data["log_session"]
+            return data[columns]
+
+        return [functools.partial(rows, read) for read in self.kept.pieces()]
+
+    def fit(self, outcome: str, percentile: float, engine: str) -> ExpectedResponse:
+        """The model fitted to the pieces."""
+        if not 0 < percentile < 0.5:
+            raise ValueError("percentile must be between 0 and 0.5")
+        fit = fit_lmm_pieces(ETR_FORMULA, self.pieces(), engine)
+        centre = tidy.row("expected_response", "intake_mean", self.intake_mean,
+                          n_obs=self.clients)  # fmt: skip
+        table = tidy.frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
+        return ExpectedResponse(outcome, self.intake_mean, fit.coefficients["estimate"],
+                                dict(fit.variances), percentile, table)  # fmt: skip
 
 
 def fit_expected_response(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     *,
     percentile: float = DEFAULT_PERCENTILE,
     engine: str = DEFAULT_ENGINE,
 ) -> ExpectedResponse:
-    """Fit the expected-treatment-response model (``ETR_FORMULA``) to a service's sessions.
+    """Fit the expected-treatment-response model (``ETR_FORMULA``) to a service's sessions,
+    given whole or in shards (:class:`~allianceanalysis.shards.ShardedTable`: the fit is from
+    the shards' sufficient statistics, and the intake mean from an exact sum, so it is the
+    whole table's to the last bit).
 
     Returns
     -------
     ExpectedResponse
         With ``table``, the fit as tidy rows (model ``expected_response``).
     """
-    if not 0 < percentile < 0.5:
-        raise ValueError("percentile must be between 0 and 0.5")
-    data = _change_data(sessions, outcome)
-    data = data[(data["session"] >= 2)].dropna(subset=["intake", "outcome"])
-    intake_mean = float(data.drop_duplicates("client_id")["intake"].mean())
-    data = data.assign(
-        change=data["outcome"] - data["intake"],
-        intake_c=data["intake"] - intake_mean,
-        log_session=np.log(data["session"].astype(float)),
-    )
-    data["intake_log_session"] = data["intake_c"] * data["log_session"]
-    fit = fit_lmm(ETR_FORMULA, data, engine)
-    centre = tidy.row(
-        "expected_response", "intake_mean", intake_mean, n_obs=data["client_id"].nunique()
-    )
-    table = tidy.frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
-    return ExpectedResponse(outcome, intake_mean, fit.coefficients["estimate"],
-                            dict(fit.variances), percentile, table)  # fmt: skip
+    prepared = _Prepared(sessions, outcome)
+    try:
+        return prepared.fit(outcome, percentile, engine)
+    finally:
+        prepared.kept.close()
+
+
+def _curves(intakes: np.ndarray, model: ExpectedResponse, last_session: int) -> pd.DataFrame:
+    levels = pd.Series(intakes).quantile([0.25, 0.5, 0.75]).to_numpy()
+    session = np.arange(2, last_session + 1, dtype=float)
+    grid = pd.DataFrame({"intake_quartile": np.repeat([25, 50, 75], len(session)),
+                         "intake": np.repeat(levels, len(session)),
+                         "session": np.tile(session, 3).astype(int)})  # fmt: skip
+    grid["expected"], grid["bound"] = model.expected(grid["intake"].to_numpy(),
+                                                     grid["session"].to_numpy())  # fmt: skip
+    return grid
 
 
 def expected_curves(
@@ -184,26 +239,57 @@ def expected_curves(
         ``intake_quartile`` (25, 50, 75), ``intake``, ``session``, ``expected``, ``bound``.
     """
     intake = CaseOrder(sessions).at_session(model.outcome, 1)  # each case's intake outcome
-    levels = intake.dropna().quantile([0.25, 0.5, 0.75]).to_numpy()
-    session = np.arange(2, last_session + 1, dtype=float)
-    grid = pd.DataFrame({"intake_quartile": np.repeat([25, 50, 75], len(session)),
-                         "intake": np.repeat(levels, len(session)),
-                         "session": np.tile(session, 3).astype(int)})  # fmt: skip
-    grid["expected"], grid["bound"] = model.expected(grid["intake"].to_numpy(),
-                                                     grid["session"].to_numpy())  # fmt: skip
-    return grid
+    return _curves(intake.dropna().to_numpy(dtype=float), model, last_session)
+
+
+def _flags(data: pd.DataFrame, model: ExpectedResponse) -> pd.DataFrame:
+    expected, bound = model.expected(data["intake"].to_numpy(), data["session"].to_numpy())
+    worse = -1.0 if get_instrument(model.outcome).higher_is_better else 1.0
+    flagged = worse * (data["outcome"].to_numpy() - bound) > 0
+    return data.assign(expected=expected, bound=bound, not_on_track=flagged)
 
 
 def not_on_track(sessions: pd.DataFrame, model: ExpectedResponse) -> pd.DataFrame:
     """Every session of 2 or later with an observed outcome and intake: ``expected``, ``bound``
     and ``not_on_track`` (the outcome beyond the bound, in the worse direction)."""
-    data = _change_data(sessions, model.outcome)
-    data = data[data["session"] >= 2].dropna(subset=["intake", "outcome"]).reset_index(drop=True)
-    expected, bound = model.expected(data["intake"].to_numpy(), data["session"].to_numpy())
-    worse = -1.0 if get_instrument(model.outcome).higher_is_better else 1.0
-    data["expected"], data["bound"] = expected, bound
-    data["not_on_track"] = worse * (data["outcome"].to_numpy() - bound) > 0
-    return data
+    return _flags(_change_data(CaseOrder(sessions), model.outcome), model)
+
+
+def expected_response_analyses(
+    sessions: pd.DataFrame | ShardedTable,
+    outcome: str = "ors",
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    engine: str = DEFAULT_ENGINE,
+    last_session: int = 12,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The expected-response rows of the early-warning table and the figure's curves, from
+    sessions given whole or in shards, one shard in memory at a time: the model
+    (:func:`fit_expected_response`), how well its signal foretold deterioration
+    (:func:`signal_accuracy`; a row saying why when the instrument has no reliable-change
+    threshold) and :func:`expected_curves`. The shards' change data are read once and kept on
+    disk for the fit and the signal.
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=300, seed=2).sessions
+    >>> rows, curves = expected_response_analyses(s)
+    >>> sorted(set(rows["model"])), len(curves)
+    (['expected_response', 'not_on_track_signal'], 33)
+    """
+    prepared = _Prepared(sessions, outcome)
+    with prepared.kept:
+        model = prepared.fit(outcome, percentile, engine)
+
+        def accuracy() -> pd.DataFrame:
+            cases = [signalled_cases(_flags(read(None), model), outcome)
+                     for read in prepared.kept.pieces()]  # fmt: skip
+            return accuracy_table(pd.concat(cases))
+
+        rows = pd.concat([model.table, tidy.or_reason("not_on_track_signal", accuracy)],
+                         ignore_index=True)  # fmt: skip
+    return rows, _curves(prepared.intakes, model, last_session)
 
 
 def signalled_cases(flags: pd.DataFrame, outcome: str = "ors") -> pd.DataFrame:
@@ -254,7 +340,12 @@ def signal_accuracy(
     NotEstimable
         When the instrument has no reliable-change threshold.
     """
-    cases = signalled_cases(flags, outcome)
+    return accuracy_table(signalled_cases(flags, outcome), model)
+
+
+def accuracy_table(cases: pd.DataFrame, model: str = "not_on_track_signal") -> pd.DataFrame:
+    """:func:`signal_accuracy`'s rows from its cases (:func:`signalled_cases`, of one piece
+    of the sessions or of several put together)."""
     signal, deteriorated = cases["signal"], cases["deteriorated"]
     rows = []
     for term, events, n in (

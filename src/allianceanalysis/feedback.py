@@ -39,6 +39,7 @@ from . import tidy
 from .derive import CaseOrder, case_keys, client_table
 from .engine import DEFAULT_ENGINE, fit_lmm
 from .models import therapist_logit, tidy_fit
+from .shards import ShardedTable, frames
 from .tidy import TIDY_COLUMNS
 
 __all__ = ["DESIGNS", "feedback_design", "feedback_effects"]
@@ -91,7 +92,11 @@ def feedback_design(sessions: pd.DataFrame) -> dict[str, Any]:
     >>> feedback_design(s)["design"]
     'within_therapists'
     """
-    cases = _case_conditions(sessions) if "condition" in sessions else pd.DataFrame()
+    return _design(_case_conditions(sessions) if "condition" in sessions else pd.DataFrame())
+
+
+def _design(cases: pd.DataFrame) -> dict[str, Any]:
+    """:func:`feedback_design` from the cases' conditions (:func:`_case_conditions`)."""
     counts = cases["condition"].value_counts().to_dict() if len(cases) else {}
     both = cases.groupby("therapist_id")["condition"].nunique() if len(cases) else pd.Series()
     if len(counts) < 2:
@@ -114,8 +119,26 @@ def feedback_design(sessions: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _case_tables(
+    sessions: pd.DataFrame, outcome: str, alliance: str | None, early_session: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The cases' conditions, and the columns the feedback models use of the client table at
+    the early session and at the first (the final outcome), for the cases with a condition."""
+    conditions = _case_conditions(sessions)
+    keys = case_keys(sessions)
+    assigned = conditions[[*keys, "feedback"]]
+    columns = [*keys, "therapist_id", "outcome_intake", "outcome_final", "alliance_early",
+               "dropout"]  # fmt: skip
+    early, final = (
+        client_table(sessions, outcome, alliance, session).reindex(columns=columns)
+        .merge(assigned, on=keys)
+        for session in (early_session, 1)
+    )  # fmt: skip
+    return conditions, early, final
+
+
 def feedback_effects(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str | None = "srs",
     *,
@@ -124,7 +147,9 @@ def feedback_effects(
 ) -> pd.DataFrame:
     """The three feedback models as one tidy table; every row's ``message`` carries the design's
     statement (:func:`feedback_design`), and a data set without both conditions gives one row
-    saying so.
+    saying so. ``sessions`` may be given in shards
+    (:class:`~allianceanalysis.shards.ShardedTable`): the models' client-level rows are made
+    shard by shard.
 
     Examples
     --------
@@ -134,15 +159,17 @@ def feedback_effects(
     >>> sorted(set(t["model"]))
     ['feedback_alliance', 'feedback_dropout', 'feedback_outcome']
     """
-    design = feedback_design(sessions)
+    schema = sessions if isinstance(sessions, pd.DataFrame) else sessions.schema()
+    parts = [
+        _case_tables(frame, outcome, alliance, early_session)
+        for frame in (frames(sessions) if "condition" in schema else [])
+    ]
+    tables = [pd.concat(p, ignore_index=True) for p in zip(*parts, strict=True)]
+    conditions, early, final = tables or [pd.DataFrame()] * 3
+    design = _design(conditions)
     if design["design"] == "one_condition":
         return tidy.frame([tidy.row("feedback_outcome", "feedback", np.nan, converged=False,
                             message=design["statement"])])[TIDY_COLUMNS]  # fmt: skip
-    conditions = _case_conditions(sessions)
-    keys = case_keys(sessions)
-    assigned = conditions[[*keys, "feedback"]]
-    early = client_table(sessions, outcome, alliance, early_session).merge(assigned, on=keys)
-    final = client_table(sessions, outcome, alliance, early_session=1).merge(assigned, on=keys)
     final = final.dropna(subset=["outcome_intake", "outcome_final"])
     models = {
         "feedback_outcome": (

@@ -77,10 +77,12 @@ class GlmmFit:
 class _Collapsed:
     """Events and trials per distinct (group, predictors) row, and the group of each."""
 
-    def __init__(self, y: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> None:
-        frame = pd.DataFrame(exog).assign(group=groups, y=y)
+    def __init__(
+        self, y: np.ndarray, exog: np.ndarray, groups: np.ndarray, trials: np.ndarray | None = None
+    ) -> None:
+        frame = pd.DataFrame(exog).assign(group=groups, y=y, n=1.0 if trials is None else trials)
         keys = [*range(exog.shape[1]), "group"]
-        counted = frame.groupby(keys, sort=True).agg(events=("y", "sum"), trials=("y", "size"))
+        counted = frame.groupby(keys, sort=True).agg(events=("y", "sum"), trials=("n", "sum"))
         counted = counted.reset_index()
         self.exog = counted[list(range(exog.shape[1]))].to_numpy(dtype=float)
         self.events = counted["events"].to_numpy(dtype=float)
@@ -181,14 +183,19 @@ class _Collapsed:
 
 
 def fit_logit_glmm(
-    y: np.ndarray, exog: np.ndarray, groups: np.ndarray, *, nagq: int = 1
+    y: np.ndarray,
+    exog: np.ndarray,
+    groups: np.ndarray,
+    *,
+    nagq: int = 1,
+    trials: np.ndarray | None = None,
 ) -> GlmmFit:
     """Fit ``y ~ exog + (1 | groups)`` with a logit link by (approximate) maximum likelihood.
 
     Parameters
     ----------
     y : numpy.ndarray
-        0/1 outcomes.
+        0/1 outcomes (or, with ``trials``, events out of ``trials``).
     exog : numpy.ndarray
         Fixed-effect design, with its intercept column.
     groups : numpy.ndarray
@@ -196,12 +203,15 @@ def fit_logit_glmm(
     nagq : int
         Quadrature points per group: 1 is the Laplace approximation (lme4's default), more is
         adaptive Gauss–Hermite quadrature.
+    trials : numpy.ndarray, optional
+        The trials of each row of binomial counts (one each by default): the fit is that of
+        the 0/1 rows they count.
 
     Returns
     -------
     GlmmFit
     """
-    data = _Collapsed(np.asarray(y, dtype=float), np.asarray(exog, dtype=float), groups)
+    data = _Collapsed(np.asarray(y, dtype=float), np.asarray(exog, dtype=float), groups, trials)
     nodes, weights = np.polynomial.hermite.hermgauss(nagq)
 
     def objective(params: np.ndarray) -> float:

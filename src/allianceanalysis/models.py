@@ -927,18 +927,19 @@ def _logit_data(
     return data, exog.assign(Intercept=1.0)[["Intercept", *predictors]]
 
 
-def _separated(data: pd.DataFrame, response: str, predictors: list[str]) -> list[str]:
+def _separated(counts: pd.DataFrame, response: str, predictors: list[str]) -> list[str]:
     """Messages for each 0/1 predictor one of whose levels has only one kind of response
     (quasi-complete separation): its log-odds are not estimable, the estimate runs off
-    towards infinity and its standard error with it."""
+    towards infinity and its standard error with it. ``counts`` holds ``events`` out of
+    ``trials`` per row (:func:`binomial_counts`)."""
     messages = []
     for predictor in predictors:
-        values = data[predictor]
+        values = counts[predictor]
         if not values.isin([0, 1]).all():
             continue
-        kinds = data.groupby(values)[response].nunique()
-        for level, count in kinds.items():
-            if count < 2:
+        by_level = counts.groupby(values)[["events", "trials"]].sum()
+        for level, (events, trials) in by_level.iterrows():
+            if events in (0, trials):
                 messages.append(f"separation: every {response} is the same where {predictor} = "
                                 f"{level:g}; its coefficient is not estimable")  # fmt: skip
     return messages
@@ -1001,7 +1002,7 @@ def clustered_logit(
         for w in caught
         if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
     ]
-    problems += _separated(data, response, predictors)
+    problems += _separated(data.assign(events=data[response], trials=1), response, predictors)
     common = {
         "n_obs": len(data),
         "n_groups": data[cluster].nunique() if cluster else pd.NA,
@@ -1050,6 +1051,33 @@ def clustered_ols(
     ]  # fmt: skip
 
 
+def binomial_counts(
+    data: pd.DataFrame,
+    response: str,
+    predictors: list[str],
+    cluster: str,
+    trials: str | None = None,
+) -> pd.DataFrame:
+    """Rows with the same ``cluster`` and ``predictors`` collapsed into ``events`` (the sum of
+    the 0/1 ``response``) and ``trials`` (their number), sorted by them: the same binomial
+    likelihood as the rows, in as many rows as there are distinct ones. With ``trials``, the
+    rows are counts already (``response`` events out of ``trials``), to be added up: counts
+    made piece by piece, then added, are those of the whole. Rows missing the response or a
+    predictor are left out.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"t": ["a", "a", "b"], "x": [1, 1, 0], "y": [1, 0, 1]})
+    >>> binomial_counts(d, "y", ["x"], "t")[["x", "t", "events", "trials"]].to_numpy().tolist()
+    [[0, 'b', 1, 1], [1, 'a', 1, 2]]
+    """
+    data = data.dropna(subset=[response, *predictors])
+    counted = data.groupby([*predictors, cluster], sort=True, dropna=False).agg(
+        events=(response, "sum"), trials=(trials or response, "sum" if trials else "size")
+    )
+    return counted.reset_index()
+
+
 def therapist_logit(
     model: str,
     data: pd.DataFrame,
@@ -1058,6 +1086,7 @@ def therapist_logit(
     cluster: str = "therapist_id",
     *,
     nagq: int = 1,
+    trials: str | None = None,
 ) -> list[dict[str, object]]:
     """A logistic regression with a random intercept per therapist (``cluster``):
     ``glmer(response ~ predictors + (1 | cluster), family = binomial)`` by
@@ -1067,17 +1096,23 @@ def therapist_logit(
     and p-values as ``summary.glmerMod``), ``odds_ratio_<predictor>`` rows,
     ``var_therapist`` (the therapists' variance on the logit scale) and ``loglik``. Rows with
     a missing value are left out; with fewer than two therapists or a single kind of
-    response, one row says why nothing was fitted.
+    response, one row says why nothing was fitted. With ``trials``, ``data`` holds counts
+    (``response`` events out of ``trials``, :func:`binomial_counts`): the fit is that of the
+    rows they count. Therapists are numbered in the sorted order of their codes, so the fit
+    does not depend on the order of the rows.
     """
     from .glmm import fit_logit_glmm
 
-    prepared = _logit_data(model, data, response, predictors, cluster)
-    if isinstance(prepared, list):
-        return prepared
-    data, exog = prepared
-    fit = fit_logit_glmm(data[response].to_numpy(dtype=float), exog.to_numpy(),
-                         pd.factorize(data[cluster])[0], nagq=nagq)  # fmt: skip
-    problems = [m for m in [fit.message, *_separated(data, response, predictors)] if m]
+    counts = binomial_counts(data, response, predictors, cluster, trials)
+    events, size = counts["events"].to_numpy(dtype=float), counts["trials"].to_numpy(dtype=float)
+    if not 0 < events.sum() < size.sum() or counts[cluster].nunique() < 2:
+        message = "too few cases with a known ending, or only one kind of ending, to fit"
+        return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
+                         n_obs=int(size.sum()))]  # fmt: skip
+    exog = counts[predictors].astype(float).assign(Intercept=1.0)[["Intercept", *predictors]]
+    fit = fit_logit_glmm(events, exog.to_numpy(), pd.factorize(counts[cluster], sort=True)[0],
+                         nagq=nagq, trials=size)  # fmt: skip
+    problems = [m for m in [fit.message, *_separated(counts, response, predictors)] if m]
     common = {
         "n_obs": fit.n_obs,
         "n_groups": fit.n_groups,

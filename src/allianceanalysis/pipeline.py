@@ -8,7 +8,6 @@ are no part of a provenance job's start-up).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -417,7 +416,7 @@ def figures_step(
 
 
 def early_warning_step(
-    sessions: str | Path,
+    sessions: str | Path | Sequence[str | Path],
     *,
     table: str | Path,
     calibration: str | Path,
@@ -443,15 +442,15 @@ def early_warning_step(
     ``settings`` is the config's ``early_warning`` block: ``rupture_threshold`` (points, or
     None for the reliable-change default), ``repair_within``, ``not_on_track_percentile`` and
     ``folds``. An analysis the data cannot support (no rupture threshold for the instrument, no
-    dropouts, one condition) gives a row saying why.
+    dropouts, one condition) gives a row saying why. ``sessions`` is the validated sessions'
+    file, or its shards' files: each analysis then reads one shard at a time, and gives what
+    it gives on the whole file.
     """
     from . import dropout_risk, expected_response, feedback, ruptures, tidy
     from .disclosure import DisclosurePolicy, suppress_small_rows
-    from .errors import NotEstimable
     from .tidy import NEEDS
 
-    data = pd.read_parquet(sessions)
-    threshold, folds = settings.get("rupture_threshold"), settings["folds"]
+    data = _table(sessions)
     figure_data = {
         "sequences": pd.DataFrame(columns=["rupture", "offset", "alliance", "change", "kind"]),
         "curves": pd.DataFrame(columns=["intake_quartile", "intake", "session", "expected",
@@ -459,24 +458,16 @@ def early_warning_step(
     }  # fmt: skip
 
     def rupture_rows() -> pd.DataFrame:
-        detected = ruptures.detect_ruptures(data, alliance, threshold=threshold,
-                                            repair_within=settings["repair_within"])  # fmt: skip
-        figure_data["sequences"] = ruptures.rupture_sequences(detected)
-        return pd.concat([
-            ruptures.rupture_table(detected),
-            tidy.or_reason("rupture_outcome", lambda: ruptures.rupture_outcome(
-                data, detected, outcome, engine=engine)),
-            tidy.or_reason("rupture_dropout", lambda: ruptures.rupture_dropout(
-                data, detected, outcome, alliance)),
-        ])  # fmt: skip
+        rows, figure_data["sequences"] = ruptures.rupture_analyses(
+            data, outcome, alliance, threshold=settings.get("rupture_threshold"),
+            repair_within=settings["repair_within"], engine=engine)  # fmt: skip
+        return rows
 
     def signal_rows() -> pd.DataFrame:
-        model = expected_response.fit_expected_response(
+        rows, figure_data["curves"] = expected_response.expected_response_analyses(
             data, outcome, percentile=settings["not_on_track_percentile"], engine=engine
         )
-        flags = expected_response.not_on_track(data, model)
-        figure_data["curves"] = expected_response.expected_curves(data, model)
-        return pd.concat([model.table, expected_response.signal_accuracy(flags, outcome)])
+        return rows
 
     points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed", "ci_low",
                                    "ci_high"])  # fmt: skip
@@ -484,15 +475,9 @@ def early_warning_step(
         no_alliance = NEEDS["alliance"]
         alliance_parts = [tidy.reason_frame(m, no_alliance) for m in ("ruptures", "dropout_risk")]
     else:
-        periods = dropout_risk.person_periods(data, outcome, alliance)
-        held_out = dropout_risk.cross_validated_risk(periods, folds, seed)
-        with contextlib.suppress(NotEstimable):  # the risk table's row says why
-            points = dropout_risk.calibration_table(held_out)
-        alliance_parts = [
-            tidy.or_reason("ruptures", rupture_rows),
-            tidy.or_reason("dropout_risk",
-                           lambda: dropout_risk.risk_table(periods, held_out, folds)),
-        ]  # fmt: skip
+        risk, points = dropout_risk.risk_analyses(data, outcome, alliance,
+                                                  folds=settings["folds"], seed=seed)  # fmt: skip
+        alliance_parts = [tidy.or_reason("ruptures", rupture_rows), risk]
     parts = [
         *alliance_parts,
         tidy.or_reason("expected_response", signal_rows),

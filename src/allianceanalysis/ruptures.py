@@ -45,6 +45,10 @@ hypothesis. Journal of Counseling Psychology, 51(1), 81-92.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -52,18 +56,22 @@ from . import tidy
 from .derive import CaseOrder, case_keys, key_codes, rupture_windows
 from .dropout_risk import person_periods
 from .effects import proportion
-from .engine import DEFAULT_ENGINE, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm_pieces
 from .errors import NotEstimable
 from .instruments import get_instrument
-from .models import therapist_logit, tidy_fit
+from .models import binomial_counts, therapist_logit, tidy_fit
+from .shards import ShardedTable, Spilled, frames
+from .sums import exact_std
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
     "DEFAULT_REPAIR_WITHIN",
     "RETEST_RELIABILITY",
+    "RuptureCounts",
     "case_ruptures",
     "detect_ruptures",
     "reliable_drop",
+    "rupture_analyses",
     "rupture_dropout",
     "rupture_outcome",
     "rupture_sequences",
@@ -97,12 +105,20 @@ per-group sums grow with the square of the columns, which at a million clients i
 _Z = 1.959963984540054
 
 
-def reliable_drop(sessions: pd.DataFrame, alliance: str = "srs") -> float:
+def _first_ratings(sessions: pd.DataFrame, alliance: str) -> np.ndarray:
+    """Each case's first rating of ``alliance``."""
+    rated = sessions.dropna(subset=[alliance]).sort_values("session", kind="stable")
+    return rated.drop_duplicates(case_keys(rated))[alliance].to_numpy(dtype=float)
+
+
+def reliable_drop(sessions: pd.DataFrame | ShardedTable, alliance: str = "srs") -> float:
     """The reliable-change threshold for a drop in ``alliance`` between two sessions.
 
     ``1.96 · √2 · SD · √(1 − r)`` (Jacobson & Truax, 1991), with ``SD`` the standard deviation
     of each case's first rating of ``alliance`` in ``sessions`` and ``r`` its test–retest
-    reliability (:data:`RETEST_RELIABILITY`).
+    reliability (:data:`RETEST_RELIABILITY`). ``SD`` is computed from exact sums
+    (:func:`~allianceanalysis.sums.exact_std`), so sessions given in shards
+    (:class:`~allianceanalysis.shards.ShardedTable`) give the same threshold to the last bit.
 
     Raises
     ------
@@ -122,12 +138,12 @@ def reliable_drop(sessions: pd.DataFrame, alliance: str = "srs") -> float:
             f"no test-retest reliability is on record for {get_instrument(alliance).short}: "
             "give the rupture threshold in points"
         )
-    rated = sessions.dropna(subset=[alliance]).sort_values("session", kind="stable")
-    first = rated.drop_duplicates(case_keys(rated))[alliance]
+    columns = ["client_id", "episode_id", "session", alliance]
+    first = np.concatenate([_first_ratings(f, alliance) for f in frames(sessions, columns)])
     if len(first) < 2:
         raise NotEstimable("fewer than two cases have an alliance rating")
     r = RETEST_RELIABILITY[alliance][0]
-    return float(_Z * np.sqrt(2.0) * first.std(ddof=1) * np.sqrt(1.0 - r))
+    return float(_Z * np.sqrt(2.0) * exact_std(first) * np.sqrt(1.0 - r))
 
 
 def detect_ruptures(
@@ -248,32 +264,91 @@ def case_ruptures(detected: pd.DataFrame) -> pd.DataFrame:
     return cases.drop(columns="unrepaired").reset_index()
 
 
-def rupture_table(detected: pd.DataFrame, model: str = "ruptures") -> pd.DataFrame:
+@dataclass(frozen=True)
+class RuptureCounts:
+    """What :func:`rupture_table` reports, counted in the rupture detection of one piece of
+    the sessions (:meth:`of`) or added up over pieces (:meth:`total`).
+
+    Attributes
+    ----------
+    cases_multi, cases_multi_ruptured : int
+        Cases with two or more ratings, and those of them with a rupture.
+    ruptures, transitions, judged, repaired : int
+        Ruptures, pairs of consecutive ratings, ruptures whose repair window is complete or
+        that were repaired, and repaired ruptures.
+    rated : int
+        Rated sessions.
+    first_sessions : numpy.ndarray
+        The session of each case's first rupture.
+    threshold : float
+        The rupture threshold in points.
+    """
+
+    cases_multi: int
+    cases_multi_ruptured: int
+    ruptures: int
+    transitions: int
+    judged: int
+    repaired: int
+    rated: int
+    first_sessions: np.ndarray
+    threshold: float
+
+    @classmethod
+    def of(cls, detected: pd.DataFrame) -> RuptureCounts:
+        """The counts of one :func:`detect_ruptures` table."""
+        cases = case_ruptures(detected)
+        multi = cases[cases["ratings"] >= 2]
+        return cls(
+            cases_multi=len(multi),
+            cases_multi_ruptured=int((multi["ruptures"] > 0).sum()),
+            ruptures=int(cases["ruptures"].sum()),
+            transitions=int(detected["drop"].notna().sum()),
+            judged=int(cases["judged"].sum()),
+            repaired=int(cases["repaired"].sum()),
+            rated=len(detected),
+            first_sessions=cases["first_rupture_session"].dropna().to_numpy(dtype=float),
+            threshold=float(detected["threshold"].iloc[0]) if len(detected) else np.nan,
+        )
+
+    @classmethod
+    def total(cls, parts: Sequence[RuptureCounts]) -> RuptureCounts:
+        """The counts of the pieces' detections together (every piece used one threshold)."""
+        counted = {
+            f.name: sum(getattr(p, f.name) for p in parts)
+            for f in dataclasses.fields(cls)
+            if f.type == "int"
+        }
+        thresholds = [p.threshold for p in parts if not np.isnan(p.threshold)]
+        return cls(**counted,
+                   first_sessions=np.concatenate([p.first_sessions for p in parts]),
+                   threshold=thresholds[0] if thresholds else np.nan)  # fmt: skip
+
+
+def rupture_table(detected: pd.DataFrame | RuptureCounts, model: str = "ruptures") -> pd.DataFrame:
     """Rupture and repair rates as a tidy table (:data:`~allianceanalysis.models.TIDY_COLUMNS`).
 
     Rows: ``clients_with_rupture`` (share of cases with at least one rupture among cases with
     two or more ratings), ``ruptures_per_transition`` (ruptures per pair of consecutive ratings),
     ``repair_rate`` (repaired among ruptures whose repair window is complete or repaired),
     ``median_first_rupture_session``, and ``threshold`` (points). Proportions carry 95% Wilson
-    intervals; ``n_obs`` is the denominator.
+    intervals; ``n_obs`` is the denominator. ``detected`` is :func:`detect_ruptures`' table, or
+    the :class:`RuptureCounts` of its pieces.
     """
-    cases = case_ruptures(detected)
-    multi = cases[cases["ratings"] >= 2]
-    transitions = int(detected["drop"].notna().sum())
+    counts = RuptureCounts.of(detected) if isinstance(detected, pd.DataFrame) else detected
     rows = []
     for term, events, n in (
-        ("clients_with_rupture", int((multi["ruptures"] > 0).sum()), len(multi)),
-        ("ruptures_per_transition", int(cases["ruptures"].sum()), transitions),
-        ("repair_rate", int(cases["repaired"].sum()), int(cases["judged"].sum())),
+        ("clients_with_rupture", counts.cases_multi_ruptured, counts.cases_multi),
+        ("ruptures_per_transition", counts.ruptures, counts.transitions),
+        ("repair_rate", counts.repaired, counts.judged),
     ):
         estimate, low, high = proportion(events, n)
         rows.append(tidy.row(model, term, estimate, ci_low=low, ci_high=high, n_obs=n,
                          ci_method="wilson"))  # fmt: skip
-    first = cases["first_rupture_session"].dropna()
+    first = pd.Series(counts.first_sessions, dtype=float)
     median = float(first.median()) if len(first) else np.nan
     rows.append(tidy.row(model, "median_first_rupture_session", median, n_obs=len(first)))
-    threshold = float(detected["threshold"].iloc[0]) if len(detected) else np.nan
-    rows.append(tidy.row(model, "threshold", threshold, n_obs=len(detected)))
+    rows.append(tidy.row(model, "threshold", counts.threshold, n_obs=counts.rated))
     return tidy.frame(rows)[TIDY_COLUMNS]
 
 
@@ -320,13 +395,57 @@ def rupture_states(frame: pd.DataFrame, detected: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{k: v.astype(float) for k, v in states.items()})
 
 
-def _present(data: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The state columns that occur in ``data`` (a state no session is in cannot be estimated);
-    none at all is an error."""
-    present = [c for c in columns if data[c].any()]
-    if not present:
+OUTCOME_STATES = ("rupture_open", "rupture_repaired", "rupture_unrepaired")
+"""The first rupture's states in the rupture-outcome model (:func:`rupture_states`)."""
+DROPOUT_STATES = ("rupture_unresolved", "rupture_repaired")
+"""The first rupture's states in the rupture-dropout model: those known at the session."""
+
+
+def _present(present: pd.Series) -> list[str]:
+    """The states some session is in (``present``: whether each is; a state no session is in
+    cannot be estimated); none at all is an error."""
+    states = [str(c) for c, seen in present.items() if seen]
+    if not states:
         raise NotEstimable("no rupture was detected in the sessions the model uses")
-    return present
+    return states
+
+
+def _outcome_data(
+    sessions: pd.DataFrame, detected: pd.DataFrame, outcome: str, first_case: int = 0
+) -> pd.DataFrame:
+    """The rows of the rupture-outcome model: every session with an outcome, its states and
+    course terms, and ``case`` (integers from ``first_case``, in the order of the case keys)."""
+    data = rupture_states(sessions.dropna(subset=[outcome]), detected)
+    log_session = np.log(data["session"].to_numpy(dtype=float))
+    course = dict(zip(COURSE_TERMS, (log_session, log_session**2, log_session**3), strict=True))
+    data = data.assign(case=first_case + key_codes(data, case_keys(data)), **course)
+    return data[[outcome, "therapist_id", "case", *COURSE_TERMS, *OUTCOME_STATES]]
+
+
+def _outcome_fit(pieces: list, present: pd.Series, outcome: str, engine: str) -> pd.DataFrame:
+    """The rupture-outcome model fitted to the pieces of :func:`_outcome_data`."""
+    states = _present(present)
+    formula = f"{outcome} ~ {' + '.join([*COURSE_TERMS, *states])} + (1 | therapist_id/case)"
+    fit = fit_lmm_pieces(formula, pieces, engine)
+    return tidy.frame(tidy_fit("rupture_outcome", fit))[TIDY_COLUMNS]
+
+
+def _dropout_counts(
+    sessions: pd.DataFrame, detected: pd.DataFrame, outcome: str, alliance: str
+) -> pd.DataFrame:
+    """The rupture-dropout model's person-periods as events and trials per therapist, session
+    and state (:func:`~allianceanalysis.models.binomial_counts`)."""
+    periods = rupture_states(person_periods(sessions, outcome, alliance), detected)
+    counts = binomial_counts(periods, "event", ["session", *DROPOUT_STATES], "therapist_id")
+    return counts.rename(columns={"events": "event"})
+
+
+def _dropout_fit(counts: pd.DataFrame) -> pd.DataFrame:
+    """The rupture-dropout model fitted to :func:`_dropout_counts` (of one piece or more)."""
+    states = _present(counts[list(DROPOUT_STATES)].astype(bool).any())
+    rows = therapist_logit("rupture_dropout", counts, "event", ["session", *states],
+                           trials="trials")  # fmt: skip
+    return tidy.frame(rows)[TIDY_COLUMNS]
 
 
 def rupture_outcome(
@@ -373,13 +492,9 @@ def rupture_outcome(
     >>> "rupture_unrepaired" in t.index
     True
     """
-    data = rupture_states(sessions.dropna(subset=[outcome]), detected)
-    log_session = np.log(data["session"].to_numpy(dtype=float))
-    course = dict(zip(COURSE_TERMS, (log_session, log_session**2, log_session**3), strict=True))
-    data = data.assign(case=key_codes(data, case_keys(data)), **course)
-    states = _present(data, ["rupture_open", "rupture_repaired", "rupture_unrepaired"])
-    formula = f"{outcome} ~ {' + '.join([*course, *states])} + (1 | therapist_id/case)"
-    return tidy.frame(tidy_fit("rupture_outcome", fit_lmm(formula, data, engine)))[TIDY_COLUMNS]
+    data = _outcome_data(sessions, detected, outcome)
+    return _outcome_fit([lambda columns: data[columns]], data[list(OUTCOME_STATES)].any(),
+                        outcome, engine)  # fmt: skip
 
 
 def rupture_dropout(
@@ -401,10 +516,24 @@ def rupture_dropout(
     >>> bool(t.loc["rupture_unresolved", "estimate"] > 0)
     True
     """
-    periods = rupture_states(person_periods(sessions, outcome, alliance), detected)
-    states = _present(periods, ["rupture_unresolved", "rupture_repaired"])
-    rows = therapist_logit("rupture_dropout", periods, "event", ["session", *states])
-    return tidy.frame(rows)[TIDY_COLUMNS]
+    return _dropout_fit(_dropout_counts(sessions, detected, outcome, alliance))
+
+
+def _windows(detected: pd.DataFrame, before: int, after: int) -> pd.DataFrame:
+    """:func:`rupture_sequences`' rows of one piece, with the case keys and session."""
+    kind = pd.Series(np.where(detected["repaired"].fillna(False).astype(bool), "repaired",
+                              "unrepaired"), index=detected.index)  # fmt: skip
+    return rupture_windows(detected, detected["rupture"], "alliance", before=before,
+                           after=after, kind=kind)  # fmt: skip
+
+
+def _sequences(windows: list[pd.DataFrame], offsets: int) -> pd.DataFrame:
+    """The pieces' :func:`_windows` (``offsets`` rows per rupture) in case and session order,
+    ruptures numbered in it, the case keys dropped."""
+    long = pd.concat(windows, ignore_index=True)
+    long = long.sort_values([*case_keys(long), "session", "offset"], kind="stable")
+    long["rupture"] = np.arange(len(long)) // offsets
+    return long[["rupture", "offset", "alliance", "change", "kind"]].reset_index(drop=True)
 
 
 def rupture_sequences(detected: pd.DataFrame, before: int = 2, after: int = 3) -> pd.DataFrame:
@@ -418,8 +547,90 @@ def rupture_sequences(detected: pd.DataFrame, before: int = 2, after: int = 3) -
         :func:`allianceanalysis.derive.rupture_windows` columns ``rupture``, ``offset``,
         ``alliance``, ``change`` and ``kind``.
     """
-    kind = pd.Series(np.where(detected["repaired"].fillna(False).astype(bool), "repaired",
-                              "unrepaired"), index=detected.index)  # fmt: skip
-    windows = rupture_windows(detected, detected["rupture"], "alliance", before=before,
-                              after=after, kind=kind)  # fmt: skip
-    return windows[["rupture", "offset", "alliance", "change", "kind"]]
+    return _sequences([_windows(detected, before, after)], before + after + 1)
+
+
+def rupture_analyses(
+    sessions: pd.DataFrame | ShardedTable,
+    outcome: str = "ors",
+    alliance: str = "srs",
+    *,
+    threshold: float | None = None,
+    repair_within: int = DEFAULT_REPAIR_WITHIN,
+    engine: str = DEFAULT_ENGINE,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rupture rows of the early-warning table and the rupture figure's data, from
+    sessions given whole or in shards, one shard in memory at a time.
+
+    Each piece's ruptures are detected with one threshold (:func:`reliable_drop` over all
+    pieces, unless ``threshold`` is given); the rates are counted per piece and added up
+    (:class:`RuptureCounts`); the rupture-outcome model is fitted to the pieces' rows from
+    their sufficient statistics (:func:`~allianceanalysis.engine.fit_lmm_pieces`; kept on disk
+    meanwhile), and the rupture-dropout model to the pieces' events and trials. A case lies in
+    one shard (:mod:`allianceanalysis.shards`), so every result is that of the whole table:
+    the rates and the dropout model to the last bit, the outcome model to rounding (its cases
+    are numbered piece by piece).
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        The tidy rows of :func:`rupture_table`, :func:`rupture_outcome` and
+        :func:`rupture_dropout` (a model the data cannot support as a row saying why), and
+        :func:`rupture_sequences`.
+
+    Raises
+    ------
+    NotEstimable
+        When there is no threshold (:func:`reliable_drop`).
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=400, n_therapists=20, seed=3).sessions
+    >>> rows, sequences = rupture_analyses(s)
+    >>> sorted(set(rows["model"]))
+    ['rupture_dropout', 'rupture_outcome', 'ruptures']
+    """
+    limit = reliable_drop(sessions, alliance) if threshold is None else float(threshold)
+    columns = ["client_id", "episode_id", "therapist_id", "session", "end_status", alliance,
+               outcome]  # fmt: skip
+    pieces = []
+    first_case = 0
+    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
+        for frame in frames(sessions, columns):
+            pieces.append(_piece(frame, alliance, outcome, limit, repair_within, first_case,
+                                 kept))  # fmt: skip
+            first_case = pieces[-1][-1]
+            del frame
+        counts, windows, present, dropout, _ = zip(*pieces, strict=True)
+        rows = pd.concat([
+            rupture_table(RuptureCounts.total(counts)),
+            tidy.or_reason("rupture_outcome", lambda: _outcome_fit(
+                kept.pieces(), pd.concat(present, axis=1).any(axis=1), outcome, engine)),
+            tidy.or_reason("rupture_dropout", lambda: _dropout_fit(pd.concat(dropout))),
+        ], ignore_index=True)  # fmt: skip
+    return rows, _sequences(list(windows), 2 + 3 + 1)
+
+
+def _piece(
+    sessions: pd.DataFrame,
+    alliance: str,
+    outcome: str,
+    limit: float,
+    repair_within: int,
+    first_case: int,
+    kept: Spilled,
+) -> tuple[RuptureCounts, pd.DataFrame, pd.Series, pd.DataFrame, int]:
+    """:func:`rupture_analyses` of one piece: its counts, windows, the outcome states its
+    sessions are in, its dropout counts, and the next piece's first case number; the outcome
+    model's rows go to ``kept``."""
+    detected = detect_ruptures(sessions, alliance, threshold=limit, repair_within=repair_within)
+    data = _outcome_data(sessions, detected, outcome, first_case)
+    kept.add(data)
+    return (
+        RuptureCounts.of(detected),
+        _windows(detected, before=2, after=3),
+        data[list(OUTCOME_STATES)].any(),
+        _dropout_counts(sessions, detected, outcome, alliance),
+        first_case + (int(data["case"].max()) + 1 if len(data) else 0),
+    )

@@ -44,7 +44,8 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ from .io.write import row_accounting
 __all__ = [
     "SHARD_COLUMNS",
     "ShardedTable",
+    "Spilled",
+    "frames",
     "merge_validation",
     "shard_number",
     "split_dataset",
@@ -593,6 +596,11 @@ class ShardedTable:
 
         return [functools.partial(read, path) for path in self.paths]
 
+    def frames(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Each shard's rows in turn (its ``columns``, or all)."""
+        for path in self.paths:
+            yield pd.read_parquet(path, columns=None if columns is None else list(columns))
+
     def distinct(self, column: str, limit: int) -> int:
         """How many distinct values ``column`` holds, counting up to ``limit``."""
         seen: set = set()
@@ -601,3 +609,74 @@ class ShardedTable:
             if len(seen) >= limit:
                 break
         return min(len(seen), limit)
+
+
+def frames(
+    table: pd.DataFrame | ShardedTable, columns: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """A table's pieces in turn: a DataFrame is one piece (as it is), a :class:`ShardedTable`
+    has one per shard, each read when its turn comes: only those of ``columns`` it has, when
+    they are given (a shard's other columns would only take memory).
+
+    Examples
+    --------
+    >>> [len(f) for f in frames(pd.DataFrame({"a": [1, 2]}))]
+    [2]
+    """
+    if isinstance(table, pd.DataFrame):
+        yield table
+        return
+    if columns is not None:
+        present = set(table.schema().columns)
+        columns = [c for c in dict.fromkeys(columns) if c in present]
+    yield from table.frames(columns)
+
+
+class Spilled:
+    """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
+    as they are for a table of one piece, in Parquet files of a temporary folder otherwise
+    (removed on :meth:`close`, or at the end of a ``with`` block).
+
+    Examples
+    --------
+    >>> with Spilled(on_disk=True) as kept:
+    ...     kept.add(pd.DataFrame({"a": [1, 2]}))
+    ...     kept.add(pd.DataFrame({"a": [3]}))
+    ...     [len(read(["a"])) for read in kept.pieces()]
+    [2, 1]
+    """
+
+    def __init__(self, on_disk: bool) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="allianceanalysis-") if on_disk else None
+        self._kept: list[pd.DataFrame | Path] = []
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Keep ``frame`` as the next piece."""
+        if self._folder is None:
+            self._kept.append(frame)
+            return
+        path = Path(self._folder.name) / f"{len(self._kept)}.parquet"
+        frame.to_parquet(path, index=False)
+        self._kept.append(path)
+
+    def pieces(self) -> list[Callable[[list[str]], pd.DataFrame]]:
+        """One callable per piece: called with column names (None: all), it gives them
+        (:func:`~allianceanalysis.engine.fit_lmm_pieces`' pieces)."""
+
+        def read(kept: pd.DataFrame | Path, columns: list[str] | None) -> pd.DataFrame:
+            if isinstance(kept, pd.DataFrame):
+                return kept if columns is None else kept[columns]
+            return pd.read_parquet(kept, columns=columns)
+
+        return [functools.partial(read, kept) for kept in self._kept]
+
+    def close(self) -> None:
+        """Remove the temporary files."""
+        if self._folder is not None:
+            self._folder.cleanup()
+
+    def __enter__(self) -> Spilled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

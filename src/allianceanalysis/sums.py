@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-__all__ = ["ExactSum", "GroupSums", "group_sums", "merge_sums"]
+__all__ = ["ExactSum", "GroupSums", "exact_mean", "exact_std", "group_sums", "merge_sums"]
 
 _OFFSET = 1074 + 53
 """Bin ``e + _OFFSET`` holds the multiples of 2**e; the smallest float64 is 2**-1074."""
@@ -105,6 +105,41 @@ class ExactSum:
             total = sum(int(row[i]) << int(i) for i in nonzero)
             out[j] = total / (1 << _OFFSET)
         return out
+
+
+def exact_mean(values: np.ndarray) -> float:
+    """The mean of finite ``values`` from their exact sum: the same for any order of them
+    (missing for none).
+
+    Examples
+    --------
+    >>> exact_mean(np.array([0.1, 0.2, 0.3])) == exact_mean(np.array([0.3, 0.1, 0.2]))
+    True
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not len(values):
+        return float("nan")
+    total = ExactSum(1)
+    total.add(values[:, None])
+    return float(total.value()[0] / len(values))
+
+
+def exact_std(values: np.ndarray, ddof: int = 1) -> float:
+    """The standard deviation of finite ``values`` (two passes, both sums exact): the same for
+    any order of them, as :meth:`pandas.Series.std` to rounding (missing when there are not
+    more values than ``ddof``).
+
+    Examples
+    --------
+    >>> round(exact_std(np.array([30.0, 34.0, 36.0, 40.0])), 4)
+    4.1633
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) <= ddof:
+        return float("nan")
+    squares = ExactSum(1)
+    squares.add(((values - exact_mean(values)) ** 2)[:, None])
+    return float(np.sqrt(squares.value()[0] / (len(values) - ddof)))
 
 
 @dataclass

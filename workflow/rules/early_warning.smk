@@ -4,7 +4,7 @@
 
 rule early_warning:
     input:
-        f"{I}/validated/sessions.parquet",
+        validated_pieces(),
     output:
         table=f"{I}/tables/early_warning.csv",
         published=report(

@@ -5,7 +5,7 @@ from allianceanalysis.pipeline import early_warning_step
 
 with workflow_step(snakemake):
     early_warning_step(
-        snakemake.input[0],
+        list(snakemake.input),
         table=snakemake.output.table,
         published=snakemake.output.published,
         suppress_below=snakemake.params.suppress_below,
