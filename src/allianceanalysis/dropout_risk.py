@@ -41,11 +41,12 @@ from .distributions import norm_ppf
 from .effects import proportion
 from .errors import NotEstimable
 from .logit import LogitRows, fit_logits
-from .models import DEFAULT_SEED, _logit_rows
+from .models import DEFAULT_SEED, _logit_rows, _nothing_to_fit
 from .shards import ShardedTable, Spilled, frames
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
+    "CALIBRATION_COLUMNS",
     "DEFAULT_FOLDS",
     "RISK_PREDICTORS",
     "RiskRows",
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 RISK_PREDICTORS = ["alliance_first", "alliance_change", "outcome_change", "session"]
+CALIBRATION_COLUMNS = ["band", "predicted", "events", "n", "observed", "ci_low", "ci_high"]
+"""The columns of :func:`calibration_table` (also of an empty one: nothing to calibrate)."""
 DEFAULT_FOLDS = 5
 
 
@@ -181,7 +184,6 @@ class RiskRows:
             self.n_groups = len(everyone)
             fold_of = _fold_of(len(self.therapists) + 1, folds, seed)  # the last: no therapist
             self.kept = Spilled(on_disk)
-            self.n_obs = self.events = 0
             self.per_fold = np.zeros((folds, 2), dtype="int64")  # rows and events per fold
             self.missing_therapist = False
             for read in raw.pieces():
@@ -261,7 +263,7 @@ def cross_validated_risk(
             risk[test] = special.expit(data.exog[test] @ fit.params)
         parts.append(pd.DataFrame({"event": data.endog, "risk": risk, "fold": data.fold,
                                    "therapist": data.cluster}))  # fmt: skip
-    columns = {"event": float, "risk": float, "fold": "int64", "therapist": "int64"}
+    columns = ["event", "risk", "fold", "therapist"]
     held_out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return held_out.dropna().reset_index(drop=True)
 
@@ -427,8 +429,7 @@ def risk_analyses(
     rows = RiskRows.of_sessions(sessions, outcome, alliance, folds, seed)
     try:
         held_out = cross_validated_risk(rows)
-        points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed", "ci_low",
-                                       "ci_high"])  # fmt: skip
+        points = pd.DataFrame(columns=CALIBRATION_COLUMNS)
         if len(held_out):
             points = calibration_table(held_out)
         return tidy.or_reason("dropout_risk", lambda: risk_table(rows, held_out, folds)), points
@@ -440,9 +441,7 @@ def _risk_model(model: str, rows: RiskRows) -> tuple[list[dict[str, object]], bo
     """The coefficient rows of the risk model over all complete rows (therapist-clustered CR1
     standard errors), and whether it was fitted."""
     if not 0 < rows.events < rows.n_obs or len(rows.therapists) < 2:
-        message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return [tidy.row(model, RISK_PREDICTORS[0], np.nan, converged=False, message=message,
-                         n_obs=rows.n_obs)], False  # fmt: skip
+        return _nothing_to_fit(model, RISK_PREDICTORS, rows.n_obs), False
     fit = fit_logits(rows.pieces(), [None], clusters=rows.clusters)[0]
     se = (np.sqrt(np.diag(fit.covariance)) if fit.covariance is not None
           else np.full(len(fit.params), np.nan))  # fmt: skip

@@ -148,7 +148,12 @@ class _Prepared:
     (:class:`~allianceanalysis.shards.Spilled`), with what the model needs of all pieces: the
     mean intake of the clients it describes, their number, and every case's intake."""
 
-    def __init__(self, sessions: pd.DataFrame | ShardedTable, outcome: str) -> None:
+    def __init__(
+        self, sessions: pd.DataFrame | ShardedTable, outcome: str, percentile: float
+    ) -> None:
+        if not 0 < percentile < 0.5:
+            raise ValueError("percentile must be between 0 and 0.5")
+        self.outcome, self.percentile = outcome, percentile
         self.kept = Spilled(on_disk=not isinstance(sessions, pd.DataFrame))
         means, intakes = [], []
         for frame in frames(sessions, ["client_id", "episode_id", "therapist_id", "session",
@@ -178,16 +183,14 @@ class _Prepared:
 
         return [functools.partial(rows, read) for read in self.kept.pieces()]
 
-    def fit(self, outcome: str, percentile: float, engine: str) -> ExpectedResponse:
+    def fit(self, engine: str) -> ExpectedResponse:
         """The model fitted to the pieces."""
-        if not 0 < percentile < 0.5:
-            raise ValueError("percentile must be between 0 and 0.5")
         fit = fit_lmm_pieces(ETR_FORMULA, self.pieces(), engine)
         centre = tidy.row("expected_response", "intake_mean", self.intake_mean,
                           n_obs=self.clients)  # fmt: skip
         table = tidy.frame([*tidy_fit("expected_response", fit), centre])[TIDY_COLUMNS]
-        return ExpectedResponse(outcome, self.intake_mean, fit.coefficients["estimate"],
-                                dict(fit.variances), percentile, table)  # fmt: skip
+        return ExpectedResponse(self.outcome, self.intake_mean, fit.coefficients["estimate"],
+                                dict(fit.variances), self.percentile, table)  # fmt: skip
 
 
 def fit_expected_response(
@@ -207,11 +210,9 @@ def fit_expected_response(
     ExpectedResponse
         With ``table``, the fit as tidy rows (model ``expected_response``).
     """
-    prepared = _Prepared(sessions, outcome)
-    try:
-        return prepared.fit(outcome, percentile, engine)
-    finally:
-        prepared.kept.close()
+    prepared = _Prepared(sessions, outcome, percentile)
+    with prepared.kept:
+        return prepared.fit(engine)
 
 
 def _curves(intakes: np.ndarray, model: ExpectedResponse, last_session: int) -> pd.DataFrame:
@@ -278,9 +279,9 @@ def expected_response_analyses(
     >>> sorted(set(rows["model"])), len(curves)
     (['expected_response', 'not_on_track_signal'], 33)
     """
-    prepared = _Prepared(sessions, outcome)
+    prepared = _Prepared(sessions, outcome, percentile)
     with prepared.kept:
-        model = prepared.fit(outcome, percentile, engine)
+        model = prepared.fit(engine)
 
         def accuracy() -> pd.DataFrame:
             cases = [signalled_cases(_flags(read(None), model), outcome)

@@ -920,11 +920,16 @@ def _logit_data(
     single kind of response)."""
     data = data.dropna(subset=[response, *predictors])
     if data[response].nunique() < 2 or (cluster is not None and data[cluster].nunique() < 2):
-        message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
-                     n_obs=len(data))]  # fmt: skip
+        return _nothing_to_fit(model, predictors, len(data))
     exog = data[predictors].astype(float)
     return data, exog.assign(Intercept=1.0)[["Intercept", *predictors]]
+
+
+def _nothing_to_fit(model: str, predictors: list[str], n_obs: int) -> list[dict[str, object]]:
+    """The row of a logistic model with fewer than two clusters or one kind of response."""
+    message = "too few cases with a known ending, or only one kind of ending, to fit"
+    return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
+                     n_obs=n_obs)]  # fmt: skip
 
 
 def _separated(counts: pd.DataFrame, response: str, predictors: list[str]) -> list[str]:
@@ -1106,9 +1111,7 @@ def therapist_logit(
     counts = binomial_counts(data, response, predictors, cluster, trials)
     events, size = counts["events"].to_numpy(dtype=float), counts["trials"].to_numpy(dtype=float)
     if not 0 < events.sum() < size.sum() or counts[cluster].nunique() < 2:
-        message = "too few cases with a known ending, or only one kind of ending, to fit"
-        return [tidy.row(model, predictors[0], np.nan, converged=False, message=message,
-                         n_obs=int(size.sum()))]  # fmt: skip
+        return _nothing_to_fit(model, predictors, int(size.sum()))
     exog = counts[predictors].astype(float).assign(Intercept=1.0)[["Intercept", *predictors]]
     fit = fit_logit_glmm(events, exog.to_numpy(), pd.factorize(counts[cluster], sort=True)[0],
                          nagq=nagq, trials=size)  # fmt: skip

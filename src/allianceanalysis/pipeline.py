@@ -469,8 +469,7 @@ def early_warning_step(
         )
         return rows
 
-    points = pd.DataFrame(columns=["band", "predicted", "events", "n", "observed", "ci_low",
-                                   "ci_high"])  # fmt: skip
+    points = pd.DataFrame(columns=dropout_risk.CALIBRATION_COLUMNS)
     if alliance is None:  # ruptures and the dropout-risk model rest on the alliance
         no_alliance = NEEDS["alliance"]
         alliance_parts = [tidy.reason_frame(m, no_alliance) for m in ("ruptures", "dropout_risk")]

@@ -103,6 +103,8 @@ factor, to 0.02 points) with three columns instead of one per session: the mixed
 per-group sums grow with the square of the columns, which at a million clients is gigabytes."""
 
 _Z = 1.959963984540054
+_BEFORE, _AFTER = 2, 3
+"""Rated sessions shown before and after a rupture in the rupture figure's sequences."""
 
 
 def _first_ratings(sessions: pd.DataFrame, alliance: str) -> np.ndarray:
@@ -536,7 +538,9 @@ def _sequences(windows: list[pd.DataFrame], offsets: int) -> pd.DataFrame:
     return long[["rupture", "offset", "alliance", "change", "kind"]].reset_index(drop=True)
 
 
-def rupture_sequences(detected: pd.DataFrame, before: int = 2, after: int = 3) -> pd.DataFrame:
+def rupture_sequences(
+    detected: pd.DataFrame, before: int = _BEFORE, after: int = _AFTER
+) -> pd.DataFrame:
     """The alliance around each detected rupture, aligned on the rupture session, labelled
     ``repaired`` or ``unrepaired``, without the case keys: the data of the rupture figure
     (:func:`allianceanalysis.figures.rupture_profile`).
@@ -609,7 +613,7 @@ def rupture_analyses(
                 kept.pieces(), pd.concat(present, axis=1).any(axis=1), outcome, engine)),
             tidy.or_reason("rupture_dropout", lambda: _dropout_fit(pd.concat(dropout))),
         ], ignore_index=True)  # fmt: skip
-    return rows, _sequences(list(windows), 2 + 3 + 1)
+    return rows, _sequences(list(windows), _BEFORE + _AFTER + 1)
 
 
 def _piece(
@@ -629,7 +633,7 @@ def _piece(
     kept.add(data)
     return (
         RuptureCounts.of(detected),
-        _windows(detected, before=2, after=3),
+        _windows(detected, before=_BEFORE, after=_AFTER),
         data[list(OUTCOME_STATES)].any(),
         _dropout_counts(sessions, detected, outcome, alliance),
         first_case + (int(data["case"].max()) + 1 if len(data) else 0),
