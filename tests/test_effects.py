@@ -185,7 +185,7 @@ def test_activity_counts_sessions_by_date_and_episodes_by_ending() -> None:
     data = sessions_of(cases)
     outcomes = client_outcomes(data, "ors")
     seen = data[session_years(data) == "2025/26"]
-    table = activity(seen, outcomes, "2025/26").set_index("kpi")
+    table = activity(seen["client_id"].nunique(), len(seen), outcomes, "2025/26").set_index("kpi")
     assert table.loc["clients_seen", "estimate"] == 2  # b and c (a's sessions are in 2024/25)
     assert table.loc["sessions_attended", "estimate"] == 7
     assert table.loc["episodes_ended", "estimate"] == 1  # b; a ended in 2024/25, c is ongoing

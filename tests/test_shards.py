@@ -25,7 +25,13 @@ from allianceanalysis.pipeline import (
     merge_derived_step,
     models_step,
 )
-from allianceanalysis.shards import merge_validation, split_dataset, validate_shard
+from allianceanalysis.shards import (
+    ShardedTable,
+    merge_validation,
+    shard_number,
+    split_dataset,
+    validate_shard,
+)
 
 from .helpers import (
     CORPUS,
@@ -527,3 +533,44 @@ def test_feedback_models_of_the_shards_are_the_whole_datas(tmp_path: Path) -> No
     assert set(whole.loc[feedback, "model"]) == {"feedback_outcome", "feedback_alliance",
                                                  "feedback_dropout"}  # fmt: skip
     pd.testing.assert_frame_equal(shards, whole, check_exact=False, rtol=1e-10, atol=0)
+
+
+def in_shards(sessions: pd.DataFrame, folder: Path, count: int) -> ShardedTable:
+    """``sessions`` split by therapist into ``count`` Parquet files."""
+    number = shard_number(sessions["therapist_id"], count)
+    paths = [folder / f"report_shard{k}.parquet" for k in range(count)]
+    for k, path in enumerate(paths):
+        sessions[number == k].to_parquet(path, index=False)
+    return ShardedTable.of(paths)
+
+
+def test_report_tables_of_the_shards_are_the_whole_datas(tmp_path: Path) -> None:
+    """Every report table from three shards equals the whole data's to the last bit: sites,
+    PHQ-9 and GAD-7 beside the ORS (other outcomes, NHS metrics), rupture and not-on-track
+    KPIs, and a client whose second episode is with a therapist in another shard (seen once,
+    not twice, in a year with sessions of both)."""
+    from allianceanalysis.annual_report import ReportSettings, report_tables
+    from allianceanalysis.simulate import simulate_study
+
+    from .test_annual_report import early_warning_table
+
+    data = simulate_study(n_clients=400, n_therapists=12, n_sites=4, seed=8).sessions
+    data["phq9"] = (27 - data["ors"] * 27 / 40).round().clip(0, 27)
+    data["gad7"] = (data["phq9"] * 21 / 27).round()
+    first = data.drop_duplicates("client_id").set_index("client_id")["therapist_id"]
+    number = pd.Series(shard_number(first, 3), index=first.index)
+    one, other = number[number == 0].index[0], number[number == 1].index[0]
+    data["episode_id"] = np.where(data["client_id"] == other, 2, 1)
+    data["client_id"] = data["client_id"].replace(other, one)
+    warning = early_warning_table(data, tmp_path)
+    codes = {t: f"code{k}" for k, t in enumerate(sorted(data["therapist_id"].unique()))}
+    settings = ReportSettings(dataset="demo", bootstrap=199)
+    whole = report_tables(data, settings, warning, codes)
+    shards = report_tables(in_shards(data, tmp_path, 3), settings, warning, codes)
+    assert {"phq9:finished", "nhs_recovery", "clients_with_rupture", "not_on_track"} <= set(
+        whole.kpis["kpi"]
+    )
+    assert whole.sites["site_id"].nunique() > 1
+    for name in whole.names():
+        pd.testing.assert_frame_equal(getattr(shards, name), getattr(whole, name),
+                                      check_exact=True)  # fmt: skip

@@ -485,9 +485,14 @@ def nhs_talking_therapies(sessions: pd.DataFrame, *, start_month: int = 4) -> pd
     """
     if not {"phq9", "gad7"} <= set(sessions.columns):
         return None
-    phq = client_outcomes(sessions, "phq9", start_month=start_month)
-    gad = client_outcomes(sessions, "gad7", start_month=start_month)
-    keys = case_keys(sessions)
+    return nhs_recovery(client_outcomes(sessions, "phq9", start_month=start_month),
+                        client_outcomes(sessions, "gad7", start_month=start_month))  # fmt: skip
+
+
+def nhs_recovery(phq: pd.DataFrame, gad: pd.DataFrame) -> pd.DataFrame:
+    """:func:`nhs_talking_therapies` from each case's PHQ-9 and GAD-7 outcomes
+    (:func:`client_outcomes` of each)."""
+    keys = case_keys(phq)
     both = phq.merge(gad[[*keys, "pre", "post", "finished"]], on=keys, suffixes=("_phq", "_gad"))
     finished = both[both["finished_phq"] & both["finished_gad"]]
     phq_change = finished["post_phq"] - finished["pre_phq"]
@@ -536,12 +541,16 @@ def session_years(sessions: pd.DataFrame, start_month: int = 4) -> pd.Series:
 
 
 def activity(
-    seen: pd.DataFrame, outcomes: pd.DataFrame, year: str, group: str = "all"
+    clients_seen: int,
+    sessions_attended: int,
+    outcomes: pd.DataFrame,
+    year: str,
+    group: str = "all",
 ) -> pd.DataFrame:
-    """Activity KPIs of one year: clients seen and sessions attended in the year (``seen``: the
-    sessions dated in it, :func:`session_years`), and, among episodes ending in the year,
-    sessions per client (median, quartiles), finished clients and the completeness of paired
-    data."""
+    """Activity KPIs of one year: clients seen and sessions attended in the year (counted over
+    the sessions dated in it, :func:`session_years`), and, among episodes ending in the year
+    (``outcomes``: :func:`client_outcomes`), sessions per client (median, quartiles), finished
+    clients and the completeness of paired data."""
     ended = outcomes[outcomes["ended"] & (outcomes["year"] == year)]
     two_plus = ended[ended["sessions"] >= 2]
     quartiles = (
@@ -550,8 +559,8 @@ def activity(
         else pd.Series([np.nan] * 3, index=[0.25, 0.5, 0.75])
     )
     rows = [
-        {"kpi": "clients_seen", "numerator": seen["client_id"].nunique(), "unit": "clients"},
-        {"kpi": "sessions_attended", "numerator": len(seen), "unit": "sessions"},
+        {"kpi": "clients_seen", "numerator": clients_seen, "unit": "clients"},
+        {"kpi": "sessions_attended", "numerator": sessions_attended, "unit": "sessions"},
         {"kpi": "episodes_ended", "numerator": len(ended), "unit": "clients"},
         {
             "kpi": "sessions_per_client_median",

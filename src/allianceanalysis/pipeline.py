@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ._files import atomic_directory, atomic_outputs
 from .derive import EXCLUSION_REASONS
@@ -770,7 +771,7 @@ def report_settings(dataset: str, settings: Mapping[str, Any]) -> ReportSettings
 
 
 def report_tables_step(
-    sessions: str | Path,
+    sessions: str | Path | Sequence[str | Path],
     outputs: Mapping[str, str | Path],
     settings: ReportSettings,
     warning: str | Path | None = None,
@@ -779,9 +780,10 @@ def report_tables_step(
     change_table: str | Path | None = None,
 ) -> None:
     """Rule ``report_tables``: every reporting year's numbers as internal tidy tables
-    (``results/<dataset>/internal/report_tables/<table>.csv``; unsuppressed, not for publication).
-    ``warning`` is the early-warning table, whose expected-response model flags clients not on
-    track; ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``);
+    (``results/<dataset>/internal/report_tables/<table>.csv``; unsuppressed, not for publication)
+    from the validated sessions' file, or each shard's (read one at a time). ``warning`` is
+    the early-warning table, whose expected-response model flags clients not on track;
+    ``codes`` the therapists' pseudonymous codes (``derived/therapist_codes.csv``);
     ``change`` each case's category of change (``derived/clinical_significance.parquet``) and
     ``change_table`` the analysis's tidy rows (``tables/clinical_significance.csv``), whose
     method, cut-off and reliability the report states."""
@@ -789,13 +791,17 @@ def report_tables_step(
 
     early = pd.read_csv(warning) if warning is not None else None
     key = read_codes(codes) if codes is not None else None
-    categories = pd.read_parquet(change) if change is not None else None
+    categories = None
+    if change is not None:
+        kept = {"client_id", "episode_id", "category"}
+        columns = [c for c in pq.read_schema(change).names if c in kept]
+        categories = pd.read_parquet(change, columns=columns)
     basis = ""
     if change_table is not None:
         rows = pd.read_csv(change_table).set_index("term")
         if "recovered" in rows.index:  # "16 of 40; jt index (...), cut-off c = 25.14, ..."
             basis = str(rows.loc["recovered", "message"]).split("; ", 1)[-1]
-    tables = report_tables(pd.read_parquet(sessions), settings, early, key, categories, basis)
+    tables = report_tables(_table(sessions), settings, early, key, categories, basis)
     names = ReportTables.names()
     with atomic_outputs(*(outputs[n] for n in names)) as temps:
         tables.write(dict(zip(names, temps, strict=True)))

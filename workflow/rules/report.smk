@@ -5,7 +5,7 @@
 
 rule report_tables:
     input:
-        sessions=f"{I}/validated/sessions.parquet",
+        sessions=validated_pieces(),
         early_warning=f"{I}/tables/early_warning.csv",
         codes=f"{I}/derived/therapist_codes.csv",
         change=f"{I}/derived/clinical_significance.parquet",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..derive import case_keys, client_table
+from ..derive import case_keys, client_table, in_case_order
 from ..disclosure import DisclosurePolicy
 from ..effects import (
     KPI_COLUMNS,
@@ -25,7 +25,7 @@ from ..effects import (
     activity,
     client_outcomes,
     funnel,
-    nhs_talking_therapies,
+    nhs_recovery,
     outcome_kpis,
     rate_row,
     session_bands,
@@ -47,7 +47,8 @@ from ..models import (
 )
 from ..models import therapist_effects as fit_therapist_effects
 from ..pseudonyms import therapist_codes
-from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures
+from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures, reliable_drop
+from ..shards import ShardedTable, frames
 from ..tidy import has_therapists
 
 log = logging.getLogger("allianceanalysis")
@@ -141,18 +142,18 @@ def year_file_name(year: str) -> str:
     return year.replace("/", "-")
 
 
-def _alliance_kpis(
-    year_sessions: pd.DataFrame, alliance: Instrument | None, year: str
-) -> list[dict]:
+def _alliance_kpis(in_year: pd.DataFrame, alliance: Instrument | None, year: str) -> list[dict]:
+    """Sessions and clients below the alliance cut-off among the year's ended cases, from each
+    case's counts of rated sessions and of those below (:func:`_alliance_counts`)."""
     if alliance is None or alliance.cutoff is None:
         return []
-    data = year_sessions.dropna(subset=[alliance.key])
-    below = data[alliance.key] < alliance.cutoff
-    by_client = below.groupby([data[k] for k in case_keys(data)]).any()
+    rated = in_year[in_year["alliance_rated"] > 0]
     return [
-        rate_row(year, "alliance_sessions_below_cutoff", int(below.sum()), len(below)),
-        rate_row(year, "alliance_clients_below_cutoff", int(by_client.sum()), len(by_client)),
-    ]
+        rate_row(year, "alliance_sessions_below_cutoff", int(rated["alliance_below"].sum()),
+                 int(rated["alliance_rated"].sum())),
+        rate_row(year, "alliance_clients_below_cutoff", int((rated["alliance_below"] > 0).sum()),
+                 len(rated)),
+    ]  # fmt: skip
 
 
 def _accounting(
@@ -221,8 +222,9 @@ def site_groups(seen: pd.DataFrame) -> dict[str, str]:
 
 
 def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame:
-    """Counts by site: clients and sessions by the session's site and date, episodes by the
-    site of their last session; sites with few therapists merged (:func:`site_groups`)."""
+    """Counts by site: clients and sessions by the session's site and date (``seen``: the
+    year's rows of :func:`_seen`), episodes by the site of their last session; sites with few
+    therapists merged (:func:`site_groups`)."""
     if "site_id" not in in_year:
         return pd.DataFrame(columns=["year", "site_id", *SITE_COLUMNS])
     groups = site_groups(seen)
@@ -243,7 +245,7 @@ def _sites(in_year: pd.DataFrame, seen: pd.DataFrame, year: str) -> pd.DataFrame
         )
     )
     by_session = seen.groupby("site_id").agg(
-        clients_seen=("client_id", "nunique"), sessions_attended=("session", "size")
+        clients_seen=("client_id", "nunique"), sessions_attended=("sessions", "sum")
     )
     counts = by_session.join(episodes, how="outer").fillna(0).astype(int)[list(SITE_COLUMNS)]
     return counts.reset_index().assign(year=year)
@@ -260,16 +262,21 @@ def _endings(year_clients: pd.DataFrame, alliance: Instrument | None, year: str)
     return table.rename_axis("early_alliance").reset_index().assign(year=year)
 
 
-def _alliance_bins(
-    year_sessions: pd.DataFrame, alliance: Instrument | None, year: str
-) -> pd.DataFrame:
+def _alliance_bins(bins: Mapping[str, np.ndarray], alliance: Instrument | None,
+                   year: str) -> pd.DataFrame:  # fmt: skip
+    """The histogram of the year's alliance ratings (:func:`_alliance_histograms`)."""
     if alliance is None:
         return pd.DataFrame(columns=["year", "bin_low", "bin_high", "sessions"])
-    edges = np.linspace(alliance.total_min, alliance.total_max, 11)
-    counts, _ = np.histogram(year_sessions[alliance.key].dropna(), bins=edges)
+    edges = _alliance_edges(alliance)
+    counts = bins.get(year, np.zeros(len(edges) - 1, dtype="int64"))
     return pd.DataFrame(
         {"year": year, "bin_low": edges[:-1], "bin_high": edges[1:], "sessions": counts}
     )
+
+
+def _alliance_edges(alliance: Instrument) -> np.ndarray:
+    """The alliance histogram's edges: ten equal bins over the instrument's range."""
+    return np.linspace(alliance.total_min, alliance.total_max, 11)
 
 
 def _early_alliance(eligible: pd.DataFrame, settings: ReportSettings, year: str) -> pd.DataFrame:
@@ -317,12 +324,13 @@ def other_outcomes(sessions: pd.DataFrame, outcome: str) -> list[str]:
     >>> other_outcomes(s, "ors")
     ['phq9']
     """
-    return [
-        key
-        for key, inst in INSTRUMENTS.items()
-        if key != outcome and inst.construct == "outcome" and key in sessions
-        and sessions[key].notna().any()
-    ]  # fmt: skip
+    return [key for key in _outcome_measures(sessions)
+            if key != outcome and sessions[key].notna().any()]  # fmt: skip
+
+
+def _outcome_measures(sessions: pd.DataFrame) -> list[str]:
+    """The outcome measures with a column in ``sessions``, registry order."""
+    return [k for k, inst in INSTRUMENTS.items() if inst.construct == "outcome" and k in sessions]
 
 
 def _change_categories(
@@ -340,61 +348,196 @@ def _change_categories(
     return pd.DataFrame({"year": year, "category": counts.index, "clients": counts.to_numpy()})
 
 
-def _rupture_cases(sessions: pd.DataFrame, settings: ReportSettings) -> pd.DataFrame | None:
-    """Per case: alliance ratings, ruptures, ruptures whose repair window is complete (or that
-    were repaired) and those repaired; None when the instrument has no rupture threshold (or
-    the data no alliance)."""
+def _rupture_threshold(
+    sessions: pd.DataFrame | ShardedTable, settings: ReportSettings
+) -> float | None:
+    """The drop that is a rupture: the configured one, or the reliable drop over all the
+    sessions (:func:`~allianceanalysis.ruptures.reliable_drop`); None without an alliance or a
+    threshold."""
     if settings.alliance is None:
         return None
+    if settings.rupture_threshold is not None:
+        return float(settings.rupture_threshold)
     try:
-        detected = detect_ruptures(sessions, settings.alliance,
-                                   threshold=settings.rupture_threshold,
-                                   repair_within=settings.repair_within)  # fmt: skip
+        return reliable_drop(sessions, settings.alliance)
     except NotEstimable as exc:
         log.info("rupture KPIs not computed: %s", exc)
         return None
-    return case_ruptures(detected).set_index(case_keys(detected))
 
 
-def _signal_cases(
-    sessions: pd.DataFrame, settings: ReportSettings, warning: pd.DataFrame | None
-) -> pd.DataFrame | None:
-    """Per case, the not-on-track signal of the expected-response model in ``warning`` (the
-    early-warning table: the model is not refitted); None without the model or a
-    reliable-change threshold."""
+def _signal_model(
+    settings: ReportSettings, warning: pd.DataFrame | None
+) -> ExpectedResponse | None:
+    """The expected-response model in ``warning`` (the early-warning table: the model is not
+    refitted) that flags clients not on track; None without the model or a reliable-change
+    threshold to judge the signal by."""
     if warning is None or "intake_mean" not in set(warning["term"]):
         return None
-    model = ExpectedResponse.from_table(warning, settings.outcome,
-                                        settings.not_on_track_percentile)  # fmt: skip
-    try:
-        return signalled_cases(not_on_track(sessions, model), settings.outcome)
-    except NotEstimable as exc:
-        log.info("not-on-track KPIs not computed: %s", exc)
+    inst = get_instrument(settings.outcome)
+    if inst.reliable_change_points is None:
+        log.info("not-on-track KPIs not computed: %s has no reliable-change threshold", inst.short)
         return None
+    return ExpectedResponse.from_table(warning, settings.outcome,
+                                       settings.not_on_track_percentile)  # fmt: skip
+
+
+RUPTURE_COUNTS = {"ratings": "rupture_ratings", "ruptures": "ruptures",
+                  "judged": "ruptures_judged", "repaired": "ruptures_repaired"}  # fmt: skip
+"""The per-case rupture counts (:func:`~allianceanalysis.ruptures.case_ruptures`) a case's
+outcome row carries, and their names there."""
+SIGNAL_FLAGS = {"signal": "signal", "deteriorated": "signal_deteriorated"}
+"""The per-case not-on-track flags (:func:`~allianceanalysis.expected_response.signalled_cases`)
+a case's outcome row carries, and their names there."""
+
+
+def _case_flags(
+    sessions: pd.DataFrame,
+    settings: ReportSettings,
+    alliance: Instrument | None,
+    threshold: float | None,
+    model: ExpectedResponse | None,
+) -> list[pd.DataFrame]:
+    """Per case, indexed by the case keys: the alliance ratings and those below the cut-off,
+    the rupture counts (with a ``threshold``) and the not-on-track flags (with a ``model``)."""
+    keys = case_keys(sessions)
+    flags = []
+    if alliance is not None and alliance.cutoff is not None:
+        scores = sessions[alliance.key]
+        counts = pd.DataFrame({"alliance_rated": scores.notna(),
+                               "alliance_below": scores < alliance.cutoff})  # fmt: skip
+        flags.append(counts.groupby([sessions[k] for k in keys]).sum())
+    if threshold is not None:
+        detected = detect_ruptures(sessions, settings.alliance, threshold=threshold,
+                                   repair_within=settings.repair_within)  # fmt: skip
+        cases = case_ruptures(detected).set_index(keys)
+        flags.append(cases[list(RUPTURE_COUNTS)].rename(columns=RUPTURE_COUNTS))
+    if model is not None:
+        cases = signalled_cases(not_on_track(sessions, model), settings.outcome)
+        flags.append(cases[list(SIGNAL_FLAGS)].rename(columns=SIGNAL_FLAGS))
+    return flags
+
+
+@dataclass
+class _Cases:
+    """What the report's years are cut from, made a piece (a shard) at a time and put
+    together (:meth:`of`): the cases' rows and the sessions' counts, no session row.
+
+    Attributes
+    ----------
+    outcomes : :func:`~allianceanalysis.effects.client_outcomes` of the outcome, with each
+        case's flags (:func:`_case_flags`).
+    clients : :func:`~allianceanalysis.derive.client_table` with the case's ``year``.
+    measures : every other outcome measure with a column, its ``client_outcomes``.
+    scored : the other outcome measures with a score.
+    seen : :func:`_seen`.
+    bins : the alliance histogram of the sessions of the cases ended in each year.
+    """
+
+    outcomes: pd.DataFrame
+    clients: pd.DataFrame
+    measures: dict[str, pd.DataFrame]
+    scored: set[str]
+    seen: pd.DataFrame
+    bins: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, pieces: list[_Cases]) -> _Cases:
+        """The pieces' cases together, in case order: the whole data's tables (a case lies
+        in one shard, :mod:`allianceanalysis.shards`)."""
+        if len(pieces) == 1:
+            return pieces[0]
+
+        def together(tables: list[pd.DataFrame]) -> pd.DataFrame:
+            return in_case_order(pd.concat(tables, ignore_index=True))
+
+        measures = {key: together([p.measures[key] for p in pieces if key in p.measures])
+                    for key in dict.fromkeys(k for p in pieces for k in p.measures)}  # fmt: skip
+        bins: dict[str, np.ndarray] = {}
+        for piece in pieces:
+            for year, counts in piece.bins.items():
+                bins[year] = bins[year] + counts if year in bins else counts
+        return cls(
+            outcomes=together([p.outcomes for p in pieces]),
+            clients=together([p.clients for p in pieces]),
+            measures=measures,
+            scored=set().union(*(p.scored for p in pieces)),
+            seen=pd.concat([p.seen for p in pieces], ignore_index=True),
+            bins=bins,
+        )
+
+    def measure(self, key: str, outcome: str) -> pd.DataFrame:
+        """The ``client_outcomes`` of the outcome measure ``key``."""
+        return self.outcomes if key == outcome else self.measures[key]
+
+
+def _seen(sessions: pd.DataFrame, start_month: int) -> pd.DataFrame:
+    """The sessions counted by the reporting year they are dated in, site, therapist and
+    client (``year, site_id, therapist_id, client_id, sessions``): what the activity KPIs and
+    the table by site count, a row per client and year instead of per session."""
+    dated = session_years(sessions, start_month)
+    site = sessions["site_id"] if "site_id" in sessions else pd.Series(np.nan, index=sessions.index)
+    by = [dated.rename("year"), site.rename("site_id"), sessions["therapist_id"],
+          sessions["client_id"]]  # fmt: skip
+    counts = sessions.groupby(by, dropna=False, sort=False, observed=True).size()
+    return counts.rename("sessions").reset_index().dropna(subset=["year"])
+
+
+def _piece_cases(
+    sessions: pd.DataFrame,
+    settings: ReportSettings,
+    alliance: Instrument | None,
+    threshold: float | None,
+    model: ExpectedResponse | None,
+) -> _Cases:
+    """:class:`_Cases` of one piece of the sessions (all of them, or a shard)."""
+    keys = case_keys(sessions)
+    start = settings.year_start_month
+    outcomes = client_outcomes(sessions, settings.outcome, start_month=start)
+    for flags in _case_flags(sessions, settings, alliance, threshold, model):
+        outcomes = outcomes.merge(flags, left_on=keys, right_index=True, how="left")
+    years = outcomes[[*keys, "year"]]
+    clients = client_table(sessions, settings.outcome, settings.alliance, settings.early_session)
+    bins = {}
+    if alliance is not None:
+        case_year = sessions[keys].merge(years, on=keys, how="left")["year"].to_numpy()
+        scores = sessions[alliance.key].to_numpy(dtype=float)
+        rated = ~np.isnan(scores)
+        for year in pd.unique(case_year[rated & pd.notna(case_year)]):
+            in_year = rated & (case_year == year)
+            bins[year] = np.histogram(scores[in_year], bins=_alliance_edges(alliance))[0]
+    measures = _outcome_measures(sessions)
+    return _Cases(
+        outcomes=outcomes,
+        clients=clients.merge(years, on=keys, how="left"),
+        measures={
+            key: client_outcomes(sessions, key, start_month=start)
+            for key in measures
+            if key != settings.outcome
+        },
+        scored={key for key in measures if sessions[key].notna().any()},
+        seen=_seen(sessions, start),
+        bins=bins,
+    )
 
 
 def _early_warning_kpis(
-    in_year: pd.DataFrame,
-    ruptures: pd.DataFrame | None,
-    signals: pd.DataFrame | None,
-    year: str,
+    in_year: pd.DataFrame, ruptures: bool, signals: bool, year: str
 ) -> list[dict]:
-    """Rupture and not-on-track KPIs of the cases ended in the year."""
-    keys = case_keys(in_year)
-    index = pd.MultiIndex.from_frame(in_year[keys]) if len(keys) > 1 else pd.Index(in_year[keys[0]])
+    """Rupture (with ``ruptures``) and not-on-track (with ``signals``) KPIs of the cases ended
+    in the year, from the flags on their rows (:func:`_case_flags`)."""
     rows = []
-    if ruptures is not None:
-        cases = ruptures.reindex(index).dropna(subset=["ratings"])
-        rated = cases[cases["ratings"] >= 2]
+    if ruptures:
+        cases = in_year.dropna(subset=["rupture_ratings"])
+        rated = cases[cases["rupture_ratings"] >= 2]
         rows += [
             rate_row(year, "clients_with_rupture", int((rated["ruptures"] > 0).sum()), len(rated)),
-            rate_row(year, "ruptures_repaired", int(cases["repaired"].sum()),
-                     int(cases["judged"].sum())),
+            rate_row(year, "ruptures_repaired", int(cases["ruptures_repaired"].sum()),
+                     int(cases["ruptures_judged"].sum())),
         ]  # fmt: skip
-    if signals is not None:
-        cases = signals.reindex(index).dropna(subset=["signal"])
+    if signals:
+        cases = in_year.dropna(subset=["signal"])
         signal = cases["signal"].astype(bool)
-        deteriorated = cases["deteriorated"].astype(bool)
+        deteriorated = cases["signal_deteriorated"].astype(bool)
         rows += [
             rate_row(year, "not_on_track", int(signal.sum()), len(cases)),
             rate_row(year, "not_on_track_deteriorated", int((signal & deteriorated).sum()),
@@ -404,7 +547,7 @@ def _early_warning_kpis(
 
 
 def report_tables(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     settings: ReportSettings,
     warning: pd.DataFrame | None = None,
     codes: Mapping[str, str] | None = None,
@@ -413,10 +556,15 @@ def report_tables(
 ) -> ReportTables:
     """Compute every reporting year's numbers (step 1 of the report; no suppression yet).
 
+    The sessions are read a piece at a time (all of them, or one shard of a
+    :class:`~allianceanalysis.shards.ShardedTable`) into per-case rows and per-year counts,
+    which are put together before the years are cut from them: a dataset in shards gives the
+    tables of the whole (the ruptures judged by one threshold over all the shards).
+
     Parameters
     ----------
-    sessions : pandas.DataFrame
-        Validated sessions (the session data contract).
+    sessions : pandas.DataFrame or ShardedTable
+        Validated sessions (the session data contract), whole or in shards.
     settings : ReportSettings
     warning : pandas.DataFrame, optional
         The early-warning table (``tables/early_warning.csv``), whose expected-response model
@@ -433,41 +581,48 @@ def report_tables(
     Returns
     -------
     ReportTables
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=300, n_therapists=15, seed=2).sessions
+    >>> tables = report_tables(s, ReportSettings(dataset="demo", bootstrap=99))
+    >>> tables.kpis.query("kpi == 'episodes_ended'")["estimate"].sum() > 0
+    True
     """
     alliance = None if settings.alliance is None else get_instrument(settings.alliance)
-    keys = case_keys(sessions)
-    outcomes = client_outcomes(sessions, settings.outcome, start_month=settings.year_start_month)
-    clients = client_table(sessions, settings.outcome, settings.alliance, settings.early_session)
-    clients = clients.merge(outcomes[[*keys, "year"]], on=keys, how="left")
-    case_year = sessions[keys].merge(outcomes[[*keys, "year"]], on=keys, how="left")["year"]
-    dated = session_years(sessions, settings.year_start_month)
-    codes = codes if codes is not None else therapist_codes(sessions["therapist_id"].unique())
-    ruptures, signals = _rupture_cases(sessions, settings), _signal_cases(sessions, settings,
-                                                                          warning)  # fmt: skip
+    threshold = _rupture_threshold(sessions, settings)
+    model = _signal_model(settings, warning)
+    cases = _Cases.of([_piece_cases(piece, settings, alliance, threshold, model)
+                       for piece in frames(sessions)])  # fmt: skip
+    outcomes, clients, seen = cases.outcomes, cases.clients, cases.seen
+    if codes is None:
+        codes = therapist_codes(seen["therapist_id"].unique())
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
-    for year in sorted(outcomes["year"].dropna().unique()):
+    years = sorted(outcomes["year"].dropna().unique())
+    for year in years:
         in_year = outcomes[outcomes["year"] == year]
         year_clients = clients[clients["year"] == year]
-        year_sessions = sessions[(case_year == year).to_numpy()]
-        seen = sessions[(dated == year).fillna(False).to_numpy()]
+        year_seen = seen[seen["year"] == year]
         eligible = year_clients[year_clients["eligible"]]
         dropout = in_year["dropout"]
         extra = [
-            *_alliance_kpis(year_sessions, alliance, year),
+            *_alliance_kpis(in_year, alliance, year),
             rate_row(year, "unplanned_endings", int(dropout.sum()), len(dropout)),
-            *_early_warning_kpis(in_year, ruptures, signals, year),
+            *_early_warning_kpis(in_year, threshold is not None, model is not None, year),
         ]
         parts["kpis"] += [
-            activity(seen, outcomes, year),
+            activity(year_seen["client_id"].nunique(), int(year_seen["sessions"].sum()),
+                     outcomes, year),
             outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
             pd.DataFrame(extra, columns=KPI_COLUMNS),
-        ]
+        ]  # fmt: skip
         parts["accounting"].append(_accounting(in_year, year_clients, year, alliance is not None))
         bands = session_bands(in_year["sessions"])
         parts["session_bands"].append(
             pd.DataFrame({"year": year, "band": bands.index, "clients": bands.to_numpy()})
         )
-        parts["sites"].append(_sites(in_year, seen, year))
+        parts["sites"].append(_sites(in_year, year_seen, year))
         parts["endings"].append(_endings(year_clients, alliance, year))
         finished = in_year[in_year["finished"]].dropna(subset=["reliable_improvement"])
         if len(finished) and has_therapists(finished):
@@ -477,21 +632,21 @@ def report_tables(
                 "reliable_improvement",
             )
             parts["funnel"].append(table.assign(year=year, overall=table.attrs["overall"]))
-        parts["alliance_bins"].append(_alliance_bins(year_sessions, alliance, year))
+        parts["alliance_bins"].append(_alliance_bins(cases.bins, alliance, year))
         parts["early_alliance"].append(_early_alliance(eligible, settings, year))
         parts["therapist_effects"].append(_therapist_effects(eligible, codes, settings, year))
         parts["change_categories"].append(
             _change_categories(in_year, change, year).assign(basis=change_basis)
         )
-    for key in other_outcomes(sessions, settings.outcome):
-        other = client_outcomes(sessions, key, start_month=settings.year_start_month)
-        for year in sorted(outcomes["year"].dropna().unique()):
+    for key in (k for k in INSTRUMENTS if k in cases.scored and k != settings.outcome):
+        other = cases.measures[key]
+        for year in years:
             kpis = outcome_kpis(other[other["year"] == year], key, year)
             parts["kpis"].append(kpis.assign(kpi=key + ":" + kpis["kpi"]))
-    nhs = nhs_talking_therapies(sessions, start_month=settings.year_start_month)
-    if nhs is not None:
-        parts["kpis"].append(nhs)
-    return ReportTables(**{name: _stack(frames) for name, frames in parts.items()})
+    if {"phq9", "gad7"} <= {settings.outcome, *cases.measures}:
+        phq, gad = (cases.measure(key, settings.outcome) for key in ("phq9", "gad7"))
+        parts["kpis"].append(nhs_recovery(phq, gad))
+    return ReportTables(**{name: _stack(tables) for name, tables in parts.items()})
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
