@@ -574,3 +574,32 @@ def test_report_tables_of_the_shards_are_the_whole_datas(tmp_path: Path) -> None
     for name in whole.names():
         pd.testing.assert_frame_equal(getattr(shards, name), getattr(whole, name),
                                       check_exact=True)  # fmt: skip
+
+
+def test_session_figures_of_the_shards_are_the_whole_datas_byte_for_byte(tmp_path: Path) -> None:
+    """The figures drawn from the derived sessions (trajectories by site, with their sample
+    of clients; the alliance over sessions) from three shards are the whole table's, SVG byte
+    for byte; a client with episodes in two shards is one client."""
+    from allianceanalysis.derive import client_table, session_table
+    from allianceanalysis.figures import alliance_over_sessions, outcome_trajectories, save_figure
+    from allianceanalysis.simulate import simulate_study
+
+    data = simulate_study(n_clients=300, n_therapists=12, n_sites=3, seed=4).sessions
+    first = data.drop_duplicates("client_id").set_index("client_id")["therapist_id"]
+    number = pd.Series(shard_number(first, 3), index=first.index)
+    one, other = number[number == 0].index[0], number[number == 1].index[0]
+    data["episode_id"] = np.where(data["client_id"] == other, 2, 1)
+    data["client_id"] = data["client_id"].replace(other, one)
+    table = session_table(data)
+    clients = client_table(data)
+    drawn = {}
+    for label, sessions in (("whole", table), ("sharded", in_shards(table, tmp_path, 3))):
+        figures = {"trajectories": outcome_trajectories(sessions, "ors", by="site_id", seed=7),
+                   "alliance": alliance_over_sessions(sessions, clients, "srs", 3)}  # fmt: skip
+        for name, figure in figures.items():
+            save_figure(figure, [tmp_path / f"{label}_{name}.svg"])
+            drawn[label, name] = (tmp_path / f"{label}_{name}.svg").read_bytes()
+    for name in ("trajectories", "alliance"):
+        assert drawn["sharded", name] == drawn["whole", name]
+    rated = table.dropna(subset=["alliance"]).query("session <= 20")["client_id"].nunique()
+    assert f"n = {rated} clients".encode() in drawn["whole", "alliance"]

@@ -18,7 +18,7 @@ Examples
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ._files import atomic_outputs
+from .derive import case_keys, in_case_order
 from .instruments import Instrument, get_instrument
+from .shards import ShardedTable, distinct, frames
+from .sums import ExactSum
 from .tables import TERM_LABELS, read_model_table
 from .tidy import unmet_need
 
@@ -112,13 +115,106 @@ def _rows(models: pd.DataFrame, model: str) -> pd.DataFrame:
     return models[models["model"] == model].set_index("term")
 
 
-def _band(data: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
-    """Mean and 95% band of ``value`` per ``by``, where at least
-    :data:`MIN_CLIENTS_FOR_MEAN` values contribute."""
-    stats = data.groupby(by)[value].agg(["mean", "std", "count"])
+def _shown(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    """The rows of ``frame`` with a ``value``, up to session :data:`MAX_SESSION_SHOWN`."""
+    data = frame.dropna(subset=[value])
+    return data[data["session"] <= MAX_SESSION_SHOWN]
+
+
+def _band(
+    table: pd.DataFrame | ShardedTable,
+    keys: list[str],
+    value: str,
+    *,
+    rows: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame,
+    ceiling: float | None = None,
+) -> pd.DataFrame:
+    """Mean and 95% band of ``value`` per ``keys``, where at least
+    :data:`MIN_CLIENTS_FOR_MEAN` values contribute (and with a ``ceiling``, the share of
+    values at or above it), over the ``rows`` of each piece of ``table`` with a ``value``.
+
+    Two passes, one piece in memory at a time, both sums exact
+    (:class:`~allianceanalysis.sums.ExactSum`: the mean, then the squared deviations from it),
+    so the band of a table in shards is the whole table's to the last bit.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"session": [1] * 10 + [2] * 3, "outcome": range(13)})
+    >>> _band(t, ["session"], "outcome")[["mean", "count"]]
+             mean  count
+    session
+    1         4.5     10
+    """
+
+    def cells() -> Iterable[tuple[object, np.ndarray]]:
+        for frame in frames(table, [*keys, value, "session"]):
+            data = rows(frame).dropna(subset=[value])
+            for key, values in data.groupby(keys[0] if len(keys) == 1 else keys)[value]:
+                yield key, values.to_numpy(dtype=float)[:, None]
+
+    sums: dict[object, ExactSum] = {}
+    counts: dict[object, list[int]] = {}
+    for key, values in cells():
+        sums.setdefault(key, ExactSum(1)).add(values)
+        count = counts.setdefault(key, [0, 0])
+        count[0] += len(values)
+        count[1] += 0 if ceiling is None else int((values >= ceiling).sum())
+    mean = {key: total.value()[0] / counts[key][0] for key, total in sums.items()}
+    squares: dict[object, ExactSum] = {}
+    for key, values in cells():
+        squares.setdefault(key, ExactSum(1)).add((values - mean[key]) ** 2)
+    order = sorted(sums)
+    index = (pd.Index(order, name=keys[0]) if len(keys) == 1
+             else pd.MultiIndex.from_tuples(order, names=keys))  # fmt: skip
+    count = np.array([counts[key][0] for key in order], dtype="int64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(np.array([squares[key].value()[0] for key in order]) / (count - 1))
+    stats = pd.DataFrame({"mean": [mean[key] for key in order], "std": std, "count": count},
+                         index=index)  # fmt: skip
+    if ceiling is not None:
+        stats["ceiling"] = np.array([counts[key][1] for key in order]) / count
     stats = stats[stats["count"] >= MIN_CLIENTS_FOR_MEAN]
     half = 1.96 * stats["std"] / np.sqrt(stats["count"])
     return stats.assign(low=stats["mean"] - half, high=stats["mean"] + half)
+
+
+def _clients(table: pd.DataFrame | ShardedTable, value: str, by: str | None) -> dict:
+    """The clients with a ``value`` up to session :data:`MAX_SESSION_SHOWN`, sorted, per
+    value of ``by`` (``None``: all), over the pieces of ``table`` (a client with episodes in
+    two shards counted once)."""
+    columns = ["client_id", *([by] if by else [])]
+    seen = pd.concat(
+        [_shown(frame, value)[columns].drop_duplicates()
+         for frame in frames(table, [*columns, "session", value])],
+        ignore_index=True,
+    )  # fmt: skip
+    if by is None:
+        return {None: np.sort(seen["client_id"].unique())}
+    return {group: np.sort(part["client_id"].unique())
+            for group, part in seen.dropna(subset=[by]).groupby(by)}  # fmt: skip
+
+
+def _client_rows(
+    table: pd.DataFrame | ShardedTable, value: str, chosen: np.ndarray, columns: list[str]
+) -> pd.DataFrame:
+    """The rows of the ``chosen`` clients with a ``value`` up to session
+    :data:`MAX_SESSION_SHOWN`, in case order."""
+    wanted = [*dict.fromkeys([*case_keys(_schema(table)), *columns, "session", value])]
+    return in_case_order(pd.concat(
+        [_shown(frame, value).loc[lambda f: f["client_id"].isin(chosen)]
+         for frame in frames(table, wanted)],
+        ignore_index=True,
+    ))  # fmt: skip
+
+
+def _panel(bands: pd.DataFrame, group: object) -> pd.DataFrame:
+    """One panel's rows of bands by panel and session, indexed by session."""
+    return bands[bands.index.get_level_values(0) == group].droplevel(0)
+
+
+def _schema(table: pd.DataFrame | ShardedTable) -> pd.DataFrame:
+    """A table's columns (no rows for a sharded one)."""
+    return table if isinstance(table, pd.DataFrame) else table.schema()
 
 
 def _integer_sessions(axis: object) -> None:
@@ -148,19 +244,26 @@ def outcome_trajectories(
     seed : int
     """
     outcome = _instrument(outcome)
-    data = table.dropna(subset=["outcome"])
-    data = data[data["session"] <= MAX_SESSION_SHOWN]
-    groups = sorted(data[by].dropna().unique()) if by and by in data else [None]
+    by = by if by and by in _schema(table) else None
+    panels = _clients(table, "outcome", by)
+    groups = sorted(panels) if by else [None]
     figure = Figure(figsize=(4.2 * len(groups), 4), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(groups), sharey=True, squeeze=False)[0])
     rng = np.random.default_rng(seed)
+    chosen = {}
+    for group in groups:
+        clients = panels[group]
+        chosen[group] = rng.choice(clients, size=min(sample, len(clients)), replace=False)
+    lines = _client_rows(table, "outcome", np.concatenate(list(chosen.values())),
+                         [by] if by else [])  # fmt: skip
+    bands = _band(table, [by, "session"] if by else ["session"], "outcome",
+                  rows=lambda frame: _shown(frame, "outcome"))  # fmt: skip
     for axis, group in zip(axes, groups, strict=True):
-        part = data if group is None else data[data[by] == group]
-        clients = part["client_id"].unique()
-        chosen = rng.choice(clients, size=min(sample, len(clients)), replace=False)
-        for _, client in part[part["client_id"].isin(chosen)].groupby("client_id"):
+        part = lines if group is None else lines[lines[by] == group]
+        for _, client in part[part["client_id"].isin(chosen[group])].groupby("client_id"):
             axis.plot(client["session"], client["outcome"], color="0.75", linewidth=0.6)
-        band = _band(part, "session", "outcome")
+        band = bands if group is None else _panel(bands, group)
+        clients = panels[group]
         axis.fill_between(
             band.index, band["low"], band["high"], color=PALETTE[0], alpha=0.25, linewidth=0
         )
@@ -186,11 +289,10 @@ def alliance_over_sessions(
     """Alliance by session (with the share of ratings at the scale's maximum: the ceiling) and
     the distribution of the early alliance rating, with the instrument's cut-off."""
     alliance = _instrument(alliance)
-    data = table.dropna(subset=["alliance"])
-    data = data[data["session"] <= MAX_SESSION_SHOWN]
     figure = Figure(figsize=(9, 4), layout="constrained")
     left, right = figure.subplots(1, 2)
-    band = _band(data, "session", "alliance")
+    band = _band(table, ["session"], "alliance", ceiling=alliance.total_max,
+                 rows=lambda frame: _shown(frame, "alliance"))  # fmt: skip
     left.fill_between(
         band.index, band["low"], band["high"], color=PALETTE[2], alpha=0.25, linewidth=0
     )
@@ -198,9 +300,9 @@ def alliance_over_sessions(
     left.set_xlabel("Session")
     _integer_sessions(left)
     left.set_ylabel(_scale_label(alliance))
-    left.set_title(f"Alliance by session (n = {data['client_id'].nunique()} clients)", fontsize=10)
-    ceiling = data.groupby("session")["alliance"].apply(lambda a: (a >= alliance.total_max).mean())
-    ceiling = ceiling.loc[band.index]
+    rated = len(_clients(table, "alliance", None)[None])
+    left.set_title(f"Alliance by session (n = {rated} clients)", fontsize=10)
+    ceiling = band["ceiling"]
     twin = left.twinx()
     twin.bar(
         ceiling.index,
@@ -770,7 +872,7 @@ def rupture_profile(
             line = group[group["rupture"] == rupture]
             left.plot(line["offset"], line["alliance"], color=colour, alpha=0.7, marker="o",
                       markersize=3)  # fmt: skip
-        band = _band(group.dropna(subset=["change"]), "offset", "change")
+        band = _band(group, ["offset"], "change")
         right.fill_between(band.index, band["low"], band["high"], color=colour, alpha=0.2)
         right.plot(band.index, band["mean"], color=colour, marker="o",
                    label=f"{kind} (n = {len(ids)})")  # fmt: skip
@@ -1174,7 +1276,8 @@ class FigureData:
     Parameters
     ----------
     paths : mapping
-        File of each input name (``sessions``, ``models`` …).
+        File of each input name (``sessions``, ``models`` …); for ``sessions``, a list of the
+        shards' files for a sharded dataset (read one at a time).
     outcome, alliance : str or Instrument
         The dataset's instruments (``alliance`` None for data without one).
     early_session : int
@@ -1183,7 +1286,7 @@ class FigureData:
         Seed of the figures' random choices (the sample of trajectories, example sequences).
     """
 
-    paths: Mapping[str, str | Path]
+    paths: Mapping[str, str | Path | Sequence[str | Path]]
     outcome: str | Instrument
     alliance: str | Instrument | None
     early_session: int = 3
@@ -1199,12 +1302,14 @@ class FigureData:
         (:func:`~allianceanalysis.tidy.unmet_need`), or None."""
         return unmet_need(tuple(needs), self["sessions"], self.alliance)
 
-    def __getitem__(self, name: str) -> pd.DataFrame:
+    def __getitem__(self, name: str) -> pd.DataFrame | ShardedTable:
         if name not in self._tables:
-            path = Path(self.paths[name])
-            if name == "models":
+            path = self.paths[name]
+            if name == "sessions":  # a file, or each shard's: read a shard at a time
+                self._tables[name] = ShardedTable.of(path)
+            elif name == "models":
                 self._tables[name] = read_model_table(path)
-            elif path.suffix == ".parquet":
+            elif Path(path).suffix == ".parquet":
                 self._tables[name] = pd.read_parquet(path)
             else:
                 self._tables[name] = pd.read_csv(path)
@@ -1230,9 +1335,9 @@ class FigureEntry:
             raise TypeError(f"unknown figure inputs: {', '.join(sorted(unknown))}")
 
 
-def _site_column(sessions: pd.DataFrame) -> str | None:
+def _site_column(sessions: pd.DataFrame | ShardedTable) -> str | None:
     """``site_id`` when the data have two or more sites (trajectories by site), else None."""
-    return "site_id" if "site_id" in sessions and sessions["site_id"].nunique() > 1 else None
+    return "site_id" if distinct(sessions, "site_id", 2) > 1 else None
 
 
 FIGURES: dict[str, FigureEntry] = {

@@ -387,7 +387,7 @@ def _table(paths: str | Path | Sequence[str | Path]) -> Any:
 
 
 def figures_step(
-    inputs: Mapping[str, str | Path],
+    inputs: Mapping[str, str | Path | Sequence[str | Path]],
     outputs: Iterable[str | Path],
     *,
     outcome: str,

@@ -632,6 +632,20 @@ def frames(
     yield from table.frames(columns)
 
 
+def distinct(table: pd.DataFrame | ShardedTable, column: str, limit: int) -> int:
+    """How many distinct values ``column`` of a table (whole, or in shards) holds, counting up
+    to ``limit``: 0 without the column.
+
+    Examples
+    --------
+    >>> distinct(pd.DataFrame({"site_id": ["a", "b", "a"]}), "site_id", 2)
+    2
+    """
+    if isinstance(table, pd.DataFrame):
+        return min(table[column].nunique(), limit) if column in table else 0
+    return table.distinct(column, limit) if column in table.schema() else 0
+
+
 class Spilled:
     """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
     as they are for a table of one piece, in Parquet files of a temporary folder otherwise

@@ -59,9 +59,9 @@ def has_therapists(data: pd.DataFrame | Any) -> bool:
     >>> has_therapists(pd.DataFrame({"therapist_id": ["t1", "t1"]}))
     False
     """
-    if not isinstance(data, pd.DataFrame):
-        return "therapist_id" in data.schema() and data.distinct("therapist_id", 2) >= 2
-    return "therapist_id" in data and data["therapist_id"].nunique() >= 2
+    from .shards import distinct
+
+    return distinct(data, "therapist_id", 2) >= 2
 
 
 def unmet_need(needs: tuple[str, ...], data: pd.DataFrame, alliance: object) -> str | None:

@@ -176,7 +176,9 @@ def figure_inputs():
     """The files the figures are drawn from (those some registry entry reads)."""
     used = {name for entry in FIGURES.values() for name in entry.inputs}
     return {
-        name: f"results/{{dataset}}/{path}"
+        name: derived_pieces("sessions.parquet")
+        if name == "sessions"
+        else f"results/{{dataset}}/{path}"
         for name, path in FIGURE_INPUTS.items()
         if name in used
     }
