@@ -603,3 +603,18 @@ def test_session_figures_of_the_shards_are_the_whole_datas_byte_for_byte(tmp_pat
         assert drawn["sharded", name] == drawn["whole", name]
     rated = table.dropna(subset=["alliance"]).query("session <= 20")["client_id"].nunique()
     assert f"n = {rated} clients".encode() in drawn["whole", "alliance"]
+
+
+def test_multiple_imputation_of_the_shards_is_the_whole_datas(tmp_path: Path) -> None:
+    """The client tables and auxiliary scores of three shards, put in case order, are the
+    whole data's, so the imputations and every pooled model are too, to the last bit."""
+    from allianceanalysis.missing_data import multiple_imputation
+    from allianceanalysis.simulate import simulate_study
+
+    data = simulate_study(n_clients=240, n_therapists=12, seed=6).sessions
+    data.loc[data.sample(frac=0.1, random_state=1).index, "srs"] = np.nan
+    options = {"m": 2, "seed": 3, "burn_in": 20, "between": 5, "early_sessions": (2, 3)}
+    whole, _ = multiple_imputation(data, **options)
+    shards, _ = multiple_imputation(in_shards(data, tmp_path, 3), **options)
+    assert whole["converged"].dropna().astype(bool).any()
+    pd.testing.assert_frame_equal(shards, whole, check_exact=True)

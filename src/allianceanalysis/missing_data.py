@@ -47,7 +47,7 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment, adjusted
-from .derive import CaseOrder, case_order, client_frames
+from .derive import CaseOrder, case_order, client_frames, in_case_order
 from .disclosure import DisclosurePolicy, suppress_small_rows
 from .effects import wilson_interval
 from .engine import DEFAULT_ENGINE, fit_lmm
@@ -66,6 +66,7 @@ from .models import (
     tidy_fit,
 )
 from .pooling import MI_COLUMNS, Pooled, pool
+from .shards import ShardedTable, frames
 
 __all__ = [
     "AUXILIARY_SESSIONS",
@@ -197,6 +198,47 @@ def _scores(
         scores |= {f"alliance_s{s}": ordered.at_session(alliance, s).to_numpy(float)
                    for s in before}  # fmt: skip
     return scores
+
+
+_AUXILIARY = "_auxiliary_"
+"""The prefix of the auxiliary scores while they travel with the client table."""
+
+
+def client_data(
+    sessions: pd.DataFrame | ShardedTable,
+    outcome: str,
+    alliance: str | None,
+    early_sessions: tuple[int, ...],
+    adjustment: Adjustment | None = None,
+) -> tuple[dict[int, pd.DataFrame], dict[int, dict[str, np.ndarray]]]:
+    """For each early session k, the client table and the auxiliary scores of every case
+    (:func:`_scores`), in case order, from sessions given whole or in shards (one in memory
+    at a time; a case lies in one shard, so the tables are the whole data's).
+
+    Examples
+    --------
+    >>> from allianceanalysis.simulate import simulate_study
+    >>> s = simulate_study(n_clients=50, n_therapists=5, seed=3).sessions
+    >>> tables, scores = client_data(s, "ors", "srs", (3,))
+    >>> len(tables[3]) == len(scores[3]["alliance_s2"]) == 50
+    True
+    """
+    pieces: dict[int, list[pd.DataFrame]] = {k: [] for k in early_sessions}
+    for frame in frames(sessions):
+        ordered = case_order(frame, alliance)
+        tables = client_frames(ordered, outcome, alliance, early_sessions, adjustment)
+        for k in early_sessions:
+            aux = {_AUXILIARY + name: values
+                   for name, values in _scores(ordered, outcome, alliance, k).items()}  # fmt: skip
+            pieces[k].append(tables[k].assign(**aux))
+        del ordered, tables
+    tables, scores = {}, {}
+    for k, parts in pieces.items():
+        table = parts[0] if len(parts) == 1 else in_case_order(pd.concat(parts, ignore_index=True))
+        aux = [c for c in table.columns if c.startswith(_AUXILIARY)]
+        scores[k] = {c.removeprefix(_AUXILIARY): table[c].to_numpy(float) for c in aux}
+        tables[k] = table.drop(columns=aux)
+    return tables, scores
 
 
 def impute_clients(
@@ -458,8 +500,8 @@ def multiple_imputation(
 
     Parameters
     ----------
-    sessions : pandas.DataFrame
-        Validated sessions.
+    sessions : pandas.DataFrame or ShardedTable
+        Validated sessions, whole or in shards (read one at a time, :func:`client_data`).
     outcome, alliance : str
         The score columns.
     early_session : int
@@ -498,14 +540,12 @@ def multiple_imputation(
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
     streams = np.random.SeedSequence(seed).spawn(len(ks))
-    ordered = case_order(sessions, alliance)  # one ordering for every table and score
-    tables = client_frames(ordered, outcome, alliance, tuple(ks), adjustment)
-    frames: list[pd.DataFrame] = []
+    tables, scores = client_data(sessions, outcome, alliance, tuple(ks), adjustment)
+    parts: list[pd.DataFrame] = []
     main: ImputedClients | str = ""
     for k, stream in zip(ks, streams, strict=True):
         try:
-            data = _imputation_data(tables[k], _scores(ordered, outcome, alliance, k), alliance,
-                                    k, adjustment)  # fmt: skip
+            data = _imputation_data(tables[k], scores[k], alliance, k, adjustment)
             imputed: ImputedClients | str = _imputed(
                 data, k, m=m, seed=int(stream.generate_state(1)[0]), burn_in=burn_in,
                 between=between)  # fmt: skip
@@ -516,11 +556,11 @@ def multiple_imputation(
             fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
                                                    adjustment=adjustment)  # fmt: skip
         population = imputed.base if isinstance(imputed, ImputedClients) else tables[k]
-        frames += _pooled_or_reasons(fits, imputed, population, alliance)
+        parts += _pooled_or_reasons(fits, imputed, population, alliance)
         if k == early_session:
             main = imputed
     order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
     rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
     table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
     return table, main if isinstance(main, ImputedClients) else None

@@ -563,7 +563,7 @@ def clinical_significance_step(
 
 
 def missing_data_step(
-    sessions: str | Path,
+    sessions: str | Path | Sequence[str | Path],
     *,
     imputed: str | Path,
     tipping: str | Path,
@@ -576,7 +576,8 @@ def missing_data_step(
     """Rule ``missing_data``: the client-level models after multiple imputation
     (``imputed``: models ``<model>_mi``), the tipping-point analysis (``tipping``), and the
     missingness pattern (``pattern`` internal, raw counts; ``published_pattern`` as tidy
-    shares with small counts suppressed). :mod:`allianceanalysis.missing_data`.
+    shares with small counts suppressed). :mod:`allianceanalysis.missing_data`. ``sessions``
+    is the validated sessions' file, or each shard's (read one at a time).
 
     ``options`` are the model options (``outcome``, ``alliance``, ``early_session``,
     ``seed``, ``engine``, ``adjustment``); ``settings`` the config's ``missing_data`` block
@@ -584,15 +585,23 @@ def missing_data_step(
     """
     from . import tidy
     from .covariates import Adjustment
-    from .derive import case_keys, client_table
+    from .derive import case_keys
     from .disclosure import DisclosurePolicy, suppress_small_rows
-    from .missing_data import missingness, missingness_rows, multiple_imputation, tipping_point
+    from .missing_data import (
+        client_data,
+        missingness,
+        missingness_rows,
+        multiple_imputation,
+        tipping_point,
+    )
     from .pooling import MI_COLUMNS
+    from .shards import frames
 
-    data = pd.read_parquet(sessions)
+    data = _table(sessions)
     outcome, alliance = options["outcome"], options["alliance"]
     adjustment = Adjustment.from_dict(options.get("adjustment"))
-    adjustment.check(data, case_keys(data))  # this step may run before derive checks them
+    # this step may run before derive checks them
+    adjustment.check_facts([adjustment.facts(f, case_keys(f)) for f in frames(data)])
     table, main = multiple_imputation(
         data, outcome, alliance, options["early_session"], m=settings["m"],
         seed=options["seed"], engine=options["engine"], adjustment=adjustment,
@@ -604,8 +613,8 @@ def missing_data_step(
     else:
         points = tipping_point(main, outcome, settings["tipping_shifts"],
                                engine=options["engine"], adjustment=adjustment)  # fmt: skip
-    pattern_table = missingness(client_table(data, outcome, alliance, options["early_session"]),
-                                alliance)  # fmt: skip
+    k = options["early_session"]
+    pattern_table = missingness(client_data(data, outcome, alliance, (k,))[0][k], alliance)
     policy = DisclosurePolicy(suppress_below)
     with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
         _write_csv(suppress_small_rows(table, policy), i)

@@ -5,7 +5,7 @@
 
 rule missing_data:
     input:
-        f"{I}/validated/sessions.parquet",
+        validated_pieces(),
     output:
         imputed=report(
             f"{P}/tables/multiple_imputation.csv",

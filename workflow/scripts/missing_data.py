@@ -5,7 +5,7 @@ from allianceanalysis.pipeline import missing_data_step
 
 with workflow_step(snakemake):
     missing_data_step(
-        snakemake.input[0],
+        list(snakemake.input),
         imputed=snakemake.output.imputed,
         tipping=snakemake.output.tipping,
         pattern=snakemake.output.pattern,
