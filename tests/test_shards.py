@@ -618,3 +618,42 @@ def test_multiple_imputation_of_the_shards_is_the_whole_datas(tmp_path: Path) ->
     shards, _ = multiple_imputation(in_shards(data, tmp_path, 3), **options)
     assert whole["converged"].dropna().astype(bool).any()
     pd.testing.assert_frame_equal(shards, whole, check_exact=True)
+
+
+def test_models_deriving_their_tables_from_the_shards_are_the_whole_datas_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    """The models that derive their own tables from the validated sessions (per-k early
+    alliance, components, moderation, detrended next session, RI-CLPM, the demo's own
+    models) given each shard's validated sessions write the tables they write from the
+    merged file."""
+    config = load_config(ROOT / "config" / "config.yaml")
+    adjustment = Adjustment.from_config(config, "demo").as_dict()
+    spec = DatasetSpec(name="demo", path=DEMO)
+    derive_whole_and_sharded(spec, tmp_path, adjustment, 3)  # the therapists' codes
+    (tmp_path / "v").mkdir()
+    sharded(spec, tmp_path / "v", count=3, chunk_bytes=20_000)
+    options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "riclpm_waves": 6,
+               "bootstrap": 20, "seed": 1, "engine": "lmm", "adjustment": adjustment,
+               "custom": config["models"]}  # fmt: skip
+    names = ["early_alliance", "alliance_components", "moderation", "custom_models",
+             "alliance_next_session_detrended", "riclpm"]  # fmt: skip
+    written = {}
+    for label, validated in (("whole", tmp_path / "v" / "merged_sessions.parquet"),
+                             ("sharded", [tmp_path / "v" / f"shard{k}_sessions.parquet"
+                                          for k in range(3)])):  # fmt: skip
+        folder = tmp_path / label
+        folder.mkdir()
+        inputs = {"clients": tmp_path / "whole_clients.parquet",
+                  "sessions": tmp_path / "whole_sessions.parquet",
+                  "pairs": tmp_path / "whole_pairs.parquet", "validated": validated,
+                  "codes": tmp_path / "whole_codes.csv"}  # fmt: skip
+        tables = [folder / f"{name}.csv" for name in names]
+        models_step(inputs, tables=tables, combined=folder / "models.csv", options=options)
+        written[label] = [t.read_bytes() for t in [*tables, folder / "models.csv"]]
+    assert written["sharded"] == written["whole"]
+    combined = pd.read_csv(tmp_path / "whole" / "models.csv")
+    fitted = combined.loc[combined["term"] != "not_fitted", "model"]
+    assert {"early_alliance_k1", "riclpm", "alliance_next_session_detrended",
+            "alliance_by_dose", "dropout_after_session"} <= set(fitted)  # fmt: skip
+    assert fitted.str.contains("_by_treatment").any()

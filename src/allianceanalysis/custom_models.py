@@ -54,6 +54,7 @@ from .covariates import Adjustment, Covariate
 from .engine import DEFAULT_ENGINE, fit_lmm, group_label
 from .errors import ConfigError, NotEstimable
 from .formula import Formula, design
+from .shards import ShardedTable, frames, per_case, schema
 
 __all__ = [
     "FAMILIES",
@@ -177,7 +178,7 @@ def check_variables(
 
 
 def derived_table(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     model: CustomModel,
     outcome: str,
     alliance: str | None,
@@ -185,27 +186,32 @@ def derived_table(
     adjustment: Adjustment | None = None,
 ) -> pd.DataFrame:
     """The model's table, carrying the session data's columns its formula uses (refused by a
-    plain error when a client-level one varies within a case)."""
+    plain error when a client-level one varies within a case), from sessions whole or in
+    shards (a shard at a time)."""
     from .derive import case_keys, client_table, session_pairs, session_table
     from .dropout_risk import person_periods
 
-    extra = _extra(model, list(sessions.columns))
+    extra = _extra(model, list(schema(sessions).columns))
     level = "client" if model.table == "clients" else "session"
     carried = [c for c in extra if not adjustment or c not in {a.column for a in (
         *adjustment.covariates, *adjustment.moderators)}]  # fmt: skip
     own = Adjustment(tuple(Covariate(c, level=level) for c in carried),
                      source={"covariates": f"the formula of {model.name}"})  # fmt: skip
-    own.check(sessions, case_keys(sessions))
+    own.check_facts([own.facts(frame, case_keys(frame)) for frame in frames(sessions)])
     combined = Adjustment((*(adjustment.covariates if adjustment else ()), *own.covariates),
                           adjustment.moderators if adjustment else ())  # fmt: skip
-    if model.table == "clients":
-        return client_table(sessions, outcome, alliance, early_session, combined)
-    if model.table == "sessions":
-        return session_table(sessions, outcome, alliance, combined)
-    if model.table == "pairs":
-        return session_pairs(sessions, outcome, alliance, combined)
     columns = [c.column for c in (*combined.covariates, *combined.moderators)]
-    return person_periods(sessions, outcome, alliance or "_no_alliance", carry=columns)
+
+    def table(frame: pd.DataFrame) -> pd.DataFrame:
+        if model.table == "clients":
+            return client_table(frame, outcome, alliance, early_session, combined)
+        if model.table == "sessions":
+            return session_table(frame, outcome, alliance, combined)
+        if model.table == "pairs":
+            return session_pairs(frame, outcome, alliance, combined)
+        return person_periods(frame, outcome, alliance or "_no_alliance", carry=columns)
+
+    return per_case(sessions, table)
 
 
 def _dropped(rows: int, used: int) -> str:
@@ -261,7 +267,7 @@ def _fit_binomial(model: CustomModel, data: pd.DataFrame) -> list:
 
 
 def custom_models_table(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str | None = "srs",
     *,
@@ -280,13 +286,13 @@ def custom_models_table(
     models = [m if isinstance(m, CustomModel) else CustomModel(**m) for m in custom]
     if not models:
         raise NotEstimable("no models of your own are configured (models: in the config)")
-    check_variables(models, list(sessions.columns))
-    frames = []
+    check_variables(models, list(schema(sessions).columns))
+    rows = []
     for model in models:
         data = derived_table(sessions, model, outcome, alliance, early_session, adjustment)
-        frames.append(tidy.or_reason(
+        rows.append(tidy.or_reason(
             model.name, lambda m=model, d=data: tidy.frame(fit_custom(m, d, engine))))  # fmt: skip
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(rows, ignore_index=True)
 
 
 def as_dicts(models: Sequence[CustomModel]) -> list[dict[str, str]]:

@@ -49,6 +49,7 @@ from .covariates import Adjustment, adjusted
 from .derive import CaseOrder, pairs_of, session_frame
 from .engine import DEFAULT_ENGINE, fit_lmm
 from .errors import NotEstimable
+from .shards import ShardedTable, per_case
 
 __all__ = ["MIN_SESSIONS", "alliance_next_session_detrended", "detrend", "detrended_pairs"]
 
@@ -118,7 +119,7 @@ FORMULAS = {
 
 
 def alliance_next_session_detrended(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     *,
     outcome: str = "ors",
     alliance: str = "srs",
@@ -130,8 +131,8 @@ def alliance_next_session_detrended(
 
     Parameters
     ----------
-    sessions : pandas.DataFrame
-        Validated sessions.
+    sessions : pandas.DataFrame or ShardedTable
+        Validated sessions, whole or in shards (a shard at a time).
     outcome, alliance : str
         The score columns.
     engine : str
@@ -161,7 +162,7 @@ def alliance_next_session_detrended(
     """
     from .models import tidy_fit
 
-    pairs = detrended_pairs(sessions, outcome, alliance, adjustment)
+    pairs = per_case(sessions, lambda frame: detrended_pairs(frame, outcome, alliance, adjustment))
     clients = pairs["client_id"].nunique() if len(pairs) else 0
     if clients < 2:
         raise NotEstimable(

@@ -33,6 +33,7 @@ from ._files import atomic_outputs
 from .derive import case_keys, in_case_order
 from .instruments import Instrument, get_instrument
 from .shards import ShardedTable, distinct, frames
+from .shards import schema as _schema
 from .sums import ExactSum
 from .tables import TERM_LABELS, read_model_table
 from .tidy import unmet_need
@@ -210,11 +211,6 @@ def _client_rows(
 def _panel(bands: pd.DataFrame, group: object) -> pd.DataFrame:
     """One panel's rows of bands by panel and session, indexed by session."""
     return bands[bands.index.get_level_values(0) == group].droplevel(0)
-
-
-def _schema(table: pd.DataFrame | ShardedTable) -> pd.DataFrame:
-    """A table's columns (no rows for a sharded one)."""
-    return table if isinstance(table, pd.DataFrame) else table.schema()
 
 
 def _integer_sessions(axis: object) -> None:

@@ -53,6 +53,8 @@ from .latent_disaggregation import alliance_disaggregated_latent
 from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .riclpm import DEFAULT_WAVES, riclpm
+from .shards import ShardedTable, distinct, per_case
+from .shards import schema as _schema
 from .sums import ExactSum
 from .tidy import NEEDS, TIDY_COLUMNS
 
@@ -340,11 +342,6 @@ def _pieces(table: pd.DataFrame | Any, where: Callable | None = None) -> list:
     return [lambda columns: frame[columns]]
 
 
-def _schema(table: pd.DataFrame | Any) -> pd.DataFrame:
-    """A table's columns and their types (no rows for a sharded one)."""
-    return table if isinstance(table, pd.DataFrame) else table.schema()
-
-
 def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
     return clients[clients["eligible"]] if "eligible" in clients else clients
 
@@ -438,7 +435,7 @@ def alliance_outcome(
 
 
 def early_alliance(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str = "srs",
     *,
@@ -461,7 +458,8 @@ def early_alliance(
     Flückiger, C., et al. (2020). The reciprocal relationship between alliance and early
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
-    tables = client_tables(sessions, outcome, alliance, early_sessions, adjustment)
+    tables = per_case(sessions, lambda frame: client_tables(
+        frame, outcome, alliance, early_sessions, adjustment))  # fmt: skip
     frames = [
         early_alliance_at(table, k, engine=engine, adjustment=adjustment)
         for k, table in tables.items()
@@ -832,7 +830,7 @@ def growth(table: pd.DataFrame, *, engine: str = DEFAULT_ENGINE) -> pd.DataFrame
 
 
 def alliance_components(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str = "srs",
     *,
@@ -871,9 +869,7 @@ def alliance_components(
     columns = inst.component_columns
     if not columns:
         raise NotEstimable(f"the {inst.short} has no components (subscales) on record")
-    present = {
-        c: col for c, col in columns.items() if col in sessions and sessions[col].notna().any()
-    }
+    present = {c: col for c, col in columns.items() if distinct(sessions, col, 1)}
     if not present:
         items = ", ".join(inst.item_columns)
         raise NotEstimable(f"the data carry no {inst.short} components: supply its items "
@@ -881,7 +877,8 @@ def alliance_components(
     formula = "outcome_final ~ outcome_intake + alliance_early + early_change + (1 | therapist_id)"
     frames = []
     for name, column in present.items():
-        clients = client_table(sessions, outcome, column, early_session, adjustment)
+        clients = per_case(sessions, lambda frame, column=column: client_table(
+            frame, outcome, column, early_session, adjustment))  # fmt: skip
         model = f"alliance_component_{name}"
         frames.append(tidy.or_reason(model, lambda c=clients, m=model: alliance_outcome(
             c, bootstrap=bootstrap, seed=seed, engine=engine, adjustment=adjustment,
@@ -1160,7 +1157,7 @@ session table, or the validated sessions (``results/<dataset>/internal/derived/`
 
 
 def _riclpm(
-    sessions: pd.DataFrame, *, outcome: str, alliance: str, riclpm_waves: int
+    sessions: pd.DataFrame | ShardedTable, *, outcome: str, alliance: str, riclpm_waves: int
 ) -> pd.DataFrame:
     """:func:`allianceanalysis.riclpm.riclpm` with the configured waves."""
     return riclpm(sessions, outcome=outcome, alliance=alliance, waves=riclpm_waves)

@@ -64,6 +64,7 @@ from .distributions import t_ppf
 from .engine import DEFAULT_ENGINE, MixedFit, fit_lmm
 from .errors import NotEstimable
 from .formula import Formula
+from .shards import ShardedTable, per_case
 
 __all__ = ["GRID_POINTS", "MODELS", "conditional_effects", "johnson_neyman", "moderation"]
 
@@ -191,7 +192,7 @@ def johnson_neyman(
 
 
 def moderation(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     outcome: str = "ors",
     alliance: str = "srs",
     *,
@@ -210,8 +211,9 @@ def moderation(
 
     if not adjustment or not adjustment.moderators:
         raise NotEstimable("no moderators are configured (moderators: in the config)")
-    clients = _eligible(client_table(sessions, outcome, alliance, early_session, adjustment))
-    pairs = session_pairs(sessions, outcome, alliance, adjustment)
+    clients = _eligible(per_case(sessions, lambda frame: client_table(
+        frame, outcome, alliance, early_session, adjustment)))  # fmt: skip
+    pairs = per_case(sessions, lambda frame: session_pairs(frame, outcome, alliance, adjustment))
     frames = []
     for moderator in adjustment.moderators:
         for stem, (focal, base) in MODELS.items():

@@ -314,11 +314,12 @@ def models_step(
 
     ``inputs`` names the files ``clients``, ``sessions``, ``pairs`` (derived; for a sharded
     dataset, ``sessions`` and ``pairs`` may list the shards' files, read one at a time by the
-    models fitted from sufficient statistics), ``validated`` (the validated sessions, for the
-    per-k models) and ``codes`` (the therapists' pseudonymous codes); ``tables`` lists one
-    path per catalogue model, named ``<model>.csv``; ``combined`` gets every model's rows
-    but the therapist-level ones (which are internal, :mod:`allianceanalysis.layout`);
-    ``options`` holds ``outcome``, ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
+    models fitted from sufficient statistics), ``validated`` (the validated sessions, or each
+    shard's, for the models that derive their own tables a shard at a time) and ``codes``
+    (the therapists' pseudonymous codes); ``tables`` lists one path per catalogue model,
+    named ``<model>.csv``; ``combined`` gets every model's rows but the therapist-level ones
+    (which are internal, :mod:`allianceanalysis.layout`); ``options`` holds ``outcome``,
+    ``alliance``, ``bootstrap``, ``seed`` and ``engine``.
     """
     import pyarrow.parquet as pq
 
@@ -327,7 +328,7 @@ def models_step(
     from .models import CATALOGUE, fit_model
 
     custom = [CustomModel(**m) for m in options.get("custom", ())]
-    check_variables(custom, pq.read_schema(inputs["validated"]).names)  # before any fitting
+    check_variables(custom, pq.read_schema(_paths(inputs["validated"])[0]).names)  # before fits
     options = {**options, "codes": read_codes(inputs["codes"]), "custom": custom,
                "adjustment": Adjustment.from_dict(options.get("adjustment"))}  # fmt: skip
     files = {"clients": "clients", "sessions_table": "sessions", "pairs": "pairs",

@@ -36,10 +36,11 @@ import numpy as np
 import pandas as pd
 
 from . import tidy
-from .derive import CaseOrder
+from .derive import CaseOrder, case_keys
 from .distributions import chi2_sf
 from .errors import NotEstimable
 from .sem import MLFit, Model, Patterns, fit_ml, saturated_moments
+from .shards import ShardedTable, per_case
 
 __all__ = ["DEFAULT_WAVES", "MIN_WAVES", "fit_indices", "riclpm", "riclpm_model", "wide_panel"]
 
@@ -107,6 +108,11 @@ def wide_panel(
     """Alliance and outcome at each case's first ``waves`` attended sessions, cases by
     (a1…aT, y1…yT), NaN where missing; and the number of cases (no loop over cases)."""
     cases = CaseOrder(sessions)
+    return _wide(cases, outcome, alliance, waves), cases.n
+
+
+def _wide(cases: CaseOrder, outcome: str, alliance: str, waves: int) -> np.ndarray:
+    """:func:`wide_panel`'s array from the ordered sessions."""
     wave = np.arange(len(cases.case)) - cases.first[cases.case]
     keep = wave < waves
     panel = np.full((cases.n, 2 * waves), np.nan)
@@ -114,7 +120,16 @@ def wide_panel(
     for offset, column in ((0, alliance), (waves, outcome)):
         values = pd.to_numeric(cases.frame[column], errors="coerce").to_numpy(float)
         panel[rows, cols + offset] = values[keep]
-    return panel, cases.n
+    return panel
+
+
+def _panel_table(sessions: pd.DataFrame, outcome: str, alliance: str, waves: int) -> pd.DataFrame:
+    """:func:`wide_panel` with each case's keys (case order), for sessions in shards."""
+    cases = CaseOrder(sessions)
+    panel = _wide(cases, outcome, alliance, waves)
+    keys = cases.frame[cases.keys].iloc[cases.first].reset_index(drop=True)
+    return pd.concat([keys, pd.DataFrame(panel, columns=[f"_wave{j}" for j in range(2 * waves)])],
+                     axis=1)  # fmt: skip
 
 
 def _starts(panel: np.ndarray, waves: int) -> dict[str, float]:
@@ -196,7 +211,7 @@ def _rows(model: str, fit: MLFit, n: int, message: str) -> list[dict[str, object
 
 
 def riclpm(
-    sessions: pd.DataFrame,
+    sessions: pd.DataFrame | ShardedTable,
     *,
     outcome: str = "ors",
     alliance: str = "srs",
@@ -206,8 +221,9 @@ def riclpm(
 
     Parameters
     ----------
-    sessions : pandas.DataFrame
-        Validated sessions (one row per attended session).
+    sessions : pandas.DataFrame or ShardedTable
+        Validated sessions (one row per attended session), whole or in shards (a shard at a
+        time).
     outcome, alliance : str
         The score columns.
     waves : int
@@ -245,7 +261,8 @@ def riclpm(
         raise NotEstimable(
             f"too few waves: the RI-CLPM needs at least {MIN_WAVES} (waves = {waves})"
         )
-    panel, _ = wide_panel(sessions, outcome, alliance, waves)
+    panel = per_case(sessions, lambda frame: _panel_table(frame, outcome, alliance, waves))
+    panel = np.ascontiguousarray(panel.drop(columns=case_keys(panel)).to_numpy(float))
     longest = int(
         np.max(np.sum(~np.isnan(panel[:, waves:]) | ~np.isnan(panel[:, :waves]), axis=1), initial=0)
     )

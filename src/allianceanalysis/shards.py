@@ -646,6 +646,34 @@ def distinct(table: pd.DataFrame | ShardedTable, column: str, limit: int) -> int
     return table.distinct(column, limit) if column in table.schema() else 0
 
 
+def schema(table: pd.DataFrame | ShardedTable) -> pd.DataFrame:
+    """A table's columns and their types: the table itself, or no rows of a sharded one."""
+    return table if isinstance(table, pd.DataFrame) else table.schema()
+
+
+def per_case(table: pd.DataFrame | ShardedTable, function: Callable[[pd.DataFrame], Any]) -> Any:
+    """``function``'s per-case (or per-session) table of sessions given whole or in shards,
+    computed a piece at a time and put in case order
+    (:func:`~allianceanalysis.derive.in_case_order`): the whole data's table, since a case
+    lies in one shard. ``function`` may give a dict of tables (each put together on its own).
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["b", "a", "a"], "session": [1, 1, 2]})
+    >>> per_case(s, lambda f: f.groupby("client_id", as_index=False).size())["size"].tolist()
+    [2, 1]
+    """
+    from .derive import in_case_order
+
+    parts = [function(frame) for frame in frames(table)]
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], dict):
+        return {key: in_case_order(pd.concat([p[key] for p in parts], ignore_index=True))
+                for key in parts[0]}  # fmt: skip
+    return in_case_order(pd.concat(parts, ignore_index=True))
+
+
 class Spilled:
     """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
     as they are for a table of one piece, in Parquet files of a temporary folder otherwise

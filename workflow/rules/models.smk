@@ -8,7 +8,7 @@ rule models:
         clients=f"{I}/derived/clients.parquet",
         sessions=derived_pieces("sessions.parquet"),
         pairs=derived_pieces("pairs.parquet"),
-        validated=f"{I}/validated/sessions.parquet",
+        validated=validated_pieces(),
         codes=f"{I}/derived/therapist_codes.csv",
     output:
         tables=model_outputs(),
