@@ -141,10 +141,8 @@ def _band(
     Examples
     --------
     >>> t = pd.DataFrame({"session": [1] * 10 + [2] * 3, "outcome": range(13)})
-    >>> _band(t, ["session"], "outcome")[["mean", "count"]]
-             mean  count
-    session
-    1         4.5     10
+    >>> _band(t, ["session"], "outcome")[["mean", "count"]].to_dict("index")  # session 2: 3
+    {1: {'mean': 4.5, 'count': 10}}
     """
 
     def cells() -> Iterable[tuple[object, np.ndarray]]:

@@ -587,7 +587,7 @@ def report_tables(
     >>> from allianceanalysis.simulate import simulate_study
     >>> s = simulate_study(n_clients=300, n_therapists=15, seed=2).sessions
     >>> tables = report_tables(s, ReportSettings(dataset="demo", bootstrap=99))
-    >>> tables.kpis.query("kpi == 'episodes_ended'")["estimate"].sum() > 0
+    >>> bool(tables.kpis.query("kpi == 'episodes_ended'")["estimate"].sum() > 0)
     True
     """
     alliance = None if settings.alliance is None else get_instrument(settings.alliance)
