@@ -255,25 +255,36 @@ def test_the_workflow_shards_a_dataset_and_merges_the_unsharded_files(
     tmp_path: Path, demo_run: Path
 ) -> None:
     """The demo sharded by therapist into three, through Snakemake (split; three jobs each to
-    validate and derive a shard; the merges): the dataset's validation files and derived
-    tables are the unsharded run's; every later job reads only them, so its outputs are too
-    (the whole run was compared by hand: byte-identical but for provenance, which records the
-    shards setting)."""
+    validate and derive a shard; the merges): the dataset's validation files and client-level
+    derived tables are the unsharded run's, and its sessions stay in the shards' files (no
+    job puts them in one file), which together hold the unsharded run's validated sessions.
+    The later jobs' outputs from shards are compared with the whole data's in the tests
+    above and by make bench-scale."""
     config = Path(demo_workdir(tmp_path, key_from=demo_run)[1])
     settings = yaml.safe_load(config.read_text())
     settings["datasets"] = {"demo": {**settings["datasets"]["demo"],
                                      "shards": {"column": "therapist_id", "count": 3}}}  # fmt: skip
     config.write_text(yaml.safe_dump(settings))
-    derived = [f"derived/{n}" for n in ("clients.parquet", "sessions.parquet", "pairs.parquet",
-                                        "accounting.csv", "therapist_codes.csv")]  # fmt: skip
-    targets = [f"{internal('demo')}/{name}" for name in (*OUTPUTS, *derived)]
+    derived = [f"derived/{n}" for n in ("clients.parquet", "accounting.csv",
+                                        "therapist_codes.csv")]  # fmt: skip
+    merged = [n for n in OUTPUTS if n != "validated/sessions.parquet"]
+    targets = [f"{internal('demo')}/{name}" for name in (*merged, *derived)]
     done = snakemake(tmp_path, *targets, "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
-    logs = tmp_path / internal("demo") / "logs"
+    folder = tmp_path / internal("demo")
+    logs = folder / "logs"
     assert (
         len(list(logs.glob("ingest_shard*.log"))) == len(list(logs.glob("derive_shard*.log"))) == 3
     )
     assert_same_files([demo_run / t for t in targets], [tmp_path / t for t in targets])
+    for whole_only in ("validated/sessions.parquet", "derived/sessions.parquet",
+                       "derived/pairs.parquet"):  # fmt: skip
+        assert not (folder / whole_only).exists()
+    shards = pd.concat([pd.read_parquet(folder / "shards" / str(k) / "validated" /
+                                        "sessions.parquet") for k in range(3)])  # fmt: skip
+    whole_sessions = pd.read_parquet(demo_run / internal("demo") / "validated/sessions.parquet")
+    pd.testing.assert_frame_equal(shards.sort_values("source_row").reset_index(drop=True),
+                                  whole_sessions)  # fmt: skip
 
 
 def test_too_few_shards_for_the_size_limit_are_refused_naming_the_setting(tmp_path: Path) -> None:

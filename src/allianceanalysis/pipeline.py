@@ -136,15 +136,16 @@ def _write_derived(
     key: str | Path,
     early_session: int,
 ) -> None:
-    """The derivation's files: the tables, the accounting and the therapists' codes."""
+    """The derivation's files: the tables (those in ``tables``), the accounting and the
+    therapists' codes."""
     from .pseudonyms import codes_frame, load_key, therapist_codes
 
     clients = tables["clients"]
     accounting = client_accounting(clients, counts["both"], counts["pairs"])
     codes = codes_frame(therapist_codes(counts["therapists"], load_key(key)))
-    keys = ("clients", "sessions", "pairs", "accounting", "codes")
-    with atomic_outputs(*(outputs[k] for k in keys)) as (c, s, p, a, k):
-        for table, temp in zip(tables.values(), (c, s, p), strict=True):
+    with atomic_outputs(outputs["accounting"], outputs["codes"],
+                        *(outputs[name] for name in tables)) as (a, k, *temps):  # fmt: skip
+        for table, temp in zip(tables.values(), temps, strict=True):
             table.to_parquet(temp, index=False)
         _write_csv(accounting, a)
         _write_csv(codes, k)
@@ -283,7 +284,9 @@ def merge_derived_step(
     the files :func:`derive_step` writes from the whole data: each table in case order, the
     therapists' means over all their cases, the accounting and codes over all shards.
     ``shard_files`` lists each shard's :data:`DERIVED_SHARD_FILES` in turn; ``adjustment``'s
-    covariates are checked on all shards' facts together before anything is written."""
+    covariates are checked on all shards' facts together before anything is written. The
+    session tables are put together only when ``outputs`` names them (``sessions``,
+    ``pairs``): the workflow leaves them out, as every step reads the shards' own."""
     from .covariates import Adjustment
     from .derive import in_case_order, therapist_means
 
@@ -291,7 +294,7 @@ def merge_derived_step(
     parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
     Adjustment.from_dict(adjustment).check_facts([p["covariates"] for p in parts])
     tables = {}
-    for name in ("clients", "sessions", "pairs"):
+    for name in (n for n in ("clients", "sessions", "pairs") if n in outputs):
         frames = [pd.read_parquet(s[f"{name}.parquet"]) for s in shards]
         tables[name] = in_case_order(pd.concat(frames, ignore_index=True))
     therapist_means(tables["clients"])

@@ -427,8 +427,9 @@ def merge_validation(
     shards : list of mapping
         Each shard's :func:`validate_shard` outputs.
     outputs : mapping
-        ``sessions``, ``summary``, ``accounting``, ``excluded``, as
-        :func:`~allianceanalysis.io.write_validated` writes them.
+        ``summary``, ``accounting``, ``excluded`` and optionally ``sessions`` (all shards'
+        sessions in one file), as :func:`~allianceanalysis.io.write_validated` writes them.
+        The workflow leaves ``sessions`` out: every step reads the shards' own.
 
     Raises
     ------
@@ -454,9 +455,11 @@ def merge_validation(
         raise DataError(file, problems.sort_values("row", kind="stable").reset_index(drop=True))
     merged = _merged_summary(summaries, settings, set_aside)
     excluded = _merged_excluded([pd.read_parquet(s["excluded"]) for s in shards], set_aside)
-    paths = [outputs[k] for k in ("sessions", "summary", "accounting", "excluded")]
-    with atomic_outputs(*paths) as (sessions, summary, accounting, excluded_file):
-        _concatenated_sessions([s["sessions"] for s in shards], sessions)
+    names = [k for k in ("summary", "accounting", "excluded", "sessions") if k in outputs]
+    with atomic_outputs(*(outputs[k] for k in names)) as temps:
+        summary, accounting, excluded_file, *sessions = temps
+        if sessions:
+            _concatenated_sessions([s["sessions"] for s in shards], sessions[0])
         Path(summary).write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         row_accounting(merged).to_csv(accounting, index=False, lineterminator="\n")
         excluded.to_csv(excluded_file, index=False, lineterminator="\n")

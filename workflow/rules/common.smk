@@ -4,6 +4,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 # The workflow runs the package from its own source tree (the same code an editable install
 # uses), here and in every job, so a job's conda environment needs only the dependencies.
@@ -96,14 +97,22 @@ def derived_pieces(name):
 
 
 def validated_pieces():
-    """An input function: the validated sessions' file, or each shard's."""
+    """An input function: the validated sessions' file, or each shard's (a sharded dataset's
+    sessions are never put in one file)."""
 
     def files(wildcards):
         if sharded(wildcards.dataset):
             return shard_files("validated/sessions.parquet")(wildcards)
-        return f"{I}/validated/sessions.parquet".format(dataset=wildcards.dataset)
+        return [f"{I}/validated/sessions.parquet".format(dataset=wildcards.dataset)]
 
     return files
+
+
+def provenance_outputs(wildcards):
+    """The outputs whose checksums the provenance record holds: the validated sessions (each
+    shard's for a sharded dataset) and the models table."""
+    models = f"{P}/tables/models.csv".format(dataset=wildcards.dataset)
+    return [*validated_pieces()(wildcards), models]
 
 
 def dataset_path(wildcards):
@@ -235,9 +244,13 @@ def all_outputs():
     """Every file the workflow produces for every configured dataset (and the pooled
     analysis across datasets when there are two or more)."""
     pooled = [published(POOLED, "tables", "pooled_datasets.csv")] if len(DATASETS) >= 2 else []
-    return pooled + expand(
+    validated = [
+        path
+        for dataset in DATASETS
+        for path in validated_pieces()(SimpleNamespace(dataset=dataset))
+    ]
+    return pooled + validated + expand(
         [
-            f"{I}/validated/sessions.parquet",
             f"{I}/validation/summary.json",
             f"{I}/validation/row_accounting.csv",
             f"{I}/validation/excluded_rows.csv",

@@ -64,8 +64,6 @@ rule merge_derived:
         key=PSEUDONYM_KEY,
     output:
         clients=f"{I}/derived/clients.parquet",
-        sessions=f"{I}/derived/sessions.parquet",
-        pairs=f"{I}/derived/pairs.parquet",
         accounting=f"{I}/derived/accounting.csv",
         codes=f"{I}/derived/therapist_codes.csv",
     wildcard_constraints:

@@ -84,7 +84,6 @@ rule merge_validation:
         shards=shard_files("validated/sessions.parquet", "validation/summary.json",
                            "validation/problems.parquet", "validation/excluded.parquet"),
     output:
-        sessions=f"{I}/validated/sessions.parquet",
         summary=f"{I}/validation/summary.json",
         accounting=f"{I}/validation/row_accounting.csv",
         excluded=f"{I}/validation/excluded_rows.csv",

@@ -4,10 +4,7 @@
 rule provenance:
     input:
         data=dataset_path,
-        outputs=[
-            f"{I}/validated/sessions.parquet",
-            f"{P}/tables/models.csv",
-        ],
+        outputs=provenance_outputs,
     output:
         f"{P}/provenance.json",
     params:
