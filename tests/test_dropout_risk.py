@@ -11,12 +11,14 @@ from scipy import special
 
 from allianceanalysis.config import DatasetSpec
 from allianceanalysis.dropout_risk import (
+    RISK_DECIMALS,
     RISK_PREDICTORS,
     area_under_curve,
     auc_interval,
     cross_validated_risk,
     dropout_risk,
     person_periods,
+    risk_table,
     therapist_folds,
 )
 from allianceanalysis.io import load_dataset
@@ -195,3 +197,22 @@ def test_cross_validation_of_no_person_periods_gives_no_rows() -> None:
     assert periods.empty
     held_out = cross_validated_risk(periods)
     assert held_out.empty and {"event", "risk", "fold"} <= set(held_out.columns)
+
+
+def test_held_out_risks_closer_than_the_resolution_rank_as_ties(simulated) -> None:
+    """An event and a non-event whose risks differ by one unit in the last place (as the
+    coefficients' rounding, which depends on the order the sums were added in, leaves them)
+    tie, whichever is above: the AUC and its interval do not depend on that order."""
+    periods = person_periods(simulated)
+    held_out = cross_validated_risk(periods, folds=5, seed=1)
+    event = held_out.index[held_out["event"] == 1][0]
+    other = held_out.index[held_out["event"] == 0][0]
+    low, high = 0.125, np.nextafter(0.125, 1.0)
+    assert round(low, RISK_DECIMALS) == round(high, RISK_DECIMALS)
+    tables = [held_out.assign(risk=held_out["risk"].where(
+                  ~held_out.index.isin([event, other]),
+                  held_out.index.map({event: a, other: b})))
+              for a, b in ((low, high), (high, low))]  # fmt: skip
+    rows = [risk_table(periods, table, folds=5).set_index("term").loc["auc_cv"]
+            for table in tables]  # fmt: skip
+    pd.testing.assert_series_equal(rows[0], rows[1], check_exact=True)

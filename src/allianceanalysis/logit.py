@@ -104,10 +104,11 @@ class LogitFit:
 
 
 class _Sums:
-    """One model's sums over the rows, at one value of its coefficients."""
+    """One model's sums over the rows, at one value of its coefficients: the information in
+    extended precision too when it is ``final`` (the one the covariance is computed from)."""
 
-    def __init__(self, p: int, clusters: int | None) -> None:
-        self.information = np.zeros((p, p))
+    def __init__(self, p: int, clusters: int | None, final: bool = False) -> None:
+        self.information = np.zeros((p, p), dtype=np.longdouble if final else float)
         self.score = np.zeros(p, dtype=np.longdouble)
         self.loglik = 0.0
         self.n = 0
@@ -118,12 +119,15 @@ class _Sums:
         eta = exog @ params
         mu = special.expit(eta)
         residual = endog - mu
-        self.information += (exog * (mu * (1.0 - mu))[:, None]).T @ exog
+        weighted = exog * (mu * (1.0 - mu))[:, None]
+        if self.information.dtype == float:
+            self.information += weighted.T @ exog
         for start in range(0, len(residual), _BLOCK):  # extended precision, block by block
             block = slice(start, start + _BLOCK)
-            self.score += exog[block].T.astype(np.longdouble) @ residual[block].astype(
-                np.longdouble
-            )
+            rows = exog[block].astype(np.longdouble)
+            self.score += rows.T @ residual[block].astype(np.longdouble)
+            if self.information.dtype != float:
+                self.information += weighted[block].T.astype(np.longdouble) @ rows
         self.loglik += float(np.sum(endog * eta - np.logaddexp(0.0, eta)))
         self.n += len(endog)
         if self.by_cluster is not None and cluster is not None:
@@ -138,11 +142,13 @@ def _passes(
     params: list[np.ndarray],
     active: list[bool],
     clusters: int | None = None,
+    final: bool = False,
 ) -> list[_Sums | None]:
     """One pass over the pieces: each active model's sums at its coefficients, over its rows
-    (all, or those not in its left-out fold)."""
+    (all, or those not in its left-out fold); the ``final`` pass's information in extended
+    precision."""
     p = len(params[0])
-    sums = [_Sums(p, clusters) if on else None for on in active]
+    sums = [_Sums(p, clusters, final) if on else None for on in active]
     for piece in pieces:
         rows = piece()
         for k, fold in enumerate(models):
@@ -217,7 +223,7 @@ def fit_logits(
         if on:
             messages[k] = f"Newton's method did not converge in {MAX_ITERATIONS} iterations"
     whole = [fold is None and ok for fold, ok in zip(models, converged, strict=True)]
-    final = _passes(pieces, models, params, whole, clusters) if any(whole) else last
+    final = _passes(pieces, models, params, whole, clusters, final=True) if any(whole) else last
     fits = []
     for k in range(len(models)):
         s = final[k] if whole[k] else last[k]
@@ -232,7 +238,7 @@ def _fit(params: np.ndarray, sums: _Sums | None, converged: bool, message: str) 
     covariance = None
     if converged:
         try:
-            covariance = np.linalg.inv(sums.information)
+            covariance = np.linalg.inv(sums.information.astype(float))
         except np.linalg.LinAlgError:
             message = "the information matrix is singular"
     if covariance is not None and sums.by_cluster is not None:
