@@ -42,7 +42,7 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,10 +51,10 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment, Covariate
-from .engine import DEFAULT_ENGINE, fit_lmm, group_label
+from .engine import DEFAULT_ENGINE, Piece, fit_lmm_pieces, group_label
 from .errors import ConfigError, NotEstimable
 from .formula import Formula, design
-from .shards import ShardedTable, frames, per_case, schema
+from .shards import ShardedTable, Spilled, frames, per_case, schema
 
 __all__ = [
     "FAMILIES",
@@ -188,6 +188,20 @@ def derived_table(
     """The model's table, carrying the session data's columns its formula uses (refused by a
     plain error when a client-level one varies within a case), from sessions whole or in
     shards (a shard at a time)."""
+    return per_case(sessions, _table_of(sessions, model, outcome, alliance, early_session,
+                                        adjustment))  # fmt: skip
+
+
+def _table_of(
+    sessions: pd.DataFrame | ShardedTable,
+    model: CustomModel,
+    outcome: str,
+    alliance: str | None,
+    early_session: int,
+    adjustment: Adjustment | None,
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """:func:`derived_table` of one piece of the sessions, once the columns the model carries
+    are checked on all of them."""
     from .derive import case_keys, client_table, session_pairs, session_table
     from .dropout_risk import person_periods
 
@@ -211,7 +225,7 @@ def derived_table(
             return session_pairs(frame, outcome, alliance, combined)
         return person_periods(frame, outcome, alliance or "_no_alliance", carry=columns)
 
-    return per_case(sessions, table)
+    return table
 
 
 def _dropped(rows: int, used: int) -> str:
@@ -220,15 +234,24 @@ def _dropped(rows: int, used: int) -> str:
 
 def fit_custom(model: CustomModel, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> list:
     """Tidy rows of one custom model fitted to its table."""
+    return _fit_pieces(model, [lambda columns: data[columns]], engine)
+
+
+def _fit_pieces(model: CustomModel, pieces: Sequence[Piece], engine: str) -> list:
+    """:func:`fit_custom` of a table given in pieces: a linear mixed model from their
+    sufficient statistics (:func:`~allianceanalysis.engine.fit_lmm_pieces`), a logistic one
+    on the formula's columns of all pieces, in the pieces' order."""
     from .models import tidy_fit
 
     if model.family == "gaussian":
-        fit = fit_lmm(model.formula, data, engine)
+        fit = fit_lmm_pieces(model.formula, pieces, engine)
         note = _dropped(fit.n_obs + fit.n_dropped, fit.n_obs)
         if note:
             fit.messages = (*fit.messages, note)
         return tidy_fit(model.name, fit)
-    return _fit_binomial(model, data)
+    columns = Formula.parse(model.formula).variables
+    return _fit_binomial(model, pd.concat([piece(columns) for piece in pieces],
+                                          ignore_index=True))  # fmt: skip
 
 
 def _fit_binomial(model: CustomModel, data: pd.DataFrame) -> list:
@@ -289,9 +312,19 @@ def custom_models_table(
     check_variables(models, list(schema(sessions).columns))
     rows = []
     for model in models:
-        data = derived_table(sessions, model, outcome, alliance, early_session, adjustment)
-        rows.append(tidy.or_reason(
-            model.name, lambda m=model, d=data: tidy.frame(fit_custom(m, d, engine))))  # fmt: skip
+        table = _table_of(sessions, model, outcome, alliance, early_session, adjustment)
+        if model.family != "gaussian":  # fitted to its rows, in case order
+            data = per_case(sessions, table)
+            rows.append(tidy.or_reason(model.name, lambda m=model, d=data: tidy.frame(
+                fit_custom(m, d, engine))))  # fmt: skip
+            continue
+        with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
+            for frame in frames(sessions):
+                if len(frame) or isinstance(sessions, pd.DataFrame):
+                    kept.add(table(frame))
+            pieces = kept.pieces()
+            rows.append(tidy.or_reason(model.name, lambda m=model, p=pieces: tidy.frame(
+                _fit_pieces(m, p, engine))))  # fmt: skip
     return pd.concat(rows, ignore_index=True)
 
 

@@ -47,9 +47,9 @@ import pandas as pd
 from . import tidy
 from .covariates import Adjustment, adjusted
 from .derive import CaseOrder, pairs_of, session_frame
-from .engine import DEFAULT_ENGINE, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm_pieces
 from .errors import NotEstimable
-from .shards import ShardedTable, per_case
+from .shards import ShardedTable, Spilled, frames
 
 __all__ = ["MIN_SESSIONS", "alliance_next_session_detrended", "detrend", "detrended_pairs"]
 
@@ -162,27 +162,36 @@ def alliance_next_session_detrended(
     """
     from .models import tidy_fit
 
-    pairs = per_case(sessions, lambda frame: detrended_pairs(frame, outcome, alliance, adjustment))
-    clients = pairs["client_id"].nunique() if len(pairs) else 0
-    if clients < 2:
-        raise NotEstimable(
-            f"too few clients to detrend: it needs clients with at least "
-            f"{MIN_SESSIONS} sessions rated on both measures and a next session; "
-            f"{clients} have them"
-        )
-    rows: list[dict[str, object]] = []
-    fits = {}
-    for model, formula in FORMULAS.items():
-        fits[model] = fit_lmm(adjusted(formula, pairs, adjustment, "session"), pairs, engine)
-        rows += tidy_fit(model, fits[model])
+    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
+        n_pairs = clients = 0
+        columns = None
+        for frame in frames(sessions):
+            if not len(frame):  # an empty shard
+                continue
+            pairs = detrended_pairs(frame, outcome, alliance, adjustment)
+            n_pairs, clients = n_pairs + len(pairs), clients + pairs["client_id"].nunique()
+            columns = pairs.iloc[:0] if columns is None else columns
+            kept.add(pairs)
+        if clients < 2:
+            raise NotEstimable(
+                f"too few clients to detrend: it needs clients with at least "
+                f"{MIN_SESSIONS} sessions rated on both measures and a next session; "
+                f"{clients} have them"
+            )
+        rows: list[dict[str, object]] = []
+        fits = {}
+        for model, formula in FORMULAS.items():
+            full = adjusted(formula, columns, adjustment, "session")
+            fits[model] = fit_lmm_pieces(full, kept.pieces(), engine)
+            rows += tidy_fit(model, fits[model])
     rho = fits["alliance_next_session_lag_raw"].coefficients.loc["outcome", "estimate"]
-    t = len(pairs) / clients + 1.0
+    t = n_pairs / clients + 1.0
     rows.append(
         tidy.row(
             MODEL,
             "nickell_bias_expected",
             -(1.0 + rho) / (t - 1.0),
-            n_obs=len(pairs),
+            n_obs=n_pairs,
             n_groups=clients,
             message=f"-(1 + rho) / (T - 1) with rho = {rho:.3f} (the uncentred "
             f"lag) and T = {t:.2f} sessions per client (Nickell, 1981)",

@@ -37,7 +37,7 @@ van Buuren, S. (2018). Flexible imputation of missing data (2nd ed.). CRC Press.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -47,7 +47,7 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment, adjusted
-from .derive import CaseOrder, case_order, client_frames, in_case_order
+from .derive import CaseOrder, case_order, client_frames
 from .disclosure import DisclosurePolicy, suppress_small_rows
 from .effects import wilson_interval
 from .engine import DEFAULT_ENGINE, fit_lmm
@@ -66,7 +66,7 @@ from .models import (
     tidy_fit,
 )
 from .pooling import MI_COLUMNS, Pooled, pool
-from .shards import ShardedTable, frames
+from .shards import ShardedTable, per_case_each
 
 __all__ = [
     "AUXILIARY_SESSIONS",
@@ -210,35 +210,32 @@ def client_data(
     alliance: str | None,
     early_sessions: tuple[int, ...],
     adjustment: Adjustment | None = None,
-) -> tuple[dict[int, pd.DataFrame], dict[int, dict[str, np.ndarray]]]:
-    """For each early session k, the client table and the auxiliary scores of every case
-    (:func:`_scores`), in case order, from sessions given whole or in shards (one in memory
-    at a time; a case lies in one shard, so the tables are the whole data's).
+) -> Iterator[tuple[int, pd.DataFrame, dict[str, np.ndarray]]]:
+    """For each early session k in turn, the client table and the auxiliary scores of every
+    case (:func:`_scores`), in case order, from sessions given whole or in shards (one in
+    memory at a time, and one k's tables: the others wait on disk; a case lies in one shard,
+    so the tables are the whole data's).
 
     Examples
     --------
     >>> from allianceanalysis.simulate import simulate_study
     >>> s = simulate_study(n_clients=50, n_therapists=5, seed=3).sessions
-    >>> tables, scores = client_data(s, "ors", "srs", (3,))
-    >>> len(tables[3]) == len(scores[3]["alliance_s2"]) == 50
-    True
+    >>> [(k, len(table), len(scores["alliance_s2"])) for k, table, scores
+    ...  in client_data(s, "ors", "srs", (3,))]
+    [(3, 50, 50)]
     """
-    pieces: dict[int, list[pd.DataFrame]] = {k: [] for k in early_sessions}
-    for frame in frames(sessions):
+
+    def piece(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
         ordered = case_order(frame, alliance)
         tables = client_frames(ordered, outcome, alliance, early_sessions, adjustment)
-        for k in early_sessions:
-            aux = {_AUXILIARY + name: values
-                   for name, values in _scores(ordered, outcome, alliance, k).items()}  # fmt: skip
-            pieces[k].append(tables[k].assign(**aux))
-        del ordered, tables
-    tables, scores = {}, {}
-    for k, parts in pieces.items():
-        table = parts[0] if len(parts) == 1 else in_case_order(pd.concat(parts, ignore_index=True))
+        return {k: tables[k].assign(**{_AUXILIARY + name: values for name, values
+                                       in _scores(ordered, outcome, alliance, k).items()})
+                for k in early_sessions}  # fmt: skip
+
+    for k, table in per_case_each(sessions, piece):
         aux = [c for c in table.columns if c.startswith(_AUXILIARY)]
-        scores[k] = {c.removeprefix(_AUXILIARY): table[c].to_numpy(float) for c in aux}
-        tables[k] = table.drop(columns=aux)
-    return tables, scores
+        scores = {c.removeprefix(_AUXILIARY): table[c].to_numpy(float) for c in aux}
+        yield k, table.drop(columns=aux), scores
 
 
 def impute_clients(
@@ -540,12 +537,12 @@ def multiple_imputation(
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
     streams = np.random.SeedSequence(seed).spawn(len(ks))
-    tables, scores = client_data(sessions, outcome, alliance, tuple(ks), adjustment)
     parts: list[pd.DataFrame] = []
     main: ImputedClients | str = ""
-    for k, stream in zip(ks, streams, strict=True):
+    data_of = client_data(sessions, outcome, alliance, tuple(ks), adjustment)
+    for (k, table, scores), stream in zip(data_of, streams, strict=True):
         try:
-            data = _imputation_data(tables[k], scores[k], alliance, k, adjustment)
+            data = _imputation_data(table, scores, alliance, k, adjustment)
             imputed: ImputedClients | str = _imputed(
                 data, k, m=m, seed=int(stream.generate_state(1)[0]), burn_in=burn_in,
                 between=between)  # fmt: skip
@@ -555,7 +552,7 @@ def multiple_imputation(
         if k in early_sessions:
             fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
                                                    adjustment=adjustment)  # fmt: skip
-        population = imputed.base if isinstance(imputed, ImputedClients) else tables[k]
+        population = imputed.base if isinstance(imputed, ImputedClients) else table
         parts += _pooled_or_reasons(fits, imputed, population, alliance)
         if k == early_session:
             main = imputed

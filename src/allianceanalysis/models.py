@@ -53,7 +53,7 @@ from .latent_disaggregation import alliance_disaggregated_latent
 from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .riclpm import DEFAULT_WAVES, riclpm
-from .shards import ShardedTable, distinct, per_case
+from .shards import ShardedTable, distinct, per_case, per_case_each
 from .shards import schema as _schema
 from .sums import ExactSum
 from .tidy import NEEDS, TIDY_COLUMNS
@@ -458,11 +458,11 @@ def early_alliance(
     Flückiger, C., et al. (2020). The reciprocal relationship between alliance and early
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
-    tables = per_case(sessions, lambda frame: client_tables(
-        frame, outcome, alliance, early_sessions, adjustment))  # fmt: skip
+    tables = per_case_each(
+        sessions, lambda frame: client_tables(frame, outcome, alliance, early_sessions, adjustment)
+    )  # one k's table at a time
     frames = [
-        early_alliance_at(table, k, engine=engine, adjustment=adjustment)
-        for k, table in tables.items()
+        early_alliance_at(table, k, engine=engine, adjustment=adjustment) for k, table in tables
     ]
     return pd.concat(frames, ignore_index=True)
 

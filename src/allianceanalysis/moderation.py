@@ -61,10 +61,10 @@ from . import tidy
 from .covariates import Adjustment, Covariate, adjusted
 from .derive import client_table, session_pairs
 from .distributions import t_ppf
-from .engine import DEFAULT_ENGINE, MixedFit, fit_lmm
+from .engine import DEFAULT_ENGINE, MixedFit, fit_lmm_pieces
 from .errors import NotEstimable
 from .formula import Formula
-from .shards import ShardedTable, per_case
+from .shards import ShardedTable, Spilled, frames, per_case
 
 __all__ = ["GRID_POINTS", "MODELS", "conditional_effects", "johnson_neyman", "moderation"]
 
@@ -151,6 +151,18 @@ def conditional_effects(
     return rows
 
 
+def _moderator_values(pieces: list, variables: list[str], moderator: Covariate) -> pd.DataFrame:
+    """The moderator's column over the rows a fit to ``pieces`` uses (complete on its
+    ``variables``), what :func:`conditional_effects` and :func:`johnson_neyman` read; a
+    categorical one's distinct values only."""
+    name = moderator.column
+    parts = []
+    for piece in pieces:
+        values = piece(variables).dropna()[[name]]
+        parts.append(values.drop_duplicates() if moderator.categorical(values) else values)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _levels(values: pd.Series) -> list:
     """A factor's levels in R's order: a categorical's own, else sorted."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -213,24 +225,34 @@ def moderation(
         raise NotEstimable("no moderators are configured (moderators: in the config)")
     clients = _eligible(per_case(sessions, lambda frame: client_table(
         frame, outcome, alliance, early_session, adjustment)))  # fmt: skip
-    pairs = per_case(sessions, lambda frame: session_pairs(frame, outcome, alliance, adjustment))
-    frames = []
-    for moderator in adjustment.moderators:
-        for stem, (focal, base) in MODELS.items():
-            if stem == "early_alliance" and early_session < 2:
-                continue  # no early change at k = 1: the model is alliance_outcome's
-            model = f"{stem}_by_{moderator.column}"
-            data = pairs if focal == "alliance_within" else clients
+    tables = []
+    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
+        pairs = None  # the session pairs' columns (their rows stay in the pieces)
+        for frame in frames(sessions):
+            if len(frame):
+                table = session_pairs(frame, outcome, alliance, adjustment)
+                pairs = table.iloc[:0] if pairs is None else pairs
+                kept.add(table)
+        levels = {"alliance_within": (pairs, kept.pieces()),
+                  "alliance_early": (clients, [lambda columns: clients[columns]])}  # fmt: skip
+        for moderator in adjustment.moderators:
+            for stem, (focal, base) in MODELS.items():
+                if stem == "early_alliance" and early_session < 2:
+                    continue  # no early change at k = 1: the model is alliance_outcome's
+                model = f"{stem}_by_{moderator.column}"
+                columns, pieces = levels[focal]
 
-            def fit_one(model=model, focal=focal, base=base, data=data, moderator=moderator):
-                formula = _moderated_formula(base, focal, moderator, data, adjustment)
-                used = data.dropna(subset=Formula.parse(formula).variables)
-                fit = fit_lmm(formula, used, engine)
-                rows = tidy_fit(model, fit)
-                rows += conditional_effects(fit, model, focal, moderator, used)
-                if not moderator.categorical(used):
-                    rows += johnson_neyman(fit, model, focal, moderator, used)
-                return tidy.frame(rows)
+                def fit_one(model=model, focal=focal, base=base, columns=columns, pieces=pieces,
+                            moderator=moderator):  # fmt: skip
+                    formula = _moderated_formula(base, focal, moderator, columns, adjustment)
+                    fit = fit_lmm_pieces(formula, pieces, engine)
+                    used = _moderator_values(pieces, Formula.parse(formula).variables,
+                                             moderator)  # fmt: skip
+                    rows = tidy_fit(model, fit)
+                    rows += conditional_effects(fit, model, focal, moderator, used)
+                    if not moderator.categorical(used):
+                        rows += johnson_neyman(fit, model, focal, moderator, used)
+                    return tidy.frame(rows)
 
-            frames.append(tidy.or_reason(model, fit_one))
-    return pd.concat(frames, ignore_index=True)
+                tables.append(tidy.or_reason(model, fit_one))
+    return pd.concat(tables, ignore_index=True)

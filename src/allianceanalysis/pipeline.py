@@ -618,7 +618,8 @@ def missing_data_step(
         points = tipping_point(main, outcome, settings["tipping_shifts"],
                                engine=options["engine"], adjustment=adjustment)  # fmt: skip
     k = options["early_session"]
-    pattern_table = missingness(client_data(data, outcome, alliance, (k,))[0][k], alliance)
+    [(_, clients, _)] = client_data(data, outcome, alliance, (k,))
+    pattern_table = missingness(clients, alliance)
     policy = DisclosurePolicy(suppress_below)
     with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
         _write_csv(suppress_small_rows(table, policy), i)

@@ -677,6 +677,41 @@ def per_case(table: pd.DataFrame | ShardedTable, function: Callable[[pd.DataFram
     return in_case_order(pd.concat(parts, ignore_index=True))
 
 
+def per_case_each(
+    table: pd.DataFrame | ShardedTable, function: Callable[[pd.DataFrame], dict[Any, pd.DataFrame]]
+) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """:func:`per_case` of a ``function`` that gives several tables (a dict), one table at a
+    time: for sessions in shards, the others wait on disk meanwhile (:class:`Spilled`), so
+    only one whole table is in memory.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"client_id": ["b", "a"], "x": [1.0, 2.0]})
+    >>> [(k, t["x"].tolist()) for k, t in per_case_each(s, lambda f: {1: f, 2: f * 1})][0]
+    (1, [1.0, 2.0])
+    """
+    from .derive import in_case_order
+
+    on_disk = not isinstance(table, pd.DataFrame)
+    kept: dict[Any, Spilled] = {}
+    try:
+        for frame in frames(table):
+            for key, part in function(frame).items():
+                if key not in kept:
+                    kept[key] = Spilled(on_disk)
+                kept[key].add(part)
+            del frame
+        for key, spilled in kept.items():
+            parts = [read(None) for read in spilled.pieces()]
+            yield key, parts[0] if len(parts) == 1 else in_case_order(
+                pd.concat(parts, ignore_index=True))  # fmt: skip
+            del parts
+            spilled.close()
+    finally:
+        for spilled in kept.values():
+            spilled.close()
+
+
 class Spilled:
     """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
     as they are for a table of one piece, in Parquet files of a temporary folder otherwise
