@@ -39,6 +39,8 @@ rule missing_data:
         f"{I}/logs/missing_data.log",
     benchmark:
         f"{I}/logs/missing_data.benchmark.tsv"
+    # the longest job (the imputation's samplers): started first, the others run beside it
+    priority: 10
     resources:
         mem_mb=4000,
     script:
