@@ -640,10 +640,14 @@ def test_models_deriving_their_tables_from_the_shards_are_the_whole_datas_byte_f
     merged file."""
     config = load_config(ROOT / "config" / "config.yaml")
     adjustment = Adjustment.from_config(config, "demo").as_dict()
-    spec = DatasetSpec(name="demo", path=DEMO)
-    derive_whole_and_sharded(spec, tmp_path, adjustment, 3)  # the therapists' codes
+    from allianceanalysis.pseudonyms import codes_frame, therapist_codes
+
     (tmp_path / "v").mkdir()
-    sharded(spec, tmp_path / "v", count=3, chunk_bytes=20_000)
+    sharded(DatasetSpec(name="demo", path=DEMO), tmp_path / "v", count=3, chunk_bytes=20_000)
+    therapists = pd.read_parquet(tmp_path / "v" / "merged_sessions.parquet")["therapist_id"]
+    codes_frame(therapist_codes(therapists.unique(), b"k" * 32)).to_csv(
+        tmp_path / "whole_codes.csv", index=False
+    )
     options = {"outcome": "ors", "alliance": "srs", "early_session": 3, "riclpm_waves": 6,
                "bootstrap": 20, "seed": 1, "engine": "lmm", "adjustment": adjustment,
                "custom": config["models"]}  # fmt: skip
