@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -51,11 +53,27 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The bundled configuration (two demo services) run from scratch through the front door,
     ``allianceanalysis run config.yaml --directory WORKDIR``, as a new user would; shared by
-    every test that only reads its outputs."""
-    workdir = tmp_path_factory.mktemp("work")
+    every test that only reads its outputs, and by the test workers: the first to need it
+    runs it while the others wait (a lock in the session's shared folder), instead of each
+    running the whole workflow again."""
+    if worker_id == "master":  # one process
+        return _run_demo(tmp_path_factory.mktemp("work"))
+    shared = tmp_path_factory.getbasetemp().parent  # the workers' common folder
+    workdir = shared / "demo_run"
+    with (shared / "demo_run.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (workdir / "run_output.txt").is_file():  # not run, or a worker's run failed
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            _run_demo(workdir)
+    return workdir
+
+
+def _run_demo(workdir: Path) -> Path:
+    """:func:`demo_run` in ``workdir``."""
     _, config = demo_workdir(workdir)
     done = subprocess.run([str(ALLIANCEANALYSIS), "run", config, "--directory", str(workdir)],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
