@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -178,15 +179,16 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> tuple[dict, pd.DataFra
     return summary, per_job
 
 
-def measured_workflow(work: Path) -> tuple[dict, pd.DataFrame, str]:
-    """Snakemake (2 cores) on ``work/config.yaml`` in ``work``: wall time, the largest job's
-    peak memory and the peak of all jobs together, each job's time and peak memory, and the
-    end of Snakemake's messages when it failed ("" when it did not)."""
+def measured_workflow(work: Path, targets: Sequence[str] = ()) -> tuple[dict, pd.DataFrame, str]:
+    """Snakemake (2 cores) on ``work/config.yaml`` in ``work`` (its ``targets``, or the whole
+    workflow): wall time, the largest job's peak memory and the peak of all jobs together,
+    each job's time and peak memory, and the end of Snakemake's messages when it failed ("" when
+    it did not)."""
     snakemake = Path(sys.executable).with_name("snakemake")
     start = time.perf_counter()
     process = subprocess.Popen(
-        [str(snakemake), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-         "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
+        [str(snakemake), *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+         str(work), "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     total_peak = tree_peak_mb(process)

@@ -21,6 +21,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -68,16 +69,25 @@ def write_dataset(clients: int, folder: Path) -> tuple[Path, Path, int]:
     return csv, parquet, sessions
 
 
-def run_workflow(data: Path, work: Path, shards: int, key: Path) -> tuple[dict, pd.DataFrame]:
-    """The whole workflow on ``data`` in ``work`` (``shards`` 0: read whole) with the pseudonym
-    key ``key``: wall time, the peak of all jobs together, each job's time and peak memory."""
+MAP_TARGETS = ("results/bench/internal/validation/summary.json",
+               "results/bench/internal/derived/clients.parquet")  # fmt: skip
+"""The map's ends (``--map-only``): the split, each shard's validation and derivation, and
+the two merges."""
+
+
+def run_workflow(
+    data: Path, work: Path, shards: int, key: Path, targets: Sequence[str] = ()
+) -> tuple[dict, pd.DataFrame]:
+    """The whole workflow (or its ``targets``) on ``data`` in ``work`` (``shards`` 0: read
+    whole) with the pseudonym key ``key``: wall time, the peak of all jobs together, each job's
+    time and peak memory."""
     work.mkdir(parents=True)
     entry: dict = {"path": str(data)}
     if shards:
         entry["shards"] = {"column": "therapist_id", "count": shards}
     settings = {"pseudonym_key": str(key), "datasets": {"bench": entry}}
     (work / "config.yaml").write_text(yaml.safe_dump(settings))
-    summary, per_job, failure = measured_workflow(work)
+    summary, per_job, failure = measured_workflow(work, targets)
     return {**summary, "failed": failure}, per_job
 
 
@@ -129,6 +139,8 @@ def main() -> None:
     parser.add_argument("--tiers", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--shards", type=int, default=16, help="shards at 10M (fewer below)")
     parser.add_argument("--whole", action="store_true", help="also run unsharded, compare")
+    parser.add_argument("--map-only", action="store_true",
+                        help="only the map (split, shards, merges): run sharded_map")  # fmt: skip
     parser.add_argument("--input", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.csv"))
     args = parser.parse_args()
@@ -145,11 +157,14 @@ def main() -> None:
             data = csv if args.input == "csv" else parquet
             shards = max(1, round(args.shards * clients / 10_000_000))
             runs = {"sharded": shards, **({"whole": 0} if args.whole else {})}
+            if args.map_only:
+                runs = {"sharded_map": shards}
             rows, jobs = [], []
             key = folder / "keys" / "pseudonym.key"
             load_key(key, create=True)  # one key: the same therapist codes in both runs
             for label, count in runs.items():
-                summary, per_job = run_workflow(data, folder / label, count, key)
+                targets = MAP_TARGETS if label == "sharded_map" else ()
+                summary, per_job = run_workflow(data, folder / label, count, key, targets)
                 row = {"clients": clients, "sessions": sessions, "input": args.input,
                        "run": label, "shards": count, **summary}  # fmt: skip
                 rows.append(row)
