@@ -318,10 +318,7 @@ def custom_models_table(
             rows.append(tidy.or_reason(model.name, lambda m=model, d=data: tidy.frame(
                 fit_custom(m, d, engine))))  # fmt: skip
             continue
-        with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
-            for frame in frames(sessions):
-                if len(frame) or isinstance(sessions, pd.DataFrame):
-                    kept.add(table(frame))
+        with Spilled.of(sessions, table) as kept:
             pieces = kept.pieces()
             rows.append(tidy.or_reason(model.name, lambda m=model, p=pieces: tidy.frame(
                 _fit_pieces(m, p, engine))))  # fmt: skip

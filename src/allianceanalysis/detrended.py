@@ -49,7 +49,7 @@ from .covariates import Adjustment, adjusted
 from .derive import CaseOrder, pairs_of, session_frame
 from .engine import DEFAULT_ENGINE, fit_lmm_pieces
 from .errors import NotEstimable
-from .shards import ShardedTable, Spilled, frames
+from .shards import ShardedTable, Spilled
 
 __all__ = ["MIN_SESSIONS", "alliance_next_session_detrended", "detrend", "detrended_pairs"]
 
@@ -162,16 +162,15 @@ def alliance_next_session_detrended(
     """
     from .models import tidy_fit
 
-    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
-        n_pairs = clients = 0
-        columns = None
-        for frame in frames(sessions):
-            if not len(frame):  # an empty shard
-                continue
-            pairs = detrended_pairs(frame, outcome, alliance, adjustment)
-            n_pairs, clients = n_pairs + len(pairs), clients + pairs["client_id"].nunique()
-            columns = pairs.iloc[:0] if columns is None else columns
-            kept.add(pairs)
+    counts: list[tuple[int, int]] = []  # each piece's pairs and clients
+
+    def pairs_of(frame: pd.DataFrame) -> pd.DataFrame:
+        pairs = detrended_pairs(frame, outcome, alliance, adjustment)
+        counts.append((len(pairs), pairs["client_id"].nunique()))
+        return pairs
+
+    with Spilled.of(sessions, pairs_of) as kept:
+        n_pairs, clients = (sum(column) for column in zip(*counts, strict=True))
         if clients < 2:
             raise NotEstimable(
                 f"too few clients to detrend: it needs clients with at least "
@@ -181,7 +180,7 @@ def alliance_next_session_detrended(
         rows: list[dict[str, object]] = []
         fits = {}
         for model, formula in FORMULAS.items():
-            full = adjusted(formula, columns, adjustment, "session")
+            full = adjusted(formula, kept.columns, adjustment, "session")
             fits[model] = fit_lmm_pieces(full, kept.pieces(), engine)
             rows += tidy_fit(model, fits[model])
     rho = fits["alliance_next_session_lag_raw"].coefficients.loc["outcome", "estimate"]

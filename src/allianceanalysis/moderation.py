@@ -64,7 +64,7 @@ from .distributions import t_ppf
 from .engine import DEFAULT_ENGINE, MixedFit, fit_lmm_pieces
 from .errors import NotEstimable
 from .formula import Formula
-from .shards import ShardedTable, Spilled, frames, per_case
+from .shards import ShardedTable, Spilled, per_case
 
 __all__ = ["GRID_POINTS", "MODELS", "conditional_effects", "johnson_neyman", "moderation"]
 
@@ -226,14 +226,12 @@ def moderation(
     clients = _eligible(per_case(sessions, lambda frame: client_table(
         frame, outcome, alliance, early_session, adjustment)))  # fmt: skip
     tables = []
-    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
-        pairs = None  # the session pairs' columns (their rows stay in the pieces)
-        for frame in frames(sessions):
-            if len(frame):
-                table = session_pairs(frame, outcome, alliance, adjustment)
-                pairs = table.iloc[:0] if pairs is None else pairs
-                kept.add(table)
-        levels = {"alliance_within": (pairs, kept.pieces()),
+
+    def pairs_of(frame: pd.DataFrame) -> pd.DataFrame:
+        return session_pairs(frame, outcome, alliance, adjustment)
+
+    with Spilled.of(sessions, pairs_of) as kept:  # the pairs' rows stay in the pieces
+        levels = {"alliance_within": (kept.columns, kept.pieces()),
                   "alliance_early": (clients, [lambda columns: clients[columns]])}  # fmt: skip
         for moderator in adjustment.moderators:
             for stem, (focal, base) in MODELS.items():

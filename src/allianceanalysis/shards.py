@@ -666,14 +666,26 @@ def per_case(table: pd.DataFrame | ShardedTable, function: Callable[[pd.DataFram
     >>> per_case(s, lambda f: f.groupby("client_id", as_index=False).size())["size"].tolist()
     [2, 1]
     """
+    parts = [function(frame) for frame in frames(table)]
+    if isinstance(parts[0], dict):
+        return {key: together([p[key] for p in parts]) for key in parts[0]}
+    return together(parts)
+
+
+def together(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-case tables of the pieces of some sessions as the whole data's: one piece as it
+    is, several concatenated in case order (:func:`~allianceanalysis.derive.in_case_order`).
+
+    Examples
+    --------
+    >>> parts = [pd.DataFrame({"client_id": ["b"]}), pd.DataFrame({"client_id": ["a"]})]
+    >>> together(parts)["client_id"].tolist()
+    ['a', 'b']
+    """
     from .derive import in_case_order
 
-    parts = [function(frame) for frame in frames(table)]
     if len(parts) == 1:
         return parts[0]
-    if isinstance(parts[0], dict):
-        return {key: in_case_order(pd.concat([p[key] for p in parts], ignore_index=True))
-                for key in parts[0]}  # fmt: skip
     return in_case_order(pd.concat(parts, ignore_index=True))
 
 
@@ -690,8 +702,6 @@ def per_case_each(
     >>> [(k, t["x"].tolist()) for k, t in per_case_each(s, lambda f: {1: f, 2: f * 1})][0]
     (1, [1.0, 2.0])
     """
-    from .derive import in_case_order
-
     on_disk = not isinstance(table, pd.DataFrame)
     kept: dict[Any, Spilled] = {}
     try:
@@ -702,10 +712,7 @@ def per_case_each(
                 kept[key].add(part)
             del frame
         for key, spilled in kept.items():
-            parts = [read(None) for read in spilled.pieces()]
-            yield key, parts[0] if len(parts) == 1 else in_case_order(
-                pd.concat(parts, ignore_index=True))  # fmt: skip
-            del parts
+            yield key, together([read(None) for read in spilled.pieces()])
             spilled.close()
     finally:
         for spilled in kept.values():
@@ -729,9 +736,34 @@ class Spilled:
     def __init__(self, on_disk: bool) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="allianceanalysis-") if on_disk else None
         self._kept: list[pd.DataFrame | Path] = []
+        self.columns: pd.DataFrame | None = None
+        """The first piece's columns and types (no rows)."""
+
+    @classmethod
+    def of(
+        cls, table: pd.DataFrame | ShardedTable, function: Callable[[pd.DataFrame], pd.DataFrame]
+    ) -> Spilled:
+        """``function``'s table of each piece of the sessions ``table`` (whole: kept as it is;
+        in shards: on disk), the empty pieces of a sharded one left out unless all are."""
+        kept = cls(on_disk=not isinstance(table, pd.DataFrame))
+        try:
+            empty = None
+            for frame in frames(table):
+                if len(frame):
+                    kept.add(function(frame))
+                else:
+                    empty = frame
+            if not kept._kept:
+                kept.add(function(empty))
+        except BaseException:
+            kept.close()
+            raise
+        return kept
 
     def add(self, frame: pd.DataFrame) -> None:
         """Keep ``frame`` as the next piece."""
+        if self.columns is None:
+            self.columns = frame.iloc[:0]
         if self._folder is None:
             self._kept.append(frame)
             return

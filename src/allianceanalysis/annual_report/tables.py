@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..derive import case_keys, client_table, in_case_order
+from ..derive import case_keys, client_table
 from ..disclosure import DisclosurePolicy
 from ..effects import (
     KPI_COLUMNS,
@@ -48,7 +48,7 @@ from ..models import (
 from ..models import therapist_effects as fit_therapist_effects
 from ..pseudonyms import therapist_codes
 from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures, reliable_drop
-from ..shards import ShardedTable, frames
+from ..shards import ShardedTable, frames, together
 from ..tidy import has_therapists
 
 log = logging.getLogger("allianceanalysis")
@@ -446,10 +446,6 @@ class _Cases:
         in one shard, :mod:`allianceanalysis.shards`)."""
         if len(pieces) == 1:
             return pieces[0]
-
-        def together(tables: list[pd.DataFrame]) -> pd.DataFrame:
-            return in_case_order(pd.concat(tables, ignore_index=True))
-
         measures = {key: together([p.measures[key] for p in pieces if key in p.measures])
                     for key in dict.fromkeys(k for p in pieces for k in p.measures)}  # fmt: skip
         bins: dict[str, np.ndarray] = {}
