@@ -44,14 +44,22 @@ BLOCK = 1_000_000
 
 def write_dataset(clients: int, folder: Path) -> tuple[Path, Path, int]:
     """A CSV and a Parquet file of ``clients`` simulated clients, about 8 sessions each, 100
-    clients per therapist, 10 sites per block; and the number of sessions."""
+    clients per therapist, 10 sites per block; and the number of sessions.
+
+    Each block spans two reporting years, a year after the block before it, the last ending
+    in March 2026: about a million episodes end in each year of a decade at 10M clients, as
+    in a national programme (the simulator's default dates for one block)."""
     csv, parquet = folder / "sessions.csv", folder / "sessions.parquet"
     writer_csv = writer_parquet = None
     sessions = 0
+    blocks = -(-clients // BLOCK)
     for block, start in enumerate(range(0, clients, BLOCK)):
         n = min(BLOCK, clients - start)
+        first = 2024 - (blocks - 1 - block)
         frame = simulate_study(n_clients=n, n_therapists=max(20, n // 100), n_sites=10,
-                               planned_sessions_mean=11, seed=1 + block).sessions  # fmt: skip
+                               planned_sessions_mean=11, seed=1 + block,
+                               start_date=f"{first}-04-01",
+                               end_date=f"{first + 2}-03-31").sessions  # fmt: skip
         if clients > BLOCK:
             for column in ("client_id", "therapist_id"):
                 frame[column] = f"B{block}-" + frame[column]
