@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from allianceanalysis import shards
 from allianceanalysis.config import DatasetSpec, ReadOptions, load_config
 from allianceanalysis.covariates import Adjustment
+from allianceanalysis.derive import in_case_order
 from allianceanalysis.errors import DataError
 from allianceanalysis.io import ingest, load_dataset
 from allianceanalysis.io.read import csv_chunks, read_raw
@@ -672,3 +674,24 @@ def test_models_deriving_their_tables_from_the_shards_are_the_whole_datas_byte_f
     assert {"early_alliance_k1", "riclpm", "alliance_next_session_detrended",
             "alliance_by_dose", "dropout_after_session"} <= set(fitted)  # fmt: skip
     assert fitted.str.contains("_by_treatment").any()
+
+
+def test_a_table_put_together_on_disk_a_few_rows_at_a_time_is_the_whole_in_case_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written 2 rows at a time, with a column amended over all pieces (each piece's slice of
+    it): the same table as the pieces concatenated and sorted by pandas."""
+    monkeypatch.setattr(shards, "ROWS_WRITTEN", 2)
+    pieces = [
+        pd.DataFrame({"client_id": ["c", "a", "a"], "episode_id": ["1", "2", "1"],
+                      "x": [1.0, np.nan, 3.0]}),
+        pd.DataFrame({"client_id": ["b", "d"], "episode_id": ["1", "1"], "x": [4.0, 5.0]}),
+    ]  # fmt: skip
+    paths = [tmp_path / f"{k}.parquet" for k in range(2)]
+    for piece, path in zip(pieces, paths, strict=True):
+        piece.to_parquet(path, index=False)
+    shards.together_file(paths, tmp_path / "all.parquet", reads=["x"],
+                         amend=lambda f: {"x": f["x"].fillna(0).cumsum().to_numpy()})  # fmt: skip
+    expected = in_case_order(pd.concat(pieces, ignore_index=True))
+    expected["x"] = expected["x"].fillna(0).cumsum()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "all.parquet"), expected)

@@ -8,6 +8,7 @@ are no part of a provenance job's start-up).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -130,24 +132,28 @@ def _derived_tables(
 
 
 def _write_derived(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | Callable[[Path], None]],
     counts: Mapping[str, Any],
     outputs: Mapping[str, str | Path],
     key: str | Path,
     early_session: int,
 ) -> None:
-    """The derivation's files: the tables (those in ``tables``), the accounting and the
-    therapists' codes."""
+    """The derivation's files: the tables (those in ``tables``: a DataFrame, or a function
+    that writes the table to the path it is given), the accounting and the therapists'
+    codes."""
     from .pseudonyms import codes_frame, load_key, therapist_codes
 
-    clients = tables["clients"]
-    accounting = client_accounting(clients, counts["both"], counts["pairs"])
     codes = codes_frame(therapist_codes(counts["therapists"], load_key(key)))
     with atomic_outputs(outputs["accounting"], outputs["codes"],
                         *(outputs[name] for name in tables)) as (a, k, *temps):  # fmt: skip
         for table, temp in zip(tables.values(), temps, strict=True):
-            table.to_parquet(temp, index=False)
-        _write_csv(accounting, a)
+            if isinstance(table, pd.DataFrame):
+                table.to_parquet(temp, index=False)
+            else:
+                table(Path(temp))
+        clients = pd.read_parquet(temps[list(tables).index("clients")],
+                                  columns=["eligible", "exclusion"])  # fmt: skip
+        _write_csv(client_accounting(clients, counts["both"], counts["pairs"]), a)
         _write_csv(codes, k)
     log.info(
         "%d cases, %d eligible (k = %d); %d sessions with both scores; %d session pairs",
@@ -288,16 +294,26 @@ def merge_derived_step(
     session tables are put together only when ``outputs`` names them (``sessions``,
     ``pairs``): the workflow leaves them out, as every step reads the shards' own."""
     from .covariates import Adjustment
-    from .derive import in_case_order, therapist_means
+    from .derive import therapist_means
+    from .shards import together_file
 
     shards = _by_shard(shard_files, DERIVED_SHARD_FILES)
     parts = [json.loads(Path(s["counts.json"]).read_text()) for s in shards]
     Adjustment.from_dict(adjustment).check_facts([p["covariates"] for p in parts])
-    tables = {}
-    for name in (n for n in ("clients", "sessions", "pairs") if n in outputs):
-        frames = [pd.read_parquet(s[f"{name}.parquet"]) for s in shards]
-        tables[name] = in_case_order(pd.concat(frames, ignore_index=True))
-    therapist_means(tables["clients"])
+
+    def means(cases: pd.DataFrame) -> dict[str, np.ndarray]:
+        therapist_means(cases)
+        return {c: cases[c].to_numpy() for c in ("alliance_therapist_mean", "alliance_client_dev")}
+
+    tables = {
+        name: functools.partial(
+            together_file, [s[f"{name}.parquet"] for s in shards],
+            amend=means if name == "clients" else None,
+            reads=("therapist_id", "alliance_early", "eligible"),
+        )
+        for name in ("clients", "sessions", "pairs")
+        if name in outputs
+    }  # fmt: skip
     counts = {
         "both": sum(p["both"] for p in parts),
         "pairs": sum(p["pairs"] for p in parts),
