@@ -48,7 +48,7 @@ from ..models import (
 from ..models import therapist_effects as fit_therapist_effects
 from ..pseudonyms import therapist_codes
 from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures, reliable_drop
-from ..shards import ShardedTable, frames, together
+from ..shards import ShardedTable, Spilled, frames, together
 from ..tidy import has_therapists
 
 log = logging.getLogger("allianceanalysis")
@@ -419,8 +419,8 @@ def _case_flags(
 
 @dataclass
 class _Cases:
-    """What the report's years are cut from, made a piece (a shard) at a time and put
-    together (:meth:`of`): the cases' rows and the sessions' counts, no session row.
+    """What the report's years are cut from, of one piece of the sessions (all of them, or a
+    shard): the cases' rows and the sessions' counts, no session row.
 
     Attributes
     ----------
@@ -440,30 +440,54 @@ class _Cases:
     seen: pd.DataFrame
     bins: dict[str, np.ndarray]
 
-    @classmethod
-    def of(cls, pieces: list[_Cases]) -> _Cases:
-        """The pieces' cases together, in case order: the whole data's tables (a case lies
-        in one shard, :mod:`allianceanalysis.shards`)."""
-        if len(pieces) == 1:
-            return pieces[0]
-        measures = {key: together([p.measures[key] for p in pieces if key in p.measures])
-                    for key in dict.fromkeys(k for p in pieces for k in p.measures)}  # fmt: skip
-        bins: dict[str, np.ndarray] = {}
-        for piece in pieces:
-            for year, counts in piece.bins.items():
-                bins[year] = bins[year] + counts if year in bins else counts
-        return cls(
-            outcomes=together([p.outcomes for p in pieces]),
-            clients=together([p.clients for p in pieces]),
-            measures=measures,
-            scored=set().union(*(p.scored for p in pieces)),
-            seen=pd.concat([p.seen for p in pieces], ignore_index=True),
-            bins=bins,
-        )
 
-    def measure(self, key: str, outcome: str) -> pd.DataFrame:
-        """The ``client_outcomes`` of the outcome measure ``key``."""
-        return self.outcomes if key == outcome else self.measures[key]
+class _Kept:
+    """The pieces' :class:`_Cases`, kept (on disk for a dataset in shards,
+    :class:`~allianceanalysis.shards.Spilled`) and read back a reporting year at a time
+    (:meth:`of_year`): a year's rows of all the pieces in memory, not the decade's."""
+
+    def __init__(self, on_disk: bool) -> None:
+        self._on_disk = on_disk
+        self._tables: dict[str, Spilled] = {}
+        self.scored: set[str] = set()
+        self.bins: dict[str, np.ndarray] = {}
+        self.years: set[str] = set()
+        self.therapists: dict = {}
+        """The therapists seen, in the order of the pieces (a dict as an ordered set)."""
+
+    def add(self, piece: _Cases) -> None:
+        """Keep one piece's tables and add its counts."""
+        tables = {"outcomes": piece.outcomes, "clients": piece.clients, "seen": piece.seen,
+                  **piece.measures}  # fmt: skip
+        for name, table in tables.items():
+            if name not in self._tables:
+                self._tables[name] = Spilled(self._on_disk)
+            self._tables[name].add(table)
+        self.scored |= piece.scored
+        for year, counts in piece.bins.items():
+            self.bins[year] = self.bins[year] + counts if year in self.bins else counts
+        self.years.update(piece.outcomes["year"].dropna().unique())
+        self.therapists.update(dict.fromkeys(piece.seen["therapist_id"].unique()))
+
+    def measures(self) -> set[str]:
+        """The outcome measures with per-case rows."""
+        return set(self._tables) - {"clients", "seen"}
+
+    def of_year(self, name: str, year: str) -> pd.DataFrame:
+        """The rows of the table ``name`` (``outcomes``, ``clients``, ``seen`` or an outcome
+        measure's key) of the cases ended in ``year`` (``seen``: of the sessions dated in it),
+        all the pieces' together in case order (``seen`` concatenated): the whole data's
+        (a case lies in one shard, :mod:`allianceanalysis.shards`)."""
+        parts = self._tables[name].equal("year", year)
+        parts = [p for p in parts if len(p)] or parts[:1]
+        if name == "seen":
+            return pd.concat(parts, ignore_index=True)
+        return together(parts)
+
+    def close(self) -> None:
+        """Remove the pieces' files."""
+        for table in self._tables.values():
+            table.close()
 
 
 def _seen(sessions: pd.DataFrame, start_month: int) -> pd.DataFrame:
@@ -603,17 +627,39 @@ def report_tables(
     alliance = None if settings.alliance is None else get_instrument(settings.alliance)
     threshold = _rupture_threshold(sessions, settings)
     model = _signal_model(settings, warning)
-    cases = _Cases.of([_piece_cases(piece, settings, alliance, threshold, model)
-                       for piece in frames(sessions)])  # fmt: skip
-    outcomes, clients, seen = cases.outcomes, cases.clients, cases.seen
-    if codes is None:
-        codes = therapist_codes(seen["therapist_id"].unique())
+    kept = _Kept(on_disk=not isinstance(sessions, pd.DataFrame))
+    try:
+        for piece in frames(sessions):
+            kept.add(_piece_cases(piece, settings, alliance, threshold, model))
+            del piece
+        if codes is None:
+            codes = therapist_codes(list(kept.therapists))
+        return _year_tables(kept, settings, alliance, threshold, model, codes, change,
+                            change_basis)  # fmt: skip
+    finally:
+        kept.close()
+
+
+def _year_tables(
+    kept: _Kept,
+    settings: ReportSettings,
+    alliance: Instrument | None,
+    threshold: float | None,
+    model: ExpectedResponse | None,
+    codes: Mapping[str, str],
+    change: pd.DataFrame | None,
+    change_basis: str,
+) -> ReportTables:
+    """:func:`report_tables` from the pieces' cases, a reporting year at a time."""
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in ReportTables.names()}
-    years = sorted(outcomes["year"].dropna().unique())
-    for year in years:
-        in_year = outcomes[outcomes["year"] == year]
-        year_clients = clients[clients["year"] == year]
-        year_seen = seen[seen["year"] == year]
+    measures = kept.measures()
+    others = [k for k in INSTRUMENTS if k in kept.scored and k != settings.outcome]
+    other_kpis: dict[str, list[pd.DataFrame]] = {key: [] for key in others}
+    nhs = []
+    for year in sorted(kept.years):
+        in_year = kept.of_year("outcomes", year)
+        year_clients = kept.of_year("clients", year)
+        year_seen = kept.of_year("seen", year)
         eligible = year_clients[year_clients["eligible"]]
         dropout = in_year["dropout"]
         extra = [
@@ -623,7 +669,7 @@ def report_tables(
         ]
         parts["kpis"] += [
             activity(year_seen["client_id"].nunique(), int(year_seen["sessions"].sum()),
-                     outcomes, year),
+                     in_year, year),
             outcome_kpis(in_year, settings.outcome, year, norms=settings.severity_norms),
             pd.DataFrame(extra, columns=KPI_COLUMNS),
         ]  # fmt: skip
@@ -642,20 +688,22 @@ def report_tables(
                 "reliable_improvement",
             )
             parts["funnel"].append(table.assign(year=year, overall=table.attrs["overall"]))
-        parts["alliance_bins"].append(_alliance_bins(cases.bins, alliance, year))
+        parts["alliance_bins"].append(_alliance_bins(kept.bins, alliance, year))
         parts["early_alliance"].append(_early_alliance(eligible, settings, year))
         parts["therapist_effects"].append(_therapist_effects(eligible, codes, settings, year))
         parts["change_categories"].append(
             _change_categories(in_year, change, year).assign(basis=change_basis)
         )
-    for key in (k for k in INSTRUMENTS if k in cases.scored and k != settings.outcome):
-        other = cases.measures[key]
-        for year in years:
-            kpis = outcome_kpis(other[other["year"] == year], key, year)
-            parts["kpis"].append(kpis.assign(kpi=key + ":" + kpis["kpi"]))
-    if {"phq9", "gad7"} <= {settings.outcome, *cases.measures}:
-        phq, gad = (cases.measure(key, settings.outcome) for key in ("phq9", "gad7"))
-        parts["kpis"].append(nhs_recovery(phq, gad))
+        for key in others:
+            kpis = outcome_kpis(kept.of_year(key, year), key, year)
+            other_kpis[key].append(kpis.assign(kpi=key + ":" + kpis["kpi"]))
+        if {"phq9", "gad7"} <= {settings.outcome, *measures}:  # a case's year is each measure's
+            phq, gad = (in_year if key == settings.outcome else kept.of_year(key, year)
+                        for key in ("phq9", "gad7"))  # fmt: skip
+            nhs.append(nhs_recovery(phq, gad))
+    for key in others:
+        parts["kpis"] += other_kpis[key]
+    parts["kpis"] += nhs
     return ReportTables(**{name: _stack(tables) for name, tables in parts.items()})
 
 
