@@ -45,6 +45,7 @@ symptomatic improvement session by session. Journal of Counseling Psychology, 60
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,9 +81,22 @@ EXCLUSION_REASONS = (
 """Why a case is not eligible for the client-level models, in the order they are checked."""
 
 
-def case_keys(sessions: pd.DataFrame) -> list[str]:
-    """The columns that identify a case: ``client_id`` (and ``episode_id`` when present)."""
+def case_keys(sessions: pd.DataFrame | Collection[str]) -> list[str]:
+    """The columns that identify a case: ``client_id`` (and ``episode_id`` when present);
+    ``sessions`` a table or its column names."""
     return ["client_id", "episode_id"] if "episode_id" in sessions else ["client_id"]
+
+
+def case_order_keys(table: pd.DataFrame | Collection[str]) -> list[str]:
+    """The columns a table (or its column names) is put in case order by: the case keys, then
+    ``session`` when it has one (:func:`in_case_order`).
+
+    Examples
+    --------
+    >>> case_order_keys(["session", "client_id", "ors"])
+    ['client_id', 'session']
+    """
+    return [*case_keys(table), *(["session"] if "session" in table else [])]
 
 
 def in_case_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -95,8 +109,7 @@ def in_case_order(frame: pd.DataFrame) -> pd.DataFrame:
     >>> in_case_order(t).values.tolist()
     [['a', 1], ['a', 2], ['b', 1]]
     """
-    order = [*case_keys(frame), *(["session"] if "session" in frame else [])]
-    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+    return frame.sort_values(case_order_keys(frame), kind="stable").reset_index(drop=True)
 
 
 def key_codes(frame: pd.DataFrame, keys: list[str]) -> np.ndarray:

@@ -702,8 +702,9 @@ def together_file(
 ) -> None:
     """:func:`together` of per-case tables in Parquet files (a shard's each), written to
     ``target``: the whole data's table, held once in Arrow memory and written
-    :data:`ROWS_WRITTEN` rows at a time in case order (as pandas frames, the shards' tables
-    and their sorted copy took twice as much, and three times the Arrow size each).
+    :data:`ROWS_WRITTEN` rows at a time in case order. The shards' client tables of 10M
+    clients took 3.0 GB so, 4.5 GB as pandas frames concatenated and sorted (``merge_derived``
+    in ``make bench-scale``, docs/performance.md).
 
     ``amend``, given the columns ``reads`` in case order as a DataFrame, returns columns whose
     values replace the shards' (each of the whole table's length and the same type): what is
@@ -719,11 +720,11 @@ def together_file(
     >>> pd.read_parquet(folder / "all.parquet")["client_id"].tolist()
     ['a', 'b', 'c']
     """
-    from .derive import case_keys
+    from .derive import case_order_keys
 
     table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
     names = table.column_names
-    keys = [*case_keys(pd.DataFrame(columns=names)), *(["session"] if "session" in names else [])]
+    keys = case_order_keys(names)
     order = pc.sort_indices(table, [(k, "ascending") for k in keys])  # stable; nulls last
     amended = {} if amend is None else amend(table.select(list(reads)).take(order).to_pandas())
     with pq.ParquetWriter(target, table.schema) as writer:

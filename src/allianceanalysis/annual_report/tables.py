@@ -470,8 +470,8 @@ class _Kept:
         self.therapists.update(dict.fromkeys(piece.seen["therapist_id"].unique()))
 
     def measures(self) -> set[str]:
-        """The outcome measures with per-case rows."""
-        return set(self._tables) - {"clients", "seen"}
+        """The other outcome measures with per-case rows (:attr:`_Cases.measures`)."""
+        return set(self._tables) - {"outcomes", "clients", "seen"}
 
     def of_year(self, name: str, year: str) -> pd.DataFrame:
         """The rows of the table ``name`` (``outcomes``, ``clients``, ``seen`` or an outcome
