@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import special
 
-from allianceanalysis.logit import LogitRows, fit_logits
+from allianceanalysis.logit import LogitRows, _extended_products, fit_logits
 
 
 def simulated(n: int = 3000, clusters: int = 40, seed: int = 2) -> LogitRows:
@@ -48,6 +48,19 @@ def test_clustered_covariance_equals_statsmodels_cluster_cr1() -> None:
         disp=0, cov_type="cluster", cov_kwds={"groups": rows.cluster}
     )
     np.testing.assert_allclose(ours.covariance, theirs.cov_params(), rtol=1e-8)
+
+
+def test_products_in_runs_equal_the_products_in_extended_precision() -> None:
+    """Runs of 1,024 rows in float64, their sums in extended precision: the product in
+    extended precision to within 1e-15 of the sum of the terms' sizes (each run's rounding;
+    5,000 rows: four runs and a tail)."""
+    rng = np.random.default_rng(4)
+    left, right = rng.normal(size=(5000, 3)), rng.normal(size=(5000, 2))
+    exact = left.astype(np.longdouble).T @ right.astype(np.longdouble)
+    ours = _extended_products(left, right)
+    assert ours.dtype == np.longdouble
+    sizes = np.abs(left).T @ np.abs(right)
+    assert (np.abs((ours - exact).astype(float)) <= 1e-15 * sizes).all()
 
 
 def test_pieces_give_the_fit_of_the_whole_to_rounding() -> None:
