@@ -446,14 +446,14 @@ def _residual_sums(
     fit, for :func:`_random_intercepts`); None for any other structure."""
     if structure is None or structure.kind != "intercept":
         return None
-    return group_sums(residual, np.zeros((len(frame), 0)), frame[structure.groups[0]].to_numpy())
+    return group_sums(residual, np.zeros((len(frame), 0)), frame[structure.groups[0]])
 
 
 def structure_sums(
     structure: Structure, y: np.ndarray, x: np.ndarray, frame: pd.DataFrame
 ) -> GroupSums:
     """The sufficient statistics a structure's core needs, from complete rows."""
-    groups = [frame[g].to_numpy() for g in structure.groups]
+    groups = [frame[g] for g in structure.groups]
     if structure.kind in ("slope", "uncorrelated"):
         return group_sums(y, x, groups[0], slope=frame[structure.slope].to_numpy(dtype=float))
     if structure.kind == "nested":
