@@ -124,3 +124,34 @@ def test_a_random_slope_problem_too_large_to_lay_out_evaluates_column_by_column_
     assert laid_out.columns is None and by_column.columns is not None
     for theta in ([1.0, 0.2, 0.5], [0.3, -0.4, 1.2]):
         assert by_column.criterion(theta) == pytest.approx(laid_out.criterion(theta), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["intercept", "nested"])
+def test_groups_of_too_many_sizes_to_gather_by_size_give_the_same_criterion(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Above MAX_SIZE_CLASSES distinct group sizes the inner groups' products are summed group
+    by group; the criterion is the same as gathered by size (to rounding, 1e-12)."""
+    rng = np.random.default_rng(5)
+    inner = np.repeat(np.arange(120), rng.integers(1, 9, 120))
+    outer = inner // 12
+    x = np.column_stack([np.ones(inner.size), rng.normal(size=inner.size)])
+    y = (
+        x[:, 1]
+        + rng.normal(size=120)[inner]
+        + rng.normal(size=10)[outer]
+        + rng.normal(size=inner.size)
+    )
+
+    def problem() -> lmm._Problem:
+        if kind == "nested":
+            return lmm.Nested.of(y, x, outer, inner)
+        return lmm.RandomIntercept.of(y, x, inner)
+
+    by_size = problem()
+    monkeypatch.setattr(lmm, "MAX_SIZE_CLASSES", 0)
+    by_group = problem()
+    assert by_size.by_size is not None and by_group.by_size is None
+    for theta in ([1.0, 0.5], [0.2, 2.0]):
+        theta = theta[: by_size.n_theta]
+        assert by_group.criterion(theta) == pytest.approx(by_size.criterion(theta), rel=1e-12)

@@ -149,6 +149,43 @@ class _Problem:
         return varpar[-1] ** 2 * np.linalg.inv(self.products(varpar[:-1]).xvx)
 
 
+@dataclass(frozen=True)
+class _SizeClasses:
+    """Groups' sums gathered by group size: per distinct size, the number of groups and the
+    sums over them of s s', s t and t² (s a group's column sums, t its response sum). A
+    weight that depends on a group's size alone then costs the distinct sizes, not the
+    groups."""
+
+    sizes: np.ndarray
+    count: np.ndarray
+    bxx: np.ndarray
+    bxy: np.ndarray
+    byy: np.ndarray
+
+    @classmethod
+    def of(cls, size: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> _SizeClasses | None:
+        """The classes of groups of these sizes and sums; None with more than
+        :data:`MAX_SIZE_CLASSES` distinct sizes."""
+        sizes, bucket = np.unique(size, return_inverse=True)
+        if len(sizes) > MAX_SIZE_CLASSES:
+            return None
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(len(sizes) + 1))
+        blocks = [order[a:b] for a, b in itertools.pairwise(bounds)]
+        return cls(
+            sizes=sizes,
+            count=np.bincount(bucket).astype(float),
+            bxx=np.stack([sx[i].T @ sx[i] for i in blocks]),
+            bxy=np.stack([sx[i].T @ sy[i] for i in blocks]),
+            byy=np.bincount(bucket, weights=sy**2),
+        )
+
+    def weighted(self, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Σ_g w_g s s', Σ_g w_g s t and Σ_g w_g t² for a weight per distinct size."""
+        return (np.einsum("s,sij->ij", weight, self.bxx), weight @ self.bxy,
+                float(weight @ self.byy))  # fmt: skip
+
+
 class RandomIntercept(_Problem):
     """``y ~ X + (1 | g)``, from the sums of :func:`~allianceanalysis.sums.group_sums` (or
     from rows: :meth:`of`).
@@ -165,16 +202,7 @@ class RandomIntercept(_Problem):
 
     def __init__(self, sums: GroupSums) -> None:
         super().__init__(sums)
-        self.sizes, bucket = np.unique(self.size, return_inverse=True)
-        self.by_size = len(self.sizes) <= MAX_SIZE_CLASSES
-        if self.by_size:
-            order = np.argsort(bucket, kind="stable")
-            bounds = np.searchsorted(bucket[order], np.arange(len(self.sizes) + 1))
-            blocks = [order[a:b] for a, b in itertools.pairwise(bounds)]
-            self.bxx = np.stack([self.sx[i].T @ self.sx[i] for i in blocks])
-            self.bxy = np.stack([self.sx[i].T @ self.sy[i] for i in blocks])
-            self.byy = np.bincount(bucket, weights=self.sy**2)
-            self.count = np.bincount(bucket).astype(float)
+        self.by_size = _SizeClasses.of(self.size, self.sx, self.sy)
 
     @classmethod
     def of(cls, y: np.ndarray, x: np.ndarray, groups: np.ndarray) -> RandomIntercept:
@@ -186,14 +214,11 @@ class RandomIntercept(_Problem):
 
     def products(self, theta: np.ndarray) -> _Products:
         t2 = float(theta[0]) ** 2
-        if self.by_size:
-            c = t2 / (1.0 + self.sizes * t2)
-            return _Products(
-                xvx=self.xtx - np.einsum("s,sij->ij", c, self.bxx),
-                xvy=self.xty - c @ self.bxy,
-                yvy=self.yty - float(c @ self.byy),
-                logdet=float(self.count @ np.log1p(self.sizes * t2)),
-            )
+        if self.by_size is not None:
+            c = t2 / (1.0 + self.by_size.sizes * t2)
+            xvx, xvy, yvy = self.by_size.weighted(c)
+            logdet = float(self.by_size.count @ np.log1p(self.by_size.sizes * t2))
+            return _Products(self.xtx - xvx, self.xty - xvy, self.yty - yvy, logdet)
         c = t2 / (1.0 + self.size * t2)
         return _Products(
             xvx=self.xtx - (self.sx * c[:, None]).T @ self.sx,
@@ -206,7 +231,14 @@ class RandomIntercept(_Problem):
 class Nested(_Problem):
     """``y ~ X + (1 | outer/inner)``: inner levels (the combinations of outer and inner) nested
     in outer levels, from sums with ``outer`` (or rows: :meth:`of`). θ = (θ_inner, θ_outer),
-    lme4's order (the term with more levels first)."""
+    lme4's order (the term with more levels first).
+
+    An inner level's weights depend on its size alone, so its sums are gathered once into
+    classes of the same outer level and size (a few per therapist and session count, not one
+    per client), and the inner term's products by size (:class:`_SizeClasses`; per inner
+    level with more than :data:`MAX_SIZE_CLASSES` distinct sizes): an evaluation costs the
+    classes, not the inner levels.
+    """
 
     n_theta = 2
     lower = (0.0, 0.0)
@@ -214,10 +246,23 @@ class Nested(_Problem):
     def __init__(self, sums: GroupSums) -> None:
         super().__init__(sums)
         outer_of_inner, self.outer_levels = pd.factorize(sums.outer, sort=True)
-        n_inner = len(self.size)
         self.n_outer = len(self.outer_levels)
+        self.by_size = _SizeClasses.of(self.size, self.sx, self.sy)
+        sizes = self.size.astype(np.int64)
+        span = int(sizes.max(initial=0)) + 1
+        classes, keys = pd.factorize(outer_of_inner.astype(np.int64) * span + sizes)
+        n_classes = len(keys)
+
+        def per_class(values: np.ndarray) -> np.ndarray:
+            return np.bincount(classes, weights=values, minlength=n_classes)
+
+        self.class_size = (keys % span).astype(float)
+        self.class_count = np.bincount(classes, minlength=n_classes).astype(float)
+        self.class_sx = np.column_stack([per_class(c) for c in self.sx.T]).reshape(n_classes, -1)
+        self.class_sy = per_class(self.sy)
         self.to_outer = sparse.csr_matrix(
-            (np.ones(n_inner), (outer_of_inner, np.arange(n_inner))), shape=(self.n_outer, n_inner)
+            (np.ones(n_classes), (keys // span, np.arange(n_classes))),
+            shape=(self.n_outer, n_classes),
         )
 
     @classmethod
@@ -230,17 +275,25 @@ class Nested(_Problem):
 
     def products(self, theta: np.ndarray) -> _Products:
         t_in, t_out = float(theta[0]) ** 2, float(theta[1]) ** 2
-        a = t_in / (1.0 + self.size * t_in)
-        e = 1.0 / (1.0 + self.size * t_in)
-        q = self.to_outer @ (self.sx * e[:, None])
-        r = self.to_outer @ (self.sy * e)
-        m = self.to_outer @ (self.size * e)
+        if self.by_size is not None:
+            a = t_in / (1.0 + self.by_size.sizes * t_in)
+            inner_xvx, inner_xvy, inner_yvy = self.by_size.weighted(a)
+            logdet = float(self.by_size.count @ np.log1p(self.by_size.sizes * t_in))
+        else:
+            a = t_in / (1.0 + self.size * t_in)
+            weighted = self.sx * a[:, None]
+            inner_xvx, inner_xvy = weighted.T @ self.sx, weighted.T @ self.sy
+            inner_yvy, logdet = float(a @ self.sy**2), float(np.log1p(self.size * t_in).sum())
+        e = 1.0 / (1.0 + self.class_size * t_in)
+        q = self.to_outer @ (self.class_sx * e[:, None])
+        r = self.to_outer @ (self.class_sy * e)
+        m = self.to_outer @ (self.class_count * self.class_size * e)
         k = t_out / (1.0 + t_out * m)
         return _Products(
-            xvx=self.xtx - (self.sx * a[:, None]).T @ self.sx - (q * k[:, None]).T @ q,
-            xvy=self.xty - (self.sx * a[:, None]).T @ self.sy - (q * k[:, None]).T @ r,
-            yvy=self.yty - float(a @ self.sy**2) - float(k @ r**2),
-            logdet=float(np.log1p(self.size * t_in).sum() + np.log1p(t_out * m).sum()),
+            xvx=self.xtx - inner_xvx - (q * k[:, None]).T @ q,
+            xvy=self.xty - inner_xvy - (q * k[:, None]).T @ r,
+            yvy=self.yty - inner_yvy - float(k @ r**2),
+            logdet=logdet + float(np.log1p(t_out * m).sum()),
         )
 
 
