@@ -299,7 +299,14 @@ class Nested(_Problem):
 
 class RandomSlope(_Problem):
     """``y ~ X + (1 + s | g)``: correlated random intercept and slope of ``s`` per group, from
-    sums with ``slope`` (or rows: :meth:`of`). θ = (Λ₁₁, Λ₂₁, Λ₂₂), lme4's order."""
+    sums with ``slope`` (or rows: :meth:`of`). θ = (Λ₁₁, Λ₂₁, Λ₂₂), lme4's order.
+
+    A group's weights depend on its Z'Z alone (its size, Σ s and Σ s²), which few groups do
+    not share with many others when ``s`` is a session number: the groups' products are
+    gathered once into classes of the same Z'Z, and an evaluation costs the classes, not the
+    groups. With more products than :data:`MAX_SLOPE_PRODUCTS` (a continuous slope variable
+    over millions of groups) they are computed column by column per group instead.
+    """
 
     n_theta = 3
     lower = (0.0, -np.inf, 0.0)
@@ -307,21 +314,33 @@ class RandomSlope(_Problem):
     def __init__(self, sums: GroupSums) -> None:
         super().__init__(sums)
         s1, s2, self.x1, self.y1 = sums.slope
-        self.ztz = np.vstack([self.size, s1, s2])  # Z'Z entries per group, Z_g = [1, s]
-        x0, x1, y0, y1, g = self.sx, self.x1, self.sy, self.y1, len(self.size)
-        self.pxx = self.columns = None
-        if 3 * self.p * self.p * g > MAX_SLOPE_PRODUCTS:  # column by column, contiguous
+        ztz = np.vstack([self.size, s1, s2])  # Z'Z entries per group, Z_g = [1, s]
+        x0, x1, y0, y1, p = self.sx, self.x1, self.sy, self.y1, self.p
+        self.ztz, codes = np.unique(ztz, axis=1, return_inverse=True)
+        self.count = np.bincount(codes.ravel()).astype(float)
+        n = self.ztz.shape[1]
+        self.columns = None
+        if 3 * p * p * n > MAX_SLOPE_PRODUCTS:  # per group, column by column, contiguous
+            self.ztz, self.count = ztz, np.ones(len(self.size))
             self.columns = (np.asfortranarray(x0), np.asfortranarray(x1))
-        else:
-            # per group, once: x0x0', x0x1' + x1x0', x1x1' laid out so that each evaluation is
-            # one matrix product over groups: pxx[i·p + j, k·G + g]
-            pxx = np.empty((self.p, self.p, 3, g))
-            np.einsum("gi,gj->ijg", x0, x0, out=pxx[:, :, 0])
-            np.einsum("gi,gj->ijg", x0, x1, out=pxx[:, :, 1])
-            pxx[:, :, 1] += pxx[:, :, 1].transpose(1, 0, 2).copy()
-            np.einsum("gi,gj->ijg", x1, x1, out=pxx[:, :, 2])
-            self.pxx = pxx.reshape(self.p * self.p, 3 * g)
-        self.pyy = np.concatenate([y0 * y0, 2.0 * y0 * y1, y1 * y1])
+            self.pyy = np.concatenate([y0 * y0, 2.0 * y0 * y1, y1 * y1])
+            return
+
+        def per_class(values: np.ndarray) -> np.ndarray:
+            return np.bincount(codes.ravel(), weights=values, minlength=n)
+
+        # per class, once: Σ x0x0', Σ (x0x1' + x1x0'), Σ x1x1' laid out so that each
+        # evaluation is one matrix product over classes: pxx[i·p + j, k·C + c]
+        pxx = np.empty((p, p, 3, n))
+        for i, j in zip(*np.triu_indices(p), strict=True):
+            pxx[i, j, 0] = pxx[j, i, 0] = per_class(x0[:, i] * x0[:, j])
+            pxx[i, j, 1] = pxx[j, i, 1] = per_class(x0[:, i] * x1[:, j] + x1[:, i] * x0[:, j])
+            pxx[i, j, 2] = pxx[j, i, 2] = per_class(x1[:, i] * x1[:, j])
+        self.pxx = pxx.reshape(p * p, 3 * n)
+        self.pxy = np.vstack([np.column_stack([per_class(c * y) for c in x.T]).reshape(n, p)
+                              for x, y in ((x0, y0), (x0, y1), (x1, y0), (x1, y1))]).T  # fmt: skip
+        self.pyy = np.concatenate([per_class(y0 * y0), 2.0 * per_class(y0 * y1),
+                                   per_class(y1 * y1)])  # fmt: skip
 
     @classmethod
     def of(cls, y: np.ndarray, x: np.ndarray, groups: np.ndarray, s: np.ndarray) -> RandomSlope:
@@ -332,24 +351,25 @@ class RandomSlope(_Problem):
         return np.array([1.0, 0.0, 1.0])
 
     def products(self, theta: np.ndarray) -> _Products:
-        """With Λ = [[a, 0], [b, c]] and M = I + Λ'Z'ZΛ per group (2 x 2, written out), and
+        """With Λ = [[a, 0], [b, c]] and M = I + Λ'Z'ZΛ per class (2 x 2, written out), and
         W = Λ'Z'X = [a·x0 + b·x1; c·x1] (x0 = Σ x, x1 = Σ s·x): Σ W'M⁻¹W =
         Σ α x0x0' + β (x0x1' + x1x0') + γ x1x1', where (α, β, γ) are linear in
-        M⁻¹ = adj(M) / det(M): one matrix product over the groups' outer products, laid out
-        once (or, above :data:`MAX_SLOPE_PRODUCTS`, column by column); likewise X'V⁻¹y and
-        y'V⁻¹y."""
+        M⁻¹ = adj(M) / det(M): one matrix product over the classes' products, laid out
+        once (or, above :data:`MAX_SLOPE_PRODUCTS`, column by column per group); likewise
+        X'V⁻¹y and y'V⁻¹y."""
         a, b, c = (float(t) for t in theta)
         m = np.array([[a * a, 2 * a * b, b * b], [0.0, c * a, c * b], [0.0, 0.0, c * c]]) @ self.ztz
         m[0] += 1.0
         m[2] += 1.0
         det = m[0] * m[2] - m[1] * m[1]
-        inverse = np.vstack([m[2], -m[1], m[0]]) / det  # (i00, i01, i11) per group
+        inverse = np.vstack([m[2], -m[1], m[0]]) / det  # (i00, i01, i11) per class
         alpha, beta, gamma = (
             np.array([[a * a, 0, 0], [a * b, a * c, 0], [b * b, 2 * b * c, c * c]]) @ inverse
         )
-        x0, x1, y0, y1 = self.sx, self.x1, self.sy, self.y1
+        weights = np.concatenate([alpha, beta, gamma])
         if self.columns is None:
-            weighted = (self.pxx @ np.concatenate([alpha, beta, gamma])).reshape(self.p, self.p)
+            weighted = (self.pxx @ weights).reshape(self.p, self.p)
+            xvy = self.pxy @ np.concatenate([alpha, beta, beta, gamma])
         else:  # column by column: no array of p² per group
             x0f, x1f = self.columns
             weighted = np.empty((self.p, self.p))
@@ -357,11 +377,13 @@ class RandomSlope(_Problem):
                 left = x0f[:, i] * alpha + x1f[:, i] * beta
                 right = x0f[:, i] * beta + x1f[:, i] * gamma
                 weighted[i] = left @ x0f + right @ x1f
+            y0, y1 = self.sy, self.y1
+            xvy = x0f.T @ (alpha * y0 + beta * y1) + x1f.T @ (beta * y0 + gamma * y1)
         return _Products(
             xvx=self.xtx - weighted,
-            xvy=self.xty - x0.T @ (alpha * y0 + beta * y1) - x1.T @ (beta * y0 + gamma * y1),
-            yvy=self.yty - float(self.pyy @ np.concatenate([alpha, beta, gamma])),
-            logdet=float(np.log(det).sum()),
+            xvy=self.xty - xvy,
+            yvy=self.yty - float(self.pyy @ weights),
+            logdet=float(self.count @ np.log(det)),
         )
 
 
