@@ -22,7 +22,6 @@ Examples
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +49,7 @@ from .errors import NotEstimable
 from .formula import Formula, design
 from .instruments import get_instrument
 from .latent_disaggregation import alliance_disaggregated_latent
+from .logit import LogitRows, fit_logits
 from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .riclpm import DEFAULT_WAVES, riclpm
@@ -976,45 +976,38 @@ def _logit_rows(
 
 def clustered_logit(
     model: str, data: pd.DataFrame, response: str, predictors: list[str], cluster: str | None
-) -> tuple[list[dict[str, object]], Any]:
+) -> list[dict[str, object]]:
     """A logistic regression with standard errors clustered by ``cluster``: tidy rows (one
-    per coefficient, plus ``odds_ratio_<predictor>`` rows) and the statsmodels result.
+    per coefficient, plus ``odds_ratio_<predictor>`` rows).
 
-    Standard errors are CR1, equal to R's ``sandwich::vcovCL(type = "HC1")``, with Wald z
-    intervals; with ``cluster=None``, the model-based ones (R's ``glm``). Rows with a missing
-    value in any of the columns are left out. With fewer than two clusters or a single kind of
-    response, one row says why nothing was fitted (the result is then ``None``).
+    Fitted by Newton's method from sums (:func:`allianceanalysis.logit.fit_logits`, held to
+    statsmodels' ``Logit`` in ``tests/test_logit.py``). Standard errors are CR1, equal to R's
+    ``sandwich::vcovCL(type = "HC1")``, with Wald z intervals; with ``cluster=None``, the
+    model-based ones (R's ``glm``). Rows with a missing value in any of the columns are left
+    out. With fewer than two clusters or a single kind of response, one row says why nothing
+    was fitted.
     """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
-
     prepared = _logit_data(model, data, response, predictors, cluster)
     if isinstance(prepared, list):
-        return prepared, None
+        return prepared
     data, exog = prepared
-    covariance: dict[str, Any] = {"cov_type": "nonrobust"}
-    if cluster is not None:
-        groups = pd.factorize(data[cluster])[0]
-        covariance = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = sm.Logit(data[response].astype(float), exog).fit(disp=0, **covariance)
-    problems = [
-        str(w.message)
-        for w in caught
-        if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
-    ]
+    codes = None if cluster is None else pd.factorize(data[cluster])[0]
+    rows = LogitRows(exog.to_numpy(float), data[response].to_numpy(float), cluster=codes)
+    clusters = None if codes is None else int(codes.max()) + 1
+    [fit] = fit_logits([lambda: rows], clusters=clusters)
+    problems = [fit.message] if fit.message else []
     problems += _separated(data.assign(events=data[response], trials=1), response, predictors)
     common = {
-        "n_obs": len(data),
-        "n_groups": data[cluster].nunique() if cluster else pd.NA,
-        "converged": bool(result.mle_retvals.get("converged", False)) and not problems,
+        "n_obs": fit.n_obs,
+        "n_groups": clusters if cluster else pd.NA,
+        "converged": fit.converged and not problems,
         "message": "; ".join(problems),
         "ci_method": "wald_z_cluster" if cluster else "wald_z",
     }
-    terms = list(exog.columns)
-    return _logit_rows(model, terms, result.params[terms].to_numpy(),
-                       result.bse[terms].to_numpy(), **common), result  # fmt: skip
+    p = len(exog.columns)
+    covariance = fit.covariance if fit.covariance is not None else np.full((p, p), np.nan)
+    return _logit_rows(model, list(exog.columns), fit.params, np.sqrt(np.diag(covariance)),
+                       **common)  # fmt: skip
 
 
 def clustered_ols(
@@ -1142,8 +1135,8 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
     meta-analysis of adult individual psychotherapy. Psychotherapy, 47(4), 637-645.
     """
     several = tidy.has_therapists(clients)
-    rows, _ = clustered_logit("dropout", clients, "dropout", ["alliance_early"],
-                              "therapist_id" if several else None)  # fmt: skip
+    rows = clustered_logit("dropout", clients, "dropout", ["alliance_early"],
+                           "therapist_id" if several else None)  # fmt: skip
     if not several:
         for row in rows:
             row["message"] = "; ".join(filter(None, [NO_THERAPIST_LEVEL, row["message"]]))
