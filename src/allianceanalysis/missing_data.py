@@ -341,7 +341,7 @@ def _imputation_data(
     keep = np.ones(len(table), dtype=bool)
     for spec in adjustment.client_level if adjustment else ():
         keep &= table[spec.column].notna().to_numpy()
-    base = table[keep].reset_index(drop=True)
+    base = table if keep.all() else table[keep].reset_index(drop=True)  # no copy of them all
     core = ["outcome_intake", *(["alliance_early"] if alliance else []),
             *(["outcome_early"] if k > 1 else []), "outcome_final"]  # fmt: skip
     for column in core:
@@ -536,16 +536,18 @@ def multiple_imputation(
         raise ValueError(f"missing_data.m must be at least 2 (Rubin's rules need two); got {m}")
     early_sessions = tuple(early_sessions) if alliance is not None else ()
     ks = sorted({early_session, *early_sessions})
-    streams = np.random.SeedSequence(seed).spawn(len(ks))
-    parts: list[pd.DataFrame] = []
+    streams = dict(zip(ks, np.random.SeedSequence(seed).spawn(len(ks)), strict=True))
+    parts: dict[int, list[pd.DataFrame]] = {}
     main: ImputedClients | str = ""
-    data_of = client_data(sessions, outcome, alliance, tuple(ks), adjustment)
-    for (k, table, scores), stream in zip(data_of, streams, strict=True):
+    # the configured k last: its imputations, kept for the tipping point, are not held while
+    # the other ks are imputed (each k keeps its own stream, so the draws are the same)
+    last = [*(k for k in ks if k != early_session), early_session]
+    for k, table, scores in client_data(sessions, outcome, alliance, tuple(last), adjustment):
+        stream = int(streams[k].generate_state(1)[0])
         try:
-            data = _imputation_data(table, scores, alliance, k, adjustment)
             imputed: ImputedClients | str = _imputed(
-                data, k, m=m, seed=int(stream.generate_state(1)[0]), burn_in=burn_in,
-                between=between)  # fmt: skip
+                _imputation_data(table, scores, alliance, k, adjustment), k, m=m, seed=stream,
+                burn_in=burn_in, between=between)  # fmt: skip
         except NotEstimable as exc:
             imputed = f"the imputation model cannot be estimated: {exc}"
         fits = _model_fits(alliance, seed, engine, adjustment) if k == early_session else {}
@@ -553,11 +555,13 @@ def multiple_imputation(
             fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
                                                    adjustment=adjustment)  # fmt: skip
         population = imputed.base if isinstance(imputed, ImputedClients) else table
-        parts += _pooled_or_reasons(fits, imputed, population, alliance)
+        del table, scores
+        parts[k] = _pooled_or_reasons(fits, imputed, population, alliance)
         if k == early_session:
             main = imputed
+        del imputed, population
     order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
-    table = pd.concat(parts, ignore_index=True)
+    table = pd.concat([part for k in ks for part in parts[k]], ignore_index=True)
     rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
     table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
     return table, main if isinstance(main, ImputedClients) else None
