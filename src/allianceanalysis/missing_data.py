@@ -492,6 +492,7 @@ def multiple_imputation(
     burn_in: int = BURN_IN,
     between: int = BETWEEN,
     early_sessions: Sequence[int] = EARLY_SESSIONS,
+    seen: Callable[[int, pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, ImputedClients | None]:
     """The client-level catalogue after multiple imputation: models ``<model>_mi``.
 
@@ -517,6 +518,10 @@ def multiple_imputation(
         The sampler's iterations (:mod:`allianceanalysis.imputation`).
     early_sessions : sequence of int
         The k of the ``early_alliance_k<k>_mi`` models (empty: none).
+    seen : callable, optional
+        Called with each early session k and its client table (every case, before
+        imputation), as they are made: what else is wanted of them (the missingness pattern)
+        needs no second pass over the sessions.
 
     Returns
     -------
@@ -543,6 +548,8 @@ def multiple_imputation(
     # the other ks are imputed (each k keeps its own stream, so the draws are the same)
     last = [*(k for k in ks if k != early_session), early_session]
     for k, table, scores in client_data(sessions, outcome, alliance, tuple(last), adjustment):
+        if seen is not None:
+            seen(k, table)
         stream = int(streams[k].generate_state(1)[0])
         try:
             imputed: ImputedClients | str = _imputed(

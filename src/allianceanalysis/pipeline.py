@@ -608,7 +608,6 @@ def missing_data_step(
     from .derive import case_keys
     from .disclosure import DisclosurePolicy, suppress_small_rows
     from .missing_data import (
-        client_data,
         missingness,
         missingness_rows,
         multiple_imputation,
@@ -622,9 +621,16 @@ def missing_data_step(
     adjustment = Adjustment.from_dict(options.get("adjustment"))
     # this step may run before derive checks them
     adjustment.check_facts([adjustment.facts(f, case_keys(f)) for f in frames(data)])
+    k = options["early_session"]
+    patterns: list[pd.DataFrame] = []
+
+    def pattern_of(early: int, clients: pd.DataFrame) -> None:
+        if early == k:
+            patterns.append(missingness(clients, alliance))
+
     table, main = multiple_imputation(
-        data, outcome, alliance, options["early_session"], m=settings["m"],
-        seed=options["seed"], engine=options["engine"], adjustment=adjustment,
+        data, outcome, alliance, k, m=settings["m"], seed=options["seed"],
+        engine=options["engine"], adjustment=adjustment, seen=pattern_of,
     )  # fmt: skip
     if main is None or alliance is None:
         why = tidy.unmet_need(("alliance",), data, alliance) or table["message"].iloc[0]
@@ -633,9 +639,7 @@ def missing_data_step(
     else:
         points = tipping_point(main, outcome, settings["tipping_shifts"],
                                engine=options["engine"], adjustment=adjustment)  # fmt: skip
-    k = options["early_session"]
-    [(_, clients, _)] = client_data(data, outcome, alliance, (k,))
-    pattern_table = missingness(clients, alliance)
+    [pattern_table] = patterns
     policy = DisclosurePolicy(suppress_below)
     with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
         _write_csv(suppress_small_rows(table, policy), i)
