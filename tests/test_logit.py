@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import special
 
-from allianceanalysis.logit import LogitRows, _extended_products, fit_logits
+from allianceanalysis.logit import LogitRows, _extended_products, fit_logits, softplus
 
 
 def simulated(n: int = 3000, clusters: int = 40, seed: int = 2) -> LogitRows:
@@ -93,3 +93,10 @@ def test_complete_separation_is_reported_as_not_converged() -> None:
     rows = LogitRows(np.column_stack([np.ones_like(x), x]), (x > 0).astype(float))
     fit = fit_logits([lambda: rows])[0]
     assert not fit.converged and fit.message
+
+
+def test_softplus_is_logaddexp_to_rounding() -> None:
+    """log(1 + e^x) over ±800 (overflow of e^x beyond 709): numpy's logaddexp(0, x) to 1e-15
+    relative."""
+    x = np.linspace(-800.0, 800.0, 100_001)
+    np.testing.assert_allclose(softplus(x), np.logaddexp(0.0, x), rtol=1e-15, atol=0)

@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from .lmm import hessian, jacobian
+from .logit import softplus
 
 __all__ = ["GlmmFit", "fit_logit_glmm"]
 
@@ -97,7 +98,7 @@ class _Collapsed:
     def conditional(self, beta: np.ndarray, theta: float, u: np.ndarray) -> np.ndarray:
         """Each group's log-likelihood given its ``u``, including the N(0, 1) kernel of u."""
         eta = self.exog @ beta + theta * u[self.group]
-        log_lik = self.events * eta - self.trials * np.logaddexp(0.0, eta)
+        log_lik = self.events * eta - self.trials * softplus(eta)
         return self.per_group(log_lik) - 0.5 * u**2
 
     def mode(self, beta: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +112,7 @@ class _Collapsed:
 
         def density(u: np.ndarray) -> np.ndarray:
             eta = fixed + theta * u[self.group]
-            log_lik = self.events * eta - self.trials * np.logaddexp(0.0, eta)
+            log_lik = self.events * eta - self.trials * softplus(eta)
             return self.per_group(log_lik) - 0.5 * u**2
 
         value = density(u)
@@ -154,7 +155,7 @@ class _Collapsed:
         w = self.trials * mu * (1 - mu)
         dw = w * (1 - 2 * mu)  # dw/dη
         sum_w, sum_residual = self.per_group(w), self.per_group(residual)
-        value = self.per_group(self.events * eta - self.trials * np.logaddexp(0.0, eta))
+        value = self.per_group(self.events * eta - self.trials * softplus(eta))
         value = value - 0.5 * u**2 - 0.5 * np.log(curvature)
         # θ: d c / dθ = 2 θ Σ w + θ² Σ dw (û + θ dû/dθ)
         du_theta = (sum_residual - theta * u * sum_w) / curvature
