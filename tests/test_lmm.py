@@ -20,6 +20,7 @@ from allianceanalysis.engine import (
     _core_problem,
     core_structure,
     fit_lmm,
+    fit_lmm_each,
     structure_sums,
 )
 from allianceanalysis.formula import Formula, design
@@ -155,3 +156,21 @@ def test_groups_of_too_many_sizes_to_gather_by_size_give_the_same_criterion(
     for theta in ([1.0, 0.5], [0.2, 2.0]):
         theta = theta[: by_size.n_theta]
         assert by_group.criterion(theta) == pytest.approx(by_size.criterion(theta), rel=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (1 + x | g)", "y ~ x + (1 | h/g)"])
+def test_fits_of_several_responses_equal_their_fits_one_at_a_time(formula: str) -> None:
+    """fit_lmm_each shares the design and the groups' sums between responses; each fit is
+    fit_lmm's of that response (to rounding, 1e-10: the same sums, added in another order)."""
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(40), 6)
+    data = pd.DataFrame({"g": g, "h": g // 8, "x": rng.normal(size=g.size)})
+    data["y"] = data["x"] + rng.normal(size=40)[g] + rng.normal(size=g.size)
+    shifted = (rng.random(g.size) < 0.3).astype(float)
+    responses = [data["y"].to_numpy() + delta * shifted for delta in (0.0, -2.0, 3.5)]
+    together = fit_lmm_each(formula, data, responses)
+    for response, fit in zip(responses, together, strict=True):
+        alone = fit_lmm(formula, data.assign(y=response))
+        np.testing.assert_allclose(fit.coefficients.to_numpy(float),
+                                   alone.coefficients.to_numpy(float), rtol=1e-10)  # fmt: skip
+        assert fit.variances == pytest.approx(alone.variances, rel=1e-10)

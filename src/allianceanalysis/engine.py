@@ -74,7 +74,7 @@ from . import lmm
 from .distributions import chi2_ppf, norm_ppf, norm_sf, t_ppf, t_sf
 from .errors import NotEstimable
 from .formula import SUPPORTED, Design, Formula, aliased_from_crossproducts, design
-from .sums import GroupSums, group_sums, merge_sums
+from .sums import GroupSums, group_sums, group_sums_each, merge_sums
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -86,6 +86,7 @@ __all__ = [
     "Structure",
     "core_structure",
     "fit_lmm",
+    "fit_lmm_each",
     "fit_lmm_pieces",
     "group_label",
     "profile_interval",
@@ -453,12 +454,22 @@ def structure_sums(
     structure: Structure, y: np.ndarray, x: np.ndarray, frame: pd.DataFrame
 ) -> GroupSums:
     """The sufficient statistics a structure's core needs, from complete rows."""
+    [sums] = structure_sums_each(structure, [y], x, frame)
+    return sums
+
+
+def structure_sums_each(
+    structure: Structure, responses: Sequence[np.ndarray], x: np.ndarray, frame: pd.DataFrame
+) -> list[GroupSums]:
+    """:func:`structure_sums` of each response with the same design and groups
+    (:func:`~allianceanalysis.sums.group_sums_each`)."""
     groups = [frame[g] for g in structure.groups]
     if structure.kind in ("slope", "uncorrelated"):
-        return group_sums(y, x, groups[0], slope=frame[structure.slope].to_numpy(dtype=float))
+        slope = frame[structure.slope].to_numpy(dtype=float)
+        return group_sums_each(responses, x, groups[0], slope=slope)
     if structure.kind == "nested":
-        return group_sums(y, x, groups[1], outer=groups[0])
-    return group_sums(y, x, groups[0])
+        return group_sums_each(responses, x, groups[1], outer=groups[0])
+    return group_sums_each(responses, x, groups[0])
 
 
 def _core_problem(structure: Structure, sums: GroupSums) -> lmm._Problem:
@@ -632,6 +643,68 @@ def _one_level(values: pd.Series) -> bool:
     return values.empty or not bool(values.ne(values.iloc[0]).any())
 
 
+def _prepared(
+    formula: str, data: pd.DataFrame
+) -> tuple[Formula, pd.DataFrame, int, list[str], list[str], Structure | None]:
+    """The parsed formula (an optional grouping factor with one level dropped), its complete
+    rows, how many were dropped, the notes of what was dropped, the grouping factors with
+    fewer than two levels, and the fast core's structure (None when it cannot fit it)."""
+    parsed = Formula.parse(formula)
+    frame, n_dropped = _complete_cases(parsed, data)
+    dropped = [g for g in OPTIONAL_GROUPS if g in parsed.groups and _one_level(frame[g])]
+    for group in dropped:
+        parsed = parsed.without(group)
+    notes = [_dropped_note(group, parsed) for group in dropped[:1]]
+    few_groups = [g for g in parsed.groups if _one_level(frame[g])]
+    structure = core_structure(parsed, frame) if parsed.random and not few_groups else None
+    return parsed, frame, n_dropped, notes, few_groups, structure
+
+
+def fit_lmm_each(
+    formula: str, data: pd.DataFrame, responses: Sequence[np.ndarray],
+    engine: str = DEFAULT_ENGINE,
+) -> list[MixedFit]:  # fmt: skip
+    """:func:`fit_lmm` of the formula with each of several responses in place of its own, on
+    the same rows (a sensitivity analysis that shifts the response): the fast core builds the
+    design and the groups' sums once, and each response adds only its own sums.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 notation; its response column names what each response replaces.
+    data : pandas.DataFrame
+        The model's variables.
+    responses : sequence of numpy.ndarray
+        Responses aligned with ``data``'s rows, complete wherever the data's own response is.
+    engine : str
+        As :func:`fit_lmm`; other engines, or data with incomplete rows, fit each in turn.
+
+    Returns
+    -------
+    list of MixedFit
+        One per response, as :func:`fit_lmm` fits it.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> d = pd.DataFrame({"g": np.repeat(list("abcdefgh"), 6), "x": rng.normal(size=48)})
+    >>> d["y"] = d["x"] + rng.normal(size=8).repeat(6) + rng.normal(size=48)
+    >>> fits = fit_lmm_each("y ~ x + (1 | g)", d, [d["y"].to_numpy(), d["y"].to_numpy() + 1])
+    >>> a, b = (float(f.coefficients.loc["Intercept", "estimate"]) for f in fits)
+    >>> round(b - a, 6)  # the response shifted by 1, the intercept with it
+    1.0
+    """
+    _check_engine(engine)
+    parsed, frame, n_dropped, notes, _, structure = _prepared(formula, data)
+    if engine != "lmm" or structure is None or n_dropped:
+        return [fit_lmm(formula, data.assign(**{parsed.response: np.asarray(r)}), engine)
+                for r in responses]  # fmt: skip
+    fixed = design(parsed, frame, drop_aliased=False)
+    ys = [np.asarray(r, dtype=float) for r in responses]
+    each = structure_sums_each(structure, ys, fixed.x, frame)
+    return [_fit_core(parsed, structure, sums, fixed.terms, notes) for sums in each]
+
+
 def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> MixedFit:
     """Fit a linear mixed model by REML.
 
@@ -667,14 +740,7 @@ def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> M
     ('lmm', 9.69)
     """
     _check_engine(engine)
-    parsed = Formula.parse(formula)
-    frame, n_dropped = _complete_cases(parsed, data)
-    dropped = [g for g in OPTIONAL_GROUPS if g in parsed.groups and _one_level(frame[g])]
-    for group in dropped:
-        parsed = parsed.without(group)
-    notes = [_dropped_note(group, parsed) for group in dropped[:1]]
-    few_groups = [g for g in parsed.groups if _one_level(frame[g])]
-    structure = core_structure(parsed, frame) if parsed.random and not few_groups else None
+    parsed, frame, n_dropped, notes, few_groups, structure = _prepared(formula, data)
     if engine == "lmm" and structure is not None:
         sums, terms = _core_sums(parsed, structure, frame)
         fit = _fit_core(parsed, structure, sums, terms, notes)

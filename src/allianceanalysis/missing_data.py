@@ -50,7 +50,7 @@ from .covariates import Adjustment, adjusted
 from .derive import CaseOrder, case_order, client_frames
 from .disclosure import DisclosurePolicy, suppress_small_rows
 from .effects import wilson_interval
-from .engine import DEFAULT_ENGINE, fit_lmm
+from .engine import DEFAULT_ENGINE, fit_lmm_each
 from .errors import NotEstimable
 from .formula import Formula, design
 from .imputation import BETWEEN, BURN_IN, Imputations, impute
@@ -691,8 +691,8 @@ def tipping_point(
     for j in range(imputed.m):  # one completed table in memory at a time
         table = imputed.completed(j)
         final = table["outcome_final"].to_numpy(float)
-        for at, delta in zip(fits, deltas, strict=True):
-            fit = fit_lmm(formula, table.assign(outcome_final=final + delta * shifted), engine)
+        responses = [final + delta * shifted for delta in deltas]
+        for at, fit in zip(fits, fit_lmm_each(formula, table, responses, engine), strict=True):
             rows = tidy.frame(tidy_fit(model, fit))
             at.append(rows[rows["term"] == "alliance_early"])
     frames = [_pool_frames(model, at, note).assign(delta=delta)

@@ -34,7 +34,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-__all__ = ["ExactSum", "GroupSums", "exact_mean", "exact_std", "group_sums", "merge_sums"]
+__all__ = [
+    "ExactSum",
+    "GroupSums",
+    "exact_mean",
+    "exact_std",
+    "group_sums",
+    "group_sums_each",
+    "merge_sums",
+]
 
 _OFFSET = 1074 + 53
 """Bin ``e + _OFFSET`` holds the multiples of 2**e; the smallest float64 is 2**-1074."""
@@ -269,7 +277,28 @@ def group_sums(
     -------
     GroupSums
     """
-    y = np.asarray(y, dtype=float)
+    [sums] = group_sums_each([y], x, groups, outer=outer, slope=slope)
+    return sums
+
+
+def group_sums_each(
+    responses: Sequence[np.ndarray],
+    x: np.ndarray,
+    groups: np.ndarray | pd.Series,
+    *,
+    outer: np.ndarray | pd.Series | None = None,
+    slope: np.ndarray | None = None,
+) -> list[GroupSums]:
+    """:func:`group_sums` of each response with the same design and groups: the groups are
+    factorised and the design's sums made once, and each response adds only its own (a
+    sensitivity analysis that shifts the response refits from these).
+
+    Examples
+    --------
+    >>> x = np.ones((4, 1))
+    >>> [s.sy.tolist() for s in group_sums_each([np.arange(4.0), np.ones(4)], x, list("aabb"))]
+    [[1.0, 5.0], [2.0, 2.0]]
+    """
     x = np.asarray(x, dtype=float)
     p = x.shape[1]
     if outer is not None:
@@ -292,20 +321,22 @@ def group_sums(
 
     size = np.bincount(codes, minlength=g).astype(float)
     sx = columns([by_group(x[:, j]) for j in range(p)])
-    sy = by_group(y)
     # per group X'X (upper triangle), X'y and y'y, then the exact sum over the groups
-    contributions = [by_group(x[:, i] * x[:, j]) for i, j in zip(*np.triu_indices(p), strict=True)]
-    contributions += [by_group(x[:, j] * y) for j in range(p)]
-    contributions += [by_group(y * y)]
-    exact = ExactSum(len(contributions) + p)
-    exact.add(np.column_stack([*contributions, sx]))
-    slope_sums = None
-    if slope is not None:
-        s = np.asarray(slope, dtype=float)
-        sx1 = columns([by_group(x[:, j] * s) for j in range(p)])
-        slope_sums = (by_group(s), by_group(s * s), sx1, by_group(y * s))
-    return GroupSums(levels=levels, size=size, sx=sx, sy=sy, exact=exact, outer=outer_of,
-                     slope=slope_sums)  # fmt: skip
+    design = [by_group(x[:, i] * x[:, j]) for i, j in zip(*np.triu_indices(p), strict=True)]
+    s = None if slope is None else np.asarray(slope, dtype=float)
+    if s is not None:
+        slope_design = (by_group(s), by_group(s * s),
+                        columns([by_group(x[:, j] * s) for j in range(p)]))  # fmt: skip
+    out = []
+    for response in responses:
+        y = np.asarray(response, dtype=float)
+        contributions = [*design, *(by_group(x[:, j] * y) for j in range(p)), by_group(y * y)]
+        exact = ExactSum(len(contributions) + p)
+        exact.add(np.column_stack([*contributions, sx]))
+        slope_sums = None if s is None else (*slope_design, by_group(y * s))
+        out.append(GroupSums(levels=levels, size=size, sx=sx, sy=by_group(y), exact=exact,
+                             outer=outer_of, slope=slope_sums))  # fmt: skip
+    return out
 
 
 def merge_sums(parts: Sequence[GroupSums]) -> GroupSums:
