@@ -699,10 +699,8 @@ def fit_lmm_each(
     if engine != "lmm" or structure is None or n_dropped:
         return [fit_lmm(formula, data.assign(**{parsed.response: np.asarray(r)}), engine)
                 for r in responses]  # fmt: skip
-    fixed = design(parsed, frame, drop_aliased=False)
-    ys = [np.asarray(r, dtype=float) for r in responses]
-    each = structure_sums_each(structure, ys, fixed.x, frame)
-    return [_fit_core(parsed, structure, sums, fixed.terms, notes) for sums in each]
+    each, terms = _core_sums_each(parsed, structure, frame, responses)
+    return [_fit_core(parsed, structure, sums, terms, notes) for sums in each]
 
 
 def fit_lmm(formula: str, data: pd.DataFrame, engine: str = DEFAULT_ENGINE) -> MixedFit:
@@ -869,9 +867,18 @@ def _core_sums(
 ) -> tuple[GroupSums, list[str]]:
     """The core's sufficient statistics of complete rows, and the design's terms (aliased
     columns kept: they are dropped from the merged sums, :func:`_fit_core`)."""
-    fixed = design(parsed, frame, drop_aliased=False)
     y = frame[parsed.response].to_numpy(dtype=float)
-    return structure_sums(structure, y, fixed.x, frame), fixed.terms
+    [sums], terms = _core_sums_each(parsed, structure, frame, [y])
+    return sums, terms
+
+
+def _core_sums_each(
+    parsed: Formula, structure: Structure, frame: pd.DataFrame, responses: Sequence[np.ndarray]
+) -> tuple[list[GroupSums], list[str]]:
+    """:func:`_core_sums` of each response in place of the formula's own (one design)."""
+    fixed = design(parsed, frame, drop_aliased=False)
+    ys = [np.asarray(r, dtype=float) for r in responses]
+    return structure_sums_each(structure, ys, fixed.x, frame), fixed.terms
 
 
 def _fit_ols(formula: Formula, frame: pd.DataFrame, fixed: Design) -> MixedFit:
