@@ -149,3 +149,25 @@ def test_inverse_wishart_draws_have_scipys_distribution() -> None:
     np.testing.assert_allclose(ours.mean(axis=0), scale / 9, rtol=0.03)
     np.testing.assert_allclose(ours.mean(axis=0), theirs.mean(axis=0), rtol=0.03)
     np.testing.assert_allclose(ours.var(axis=0), theirs.var(axis=0), rtol=0.1)
+
+
+def test_the_samplers_sums_equal_those_of_the_completed_matrix() -> None:
+    """The sampler sums the complete cases and the observed scores once and adds each
+    pattern's missing scores per step; the result must be the completed matrix's X'Y, Y'Y
+    and Z'Y (to rounding, 1e-9 relative)."""
+    from allianceanalysis.imputation import _Sampler
+
+    y, _, groups = two_level(seed=13, n=500, therapists=12)
+    y = np.column_stack([y, y[:, 0] - y[:, 1]])
+    y[::7, 2] = np.nan
+    y[:3] = np.nan
+    x = np.column_stack([np.ones(500), np.arange(500.0) / 500])
+    sampler = _Sampler(y, x, groups, np.random.default_rng(2))
+    sampler.step()
+    full = y.copy()
+    full.flat[np.flatnonzero(np.isnan(y))] = sampler.missing_values()
+    xty, yty, zy = sampler._sums()
+    z = np.eye(12)[groups]
+    np.testing.assert_allclose(xty, x.T @ full, rtol=1e-9)
+    np.testing.assert_allclose(yty, full.T @ full, rtol=1e-9)
+    np.testing.assert_allclose(zy, z.T @ full, rtol=1e-9)
