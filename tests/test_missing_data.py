@@ -317,17 +317,23 @@ def test_annual_report_paragraph_quotes_no_suppressed_share() -> None:
     assert "Among complete cases" in text
 
 
+@pytest.mark.parametrize("shards", [1, 2])
 def test_missing_data_step_refuses_a_covariate_the_data_lack_in_plain_words(
-    demo_sessions, tmp_path
+    demo_sessions, tmp_path, shards
 ) -> None:
-    """The step may run before derive (it reads the validated sessions): it checks the
-    covariates itself, naming the config key and the column, and writes nothing."""
+    """The step may run before derive (it reads the validated sessions, whole or in shards):
+    it checks the covariates itself, naming the config key and the column, and writes
+    nothing."""
     from allianceanalysis.covariates import Adjustment
     from allianceanalysis.errors import ConfigError
     from allianceanalysis.pipeline import missing_data_step
 
-    sessions = tmp_path / "sessions.parquet"
-    demo_sessions.drop(columns=["age_band"]).to_parquet(sessions)
+    data = demo_sessions.drop(columns=["age_band"])
+    therapists = data["therapist_id"].unique()
+    sessions = []
+    for part, chosen in enumerate(np.array_split(therapists, shards)):
+        sessions.append(tmp_path / f"sessions{part}.parquet")
+        data[data["therapist_id"].isin(chosen)].to_parquet(sessions[-1])
     out = {name: tmp_path / f"{name}.csv" for name in
            ("imputed", "tipping", "pattern", "published_pattern")}  # fmt: skip
     adjustment = Adjustment.from_config({"covariates": ["age_band"], "datasets": {"d": {}}}, "d")

@@ -47,7 +47,7 @@ import pandas as pd
 
 from . import tidy
 from .covariates import Adjustment, adjusted
-from .derive import CaseOrder, case_order, client_frames
+from .derive import CaseOrder, case_keys, case_order, client_frames
 from .disclosure import DisclosurePolicy, suppress_small_rows
 from .effects import wilson_interval
 from .engine import DEFAULT_ENGINE, fit_lmm_each
@@ -165,8 +165,10 @@ class ImputedClients:
     def completed(self, j: int) -> pd.DataFrame:
         """The ``j``-th completed client table: every case eligible, the derived columns
         (early change, therapist mean and client deviation of the early alliance) recomputed."""
-        table = self.base.copy()
-        table[self.variables] = self.imputations.completed(j)
+        table = self.base.copy(deep=False)  # copy-on-write: the base's columns are kept
+        full = self.imputations.completed(j)
+        for i, column in enumerate(self.variables):  # a frame's setitem of several columns
+            table[column] = full[:, i]  # consolidates its blocks: a copy of them all
         table["early_change"] = (
             table["outcome_early"] - table["outcome_intake"] if self.k > 1 else 0.0
         )
@@ -214,7 +216,14 @@ def client_data(
     """For each early session k in turn, the client table and the auxiliary scores of every
     case (:func:`_scores`), in case order, from sessions given whole or in shards (one in
     memory at a time, and one k's tables: the others wait on disk; a case lies in one shard,
-    so the tables are the whole data's).
+    so the tables are the whole data's). The covariates of ``adjustment`` are checked in the
+    same pass (:meth:`~allianceanalysis.covariates.Adjustment.check_facts`), before the first
+    table is given.
+
+    Raises
+    ------
+    ConfigError
+        A covariate the data lack or cannot support, naming the config key and the column.
 
     Examples
     --------
@@ -225,7 +234,12 @@ def client_data(
     [(3, 50, 50)]
     """
 
+    facts: list[dict[str, Any]] = []
+
     def piece(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        if adjustment:  # what a shard shows of a problem stops it before its tables are made
+            facts.append(adjustment.facts(frame, case_keys(frame)))
+            adjustment.check_facts(facts[-1:], partial=True)
         ordered = case_order(frame, alliance)
         tables = client_frames(ordered, outcome, alliance, early_sessions, adjustment)
         return {k: tables[k].assign(**{_AUXILIARY + name: values for name, values
@@ -233,6 +247,9 @@ def client_data(
                 for k in early_sessions}  # fmt: skip
 
     for k, table in per_case_each(sessions, piece):
+        if facts:  # every shard made: the whole data's problems, before anything is imputed
+            adjustment.check_facts(facts)
+            facts.clear()
         aux = [c for c in table.columns if c.startswith(_AUXILIARY)]
         scores = {c.removeprefix(_AUXILIARY): table[c].to_numpy(float) for c in aux}
         yield k, table.drop(columns=aux), scores
@@ -528,6 +545,11 @@ def multiple_imputation(
     (pandas.DataFrame, ImputedClients or None)
         Tidy rows with :data:`~allianceanalysis.pooling.MI_COLUMNS`; and the imputations at the
         configured k (for :func:`tipping_point`), None when they could not be made.
+
+    Raises
+    ------
+    ConfigError
+        A covariate the data lack or cannot support (checked as the sessions are read).
 
     Examples
     --------

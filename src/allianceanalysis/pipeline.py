@@ -605,7 +605,6 @@ def missing_data_step(
     """
     from . import tidy
     from .covariates import Adjustment
-    from .derive import case_keys
     from .disclosure import DisclosurePolicy, suppress_small_rows
     from .missing_data import (
         missingness,
@@ -614,13 +613,11 @@ def missing_data_step(
         tipping_point,
     )
     from .pooling import MI_COLUMNS
-    from .shards import frames
 
     data = _table(sessions)
     outcome, alliance = options["outcome"], options["alliance"]
+    # this step may run before derive checks them: multiple_imputation does, as it reads them
     adjustment = Adjustment.from_dict(options.get("adjustment"))
-    # this step may run before derive checks them
-    adjustment.check_facts([adjustment.facts(f, case_keys(f)) for f in frames(data)])
     k = options["early_session"]
     patterns: list[pd.DataFrame] = []
 
