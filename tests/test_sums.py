@@ -109,3 +109,21 @@ def test_rank_deficient_columns_are_dropped_from_the_merged_sums(
     assert list(whole.coefficients.index) == ["Intercept", "alliance_early"]
     assert "rank deficient: dropped 'twice'" in whole.messages[0]
     pd.testing.assert_frame_equal(pieces.coefficients, whole.coefficients, check_exact=True)
+
+
+@pytest.mark.parametrize("unused", [False, True])
+def test_group_sums_of_a_categorical_column_equal_those_of_its_labels(tables, unused) -> None:
+    """A categorical column is coded by its own codes (sorted categories, unused ones left
+    out): the sums must be those of the same labels as strings."""
+    from allianceanalysis.sums import _factorized
+
+    labels = tables["clients"]["therapist_id"].astype(str)
+    coded = labels.astype("category")
+    if unused:
+        coded = coded.cat.add_categories(["a-none", "zz-none"]).cat.reorder_categories(
+            sorted([*coded.cat.categories, "a-none", "zz-none"])
+        )
+    codes, levels = _factorized(coded)
+    expected_codes, expected_levels = _factorized(labels)
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal(levels, expected_levels)

@@ -138,6 +138,11 @@ class _Block:
     values: np.ndarray
     """The missing scores' current values (rows × missing): a view of the sampler's buffer."""
 
+    def __post_init__(self) -> None:
+        # the index pairs of the blocks of a variables x variables matrix, made once
+        self.mm = np.ix_(self.missing, self.missing)
+        self.om = np.ix_(self.observed, self.missing)
+
 
 class _Sampler:
     """The Gibbs sampler's state and its sufficient statistics.
@@ -211,11 +216,10 @@ class _Sampler:
         beside = np.zeros((self.d, self.d))  # observed x missing (the transpose added below)
         both = np.zeros((self.d, self.d))  # missing x missing
         for block in self.blocks:
-            m, o = block.missing, block.observed
             cross = block.design.T @ block.values
-            xty[:, m] += cross[: self.p]
-            beside[np.ix_(o, m)] += cross[self.p :]
-            both[np.ix_(m, m)] += block.values.T @ block.values
+            xty[:, block.missing] += cross[: self.p]
+            beside[block.om] += cross[self.p :]
+            both[block.mm] += block.values.T @ block.values
         yty = self.yty_fixed + beside + beside.T + both
         if not self.grouped:
             return xty, yty, None
@@ -272,38 +276,30 @@ class _Sampler:
     def _draw_missing(self) -> None:
         """Y_mis | Y_obs, b, B, Sigma. With Q = Sigma^-1 and mu = B'x + b, a case's missing
         scores are normal with covariance (Q_mm)^-1 and mean mu_m + C (y_o - mu_o), where
-        C = -(Q_mm)^-1 Q_mo: a regression on the predictors and the observed scores,
-        x'(B_m - B_o C') + y_o C' + b_m - C b_o, one product per pattern with its fixed
-        design. Every pattern's (Q_mm)^-1, C and noise factor come from one batched inverse
-        of Q with its observed rows and columns replaced by the identity's."""
+        C = -(Q_mm)^-1 Q_mo: with W the variables x missing matrix of I on the missing rows
+        and -C' on the observed ones, the mean is mu W + y_o C' = x'B W + b W + y_o C', one
+        product per pattern with its fixed design. Every pattern's (Q_mm)^-1, C and noise
+        factor come from one batched inverse of Q with its observed rows and columns replaced
+        by the identity's."""
         q = np.linalg.inv(self.sigma)
         missing = self.masks
         both = missing[:, :, None] & missing[:, None, :]
         blocks = np.where(both, q, 0.0) + np.eye(self.d) * ~missing[:, None, :]
-        regression = -np.linalg.inv(blocks) @ np.where(missing[:, None, :], 0.0, q)
+        # -C' on the observed rows of the missing columns; 0 on their missing rows
+        regression = np.linalg.inv(blocks) @ np.where(missing[:, None, :], 0.0, q)
+        gains = np.eye(self.d) + regression.transpose(0, 2, 1)
         noise_factor = np.linalg.inv(np.linalg.cholesky(blocks))  # L^-1: L^-T z has cov A^-1
         for g, block in enumerate(self.blocks):
-            m, o = block.missing, block.observed
-            c = regression[g][np.ix_(m, o)]
-            weights = np.vstack([self.beta[:, m] - self.beta[:, o] @ c.T, c.T])
-            mean = block.design @ weights
-            if self.grouped:
-                mean += self._therapist_part(block, m, o, c)
+            w = gains[g][:, block.missing]
+            mean = block.design @ np.vstack([self.beta @ w, -w[block.observed]])
+            if self.grouped:  # b W of each row: made per therapist and gathered, or gathered
+                if len(self.b) < len(block.groups):  # and made per row, whichever is fewer
+                    mean += np.take(self.b @ w, block.groups, axis=0)
+                else:
+                    mean += np.take(self.b, block.groups, axis=0) @ w
             z = self.rng.standard_normal(mean.shape)
-            mean += z @ noise_factor[g][np.ix_(m, m)]
+            mean += z @ noise_factor[g][block.mm]
             block.values[:] = mean
-
-    def _therapist_part(
-        self, block: _Block, m: np.ndarray, o: np.ndarray, c: np.ndarray
-    ) -> np.ndarray:
-        """b_m - C b_o of each of a block's rows: made per therapist and gathered, or
-        gathered and made per row, whichever has fewer rows."""
-        weights = np.zeros((self.d, len(m)))
-        weights[m] = np.eye(len(m))
-        weights[o] = -c.T
-        if len(self.b) < len(block.groups):
-            return np.take(self.b @ weights, block.groups, axis=0)
-        return np.take(self.b, block.groups, axis=0) @ weights
 
     def missing_values(self) -> np.ndarray:
         """The current imputed values, in the order of the full matrix's missing cells."""

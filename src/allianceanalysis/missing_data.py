@@ -378,6 +378,8 @@ def _imputation_data(
     groups = None
     if tidy.has_therapists(base):
         groups = pd.factorize(base["therapist_id"], use_na_sentinel=False)[0]
+    if "therapist_id" in base:  # coded once, not by each fit of every completed table
+        base = base.assign(therapist_id=base["therapist_id"].astype("category"))
     return ImputationData(base, pd.DataFrame(y, columns=variables), pd.DataFrame(x, columns=names),
                           groups, int((~keep).sum()))  # fmt: skip
 
