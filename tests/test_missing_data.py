@@ -285,6 +285,35 @@ def test_missing_data_step_writes_every_table(demo_sessions, tmp_path) -> None:
     assert set(pd.read_csv(out["imputed"])["model"]) >= {"alliance_outcome_mi", "dropout_mi"}
 
 
+@pytest.mark.parametrize("alliance", ["srs", None])
+def test_one_job_per_early_session_writes_the_tables_of_one_process(
+    demo_sessions, tmp_path, alliance
+) -> None:
+    """The workflow imputes each early session in its own job (impute_step) and puts the
+    parts together (missing_data_merge_step): every table must be the one-process step's,
+    byte for byte (each early session keeps its random stream)."""
+    from allianceanalysis.missing_data import imputed_sessions
+    from allianceanalysis.pipeline import impute_step, missing_data_merge_step, missing_data_step
+
+    sessions = tmp_path / "sessions.parquet"
+    demo_sessions.to_parquet(sessions)
+    names = ("imputed", "tipping", "pattern", "published_pattern")
+    options = {"outcome": "ors", "alliance": alliance, "early_session": 2, "seed": 1,
+               "engine": "lmm", "adjustment": None}  # fmt: skip
+    settings = {"m": 2, "tipping_shifts": [0, -5]}
+    whole = {name: tmp_path / f"whole_{name}.csv" for name in names}
+    missing_data_step(sessions, **whole, options=options, settings=settings)
+    ks = imputed_sessions(2, alliance)
+    parts = [tmp_path / f"k{k}.parquet" for k in ks]
+    for k, part in zip(ks, parts, strict=True):
+        impute_step(sessions, early=k, rows=part, pattern=tmp_path / f"k{k}_pattern.parquet",
+                    options=options, settings=settings)  # fmt: skip
+    merged = {name: tmp_path / f"merged_{name}.csv" for name in names}
+    missing_data_merge_step(parts, tmp_path / "k2_pattern.parquet", **merged)
+    for name in names:
+        assert merged[name].read_bytes() == whole[name].read_bytes(), name
+
+
 def _headline_tables(cc: float, mi: float, any_share: float | None) -> dict[str, pd.DataFrame]:
     def rows(model: str, estimate: float) -> pd.DataFrame:
         return pd.DataFrame({"model": [model], "term": ["alliance_early"],

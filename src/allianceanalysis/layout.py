@@ -13,6 +13,7 @@ date, no count below the suppression rule, no therapist-level series unless aske
     results/<dataset>/internal/    validated/      the analysable sessions
                                    validation/     summary, row accounting, excluded rows
                                    derived/        case-level tables, therapist_codes.csv
+                                   missing_data/   each early session's multiple imputation
                                    tables/         therapist-level tables, dropout calibration
                                    figures/        therapist-level figures
                                    report_tables/  the annual report's unsuppressed numbers

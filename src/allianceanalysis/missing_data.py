@@ -37,7 +37,7 @@ van Buuren, S. (2018). Flexible imputation of missing data (2nd ed.). CRC Press.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -76,9 +76,11 @@ __all__ = [
     "MI_MODELS",
     "ImputationData",
     "ImputedClients",
+    "combined_rows",
     "headline_changes",
     "imputation_data",
     "impute_clients",
+    "imputed_sessions",
     "missingness",
     "missingness_rows",
     "multiple_imputation",
@@ -512,6 +514,7 @@ def multiple_imputation(
     between: int = BETWEEN,
     early_sessions: Sequence[int] = EARLY_SESSIONS,
     seen: Callable[[int, pd.DataFrame], None] | None = None,
+    only: Collection[int] | None = None,
 ) -> tuple[pd.DataFrame, ImputedClients | None]:
     """The client-level catalogue after multiple imputation: models ``<model>_mi``.
 
@@ -541,6 +544,11 @@ def multiple_imputation(
         Called with each early session k and its client table (every case, before
         imputation), as they are made: what else is wanted of them (the missingness pattern)
         needs no second pass over the sessions.
+    only : collection of int, optional
+        Impute these early sessions only (of :func:`imputed_sessions`; None: all). Each
+        keeps the random stream it has when all are imputed, so the rows of parts made apart
+        (one job per early session), put together by :func:`combined_rows`, are the rows of
+        the whole.
 
     Returns
     -------
@@ -564,13 +572,17 @@ def multiple_imputation(
     if m < 2:
         raise ValueError(f"missing_data.m must be at least 2 (Rubin's rules need two); got {m}")
     early_sessions = tuple(early_sessions) if alliance is not None else ()
-    ks = sorted({early_session, *early_sessions})
+    ks = imputed_sessions(early_session, alliance, early_sessions)
+    if only is not None and set(only) - set(ks):
+        raise ValueError(f"early sessions {sorted(set(only) - set(ks))} are not imputed here "
+                         f"(the early sessions imputed are {ks})")  # fmt: skip
     streams = dict(zip(ks, np.random.SeedSequence(seed).spawn(len(ks)), strict=True))
     parts: dict[int, list[pd.DataFrame]] = {}
     main: ImputedClients | str = ""
     # the configured k last: its imputations, kept for the tipping point, are not held while
     # the other ks are imputed (each k keeps its own stream, so the draws are the same)
-    last = [*(k for k in ks if k != early_session), early_session]
+    chosen = [k for k in ks if only is None or k in only]
+    last = sorted(chosen, key=lambda k: k == early_session)
     for k, table, scores in client_data(sessions, outcome, alliance, tuple(last), adjustment):
         if seen is not None:
             seen(k, table)
@@ -591,11 +603,32 @@ def multiple_imputation(
         if k == early_session:
             main = imputed
         del imputed, population
-    order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
-    table = pd.concat([part for k in ks for part in parts[k]], ignore_index=True)
-    rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
-    table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
+    table = combined_rows([pd.concat(parts[k], ignore_index=True) for k in chosen])
     return table, main if isinstance(main, ImputedClients) else None
+
+
+def imputed_sessions(
+    early_session: int, alliance: str | None, early_sessions: Sequence[int] = EARLY_SESSIONS
+) -> list[int]:
+    """The early sessions :func:`multiple_imputation` imputes, each with its own sampler:
+    the configured one, and those of ``early_alliance_k<k>_mi`` when there is an alliance.
+
+    Examples
+    --------
+    >>> imputed_sessions(3, "srs"), imputed_sessions(6, "srs"), imputed_sessions(3, None)
+    ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], [3])
+    """
+    return sorted({early_session, *(early_sessions if alliance is not None else ())})
+
+
+def combined_rows(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of :func:`multiple_imputation`'s parts (each early session's, in the order of
+    :func:`imputed_sessions`) as one table, ordered by model as :data:`MI_MODELS` (every
+    ``early_alliance_k<k>_mi`` in the place of ``early_alliance``)."""
+    order = {f"{name}_mi": i for i, name in enumerate(MI_MODELS)}
+    table = pd.concat(parts, ignore_index=True)
+    rank = table["model"].map(lambda name: order.get(name, order["early_alliance_mi"]))
+    return table.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def _pooled_or_reasons(

@@ -39,9 +39,11 @@ __all__ = [
     "derive_step",
     "early_warning_step",
     "figures_step",
+    "impute_step",
     "ingest_shard_step",
     "merge_derived_step",
     "merge_validation_step",
+    "missing_data_merge_step",
     "missing_data_step",
     "models_step",
     "part_path",
@@ -593,52 +595,128 @@ def missing_data_step(
     settings: Mapping[str, Any],
     suppress_below: int = 5,
 ) -> None:
-    """Rule ``missing_data``: the client-level models after multiple imputation
-    (``imputed``: models ``<model>_mi``), the tipping-point analysis (``tipping``), and the
-    missingness pattern (``pattern`` internal, raw counts; ``published_pattern`` as tidy
-    shares with small counts suppressed). :mod:`allianceanalysis.missing_data`. ``sessions``
-    is the validated sessions' file, or each shard's (read one at a time).
+    """The client-level models after multiple imputation (``imputed``: models
+    ``<model>_mi``), the tipping-point analysis (``tipping``), and the missingness pattern
+    (``pattern`` internal, raw counts; ``published_pattern`` as tidy shares with small counts
+    suppressed), every early session in one process. :mod:`allianceanalysis.missing_data`.
+    ``sessions`` is the validated sessions' file, or each shard's (read one at a time). The
+    workflow makes the same tables in one job per early session (:func:`impute_step`) and
+    one that puts them together (:func:`missing_data_merge_step`).
 
     ``options`` are the model options (``outcome``, ``alliance``, ``early_session``,
     ``seed``, ``engine``, ``adjustment``); ``settings`` the config's ``missing_data`` block
     (``m``, ``tipping_shifts``).
     """
+    table, points, patterns = _missing_data_part(_table(sessions), options, settings)
+    _write_missing_data(table, points, patterns[options["early_session"]], suppress_below,
+                        imputed=imputed, tipping=tipping, pattern=pattern,
+                        published_pattern=published_pattern)  # fmt: skip
+
+
+def impute_step(
+    sessions: str | Path | Sequence[str | Path],
+    *,
+    early: int,
+    rows: str | Path,
+    pattern: str | Path,
+    options: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> None:
+    """Rule ``impute``: early session ``early``'s part of :func:`missing_data_step` (its own
+    sampler and random stream, so the parts are the rows of the whole): the pooled rows
+    (``rows``, Parquet, unsuppressed; at the configured early session with the tipping
+    point's rows, column ``delta``) and the missingness pattern of its client table
+    (``pattern``, Parquet, raw counts). Internal files, read by
+    :func:`missing_data_merge_step`."""
+    table, points, patterns = _missing_data_part(_table(sessions), options, settings, early)
+    with atomic_outputs(rows, pattern) as (r, p):
+        pd.concat([table, *([points] if points is not None else [])],
+                  ignore_index=True).to_parquet(r)  # fmt: skip
+        patterns[early].to_parquet(p)
+
+
+def missing_data_merge_step(
+    parts: Sequence[str | Path],
+    early_pattern: str | Path,
+    *,
+    imputed: str | Path,
+    tipping: str | Path,
+    pattern: str | Path,
+    published_pattern: str | Path,
+    suppress_below: int = 5,
+) -> None:
+    """Rule ``missing_data``: the tables of :func:`missing_data_step` from each early
+    session's part (:func:`impute_step`, in the order of
+    :func:`~allianceanalysis.missing_data.imputed_sessions`) and the configured early
+    session's missingness pattern (``early_pattern``)."""
+    from .missing_data import combined_rows
+
+    frames = [pd.read_parquet(part) for part in parts]
+    tipped = [frame["model"].eq("tipping_point") for frame in frames]
+    points = pd.concat([f[t] for f, t in zip(frames, tipped, strict=True) if t.any()],
+                       ignore_index=True)  # fmt: skip
+    table = combined_rows([f[~t].drop(columns="delta", errors="ignore")
+                           for f, t in zip(frames, tipped, strict=True)])  # fmt: skip
+    _write_missing_data(table, points, pd.read_parquet(early_pattern), suppress_below,
+                        imputed=imputed, tipping=tipping, pattern=pattern,
+                        published_pattern=published_pattern)  # fmt: skip
+
+
+def _missing_data_part(
+    data: Any, options: Mapping[str, Any], settings: Mapping[str, Any], early: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[int, pd.DataFrame]]:
+    """The pooled rows of early session ``early`` (None: of every one), the tipping point's
+    rows when the configured early session is among them (else None), and the missingness
+    pattern of each early session's client table (only the configured one's when all are
+    imputed)."""
     from . import tidy
     from .covariates import Adjustment
-    from .disclosure import DisclosurePolicy, suppress_small_rows
-    from .missing_data import (
-        missingness,
-        missingness_rows,
-        multiple_imputation,
-        tipping_point,
-    )
+    from .missing_data import missingness, multiple_imputation, tipping_point
     from .pooling import MI_COLUMNS
 
-    data = _table(sessions)
     outcome, alliance = options["outcome"], options["alliance"]
     # this step may run before derive checks them: multiple_imputation does, as it reads them
     adjustment = Adjustment.from_dict(options.get("adjustment"))
     k = options["early_session"]
-    patterns: list[pd.DataFrame] = []
+    patterns: dict[int, pd.DataFrame] = {}
 
-    def pattern_of(early: int, clients: pd.DataFrame) -> None:
-        if early == k:
-            patterns.append(missingness(clients, alliance))
+    def pattern_of(at: int, clients: pd.DataFrame) -> None:
+        if at in (k, early):
+            patterns[at] = missingness(clients, alliance)
 
     table, main = multiple_imputation(
         data, outcome, alliance, k, m=settings["m"], seed=options["seed"],
         engine=options["engine"], adjustment=adjustment, seen=pattern_of,
+        only=None if early is None else [early],
     )  # fmt: skip
+    if early not in (None, k):
+        return table, None, patterns
     if main is None or alliance is None:
         why = tidy.unmet_need(("alliance",), data, alliance) or table["message"].iloc[0]
         points = tidy.reason_frame("tipping_point", str(why).removeprefix("not computed: "))
         points[[*MI_COLUMNS, "delta"]] = [pd.NA, None, None, None, None]
+        points = points.astype({"m": "Int64"})  # as the pooled rows' (with which it is stored)
     else:
         points = tipping_point(main, outcome, settings["tipping_shifts"],
                                engine=options["engine"], adjustment=adjustment)  # fmt: skip
-    [pattern_table] = patterns
+    return table, points, patterns
+
+
+def _write_missing_data(
+    table: pd.DataFrame,
+    points: pd.DataFrame,
+    pattern_table: pd.DataFrame,
+    suppress_below: int,
+    **paths: str | Path,
+) -> None:
+    """Write :func:`missing_data_step`'s tables (``paths``: ``imputed``, ``tipping``,
+    ``pattern``, ``published_pattern``), the published ones with small counts suppressed."""
+    from .disclosure import DisclosurePolicy, suppress_small_rows
+    from .missing_data import missingness_rows
+
     policy = DisclosurePolicy(suppress_below)
-    with atomic_outputs(imputed, tipping, pattern, published_pattern) as (i, t, p, q):
+    names = ("imputed", "tipping", "pattern", "published_pattern")
+    with atomic_outputs(*(paths[name] for name in names)) as (i, t, p, q):
         _write_csv(suppress_small_rows(table, policy), i)
         _write_csv(suppress_small_rows(points, policy), t)
         _write_csv(pattern_table, p)

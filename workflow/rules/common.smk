@@ -22,6 +22,7 @@ from allianceanalysis.covariates import Adjustment
 from allianceanalysis.custom_models import as_dicts, custom_models
 from allianceanalysis.instruments import use_instruments
 from allianceanalysis.figures import FIGURE_INPUTS, FIGURES
+from allianceanalysis.missing_data import imputed_sessions
 from allianceanalysis.models import CATALOGUE
 from allianceanalysis.annual_report import ReportTables
 from allianceanalysis.layout import POOLED, figure_file, internal, model_table, published
@@ -106,6 +107,15 @@ def validated_pieces():
         return [f"{I}/validated/sessions.parquet".format(dataset=wildcards.dataset)]
 
     return files
+
+
+def imputed_parts(wildcards):
+    """An input function: each imputed early session's part
+    (allianceanalysis.missing_data.imputed_sessions)."""
+    alliance = dataset_instruments(wildcards)["alliance"]
+    sessions = imputed_sessions(config["early_session"], alliance)
+    return [f"{I}/missing_data/k{k}.parquet".format(dataset=wildcards.dataset)
+            for k in sessions]  # fmt: skip
 
 
 def provenance_outputs(wildcards):

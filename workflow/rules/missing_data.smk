@@ -1,11 +1,38 @@
 # Missing data (docs/models.md, "Missing data"): the client-level models after multilevel
 # multiple imputation, the tipping-point analysis of dropouts' final outcomes, and which pieces
-# are missing how often.
+# are missing how often. One job per imputed early session (its own sampler: the longest
+# jobs, run side by side), and one that puts their rows together.
+
+
+rule impute:
+    input:
+        validated_pieces(),
+    output:
+        rows=f"{I}/missing_data/k{{early}}.parquet",
+        pattern=f"{I}/missing_data/k{{early}}_pattern.parquet",
+    wildcard_constraints:
+        early=r"\d+",
+    params:
+        options=model_options,
+        settings=config["missing_data"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{I}/logs/impute_k{{early}}.log",
+    benchmark:
+        f"{I}/logs/impute_k{{early}}.benchmark.tsv"
+    # the longest jobs (the imputation's samplers): started first, the others run beside them
+    priority: 10
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/impute.py"
 
 
 rule missing_data:
     input:
-        validated_pieces(),
+        parts=imputed_parts,
+        pattern=f"{I}/missing_data/k{config['early_session']}_pattern.parquet",
     output:
         imputed=report(
             f"{P}/tables/multiple_imputation.csv",
@@ -30,8 +57,6 @@ rule missing_data:
             labels={"table": "missingness (tidy)"},
         ),
     params:
-        options=model_options,
-        settings=config["missing_data"],
         suppress_below=config["annual_report"]["suppress_below"],
     conda:
         CONDA_ENV
@@ -39,9 +64,5 @@ rule missing_data:
         f"{I}/logs/missing_data.log",
     benchmark:
         f"{I}/logs/missing_data.benchmark.tsv"
-    # the longest job (the imputation's samplers): started first, the others run beside it
-    priority: 10
-    resources:
-        mem_mb=4000,
     script:
         "../scripts/missing_data.py"
