@@ -616,23 +616,24 @@ def missing_data_step(
 def impute_step(
     sessions: str | Path | Sequence[str | Path],
     *,
-    early: int,
+    early: int | None,
     rows: str | Path,
     pattern: str | Path,
     options: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> None:
     """Rule ``impute``: early session ``early``'s part of :func:`missing_data_step` (its own
-    sampler and random stream, so the parts are the rows of the whole): the pooled rows
-    (``rows``, Parquet, unsuppressed; at the configured early session with the tipping
-    point's rows, column ``delta``) and the missingness pattern of its client table
-    (``pattern``, Parquet, raw counts). Internal files, read by
+    sampler and random stream, so the parts are the rows of the whole), or every early
+    session's (``early`` None): the pooled rows (``rows``, Parquet, unsuppressed; with the
+    configured early session, the tipping point's rows too, column ``delta``) and the
+    missingness pattern of its client table (``pattern``, Parquet, raw counts; with every
+    early session, the configured one's). Internal files, read by
     :func:`missing_data_merge_step`."""
     table, points, patterns = _missing_data_part(_table(sessions), options, settings, early)
     with atomic_outputs(rows, pattern) as (r, p):
         pd.concat([table, *([points] if points is not None else [])],
                   ignore_index=True).to_parquet(r)  # fmt: skip
-        patterns[early].to_parquet(p)
+        patterns[options["early_session"] if early is None else early].to_parquet(p)
 
 
 def missing_data_merge_step(

@@ -1,26 +1,27 @@
 # Missing data (docs/models.md, "Missing data"): the client-level models after multilevel
 # multiple imputation, the tipping-point analysis of dropouts' final outcomes, and which pieces
-# are missing how often. One job per imputed early session (its own sampler: the longest
-# jobs, run side by side), and one that puts their rows together.
+# are missing how often. A sharded dataset imputes each early session in a job of its own (its
+# own sampler: the longest jobs, run side by side), another all in one job; then one job puts
+# their rows together.
 
 
 rule impute:
     input:
         validated_pieces(),
     output:
-        rows=f"{I}/missing_data/k{{early}}.parquet",
-        pattern=f"{I}/missing_data/k{{early}}_pattern.parquet",
+        rows=f"{I}/missing_data/{{part}}.parquet",
+        pattern=f"{I}/missing_data/{{part}}_pattern.parquet",
     wildcard_constraints:
-        early=r"\d+",
+        part=r"k\d+|all",
     params:
         options=model_options,
         settings=config["missing_data"],
     conda:
         CONDA_ENV
     log:
-        f"{I}/logs/impute_k{{early}}.log",
+        f"{I}/logs/impute_{{part}}.log",
     benchmark:
-        f"{I}/logs/impute_k{{early}}.benchmark.tsv"
+        f"{I}/logs/impute_{{part}}.benchmark.tsv"
     # the longest jobs (the imputation's samplers): started first, the others run beside them
     priority: 10
     resources:
@@ -32,7 +33,7 @@ rule impute:
 rule missing_data:
     input:
         parts=imputed_parts,
-        pattern=f"{I}/missing_data/k{config['early_session']}_pattern.parquet",
+        pattern=imputed_pattern,
     output:
         imputed=report(
             f"{P}/tables/multiple_imputation.csv",
