@@ -289,10 +289,9 @@ def test_missing_data_step_writes_every_table(demo_sessions, tmp_path) -> None:
 def test_imputation_in_parts_writes_the_tables_of_one_process(
     demo_sessions, tmp_path, alliance
 ) -> None:
-    """The workflow imputes each early session of a sharded dataset in its own job, another
-    dataset's all in one (impute_step), and puts the parts together
-    (missing_data_merge_step): every table must be the one-process step's, byte for byte
-    (each early session keeps its random stream)."""
+    """The workflow imputes each early session of a sharded dataset in its own job
+    (impute_step) and puts the parts together (missing_data_merge_step): every table must be
+    the one-process step's, byte for byte (each early session keeps its random stream)."""
     from allianceanalysis.missing_data import imputed_sessions
     from allianceanalysis.pipeline import impute_step, missing_data_merge_step, missing_data_step
 
@@ -309,17 +308,10 @@ def test_imputation_in_parts_writes_the_tables_of_one_process(
     for k, part in zip(ks, parts, strict=True):
         impute_step(sessions, early=k, rows=part, pattern=tmp_path / f"k{k}_pattern.parquet",
                     options=options, settings=settings)  # fmt: skip
-    impute_step(sessions, early=None, rows=tmp_path / "all.parquet",
-                pattern=tmp_path / "all_pattern.parquet", options=options,
-                settings=settings)  # fmt: skip
-    for label, (files, early_pattern) in {
-        "per early session": (parts, "k2_pattern.parquet"),
-        "all in one job": ([tmp_path / "all.parquet"], "all_pattern.parquet"),
-    }.items():
-        merged = {name: tmp_path / f"merged_{name}.csv" for name in names}
-        missing_data_merge_step(files, tmp_path / early_pattern, **merged)
-        for name in names:
-            assert merged[name].read_bytes() == whole[name].read_bytes(), (label, name)
+    merged = {name: tmp_path / f"merged_{name}.csv" for name in names}
+    missing_data_merge_step(parts, tmp_path / "k2_pattern.parquet", **merged)
+    for name in names:
+        assert merged[name].read_bytes() == whole[name].read_bytes(), name
 
 
 def _headline_tables(cc: float, mi: float, any_share: float | None) -> dict[str, pd.DataFrame]:

@@ -595,13 +595,14 @@ def missing_data_step(
     settings: Mapping[str, Any],
     suppress_below: int = 5,
 ) -> None:
-    """The client-level models after multiple imputation (``imputed``: models
-    ``<model>_mi``), the tipping-point analysis (``tipping``), and the missingness pattern
-    (``pattern`` internal, raw counts; ``published_pattern`` as tidy shares with small counts
-    suppressed), every early session in one process. :mod:`allianceanalysis.missing_data`.
-    ``sessions`` is the validated sessions' file, or each shard's (read one at a time). The
-    workflow makes the same tables in one job per early session (:func:`impute_step`) and
-    one that puts them together (:func:`missing_data_merge_step`).
+    """Rule ``missing_data``: the client-level models after multiple imputation
+    (``imputed``: models ``<model>_mi``), the tipping-point analysis (``tipping``), and the
+    missingness pattern (``pattern`` internal, raw counts; ``published_pattern`` as tidy
+    shares with small counts suppressed), every early session in one process.
+    :mod:`allianceanalysis.missing_data`. ``sessions`` is the validated sessions' file, or each
+    shard's (read one at a time). For a sharded dataset the workflow makes the same tables in
+    one job per early session (:func:`impute_step`) and one that puts them together
+    (:func:`missing_data_merge_step`).
 
     ``options`` are the model options (``outcome``, ``alliance``, ``early_session``,
     ``seed``, ``engine``, ``adjustment``); ``settings`` the config's ``missing_data`` block
@@ -616,24 +617,23 @@ def missing_data_step(
 def impute_step(
     sessions: str | Path | Sequence[str | Path],
     *,
-    early: int | None,
+    early: int,
     rows: str | Path,
     pattern: str | Path,
     options: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> None:
-    """Rule ``impute``: early session ``early``'s part of :func:`missing_data_step` (its own
-    sampler and random stream, so the parts are the rows of the whole), or every early
-    session's (``early`` None): the pooled rows (``rows``, Parquet, unsuppressed; with the
-    configured early session, the tipping point's rows too, column ``delta``) and the
-    missingness pattern of its client table (``pattern``, Parquet, raw counts; with every
-    early session, the configured one's). Internal files, read by
+    """Rule ``impute`` (a sharded dataset): early session ``early``'s part of
+    :func:`missing_data_step` (its own sampler and random stream, so the parts are the rows of
+    the whole): the pooled rows (``rows``, Parquet, unsuppressed; at the configured early
+    session with the tipping point's rows, column ``delta``) and the missingness pattern of its
+    client table (``pattern``, Parquet, raw counts). Internal files, read by
     :func:`missing_data_merge_step`."""
     table, points, patterns = _missing_data_part(_table(sessions), options, settings, early)
     with atomic_outputs(rows, pattern) as (r, p):
         pd.concat([table, *([points] if points is not None else [])],
                   ignore_index=True).to_parquet(r)  # fmt: skip
-        patterns[options["early_session"] if early is None else early].to_parquet(p)
+        patterns[early].to_parquet(p)
 
 
 def missing_data_merge_step(
@@ -646,8 +646,8 @@ def missing_data_merge_step(
     published_pattern: str | Path,
     suppress_below: int = 5,
 ) -> None:
-    """Rule ``missing_data``: the tables of :func:`missing_data_step` from each early
-    session's part (:func:`impute_step`, in the order of
+    """Rule ``merge_missing_data`` (a sharded dataset): the tables of
+    :func:`missing_data_step` from each early session's part (:func:`impute_step`, in the order of
     :func:`~allianceanalysis.missing_data.imputed_sessions`) and the configured early
     session's missingness pattern (``early_pattern``)."""
     from .missing_data import combined_rows

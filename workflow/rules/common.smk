@@ -110,22 +110,12 @@ def validated_pieces():
 
 
 def imputed_parts(wildcards):
-    """An input function: the multiple imputation's parts. A sharded dataset (a large one)
-    imputes each early session in a job of its own, side by side
-    (allianceanalysis.missing_data.imputed_sessions); another all in one job (a job's start
-    would cost more than its sampler)."""
-    if not sharded(wildcards.dataset):
-        return [f"{I}/missing_data/all.parquet".format(dataset=wildcards.dataset)]
+    """An input function: each imputed early session's part of a sharded dataset's multiple
+    imputation (allianceanalysis.missing_data.imputed_sessions)."""
     alliance = dataset_instruments(wildcards)["alliance"]
     sessions = imputed_sessions(config["early_session"], alliance)
     return [f"{I}/missing_data/k{k}.parquet".format(dataset=wildcards.dataset)
             for k in sessions]  # fmt: skip
-
-
-def imputed_pattern(wildcards):
-    """An input function: the missingness pattern of the configured early session's part."""
-    part = f"k{config['early_session']}" if sharded(wildcards.dataset) else "all"
-    return f"{I}/missing_data/{part}_pattern.parquet".format(dataset=wildcards.dataset)
 
 
 def provenance_outputs(wildcards):

@@ -1,27 +1,77 @@
 # Missing data (docs/models.md, "Missing data"): the client-level models after multilevel
 # multiple imputation, the tipping-point analysis of dropouts' final outcomes, and which pieces
 # are missing how often. A sharded dataset imputes each early session in a job of its own (its
-# own sampler: the longest jobs, run side by side), another all in one job; then one job puts
-# their rows together.
+# own sampler: the longest jobs, run side by side), and one job puts their rows together.
+
+MISSING_DATA_OUTPUTS = {
+    "imputed": report_item(
+        f"{P}/tables/multiple_imputation.csv",
+        caption="../report/multiple_imputation_table.rst",
+        category="{dataset}",
+        subcategory="Tables",
+        labels={"table": "multiple imputation (tidy)"},
+    ),
+    "tipping": report_item(
+        f"{P}/tables/tipping_point.csv",
+        caption="../report/tipping_point_table.rst",
+        category="{dataset}",
+        subcategory="Tables",
+        labels={"table": "tipping point (tidy)"},
+    ),
+    "pattern": f"{I}/tables/missingness.csv",
+    "published_pattern": report_item(
+        f"{P}/tables/missingness.csv",
+        caption="../report/missingness_table.rst",
+        category="{dataset}",
+        subcategory="Tables",
+        labels={"table": "missingness (tidy)"},
+    ),
+}
+
+
+rule missing_data:
+    input:
+        validated_pieces(),
+    output:
+        **MISSING_DATA_OUTPUTS,
+    wildcard_constraints:
+        dataset=datasets_pattern(sharded_ones=False),
+    params:
+        options=model_options,
+        settings=config["missing_data"],
+        suppress_below=config["annual_report"]["suppress_below"],
+    conda:
+        CONDA_ENV
+    log:
+        f"{I}/logs/missing_data.log",
+    benchmark:
+        f"{I}/logs/missing_data.benchmark.tsv"
+    # the longest job (the imputation's samplers): started first, the others run beside it
+    priority: 10
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/missing_data.py"
 
 
 rule impute:
     input:
         validated_pieces(),
     output:
-        rows=f"{I}/missing_data/{{part}}.parquet",
-        pattern=f"{I}/missing_data/{{part}}_pattern.parquet",
+        rows=f"{I}/missing_data/k{{early}}.parquet",
+        pattern=f"{I}/missing_data/k{{early}}_pattern.parquet",
     wildcard_constraints:
-        part=r"k\d+|all",
+        dataset=datasets_pattern(sharded_ones=True),
+        early=r"\d+",
     params:
         options=model_options,
         settings=config["missing_data"],
     conda:
         CONDA_ENV
     log:
-        f"{I}/logs/impute_{{part}}.log",
+        f"{I}/logs/impute_k{{early}}.log",
     benchmark:
-        f"{I}/logs/impute_{{part}}.benchmark.tsv"
+        f"{I}/logs/impute_k{{early}}.benchmark.tsv"
     # the longest jobs (the imputation's samplers): started first, the others run beside them
     priority: 10
     resources:
@@ -30,40 +80,21 @@ rule impute:
         "../scripts/impute.py"
 
 
-rule missing_data:
+rule merge_missing_data:
     input:
         parts=imputed_parts,
-        pattern=imputed_pattern,
+        pattern=f"{I}/missing_data/k{config['early_session']}_pattern.parquet",
     output:
-        imputed=report(
-            f"{P}/tables/multiple_imputation.csv",
-            caption="../report/multiple_imputation_table.rst",
-            category="{dataset}",
-            subcategory="Tables",
-            labels={"table": "multiple imputation (tidy)"},
-        ),
-        tipping=report(
-            f"{P}/tables/tipping_point.csv",
-            caption="../report/tipping_point_table.rst",
-            category="{dataset}",
-            subcategory="Tables",
-            labels={"table": "tipping point (tidy)"},
-        ),
-        pattern=f"{I}/tables/missingness.csv",
-        published_pattern=report(
-            f"{P}/tables/missingness.csv",
-            caption="../report/missingness_table.rst",
-            category="{dataset}",
-            subcategory="Tables",
-            labels={"table": "missingness (tidy)"},
-        ),
+        **MISSING_DATA_OUTPUTS,
+    wildcard_constraints:
+        dataset=datasets_pattern(sharded_ones=True),
     params:
         suppress_below=config["annual_report"]["suppress_below"],
     conda:
         CONDA_ENV
     log:
-        f"{I}/logs/missing_data.log",
+        f"{I}/logs/merge_missing_data.log",
     benchmark:
-        f"{I}/logs/missing_data.benchmark.tsv"
+        f"{I}/logs/merge_missing_data.benchmark.tsv"
     script:
-        "../scripts/missing_data.py"
+        "../scripts/merge_missing_data.py"

@@ -1,4 +1,4 @@
-"""Rule impute: one early session's multiple imputation of one dataset (or every one's)."""
+"""Rule impute: one early session's multiple imputation of a sharded dataset."""
 
 from allianceanalysis.cli import workflow_step
 from allianceanalysis.pipeline import impute_step
@@ -6,7 +6,7 @@ from allianceanalysis.pipeline import impute_step
 with workflow_step(snakemake):
     impute_step(
         list(snakemake.input),
-        early=None if snakemake.wildcards.part == "all" else int(snakemake.wildcards.part[1:]),
+        early=int(snakemake.wildcards.early),
         rows=snakemake.output.rows,
         pattern=snakemake.output.pattern,
         options=snakemake.params.options,
