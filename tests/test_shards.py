@@ -19,7 +19,8 @@ from allianceanalysis.derive import in_case_order
 from allianceanalysis.errors import DataError
 from allianceanalysis.io import ingest, load_dataset
 from allianceanalysis.io.read import csv_chunks, read_raw
-from allianceanalysis.layout import internal
+from allianceanalysis.layout import internal, published
+from allianceanalysis.missing_data import imputed_sessions
 from allianceanalysis.pipeline import (
     DERIVED_SHARD_FILES,
     derive_shard_step,
@@ -257,11 +258,12 @@ def test_the_workflow_shards_a_dataset_and_merges_the_unsharded_files(
     tmp_path: Path, demo_run: Path
 ) -> None:
     """The demo sharded by therapist into three, through Snakemake (split; three jobs each to
-    validate and derive a shard; the merges): the dataset's validation files and client-level
-    derived tables are the unsharded run's, and its sessions stay in the shards' files (no
-    job puts them in one file), which together hold the unsharded run's validated sessions.
-    The later jobs' outputs from shards are compared with the whole data's in the tests
-    above and by make bench-scale."""
+    validate and derive a shard; the merges; an imputation job per early session and their
+    merge): the dataset's validation files, client-level derived tables and missing-data
+    tables are the unsharded run's, and its sessions stay in the shards' files (no job puts
+    them in one file), which together hold the unsharded run's validated sessions. The other
+    jobs' outputs from shards are compared with the whole data's in the tests above and by
+    make bench-scale."""
     config = Path(demo_workdir(tmp_path, key_from=demo_run)[1])
     settings = yaml.safe_load(config.read_text())
     settings["datasets"] = {"demo": {**settings["datasets"]["demo"],
@@ -270,7 +272,10 @@ def test_the_workflow_shards_a_dataset_and_merges_the_unsharded_files(
     derived = [f"derived/{n}" for n in ("clients.parquet", "accounting.csv",
                                         "therapist_codes.csv")]  # fmt: skip
     merged = [n for n in OUTPUTS if n != "validated/sessions.parquet"]
-    targets = [f"{internal('demo')}/{name}" for name in (*merged, *derived)]
+    imputed = [published("demo", "tables", f"{name}.csv")
+               for name in ("multiple_imputation", "tipping_point", "missingness")]  # fmt: skip
+    names = (*merged, *derived, "tables/missingness.csv")
+    targets = [f"{internal('demo')}/{name}" for name in names] + imputed
     done = snakemake(tmp_path, *targets, "--configfile", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / internal("demo")
@@ -278,6 +283,7 @@ def test_the_workflow_shards_a_dataset_and_merges_the_unsharded_files(
     assert (
         len(list(logs.glob("ingest_shard*.log"))) == len(list(logs.glob("derive_shard*.log"))) == 3
     )
+    assert len(list(logs.glob("impute_k*.log"))) == len(imputed_sessions(3, "srs"))
     assert_same_files([demo_run / t for t in targets], [tmp_path / t for t in targets])
     for whole_only in ("validated/sessions.parquet", "derived/sessions.parquet",
                        "derived/pairs.parquet"):  # fmt: skip
