@@ -171,3 +171,27 @@ def test_the_samplers_sums_equal_those_of_the_completed_matrix() -> None:
     np.testing.assert_allclose(xty, x.T @ full, rtol=1e-9)
     np.testing.assert_allclose(yty, full.T @ full, rtol=1e-9)
     np.testing.assert_allclose(zy, z.T @ full, rtol=1e-9)
+
+
+def test_imputations_kept_on_disk_read_back_as_they_were_kept() -> None:
+    from allianceanalysis.imputation import Imputations
+
+    observed = np.array([[1.0, np.nan], [np.nan, np.nan], [3.0, 4.0]])
+    imputations = Imputations(observed)
+    draws = np.random.default_rng(3).normal(size=(4, 3))
+    for values in draws:
+        imputations.add(values)
+    assert imputations.m == 4
+    np.testing.assert_array_equal(imputations.values, draws)
+    np.testing.assert_array_equal(imputations.row(2), draws[2])
+
+
+def test_completed_columns_equal_the_completed_matrix() -> None:
+    from allianceanalysis.imputation import Imputations
+
+    observed = np.array([[1.0, np.nan, 2.0], [np.nan, np.nan, 5.0], [3.0, 4.0, np.nan]])
+    imputations = Imputations(observed)
+    imputations.add(np.array([10.0, 20.0, 30.0, 40.0]))
+    full = imputations.completed(0)
+    np.testing.assert_array_equal(full, [[1, 10, 2], [20, 30, 5], [3, 4, 40]])
+    np.testing.assert_array_equal(np.column_stack(imputations.columns(0)), full)

@@ -37,6 +37,9 @@ modelling multiple imputation. The R Journal, 11(2), 205-228.
 
 from __future__ import annotations
 
+import io
+import tempfile
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -58,31 +61,64 @@ BETWEEN = 20
 the fraction of missing information to the 20th power)."""
 
 
-@dataclass(frozen=True)
 class Imputations:
-    """``m`` completed copies of an incomplete matrix.
+    """``m`` completed copies of an incomplete matrix. The imputed values wait on disk, an
+    imputation at a time, and are read back one imputation at a time (:meth:`row`): twenty
+    imputations of a national dataset's missing cells would otherwise hold 1.3 GB while the
+    models are fitted to one completed table after another.
 
     Attributes
     ----------
     observed : numpy.ndarray
         Cases × variables, NaN where missing.
-    values : numpy.ndarray
-        Imputations × missing cells: the imputed values, in the order of
-        ``numpy.flatnonzero(numpy.isnan(observed))``.
     """
 
-    observed: np.ndarray
-    values: np.ndarray
+    def __init__(self, observed: np.ndarray) -> None:
+        self.observed = observed
+        self._cells = np.flatnonzero(np.isnan(observed))
+        self._variables = (self._cells % observed.shape[1]).astype(np.int32)
+        # open for the object's life, closed (and so removed) with it
+        self._file = tempfile.TemporaryFile(prefix="allianceanalysis-")  # noqa: SIM115
+        weakref.finalize(self, self._file.close)
+        self.m = 0
+        """The number of imputations."""
+
+    def add(self, values: np.ndarray) -> None:
+        """Keep one imputation's values (the missing cells, in the order of
+        ``numpy.flatnonzero(numpy.isnan(observed))``)."""
+        if len(values) != len(self._cells):
+            raise ValueError(f"{len(values)} values for {len(self._cells)} missing cells")
+        self._file.seek(0, io.SEEK_END)
+        np.asarray(values, dtype=np.float64).tofile(self._file)
+        self.m += 1
+
+    def row(self, j: int) -> np.ndarray:
+        """The ``j``-th imputation's values, read from disk."""
+        if not 0 <= j < self.m:
+            raise IndexError(f"imputation {j} of {self.m}")
+        self._file.seek(j * len(self._cells) * 8)
+        return np.fromfile(self._file, dtype=np.float64, count=len(self._cells))
 
     @property
-    def m(self) -> int:
-        """The number of imputations."""
-        return len(self.values)
+    def values(self) -> np.ndarray:
+        """Imputations × missing cells: every imputed value (all read into memory)."""
+        return np.stack([self.row(j) for j in range(self.m)]).reshape(self.m, -1)
+
+    def columns(self, j: int) -> list[np.ndarray]:
+        """The ``j``-th completed matrix's columns (copies), one variable at a time: no
+        matrix of them all besides the observed one."""
+        values = self.row(j)
+        columns = []
+        for i in range(self.observed.shape[1]):
+            column = self.observed[:, i].copy()
+            column[np.isnan(column)] = values[self._variables == i]
+            columns.append(column)
+        return columns
 
     def completed(self, j: int) -> np.ndarray:
         """The ``j``-th completed matrix (a copy)."""
         full = self.observed.copy()
-        full.flat[np.flatnonzero(np.isnan(self.observed))] = self.values[j]
+        full.flat[self._cells] = self.row(j)
         return full
 
 
@@ -362,9 +398,9 @@ def impute(
     if np.linalg.matrix_rank(x.T @ x) < x.shape[1]:
         raise NotEstimable("the imputation model's predictors are linearly dependent")
     sampler = _Sampler(y, x, groups, np.random.default_rng(seed))
-    values = np.empty((m, int(np.isnan(y).sum())))  # filled in place: no list stacked again
+    imputations = Imputations(y)
     for iteration in range(burn_in + (m - 1) * between + 1):
         sampler.step()
         if iteration >= burn_in and (iteration - burn_in) % between == 0:
-            values[(iteration - burn_in) // between] = sampler.missing_values()
-    return Imputations(observed=y, values=values)
+            imputations.add(sampler.missing_values())
+    return imputations

@@ -168,9 +168,9 @@ class ImputedClients:
         """The ``j``-th completed client table: every case eligible, the derived columns
         (early change, therapist mean and client deviation of the early alliance) recomputed."""
         table = self.base.copy(deep=False)  # copy-on-write: the base's columns are kept
-        full = self.imputations.completed(j)
-        for i, column in enumerate(self.variables):  # a frame's setitem of several columns
-            table[column] = full[:, i]  # consolidates its blocks: a copy of them all
+        columns = self.imputations.columns(j)
+        for column, values in zip(self.variables, columns, strict=True):  # a frame's setitem
+            table[column] = values  # of several columns consolidates its blocks: a copy of all
         table["early_change"] = (
             table["outcome_early"] - table["outcome_intake"] if self.k > 1 else 0.0
         )
