@@ -701,3 +701,19 @@ def test_a_table_put_together_on_disk_a_few_rows_at_a_time_is_the_whole_in_case_
     expected = in_case_order(pd.concat(pieces, ignore_index=True))
     expected["x"] = expected["x"].fillna(0).cumsum()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "all.parquet"), expected)
+
+
+def test_pieces_waiting_on_disk_put_together_in_arrow_are_the_pandas_concatenation() -> None:
+    """Spilled.together sorts and converts in Arrow: the same frame (values, types, index)
+    as the pieces concatenated and sorted by pandas (shards.together)."""
+    pieces = [
+        pd.DataFrame({"client_id": ["c", "a", "a"], "episode_id": ["1", "2", "1"],
+                      "x": [1.0, np.nan, 3.0], "n": pd.array([1, None, 3], dtype="Int64"),
+                      "ok": [True, False, True]}),
+        pd.DataFrame({"client_id": ["b", "d"], "episode_id": ["1", "1"], "x": [4.0, 5.0],
+                      "n": pd.array([4, 5], dtype="Int64"), "ok": [False, True]}),
+    ]  # fmt: skip
+    with shards.Spilled(on_disk=True) as kept:
+        for piece in pieces:
+            kept.add(piece)
+        pd.testing.assert_frame_equal(kept.together(), shards.together(pieces))

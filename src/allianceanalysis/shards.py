@@ -720,12 +720,9 @@ def together_file(
     >>> pd.read_parquet(folder / "all.parquet")["client_id"].tolist()
     ['a', 'b', 'c']
     """
-    from .derive import case_order_keys
-
-    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+    table = _concatenated(paths)
     names = table.column_names
-    keys = case_order_keys(names)
-    order = pc.sort_indices(table, [(k, "ascending") for k in keys])  # stable; nulls last
+    order = _case_order_indices(table)
     amended = {} if amend is None else amend(table.select(list(reads)).take(order).to_pandas())
     with pq.ParquetWriter(target, table.schema) as writer:
         for start in range(0, max(len(order), 1), ROWS_WRITTEN):
@@ -736,6 +733,20 @@ def together_file(
                 values = pa.array(values[rows], type=table.schema.field(column).type)
                 piece = piece.set_column(column, table.schema.field(column), values)
             writer.write_table(piece)
+
+
+def _concatenated(paths: Sequence[str | Path]) -> pa.Table:
+    """Parquet files' tables one after another, in Arrow memory (no copy of their columns)."""
+    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+
+
+def _case_order_indices(table: pa.Table) -> pa.Array:
+    """The rows of a per-case Arrow table in case order (:func:`together`): a stable sort by
+    :func:`~allianceanalysis.derive.case_order_keys`, missing values last, as pandas sorts."""
+    from .derive import case_order_keys
+
+    keys = case_order_keys(table.column_names)
+    return pc.sort_indices(table, [(k, "ascending") for k in keys])
 
 
 def per_case_each(
@@ -761,7 +772,7 @@ def per_case_each(
                 kept[key].add(part)
             del frame
         for key, spilled in kept.items():
-            yield key, together([read(None) for read in spilled.pieces()])
+            yield key, spilled.together()
             spilled.close()
     finally:
         for spilled in kept.values():
@@ -819,6 +830,18 @@ class Spilled:
         path = Path(self._folder.name) / f"{len(self._kept)}.parquet"
         frame.to_parquet(path, index=False)
         self._kept.append(path)
+
+    def together(self) -> pd.DataFrame:
+        """:func:`together` of the pieces. Pieces on disk are put together in Arrow memory:
+        their columns concatenated without a copy, put in case order by one take and converted
+        to pandas as Arrow lets them go, so the whole table is held about twice at most (as
+        pandas frames concatenated and sorted, three times)."""
+        if self._folder is None:
+            return together(self._kept)
+        table = _concatenated(self._kept)
+        if len(self._kept) > 1:
+            table = table.take(_case_order_indices(table))
+        return table.to_pandas(self_destruct=True)
 
     def pieces(self) -> list[Callable[[list[str]], pd.DataFrame]]:
         """One callable per piece: called with column names (None: all), it gives them
