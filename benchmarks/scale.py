@@ -105,8 +105,9 @@ that the shards' files hold the same rows)."""
 
 
 def same_outputs(left: Path, right: Path) -> list[str]:
-    """The outputs of two runs that differ (logs, shards, the browsable report and
-    provenance's creation time and settings aside; Parquet files compared as tables, CSV
+    """The outputs of two runs that differ (logs, shards, a sharded run's imputation parts
+    (``internal/missing_data/``), the browsable report and provenance's creation time and
+    settings aside; Parquet files compared as tables, CSV
     tables that are not byte-identical to 1e-10 relative): an empty list when they are the
     same."""
 
@@ -114,7 +115,8 @@ def same_outputs(left: Path, right: Path) -> list[str]:
         found = {}
         for path in (work / "results").rglob("*"):
             relative = path.relative_to(work / "results")
-            skipped = {"logs", "shards"} & set(relative.parts) or path.name in IGNORED
+            parts = {"logs", "shards", "missing_data"} & set(relative.parts)
+            skipped = parts or path.name in IGNORED
             if path.is_file() and not skipped:
                 found[str(relative)] = path
         return found
