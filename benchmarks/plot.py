@@ -2,8 +2,9 @@
 tables of docs/performance.md.
 
 Usage: ``python benchmarks/plot.py`` (``make bench`` runs it) reads
-``benchmarks/results/models.csv`` (and ``workflow.csv``) and writes
-``docs/performance_models.png`` and ``benchmarks/results/models.md``, whose tables it also
+``benchmarks/results/models.csv`` (and ``workflow.csv``, ``scale.csv``) and writes
+``docs/performance_models.png``, ``docs/performance_scale.png`` and
+``benchmarks/results/models.md``, whose tables it also
 puts into ``docs/performance.md`` (between its ``bench:start`` and ``bench:end`` markers).
 """
 
@@ -43,6 +44,50 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize=8)
     machine = table["machine"].iloc[0]
     figure.suptitle(f"Linear mixed models of the catalogue against lme4 ({machine})", fontsize=10)
+    figure.savefig(path, dpi=110, metadata={"Software": None})
+
+
+SCALE_JOBS = {
+    "imputation": ("missing_data", "merge_missing_data", "impute_"),
+    "early_warning": ("early_warning",),
+    "models": ("models",),
+    "report_tables": ("report_tables",),
+    "split": ("split",),
+}
+"""The sharded workflow's largest jobs in :func:`plot_scale`, by the rules' names (or their
+prefix): the imputation is one job, or one per early session and their merge."""
+
+
+def plot_scale(runs: pd.DataFrame, jobs: pd.DataFrame, path: Path) -> None:
+    """The sharded workflow's time against clients on log-log axes (``scale.csv``,
+    ``scale_jobs.csv`` of ``benchmarks/scale.py``): wall time and job-seconds, and the largest
+    jobs' seconds (a job's several parts added), each with the line of linear growth from its
+    smallest tier."""
+    runs = runs[runs["run"] == "sharded"].sort_values("clients")
+    jobs = jobs[jobs["run"] == "sharded"]
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    whole, parts = figure.subplots(1, 2, sharex=True)
+
+    def line(axis, x: pd.Series, y: pd.Series, colour: str, label: str) -> None:
+        axis.loglog(x, y, color=colour, marker="o", markersize=4, label=label)
+        axis.loglog(x, y.iloc[0] * x / x.iloc[0], color=colour, linestyle=":", linewidth=1)
+
+    line(whole, runs["clients"], runs["seconds"], PALETTE[0], "wall time")
+    line(whole, runs["clients"], runs["job_seconds"], PALETTE[1], "job-seconds")
+    whole.axhline(1800, color="0.3", linestyle="--", linewidth=1, label="goal at 10M (1,800 s)")
+    for colour, (name, prefixes) in zip(PALETTE, SCALE_JOBS.items(), strict=False):
+        mine = jobs[jobs["rule"].str.startswith(prefixes)]
+        seconds = mine.groupby("clients")["seconds"].sum().reindex(runs["clients"]).dropna()
+        line(parts, seconds.index.to_series(), seconds, colour, name)
+    whole.set_title("The sharded workflow (dotted: linear from the first tier)", fontsize=9)
+    parts.set_title("Its largest jobs (seconds, a job's parts added)", fontsize=9)
+    for axis in (whole, parts):
+        axis.set_xlabel("Clients (about 8 sessions each)")
+        axis.grid(True, which="major", linewidth=0.4, alpha=0.5)
+        axis.legend(fontsize=8)
+    whole.set_ylabel("Seconds")
+    machine = runs["machine"].iloc[-1]
+    figure.suptitle(f"A national decade in shards, 1M to 10M clients ({machine})", fontsize=10)
     figure.savefig(path, dpi=110, metadata={"Software": None})
 
 
@@ -137,6 +182,10 @@ def main() -> None:
                  "`make bench-within`) against lavaan: ours from the 8 sessions per client "
                  "(the table derived too), lavaan from the table it is given:\n\n")  # fmt: skip
         text += within_table(pd.read_csv(within))
+    scale = RESULTS / "scale.csv"
+    if scale.exists():
+        plot_scale(pd.read_csv(scale), pd.read_csv(RESULTS / "scale_jobs.csv"),
+                   ROOT / "docs" / "performance_scale.png")  # fmt: skip
     (RESULTS / "models.md").write_text(text)
     insert(ROOT / "docs" / "performance.md", text)
     print(text)
