@@ -102,7 +102,9 @@ class Imputations:
     @property
     def values(self) -> np.ndarray:
         """Imputations × missing cells: every imputed value (all read into memory)."""
-        return np.stack([self.row(j) for j in range(self.m)]).reshape(self.m, -1)
+        self._file.seek(0)
+        values = np.fromfile(self._file, dtype=np.float64, count=self.m * len(self._cells))
+        return values.reshape(self.m, len(self._cells))
 
     def columns(self, j: int) -> list[np.ndarray]:
         """The ``j``-th completed matrix's columns (copies), one variable at a time: no
@@ -218,9 +220,9 @@ class _Sampler:
         self.grouped = groups is not None
         self.blocks: list[_Block] = []
         offset = 0
-        for rows, m in patterns.groups:
+        for mask, (rows, m) in zip(patterns.masks, patterns.groups, strict=True):
             r = inc[rows]
-            o = np.flatnonzero(~np.isin(np.arange(self.d), m))
+            o = np.flatnonzero(~mask)
             observed = y[np.ix_(r, o)]
             design = np.column_stack([x[r], observed])
             self.xty_fixed[:, o] += design[:, : self.p].T @ observed

@@ -243,7 +243,9 @@ def _factorized(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]
     it is (strings held by Arrow, by Arrow: 0.02 s for a million rows, against 0.1 s as
     Python objects); a categorical one by its labels, not its categories' order: its codes
     as they are when its categories are sorted (a column fitted many times is coded once)."""
-    if isinstance(labels, pd.Series) and isinstance(labels.dtype, pd.CategoricalDtype):
+    if not isinstance(labels, pd.Series):
+        labels = np.asarray(labels)
+    elif isinstance(labels.dtype, pd.CategoricalDtype):
         categories = labels.cat.categories
         if categories.is_monotonic_increasing:
             codes = labels.cat.codes.to_numpy().astype(np.intp)
@@ -251,10 +253,8 @@ def _factorized(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]
             if not present.all():  # the unused categories' codes left out
                 codes = np.where(codes >= 0, (np.cumsum(present) - 1)[codes], -1)
             return codes, np.asarray(categories[present])
-    if isinstance(labels, pd.Series) and not isinstance(labels.dtype, pd.CategoricalDtype):
-        codes, levels = pd.factorize(labels, sort=True)
-    else:
-        codes, levels = pd.factorize(np.asarray(labels), sort=True)
+        labels = np.asarray(labels)
+    codes, levels = pd.factorize(labels, sort=True)
     return codes, np.asarray(levels)
 
 
