@@ -40,7 +40,7 @@ from .derive import CaseOrder
 from .distributions import norm_ppf
 from .effects import proportion
 from .errors import NotEstimable
-from .logit import LogitRows, fit_logits
+from .logit import LogitFit, LogitRows, fit_logits
 from .models import DEFAULT_SEED, _logit_rows, _nothing_to_fit
 from .shards import ShardedTable, Spilled, frames
 from .tidy import TIDY_COLUMNS
@@ -224,7 +224,10 @@ class RiskRows:
 
         def rows(read) -> LogitRows:
             data = read(None)
-            exog = np.column_stack([np.ones(len(data)), data[RISK_PREDICTORS].to_numpy()])
+            exog = np.empty((len(data), len(RISK_PREDICTORS) + 1))
+            exog[:, 0] = 1.0
+            for j, name in enumerate(RISK_PREDICTORS, start=1):
+                exog[:, j] = data[name].to_numpy()
             return LogitRows(exog, data["event"].to_numpy(dtype=float),
                              data["fold"].to_numpy(), data["therapist"].to_numpy())  # fmt: skip
 
@@ -240,7 +243,11 @@ def _rows(periods: pd.DataFrame | RiskRows, folds: int, seed: int) -> RiskRows:
 
 
 def cross_validated_risk(
-    periods: pd.DataFrame | RiskRows, folds: int = DEFAULT_FOLDS, seed: int = 0
+    periods: pd.DataFrame | RiskRows,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    *,
+    start: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Held-out predicted risks: each fold's person-periods scored by the model fitted to the
     other folds (:func:`therapist_folds`; :func:`~allianceanalysis.logit.fit_logits`, all
@@ -248,12 +255,14 @@ def cross_validated_risk(
     ``risk``, ``fold`` and ``therapist`` (an integer code); no rows when no fold's training
     part holds both kinds of ending (no dropout at all, for one). ``periods`` is
     :func:`person_periods`' table, or its :class:`RiskRows` (then ``folds`` and ``seed`` are
-    theirs)."""
+    theirs). ``start``: the folds' models' first coefficients, such as the model of all rows'
+    (:func:`~allianceanalysis.logit.fit_logits`)."""
     rows = _rows(periods, folds, seed)
     n, events = rows.per_fold[:, 0], rows.per_fold[:, 1]
     train_n, train_events = rows.n_obs - n, rows.events - events
     models = [k for k in range(rows.folds) if n[k] and 0 < train_events[k] < train_n[k]]
-    fits = dict(zip(models, fit_logits(rows.pieces(), models), strict=True)) if models else {}
+    fitted = fit_logits(rows.pieces(), models, start=start) if models else []
+    fits = dict(zip(models, fitted, strict=True))
     parts = []
     for piece in rows.pieces():
         data = piece()
@@ -436,21 +445,34 @@ def risk_analyses(
     """
     rows = RiskRows.of_sessions(sessions, outcome, alliance, folds, seed)
     try:
-        held_out = cross_validated_risk(rows)
+        whole = _whole_fit(rows)
+        start = whole.params if whole is not None and whole.converged else None
+        held_out = cross_validated_risk(rows, start=start)
         points = pd.DataFrame(columns=CALIBRATION_COLUMNS)
         if len(held_out):
             points = calibration_table(held_out)
-        return tidy.or_reason("dropout_risk", lambda: risk_table(rows, held_out, folds)), points
+        table = tidy.or_reason("dropout_risk", lambda: risk_table(rows, held_out, folds, whole))
+        return table, points
     finally:
         rows.close()
 
 
-def _risk_model(model: str, rows: RiskRows) -> tuple[list[dict[str, object]], bool]:
-    """The coefficient rows of the risk model over all complete rows (therapist-clustered CR1
-    standard errors), and whether it was fitted."""
+def _whole_fit(rows: RiskRows) -> LogitFit | None:
+    """The risk model of all complete rows (therapist-clustered CR1 covariance), or None when
+    the rows cannot support it: one kind of ending, or fewer than two therapists."""
     if not 0 < rows.events < rows.n_obs or len(rows.therapists) < 2:
+        return None
+    return fit_logits(rows.pieces(), [None], clusters=rows.clusters)[0]
+
+
+def _risk_model(
+    model: str, rows: RiskRows, whole: LogitFit | None = None
+) -> tuple[list[dict[str, object]], bool]:
+    """The coefficient rows of the risk model over all complete rows (therapist-clustered CR1
+    standard errors; ``whole``, its fit if made already), and whether it was fitted."""
+    fit = whole if whole is not None else _whole_fit(rows)
+    if fit is None:
         return _nothing_to_fit(model, RISK_PREDICTORS, rows.n_obs), False
-    fit = fit_logits(rows.pieces(), [None], clusters=rows.clusters)[0]
     se = (np.sqrt(np.diag(fit.covariance)) if fit.covariance is not None
           else np.full(len(fit.params), np.nan))  # fmt: skip
     common = {"n_obs": rows.n_obs, "n_groups": len(rows.therapists),
@@ -460,14 +482,17 @@ def _risk_model(model: str, rows: RiskRows) -> tuple[list[dict[str, object]], bo
 
 
 def risk_table(
-    periods: pd.DataFrame | RiskRows, held_out: pd.DataFrame, folds: int
+    periods: pd.DataFrame | RiskRows,
+    held_out: pd.DataFrame,
+    folds: int,
+    whole: LogitFit | None = None,
 ) -> pd.DataFrame:
     """:func:`dropout_risk`'s table from its person-periods (or their :class:`RiskRows`) and
     their held-out risks (so that a caller who also wants the calibration table
-    cross-validates once)."""
+    cross-validates once); ``whole``, the model of all rows if fitted already."""
     model = "dropout_risk"
     rows = _rows(periods, folds, DEFAULT_SEED)
-    coefficients, fitted = _risk_model(model, rows)
+    coefficients, fitted = _risk_model(model, rows, whole)
     if not fitted:
         return tidy.frame(coefficients)[TIDY_COLUMNS]
     if held_out.empty:

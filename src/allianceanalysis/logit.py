@@ -22,7 +22,7 @@ Examples
 --------
 >>> rng = np.random.default_rng(1)
 >>> x = rng.normal(size=2000)
->>> y = (rng.random(2000) < special.expit(-0.5 + x)).astype(float)
+>>> y = (rng.random(2000) < 1 / (1 + np.exp(0.5 - x))).astype(float)
 >>> rows = LogitRows(np.column_stack([np.ones_like(x), x]), y)
 >>> fit = fit_logits([lambda: rows])[0]
 >>> np.round(fit.params, 2).tolist(), fit.converged  # the truth: -0.5 and 1
@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 
 __all__ = ["LogitFit", "LogitRows", "fit_logits", "softplus"]
 
@@ -47,9 +46,11 @@ TOLERANCE = 1e-10
 """Converged when no coefficient's step exceeds this, relative to its size (one more step
 after statsmodels' 1e-8, whose next step would be of order 1e-16)."""
 
-_BLOCK = 1 << 16
+_BLOCK = 1 << 14
 """Rows added at a time: a block's working arrays (linear predictor, weights, residuals) stay
-in cache, and a fold's rows are masked within it rather than copied out."""
+in cache, and a fold's rows are masked within it rather than copied out. Of 4,096 to 65,536
+rows, 16,384 added five predictors' rows fastest (37% faster than 65,536, whose design of
+2.6 MB leaves the cache: this machine, 3.6 million rows)."""
 _RUN = 1 << 10
 """Rows summed in float64 before their sum joins the total in extended precision. The score is
 what the root is defined by; summed in float64 over millions of rows its rounding, which
@@ -151,21 +152,22 @@ class _Sums:
             block = slice(start, start + _BLOCK)
             rows, response = exog[block], endog[block]
             eta = rows @ params
-            mu = special.expit(eta)
-            residual = response - mu
-            weight = mu * (1.0 - mu)
-            loglik = response * eta - softplus(eta)
+            small = np.exp(-np.abs(eta))  # e^-|η|: μ, μ(1 − μ) and log(1 + e^η) from one exp
+            ratio = 1.0 / (1.0 + small)
+            residual = response - np.where(eta >= 0.0, ratio, small * ratio)
+            weight = small * ratio * ratio
+            loglik = response * eta - (np.log1p(small) + np.maximum(eta, 0.0))
             if keep is not None:
                 kept = keep[block]
                 residual *= kept
                 weight *= kept
                 loglik = loglik[kept]
-            weighted = rows * weight[:, None]
             self.score += _extended_products(rows, residual[:, None])[:, 0]
-            if self.information.dtype == float:
-                self.information += weighted.T @ rows
+            if self.information.dtype == float:  # X'WX as (W½X)'(W½X): BLAS's syrk
+                root = rows * np.sqrt(weight)[:, None]
+                self.information += root.T @ root
             else:
-                self.information += _extended_products(weighted, rows)
+                self.information += _extended_products(rows * weight[:, None], rows)
             self.loglik += float(np.sum(loglik))
             if self.by_cluster is not None and cluster is not None:
                 codes, g = cluster[block], len(self.by_cluster)
@@ -203,6 +205,7 @@ def fit_logits(
     models: Sequence[int | None] = (None,),
     *,
     clusters: int | None = None,
+    start: np.ndarray | None = None,
 ) -> list[LogitFit]:
     """Logistic regressions of the same rows, given in pieces, fitted together.
 
@@ -216,6 +219,11 @@ def fit_logits(
         The number of clusters: the covariance of the models of all rows is then clustered
         by the pieces' ``cluster`` codes (CR1, with statsmodels' and ``sandwich``'s
         small-sample factor ``G/(G − 1) · (n − 1)/(n − p)``).
+    start : numpy.ndarray, optional
+        Every model's first coefficients (zeros if not given): a cross-validation's models
+        started from the model of all rows are a Newton step or two from their own, where
+        from zeros they take six or seven. The log-likelihood is concave, so the fits reach
+        the same coefficients to :data:`TOLERANCE` from either.
 
     Returns
     -------
@@ -227,7 +235,7 @@ def fit_logits(
     if not pieces:
         raise ValueError("no pieces to fit")
     p = pieces[0]().exog.shape[1]
-    params = [np.zeros(p) for _ in models]
+    params = [np.zeros(p) if start is None else np.array(start, dtype=float) for _ in models]
     steps = [np.zeros(p) for _ in models]
     best = [-np.inf] * len(models)
     active = [True] * len(models)

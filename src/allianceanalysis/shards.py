@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from ._files import atomic_outputs
@@ -735,9 +736,25 @@ def together_file(
             writer.write_table(piece)
 
 
-def _concatenated(paths: Sequence[str | Path]) -> pa.Table:
-    """Parquet files' tables one after another, in Arrow memory (no copy of their columns)."""
-    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+def _concatenated(
+    paths: Sequence[str | Path], read: Callable[[str | Path], pa.Table] = pq.read_table
+) -> pa.Table:
+    """Parquet files' tables (or, with ``read``, other files') one after another, in Arrow
+    memory (no copy of their columns)."""
+    return pa.concat_tables([read(p) for p in paths], promote_options="permissive")
+
+
+def _equal_rows(table: pa.Table, column: str, value: Any) -> pa.Table:
+    """The rows of ``table`` whose ``column`` equals ``value`` (missing values never do)."""
+    values = table[column]
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    return table.filter(pc.equal(values, value))
+
+
+def _read_spilled(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """A :class:`Spilled` piece's file, memory-mapped (its columns are read when used)."""
+    return feather.read_table(path, columns=columns, memory_map=True)
 
 
 def _case_order_indices(table: pa.Table) -> pa.Array:
@@ -781,8 +798,11 @@ def per_case_each(
 
 class Spilled:
     """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
-    as they are for a table of one piece, in Parquet files of a temporary folder otherwise
-    (removed on :meth:`close`, or at the end of a ``with`` block).
+    as they are for a table of one piece, in files of a temporary folder otherwise (removed on
+    :meth:`close`, or at the end of a ``with`` block). The files are uncompressed Arrow IPC
+    (Feather): pieces are read again at every pass of a fit, and a piece of 3.6 million rows
+    and seven numeric columns reads in 0.17 s so, 1.3 s from Snappy-compressed Parquet
+    (this machine, pyarrow 18).
 
     Examples
     --------
@@ -827,8 +847,9 @@ class Spilled:
         if self._folder is None:
             self._kept.append(frame)
             return
-        path = Path(self._folder.name) / f"{len(self._kept)}.parquet"
-        frame.to_parquet(path, index=False)
+        path = Path(self._folder.name) / f"{len(self._kept)}.arrow"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        feather.write_feather(table, path, compression="uncompressed")
         self._kept.append(path)
 
     def together(self) -> pd.DataFrame:
@@ -838,7 +859,7 @@ class Spilled:
         pandas frames concatenated and sorted, three times)."""
         if self._folder is None:
             return together(self._kept)
-        table = _concatenated(self._kept)
+        table = _concatenated(self._kept, _read_spilled)
         if len(self._kept) > 1:
             table = table.take(_case_order_indices(table))
         return table.to_pandas(self_destruct=True)
@@ -850,7 +871,7 @@ class Spilled:
         def read(kept: pd.DataFrame | Path, columns: list[str] | None) -> pd.DataFrame:
             if isinstance(kept, pd.DataFrame):
                 return kept if columns is None else kept[columns]
-            return pd.read_parquet(kept, columns=columns)
+            return _read_spilled(kept, columns).to_pandas()
 
         return [functools.partial(read, kept) for kept in self._kept]
 
@@ -860,7 +881,7 @@ class Spilled:
         return [
             kept[kept[column] == value]
             if isinstance(kept, pd.DataFrame)
-            else pd.read_parquet(kept, filters=[(column, "==", value)])
+            else _equal_rows(_read_spilled(kept), column, value).to_pandas()
             for kept in self._kept
         ]
 
