@@ -297,6 +297,23 @@ class Nested(_Problem):
         )
 
 
+def _unique_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.unique(values, axis=1, return_inverse=True)``: the distinct columns in
+    lexicographic order (first row first) and each column's index among them, by one
+    ``lexsort`` (a million columns of three rows in 0.3 s, against 2 s for ``unique``'s
+    structured sort)."""
+    n = values.shape[1]
+    if n == 0:
+        return values, np.zeros(0, dtype=np.intp)
+    order = np.lexsort(values[::-1])
+    ordered = values[:, order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = np.any(ordered[:, 1:] != ordered[:, :-1], axis=0)
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[:, first], inverse
+
+
 class RandomSlope(_Problem):
     """``y ~ X + (1 + s | g)``: correlated random intercept and slope of ``s`` per group, from
     sums with ``slope`` (or rows: :meth:`of`). θ = (Λ₁₁, Λ₂₁, Λ₂₂), lme4's order.
@@ -316,8 +333,8 @@ class RandomSlope(_Problem):
         s1, s2, self.x1, self.y1 = sums.slope
         ztz = np.vstack([self.size, s1, s2])  # Z'Z entries per group, Z_g = [1, s]
         x0, x1, y0, y1, p = self.sx, self.x1, self.sy, self.y1, self.p
-        self.ztz, codes = np.unique(ztz, axis=1, return_inverse=True)
-        self.count = np.bincount(codes.ravel()).astype(float)
+        self.ztz, codes = _unique_columns(ztz)
+        self.count = np.bincount(codes).astype(float)
         n = self.ztz.shape[1]
         self.columns = None
         if 3 * p * p * n > MAX_SLOPE_PRODUCTS:  # per group, column by column, contiguous
@@ -327,7 +344,7 @@ class RandomSlope(_Problem):
             return
 
         def per_class(values: np.ndarray) -> np.ndarray:
-            return np.bincount(codes.ravel(), weights=values, minlength=n)
+            return np.bincount(codes, weights=values, minlength=n)
 
         # per class, once: Σ x0x0', Σ (x0x1' + x1x0'), Σ x1x1' laid out so that each
         # evaluation is one matrix product over classes: pxx[i·p + j, k·C + c]

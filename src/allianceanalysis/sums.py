@@ -33,6 +33,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "ExactSum",
@@ -231,11 +233,16 @@ class GroupSums:
 
 def _order(levels: np.ndarray, outer: np.ndarray | None) -> np.ndarray:
     """The groups' canonical order: by outer label, then label (both sorted as lme4 sorts
-    factor levels)."""
-    inner_codes = pd.factorize(levels, sort=True)[0]
-    if outer is None:
-        return np.argsort(inner_codes, kind="stable")
-    return np.lexsort((inner_codes, pd.factorize(outer, sort=True)[0]))
+    factor levels), ties in their order. Labels Arrow can hold are sorted by Arrow (a stable
+    sort; strings by their UTF-8 bytes, which is their code points' order, as Python sorts
+    them): a million client IDs in 0.3 s, against 1 s sorted as Python strings."""
+    keys = {"outer": outer, "level": levels} if outer is not None else {"level": levels}
+    try:
+        table = pa.table({name: pa.array(values) for name, values in keys.items()})
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # labels of mixed types: as pandas sorts them
+        codes = [pd.factorize(values, sort=True)[0] for values in keys.values()]
+        return np.lexsort(codes[::-1])
+    return pc.sort_indices(table, [(name, "ascending") for name in keys]).to_numpy()
 
 
 def _factorized(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -362,8 +369,10 @@ def merge_sums(parts: Sequence[GroupSums]) -> GroupSums:
     outer = None if parts[0].outer is None else np.concatenate([s.outer for s in parts])
     order = _order(levels, outer)
     levels = levels[order]
-    keys = levels if outer is None else list(zip(outer[order], levels, strict=True))
-    if len(pd.unique(pd.Series(keys, dtype=object))) < len(keys):
+    repeated = levels[1:] == levels[:-1]  # in order, a group in two pieces is twice in a row
+    if outer is not None:
+        repeated &= outer[order][1:] == outer[order][:-1]
+    if np.any(repeated):
         raise ValueError("a group's rows lie in two pieces; each group must lie in one shard")
 
     def stacked(values: list[np.ndarray]) -> np.ndarray:
