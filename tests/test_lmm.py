@@ -174,3 +174,17 @@ def test_fits_of_several_responses_equal_their_fits_one_at_a_time(formula: str) 
         np.testing.assert_allclose(fit.coefficients.to_numpy(float),
                                    alone.coefficients.to_numpy(float), rtol=1e-10)  # fmt: skip
         assert fit.variances == pytest.approx(alone.variances, rel=1e-10)
+
+
+def test_unique_columns_equal_numpys_unique_along_columns() -> None:
+    """The random-slope model's classes of Z'Z: the distinct columns, in numpy's order, and
+    each column's class, as ``numpy.unique(axis=1, return_inverse=True)`` gives them (ties
+    in the first rows, repeats, and a single column)."""
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 5_000):
+        values = np.vstack([rng.integers(1, 4, n), rng.integers(0, 3, n) * 0.5,
+                            rng.integers(0, 2, n) * 1.25]).astype(float)  # fmt: skip
+        expected, inverse = np.unique(values, axis=1, return_inverse=True)
+        found, codes = lmm._unique_columns(values)
+        np.testing.assert_array_equal(found, expected)
+        np.testing.assert_array_equal(codes, inverse.ravel())

@@ -127,3 +127,15 @@ def test_group_sums_of_a_categorical_column_equal_those_of_its_labels(tables, un
     expected_codes, expected_levels = _factorized(labels)
     np.testing.assert_array_equal(codes, expected_codes)
     np.testing.assert_array_equal(levels, expected_levels)
+
+
+def test_merged_sums_order_groups_as_the_whole_datas_sums() -> None:
+    """Pieces' groups are put in the order the whole data's sums have (pandas' sorted labels:
+    code points, so "Z" before "a" before "é"), labels non-ASCII and of different lengths."""
+    labels = np.array(["é1", "a", "Z", "ab", "a2", "ß", "A"], dtype=object)
+    x, y = np.ones((len(labels), 1)), np.arange(len(labels), dtype=float)
+    whole = group_sums(y, x, labels)
+    pieces = [slice(0, 3), slice(3, 7)]
+    merged = merge_sums([group_sums(y[p], x[p], labels[p]) for p in pieces])
+    assert merged.levels.tolist() == whole.levels.tolist() == sorted(labels.tolist())
+    np.testing.assert_array_equal(merged.sy, whole.sy)
