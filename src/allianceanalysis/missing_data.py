@@ -66,7 +66,7 @@ from .models import (
     tidy_fit,
 )
 from .pooling import MI_COLUMNS, Pooled, pool
-from .shards import ShardedTable, per_case_each
+from .shards import ShardedTable, per_case_each, release_memory
 
 __all__ = [
     "AUXILIARY_SESSIONS",
@@ -140,7 +140,8 @@ class ImputedClients:
     Attributes
     ----------
     base : pandas.DataFrame
-        The population's cases (the client table without cases missing a covariate).
+        The population's cases (without cases missing a covariate): the client table's
+        columns of :data:`_BASE` and the covariates.
     variables : list of str
         The imputed columns (core and early-session scores), in the imputation's order.
     imputations : Imputations
@@ -180,6 +181,14 @@ class ImputedClients:
             table["alliance_therapist_mean"] = mean
             table["alliance_client_dev"] = table["alliance_early"] - mean
         return table
+
+
+_BASE = ("client_id", "therapist_id", "sessions_attended", "dropout", "outcome_intake",
+         "alliance_early", "outcome_early", "outcome_final")  # fmt: skip
+"""The client table's columns an :class:`ImputedClients` keeps (besides the covariates): what
+the pooled models and the tipping point read, and the case. The others (site, ending, the
+exclusion and the columns :meth:`ImputedClients.completed` derives again) are not carried
+into every completed table: at 10M cases they are about 0.8 GB."""
 
 
 AUXILIARY_SESSIONS = 2
@@ -254,7 +263,11 @@ def client_data(
             facts.clear()
         aux = [c for c in table.columns if c.startswith(_AUXILIARY)]
         scores = {c.removeprefix(_AUXILIARY): table[c].to_numpy(float) for c in aux}
-        yield k, table.drop(columns=aux), scores
+        # given, not kept: while the caller works, this generator holds neither
+        held = [table.drop(columns=aux), scores]
+        del table, scores
+        release_memory()  # the pieces' concatenation's garbage
+        yield k, held.pop(0), held.pop(0)
 
 
 def impute_clients(
@@ -370,19 +383,29 @@ def _imputation_data(
     scores = {name: values[keep] for name, values in scores.items()
               if np.isfinite(values[keep]).sum() >= 2}  # fmt: skip
     variables = [*core, *scores]
-    y = np.column_stack([base[core].to_numpy(float), *scores.values()])
+    # one copy of the scores, column-major as a frame made from an array copies it (the
+    # sampler's sums are rounded as they are in that layout)
+    y = np.empty((len(base), len(variables)), order="F")
+    for j, values in enumerate([*(base[c].to_numpy(float) for c in core), *scores.values()]):
+        y[:, j] = values
     predictors = _ending(base)
+    covariates = {c.column for c in (*adjustment.client_level, *adjustment.session_level)
+                  } if adjustment else set()  # fmt: skip
+    base = base[[c for c in base.columns if c in _BASE or c in covariates]]
     terms = adjustment.terms(base, "client") if adjustment else []
-    frame = pd.concat([predictors, base.drop(columns=predictors.columns, errors="ignore")], axis=1)
+    named = [c for c in base.columns if c in covariates and c not in predictors]
+    frame = pd.concat([predictors, base[named]], axis=1).assign(outcome_final=0.0)
     formula = Formula.parse(" + ".join(["outcome_final ~ 1", *predictors.columns, *terms]))
-    fixed = design(formula, frame.assign(outcome_final=0.0))
+    fixed = design(formula, frame)
+    del frame
     x, names = _identified(fixed.x, fixed.terms, ~np.isnan(y))
     groups = None
     if tidy.has_therapists(base):
         groups = pd.factorize(base["therapist_id"], use_na_sentinel=False)[0]
     if "therapist_id" in base:  # coded once, not by each fit of every completed table
         base = base.assign(therapist_id=base["therapist_id"].astype("category"))
-    return ImputationData(base, pd.DataFrame(y, columns=variables), pd.DataFrame(x, columns=names),
+    return ImputationData(base, pd.DataFrame(y, columns=variables, copy=False),
+                          pd.DataFrame(x, columns=names, copy=False),
                           groups, int((~keep).sum()))  # fmt: skip
 
 
@@ -587,18 +610,21 @@ def multiple_imputation(
         if seen is not None:
             seen(k, table)
         stream = int(streams[k].generate_state(1)[0])
+        population = table
         try:
-            imputed: ImputedClients | str = _imputed(
-                _imputation_data(table, scores, alliance, k, adjustment), k, m=m, seed=stream,
-                burn_in=burn_in, between=between)  # fmt: skip
+            data = _imputation_data(table, scores, alliance, k, adjustment)
+            population = data.base  # the whole table is not held while the sampler runs
+            del table, scores
+            release_memory()
+            imputed: ImputedClients | str = _imputed(data, k, m=m, seed=stream,
+                                                     burn_in=burn_in, between=between)  # fmt: skip
+            del data
         except NotEstimable as exc:
             imputed = f"the imputation model cannot be estimated: {exc}"
         fits = _model_fits(alliance, seed, engine, adjustment) if k == early_session else {}
         if k in early_sessions:
             fits[f"early_alliance_k{k}"] = partial(early_alliance_at, k=k, engine=engine,
                                                    adjustment=adjustment)  # fmt: skip
-        population = imputed.base if isinstance(imputed, ImputedClients) else table
-        del table, scores
         parts[k] = _pooled_or_reasons(fits, imputed, population, alliance)
         if k == early_session:
             main = imputed

@@ -343,7 +343,12 @@ def _pieces(table: pd.DataFrame | Any, where: Callable | None = None) -> list:
 
 
 def _eligible(clients: pd.DataFrame) -> pd.DataFrame:
-    return clients[clients["eligible"]] if "eligible" in clients else clients
+    """The eligible cases: the table itself when all are (a completed table of multiple
+    imputation), not a copy of every column."""
+    if "eligible" not in clients:
+        return clients
+    eligible = clients["eligible"].to_numpy(bool)
+    return clients if eligible.all() else clients[eligible]
 
 
 def _controls(
