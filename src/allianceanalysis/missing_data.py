@@ -389,7 +389,7 @@ def _imputation_data(
     for j, values in enumerate([*(base[c].to_numpy(float) for c in core), *scores.values()]):
         y[:, j] = values
     predictors = _ending(base)
-    covariates = {c.column for c in (*adjustment.client_level, *adjustment.session_level)
+    covariates = {c.column for c in (*adjustment.covariates, *adjustment.moderators)
                   } if adjustment else set()  # fmt: skip
     base = base[[c for c in base.columns if c in _BASE or c in covariates]]
     terms = adjustment.terms(base, "client") if adjustment else []

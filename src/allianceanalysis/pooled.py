@@ -47,7 +47,7 @@ from scipy import optimize
 from . import tidy
 from .distributions import chi2_sf, t_ppf, t_sf
 from .engine import DEFAULT_ENGINE, fit_lmm
-from .models import partial_correlation
+from .models import _eligible, partial_correlation
 from .tidy import TIDY_COLUMNS
 
 __all__ = [
@@ -167,8 +167,9 @@ def study_effects(studies: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """
     rows = []
     for name, clients in studies.items():
-        eligible = clients[clients["eligible"]] if "eligible" in clients else clients
-        table = partial_correlation(eligible, "alliance_early", "outcome_final", "outcome_intake")
+        table = partial_correlation(
+            _eligible(clients), "alliance_early", "outcome_final", "outcome_intake"
+        )
         r = table.set_index("term").loc["partial_r"]
         n = int(r["n_obs"])
         rows.append(
