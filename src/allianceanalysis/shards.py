@@ -6,13 +6,14 @@ shard files, each validated by its own job (the map), and the shards' validation
 merged into the dataset's (the reduce):
 
 1. :func:`split_dataset` reads the file in pieces (:func:`~allianceanalysis.io.read.raw_pieces`,
-   bounded memory) twice. The first pass finds each client's shard: that of the shard column's
-   value in the client's first session (the lowest session number with a value), so all of a
-   client's sessions, in all episodes, fall in one shard even when the client changed
-   therapist. It also decides, from the head of the file, what the whole-file reader decides
-   from it: the decimal mark and the date format. The second pass writes each row to its
-   client's shard. A shard is the hash of the value modulo the count (a stable hash: the same
-   file gives the same shards on every machine).
+   bounded memory) once, holding the pieces on disk (uncompressed Arrow, :class:`Spilled`)
+   while it finds each client's shard: that of the shard column's value in the client's first
+   session (the lowest session number with a value), so all of a client's sessions, in all
+   episodes, fall in one shard even when the client changed therapist. It also decides, from
+   the head of the file, what the whole-file reader decides from it: the decimal mark and the
+   date format. Then each held row is written to its client's shard. A shard is the hash of
+   the value modulo the count (a stable hash: the same file gives the same shards on every
+   machine).
 2. :func:`validate_shard` validates one shard with every rule of
    :func:`~allianceanalysis.io.check_dataset`, the decided read options pinned, naming the
    source file and its rows.
@@ -235,60 +236,117 @@ def split_dataset(
 
 
 _ROUTE_COLUMNS = ["client_id", "session", "therapist_id", "site_id"]
+HELD_COMPRESSION = "lz4"
+"""The pieces of a file being split wait on disk LZ4-compressed: 40% of the CSV's size
+(uncompressed Arrow takes twice the CSV's: 10 GB in the temporary folder for 10M clients),
+for 0.8 s more per million rows written and read again (this machine, pyarrow 18)."""
+_CLIENT, _OWN = "__client", "__own_shard"
+"""The columns a held piece (:func:`_held`) carries besides its cells: the hash of each row's
+client, and the shard of the row's own shard value (that of a row without a client)."""
+
+
+@dataclass
+class _Pieces:
+    """What the pass over the file gathers besides the clients' first sessions: the pieces
+    themselves (on disk, :func:`_held`), the first piece's header, format and read options,
+    and the rows counted and set aside."""
+
+    held: Spilled
+    header: list[str] = dataclasses.field(default_factory=list)
+    format: str = ""
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    blank: int = 0
+    read: int = 0
+    asides: list[pd.DataFrame] = dataclasses.field(default_factory=list)
+
+    def add(self, piece: RawTable, count: int,
+            hashes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:  # fmt: skip
+        """Hold ``piece`` (with its rows' clients and own shards among ``count``) and count its
+        rows. ``hashes``: as :func:`_first_sessions`'."""
+        if not self.format:
+            self.header, self.format, self.options = piece.header, piece.format, piece.options
+        has, client, value = hashes
+        own = _modulo(value, count)
+        own[has] = -1
+        key = np.zeros(len(has), dtype=np.uint64)
+        key[has] = client
+        table = shard_table(piece)
+        self.held.add(table.append_column(_CLIENT, pa.array(key)).append_column(
+            _OWN, pa.array(own)))  # fmt: skip
+        self.blank += piece.blank_rows
+        self.read += len(piece.frame) + len(piece.set_aside)
+        if len(piece.set_aside):
+            self.asides.append(piece.set_aside)
 
 
 def _split(
     spec: DatasetSpec, column: str, shards: Sequence[str | Path], summary: str | Path,
     aside: str | Path, chunk_bytes: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Pass 1: each client's shard and the read options; pass 2 (:func:`_write_shards`)."""
+    """Each client's shard and the read options, the pieces held on disk meanwhile; then each
+    row to its client's shard (:func:`_write_shards`)."""
     file = str(spec.path)
     plan: ColumnPlan | None = None
     detection, routes = _Detection(), []
     names: dict[str, str] = {}
-    for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
+    with Spilled(on_disk=True, compression=HELD_COMPRESSION) as held:
+        pieces = _Pieces(held)
+        for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
+            if plan is None:
+                plan, sep = _plan(piece, spec), piece.options.get("sep")
+                _check_shard_column(plan, column, file)
+            if not detection.done:
+                texts, names = source_texts(_stripped(piece), plan, spec.read.na_values)
+                detection.add(texts, numeric_columns(texts, plan))
+            else:
+                texts, _ = source_texts(_stripped(piece), plan, spec.read.na_values,
+                                        _ROUTE_COLUMNS)  # fmt: skip
+            has = texts["client_id"].notna().to_numpy()
+            hashes = (has, _hash(texts["client_id"][has]), _hash(texts[column]))
+            routes.append(_first_sessions(texts, column, piece.file_row, hashes))
+            pieces.add(piece, len(shards), hashes)
+            del piece, texts
         if plan is None:
-            plan, sep = _plan(piece, spec), piece.options.get("sep")
-            if column in plan.absent:
-                raise DataError.single(
-                    file,
-                    f"the dataset is sharded by {column} (shards.column), but its configuration "
-                    f"declares that the data have no {column} ({column}: null under columns:): "
-                    "shard it by another column, or not at all",
-                )
-            if column not in plan.source:
-                raise DataError.single(
-                    file,
-                    f"the dataset is sharded by {column} (shards.column), but the file has no "
-                    f"{column} column (map it under columns:, or shard by another column)",
-                )
-        if not detection.done:
-            texts, names = source_texts(_stripped(piece), plan, spec.read.na_values)
-            detection.add(texts, numeric_columns(texts, plan))
-        else:
-            texts, _ = source_texts(_stripped(piece), plan, spec.read.na_values, _ROUTE_COLUMNS)
-        routes.append(_first_sessions(texts, column, piece.file_row))
-    if plan is None:
-        raise DataError.single(file, "the file has a header but no data rows")
-    first = _client_shards(pd.concat(routes, ignore_index=True), len(shards))
-    del routes
-    if column == "site_id" and "therapist_id" in plan.source:
-        _check_therapists(first, spec, plan)
-    decided = detection.options(spec, names, sep)
-    return _write_shards(spec, plan, first, column, shards, summary, aside, decided, chunk_bytes)
+            raise DataError.single(file, "the file has a header but no data rows")
+        first = _client_shards(pd.concat(routes, ignore_index=True), len(shards))
+        del routes
+        if column == "site_id" and "therapist_id" in plan.source:
+            _check_therapists(first, spec, plan)
+        decided = detection.options(spec, names, sep)
+        return _write_shards(spec, first, column, pieces, shards, summary, aside, decided)
 
 
-def _first_sessions(texts: dict[str, pd.Series], column: str, rows: np.ndarray) -> pd.DataFrame:
+def _check_shard_column(plan: ColumnPlan, column: str, file: str) -> None:
+    """Refuse a shard column the data do not have."""
+    if column in plan.absent:
+        raise DataError.single(
+            file,
+            f"the dataset is sharded by {column} (shards.column), but its configuration "
+            f"declares that the data have no {column} ({column}: null under columns:): "
+            "shard it by another column, or not at all",
+        )
+    if column not in plan.source:
+        raise DataError.single(
+            file,
+            f"the dataset is sharded by {column} (shards.column), but the file has no "
+            f"{column} column (map it under columns:, or shard by another column)",
+        )
+
+
+def _first_sessions(
+    texts: dict[str, pd.Series], column: str, rows: np.ndarray,
+    hashes: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> pd.DataFrame:  # fmt: skip
     """Per client of a piece, its first session with a shard value (the lowest session number,
-    then the first row): the hashes of the client, the shard value and the therapist."""
-    client = texts["client_id"]
-    has = client.notna().to_numpy()
+    then the first row): the hashes of the client, the shard value and the therapist.
+    ``hashes``: which rows have a client, their clients' hashes and every row's shard value's."""
+    has, client, value = hashes
     frame = pd.DataFrame({
-        "client": _hash(client[has]),
+        "client": client,
         "blank": texts[column][has].isna().to_numpy(),
         "session": to_float(texts["session"][has]).fillna(np.inf).to_numpy(),
         "row": rows[has],
-        "value": _hash(texts[column][has]),
+        "value": value[has],
         "therapist": (_hash(texts["therapist_id"][has]) if "therapist_id" in texts
                       else np.zeros(int(has.sum()), dtype=np.uint64)),
     })  # fmt: skip
@@ -323,28 +381,24 @@ def _check_therapists(first: pd.DataFrame, spec: DatasetSpec, plan: ColumnPlan) 
 
 
 def _write_shards(
-    spec: DatasetSpec, plan: ColumnPlan, first: pd.DataFrame, column: str,
+    spec: DatasetSpec, first: pd.DataFrame, column: str, pieces: _Pieces,
     shards: Sequence[str | Path], summary: str | Path, aside: str | Path,
-    decided: dict[str, str], chunk_bytes: int,
+    decided: dict[str, str],
 ) -> dict[str, Any]:  # fmt: skip
-    """Pass 2: each row to its client's shard (a row without a client: its own value's)."""
+    """Each held row to its client's shard (a row without a client: its own value's)."""
     count = len(shards)
     clients, shard_of_client = first["client"].to_numpy(), first["shard"].to_numpy()
     writers: list[pq.ParquetWriter] = []
-    rows, blank, read, asides = np.zeros(count, dtype=np.int64), 0, 0, []
-    options: dict[str, Any] = {}
+    rows = np.zeros(count, dtype=np.int64)
     with atomic_outputs(*shards, summary, aside) as temps:
-        for piece in raw_pieces(spec.path, spec.read, spec.format, chunk_bytes):
-            texts, _ = source_texts(_stripped(piece), plan, spec.read.na_values,
-                                    ("client_id", column))  # fmt: skip
-            has = texts["client_id"].notna().to_numpy()
-            target = shard_number(texts[column], count)
-            target[has] = shard_of_client[_positions(clients, _hash(texts["client_id"][has]))]
-            table = shard_table(piece)
+        for table in pieces.held.tables():
+            target = table[_OWN].to_numpy().copy()  # memory-mapped: read-only
+            has = target < 0
+            target[has] = shard_of_client[_positions(clients, table[_CLIENT].to_numpy()[has])]
+            table = table.drop_columns([_CLIENT, _OWN])
             if not writers:
-                options = piece.options
                 schema = table.schema.with_metadata(
-                    shard_metadata(piece.header, piece.format, options)
+                    shard_metadata(pieces.header, pieces.format, pieces.options)
                 )
                 writers = [pq.ParquetWriter(t, schema) for t in temps[:count]]
             order = np.argsort(target, kind="stable")
@@ -354,13 +408,9 @@ def _write_shards(
                 if bounds[k + 1] > bounds[k]:
                     writers[k].write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]))
             rows += np.bincount(target, minlength=count)
-            blank += piece.blank_rows
-            read += len(piece.frame) + len(piece.set_aside)
-            if len(piece.set_aside):
-                asides.append(piece.set_aside)
         for writer in writers:
             writer.close()
-        set_aside = (pd.concat(asides, ignore_index=True) if asides
+        set_aside = (pd.concat(pieces.asides, ignore_index=True) if pieces.asides
                      else set_aside_frame([], [], [], [], []))  # fmt: skip
         set_aside.to_parquet(temps[count + 1], index=False)
         result = {
@@ -369,14 +419,14 @@ def _write_shards(
             "file_sha256": file_sha256(spec.path),
             "column": column,
             "rows": rows.tolist(),
-            "rows_read": read,
+            "rows_read": pieces.read,
             "set_aside": len(set_aside),
-            "blank_rows": blank,
-            "read_options": {**options, **decided},
+            "blank_rows": pieces.blank,
+            "read_options": {**pieces.options, **decided},
         }
         Path(temps[count]).write_text(json.dumps(result, indent=2) + "\n")
-    log.info("%s: %d rows in %d shards by %s (%s rows each)", spec.name, read, count, column,
-             ", ".join(map(str, rows)))  # fmt: skip
+    log.info("%s: %d rows in %d shards by %s (%s rows each)", spec.name, pieces.read, count,
+             column, ", ".join(map(str, rows)))  # fmt: skip
     return result
 
 
@@ -815,10 +865,10 @@ def release_memory() -> None:
 class Spilled:
     """Tables made piece by piece and read again piece by piece, one in memory at a time: kept
     as they are for a table of one piece, in files of a temporary folder otherwise (removed on
-    :meth:`close`, or at the end of a ``with`` block). The files are uncompressed Arrow IPC
-    (Feather): pieces are read again at every pass of a fit, and a piece of 3.6 million rows
-    and seven numeric columns reads in 0.17 s so, 1.3 s from Snappy-compressed Parquet
-    (this machine, pyarrow 18).
+    :meth:`close`, or at the end of a ``with`` block). The files are Arrow IPC (Feather),
+    uncompressed unless ``compression`` says otherwise: pieces are read again at every pass of
+    a fit, and a piece of 3.6 million rows and seven numeric columns reads in 0.17 s so, 1.3 s
+    from Snappy-compressed Parquet (this machine, pyarrow 18).
 
     Examples
     --------
@@ -829,8 +879,9 @@ class Spilled:
     [2, 1]
     """
 
-    def __init__(self, on_disk: bool) -> None:
+    def __init__(self, on_disk: bool, compression: str = "uncompressed") -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="allianceanalysis-") if on_disk else None
+        self._compression = compression
         self._kept: list[pd.DataFrame | Path] = []
         self.columns: pd.DataFrame | None = None
         """The first piece's columns and types (no rows)."""
@@ -856,16 +907,17 @@ class Spilled:
             raise
         return kept
 
-    def add(self, frame: pd.DataFrame) -> None:
-        """Keep ``frame`` as the next piece."""
-        if self.columns is None:
+    def add(self, frame: pd.DataFrame | pa.Table) -> None:
+        """Keep ``frame`` (on disk: a DataFrame or an Arrow table) as the next piece."""
+        if self.columns is None and isinstance(frame, pd.DataFrame):
             self.columns = frame.iloc[:0]
         if self._folder is None:
             self._kept.append(frame)
             return
         path = Path(self._folder.name) / f"{len(self._kept)}.arrow"
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        feather.write_feather(table, path, compression="uncompressed")
+        if isinstance(frame, pd.DataFrame):
+            frame = pa.Table.from_pandas(frame, preserve_index=False)
+        feather.write_feather(frame, path, compression=self._compression)
         self._kept.append(path)
 
     def together(self) -> pd.DataFrame:
@@ -890,6 +942,11 @@ class Spilled:
             return _read_spilled(kept, columns).to_pandas()
 
         return [functools.partial(read, kept) for kept in self._kept]
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The pieces on disk in turn, as Arrow tables (memory-mapped: read when used)."""
+        for kept in self._kept:
+            yield _read_spilled(kept)
 
     def close(self) -> None:
         """Remove the temporary files."""
