@@ -48,7 +48,7 @@ from ..models import (
 from ..models import therapist_effects as fit_therapist_effects
 from ..pseudonyms import therapist_codes
 from ..ruptures import DEFAULT_REPAIR_WITHIN, case_ruptures, detect_ruptures, reliable_drop
-from ..shards import ShardedTable, Spilled, frames
+from ..shards import ShardedTable, Spilled, frames, together
 from ..tidy import has_therapists
 
 log = logging.getLogger("allianceanalysis")
@@ -442,17 +442,13 @@ class _Cases:
 
 
 class _Kept:
-    """The pieces' :class:`_Cases`, kept a reporting year apart (on disk for a dataset in
-    shards, :class:`~allianceanalysis.shards.Spilled`) and read back a year at a time
-    (:meth:`of_year`): a year's rows of all the pieces in memory, not the decade's. Kept by
-    year, a year is read without reading the others: at 10 million clients over 11 years,
-    filtering every piece's whole table for each year read them all 11 times."""
+    """The pieces' :class:`_Cases`, kept (on disk for a dataset in shards,
+    :class:`~allianceanalysis.shards.Spilled`) and read back a reporting year at a time
+    (:meth:`of_year`): a year's rows of all the pieces in memory, not the decade's."""
 
     def __init__(self, on_disk: bool) -> None:
         self._on_disk = on_disk
-        self._tables: dict[tuple[str, str], Spilled] = {}
-        self._columns: dict[str, pd.DataFrame] = {}
-        """Each table's columns and types (no rows): a year none of its pieces has."""
+        self._tables: dict[str, Spilled] = {}
         self.scored: set[str] = set()
         self.bins: dict[str, np.ndarray] = {}
         self.years: set[str] = set()
@@ -460,15 +456,13 @@ class _Kept:
         """The therapists seen, in the order of the pieces (a dict as an ordered set)."""
 
     def add(self, piece: _Cases) -> None:
-        """Keep one piece's tables, a year apart, and add its counts."""
+        """Keep one piece's tables and add its counts."""
         tables = {"outcomes": piece.outcomes, "clients": piece.clients, "seen": piece.seen,
                   **piece.measures}  # fmt: skip
         for name, table in tables.items():
-            self._columns.setdefault(name, table.iloc[:0])
-            for year, rows in _years_apart(table):
-                if (name, year) not in self._tables:
-                    self._tables[name, year] = Spilled(self._on_disk)
-                self._tables[name, year].add(rows)
+            if name not in self._tables:
+                self._tables[name] = Spilled(self._on_disk)
+            self._tables[name].add(table)
         self.scored |= piece.scored
         for year, counts in piece.bins.items():
             self.bins[year] = self.bins[year] + counts if year in self.bins else counts
@@ -477,33 +471,23 @@ class _Kept:
 
     def measures(self) -> set[str]:
         """The other outcome measures with per-case rows (:attr:`_Cases.measures`)."""
-        return set(self._columns) - {"outcomes", "clients", "seen"}
+        return set(self._tables) - {"outcomes", "clients", "seen"}
 
     def of_year(self, name: str, year: str) -> pd.DataFrame:
         """The rows of the table ``name`` (``outcomes``, ``clients``, ``seen`` or an outcome
         measure's key) of the cases ended in ``year`` (``seen``: of the sessions dated in it),
         all the pieces' together in case order (``seen`` concatenated): the whole data's
         (a case lies in one shard, :mod:`allianceanalysis.shards`)."""
-        kept = self._tables.get((name, year))
-        if kept is None:
-            return self._columns[name]
+        parts = self._tables[name].equal("year", year)
+        parts = [p for p in parts if len(p)] or parts[:1]
         if name == "seen":
-            return pd.concat([read(None) for read in kept.pieces()], ignore_index=True)
-        return kept.together()
+            return pd.concat(parts, ignore_index=True)
+        return together(parts)
 
     def close(self) -> None:
         """Remove the pieces' files."""
         for table in self._tables.values():
             table.close()
-
-
-def _years_apart(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``table``'s rows of each ``year`` (in their order; rows without a year left out)."""
-    codes, years = pd.factorize(table["year"])
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(years) + 1))
-    return [(year, table.iloc[order[bounds[k]:bounds[k + 1]]])
-            for k, year in enumerate(years)]  # fmt: skip
 
 
 def _seen(sessions: pd.DataFrame, start_month: int) -> pd.DataFrame:
