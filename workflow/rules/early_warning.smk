@@ -30,6 +30,9 @@ rule early_warning:
         f"{I}/logs/early_warning.log",
     benchmark:
         f"{I}/logs/early_warning.benchmark.tsv"
+    # the head of the longest chain (early warning, report_tables, annual_report: 1,400 s of
+    # 10M clients' run against the longest imputation's 800 s): started before them
+    priority: 20
     resources:
         mem_mb=2000,
     script:

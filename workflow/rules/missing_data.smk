@@ -46,7 +46,8 @@ rule missing_data:
         f"{I}/logs/missing_data.log",
     benchmark:
         f"{I}/logs/missing_data.benchmark.tsv"
-    # the longest job (the imputation's samplers): started first, the others run beside it
+    # the longest job (the imputation's samplers): started first but for early warning's
+    # chain (rules/early_warning.smk), the others run beside it
     priority: 10
     resources:
         mem_mb=4000,
@@ -72,7 +73,8 @@ rule impute:
         f"{I}/logs/impute_k{{early}}.log",
     benchmark:
         f"{I}/logs/impute_k{{early}}.benchmark.tsv"
-    # the longest jobs (the imputation's samplers): started first, the others run beside them
+    # long jobs (the imputation's samplers): started first but for early warning's chain
+    # (rules/early_warning.smk), the others run beside them
     priority: 10
     resources:
         mem_mb=4000,
