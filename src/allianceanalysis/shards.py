@@ -6,7 +6,7 @@ shard files, each validated by its own job (the map), and the shards' validation
 merged into the dataset's (the reduce):
 
 1. :func:`split_dataset` reads the file in pieces (:func:`~allianceanalysis.io.read.raw_pieces`,
-   bounded memory) once, holding the pieces on disk (uncompressed Arrow, :class:`Spilled`)
+   bounded memory) once, holding the pieces on disk (compressed Arrow, :class:`Spilled`)
    while it finds each client's shard: that of the shard column's value in the client's first
    session (the lowest session number with a value), so all of a client's sessions, in all
    episodes, fall in one shard even when the client changed therapist. It also decides, from
@@ -242,14 +242,14 @@ HELD_COMPRESSION = "lz4"
 twice the CSV's size). Written and read again, 4 million rows of the 1M benchmark took 1.9 s
 against 1.3 s uncompressed (this machine, pyarrow 18)."""
 _CLIENT, _OWN = "__client", "__own_shard"
-"""The columns a held piece (:func:`_held`) carries besides its cells: the hash of each row's
+"""The columns a held piece (:meth:`_Pieces.add`) carries besides its cells: the hash of each row's
 client, and the shard of the row's own shard value (that of a row without a client)."""
 
 
 @dataclass
 class _Pieces:
     """What the pass over the file gathers besides the clients' first sessions: the pieces
-    themselves (on disk, :func:`_held`), the first piece's header, format and read options,
+    themselves (on disk, :meth:`add`), the first piece's header, format and read options,
     and the rows counted and set aside."""
 
     held: Spilled
