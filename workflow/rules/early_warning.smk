@@ -30,8 +30,8 @@ rule early_warning:
         f"{I}/logs/early_warning.log",
     benchmark:
         f"{I}/logs/early_warning.benchmark.tsv"
-    # the head of the longest chain (early warning, report_tables, annual_report: 1,400 s of
-    # 10M clients' run against the longest imputation's 800 s): started before them
+    # the head of the longest chain (early warning, report_tables, annual_report: 1,520 s in
+    # the second 10M run against the longest imputation's 785 s): started before the imputation
     priority: 20
     resources:
         mem_mb=2000,
