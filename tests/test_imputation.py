@@ -151,26 +151,45 @@ def test_inverse_wishart_draws_have_scipys_distribution() -> None:
     np.testing.assert_allclose(ours.var(axis=0), theirs.var(axis=0), rtol=0.1)
 
 
-def test_the_samplers_sums_equal_those_of_the_completed_matrix() -> None:
+@pytest.mark.parametrize("chunk", [7, 8192])
+def test_the_samplers_sums_equal_those_of_the_completed_matrix(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The sampler sums the complete cases and the observed scores once and adds each
-    pattern's missing scores per step; the result must be the completed matrix's X'Y, Y'Y
-    and Z'Y (to rounding, 1e-9 relative)."""
+    pattern's missing scores as it draws them, a chunk of rows at a time (7: many chunks per
+    pattern, some a part chunk); the result must be the completed matrix's X'Y, Y'Y and Z'Y
+    (to rounding, 1e-9 relative), and the same as summed again after the draw."""
     from allianceanalysis.imputation import _Sampler
 
+    monkeypatch.setattr("allianceanalysis.imputation._CHUNK", chunk)
     y, _, groups = two_level(seed=13, n=500, therapists=12)
     y = np.column_stack([y, y[:, 0] - y[:, 1]])
     y[::7, 2] = np.nan
     y[:3] = np.nan
     x = np.column_stack([np.ones(500), np.arange(500.0) / 500])
     sampler = _Sampler(y, x, groups, np.random.default_rng(2))
-    sampler.step()
+    drawn = sampler._draw_missing()
     full = y.copy()
     full.flat[np.flatnonzero(np.isnan(y))] = sampler.missing_values()
-    xty, yty, zy = sampler._sums()
     z = np.eye(12)[groups]
-    np.testing.assert_allclose(xty, x.T @ full, rtol=1e-9)
-    np.testing.assert_allclose(yty, full.T @ full, rtol=1e-9)
-    np.testing.assert_allclose(zy, z.T @ full, rtol=1e-9)
+    for xty, yty, zy in (drawn, sampler._sums()):
+        np.testing.assert_allclose(xty, x.T @ full, rtol=1e-9)
+        np.testing.assert_allclose(yty, full.T @ full, rtol=1e-9)
+        np.testing.assert_allclose(zy, z.T @ full, rtol=1e-9)
+
+
+def test_drawing_in_chunks_draws_what_one_pass_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random stream is drawn chunk by chunk in row order: the imputations do not depend
+    on the chunk size (to the rounding of the sums, 1e-9 relative, after 30 iterations)."""
+    y, _, groups = two_level(seed=5, n=400, therapists=10)
+    y[::3, 1] = np.nan
+    y[::5, 0] = np.nan
+    x = np.ones((400, 1))
+    results = []
+    for chunk in (5, 8192):
+        monkeypatch.setattr("allianceanalysis.imputation._CHUNK", chunk)
+        results.append(impute(y, x, groups, m=2, seed=4, burn_in=20, between=10).values)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-9)
 
 
 def test_imputations_kept_on_disk_read_back_as_they_were_kept() -> None:

@@ -139,6 +139,11 @@ def _inverse_wishart(df: float, scale: np.ndarray, rng: np.random.Generator) -> 
 _ROWS = 1 << 20
 """Rows of the complete cases' sums computed at a time (their copies bounded)."""
 
+_CHUNK = 8192
+"""Rows of a pattern's cases drawn at a time: their design (up to about 12 columns of 8
+bytes, under 1 MB) stays in a core's cache (the machine's L2 is 1 MB per core) while its
+products with the new values are summed."""
+
 
 class _Patterns:
     """The missing-data patterns of the incomplete cases, with each pattern's rows."""
@@ -250,14 +255,22 @@ class _Sampler:
     def _sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """X'Y, Y'Y and Z'Y of the current completed data: the fixed sums and each block's
         products with its missing scores."""
+        products = [(block.design.T @ block.values, block.values.T @ block.values)
+                    for block in self.blocks]  # fmt: skip
+        return self._completed_sums(products)
+
+    def _completed_sums(
+        self, products: list[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """X'Y, Y'Y and Z'Y from the fixed sums and each block's products of its design and of
+        its missing scores with its missing scores."""
         xty = self.xty_fixed.copy()
         beside = np.zeros((self.d, self.d))  # observed x missing (the transpose added below)
         both = np.zeros((self.d, self.d))  # missing x missing
-        for block in self.blocks:
-            cross = block.design.T @ block.values
+        for block, (cross, square) in zip(self.blocks, products, strict=True):
             xty[:, block.missing] += cross[: self.p]
             beside[block.om] += cross[self.p :]
-            both[block.mm] += block.values.T @ block.values
+            both[block.mm] += square
         yty = self.yty_fixed + beside + beside.T + both
         if not self.grouped:
             return xty, yty, None
@@ -273,8 +286,7 @@ class _Sampler:
 
     def step(self) -> None:
         """One iteration: missing values, random effects, B, Sigma, Psi."""
-        self._draw_missing()
-        xty, yty, zy = self._sums()
+        xty, yty, zy = self._draw_missing()
         xty_star = xty
         chol = np.linalg.cholesky(self.sigma)
         if self.grouped:
@@ -311,14 +323,17 @@ class _Sampler:
         z = self.rng.standard_normal(u.shape)
         self.b = (u / scale + z / np.sqrt(scale)) @ w.T
 
-    def _draw_missing(self) -> None:
-        """Y_mis | Y_obs, b, B, Sigma. With Q = Sigma^-1 and mu = B'x + b, a case's missing
-        scores are normal with covariance (Q_mm)^-1 and mean mu_m + C (y_o - mu_o), where
-        C = -(Q_mm)^-1 Q_mo: with W the variables x missing matrix of I on the missing rows
-        and -C' on the observed ones, the mean is mu W + y_o C' = x'B W + b W + y_o C', one
-        product per pattern with its fixed design. Every pattern's (Q_mm)^-1, C and noise
-        factor come from one batched inverse of Q with its observed rows and columns replaced
-        by the identity's."""
+    def _draw_missing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Y_mis | Y_obs, b, B, Sigma; and the sums of the completed data (:meth:`_sums`).
+
+        With Q = Sigma^-1 and mu = B'x + b, a case's missing scores are normal with covariance
+        (Q_mm)^-1 and mean mu_m + C (y_o - mu_o), where C = -(Q_mm)^-1 Q_mo: with W the
+        variables x missing matrix of I on the missing rows and -C' on the observed ones, the
+        mean is mu W + y_o C' = x'B W + b W + y_o C', one product per pattern with its fixed
+        design. Every pattern's (Q_mm)^-1, C and noise factor come from one batched inverse of
+        Q with its observed rows and columns replaced by the identity's. A block is drawn
+        :data:`_CHUNK` rows at a time, and each chunk's products summed while its design is in
+        the cache (the sums would otherwise read every design a second time)."""
         q = np.linalg.inv(self.sigma)
         missing = self.masks
         both = missing[:, :, None] & missing[:, None, :]
@@ -327,17 +342,34 @@ class _Sampler:
         regression = np.linalg.inv(blocks) @ np.where(missing[:, None, :], 0.0, q)
         gains = np.eye(self.d) + regression.transpose(0, 2, 1)
         noise_factor = np.linalg.inv(np.linalg.cholesky(blocks))  # L^-1: L^-T z has cov A^-1
+        products = []
         for g, block in enumerate(self.blocks):
             w = gains[g][:, block.missing]
-            mean = block.design @ np.vstack([self.beta @ w, -w[block.observed]])
-            if self.grouped:  # b W of each row: made per therapist and gathered, or gathered
-                if len(self.b) < len(block.groups):  # and made per row, whichever is fewer
-                    mean += np.take(self.b @ w, block.groups, axis=0)
+            coefficients = np.vstack([self.beta @ w, -w[block.observed]])
+            factor = noise_factor[g][block.mm]
+            # b W of each row: made per therapist and gathered, or gathered and made per row,
+            # whichever is fewer
+            per_therapist = self.b @ w if self.grouped and len(self.b) < len(block.groups) else None
+            cross = np.zeros((len(coefficients), len(block.missing)))
+            square = np.zeros((len(block.missing), len(block.missing)))
+            for start in range(0, len(block.values), _CHUNK):
+                rows = slice(start, start + _CHUNK)
+                design, mean = block.design[rows], block.values[rows]  # made in place
+                np.matmul(design, coefficients, out=mean)
+                if per_therapist is not None:
+                    mean += np.take(per_therapist, block.groups[rows], axis=0)
+                elif self.grouped:
+                    mean += np.take(self.b, block.groups[rows], axis=0) @ w
+                z = self.rng.standard_normal(mean.shape)
+                if len(block.missing) == 1:  # z times a 1 x 1 factor: the product's one term
+                    z *= factor[0, 0]
                 else:
-                    mean += np.take(self.b, block.groups, axis=0) @ w
-            z = self.rng.standard_normal(mean.shape)
-            mean += z @ noise_factor[g][block.mm]
-            block.values[:] = mean
+                    z = z @ factor
+                mean += z
+                cross += design.T @ mean
+                square += mean.T @ mean
+            products.append((cross, square))
+        return self._completed_sums(products)
 
     def missing_values(self) -> np.ndarray:
         """The current imputed values, in the order of the full matrix's missing cells."""
