@@ -168,6 +168,22 @@ def test_auc_interval_of_single_observation_clusters_is_delongs() -> None:
     assert se == pytest.approx(delong, rel=0.01)
 
 
+def test_placement_values_with_ties_are_the_pairwise_shares() -> None:
+    """Each event's placement is its share of non-events ranked below it and each
+    non-event's the share of events ranked above it, ties counting half: from one sort of
+    all risks, equal to the pairwise comparison to rounding (1e-15), many risks tied."""
+    from allianceanalysis.dropout_risk import _placements
+
+    rng = np.random.default_rng(4)
+    event = rng.random(500) < 0.3
+    risk = np.round(rng.normal(size=500) + 0.5 * event, 1)
+    v10, v01 = _placements(event, risk)
+    x, y = risk[event], risk[~event]
+    psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    np.testing.assert_allclose(v10, psi.mean(axis=1), rtol=1e-15)
+    np.testing.assert_allclose(v01, psi.mean(axis=0), rtol=1e-15)
+
+
 def test_auc_interval_agrees_with_a_bootstrap_over_clusters() -> None:
     """40 clusters of 30 sharing a random effect on both the event and the risk: the
     clustered standard error within 15% of a 1,000-replicate cluster bootstrap's SD, and

@@ -338,12 +338,10 @@ def auc_interval(
     event = np.asarray(event, dtype=bool)
     risk = np.asarray(risk, dtype=float)
     codes, clusters = pd.factorize(np.asarray(cluster))
-    events, others = risk[event], np.sort(risk[~event])
-    m, n = len(events), len(others)
+    m, n = int(event.sum()), int((~event).sum())
     if not m or not n or len(clusters) < 2:
         return (np.nan, np.nan, np.nan)
-    v10 = _placement(events, others)  # each event's share of non-events it outranks
-    v01 = 1.0 - _placement(risk[~event], np.sort(events))  # of events outranking a non-event
+    v10, v01 = _placements(event, risk)
     auc = v10.mean()
     k = len(clusters)
 
@@ -362,11 +360,26 @@ def auc_interval(
     return se, float(special.expit(centre - half)), float(special.expit(centre + half))
 
 
-def _placement(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """The share of the sorted ``reference`` below each value, ties counting half."""
-    below = np.searchsorted(reference, values, side="left")
-    tied = np.searchsorted(reference, values, side="right") - below
-    return (below + 0.5 * tied) / len(reference)
+def _placements(event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's share of the non-events it outranks, and each non-event's share of the
+    events that outrank it (ties counting half), in the order of the events and of the
+    non-events, from one sort of every risk: the counts below each distinct risk are running
+    sums. (A binary search for each risk among the other kind's, in random order, misses the
+    cache at every step: at 10M clients, 60 million person-periods, 70 s.)"""
+    order = np.argsort(risk)  # the order among equal risks does not matter
+    ordered = risk[order]
+    tie = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1  # each one's distinct risk
+    del ordered
+    is_event = event[order]
+    size = np.bincount(tie).astype(float)
+    events_at = np.bincount(tie, weights=is_event, minlength=len(size))
+    others_at = size - events_at
+    m, n = events_at.sum(), others_at.sum()
+    outranked = (np.cumsum(others_at) - others_at + 0.5 * others_at) / n
+    outranking = 1.0 - (np.cumsum(events_at) - events_at + 0.5 * events_at) / m
+    placement = np.empty(len(risk))
+    placement[order] = np.where(is_event, outranked[tie], outranking[tie])
+    return placement[event], placement[~event]
 
 
 def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
