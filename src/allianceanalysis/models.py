@@ -919,8 +919,10 @@ def _logit_data(
 ) -> tuple[pd.DataFrame, pd.DataFrame] | list[dict[str, object]]:
     """The complete rows and the design (with ``Intercept``) of a logistic model by
     ``cluster``, or one row saying why there is nothing to fit (fewer than two clusters, or a
-    single kind of response)."""
-    data = data.dropna(subset=[response, *predictors])
+    single kind of response). Only the model's columns are kept: the rows left out of a
+    national client table (each pooled imputation's) are not copied in every other column."""
+    columns = list(dict.fromkeys([response, *predictors, *([cluster] if cluster else [])]))
+    data = data[columns].dropna(subset=[response, *predictors])
     if data[response].nunique() < 2 or (cluster is not None and data[cluster].nunique() < 2):
         return _nothing_to_fit(model, predictors, len(data))
     exog = data[predictors].astype(float)
