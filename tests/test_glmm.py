@@ -97,6 +97,21 @@ def test_the_laplace_likelihood_of_collapsed_rows_equals_the_row_by_row_one() ->
     assert fit.loglik == pytest.approx(total, abs=1e-8)
 
 
+@pytest.mark.parametrize("codes", [[0, 0, 1, 2, 2, 2], [3, 3, 0, 3, 0, 3]])
+def test_sums_per_group_equal_a_scattered_sum_including_groups_without_rows(
+    codes: list[int],
+) -> None:
+    """The collapsed rows are in group order and each group's sum adds its run of rows; a
+    code with no rows (1 and 2 in the second case) gets 0, as numpy's bincount gives."""
+    groups = np.array(codes)
+    exog = np.column_stack([np.ones(6), np.arange(6.0)])  # every row distinct: none collapse
+    data = _Collapsed(np.array([1.0, 0, 1, 0, 1, 1]), exog, groups)
+    values = np.arange(1.0, 7.0) ** 2
+    order = np.lexsort((exog[:, 1], groups))  # the collapsed rows' order: group, predictors
+    expected = np.bincount(groups[order], weights=values, minlength=groups.max() + 1)
+    np.testing.assert_array_equal(data.per_group(values), expected)
+
+
 def test_therapist_logit_gives_odds_ratios_variance_and_loglik_rows() -> None:
     y, exog, group = simulated(therapists=20, per=50)
     data = pd.DataFrame({"y": y, "x": exog[:, 1], "z": exog[:, 2], "therapist_id": group})

@@ -75,14 +75,22 @@ class GlmmFit:
     message: str
 
 
+_CHUNK = 1 << 16
+"""Rows of the collapsed data whose row-wise terms are computed at a time: the dozen working
+arrays of a chunk (0.5 MB each) stay in a core's cache (the machine's L2 is 1 MB per core,
+its L3 32 MB). At 10M clients the rupture-dropout model has millions of rows, whose full-length
+temporaries each went to memory and back, at about twice the time per row."""
+
+
 class _Collapsed:
-    """Events and trials per distinct (group, predictors) row, and the group of each."""
+    """Events and trials per distinct (group, predictors) row, and the group of each: the
+    rows in group order, so that a sum per group adds runs of neighbouring rows."""
 
     def __init__(
         self, y: np.ndarray, exog: np.ndarray, groups: np.ndarray, trials: np.ndarray | None = None
     ) -> None:
         frame = pd.DataFrame(exog).assign(group=groups, y=y, n=1.0 if trials is None else trials)
-        keys = [*range(exog.shape[1]), "group"]
+        keys = ["group", *range(exog.shape[1])]
         counted = frame.groupby(keys, sort=True).agg(events=("y", "sum"), trials=("n", "sum"))
         counted = counted.reset_index()
         self.exog = counted[list(range(exog.shape[1]))].to_numpy(dtype=float)
@@ -91,15 +99,38 @@ class _Collapsed:
         self.group = counted["group"].to_numpy()
         self.n_groups = int(self.group.max()) + 1
         self.last_mode = np.zeros(self.n_groups)
+        starts = np.flatnonzero(np.r_[True, self.group[1:] != self.group[:-1]])
+        self._runs = (starts, self.group[starts])
+        """Where each group's rows start, and which group they are."""
 
     def per_group(self, values: np.ndarray) -> np.ndarray:
-        return np.bincount(self.group, weights=values, minlength=self.n_groups)
+        """The sum of ``values`` over each group's rows (0 for a group without rows): one
+        reduction per run of rows, about twice as fast as a scattered sum at 10M clients."""
+        starts, present = self._runs
+        if len(present) == self.n_groups:
+            return np.add.reduceat(values, starts)
+        sums = np.zeros(self.n_groups)
+        sums[present] = np.add.reduceat(values, starts)
+        return sums
 
     def conditional(self, beta: np.ndarray, theta: float, u: np.ndarray) -> np.ndarray:
         """Each group's log-likelihood given its ``u``, including the N(0, 1) kernel of u."""
         eta = self.exog @ beta + theta * u[self.group]
         log_lik = self.events * eta - self.trials * softplus(eta)
         return self.per_group(log_lik) - 0.5 * u**2
+
+    def row_terms(
+        self, fixed: np.ndarray, theta: float, u: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's log-likelihood term and μ at η = ``fixed`` + θ u[group], computed
+        :data:`_CHUNK` rows at a time (each row's the same as at once)."""
+        log_lik, mu = np.empty(len(fixed)), np.empty(len(fixed))
+        for start in range(0, len(fixed), _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            eta = fixed[rows] + theta * u[self.group[rows]]
+            mu[rows], normaliser = logistic_terms(eta)
+            log_lik[rows] = self.events[rows] * eta - self.trials[rows] * normaliser
+        return log_lik, mu
 
     def mode(self, beta: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
         """Each group's conditional mode of u and the curvature there (−second derivative),
@@ -113,9 +144,7 @@ class _Collapsed:
         def density(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Each group's log-density at ``u``, and each row's μ there (the next Newton
             step's, if ``u`` is taken)."""
-            eta = fixed + theta * u[self.group]
-            mu, normaliser = logistic_terms(eta)
-            log_lik = self.events * eta - self.trials * normaliser
+            log_lik, mu = self.row_terms(fixed, theta, u)
             return self.per_group(log_lik) - 0.5 * u**2, mu
 
         value, mu = density(u)
@@ -149,14 +178,13 @@ class _Collapsed:
         """
         theta, beta = params[0], params[1:]
         u, curvature = self.mode(beta, theta)
+        log_lik, mu = self.row_terms(self.exog @ beta, theta, u)
         at = u[self.group]
-        eta = self.exog @ beta + theta * at
-        mu, normaliser = logistic_terms(eta)
         residual = self.events - self.trials * mu
         w = self.trials * mu * (1 - mu)
         dw = w * (1 - 2 * mu)  # dw/dη
         sum_w, sum_residual = self.per_group(w), self.per_group(residual)
-        value = self.per_group(self.events * eta - self.trials * normaliser)
+        value = self.per_group(log_lik)
         value = value - 0.5 * u**2 - 0.5 * np.log(curvature)
         # θ: d c / dθ = 2 θ Σ w + θ² Σ dw (û + θ dû/dθ)
         du_theta = (sum_residual - theta * u * sum_w) / curvature
