@@ -363,23 +363,36 @@ def auc_interval(
 def _placements(event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each event's share of the non-events it outranks, and each non-event's share of the
     events that outrank it (ties counting half), in the order of the events and of the
-    non-events, from one sort of every risk: the counts below each distinct risk are running
-    sums. (A binary search for each risk among the other kind's, in random order, misses the
-    cache at every step: at 10M clients, 60 million person-periods, 70 s.)"""
-    order = np.argsort(risk)  # the order among equal risks does not matter
-    ordered = risk[order]
-    tie = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1  # each one's distinct risk
-    del ordered
-    is_event = event[order]
-    size = np.bincount(tie).astype(float)
-    events_at = np.bincount(tie, weights=is_event, minlength=len(size))
-    others_at = size - events_at
-    m, n = events_at.sum(), others_at.sum()
-    outranked = (np.cumsum(others_at) - others_at + 0.5 * others_at) / n
-    outranking = 1.0 - (np.cumsum(events_at) - events_at + 0.5 * events_at) / m
-    placement = np.empty(len(risk))
-    placement[order] = np.where(is_event, outranked[tie], outranking[tie])
-    return placement[event], placement[~event]
+    non-events: binary searches among the other kind's sorted risks.
+
+    Both kinds are searched for in sorted order, so that each search starts where the last
+    one ended. In random order every step missed the cache: at 10M clients (60 million
+    person-periods) the searches took 55 s of 60, against a few seconds for the sorts."""
+    events, others = risk[event], risk[~event]
+    by_event, by_other = np.argsort(events), np.argsort(others)
+    events, others = events[by_event], others[by_other]
+    return (_shares(events, others, by_event),
+            _shares(others, events, by_other, outranking=True))  # fmt: skip
+
+
+_SEARCHED = 1 << 22
+"""Values searched for at a time by :func:`_shares` (their two positions each: 64 MB)."""
+
+
+def _shares(
+    values: np.ndarray, reference: np.ndarray, positions: np.ndarray, outranking: bool = False
+) -> np.ndarray:
+    """The share of the sorted ``reference`` below each of the sorted ``values``, ties
+    counting half (one minus it, the share above, when ``outranking``), put at the values'
+    ``positions``."""
+    shares = np.empty(len(values))
+    for start in range(0, len(values), _SEARCHED):
+        part = values[start : start + _SEARCHED]
+        below = np.searchsorted(reference, part, side="left")
+        tied = np.searchsorted(reference, part, side="right") - below
+        share = (below + 0.5 * tied) / len(reference)
+        shares[positions[start : start + _SEARCHED]] = 1.0 - share if outranking else share
+    return shares
 
 
 def calibration_table(held_out: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
