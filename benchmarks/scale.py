@@ -188,8 +188,10 @@ def main() -> None:
             out = Path(args.out)
             merge(pd.DataFrame(rows).assign(**stamp), out, ["clients", "input", "run"])
             table = pd.concat(jobs, ignore_index=True)
+            # a run measured again replaces all its jobs' rows: a job it no longer has (a rule
+            # since renamed or split) must not stay behind with the new rows
             merge(table.assign(**stamp), out.with_name("scale_jobs.csv"),
-                  ["clients", "input", "run", "rule"])  # fmt: skip
+                  ["clients", "input", "run"])  # fmt: skip
             shutil.rmtree(folder / "whole", ignore_errors=True)
 
 
