@@ -42,7 +42,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from .lmm import hessian, jacobian
-from .logit import logistic_terms, softplus
+from .logit import logistic_terms
 
 __all__ = ["GlmmFit", "fit_logit_glmm"]
 
@@ -115,8 +115,7 @@ class _Collapsed:
 
     def conditional(self, beta: np.ndarray, theta: float, u: np.ndarray) -> np.ndarray:
         """Each group's log-likelihood given its ``u``, including the N(0, 1) kernel of u."""
-        eta = self.exog @ beta + theta * u[self.group]
-        log_lik = self.events * eta - self.trials * softplus(eta)
+        log_lik, _ = self.row_terms(self.exog @ beta, theta, u)
         return self.per_group(log_lik) - 0.5 * u**2
 
     def row_terms(
