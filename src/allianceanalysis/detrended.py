@@ -178,12 +178,13 @@ def alliance_next_session_detrended(
                 f"{clients} have them"
             )
         rows: list[dict[str, object]] = []
-        fits = {}
         for model, formula in FORMULAS.items():
             full = adjusted(formula, kept.columns, adjustment, "session")
-            fits[model] = fit_lmm_pieces(full, kept.pieces(), engine)
-            rows += tidy_fit(model, fits[model])
-    rho = fits["alliance_next_session_lag_raw"].coefficients.loc["outcome", "estimate"]
+            fit = fit_lmm_pieces(full, kept.pieces(), engine)
+            rows += tidy_fit(model, fit)
+            if model == "alliance_next_session_lag_raw":
+                rho = fit.coefficients.loc["outcome", "estimate"]
+            del fit  # a fit holds each client's random intercept: one at a time
     t = n_pairs / clients + 1.0
     rows.append(
         tidy.row(

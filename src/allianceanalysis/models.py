@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ from .logit import LogitRows, fit_logits
 from .moderation import moderation
 from .pseudonyms import therapist_codes
 from .riclpm import DEFAULT_WAVES, riclpm
-from .shards import ShardedTable, distinct, per_case, per_case_each
+from .shards import ShardedTable, distinct, per_case, per_case_spilled
 from .shards import schema as _schema
 from .sums import ExactSum
 from .tidy import NEEDS, TIDY_COLUMNS
@@ -463,11 +464,12 @@ def early_alliance(
     Flückiger, C., et al. (2020). The reciprocal relationship between alliance and early
     treatment symptoms. Journal of Consulting and Clinical Psychology, 88(9), 829-843.
     """
-    tables = per_case_each(
+    tables = per_case_spilled(
         sessions, lambda frame: client_tables(frame, outcome, alliance, early_sessions, adjustment)
-    )  # one k's table at a time
+    )  # one k's table at a time, each read a shard at a time (never whole)
     frames = [
-        early_alliance_at(table, k, engine=engine, adjustment=adjustment) for k, table in tables
+        _early_alliance_fit(k, kept.columns, _eligible_pieces(kept.pieces()), engine, adjustment)
+        for k, kept in tables
     ]
     return pd.concat(frames, ignore_index=True)
 
@@ -481,11 +483,30 @@ def early_alliance_at(
 ) -> pd.DataFrame:
     """Model ``early_alliance_k<k>`` of :func:`early_alliance`, fitted to the client table of
     early session ``k`` (eligible cases)."""
-    clients = _eligible(clients)
+    pieces = _pieces(clients, _eligible)
+    return _early_alliance_fit(k, clients, pieces, engine, adjustment)
+
+
+def _early_alliance_fit(
+    k: int, columns: pd.DataFrame, pieces: list, engine: str, adjustment: Adjustment | None
+) -> pd.DataFrame:
+    """Model ``early_alliance_k<k>`` fitted to the pieces of the client table of early
+    session ``k`` (``columns``: the table, or its columns and types)."""
     change = " + early_change" if k > 1 else ""
     formula = f"outcome_final ~ outcome_intake + alliance_early{change} + (1 | therapist_id)"
-    fit = fit_lmm(adjusted(formula, clients, adjustment), clients, engine)
+    fit = fit_lmm_pieces(adjusted(formula, columns, adjustment), pieces, engine)
     return tidy.frame(tidy_fit(f"early_alliance_k{k}", fit))
+
+
+def _eligible_pieces(pieces: list) -> list:
+    """Pieces of a client table (:meth:`~allianceanalysis.shards.Spilled.pieces`) that give
+    the eligible cases' rows only."""
+
+    def read(piece: Callable, columns: list[str]) -> pd.DataFrame:
+        frame = piece([*dict.fromkeys([*columns, "eligible"])])
+        return frame.loc[frame["eligible"].to_numpy(bool), columns]
+
+    return [functools.partial(read, piece) for piece in pieces]
 
 
 def alliance_disaggregated(
@@ -1148,6 +1169,29 @@ def dropout(clients: pd.DataFrame) -> pd.DataFrame:
         for row in rows:
             row["message"] = "; ".join(filter(None, [NO_THERAPIST_LEVEL, row["message"]]))
     return tidy.frame(rows)
+
+
+CLIENT_MODEL_COLUMNS = (
+    "therapist_id", "eligible", "dropout", "outcome_intake", "alliance_early", "early_change",
+    "outcome_final", "alliance_therapist_mean", "alliance_client_dev",
+)  # fmt: skip
+"""The columns of the client table the models fitted to it read, besides the client-level
+covariates (:func:`client_model_columns`)."""
+
+
+def client_model_columns(adjustment: Adjustment | None = None) -> list[str]:
+    """The columns of the client table that the models fitted to it (``data="clients"``) read:
+    :data:`CLIENT_MODEL_COLUMNS` and the client-level covariates and moderators. The rule
+    ``models`` reads no others: at 10M clients the rest (identifiers, text) are half of the
+    table's 1.6 GB, and each model's eligible rows were a copy of them all.
+
+    Examples
+    --------
+    >>> client_model_columns()[:3]
+    ['therapist_id', 'eligible', 'dropout']
+    """
+    extra = [c.column for c in adjustment.client_level] if adjustment else []
+    return list(dict.fromkeys([*CLIENT_MODEL_COLUMNS, *extra]))
 
 
 DATA_TABLES = ("clients", "pairs", "sessions_table", "sessions")

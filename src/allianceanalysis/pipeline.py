@@ -346,7 +346,8 @@ def models_step(
 
     from .covariates import Adjustment
     from .custom_models import CustomModel, check_variables
-    from .models import CATALOGUE, fit_model
+    from .models import CATALOGUE, client_model_columns, fit_model
+    from .shards import release_memory
 
     custom = [CustomModel(**m) for m in options.get("custom", ())]
     check_variables(custom, pq.read_schema(_paths(inputs["validated"])[0]).names)  # before fits
@@ -359,8 +360,11 @@ def models_step(
     for source, file in files.items():  # one table in memory at a time (8M rows at 1M clients)
         names = [name for name in paths if CATALOGUE[name].data == source]
         if names:
-            data = _table(inputs[file])
-            fitted.update({name: fit_model(name, data, **options) for name in names})
+            data = _table(inputs[file], client_model_columns(options["adjustment"])
+                          if source == "clients" else None)  # fmt: skip
+            for name in names:
+                release_memory()  # the read's or the last fit's freed memory goes back
+                fitted[name] = fit_model(name, data, **options)
             del data
     results = {name: fitted[name] for name in paths}
     together = [table for name, table in results.items() if not CATALOGUE[name].therapist_level]
@@ -396,13 +400,16 @@ def _paths(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
     return [paths] if isinstance(paths, (str, Path)) else list(paths)
 
 
-def _table(paths: str | Path | Sequence[str | Path]) -> Any:
-    """A table's file read whole, or its shards' files as a
-    :class:`~allianceanalysis.shards.ShardedTable` (the models that take one read it a shard
-    at a time)."""
+def _table(paths: str | Path | Sequence[str | Path], columns: Sequence[str] | None = None) -> Any:
+    """A table's file read whole (its ``columns`` that it has, or all), or its shards' files
+    as a :class:`~allianceanalysis.shards.ShardedTable` (the models that take one read it a
+    shard at a time)."""
     files = _paths(paths)
     if len(files) == 1:
-        return pd.read_parquet(files[0])
+        if columns is not None:
+            present = set(pq.read_schema(files[0]).names)
+            columns = [c for c in columns if c in present]
+        return pd.read_parquet(files[0], columns=columns)
     from .shards import ShardedTable
 
     return ShardedTable.of(files)
