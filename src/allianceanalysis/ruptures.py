@@ -60,7 +60,7 @@ from .engine import DEFAULT_ENGINE, fit_lmm_pieces
 from .errors import NotEstimable
 from .instruments import get_instrument
 from .models import binomial_counts, therapist_logit, tidy_fit
-from .shards import ShardedTable, Spilled, frames
+from .shards import ShardedTable, Spilled, frames, release_memory
 from .sums import exact_std
 from .tidy import TIDY_COLUMNS
 
@@ -529,13 +529,15 @@ def _windows(detected: pd.DataFrame, before: int, after: int) -> pd.DataFrame:
                            after=after, kind=kind)  # fmt: skip
 
 
-def _sequences(windows: list[pd.DataFrame], offsets: int) -> pd.DataFrame:
+def _sequences(windows: Spilled, offsets: int) -> pd.DataFrame:
     """The pieces' :func:`_windows` (``offsets`` rows per rupture) in case and session order,
     ruptures numbered in it, the case keys dropped."""
-    long = pd.concat(windows, ignore_index=True)
-    long = long.sort_values([*case_keys(long), "session", "offset"], kind="stable")
-    long["rupture"] = np.arange(len(long)) // offsets
-    return long[["rupture", "offset", "alliance", "change", "kind"]].reset_index(drop=True)
+    if windows.columns is None:  # no pieces
+        return pd.DataFrame(columns=["rupture", "offset", "alliance", "change", "kind"])
+    keys = [*case_keys(windows.columns), "session", "offset"]
+    long = windows.sorted_by(keys, ["offset", "alliance", "change", "kind"])
+    return long.assign(rupture=np.arange(len(long)) // offsets)[
+        ["rupture", "offset", "alliance", "change", "kind"]]  # fmt: skip
 
 
 def rupture_sequences(
@@ -551,7 +553,9 @@ def rupture_sequences(
         :func:`allianceanalysis.derive.rupture_windows` columns ``rupture``, ``offset``,
         ``alliance``, ``change`` and ``kind``.
     """
-    return _sequences([_windows(detected, before, after)], before + after + 1)
+    with Spilled(on_disk=False) as windows:
+        windows.add(_windows(detected, before, after))
+        return _sequences(windows, before + after + 1)
 
 
 def rupture_analyses(
@@ -600,20 +604,27 @@ def rupture_analyses(
                outcome]  # fmt: skip
     pieces = []
     first_case = 0
-    with Spilled(on_disk=not isinstance(sessions, pd.DataFrame)) as kept:
+    on_disk = not isinstance(sessions, pd.DataFrame)
+    # the outcome model's rows, the windows and the dropout counts wait on disk: at 10M
+    # clients the windows alone took 0.9 GB, held through the outcome model's fit
+    with Spilled(on_disk) as kept, Spilled(on_disk) as windows, Spilled(on_disk) as dropout:
         for frame in frames(sessions, columns):
             pieces.append(_piece(frame, alliance, outcome, limit, repair_within, first_case,
-                                 kept))  # fmt: skip
+                                 (kept, windows, dropout)))  # fmt: skip
             first_case = pieces[-1][-1]
             del frame
-        counts, windows, present, dropout, _ = zip(*pieces, strict=True)
+        counts, present, _ = zip(*pieces, strict=True)
+        release_memory()  # what the pieces' detection freed, before the fits
         rows = pd.concat([
             rupture_table(RuptureCounts.total(counts)),
             tidy.or_reason("rupture_outcome", lambda: _outcome_fit(
                 kept.pieces(), pd.concat(present, axis=1).any(axis=1), outcome, engine)),
-            tidy.or_reason("rupture_dropout", lambda: _dropout_fit(pd.concat(dropout))),
+            tidy.or_reason("rupture_dropout", lambda: _dropout_fit(
+                pd.concat([read(None) for read in dropout.pieces()]))),
         ], ignore_index=True)  # fmt: skip
-    return rows, _sequences(list(windows), _BEFORE + _AFTER + 1)
+        release_memory()
+        sequences = _sequences(windows, _BEFORE + _AFTER + 1)
+    return rows, sequences
 
 
 def _piece(
@@ -623,18 +634,19 @@ def _piece(
     limit: float,
     repair_within: int,
     first_case: int,
-    kept: Spilled,
-) -> tuple[RuptureCounts, pd.DataFrame, pd.Series, pd.DataFrame, int]:
-    """:func:`rupture_analyses` of one piece: its counts, windows, the outcome states its
-    sessions are in, its dropout counts, and the next piece's first case number; the outcome
-    model's rows go to ``kept``."""
+    kept: tuple[Spilled, Spilled, Spilled],
+) -> tuple[RuptureCounts, pd.Series, int]:
+    """:func:`rupture_analyses` of one piece: its counts, the outcome states its sessions are
+    in and the next piece's first case number; the outcome model's rows, the windows and the
+    dropout counts go to ``kept`` (in that order)."""
     detected = detect_ruptures(sessions, alliance, threshold=limit, repair_within=repair_within)
     data = _outcome_data(sessions, detected, outcome, first_case)
-    kept.add(data)
+    rows, windows, dropout = kept
+    rows.add(data)
+    windows.add(_windows(detected, before=_BEFORE, after=_AFTER))
+    dropout.add(_dropout_counts(sessions, detected, outcome, alliance))
     return (
         RuptureCounts.of(detected),
-        _windows(detected, before=_BEFORE, after=_AFTER),
         data[list(OUTCOME_STATES)].any(),
-        _dropout_counts(sessions, detected, outcome, alliance),
         first_case + (int(data["case"].max()) + 1 if len(data) else 0),
     )
