@@ -232,3 +232,19 @@ def test_held_out_risks_closer_than_the_resolution_rank_as_ties(simulated) -> No
     rows = [risk_table(periods, table, folds=5).set_index("term").loc["auc_cv"]
             for table in tables]  # fmt: skip
     pd.testing.assert_series_equal(rows[0], rows[1], check_exact=True)
+
+
+def test_auc_with_its_interval_is_the_rank_auc_and_integer_clusters_are_labels() -> None:
+    """The AUC given with its interval is the mean of the events' placement values: the
+    Mann–Whitney AUC from ranks to rounding (1e-15), many risks tied; therapist codes
+    (integers from 0, some unused) cluster as the same clusters given as text labels."""
+    from allianceanalysis.dropout_risk import _auc_and_interval
+
+    rng = np.random.default_rng(7)
+    cluster = rng.integers(0, 60, 2_000) * 2  # every other code unused
+    event = rng.random(cluster.size) < 0.3
+    risk = np.round(rng.normal(size=cluster.size) + 0.6 * event, 1)
+    auc, *interval = _auc_and_interval(event, risk, cluster)
+    assert auc == pytest.approx(area_under_curve(event, risk), rel=1e-15)
+    labels = np.array([f"T{c}" for c in cluster], dtype=object)
+    np.testing.assert_allclose(interval, auc_interval(event, risk, labels), rtol=1e-12)

@@ -717,3 +717,44 @@ def test_pieces_waiting_on_disk_put_together_in_arrow_are_the_pandas_concatenati
         for piece in pieces:
             kept.add(piece)
         pd.testing.assert_frame_equal(kept.together(), shards.together(pieces))
+
+
+def test_pieces_waiting_on_disk_sorted_in_arrow_are_the_pandas_sort() -> None:
+    """Spilled.sorted_by (the rupture windows): on disk, sorted in Arrow and only the asked
+    columns converted, the same frame as in memory, sorted by pandas (stable, ties kept in
+    their order, missing keys last)."""
+    pieces = [
+        pd.DataFrame({"client_id": ["c", "a", "a", None], "session": [1, 2, 2, 1],
+                      "x": [1.0, 2.0, 3.0, 4.0], "kind": ["r", "u", "r", "u"]}),
+        pd.DataFrame({"client_id": ["b", "a"], "session": [1, 1], "x": [5.0, np.nan],
+                      "kind": ["u", "r"]}),
+    ]  # fmt: skip
+    frames = {}
+    for on_disk in (True, False):
+        with shards.Spilled(on_disk=on_disk) as kept:
+            for piece in pieces:
+                kept.add(piece)
+            frames[on_disk] = kept.sorted_by(["client_id", "session"], ["x", "kind"])
+    pd.testing.assert_frame_equal(frames[True], frames[False])
+    assert np.isnan(frames[True]["x"].iloc[0])
+    assert frames[True]["x"].tolist()[1:] == [2.0, 3.0, 5.0, 1.0, 4.0]
+
+
+def test_per_case_spilled_gives_each_tables_pieces_in_shard_order(tmp_path: Path) -> None:
+    """per_case_spilled: each key's table in its pieces, one per shard, that put together
+    are per_case_each's table."""
+    frames = [pd.DataFrame({"client_id": ["b", "a"], "x": [1.0, 2.0]}),
+              pd.DataFrame({"client_id": ["c"], "x": [3.0]})]  # fmt: skip
+    paths = [tmp_path / f"{k}.parquet" for k in range(2)]
+    for frame, path in zip(frames, paths, strict=True):
+        frame.to_parquet(path, index=False)
+    table = shards.ShardedTable.of(paths)
+
+    def function(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        return {1: frame, 2: frame.assign(x=frame["x"] * 2)}
+
+    spilled = [(k, [read(["x"])["x"].tolist() for read in kept.pieces()])
+               for k, kept in shards.per_case_spilled(table, function)]  # fmt: skip
+    assert spilled == [(1, [[1.0, 2.0], [3.0]]), (2, [[2.0, 4.0], [6.0]])]
+    whole = dict(shards.per_case_each(table, function))
+    assert whole[2]["x"].tolist() == [4.0, 2.0, 6.0]
