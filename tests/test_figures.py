@@ -205,6 +205,21 @@ def test_expected_response_draws_a_curve_and_a_bound_per_intake_quartile() -> No
     assert axis.get_title().startswith("Signal against reliable deterioration: sensitivity")
 
 
+def test_expected_response_title_says_why_a_share_is_undefined_rather_than_nan() -> None:
+    """Data without a reliable deterioration (the public claus_2020 study's) leave the
+    signal's sensitivity undefined: the title says so in words."""
+    sessions = simulate_study(n_clients=300, n_therapists=10, seed=8).sessions
+    model = expected_response.fit_expected_response(sessions)
+    curves = expected_response.expected_curves(sessions, model)
+    signal = pd.DataFrame({"model": "not_on_track_signal",
+                           "term": ["sensitivity", "specificity", "ppv"],
+                           "estimate": [np.nan, 0.9, np.nan]})  # fmt: skip
+    title = figures.expected_response(curves, signal, ORS).axes[0].get_title()
+    assert "nan" not in title
+    assert "sensitivity undefined (no client deteriorated reliably)" in title
+    assert "specificity 0.90" in title and "PPV undefined (no client was flagged)" in title
+
+
 def test_expected_curves_start_at_the_intake_quartiles_below_their_expectation() -> None:
     sessions = simulate_study(n_clients=800, n_therapists=20, seed=8).sessions
     model = expected_response.fit_expected_response(sessions)

@@ -756,6 +756,16 @@ def _not_computed(figure: Figure, axis: object, reason: str = "") -> Figure:
     return figure
 
 
+UNDEFINED_SHARES = {
+    "sensitivity": ("sensitivity", "no client deteriorated reliably"),
+    "specificity": ("specificity", "every client deteriorated reliably"),
+    "ppv": ("PPV", "no client was flagged"),
+}
+"""The signal's shares quoted in :func:`expected_response`'s title, each with what leaves it
+undefined (a share of no clients: :func:`~allianceanalysis.expected_response.signal_accuracy`
+gives it as missing)."""
+
+
 def expected_response(
     curves: pd.DataFrame, warning: pd.DataFrame, outcome: str | Instrument
 ) -> Figure:
@@ -790,12 +800,12 @@ def expected_response(
     axis.set_ylabel(_scale_label(outcome))
     _integer_sessions(axis)
     signal = warning[warning["model"] == "not_on_track_signal"].set_index("term")["estimate"]
-    if {"sensitivity", "specificity", "ppv"} <= set(signal.index):
-        axis.set_title(
-            f"Signal against reliable deterioration: sensitivity {signal['sensitivity']:.2f}, "
-            f"specificity {signal['specificity']:.2f}, PPV {signal['ppv']:.2f}",
-            fontsize=9,
-        )
+    if set(UNDEFINED_SHARES) <= set(signal.index):
+        shares = [f"{label} {signal[term]:.2f}" if np.isfinite(signal[term])
+                  else f"{label} undefined ({why})"
+                  for term, (label, why) in UNDEFINED_SHARES.items()]  # fmt: skip
+        axis.set_title("Signal against reliable deterioration: " + ", ".join(shares),
+                       fontsize=9, wrap=True)  # fmt: skip
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     return figure
 
