@@ -483,8 +483,8 @@ def early_alliance_at(
 ) -> pd.DataFrame:
     """Model ``early_alliance_k<k>`` of :func:`early_alliance`, fitted to the client table of
     early session ``k`` (eligible cases)."""
-    pieces = _pieces(clients, _eligible)
-    return _early_alliance_fit(k, clients, pieces, engine, adjustment)
+    eligible = _eligible(clients)  # one piece, all its columns: no copy of the 10M-row table
+    return _early_alliance_fit(k, clients, [lambda columns: eligible], engine, adjustment)
 
 
 def _early_alliance_fit(

@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 
 from . import tidy
-from .derive import CaseOrder, case_keys
+from .derive import CaseOrder
 from .distributions import chi2_sf
 from .errors import NotEstimable
 from .sem import MLFit, Model, Patterns, fit_ml, saturated_moments
-from .shards import ShardedTable, per_case
+from .shards import ShardedTable, case_order, frames
 
 __all__ = ["DEFAULT_WAVES", "MIN_WAVES", "fit_indices", "riclpm", "riclpm_model", "wide_panel"]
 
@@ -123,13 +123,33 @@ def _wide(cases: CaseOrder, outcome: str, alliance: str, waves: int) -> np.ndarr
     return panel
 
 
-def _panel_table(sessions: pd.DataFrame, outcome: str, alliance: str, waves: int) -> pd.DataFrame:
-    """:func:`wide_panel` with each case's keys (case order), for sessions in shards."""
-    cases = CaseOrder(sessions)
-    panel = _wide(cases, outcome, alliance, waves)
-    keys = cases.frame[cases.keys].iloc[cases.first].reset_index(drop=True)
-    return pd.concat([keys, pd.DataFrame(panel, columns=[f"_wave{j}" for j in range(2 * waves)])],
-                     axis=1)  # fmt: skip
+def _panel(
+    sessions: pd.DataFrame | ShardedTable, outcome: str, alliance: str, waves: int
+) -> np.ndarray:
+    """:func:`wide_panel`'s array of sessions given whole or in shards: each shard's panel is
+    made from its sessions, and the shards' rows are placed in the whole data's case order
+    (the case keys sorted once, :func:`~allianceanalysis.shards.case_order`). The panel is
+    held twice at most and never as a pandas frame: at 10M clients, concatenating and
+    sorting the shards' panels with their keys as pandas frames took 4.4 GB."""
+    panels, keys = [], []
+    for frame in frames(sessions):
+        cases = CaseOrder(frame)
+        panels.append(_wide(cases, outcome, alliance, waves))
+        keys.append(cases.frame[cases.keys].iloc[cases.first].reset_index(drop=True))
+        del frame, cases
+    if len(panels) == 1:
+        return panels[0]
+    order = case_order(keys)  # each row of the shards' panels, one after another: its place
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    del keys, order
+    panel = np.empty((len(place), 2 * waves))
+    start = 0
+    for k, part in enumerate(panels):
+        panel[place[start : start + len(part)]] = part
+        start += len(part)
+        panels[k] = None  # placed: its memory goes
+    return panel
 
 
 def _starts(panel: np.ndarray, waves: int) -> dict[str, float]:
@@ -261,8 +281,7 @@ def riclpm(
         raise NotEstimable(
             f"too few waves: the RI-CLPM needs at least {MIN_WAVES} (waves = {waves})"
         )
-    panel = per_case(sessions, lambda frame: _panel_table(frame, outcome, alliance, waves))
-    panel = np.ascontiguousarray(panel.drop(columns=case_keys(panel)).to_numpy(float))
+    panel = _panel(sessions, outcome, alliance, waves)
     longest = int(
         np.max(np.sum(~np.isnan(panel[:, waves:]) | ~np.isnan(panel[:, :waves]), axis=1), initial=0)
     )

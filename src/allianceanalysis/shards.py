@@ -820,6 +820,25 @@ def _read_spilled(path: str | Path, columns: list[str] | None = None) -> pa.Tabl
     return feather.read_table(path, columns=columns, memory_map=True)
 
 
+def case_order(parts: Sequence[pd.DataFrame]) -> np.ndarray:
+    """The rows of per-case tables of the pieces of some sessions (one after another) in the
+    whole data's case order: :func:`together`'s order, from the case keys alone, sorted in
+    Arrow.
+
+    Examples
+    --------
+    >>> case_order([pd.DataFrame({"client_id": ["c", "a"]}),
+    ...             pd.DataFrame({"client_id": ["b"]})]).tolist()
+    [1, 2, 0]
+    """
+    from .derive import case_keys
+
+    keys = case_keys(parts[0])
+    table = pa.concat_tables([pa.Table.from_pandas(p[keys], preserve_index=False) for p in parts],
+                             promote_options="permissive")  # fmt: skip
+    return _case_order_indices(table).to_numpy()
+
+
 def _case_order_indices(table: pa.Table) -> pa.Array:
     """The rows of a per-case Arrow table in case order (:func:`together`): a stable sort by
     :func:`~allianceanalysis.derive.case_order_keys`, missing values last, as pandas sorts."""
