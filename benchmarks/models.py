@@ -248,8 +248,9 @@ def _job_high_water(
             return
         names[key] = Path(logs[0]).stem
     status = Path(f"/proc/{member.pid}/status").read_text()
-    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    jobs[names[key]] = max(jobs.get(names[key], 0.0), kb / 1024)
+    marks = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")]
+    if marks:  # an exiting process has none left
+        jobs[names[key]] = max(jobs.get(names[key], 0.0), marks[0] / 1024)
 
 
 def main() -> None:
