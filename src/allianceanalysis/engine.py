@@ -845,11 +845,11 @@ def fit_lmm_pieces(formula: str, pieces: Sequence[Piece], engine: str = DEFAULT_
             optional.setdefault(group, set()).update(frame[group].unique()[:2].tolist())
         sums.append(part_sums)
         del frame
-        release_memory()  # the piece's rows (10M clients: otherwise 2 GB held by 16 pieces)
+        release_memory()  # the piece's rows: otherwise the pieces' freed pages stay resident
     if not sums or any(len(levels) < 2 for levels in optional.values()):
         return _fit_together(formula, pieces, columns, engine)
     merged = merge_sums(sums)
-    del sums  # the pieces' sums, held twice otherwise (10M clients: a gigabyte)
+    del sums  # the pieces' sums: the merged ones replace them
     counts = [len(merged.levels)] + ([] if merged.outer is None else [merged.outer.nunique()])
     if min(counts) < 2:
         raise NotEstimable(f"too few complete rows ({merged.n}) or groups to fit {parsed.lme4()}")

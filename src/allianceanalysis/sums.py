@@ -160,8 +160,9 @@ class GroupSums:
     ----------
     levels : pandas.Index
         The group labels, sorted (nested groups: sorted by ``outer``, then label). Strings
-        stay in Arrow memory: 10 million client IDs as Python objects took about 650 MB
-        (:func:`merge_sums` of 16 shards held them twice), in Arrow about 140 MB.
+        stay in Arrow memory: as Python objects, 10 million client IDs take about 650 MB
+        (estimated: a 57-byte string object and an 8-byte pointer each), and
+        :func:`merge_sums` of 16 shards held them twice.
     size, sx, sy : numpy.ndarray
         Per group: rows, column sums of X (groups x p), sum of y.
     outer : pandas.Index or None
