@@ -9,6 +9,8 @@ implementation of lme4's sparse-matrix algorithm) to 1e-12, relative.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,6 +176,32 @@ def test_fits_of_several_responses_equal_their_fits_one_at_a_time(formula: str) 
         np.testing.assert_allclose(fit.coefficients.to_numpy(float),
                                    alone.coefficients.to_numpy(float), rtol=1e-10)  # fmt: skip
         assert fit.variances == pytest.approx(alone.variances, rel=1e-10)
+
+
+def test_responses_given_by_a_generator_are_held_one_at_a_time() -> None:
+    """fit_lmm_each reads a generator's responses in turn (the tipping point makes each as it
+    is fitted): a response is let go before the one after the next is made, and the fits are
+    those of the responses listed."""
+    rng = np.random.default_rng(12)
+    g = np.repeat(np.arange(30), 5)
+    data = pd.DataFrame({"g": g, "x": rng.normal(size=g.size)})
+    data["y"] = data["x"] + rng.normal(size=30)[g] + rng.normal(size=g.size)
+    deltas = (0.0, 1.0, -4.0, 2.5)
+    made: list[weakref.ref] = []
+
+    def responses():
+        for delta in deltas:
+            assert len(made) < 2 or made[-2]() is None  # the loop holds the last one only
+            response = data["y"].to_numpy() + delta
+            made.append(weakref.ref(response))
+            yield response
+            del response
+
+    lazily = fit_lmm_each("y ~ x + (1 | g)", data, responses())
+    listed = fit_lmm_each("y ~ x + (1 | g)", data, [data["y"].to_numpy() + d for d in deltas])
+    assert len(made) == len(deltas)
+    for a, b in zip(lazily, listed, strict=True):
+        assert a.coefficients.equals(b.coefficients)
 
 
 def test_unique_columns_equal_numpys_unique_along_columns() -> None:

@@ -27,6 +27,7 @@ from allianceanalysis.errors import NotEstimable
 from allianceanalysis.imputation import impute
 from allianceanalysis.missing_data import (
     _pool_frames,
+    client_data,
     impute_clients,
     missingness,
     multiple_imputation,
@@ -206,7 +207,24 @@ def test_imputation_keeps_the_observed_client_table(demo_sessions) -> None:
     seen = imputed.base["alliance_early"].notna()
     np.testing.assert_array_equal(completed.loc[seen, "alliance_early"],
                                   imputed.base.loc[seen, "alliance_early"])  # fmt: skip
-    assert completed[imputed.variables].notna().all().all()
+    core = [c for c in imputed.variables if c in imputed.base]
+    assert completed[core].notna().all().all()
+
+
+def test_client_data_gives_the_columns_asked_for_and_every_case(demo_sessions) -> None:
+    [(_, whole, scores)] = client_data(demo_sessions, "ors", "srs", (3,))
+    asked = {"client_id", "outcome_final", "not_a_column"}
+    [(_, narrow, same)] = client_data(demo_sessions, "ors", "srs", (3,), columns=asked)
+    assert narrow.columns.tolist() == ["client_id", "outcome_final"]
+    pd.testing.assert_frame_equal(narrow, whole[["client_id", "outcome_final"]])
+    assert scores.keys() == same.keys()
+
+
+def test_completed_table_leaves_out_the_auxiliary_scores(demo_sessions) -> None:
+    imputed = impute_clients(demo_sessions, m=2, seed=1, **QUICK)
+    auxiliary = [c for c in imputed.variables if c not in imputed.base]
+    assert auxiliary  # the sessions before k
+    assert not set(auxiliary) & set(imputed.completed(0).columns)
 
 
 def test_default_tipping_grid_moves_towards_a_worse_outcome() -> None:

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -459,7 +459,7 @@ def structure_sums(
 
 
 def structure_sums_each(
-    structure: Structure, responses: Sequence[np.ndarray], x: np.ndarray, frame: pd.DataFrame
+    structure: Structure, responses: Iterable[np.ndarray], x: np.ndarray, frame: pd.DataFrame
 ) -> list[GroupSums]:
     """:func:`structure_sums` of each response with the same design and groups
     (:func:`~allianceanalysis.sums.group_sums_each`)."""
@@ -661,12 +661,13 @@ def _prepared(
 
 
 def fit_lmm_each(
-    formula: str, data: pd.DataFrame, responses: Sequence[np.ndarray],
+    formula: str, data: pd.DataFrame, responses: Iterable[np.ndarray],
     engine: str = DEFAULT_ENGINE,
 ) -> list[MixedFit]:  # fmt: skip
     """:func:`fit_lmm` of the formula with each of several responses in place of its own, on
     the same rows (a sensitivity analysis that shifts the response): the fast core builds the
-    design and the groups' sums once, and each response adds only its own sums.
+    design and the groups' sums once, and each response adds only its own sums. The
+    responses are taken one at a time: given by a generator, only one is held.
 
     Parameters
     ----------
@@ -674,7 +675,7 @@ def fit_lmm_each(
         lme4 notation; its response column names what each response replaces.
     data : pandas.DataFrame
         The model's variables.
-    responses : sequence of numpy.ndarray
+    responses : iterable of numpy.ndarray
         Responses aligned with ``data``'s rows, complete wherever the data's own response is.
     engine : str
         As :func:`fit_lmm`; other engines, or data with incomplete rows, fit each in turn.
@@ -878,11 +879,11 @@ def _core_sums(
 
 
 def _core_sums_each(
-    parsed: Formula, structure: Structure, frame: pd.DataFrame, responses: Sequence[np.ndarray]
+    parsed: Formula, structure: Structure, frame: pd.DataFrame, responses: Iterable[np.ndarray]
 ) -> tuple[list[GroupSums], list[str]]:
     """:func:`_core_sums` of each response in place of the formula's own (one design)."""
     fixed = design(parsed, frame, drop_aliased=False)
-    ys = [np.asarray(r, dtype=float) for r in responses]
+    ys = (np.asarray(r, dtype=float) for r in responses)
     return structure_sums_each(structure, ys, fixed.x, frame), fixed.terms
 
 

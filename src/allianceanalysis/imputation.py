@@ -106,12 +106,12 @@ class Imputations:
         values = np.fromfile(self._file, dtype=np.float64, count=self.m * len(self._cells))
         return values.reshape(self.m, len(self._cells))
 
-    def columns(self, j: int) -> list[np.ndarray]:
-        """The ``j``-th completed matrix's columns (copies), one variable at a time: no
-        matrix of them all besides the observed one."""
+    def columns(self, j: int, which: Iterable[int] | None = None) -> list[np.ndarray]:
+        """The ``j``-th completed matrix's columns ``which`` (indices; None: all), copies made
+        one variable at a time: no matrix of them all besides the observed one."""
         values = self.row(j)
         columns = []
-        for i in range(self.observed.shape[1]):
+        for i in range(self.observed.shape[1]) if which is None else which:
             column = self.observed[:, i].copy()
             column[np.isnan(column)] = values[self._variables == i]
             columns.append(column)
@@ -218,11 +218,17 @@ class _Sampler:
             self.yty_fixed += yc.T @ yc
         # the buffer of missing cells: by pattern, then row, then variable
         cells = np.flatnonzero(missing[inc])
-        cases, variables = inc[cells // self.d], cells % self.d
+        del missing, complete  # each index array of the cells is freed once used: at 10M cases
+        cases, variables = inc[cells // self.d], cells % self.d  # the imputation model of
+        del cells  # early session 5 has about 20M missing cells (160 MB an array)
         self.values = np.nanmean(y, axis=0)[variables]  # the start: mean-filled
         self.order = np.argsort(cases * self.d + variables)
         """The buffer's positions of the full matrix's missing cells, in its order."""
         self.grouped = groups is not None
+        if self.grouped:
+            self.cell_groups = groups[cases] * self.d + variables
+            """Each buffer cell's therapist and variable, as one code (its Z'Y cell)."""
+        del cases, variables
         self.blocks: list[_Block] = []
         offset = 0
         for mask, (rows, m) in zip(patterns.masks, patterns.groups, strict=True):
@@ -247,8 +253,6 @@ class _Sampler:
 
             self.zx = per_therapist(x.T)
             self.zy_fixed = per_therapist(np.where(np.isnan(c), 0.0, c) for c in y.T)
-            self.cell_groups = groups[cases] * self.d + variables
-            """Each buffer cell's therapist and variable, as one code (its Z'Y cell)."""
             self.b = np.zeros((t, self.d))
         self._start()
 

@@ -167,11 +167,14 @@ class ImputedClients:
 
     def completed(self, j: int) -> pd.DataFrame:
         """The ``j``-th completed client table: every case eligible, the derived columns
-        (early change, therapist mean and client deviation of the early alliance) recomputed."""
+        (early change, therapist mean and client deviation of the early alliance) recomputed.
+        The auxiliary scores (the sessions before k) are the imputation model's, not the
+        table's: they are not among its columns."""
         table = self.base.copy(deep=False)  # copy-on-write: the base's columns are kept
-        columns = self.imputations.columns(j)
-        for column, values in zip(self.variables, columns, strict=True):  # a frame's setitem
-            table[column] = values  # of several columns consolidates its blocks: a copy of all
+        imputed = [i for i, column in enumerate(self.variables) if column in table]
+        columns = self.imputations.columns(j, imputed)
+        for i, values in zip(imputed, columns, strict=True):  # a frame's setitem of several
+            table[self.variables[i]] = values  # columns consolidates its blocks: a copy of all
         table["early_change"] = (
             table["outcome_early"] - table["outcome_intake"] if self.k > 1 else 0.0
         )
@@ -223,13 +226,15 @@ def client_data(
     alliance: str | None,
     early_sessions: tuple[int, ...],
     adjustment: Adjustment | None = None,
+    columns: Collection[str] | None = None,
 ) -> Iterator[tuple[int, pd.DataFrame, dict[str, np.ndarray]]]:
-    """For each early session k in turn, the client table and the auxiliary scores of every
-    case (:func:`_scores`), in case order, from sessions given whole or in shards (one in
-    memory at a time, and one k's tables: the others wait on disk; a case lies in one shard,
-    so the tables are the whole data's). The covariates of ``adjustment`` are checked in the
-    same pass (:meth:`~allianceanalysis.covariates.Adjustment.check_facts`), before the first
-    table is given.
+    """For each early session k in turn, the client table (its ``columns`` that it has, in
+    its order; None: all) and the auxiliary scores of every case (:func:`_scores`), in case
+    order, from sessions given whole or in shards (one in memory at a time, and one k's
+    tables: the others wait on disk; a case lies in one shard, so the tables are the whole
+    data's). The covariates of ``adjustment`` are checked in the same pass
+    (:meth:`~allianceanalysis.covariates.Adjustment.check_facts`), before the first table is
+    given.
 
     Raises
     ------
@@ -253,6 +258,8 @@ def client_data(
             adjustment.check_facts(facts[-1:], partial=True)
         ordered = case_order(frame, alliance)
         tables = client_frames(ordered, outcome, alliance, early_sessions, adjustment)
+        if columns is not None:  # kept narrow: each shard's table waits on disk till all are made
+            tables = {k: t[[c for c in t.columns if c in columns]] for k, t in tables.items()}
         return {k: tables[k].assign(**{_AUXILIARY + name: values for name, values
                                        in _scores(ordered, outcome, alliance, k).items()})
                 for k in early_sessions}  # fmt: skip
@@ -361,6 +368,21 @@ def imputation_data(
     return _imputation_data(table, _scores(ordered, outcome, alliance, k), alliance, k, adjustment)
 
 
+def _covariate_columns(adjustment: Adjustment | None) -> set[str]:
+    """The client table's columns of the covariates and moderators of ``adjustment``."""
+    if not adjustment:
+        return set()
+    return {c.column for c in (*adjustment.covariates, *adjustment.moderators)}
+
+
+def _imputation_columns(adjustment: Adjustment | None) -> set[str]:
+    """The client table's columns the imputation reads (:func:`_imputation_data`): those of
+    :data:`_BASE`, the ending (:func:`_ending`) and the covariates. With the others (site,
+    exclusion, the derived ones) the imputation of early session 3 at 10M clients held 0.67 GB
+    more once the client table was made, and peaked at 4.19 GB making it (2.96 GB without)."""
+    return {*_BASE, "end_status", *_covariate_columns(adjustment)}
+
+
 def _imputation_data(
     table: pd.DataFrame,
     scores: Mapping[str, np.ndarray],
@@ -380,7 +402,7 @@ def _imputation_data(
         seen = int(base[column].notna().sum())
         if seen < 2:
             raise NotEstimable(f"{column} is observed in {seen} cases: nothing to impute from")
-    scores = {name: values[keep] for name, values in scores.items()
+    scores = {name: values if keep.all() else values[keep] for name, values in scores.items()
               if np.isfinite(values[keep]).sum() >= 2}  # fmt: skip
     variables = [*core, *scores]
     # one copy of the scores, column-major as a frame made from an array copies it (the
@@ -389,8 +411,7 @@ def _imputation_data(
     for j, values in enumerate([*(base[c].to_numpy(float) for c in core), *scores.values()]):
         y[:, j] = values
     predictors = _ending(base)
-    covariates = {c.column for c in (*adjustment.covariates, *adjustment.moderators)
-                  } if adjustment else set()  # fmt: skip
+    covariates = _covariate_columns(adjustment)
     base = base[[c for c in base.columns if c in _BASE or c in covariates]]
     terms = adjustment.terms(base, "client") if adjustment else []
     named = [c for c in base.columns if c in covariates and c not in predictors]
@@ -466,13 +487,24 @@ def _identified(
     combination of the columns before it — as the ending ``dropout`` is for the final outcome
     when every dropout left before it (nothing observed says how dropouts' final outcomes
     differ; under a flat prior the sampler would wander)."""
-    grams = [x[seen].T @ x[seen] for seen in observed.T]
+    grams = np.zeros((observed.shape[1], x.shape[1], x.shape[1]))
+    for start in range(0, len(x), _ROWS):  # copies of a block of rows at a time
+        rows, seen = x[start : start + _ROWS], observed[start : start + _ROWS]
+        for gram, cases in zip(grams, seen.T, strict=True):
+            chosen = rows[cases]
+            gram += chosen.T @ chosen
     keep = [0]
     for j in range(1, x.shape[1]):
         block = np.ix_([*keep, j], [*keep, j])
         if all(_full_rank(gram[block]) for gram in grams):
             keep.append(j)
+    if len(keep) == x.shape[1]:
+        return x, names
     return x[:, keep], [names[j] for j in keep]
+
+
+_ROWS = 1 << 20
+"""Rows of the predictors :func:`_identified` copies at a time (their copies bounded)."""
 
 
 def _full_rank(gram: np.ndarray) -> bool:
@@ -565,8 +597,9 @@ def multiple_imputation(
         The k of the ``early_alliance_k<k>_mi`` models (empty: none).
     seen : callable, optional
         Called with each early session k and its client table (every case, before
-        imputation), as they are made: what else is wanted of them (the missingness pattern)
-        needs no second pass over the sessions.
+        imputation; the columns the imputation reads: those of the case, the therapist, the
+        ending, the scores and the covariates), as they are made: what else is wanted of them
+        (the missingness pattern) needs no second pass over the sessions.
     only : collection of int, optional
         Impute these early sessions only (of :func:`imputed_sessions`; None: all). Each
         keeps the random stream it has when all are imputed, so the rows of parts made apart
@@ -606,7 +639,9 @@ def multiple_imputation(
     # the other ks are imputed (each k keeps its own stream, so the draws are the same)
     chosen = [k for k in ks if only is None or k in only]
     last = sorted(chosen, key=lambda k: k == early_session)
-    for k, table, scores in client_data(sessions, outcome, alliance, tuple(last), adjustment):
+    tables = client_data(sessions, outcome, alliance, tuple(last), adjustment,
+                         _imputation_columns(adjustment))  # fmt: skip
+    for k, table, scores in tables:
         if seen is not None:
             seen(k, table)
         stream = int(streams[k].generate_state(1)[0])
@@ -694,7 +729,7 @@ def _pooled_models(
         return {name: _mi_reason(f"{name}_mi", imputed) for name in fits}
     rows: dict[str, list[pd.DataFrame]] = {name: [] for name in fits}
     reasons: dict[str, str] = {}
-    for j in range(imputed.m):
+    for j in range(imputed.m):  # one completed table in memory at a time
         table = imputed.completed(j)
         for name, fit in fits.items():
             if name in reasons:
@@ -708,6 +743,7 @@ def _pooled_models(
                 message = str(frame.loc[frame["term"] == "not_fitted", "message"].iloc[0])
                 reasons[name] = message.removeprefix("not computed: ")
             rows[name].append(frame)
+        del table  # before the next is made
     return {name: _mi_reason(f"{name}_mi", reasons[name]) if name in reasons
             else _pool_frames(f"{name}_mi", rows[name], _note(imputed))
             for name in fits}  # fmt: skip
@@ -774,10 +810,11 @@ def tipping_point(
     for j in range(imputed.m):  # one completed table in memory at a time
         table = imputed.completed(j)
         final = table["outcome_final"].to_numpy(float)
-        responses = [final + delta * shifted for delta in deltas]
+        responses = (final + delta * shifted for delta in deltas)  # one held at a time
         for at, fit in zip(fits, fit_lmm_each(formula, table, responses, engine), strict=True):
             rows = tidy.frame(tidy_fit(model, fit))
             at.append(rows[rows["term"] == "alliance_early"])
+        del table, final, responses  # before the next table is made
     frames = [_pool_frames(model, at, note).assign(delta=delta)
               for at, delta in zip(fits, deltas, strict=True)]  # fmt: skip
     table = pd.concat(frames, ignore_index=True)

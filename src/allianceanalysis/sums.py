@@ -28,7 +28,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -301,7 +301,7 @@ def group_sums(
 
 
 def group_sums_each(
-    responses: Sequence[np.ndarray],
+    responses: Iterable[np.ndarray],
     x: np.ndarray,
     groups: np.ndarray | pd.Series,
     *,
@@ -310,7 +310,8 @@ def group_sums_each(
 ) -> list[GroupSums]:
     """:func:`group_sums` of each response with the same design and groups: the groups are
     factorised and the design's sums made once, and each response adds only its own (a
-    sensitivity analysis that shifts the response refits from these).
+    sensitivity analysis that shifts the response refits from these). The responses are
+    read one at a time, in order.
 
     Examples
     --------
