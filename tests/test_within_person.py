@@ -185,6 +185,24 @@ def test_em_saturated_model_equals_complete_data_moments() -> None:
     np.testing.assert_allclose(sigma, np.cov(data.T, bias=True), atol=1e-8)
 
 
+def test_patterns_hold_each_patterns_mean_and_scatter_without_empty_cases() -> None:
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(400, 3))
+    data[rng.random(data.shape) < 0.3] = np.nan
+    data[:7] = np.nan  # no observed value: left out
+    got = Patterns.from_array(data)
+    seen = ~np.isnan(data)
+    assert got.n == int(seen.any(axis=1).sum())
+    for observed, count, mean, scatter in zip(got.observed, got.counts, got.means, got.scatter,
+                                              strict=True):  # fmt: skip
+        rows = data[(seen == observed).all(axis=1)][:, observed]
+        assert count == len(rows)
+        np.testing.assert_allclose(mean[observed], rows.mean(axis=0), rtol=1e-12)
+        centred = rows - rows.mean(axis=0)
+        block = scatter[np.ix_(observed, observed)]
+        np.testing.assert_allclose(block, centred.T @ centred, rtol=1e-12, atol=1e-12)
+
+
 def test_riclpm_with_too_few_waves_says_why(panel) -> None:
     with pytest.raises(NotEstimable, match="too few waves"):
         riclpm(panel, waves=2)

@@ -252,24 +252,31 @@ class Patterns:
         """Group the rows of ``data`` (cases by variables, NaN for missing) by pattern, with
         no loop over cases (a loop over the distinct patterns)."""
         data = np.asarray(data, dtype=float)
-        seen = ~np.isnan(data)
-        keep = seen.any(axis=1)
-        data, seen = data[keep], seen[keep]
-        codes = seen @ (1 << np.arange(data.shape[1], dtype=np.int64))
+        codes = ~np.isnan(data) @ (1 << np.arange(data.shape[1], dtype=np.int64))
         unique, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        del codes
         p = data.shape[1]
         order = np.argsort(inverse, kind="stable")
+        del inverse
         bounds = np.concatenate([[0], np.cumsum(counts)])
+        first = int(unique[0] == 0)  # pattern 0, cases with no observed value, is left out
+        unique, counts = unique[first:], counts[first:]
         means = np.full((unique.size, p), np.nan)
         scatter = np.zeros((unique.size, p, p))
         observed = ((unique[:, None] >> np.arange(p)) & 1).astype(bool)
         for g in range(unique.size):
             cols = np.flatnonzero(observed[g])
-            rows = data[order[bounds[g] : bounds[g + 1]]][:, cols]
+            # the pattern's rows, copied a column at a time into column-major order (as their
+            # sums are rounded so) and centred in place: the data are not copied whole (at 10M
+            # clients the RI-CLPM's panel is 0.8 GB)
+            which = order[bounds[g + first] : bounds[g + first + 1]]
+            rows = np.empty((len(which), len(cols)), order="F")
+            for j, column in enumerate(cols):
+                rows[:, j] = data[which, column]
             mean = rows.mean(axis=0)
-            centred = rows - mean
+            rows -= mean
             means[g, cols] = mean
-            scatter[g][np.ix_(cols, cols)] = centred.T @ centred
+            scatter[g][np.ix_(cols, cols)] = rows.T @ rows
         return cls(observed, counts.astype(float), means, scatter)
 
     @property
