@@ -40,7 +40,7 @@ from .derive import CaseOrder
 from .distributions import chi2_sf
 from .errors import NotEstimable
 from .sem import MLFit, Model, Patterns, fit_ml, saturated_moments
-from .shards import ShardedTable, case_order, frames
+from .shards import ShardedTable, case_order, frames, release_memory
 
 __all__ = ["DEFAULT_WAVES", "MIN_WAVES", "fit_indices", "riclpm", "riclpm_model", "wide_panel"]
 
@@ -144,6 +144,7 @@ def _panel(
     place = np.empty_like(order)
     place[order] = np.arange(len(order))
     del keys, order
+    release_memory()  # the shards' reading: kept by the allocators, the fit would add to it
     panel = np.empty((len(place), 2 * waves))
     start = 0
     for k, part in enumerate(panels):
