@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -179,20 +179,24 @@ def run_workflow(sessions: pd.DataFrame, folder: Path) -> tuple[dict, pd.DataFra
     return summary, per_job
 
 
-def measured_workflow(work: Path, targets: Sequence[str] = ()) -> tuple[dict, pd.DataFrame, str]:
-    """Snakemake (2 cores) on ``work/config.yaml`` in ``work`` (its ``targets``, or the whole
-    workflow): wall time, the largest job's peak memory and the peak of all jobs together,
-    each job's time and peak memory, and the end of Snakemake's messages when it failed ("" when
-    it did not)."""
+def measured_workflow(
+    work: Path, targets: Sequence[str] = (), executor: Sequence[str] = ("--cores", "2"),
+    daemons: Callable[[], list[psutil.Process]] = list,
+) -> tuple[dict, pd.DataFrame, str]:  # fmt: skip
+    """Snakemake (``executor``: 2 local cores, or a profile's) on ``work/config.yaml`` in
+    ``work`` (its ``targets``, or the whole workflow): wall time, the largest job's peak memory
+    and the peak of all jobs together, each job's time and peak memory, and the end of
+    Snakemake's messages when it failed ("" when it did not). ``daemons`` gives the processes
+    whose descendants run jobs besides Snakemake's own (a SLURM node's ``slurmd``)."""
     snakemake = Path(sys.executable).with_name("snakemake")
     start = time.perf_counter()
     process = subprocess.Popen(
         [str(snakemake), *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory",
-         str(work), "--configfile", str(work / "config.yaml"), "--cores", "2", "--quiet"],
+         str(work), "--configfile", str(work / "config.yaml"), *executor, "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     high_water: dict[str, float] = {}
-    total_peak = tree_peak_mb(process, jobs=high_water)
+    total_peak = tree_peak_mb(process, jobs=high_water, daemons=daemons)
     failure = process.stderr.read()[-3000:] if process.wait() != 0 else ""
     seconds = time.perf_counter() - start
     jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
@@ -211,10 +215,12 @@ def measured_workflow(work: Path, targets: Sequence[str] = ()) -> tuple[dict, pd
 
 
 def tree_peak_mb(
-    process: subprocess.Popen, interval: float = 0.2, jobs: dict[str, float] | None = None
-) -> float:
+    process: subprocess.Popen, interval: float = 0.2, jobs: dict[str, float] | None = None,
+    daemons: Callable[[], list[psutil.Process]] = list,
+) -> float:  # fmt: skip
     """The largest sum of resident memory over a process and its descendants (jobs running
-    side by side add up), sampled until it ends. With ``jobs``, each Snakemake job's own peak
+    side by side add up), and the descendants of the processes ``daemons`` gives, sampled
+    until it ends. With ``jobs``, each Snakemake job's own peak
     is put in it too, keyed by the name of the job's log file (that of its benchmark file):
     the kernel's high-water mark of the job's resident memory (``VmHWM``), exact but for
     the last ``interval``. Snakemake's benchmark files sample a job's memory every 0.5 s for
@@ -225,7 +231,11 @@ def tree_peak_mb(
     names: dict[tuple[int, float], str] = {}
     while process.poll() is None:
         total = 0
-        for member in [root, *root.children(recursive=True)]:
+        others = []
+        for daemon in daemons():
+            with contextlib.suppress(psutil.Error):
+                others += daemon.children(recursive=True)
+        for member in [root, *root.children(recursive=True), *others]:
             with contextlib.suppress(psutil.Error, OSError):
                 total += member.memory_info().rss
                 if jobs is not None:

@@ -5,13 +5,17 @@ seed, therapists and clients prefixed by the block: a consortium of services), w
 CSV and a Parquet file without holding more than a block in memory. The whole workflow (every
 rule from ingest to the annual report, the default settings) then runs on it
 with Snakemake (2 cores): sharded by therapist (``--shards``, the file read and validated in
-pieces), and, with ``--whole``, unsharded as well, where it fits in memory. Recorded per run:
-the wall time, the peak memory of all running jobs together (sampled every 0.2 s), each job's
-time and peak memory (Snakemake's benchmark files); and, when both ran, whether every output
-is byte-identical (logs, provenance's creation time and the browsable report aside).
+pieces); with ``--whole``, unsharded as well, where it fits in memory; with ``--slurm``,
+sharded again through the SLURM profile on a one-node cluster started for it (as root, with
+Slurm and munge installed: ``make cluster-packages``). Recorded per run: the wall time, the
+peak memory of all running jobs together (sampled every 0.2 s), each job's time and peak
+memory (Snakemake's benchmark files, and the kernel's high-water mark); and, for the whole and
+the SLURM run, whether every output is byte-identical to the local sharded run's (logs,
+provenance's creation time and the browsable report aside).
 
-Usage: ``python benchmarks/scale.py --tiers 1000000 10000000 [--shards 16] [--whole]``
-(``make bench-scale``). Needs about 1 GB of free disk per million clients.
+Usage: ``python benchmarks/scale.py --tiers 1000000 10000000 [--shards 16] [--whole]
+[--slurm]`` (``make bench-scale``; ``make bench BENCH_SCALE=10000000``). Needs about 1 GB of
+free disk per million clients.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -34,6 +40,9 @@ from models import measured_workflow, merge
 
 from allianceanalysis.pseudonyms import load_key
 from allianceanalysis.simulate import simulate_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test cluster's module
+from tests.slurm import NO_ACCOUNTING, local_slurm
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORED = ("report.html", "provenance.json")
@@ -84,19 +93,39 @@ the two merges."""
 
 
 def run_workflow(
-    data: Path, work: Path, shards: int, key: Path, targets: Sequence[str] = ()
-) -> tuple[dict, pd.DataFrame]:
+    data: Path, work: Path, shards: int, key: Path, targets: Sequence[str] = (),
+    slurm: bool = False,
+) -> tuple[dict, pd.DataFrame]:  # fmt: skip
     """The whole workflow (or its ``targets``) on ``data`` in ``work`` (``shards`` 0: read
-    whole) with the pseudonym key ``key``: wall time, the peak of all jobs together, each job's
-    time and peak memory."""
+    whole) with the pseudonym key ``key``, by 2 local cores or, with ``slurm``, through the
+    SLURM profile on a one-node cluster started for it (:func:`tests.slurm.local_slurm`):
+    wall time, the peak of all jobs together, each job's time and peak memory."""
     work.mkdir(parents=True)
     entry: dict = {"path": str(data)}
     if shards:
         entry["shards"] = {"column": "therapist_id", "count": shards}
     settings = {"pseudonym_key": str(key), "datasets": {"bench": entry}}
     (work / "config.yaml").write_text(yaml.safe_dump(settings))
-    summary, per_job, failure = measured_workflow(work, targets)
+    if not slurm:
+        summary, per_job, failure = measured_workflow(work, targets)
+        return {**summary, "failed": failure}, per_job
+    with local_slurm(work.with_name(f"{work.name}_cluster"), memory_mb=CLUSTER_MB):
+        summary, per_job, failure = measured_workflow(
+            work, targets, ("--profile", str(PROFILE), *NO_ACCOUNTING), daemons=slurm_daemons
+        )
     return {**summary, "failed": failure}, per_job
+
+
+PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+CLUSTER_MB = 20_000
+"""The one-node cluster's memory: room for two jobs of the profile's largest request (7 GB)
+side by side, as two local cores run them, on this 24 GB machine."""
+
+
+def slurm_daemons() -> list[psutil.Process]:
+    """The running job steps (``slurmstepd``, which ``slurmd`` starts apart from itself):
+    their descendants are the cluster's jobs."""
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "slurmstepd"]
 
 
 WHOLE_ONLY = ("validated/sessions.parquet", "derived/sessions.parquet", "derived/pairs.parquet")
@@ -149,6 +178,8 @@ def main() -> None:
     parser.add_argument("--tiers", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--shards", type=int, default=16, help="shards at 10M (fewer below)")
     parser.add_argument("--whole", action="store_true", help="also run unsharded, compare")
+    parser.add_argument("--slurm", action="store_true",
+                        help="also sharded through the SLURM profile (root), compare")  # fmt: skip
     parser.add_argument("--map-only", action="store_true",
                         help="only the map (split, shards, merges): run sharded_map")  # fmt: skip
     parser.add_argument("--input", choices=["csv", "parquet"], default="csv")
@@ -166,7 +197,8 @@ def main() -> None:
             print(json.dumps(written), flush=True)
             data = csv if args.input == "csv" else parquet
             shards = max(1, round(args.shards * clients / 10_000_000))
-            runs = {"sharded": shards, **({"whole": 0} if args.whole else {})}
+            runs = {"sharded": shards, **({"whole": 0} if args.whole else {}),
+                    **({"slurm": shards} if args.slurm else {})}  # fmt: skip
             if args.map_only:
                 runs = {"sharded_map": shards}
             rows, jobs = [], []
@@ -174,17 +206,18 @@ def main() -> None:
             load_key(key, create=True)  # one key: the same therapist codes in both runs
             for label, count in runs.items():
                 targets = MAP_TARGETS if label == "sharded_map" else ()
-                summary, per_job = run_workflow(data, folder / label, count, key, targets)
+                summary, per_job = run_workflow(data, folder / label, count, key, targets,
+                                                slurm=label == "slurm")  # fmt: skip
                 row = {"clients": clients, "sessions": sessions, "input": args.input,
                        "run": label, "shards": count, **summary}  # fmt: skip
                 rows.append(row)
                 jobs.append(per_job.assign(clients=clients, input=args.input, run=label))
                 print(json.dumps(row), flush=True)
-            if args.whole and not any(r["failed"] for r in rows):
-                differ = same_outputs(folder / "sharded", folder / "whole")
-                for row in rows:
-                    row["outputs_differ"] = len(differ)
-                print(json.dumps({"differ": differ[:20]}), flush=True)
+            for other in [r for r in rows if r["run"] in ("whole", "slurm")]:
+                if not rows[0]["failed"] and not other["failed"]:
+                    differ = same_outputs(folder / "sharded", folder / other["run"])
+                    rows[0]["outputs_differ"] = other["outputs_differ"] = len(differ)
+                    print(json.dumps({other["run"]: differ[:20]}), flush=True)
             out = Path(args.out)
             merge(pd.DataFrame(rows).assign(**stamp), out, ["clients", "input", "run"])
             table = pd.concat(jobs, ignore_index=True)
@@ -192,7 +225,8 @@ def main() -> None:
             # since renamed or split) must not stay behind with the new rows
             merge(table.assign(**stamp), out.with_name("scale_jobs.csv"),
                   ["clients", "input", "run"])  # fmt: skip
-            shutil.rmtree(folder / "whole", ignore_errors=True)
+            for label in ("whole", "slurm"):
+                shutil.rmtree(folder / label, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ MARKER = "# written by allianceanalysis's cluster test (tests/slurm.py); removed
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 COMMANDS = ("slurmctld", "slurmd", "munged", "sinfo", "sbatch", "squeue", "scancel", "setpriv")
 PARTITION = "debug"
+NO_ACCOUNTING = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks",
+                 "2")  # fmt: skip
+"""Snakemake's options for this cluster, which has no slurmdbd: job states come from squeue
+(docs/cluster.md)."""
 
 
 class ClusterUnavailableError(RuntimeError):

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from .helpers import ROOT, SNAKEMAKE, published_bytes, write_test_key
-from .slurm import ClusterUnavailableError, local_slurm
+from .slurm import NO_ACCOUNTING, ClusterUnavailableError, local_slurm
 
 pytestmark = pytest.mark.cluster
 
@@ -34,9 +34,6 @@ SMALL = {
 }  # fmt: skip
 """The bundled configuration (both demo services) with few bootstrap replicates and
 imputations, and a simulation study of two batches."""
-NO_ACCOUNTING = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks",
-                 "2")  # fmt: skip
-"""The test cluster has no slurmdbd: job states come from squeue (docs/cluster.md)."""
 
 
 @dataclass
