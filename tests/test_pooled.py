@@ -117,6 +117,22 @@ def test_pooling_by_site_merges_a_site_of_one_therapist(tmp_path: Path) -> None:
     assert "study:solo" not in terms and f"study:{OTHER_SITES}" in terms
 
 
+def test_pooling_reads_only_the_client_columns_it_names(tmp_path: Path) -> None:
+    """The rules read CLIENT_COLUMNS of the client table: a table of only those gives the
+    same table as the whole one."""
+    from allianceanalysis.pipeline import pooled_step
+    from allianceanalysis.pooled import CLIENT_COLUMNS
+
+    table, _ = clients("ors_srs")
+    assert set(table.columns) > set(CLIENT_COLUMNS)
+    for name, frame in (("whole", table), ("narrow", table[list(CLIENT_COLUMNS)])):
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+        pooled_step({"d": tmp_path / f"{name}.parquet"}, tmp_path / f"{name}.csv",
+                    [tmp_path / f"{name}.png"], by_site=True, label="Sites")  # fmt: skip
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole.csv"),
+                                  pd.read_csv(tmp_path / "narrow.csv"))  # fmt: skip
+
+
 def test_pooling_a_site_without_an_analysable_client_gives_a_row_saying_why(tmp_path: Path) -> None:
     """Too few clients for any correlation is a finding (one not_fitted row and a figure that
     says so), not a failed step."""

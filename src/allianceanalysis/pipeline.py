@@ -834,10 +834,16 @@ def pooled_step(
     sites", :func:`~allianceanalysis.annual_report.tables.site_groups`), otherwise the
     datasets are.
     """
-    from . import figures, tidy
-    from .pooled import one_stage, pooled_table
+    import pyarrow.parquet as pq
 
-    frames = {name: pd.read_parquet(path) for name, path in clients.items()}
+    from . import figures, tidy
+    from .pooled import CLIENT_COLUMNS, one_stage, pooled_table
+
+    def read(path: str | Path) -> pd.DataFrame:
+        present = set(pq.read_schema(path).names)
+        return pd.read_parquet(path, columns=[c for c in CLIENT_COLUMNS if c in present])
+
+    frames = {name: read(path) for name, path in clients.items()}
     if by_site:
         from .annual_report.tables import site_groups
 

@@ -152,6 +152,13 @@ def random_effects(y: np.ndarray, v: np.ndarray, level: float = 0.95) -> MetaRes
     )
 
 
+CLIENT_COLUMNS = ("site_id", "therapist_id", "eligible", "alliance_early", "outcome_final",
+                  "outcome_intake")  # fmt: skip
+"""The client table's columns the pooled analyses read (the site, for pooling by site). The
+rules read only these: at 10M clients ``pooled_sites`` peaked at 4.4 GB reading the whole
+table, 2.4 GB reading these (``/usr/bin/time``, identical outputs)."""
+
+
 def study_effects(studies: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Each study's partial correlation of early alliance with final outcome given intake.
 
