@@ -59,14 +59,16 @@ prefix): the imputation is one job, or one per early session and their merge."""
 
 
 def plot_scale(runs: pd.DataFrame, jobs: pd.DataFrame, path: Path) -> None:
-    """The sharded workflow's time against clients on log-log axes (``scale.csv``,
-    ``scale_jobs.csv`` of ``benchmarks/scale.py``): wall time and job-seconds, and the largest
-    jobs' seconds (a job's several parts added), each with the line of linear growth from its
+    """The sharded workflow's time and memory against clients on log-log axes
+    (``scale.csv``, ``scale_jobs.csv`` of ``benchmarks/scale.py``): wall time and job-seconds;
+    the largest jobs' seconds (a job's several parts added); the peak memory of all jobs
+    together and of the largest job (its exact peak, ``hwm_mb``, where the run recorded it,
+    else Snakemake's sampled one, a lower bound). Each has the line of linear growth from its
     smallest tier."""
     runs = runs[runs["run"] == "sharded"].sort_values("clients")
     jobs = jobs[jobs["run"] == "sharded"]
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    whole, parts = figure.subplots(1, 2, sharex=True)
+    figure = Figure(figsize=(15, 4.5), layout="constrained")
+    whole, parts, memory = figure.subplots(1, 3, sharex=True)
 
     def line(axis, x: pd.Series, y: pd.Series, colour: str, label: str) -> None:
         axis.loglog(x, y, color=colour, marker="o", markersize=4, label=label)
@@ -79,13 +81,22 @@ def plot_scale(runs: pd.DataFrame, jobs: pd.DataFrame, path: Path) -> None:
         mine = jobs[jobs["rule"].str.startswith(prefixes)]
         seconds = mine.groupby("clients")["seconds"].sum().reindex(runs["clients"]).dropna()
         line(parts, seconds.index.to_series(), seconds, colour, name)
+    exact = jobs["hwm_mb"] if "hwm_mb" in jobs else pd.Series(float("nan"), index=jobs.index)
+    largest = exact.fillna(jobs["peak_mb"]).groupby(jobs["clients"]).max()
+    line(memory, runs["clients"], runs["total_peak_mb"], PALETTE[0], "all jobs together")
+    line(memory, runs["clients"], largest.reindex(runs["clients"]).reset_index(drop=True)
+         .set_axis(runs.index), PALETTE[1], "largest job")  # fmt: skip
+    memory.axhline(16_000, color="0.3", linestyle="--", linewidth=1, label="goal together (16 GB)")
+    memory.axhline(4_000, color="0.5", linestyle="-.", linewidth=1, label="goal per job (4 GB)")
     whole.set_title("The sharded workflow (dotted: linear from the first tier)", fontsize=9)
     parts.set_title("Its largest jobs (seconds, a job's parts added)", fontsize=9)
-    for axis in (whole, parts):
+    memory.set_title("Peak memory (a job's exact peak where recorded)", fontsize=9)
+    for axis in (whole, parts, memory):
         axis.set_xlabel("Clients (about 8 sessions each)")
         axis.grid(True, which="major", linewidth=0.4, alpha=0.5)
         axis.legend(fontsize=8)
     whole.set_ylabel("Seconds")
+    memory.set_ylabel("MB")
     machine = runs["machine"].iloc[-1]
     figure.suptitle(f"A national decade in shards, 1M to 10M clients ({machine})", fontsize=10)
     figure.savefig(path, dpi=110, metadata={"Software": None})
