@@ -247,3 +247,35 @@ def test_the_palette_is_seaborns_colorblind_palette() -> None:
     import seaborn as sns
 
     assert sns.color_palette("colorblind").as_hex() == figures.PALETTE
+
+
+def test_client_count_counts_a_client_in_two_shards_once(tables, tmp_path: Path) -> None:
+    """The alliance figure's n: the clients with a rating up to the last session shown, as
+    the sorted IDs give it, over shards that share a client."""
+    from allianceanalysis.shards import ShardedTable
+
+    table = tables["table"]
+    shared = table["client_id"].iloc[0]
+    first = table[table["client_id"] <= shared]
+    second = table[table["client_id"] >= shared]  # the shared client's rows in both
+    paths = []
+    for k, part in enumerate((first, second)):
+        paths.append(tmp_path / f"{k}.parquet")
+        part.to_parquet(paths[-1])
+    sharded = ShardedTable.of(paths)
+    expected = len(figures._clients(table, "alliance", None)[None])
+    assert figures._client_count(sharded, "alliance") == expected
+    assert figures._client_count(table, "alliance") == expected
+
+
+def test_figure_data_forgets_the_tables_no_figure_still_reads(tables) -> None:
+    data = figures.FigureData({"models": "unused.csv"}, "ors", "srs")
+    data._tables.update(clients=tables["clients"], models=tables["models"])
+    data.forget({"models", "sessions"})
+    assert set(data._tables) == {"models"}
+
+
+def test_figure_data_reads_only_the_client_columns_figures_use(tables, tmp_path: Path) -> None:
+    tables["clients"].to_parquet(tmp_path / "clients.parquet")
+    data = figures.FigureData({"clients": tmp_path / "clients.parquet"}, "ors", "srs")
+    assert tuple(data["clients"].columns) == figures.FIGURE_COLUMNS["clients"]

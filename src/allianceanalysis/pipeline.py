@@ -434,14 +434,19 @@ def figures_step(
     """
     from . import figures
     from .pseudonyms import keyed_seed, load_key
+    from .shards import release_memory
 
     seed = keyed_seed(load_key(key), "figures")
     data = figures.FigureData(inputs, outcome, alliance, early_session, seed)
     paths: dict[str, list[Path]] = {}
     for path in map(Path, outputs):
         paths.setdefault(path.stem, []).append(path)
+    to_draw = list(paths)
     for name, targets in paths.items():
         figures.save_figure(figures.draw_figure(name, data), targets)
+        to_draw.remove(name)
+        data.forget({i for n in to_draw for i in figures.FIGURES[n].inputs})
+        release_memory()
     log.info("%d figures", len(paths))
 
 
