@@ -198,8 +198,8 @@ def _clients(table: pd.DataFrame | ShardedTable, value: str, by: str | None) -> 
 def _client_count(table: pd.DataFrame | ShardedTable, value: str) -> int:
     """How many clients have a ``value`` up to session :data:`MAX_SESSION_SHOWN`, over the
     pieces of ``table`` (a client in two shards counted once): :func:`_clients`' count,
-    counted in Arrow memory without sorting (at 10M clients the sorted Python strings took
-    about a minute and 2 GB)."""
+    counted in Arrow memory without sorting (at 10M clients the sorted Python strings added
+    about 0.5 GB to the alliance figure's peak: 3,736 MB, 3,242 MB counted so)."""
     seen = [pa.array(_shown(frame, value)["client_id"].drop_duplicates(), type=pa.string())
             for frame in frames(table, ["client_id", "session", value])]  # fmt: skip
     return int(pc.count_distinct(pa.chunked_array(seen, type=pa.string())).as_py())
