@@ -402,8 +402,9 @@ def _imputation_data(
         seen = int(base[column].notna().sum())
         if seen < 2:
             raise NotEstimable(f"{column} is observed in {seen} cases: nothing to impute from")
-    scores = {name: values if keep.all() else values[keep] for name, values in scores.items()
-              if np.isfinite(values[keep]).sum() >= 2}  # fmt: skip
+    if not keep.all():
+        scores = {name: values[keep] for name, values in scores.items()}
+    scores = {name: values for name, values in scores.items() if np.isfinite(values).sum() >= 2}
     variables = [*core, *scores]
     # one copy of the scores, column-major as a frame made from an array copies it (the
     # sampler's sums are rounded as they are in that layout)

@@ -839,16 +839,10 @@ def pooled_step(
     sites", :func:`~allianceanalysis.annual_report.tables.site_groups`), otherwise the
     datasets are.
     """
-    import pyarrow.parquet as pq
-
     from . import figures, tidy
     from .pooled import CLIENT_COLUMNS, one_stage, pooled_table
 
-    def read(path: str | Path) -> pd.DataFrame:
-        present = set(pq.read_schema(path).names)
-        return pd.read_parquet(path, columns=[c for c in CLIENT_COLUMNS if c in present])
-
-    frames = {name: read(path) for name, path in clients.items()}
+    frames = {name: _table(path, CLIENT_COLUMNS) for name, path in clients.items()}
     if by_site:
         from .annual_report.tables import site_groups
 
