@@ -187,7 +187,7 @@ def measured_workflow(
     ``work`` (its ``targets``, or the whole workflow): wall time, the largest job's peak memory
     and the peak of all jobs together, each job's time and peak memory, and the end of
     Snakemake's messages when it failed ("" when it did not). ``daemons`` gives the processes
-    whose descendants run jobs besides Snakemake's own (a SLURM node's ``slurmd``)."""
+    whose descendants run jobs besides Snakemake's own (a SLURM node's job steps)."""
     snakemake = Path(sys.executable).with_name("snakemake")
     start = time.perf_counter()
     process = subprocess.Popen(

@@ -84,8 +84,7 @@ def plot_scale(runs: pd.DataFrame, jobs: pd.DataFrame, path: Path) -> None:
     exact = jobs["hwm_mb"] if "hwm_mb" in jobs else pd.Series(float("nan"), index=jobs.index)
     largest = exact.fillna(jobs["peak_mb"]).groupby(jobs["clients"]).max()
     line(memory, runs["clients"], runs["total_peak_mb"], PALETTE[0], "all jobs together")
-    line(memory, runs["clients"], largest.reindex(runs["clients"]).reset_index(drop=True)
-         .set_axis(runs.index), PALETTE[1], "largest job")  # fmt: skip
+    line(memory, runs["clients"], runs["clients"].map(largest), PALETTE[1], "largest job")
     memory.axhline(16_000, color="0.3", linestyle="--", linewidth=1, label="goal together (16 GB)")
     memory.axhline(4_000, color="0.5", linestyle="-.", linewidth=1, label="goal per job (4 GB)")
     whole.set_title("The sharded workflow (dotted: linear from the first tier)", fontsize=9)
