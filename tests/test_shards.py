@@ -621,7 +621,7 @@ def test_session_figures_of_the_shards_are_the_whole_datas_byte_for_byte(tmp_pat
     for name in ("trajectories", "alliance"):
         assert drawn["sharded", name] == drawn["whole", name]
     rated = table.dropna(subset=["alliance"]).query("session <= 20")["client_id"].nunique()
-    assert f"n = {rated} clients".encode() in drawn["whole", "alliance"]
+    assert f"n = {rated:,} clients".encode() in drawn["whole", "alliance"]
 
 
 def test_multiple_imputation_of_the_shards_is_the_whole_datas(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_variance_components_form_their_own_block() -> None:
 
 def test_note_gives_n_model_inference_and_likelihood() -> None:
     note = apa_table(ROWS, "alliance_outcome", "y ~ x + (1 | therapist_id)").note
-    assert note.startswith("n = 1354 observations, 40 groups. Model: y ~ x + (1 | therapist_id).")
+    assert note.startswith("n = 1,354 observations, 40 groups. Model: y ~ x + (1 | therapist_id).")
     assert "t with Satterthwaite degrees of freedom" in note and "Fisher's z" in note
     assert "REML log-likelihood = -4338.52." in note
 

@@ -274,7 +274,7 @@ def outcome_trajectories(
             band.index, band["low"], band["high"], color=PALETTE[0], alpha=0.25, linewidth=0
         )
         axis.plot(band.index, band["mean"], color=PALETTE[0], linewidth=2, label="mean (95% CI)")
-        title = f"n = {len(clients)} clients"
+        title = f"n = {len(clients):,} clients"
         axis.set_title(title if group is None else f"{group}: {title}", fontsize=10)
         axis.set_xlabel("Session")
         _integer_sessions(axis)
@@ -307,7 +307,7 @@ def alliance_over_sessions(
     _integer_sessions(left)
     left.set_ylabel(_scale_label(alliance))
     rated = _client_count(table, "alliance")
-    left.set_title(f"Alliance by session (n = {rated} clients)", fontsize=10)
+    left.set_title(f"Alliance by session (n = {rated:,} clients)", fontsize=10)
     ceiling = band["ceiling"]
     twin = left.twinx()
     twin.bar(
@@ -337,7 +337,7 @@ def alliance_over_sessions(
         cutoff_line(right, alliance, f"cut-off {alliance.cutoff:g} ({share:.0f}% below)")
     right.set_xlabel(f"{_scale_label(alliance)} at session {early_session}")
     right.set_ylabel("Clients")
-    right.set_title(f"Early alliance (n = {len(early)})", fontsize=10)
+    right.set_title(f"Early alliance (n = {len(early):,})", fontsize=10)
     return figure
 
 
@@ -376,7 +376,7 @@ def alliance_outcome_scatter(
     row = _rows(models, "alliance_outcome").loc["partial_r"]
     axis.set_title(
         f"Partial r = {apa_r(row['estimate'])}, 95% CI [{apa_r(row['ci_low'])}, "
-        f"{apa_r(row['ci_high'])}], n = {int(row['n_obs'])}",
+        f"{apa_r(row['ci_high'])}], n = {int(row['n_obs']):,}",
         fontsize=10,
     )
     axis.set_xlabel(f"Early alliance: {_scale_label(alliance)}")
@@ -606,7 +606,8 @@ def alliance_disaggregation(
     n_obs = int(shown["n_obs"].iloc[0])
     n_groups = int(shown["n_groups"].iloc[0])
     axis.set_title(
-        f"Therapist and client parts of the alliance\n(n = {n_obs} clients, {n_groups} therapists)",
+        "Therapist and client parts of the alliance\n"
+        f"(n = {n_obs:,} clients, {n_groups:,} therapists)",
         fontsize=10,
     )
     return figure
@@ -654,7 +655,7 @@ def therapist_caterpillar(
         f"Effect on final {outcome.short} beyond intake (points, 95% interval; {better} is better)"
     )
     axis.set_title(
-        f"Therapist effects, shrunken towards zero (n = {len(rows)} therapists)", fontsize=10
+        f"Therapist effects, shrunken towards zero (n = {len(rows):,} therapists)", fontsize=10
     )
     return figure
 
@@ -892,7 +893,7 @@ def rupture_profile(
         band = _band(group, ["offset"], "change")
         right.fill_between(band.index, band["low"], band["high"], color=colour, alpha=0.2)
         right.plot(band.index, band["mean"], color=colour, marker="o",
-                   label=f"{kind} (n = {len(ids)})")  # fmt: skip
+                   label=f"{kind} (n = {len(ids):,})")  # fmt: skip
     for axis in (left, right):
         axis.axvline(0, color="0.6", linewidth=0.8, linestyle=":")
         axis.set_xlabel("Sessions from the rupture")
@@ -915,7 +916,8 @@ def power_plot(curve: pd.DataFrame, target: float = 0.8) -> Figure:
         group = group.sort_values("n_therapists")
         axis.errorbar(group["n_therapists"], group["power"],
                       yerr=[group["power"] - group["ci_low"], group["ci_high"] - group["power"]],
-                      color=colour, marker="o", capsize=3, label=f"{clients} clients")  # fmt: skip
+                      color=colour, marker="o", capsize=3,
+                      label=f"{clients:,} clients")  # fmt: skip
     axis.axhline(target, color="0.5", linestyle="--", linewidth=1, label=f"power {target:g}")
     axis.set_ylim(0, 1.02)
     axis.set_xlabel("Therapists")

@@ -271,8 +271,8 @@ def apa_table(table: pd.DataFrame, model: str, formula: str = "") -> ApaTable:
     first = rows.iloc[0]
     parts = []
     if pd.notna(first["n_obs"]):
-        groups = f", {int(first['n_groups'])} groups" if pd.notna(first["n_groups"]) else ""
-        parts.append(f"n = {int(first['n_obs'])} observations{groups}.")
+        groups = f", {int(first['n_groups']):,} groups" if pd.notna(first["n_groups"]) else ""
+        parts.append(f"n = {int(first['n_obs']):,} observations{groups}.")
     if formula:
         parts.append(f"Model: {formula}.")
     methods = sorted({_CI_METHODS[m] for m in rows["ci_method"] if m in _CI_METHODS})
