@@ -112,7 +112,7 @@ def test_pooling_by_site_merges_a_site_of_one_therapist(tmp_path: Path) -> None:
     table = table.assign(site_id=table["site_id"].where(table["therapist_id"] != one, "solo"))
     table.to_parquet(tmp_path / "clients.parquet")
     pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv", [tmp_path / "f.png"],
-                by_site=True, label="Sites")  # fmt: skip
+                by_site=True, label="Sites", alliance={"d": "srs"})  # fmt: skip
     terms = set(pd.read_csv(tmp_path / "t.csv")["term"])
     assert "study:solo" not in terms and f"study:{OTHER_SITES}" in terms
 
@@ -128,7 +128,8 @@ def test_pooling_reads_only_the_client_columns_it_names(tmp_path: Path) -> None:
     for name, frame in (("whole", table), ("narrow", table[list(CLIENT_COLUMNS)])):
         frame.to_parquet(tmp_path / f"{name}.parquet")
         pooled_step({"d": tmp_path / f"{name}.parquet"}, tmp_path / f"{name}.csv",
-                    [tmp_path / f"{name}.png"], by_site=True, label="Sites")  # fmt: skip
+                    [tmp_path / f"{name}.png"], by_site=True, label="Sites",
+                    alliance={"d": "srs"})  # fmt: skip
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole.csv"),
                                   pd.read_csv(tmp_path / "narrow.csv"))  # fmt: skip
 
@@ -140,9 +141,43 @@ def test_pooling_a_site_without_an_analysable_client_gives_a_row_saying_why(tmp_
 
     table, _ = clients("ors_srs")
     table.head(3).to_parquet(tmp_path / "clients.parquet")
-    pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv",
-                [tmp_path / "f.png"], by_site=True, label="Sites")  # fmt: skip
+    pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv", [tmp_path / "f.png"],
+                by_site=True, label="Sites", alliance={"d": "srs"})  # fmt: skip
     rows = pd.read_csv(tmp_path / "t.csv")
     assert rows["term"].tolist() == ["not_fitted"]
     assert rows["message"].iloc[0].startswith("not computed: too few")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_pooling_data_without_an_alliance_measure_says_so(tmp_path: Path) -> None:
+    """A dataset without an alliance measure is not a study: its not_fitted row names it and
+    the missing measure (tidy.NEEDS), not "too few complete rows (0)"."""
+    from allianceanalysis.pipeline import pooled_step
+    from allianceanalysis.tidy import NEEDS
+
+    table, _ = clients("ors_srs")
+    table.assign(alliance_early=np.nan).to_parquet(tmp_path / "clients.parquet")
+    pooled_step({"d": tmp_path / "clients.parquet"}, tmp_path / "t.csv", [tmp_path / "f.png"],
+                by_site=True, label="Sites", alliance={"d": None})  # fmt: skip
+    rows = pd.read_csv(tmp_path / "t.csv")
+    assert rows["term"].tolist() == ["not_fitted"]
+    assert rows["message"].iloc[0] == f"not computed: dataset 'd': {NEEDS['alliance']}"
+
+
+def test_pooling_datasets_leaves_out_one_without_an_alliance_measure(tmp_path: Path) -> None:
+    """Across datasets, those with an alliance measure are pooled as before and the one
+    without gets a row saying why it is not a study."""
+    from allianceanalysis.pipeline import pooled_step
+
+    table, _ = clients("ors_srs")
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("a", "b", "none")}
+    for path in paths.values():
+        table.to_parquet(path)
+    pooled_step({"a": paths["a"], "b": paths["b"]}, tmp_path / "two.csv", [tmp_path / "two.png"],
+                by_site=False, label="Datasets", alliance={"a": "srs", "b": "srs"})  # fmt: skip
+    pooled_step(paths, tmp_path / "three.csv", [tmp_path / "three.png"], by_site=False,
+                label="Datasets", alliance={"a": "srs", "b": "srs", "none": None})  # fmt: skip
+    two, three = pd.read_csv(tmp_path / "two.csv"), pd.read_csv(tmp_path / "three.csv")
+    pd.testing.assert_frame_equal(three.iloc[: len(two)], two, check_dtype=False)
+    assert three["term"].iloc[len(two) :].tolist() == ["not_fitted"]
+    assert "dataset 'none'" in three["message"].iloc[-1]

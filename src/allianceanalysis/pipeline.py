@@ -830,6 +830,7 @@ def pooled_step(
     *,
     by_site: bool,
     label: str,
+    alliance: Mapping[str, str | None],
 ) -> None:
     """Rules ``pooled_sites`` and ``pooled_datasets``: the two-stage pooled correlation (and
     the one-stage model when there are at least two studies), its table and forest plot.
@@ -837,13 +838,22 @@ def pooled_step(
     ``clients`` maps a dataset name to its client table; with ``by_site`` the one dataset's
     sites are the studies (a site where fewer than 3 therapists saw clients merged into "Other
     sites", :func:`~allianceanalysis.annual_report.tables.site_groups`), otherwise the
-    datasets are.
+    datasets are. ``alliance`` maps each dataset to its alliance instrument: a dataset without
+    one (None) is not a study, and a ``not_fitted`` row names it and says why
+    (:data:`~allianceanalysis.tidy.NEEDS`).
     """
     from . import figures, tidy
     from .pooled import CLIENT_COLUMNS, one_stage, pooled_table
 
-    frames = {name: _table(path, CLIENT_COLUMNS) for name, path in clients.items()}
-    if by_site:
+    model = "pooled_sites" if by_site else "pooled_datasets"
+    lacking = [name for name in clients if alliance[name] is None]
+    reasons = [tidy.reason_frame(model, f"dataset '{name}': {tidy.NEEDS['alliance']}")
+               for name in lacking]  # fmt: skip
+    frames = {
+        name: _table(path, CLIENT_COLUMNS) for name, path in clients.items() if name not in lacking
+    }
+    studies = frames
+    if by_site and frames:
         from .annual_report.tables import site_groups
 
         (only,) = frames.values()
@@ -852,12 +862,11 @@ def pooled_step(
         else:
             key = pd.Series("all", index=only.index)
         studies = {str(site): part for site, part in only.groupby(key.fillna("unknown"))}
-        model = "pooled_sites"
-    else:
-        studies, model = frames, "pooled_datasets"
-    result = tidy.or_reason(model, lambda: pooled_table(studies, model))
+    result = tidy.or_reason(model, lambda: pooled_table(studies, model)) if studies else None
     if len(studies) >= 2 and not result["term"].eq("not_fitted").any():
         result = pd.concat([result, one_stage(studies)], ignore_index=True)
+    result = pd.concat([part for part in (result, *reasons) if part is not None],
+                       ignore_index=True)  # fmt: skip
     figure = figures.pooled_forest(result, label)
     with atomic_outputs(table) as (path,):
         _write_csv(result, path)

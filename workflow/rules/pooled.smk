@@ -23,6 +23,8 @@ rule pooled_sites:
             ),
             f"{P}/figures/forest_sites.svg",
         ],
+    params:
+        alliance=lambda wildcards: {wildcards.dataset: dataset_instruments(wildcards)["alliance"]},
     conda:
         CONDA_ENV
     log:
@@ -56,6 +58,7 @@ rule pooled_datasets:
         ],
     params:
         datasets=DATASETS,
+        alliance={name: dataset_entry(config, name)["alliance"] for name in DATASETS},
     conda:
         CONDA_ENV
     log:

@@ -14,4 +14,5 @@ with workflow_step(snakemake, context):
         snakemake.output.figures,
         by_site=by_site,
         label="Sites" if by_site else "Datasets",
+        alliance=snakemake.params.alliance,
     )
