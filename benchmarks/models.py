@@ -197,7 +197,7 @@ def measured_workflow(
     )  # fmt: skip
     high_water: dict[str, float] = {}
     total_peak = tree_peak_mb(process, jobs=high_water, daemons=daemons)
-    failure = process.stderr.read()[-3000:] if process.wait() != 0 else ""
+    failure = process.stderr.read()[-20_000:] if process.wait() != 0 else ""
     seconds = time.perf_counter() - start
     jobs = [pd.read_csv(p, sep="\t").assign(rule=p.name.split(".")[0])
             for p in (work / "results").rglob("*.benchmark.tsv")]  # fmt: skip

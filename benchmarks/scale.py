@@ -13,9 +13,15 @@ memory (Snakemake's benchmark files, and the kernel's high-water mark); and, for
 the SLURM run, whether every output is byte-identical to the local sharded run's (logs,
 provenance's creation time and the browsable report aside).
 
+With ``--faults`` the file has a million bad rows at 10M (an out-of-range ORS) and
+duplicated sessions in every shard, and only the map runs (split, validation, derivation,
+merges), under ``on_invalid_rows: exclude`` (recorded: the rows read, used and excluded) and
+under ``fail`` (recorded: the refusal's length, start and last line: the problem summary is
+bounded, 20 kinds then counts). ``--input parquet`` reads the Parquet file instead.
+
 Usage: ``python benchmarks/scale.py --tiers 1000000 10000000 [--shards 16] [--whole]
-[--slurm]`` (``make bench-scale``; ``make bench BENCH_SCALE=10000000``). Needs about 1 GB of
-free disk per million clients.
+[--slurm] [--map-only | --faults] [--input parquet]`` (``make bench-scale``; ``make bench
+BENCH_SCALE=10000000``). Needs about 1 GB of free disk per million clients.
 """
 
 from __future__ import annotations
@@ -51,9 +57,11 @@ BLOCK = 1_000_000
 """Clients simulated at a time (about 1.5 GB of memory)."""
 
 
-def write_dataset(clients: int, folder: Path) -> tuple[Path, Path, int]:
+def write_dataset(clients: int, folder: Path, faults: bool = False) -> tuple[Path, Path, int]:
     """A CSV and a Parquet file of ``clients`` simulated clients, about 8 sessions each, 100
-    clients per therapist, 10 sites per block; and the number of sessions.
+    clients per therapist, 10 sites per block; and the number of rows. With ``faults``, every
+    :data:`BAD_EVERY`-th session's ORS is out of range and every :data:`DUPLICATE_EVERY`-th
+    session is written twice, at the end of its block (so in every shard).
 
     Each block spans two reporting years, a year after the block before it, the last ending
     in March 2026: about a million episodes end in each year of a decade at 10M clients, as
@@ -73,6 +81,9 @@ def write_dataset(clients: int, folder: Path) -> tuple[Path, Path, int]:
             for column in ("client_id", "therapist_id"):
                 frame[column] = f"B{block}-" + frame[column]
         frame["session_date"] = frame["session_date"].dt.date
+        if faults:
+            frame.loc[frame.index[::BAD_EVERY], "ors"] = 99.0  # ORS is 0-40
+            frame = pd.concat([frame, frame.iloc[::DUPLICATE_EVERY]], ignore_index=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if writer_csv is None:
             writer_csv = pacsv.CSVWriter(csv, table.schema)
@@ -90,18 +101,42 @@ MAP_TARGETS = ("results/bench/internal/validation/summary.json",
                "results/bench/internal/derived/clients.parquet")  # fmt: skip
 """The map's ends (``--map-only``): the split, each shard's validation and derivation, and
 the two merges."""
+BAD_EVERY = 80
+"""``--faults``: one session in this many has an out-of-range ORS (a million at 10M)."""
+DUPLICATE_EVERY = 8_000
+"""``--faults``: one session in this many is written twice (10,000 at 10M)."""
+
+
+SNAKEMAKE_AFTER = ("\nError in rule", "\nRuleException", "\nShutting down", "\nExiting because")
+"""What Snakemake writes after a failed job's own message."""
+FAULT_RUNS = {"faults_exclude": "exclude", "faults_fail": "fail"}
+"""``--faults``'s runs of the map and their ``on_invalid_rows``."""
+
+
+def fault_outcome(work: Path, failure: str) -> dict:
+    """What a ``--faults`` run made of the faults: under ``exclude`` the rows read, used and
+    excluded (the validation summary), under ``fail`` the length of the refusal's message
+    and whether it ends in counts (the problem summary is bounded, 20 kinds then counts)."""
+    if failure:
+        message = failure[failure.rfind("error: dataset") :]
+        ends = [message.find(m) for m in SNAKEMAKE_AFTER if m in message]
+        message = message[: min(ends)] if ends else message
+        return {"message_chars": len(message), "message_start": message[:200],
+                "message_end": message.rstrip().splitlines()[-1][:200]}  # fmt: skip
+    summary = json.loads((work / "results/bench/internal/validation/summary.json").read_text())
+    return {f"rows_{name}": count for name, count in summary["rows"].items()}
 
 
 def run_workflow(
     data: Path, work: Path, shards: int, key: Path, targets: Sequence[str] = (),
-    slurm: bool = False,
+    slurm: bool = False, on_invalid_rows: str = "fail",
 ) -> tuple[dict, pd.DataFrame]:  # fmt: skip
     """The whole workflow (or its ``targets``) on ``data`` in ``work`` (``shards`` 0: read
     whole) with the pseudonym key ``key``, by 2 local cores or, with ``slurm``, through the
     SLURM profile on a one-node cluster started for it (:func:`tests.slurm.local_slurm`):
     wall time, the peak of all jobs together, each job's time and peak memory."""
     work.mkdir(parents=True)
-    entry: dict = {"path": str(data)}
+    entry: dict = {"path": str(data), "on_invalid_rows": on_invalid_rows}
     if shards:
         entry["shards"] = {"column": "therapist_id", "count": shards}
     settings = {"pseudonym_key": str(key), "datasets": {"bench": entry}}
@@ -182,6 +217,9 @@ def main() -> None:
                         help="also sharded through the SLURM profile (root), compare")  # fmt: skip
     parser.add_argument("--map-only", action="store_true",
                         help="only the map (split, shards, merges): run sharded_map")  # fmt: skip
+    parser.add_argument("--faults", action="store_true",
+                        help="a million bad rows and duplicated sessions in the file: the map "
+                             "under on_invalid_rows exclude, then fail")  # fmt: skip
     parser.add_argument("--input", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.csv"))
     args = parser.parse_args()
@@ -190,7 +228,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=ROOT.parent) as name:
             folder = Path(name)
             start = time.perf_counter()
-            csv, parquet, sessions = write_dataset(clients, folder)
+            csv, parquet, sessions = write_dataset(clients, folder, args.faults)
             written = {"clients": clients, "sessions": sessions,
                        "written_s": round(time.perf_counter() - start, 1),
                        "csv_mb": round(csv.stat().st_size / 2**20)}  # fmt: skip
@@ -201,13 +239,25 @@ def main() -> None:
                     **({"slurm": shards} if args.slurm else {})}  # fmt: skip
             if args.map_only:
                 runs = {"sharded_map": shards}
+            if args.faults:
+                runs = {"faults_exclude": shards, "faults_fail": shards}
             rows, jobs = [], []
             key = folder / "keys" / "pseudonym.key"
             load_key(key, create=True)  # one key: the same therapist codes in both runs
             for label, count in runs.items():
-                targets = MAP_TARGETS if label == "sharded_map" else ()
-                summary, per_job = run_workflow(data, folder / label, count, key, targets,
-                                                slurm=label == "slurm")  # fmt: skip
+                targets = MAP_TARGETS if label in ("sharded_map", *FAULT_RUNS) else ()
+                summary, per_job = run_workflow(
+                    data,
+                    folder / label,
+                    count,
+                    key,
+                    targets,
+                    slurm=label == "slurm",
+                    on_invalid_rows=FAULT_RUNS.get(label, "fail"),
+                )
+                if label in FAULT_RUNS:
+                    summary.update(fault_outcome(folder / label, summary.pop("failed")))
+                    summary["failed"] = ""
                 row = {"clients": clients, "sessions": sessions, "input": args.input,
                        "run": label, "shards": count, **summary}  # fmt: skip
                 rows.append(row)
