@@ -163,3 +163,20 @@ def test_missing_excel_sheet_is_a_clear_error(study, tmp_path: Path) -> None:
 def test_file_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="the file does not exist"):
         load_dataset(spec_for(tmp_path / "nope.csv"))
+
+
+def test_a_parquet_date_column_reads_as_its_csv_twin(study, tmp_path: Path) -> None:
+    """Parquet's dates (date32, cast to ISO text by Arrow, io.read._dates_as_text) give the
+    sessions the same dates written as text in a CSV give, a missing one too."""
+    sessions = study.sessions.assign(session_date=study.sessions["session_date"].dt.date)
+    sessions.loc[3, "session_date"] = None
+    sessions.to_csv(tmp_path / "s.csv", index=False)
+    sessions.to_parquet(tmp_path / "s.parquet", index=False)
+    assert str(pd.read_parquet(tmp_path / "s.parquet").dtypes["session_date"]) == "object"
+    from_csv, from_parquet = (
+        load_dataset(spec_for(tmp_path / f"s.{kind}", on_invalid_rows="exclude"))
+        for kind in ("csv", "parquet")
+    )
+    assert from_parquet.sessions["session_date"].isna().sum() == 1
+    pd.testing.assert_frame_equal(from_parquet.sessions.drop(columns="source_row"),
+                                  from_csv.sessions.drop(columns="source_row"))  # fmt: skip

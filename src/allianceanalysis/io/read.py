@@ -774,10 +774,22 @@ def _parquet_piece(table: pa.Table, header: list[str], first_row: int) -> RawTab
     table, file_row, overlong = _set_aside_overlong(
         table, header, np.arange(first_row, first_row + records), ","
     )
-    frame = table.to_pandas()
+    frame = _dates_as_text(table).to_pandas()
     frame.columns = header
     return RawTable(frame=frame, header=header, file_row=file_row, set_aside=overlong,
                     format="parquet", records=records)  # fmt: skip
+
+
+def _dates_as_text(table: pa.Table) -> pa.Table:
+    """``table`` with its date columns as ISO text (``2025-12-24``), the text validation
+    makes of a date (:func:`~allianceanalysis.io.validate.as_text`), cast by Arrow: pandas
+    holds dates as Python objects, and formatting them one at a time took 6 of a 4M-row
+    shard's 10.6 s of validation (1M clients, 2 shards; a CSV input's shard took 4.0 s)."""
+    for position, column in enumerate(table.columns):
+        if pa.types.is_date(column.type):
+            text = pc.cast(column, pa.large_string())
+            table = table.set_column(position, table.field(position).name, text)
+    return table
 
 
 def _read_excel(path: Path, options: ReadOptions) -> RawTable:
@@ -874,7 +886,7 @@ def read_shard(path: Path) -> RawTable:
     meta = json.loads(table.schema.metadata[SHARD_METADATA])
     table = table.sort_by(SHARD_ROW)
     rows = table.column(SHARD_ROW).to_numpy()
-    frame = table.drop_columns([SHARD_ROW]).to_pandas()
+    frame = _dates_as_text(table.drop_columns([SHARD_ROW])).to_pandas()
     frame.columns = meta["header"]
     return RawTable(frame=frame, header=meta["header"], file_row=rows, format=meta["format"],
                     options=meta["options"], records=len(rows))  # fmt: skip
