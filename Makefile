@@ -150,7 +150,9 @@ fuzz: $(STAMP)
 # 100k clients; BENCH_FULL=1 adds 1M (about half an hour, most of it lme4). BENCH_SCALE=10000000
 # adds issue 23's goal, a national decade (about 80 minutes; root, for the SLURM cluster): 1M
 # clients whole and sharded, outputs compared, then BENCH_SCALE clients sharded, locally and
-# through the SLURM profile on a one-node cluster (tests/slurm.py), outputs compared
+# through the SLURM profile on a one-node cluster (tests/slurm.py), outputs compared; then the
+# map (split, validation, derivation) of a Parquet input, and of a file with a million bad rows
+# and duplicated sessions, under exclude and fail (about 25 minutes more)
 # (benchmarks/results/scale*.csv; docs/performance.md).
 BENCH_TIERS = 1000 10000 100000 $(if $(BENCH_FULL),1000000)
 bench: $(STAMP) $(if $(BENCH_SCALE),cluster-packages)
@@ -158,6 +160,8 @@ bench: $(STAMP) $(if $(BENCH_SCALE),cluster-packages)
 	$(BIN)/python benchmarks/glmm.py --tiers $(BENCH_TIERS)
 	$(if $(BENCH_SCALE),$(BIN)/python benchmarks/scale.py --tiers 1000000 --whole)
 	$(if $(BENCH_SCALE),$(BIN)/python benchmarks/scale.py --tiers $(BENCH_SCALE) --slurm)
+	$(if $(BENCH_SCALE),$(BIN)/python benchmarks/scale.py --tiers $(BENCH_SCALE) --input parquet --map-only)
+	$(if $(BENCH_SCALE),$(BIN)/python benchmarks/scale.py --tiers $(BENCH_SCALE) --faults)
 	$(BIN)/python benchmarks/plot.py
 
 # Issue 19's tier: the catalogue with 10 covariates (one a 5-level factor) and a moderator, ours
