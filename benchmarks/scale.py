@@ -113,16 +113,21 @@ FAULT_RUNS = {"faults_exclude": "exclude", "faults_fail": "fail"}
 """``--faults``'s runs of the map and their ``on_invalid_rows``."""
 
 
-def fault_outcome(work: Path, failure: str) -> dict:
+def fault_outcome(label: str, work: Path, failure: str) -> dict:
     """What a ``--faults`` run made of the faults: under ``exclude`` the rows read, used and
-    excluded (the validation summary), under ``fail`` the length of the refusal's message
-    and whether it ends in counts (the problem summary is bounded, 20 kinds then counts)."""
-    if failure:
+    excluded (the validation summary), under ``fail`` the refusal's length, start and last
+    line (the problem summary is bounded, 20 kinds then counts), with ``failed`` empty. Any
+    other end (a failure under ``exclude``, no refusal under ``fail``) stays a failure."""
+    if label == "faults_fail":
+        if not failure:
+            return {"failed": "not refused"}
         message = failure[failure.rfind("error: dataset") :]
         ends = [message.find(m) for m in SNAKEMAKE_AFTER if m in message]
         message = message[: min(ends)] if ends else message
         return {"message_chars": len(message), "message_start": message[:200],
-                "message_end": message.rstrip().splitlines()[-1][:200]}  # fmt: skip
+                "message_end": message.rstrip().splitlines()[-1][:200], "failed": ""}  # fmt: skip
+    if failure:
+        return {"failed": failure}
     summary = json.loads((work / "results/bench/internal/validation/summary.json").read_text())
     return {f"rows_{name}": count for name, count in summary["rows"].items()}
 
@@ -256,8 +261,7 @@ def main() -> None:
                     on_invalid_rows=FAULT_RUNS.get(label, "fail"),
                 )
                 if label in FAULT_RUNS:
-                    summary.update(fault_outcome(folder / label, summary.pop("failed")))
-                    summary["failed"] = ""
+                    summary.update(fault_outcome(label, folder / label, summary["failed"]))
                 row = {"clients": clients, "sessions": sessions, "input": args.input,
                        "run": label, "shards": count, **summary}  # fmt: skip
                 rows.append(row)
